@@ -1,0 +1,336 @@
+/* conf.c -- loading and checking the host configuration.
+ *
+ * A config file is a Lua chunk returning a flat table whose keys are the
+ * rows of `keys[]` below, plus a free-form `app` table for handlers. The
+ * file is run in a throwaway lua_State (no host module: config is data, not
+ * code with effects), then every key may be overridden from the environment
+ * as FCFS_<KEY in upper case>. Unknown keys and out-of-range values are
+ * refused with a message naming the key, so a typo never silently falls back
+ * to a default.
+ *
+ * Ownership: every string field of fcfs_conf_t is malloc'ed here and freed by
+ * fcfs_conf_free(). fcfs_conf_push() re-reads the file for the `app` table,
+ * so nothing Lua-side is kept in the struct.
+ */
+#include "conf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <lauxlib.h>
+#include <limits.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum { CONF_STR, CONF_INT, CONF_NUM, CONF_BOOL } conf_type_t;
+
+typedef struct {
+  const char *name;
+  conf_type_t type;
+  size_t offset;
+  const char *def; /* default, as the text an env variable would hold */
+  double min, max; /* numeric bounds */
+} conf_key_t;
+
+#define S(k, d) {#k, CONF_STR, offsetof(fcfs_conf_t, k), d, 0, 0}
+#define I(k, d, lo, hi) {#k, CONF_INT, offsetof(fcfs_conf_t, k), d, lo, hi}
+#define N(k, d, lo, hi) {#k, CONF_NUM, offsetof(fcfs_conf_t, k), d, lo, hi}
+#define B(k, d) {#k, CONF_BOOL, offsetof(fcfs_conf_t, k), d, 0, 1}
+
+/* "" as the default of workers means "one per core", resolved below. */
+static const conf_key_t keys[] = {
+    S(listen, "127.0.0.1:8080"),
+    I(workers, "", 0, 64),
+    I(backlog, "4096", 1, 65535),
+    I(max_connections, "16384", 1, 1000000),
+    S(run_dir, "var/run"),
+    S(pid_file, ""),
+    N(heartbeat_timeout, "2", 0.2, 3600),
+    N(drain_timeout, "10", 0, 3600),
+    S(lua_dir, "lua"),
+    S(lua_path, ""),
+    B(dev, "false"),
+    N(request_timeout, "30", 0.001, 86400),
+    N(header_timeout, "10", 0.001, 3600),
+    N(body_timeout, "10", 0.001, 3600),
+    N(idle_timeout, "60", 0.001, 86400),
+    I(max_requests_per_conn, "10000", 1, INT_MAX),
+    I(max_url, "8192", 16, 1 << 20),
+    I(max_header_size, "16384", 256, 1 << 24),
+    I(max_headers, "100", 1, 10000),
+    I(max_body, "1048576", 0, INT_MAX),
+    S(error_log, ""),
+    S(access_log, ""),
+    S(log_level, "info"),
+    S(redis, "127.0.0.1:6379"),
+    I(redis_connections, "2", 1, 64),
+    I(redis_pinned_max, "16", 0, 1024),
+    N(redis_connect_timeout, "1", 0.001, 60),
+    N(redis_timeout, "1", 0.001, 3600),
+    S(mysql_host, "127.0.0.1"),
+    I(mysql_port, "3306", 1, 65535),
+    S(mysql_socket, ""),
+    S(mysql_user, "fcfs"),
+    S(mysql_password, ""),
+    S(mysql_database, "fcfs"),
+    I(mysql_pool_size, "8", 1, 1024),
+    I(mysql_queue_size, "1024", 0, 1000000),
+    N(mysql_wait_timeout, "1", 0.001, 3600),
+    N(mysql_connect_timeout, "2", 0.001, 60),
+    N(mysql_query_timeout, "5", 0.001, 3600),
+    I(mysql_breaker_failures, "5", 1, 1000),
+    N(mysql_breaker_cooldown, "2", 0.01, 3600),
+    S(migrations_dir, "migrations"),
+};
+
+#undef S
+#undef I
+#undef N
+#undef B
+
+static const char *log_levels[] = {"debug", "info", "notice", "warn", "error", NULL};
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+static const conf_key_t *find_key(const char *name) {
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+    if (strcmp(keys[i].name, name) == 0) return &keys[i];
+  return NULL;
+}
+
+/* Set one key from its text form (defaults and env use this path). */
+static int set_text(fcfs_conf_t *c, const conf_key_t *k, const char *v, const char *from, char *err,
+                    size_t errlen) {
+  char *p = (char *)c + k->offset;
+  char *end;
+  switch (k->type) {
+  case CONF_STR: {
+    char *dup = strdup(v);
+    if (dup == NULL) return fail(err, errlen, "out of memory");
+    free(*(char **)p);
+    *(char **)p = dup;
+    return 0;
+  }
+  case CONF_BOOL:
+    if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "on") == 0) *(int *)p = 1;
+    else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0 || strcmp(v, "off") == 0) *(int *)p = 0;
+    else return fail(err, errlen, "%s: %s must be true or false, got \"%s\"", from, k->name, v);
+    return 0;
+  case CONF_INT:
+  case CONF_NUM: {
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno != 0 || end == v || *end != '\0')
+      return fail(err, errlen, "%s: %s must be a number, got \"%s\"", from, k->name, v);
+    if (k->type == CONF_INT && d != (double)(long long)d)
+      return fail(err, errlen, "%s: %s must be an integer, got \"%s\"", from, k->name, v);
+    if (d < k->min || d > k->max)
+      return fail(err, errlen, "%s: %s must be between %g and %g, got %s", from, k->name, k->min,
+                  k->max, v);
+    if (k->type == CONF_INT) *(int *)p = (int)d;
+    else *(double *)p = d;
+    return 0;
+  }
+  }
+  return fail(err, errlen, "%s: %s: bad type", from, k->name);
+}
+
+/* Read the table at the top of L into c. */
+static int set_from_table(fcfs_conf_t *c, lua_State *L, const char *file, char *err,
+                          size_t errlen) {
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    char text[64];
+    const char *v;
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      lua_pop(L, 2);
+      return fail(err, errlen, "%s: keys must be strings", file);
+    }
+    const char *name = lua_tostring(L, -2);
+    if (strcmp(name, "app") == 0) {
+      if (!lua_istable(L, -1)) {
+        lua_pop(L, 2);
+        return fail(err, errlen, "%s: app must be a table", file);
+      }
+      lua_pop(L, 1);
+      continue;
+    }
+    const conf_key_t *k = find_key(name);
+    if (k == NULL) {
+      fail(err, errlen, "%s: unknown key \"%s\"", file, name);
+      lua_pop(L, 2);
+      return -1;
+    }
+    int t = lua_type(L, -1);
+    if (k->type == CONF_BOOL && t == LUA_TBOOLEAN) {
+      v = lua_toboolean(L, -1) ? "true" : "false";
+    } else if (k->type != CONF_BOOL && k->type != CONF_STR && t == LUA_TNUMBER) {
+      snprintf(text, sizeof(text), "%.17g", lua_tonumber(L, -1));
+      v = text;
+    } else if (k->type == CONF_STR && t == LUA_TSTRING) {
+      v = lua_tostring(L, -1);
+    } else {
+      fail(err, errlen, "%s: %s has the wrong type (%s)", file, name, lua_typename(L, t));
+      lua_pop(L, 2);
+      return -1;
+    }
+    if (set_text(c, k, v, file, err, errlen) != 0) {
+      lua_pop(L, 2);
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* Run the config chunk and leave its table on top of L. */
+static int run_file(lua_State *L, const char *path, char *err, size_t errlen) {
+  if (luaL_loadfile(L, path) != 0 || lua_pcall(L, 0, 1, 0) != 0) {
+    fail(err, errlen, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return fail(err, errlen, "%s: must return a table", path);
+  }
+  return 0;
+}
+
+static int check(fcfs_conf_t *c, char *err, size_t errlen) {
+  int ok = 0;
+  for (int i = 0; log_levels[i]; i++) ok |= strcmp(log_levels[i], c->log_level) == 0;
+  if (!ok)
+    return fail(err, errlen, "log_level must be one of debug, info, notice, warn, error, got \"%s\"",
+                c->log_level);
+  if (strchr(c->listen, ':') == NULL)
+    return fail(err, errlen, "listen must be host:port, got \"%s\"", c->listen);
+  if (c->redis[0] == '\0') return fail(err, errlen, "redis must not be empty");
+  return 0;
+}
+
+static int derive(fcfs_conf_t *c, char *err, size_t errlen) {
+  char buf[4096];
+  if (c->workers < 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    c->workers = n > 0 ? (int)(n > 64 ? 64 : n) : 1;
+  }
+  if (c->pid_file[0] == '\0') {
+    snprintf(buf, sizeof(buf), "%s/fcfs.pid", c->run_dir);
+    free(c->pid_file);
+    if ((c->pid_file = strdup(buf)) == NULL) return fail(err, errlen, "out of memory");
+  }
+  if (c->error_log[0] == '\0') {
+    snprintf(buf, sizeof(buf), "%s/error.log", c->run_dir);
+    free(c->error_log);
+    if ((c->error_log = strdup(buf)) == NULL) return fail(err, errlen, "out of memory");
+  }
+  if (c->access_log[0] == '\0') {
+    snprintf(buf, sizeof(buf), "%s/access.log", c->run_dir);
+    free(c->access_log);
+    if ((c->access_log = strdup(buf)) == NULL) return fail(err, errlen, "out of memory");
+  }
+  return 0;
+}
+
+int fcfs_conf_load(fcfs_conf_t *c, const char *path, char *err, size_t errlen) {
+  memset(c, 0, sizeof(*c));
+  c->workers = -1;
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+    if (keys[i].def[0] == '\0' && keys[i].type != CONF_STR) continue;
+    if (set_text(c, &keys[i], keys[i].def, "default", err, errlen) != 0) goto fail;
+  }
+  char abs[PATH_MAX];
+  if (path != NULL && realpath(path, abs) == NULL) {
+    fail(err, errlen, "%s: %s", path, strerror(errno));
+    goto fail;
+  }
+  if ((c->conf_file = strdup(path ? abs : "")) == NULL) goto fail;
+  if (path != NULL) {
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+      fail(err, errlen, "out of memory");
+      goto fail;
+    }
+    luaL_openlibs(L);
+    int rc = run_file(L, path, err, errlen);
+    if (rc == 0) rc = set_from_table(c, L, path, err, errlen);
+    lua_close(L);
+    if (rc != 0) goto fail;
+  }
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+    char env[128];
+    size_t n = snprintf(env, sizeof(env), "FCFS_%s", keys[i].name);
+    for (size_t j = 5; j < n; j++) env[j] = (char)toupper((unsigned char)env[j]);
+    const char *v = getenv(env);
+    if (v != NULL && set_text(c, &keys[i], v, env, err, errlen) != 0) goto fail;
+  }
+  if (derive(c, err, errlen) != 0 || check(c, err, errlen) != 0) goto fail;
+  return 0;
+fail:
+  fcfs_conf_free(c);
+  return -1;
+}
+
+void fcfs_conf_free(fcfs_conf_t *c) {
+  free(c->conf_file);
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+    if (keys[i].type == CONF_STR) {
+      char **p = (char **)((char *)c + keys[i].offset);
+      free(*p);
+      *p = NULL;
+    }
+  c->conf_file = NULL;
+}
+
+/* host.config: a proxy table whose __index is the real data and whose
+ * __newindex refuses writes. */
+static int conf_readonly(lua_State *L) {
+  return luaL_error(L, "host.config is read-only");
+}
+
+void fcfs_conf_push(lua_State *L, const fcfs_conf_t *c) {
+  lua_newtable(L); /* proxy */
+  lua_newtable(L); /* metatable */
+  lua_newtable(L); /* data */
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+    const char *p = (const char *)c + keys[i].offset;
+    if (strcmp(keys[i].name, "mysql_password") == 0) continue; /* never handed to handlers */
+    switch (keys[i].type) {
+    case CONF_STR: lua_pushstring(L, *(char *const *)p); break;
+    case CONF_INT: lua_pushinteger(L, *(const int *)p); break;
+    case CONF_NUM: lua_pushnumber(L, *(const double *)p); break;
+    case CONF_BOOL: lua_pushboolean(L, *(const int *)p); break;
+    }
+    lua_setfield(L, -2, keys[i].name);
+  }
+  /* The app table comes from the file itself, read again here in L. */
+  char err[256];
+  if (c->conf_file[0] != '\0' && run_file(L, c->conf_file, err, sizeof(err)) == 0) {
+    lua_getfield(L, -1, "app");
+    lua_remove(L, -2);
+  } else {
+    lua_newtable(L);
+  }
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  lua_setfield(L, -2, "app");
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, conf_readonly);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+}

@@ -1,0 +1,85 @@
+/* conf.h -- the host configuration: one flat struct filled from a Lua file
+ * (`fcfs -c etc/fcfs.lua`, a chunk returning a table), then from FCFS_<KEY>
+ * environment variables, then checked. Every key is one row of the table in
+ * conf.c (name, type, default, bounds); an unknown key or a bad value is
+ * refused with a message naming the key. The free-form `app` sub-table is
+ * passed through untouched to handlers as host.config.app.
+ *
+ * The struct is filled once at start (and again in each worker, which
+ * re-reads the same file and environment) and is read-only afterwards.
+ * Strings are heap-allocated and freed by fcfs_conf_free().
+ */
+#ifndef FCFS_CONF_H
+#define FCFS_CONF_H
+
+#include <stddef.h>
+
+typedef struct fcfs_conf_s {
+  char *conf_file;         /* the file it was read from, absolute ("" if none) */
+
+  /* process and network */
+  char *listen;            /* "127.0.0.1:8080" */
+  int workers;             /* 0 = single process in the foreground */
+  int backlog;
+  int max_connections;     /* per worker */
+  char *run_dir;           /* pid file, logs, local services */
+  char *pid_file;
+  double heartbeat_timeout;   /* s: a worker silent that long is killed */
+  double drain_timeout;       /* s: QUIT and reload wait that long for in-flight requests */
+
+  /* Lua */
+  char *lua_dir;           /* holds app.lua */
+  char *lua_path;          /* extra package.path entries, ';'-separated, may be "" */
+  int dev;                 /* watch lua_dir and reload on save */
+
+  /* HTTP limits and timeouts (seconds) */
+  double request_timeout;  /* handler deadline -> 504 */
+  double header_timeout;   /* -> 408 */
+  double body_timeout;     /* -> 408 */
+  double idle_timeout;     /* keep-alive connection closed silently */
+  int max_requests_per_conn;
+  int max_url;             /* -> 414 */
+  int max_header_size;     /* request line + headers -> 431 */
+  int max_headers;         /* count -> 431 */
+  int max_body;            /* -> 413 */
+
+  /* logs */
+  char *error_log;         /* path or "stderr" */
+  char *access_log;        /* path, "stderr" or "off" */
+  char *log_level;         /* debug|info|notice|warn|error */
+
+  /* Redis */
+  char *redis;             /* "127.0.0.1:6379" or "unix:/path/redis.sock" */
+  int redis_connections;   /* shared, pipelined connections per worker */
+  int redis_pinned_max;    /* pinned (MULTI/blocking) connections per worker */
+  double redis_connect_timeout;
+  double redis_timeout;    /* per command */
+
+  /* MySQL */
+  char *mysql_host;        /* IP, never a name (DNS would block) */
+  int mysql_port;
+  char *mysql_socket;      /* unix socket; used instead of host:port when not "" */
+  char *mysql_user;
+  char *mysql_password;
+  char *mysql_database;
+  int mysql_pool_size;     /* per worker */
+  int mysql_queue_size;    /* requests waiting for a connection */
+  double mysql_wait_timeout;
+  double mysql_connect_timeout;
+  double mysql_query_timeout;
+  int mysql_breaker_failures;   /* consecutive failures that open the circuit */
+  double mysql_breaker_cooldown; /* s before a half-open probe */
+  char *migrations_dir;    /* numbered .sql files for `fcfs migrate` */
+} fcfs_conf_t;
+
+/* Fill c from path (NULL: defaults only) and the environment. On error
+ * returns -1 and writes a one-line message naming the key or file:line to
+ * err. */
+int fcfs_conf_load(fcfs_conf_t *c, const char *path, char *err, size_t errlen);
+void fcfs_conf_free(fcfs_conf_t *c);
+
+/* Push a read-only table view of c on L (host.config). */
+struct lua_State;
+void fcfs_conf_push(struct lua_State *L, const fcfs_conf_t *c);
+
+#endif

@@ -1,0 +1,184 @@
+/* main.c -- the fcfs command line.
+ *
+ *   fcfs [-c FILE]                 run a node (master + workers, or one
+ *                                  process in the foreground with workers = 0)
+ *   fcfs [-c FILE] -t              load the config and all Lua, exit 1 with
+ *                                  file:line on error
+ *   fcfs [-c FILE] -s SIGNAL       reload | quit | stop | reopen the running
+ *                                  node (pid file); reload first runs -t and
+ *                                  exits 1 with the error instead of signalling
+ *   fcfs [-c FILE] migrate [status]
+ *   fcfs -c FILE --worker N --worker-count M   (internal: started by the master)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "master.h"
+#include "migrate.h"
+#include "server.h"
+#include "worker.h"
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: fcfs [-c FILE] [-t] [-s reload|quit|stop|reopen] [migrate [status]]\n"
+             "  -c FILE   config (a Lua file returning a table); keys may be overridden by\n"
+             "            FCFS_<KEY> environment variables\n"
+             "  -t        test the config and the Lua app, then exit\n"
+             "  -s SIG    send a signal to the running node\n"
+             "  migrate   apply pending migrations; `migrate status` lists them\n");
+}
+
+static pid_t read_pid(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 0;
+  long pid = 0;
+  if (fscanf(f, "%ld", &pid) != 1) pid = 0;
+  fclose(f);
+  return (pid_t)pid;
+}
+
+/* mkdir -p for the directory part of path. */
+static void make_parent(const char *path) {
+  char buf[4096];
+  snprintf(buf, sizeof(buf), "%s", path);
+  for (char *p = buf + 1; *p; p++)
+    if (*p == '/') {
+      *p = '\0';
+      mkdir(buf, 0755);
+      *p = '/';
+    }
+}
+
+static int write_pid(const char *path) {
+  pid_t old = read_pid(path);
+  if (old > 0 && old != getpid() && kill(old, 0) == 0) {
+    fprintf(stderr, "fcfs: already running as pid %d (%s)\n", (int)old, path);
+    return -1;
+  }
+  make_parent(path);
+  FILE *f = fopen(path, "w");
+  if (f == NULL) {
+    fprintf(stderr, "fcfs: cannot write pid file %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  fprintf(f, "%d\n", (int)getpid());
+  fclose(f);
+  return 0;
+}
+
+static int send_signal(const fcfs_conf_t *c, const char *name) {
+  static const struct {
+    const char *name;
+    int sig;
+  } sigs[] = {{"reload", SIGHUP}, {"quit", SIGQUIT}, {"stop", SIGTERM}, {"reopen", SIGUSR1}};
+  int sig = 0;
+  for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+    if (strcmp(name, sigs[i].name) == 0) sig = sigs[i].sig;
+  if (sig == 0) {
+    fprintf(stderr, "fcfs: unknown signal \"%s\" (reload, quit, stop, reopen)\n", name);
+    return 1;
+  }
+  pid_t pid = read_pid(c->pid_file);
+  if (pid <= 0 || kill(pid, 0) != 0) {
+    fprintf(stderr, "fcfs: not running (no live pid in %s)\n", c->pid_file);
+    return 1;
+  }
+  if (sig == SIGHUP) {
+    char err[4096];
+    if (fcfs_worker_check(c, err, sizeof(err)) != 0) {
+      fprintf(stderr, "fcfs: reload refused, the running code keeps serving: %s\n", err);
+      return 1;
+    }
+  }
+  if (kill(pid, sig) != 0) {
+    fprintf(stderr, "fcfs: kill %d: %s\n", (int)pid, strerror(errno));
+    return 1;
+  }
+  if (sig == SIGQUIT || sig == SIGTERM) /* wait for it to go, bounded */
+    for (int i = 0; i < (int)(c->drain_timeout * 10) + 100 && kill(pid, 0) == 0; i++) usleep(100000);
+  return 0;
+}
+
+/* 10,000 keep-alive connections need more than the usual 1024 descriptors. */
+static void raise_fd_limit(const fcfs_conf_t *c) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  rlim_t want = (rlim_t)c->max_connections + 256;
+  if (rl.rlim_cur >= want) return;
+  rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+int main(int argc, char **argv) {
+  const char *conf_path = NULL, *sig = NULL;
+  int test = 0, worker = -1, worker_count = 1, argi = 1;
+  for (; argi < argc; argi++) {
+    const char *a = argv[argi];
+    if (strcmp(a, "-c") == 0 && argi + 1 < argc) conf_path = argv[++argi];
+    else if (strcmp(a, "-t") == 0) test = 1;
+    else if (strcmp(a, "-s") == 0 && argi + 1 < argc) sig = argv[++argi];
+    else if (strcmp(a, "--worker") == 0 && argi + 1 < argc) worker = atoi(argv[++argi]);
+    else if (strcmp(a, "--worker-count") == 0 && argi + 1 < argc) worker_count = atoi(argv[++argi]);
+    else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      usage(stdout);
+      return 0;
+    } else if (a[0] != '-') break;
+    else {
+      fprintf(stderr, "fcfs: unknown option %s\n", a);
+      usage(stderr);
+      return 2;
+    }
+  }
+  fcfs_conf_t conf;
+  char err[4096];
+  if (fcfs_conf_load(&conf, conf_path, err, sizeof(err)) != 0) {
+    fprintf(stderr, "fcfs: config: %s\n", err);
+    return 1;
+  }
+  int code = 0;
+  if (argi < argc && strcmp(argv[argi], "migrate") == 0) {
+    code = fcfs_migrate_main(&conf, argc - argi - 1, argv + argi + 1);
+  } else if (argi < argc) {
+    fprintf(stderr, "fcfs: unknown command %s\n", argv[argi]);
+    usage(stderr);
+    code = 2;
+  } else if (test) {
+    if (fcfs_worker_check(&conf, err, sizeof(err)) != 0) {
+      fprintf(stderr, "fcfs: test failed: %s\n", err);
+      code = 1;
+    } else {
+      printf("fcfs: configuration %s and %s/app.lua are ok\n",
+             conf.conf_file[0] ? conf.conf_file : "(defaults)", conf.lua_dir);
+    }
+  } else if (sig) {
+    code = send_signal(&conf, sig);
+  } else if (worker >= 0) {
+    raise_fd_limit(&conf);
+    code = fcfs_worker_main(&conf, worker, worker_count, 3, 4);
+  } else {
+    raise_fd_limit(&conf);
+    make_parent(conf.error_log);
+    make_parent(conf.access_log);
+    int fd = fcfs_listen_socket(conf.listen, conf.backlog, err, sizeof(err));
+    if (fd < 0) {
+      fprintf(stderr, "fcfs: %s\n", err);
+      code = 1;
+    } else if (write_pid(conf.pid_file) != 0) {
+      close(fd);
+      code = 1;
+    } else {
+      code = conf.workers == 0 ? fcfs_worker_main(&conf, 0, 1, fd, -1)
+                               : fcfs_master_main(&conf, fd);
+      if (read_pid(conf.pid_file) == getpid()) unlink(conf.pid_file);
+    }
+  }
+  fcfs_conf_free(&conf);
+  return code;
+}

@@ -1,0 +1,263 @@
+/* master.c -- the master process: owns the listener and the shared memory
+ * segment, starts and supervises the workers, relays signals.
+ *
+ * Workers are started by re-executing this binary (`fcfs -c FILE --worker
+ * N --worker-count M`) with uv_spawn, the listening socket as fd 3 and the
+ * memfd of the shm segment as fd 4 -- never by forking a running libuv loop.
+ * A worker that exits unasked is started again (within 100 ms, or 500 ms
+ * after a worker that lived less than a second, so a broken app does not
+ * spin the CPU). A worker whose heartbeat (written by its loop every 100 ms
+ * into its shm slot) is older than heartbeat_timeout is stuck -- a Lua
+ * `while true do end` cannot be interrupted any other way under the JIT --
+ * and gets SIGKILL, then is restarted like any dead worker.
+ *
+ * Signals, as nginx: HUP reload (bumps the wanted generation in shm and
+ * tells each worker), USR2 from a worker that reloaded itself (tell the
+ * others), QUIT graceful stop, TERM/INT fast stop, USR1 reopen logs.
+ *
+ * Ownership: the master struct lives on the stack of fcfs_master_main; each
+ * uv_process_t is heap-allocated and freed in its close callback.
+ */
+#include "master.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "log.h"
+#include "shm.h"
+#include "watch.h"
+
+#define CHECK_MS 100
+#define NSIGS 6
+
+typedef struct {
+  uv_process_t *proc;
+  uint64_t started_ms;
+  uint64_t respawn_at_ms; /* 0: not waiting to be started */
+  int killed;
+} child_t;
+
+typedef struct {
+  uv_loop_t loop;
+  const fcfs_conf_t *conf;
+  fcfs_shm_t *shm;
+  int shm_fd, listen_fd;
+  char exe[4096];
+  child_t kids[FCFS_MAX_WORKERS];
+  int alive;
+  uv_timer_t check;
+  uv_signal_t sigs[NSIGS];
+  fcfs_watch_t *watch;
+  int stopping; /* 1 graceful, 2 fast */
+  uint64_t stop_deadline_ms;
+  int closed;
+} master_t;
+
+static const int signums[NSIGS] = {SIGHUP, SIGUSR2, SIGQUIT, SIGTERM, SIGINT, SIGUSR1};
+
+static void proc_closed(uv_handle_t *h) {
+  free(h);
+}
+
+static void master_close(master_t *m) {
+  if (m->closed) return;
+  m->closed = 1;
+  uv_timer_stop(&m->check);
+  uv_close((uv_handle_t *)&m->check, NULL);
+  for (int i = 0; i < NSIGS; i++) uv_close((uv_handle_t *)&m->sigs[i], NULL);
+  fcfs_watch_stop(m->watch);
+  m->watch = NULL;
+}
+
+static void on_exit_cb(uv_process_t *p, int64_t status, int signo) {
+  master_t *m = p->data;
+  int id = -1;
+  for (int i = 0; i < m->conf->workers; i++)
+    if (m->kids[i].proc == p) id = i;
+  uv_close((uv_handle_t *)p, proc_closed);
+  m->alive--;
+  if (id < 0) return;
+  child_t *k = &m->kids[id];
+  k->proc = NULL;
+  m->shm->w[id].pid = 0;
+  if (m->stopping) {
+    if (m->alive == 0) master_close(m);
+    return;
+  }
+  uint64_t now = fcfs_monotonic_ms();
+  int quick = now - k->started_ms < 1000;
+  fcfs_log(k->killed ? FCFS_LOG_WARN : FCFS_LOG_ERROR, "worker %d (pid %d) %s %d, restarting", id,
+           p->pid, signo ? "killed by signal" : "exited with status", signo ? signo : (int)status);
+  m->shm->worker_restarts++;
+  k->respawn_at_ms = now + (quick ? 500 : 1);
+}
+
+static int spawn(master_t *m, int id) {
+  child_t *k = &m->kids[id];
+  char idbuf[16], nbuf[16];
+  snprintf(idbuf, sizeof(idbuf), "%d", id);
+  snprintf(nbuf, sizeof(nbuf), "%d", m->conf->workers);
+  char *args[8];
+  int n = 0;
+  args[n++] = m->exe;
+  if (m->conf->conf_file[0]) {
+    args[n++] = "-c";
+    args[n++] = (char *)m->conf->conf_file;
+  }
+  args[n++] = "--worker";
+  args[n++] = idbuf;
+  args[n++] = "--worker-count";
+  args[n++] = nbuf;
+  args[n] = NULL;
+  uv_stdio_container_t stdio[5];
+  stdio[0].flags = UV_IGNORE;
+  stdio[1].flags = UV_INHERIT_FD;
+  stdio[1].data.fd = 1;
+  stdio[2].flags = UV_INHERIT_FD;
+  stdio[2].data.fd = 2;
+  stdio[3].flags = UV_INHERIT_FD;
+  stdio[3].data.fd = m->listen_fd;
+  stdio[4].flags = UV_INHERIT_FD;
+  stdio[4].data.fd = m->shm_fd;
+  uv_process_options_t o;
+  memset(&o, 0, sizeof(o));
+  o.file = m->exe;
+  o.args = args;
+  o.exit_cb = on_exit_cb;
+  o.stdio = stdio;
+  o.stdio_count = 5;
+  uv_process_t *p = calloc(1, sizeof(*p));
+  if (p == NULL) return UV_ENOMEM;
+  p->data = m;
+  memset(&m->shm->w[id], 0, sizeof(m->shm->w[id]));
+  m->shm->w[id].heartbeat_ms = fcfs_monotonic_ms();
+  int rc = uv_spawn(&m->loop, p, &o);
+  if (rc != 0) {
+    fcfs_log(FCFS_LOG_ERROR, "cannot start worker %d: %s", id, uv_strerror(rc));
+    uv_close((uv_handle_t *)p, proc_closed);
+    k->respawn_at_ms = fcfs_monotonic_ms() + 1000;
+    return rc;
+  }
+  m->shm->w[id].pid = p->pid;
+  k->proc = p;
+  k->started_ms = fcfs_monotonic_ms();
+  k->respawn_at_ms = 0;
+  k->killed = 0;
+  m->alive++;
+  return 0;
+}
+
+static void each_worker(master_t *m, int signum) {
+  for (int i = 0; i < m->conf->workers; i++)
+    if (m->kids[i].proc) uv_process_kill(m->kids[i].proc, signum);
+}
+
+static void on_check(uv_timer_t *t) {
+  master_t *m = t->data;
+  uint64_t now = fcfs_monotonic_ms();
+  uint64_t limit = (uint64_t)(m->conf->heartbeat_timeout * 1000);
+  for (int i = 0; i < m->conf->workers; i++) {
+    child_t *k = &m->kids[i];
+    if (k->proc == NULL) {
+      if (!m->stopping && k->respawn_at_ms && now >= k->respawn_at_ms) spawn(m, i);
+      continue;
+    }
+    uint64_t hb = m->shm->w[i].heartbeat_ms;
+    if (!k->killed && !m->stopping && now > hb && now - hb > limit) {
+      fcfs_log(FCFS_LOG_ERROR,
+               "worker %d (pid %d) missed its heartbeat for %llu ms (a handler that never yields?), "
+               "killing it",
+               i, k->proc->pid, (unsigned long long)(now - hb));
+      k->killed = 1;
+      uv_process_kill(k->proc, SIGKILL);
+    }
+  }
+  if (m->stopping && now >= m->stop_deadline_ms && m->alive > 0) {
+    fcfs_log(FCFS_LOG_WARN, "workers still running after the stop deadline, killing them");
+    each_worker(m, SIGKILL);
+    m->stop_deadline_ms = UINT64_MAX;
+  }
+}
+
+static void reload(master_t *m) {
+  __atomic_add_fetch(&m->shm->generation, 1, __ATOMIC_SEQ_CST);
+  fcfs_log(FCFS_LOG_NOTICE, "reload: generation %llu", (unsigned long long)m->shm->generation);
+  each_worker(m, SIGHUP);
+}
+
+static void stop(master_t *m, int how) {
+  if (m->stopping >= how) return;
+  m->stopping = how;
+  m->stop_deadline_ms = fcfs_monotonic_ms() + (uint64_t)(m->conf->drain_timeout * 1000) + 5000;
+  fcfs_log(FCFS_LOG_NOTICE, "%s stop", how == 1 ? "graceful" : "fast");
+  each_worker(m, how == 1 ? SIGQUIT : SIGTERM);
+  if (m->alive == 0) master_close(m);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  master_t *m = h->data;
+  switch (signum) {
+  case SIGHUP: reload(m); break;
+  case SIGUSR2: each_worker(m, SIGHUP); break;
+  case SIGQUIT: stop(m, 1); break;
+  case SIGTERM:
+  case SIGINT: stop(m, 2); break;
+  case SIGUSR1:
+    fcfs_log_reopen();
+    each_worker(m, SIGUSR1);
+    break;
+  }
+}
+
+static void on_lua_changed(void *arg) {
+  master_t *m = arg;
+  fcfs_log(FCFS_LOG_NOTICE, "dev: %s changed", m->conf->lua_dir);
+  reload(m);
+}
+
+int fcfs_master_main(const fcfs_conf_t *conf, int listen_fd) {
+  master_t m;
+  memset(&m, 0, sizeof(m));
+  m.conf = conf;
+  m.listen_fd = listen_fd;
+  size_t len = sizeof(m.exe);
+  if (uv_exepath(m.exe, &len) != 0) {
+    fprintf(stderr, "fcfs: cannot find my own executable\n");
+    return 1;
+  }
+  if (fcfs_log_open(conf->error_log, "off", conf->log_level, -1) != 0) return 1;
+  m.shm = fcfs_shm_create(&m.shm_fd);
+  if (m.shm == NULL) {
+    fcfs_log(FCFS_LOG_ERROR, "cannot create the shared memory segment");
+    return 1;
+  }
+  m.shm->master_pid = getpid();
+  m.shm->generation = 1;
+  m.shm->workers = conf->workers;
+  uv_loop_init(&m.loop);
+  uv_timer_init(&m.loop, &m.check);
+  m.check.data = &m;
+  uv_timer_start(&m.check, on_check, CHECK_MS, CHECK_MS);
+  for (int i = 0; i < NSIGS; i++) {
+    uv_signal_init(&m.loop, &m.sigs[i]);
+    m.sigs[i].data = &m;
+    uv_signal_start(&m.sigs[i], on_signal, signums[i]);
+  }
+  signal(SIGPIPE, SIG_IGN);
+  fcfs_log(FCFS_LOG_NOTICE, "master %d starting %d worker(s) on %s", (int)getpid(), conf->workers,
+           conf->listen);
+  for (int i = 0; i < conf->workers; i++) spawn(&m, i);
+  if (conf->dev) m.watch = fcfs_watch_start(&m.loop, conf->lua_dir, on_lua_changed, &m);
+  uv_run(&m.loop, UV_RUN_DEFAULT);
+  uv_loop_close(&m.loop);
+  fcfs_shm_detach(m.shm);
+  close(m.shm_fd);
+  close(listen_fd);
+  fcfs_log(FCFS_LOG_NOTICE, "master exited");
+  fcfs_log_close();
+  return 0;
+}

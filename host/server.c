@@ -1,0 +1,674 @@
+/* server.c -- the HTTP/1.1 server of one worker.
+ *
+ * All workers accept from the node's one listening socket (nginx style; the
+ * master owns it). A connection (fcfs_conn_t) reads into a per-worker read
+ * buffer, feeds the bytes to its parser (http.c) and serves one request at a
+ * time: pipelined requests that arrive while a handler runs wait, copied
+ * into the connection's own backlog buffer, so responses leave in order.
+ *
+ * One uv_timer_t per connection carries whichever limit applies now: idle
+ * (keep-alive, closed silently), header and body timeouts (408), and while a
+ * handler runs, the request deadline (504, the task is cancelled).
+ *
+ * Responses are written with uv_try_write of [head, body]; only what the
+ * kernel does not take at once is copied into a heap write request freed in
+ * its callback. A connection that must close (error, Connection: close,
+ * limit reached, QUIT) shuts down its write side and lingers reading until
+ * EOF or a short timeout, so a client still sending gets its error response
+ * instead of a reset.
+ *
+ * Ownership: the server owns its connections (freed in conn_closed after
+ * uv_close); a connection owns its parser state, its current request (embedded)
+ * and the parsed http_req_t until the answer is written.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "vm.h"
+
+#define READ_BUF_SIZE 65536
+#define LINGER_MS 2000
+#define MAX_BACKLOG (1 << 20)
+
+typedef enum { PHASE_IDLE, PHASE_HEADERS, PHASE_BODY, PHASE_HANDLER, PHASE_LINGER } phase_t;
+
+struct fcfs_conn_s {
+  uv_tcp_t tcp; /* first: the handle pointer is the conn pointer */
+  uv_timer_t timer;
+  fcfs_server_t *srv;
+  http_in_t *in;
+  fcfs_request_t req;
+  char *backlog; /* unparsed bytes received while a handler ran */
+  size_t blen, boff, bcap;
+  phase_t phase;
+  int in_flight;
+  int nrequests;
+  int closing;   /* uv_close called */
+  int must_close; /* close once the current response is written */
+  int read_stopped;
+  int writes;    /* uv_write requests pending */
+  int handles;   /* open handles (tcp + timer) to wait for before freeing */
+  fcfs_conn_t *prev, *next;
+};
+
+struct fcfs_server_s {
+  fcfs_worker_t *w;
+  uv_tcp_t listener;
+  int listening;
+  http_limits_t limits;
+  fcfs_conn_t *conns;
+  int nconns, busy;
+  int draining;
+  char rbuf[READ_BUF_SIZE];
+  int rbuf_used;
+  char date[30];
+  uint64_t date_sec;
+};
+
+typedef struct {
+  uv_write_t req;
+  fcfs_conn_t *conn;
+  size_t len;
+  char data[];
+} write_req_t;
+
+static void conn_close(fcfs_conn_t *c);
+static void conn_process(fcfs_conn_t *c);
+
+static const char *date_now(fcfs_server_t *s) {
+  uint64_t sec = uv_now(&s->w->loop) / 1000;
+  if (sec != s->date_sec || s->date[0] == '\0') {
+    http_format_date(s->date, time(NULL));
+    s->date_sec = sec;
+  }
+  return s->date;
+}
+
+static void set_timer(fcfs_conn_t *c, phase_t phase, double seconds, uv_timer_cb cb) {
+  c->phase = phase;
+  uv_timer_start(&c->timer, cb, (uint64_t)(seconds * 1000 + 0.5), 0);
+}
+
+static void slot_gauges(fcfs_server_t *s) {
+  s->w->slot->connections = (uint64_t)s->nconns;
+  s->w->slot->in_flight = (uint64_t)s->busy;
+}
+
+/* ---- closing -------------------------------------------------------------- */
+
+static void conn_freed(uv_handle_t *h) {
+  fcfs_conn_t *c = h->data;
+  if (--c->handles > 0) return;
+  free(c->backlog);
+  if (c->in) http_in_free(c->in);
+  free(c);
+}
+
+static void conn_close(fcfs_conn_t *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  fcfs_server_t *s = c->srv;
+  if (c->in_flight) { /* client gone or server stopping: the handler is cancelled */
+    fcfs_vm_cancel(&c->req);
+    if (c->req.http) http_req_free(c->req.http);
+    c->req.http = NULL;
+    c->in_flight = 0;
+    s->busy--;
+  }
+  if (c->prev) c->prev->next = c->next;
+  else s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  s->nconns--;
+  slot_gauges(s);
+  uv_timer_stop(&c->timer);
+  uv_close((uv_handle_t *)&c->timer, conn_freed);
+  uv_close((uv_handle_t *)&c->tcp, conn_freed);
+  fcfs_worker_maybe_exit(s->w);
+}
+
+static void linger_expired(uv_timer_t *t) {
+  conn_close(t->data);
+}
+
+static void shutdown_done(uv_shutdown_t *req, int status) {
+  fcfs_conn_t *c = req->data;
+  free(req);
+  if (status != 0 && !c->closing) conn_close(c);
+}
+
+/* The response is out: stop sending, read and drop until EOF or LINGER_MS. */
+static void conn_linger(fcfs_conn_t *c) {
+  if (c->closing || c->phase == PHASE_LINGER) return;
+  uv_shutdown_t *req = malloc(sizeof(*req));
+  if (req == NULL || uv_shutdown(req, (uv_stream_t *)&c->tcp, shutdown_done) != 0) {
+    free(req);
+    conn_close(c);
+    return;
+  }
+  req->data = c;
+  set_timer(c, PHASE_LINGER, LINGER_MS / 1000.0, linger_expired);
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+static void write_done(uv_write_t *req, int status) {
+  write_req_t *wr = (write_req_t *)req;
+  fcfs_conn_t *c = wr->conn;
+  free(wr);
+  c->writes--;
+  if (c->closing) return;
+  if (status != 0) conn_close(c);
+  else if (c->must_close && c->writes == 0 && !c->in_flight) conn_linger(c);
+}
+
+/* Write bufs; what the kernel does not take now is copied and queued. */
+static int conn_write(fcfs_conn_t *c, uv_buf_t *bufs, int nbufs) {
+  size_t total = 0;
+  for (int i = 0; i < nbufs; i++) total += bufs[i].len;
+  int n = c->writes == 0 ? uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)nbufs) : UV_EAGAIN;
+  if (n < 0 && n != UV_EAGAIN) return n;
+  size_t done = n < 0 ? 0 : (size_t)n;
+  if (done == total) return 0;
+  write_req_t *wr = malloc(sizeof(*wr) + total - done);
+  if (wr == NULL) return UV_ENOMEM;
+  size_t off = 0, skip = done;
+  for (int i = 0; i < nbufs; i++) {
+    size_t len = bufs[i].len;
+    if (skip >= len) {
+      skip -= len;
+      continue;
+    }
+    memcpy(wr->data + off, bufs[i].base + skip, len - skip);
+    off += len - skip;
+    skip = 0;
+  }
+  wr->conn = c;
+  wr->len = off;
+  uv_buf_t b = uv_buf_init(wr->data, (unsigned)off);
+  int rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, write_done);
+  if (rc != 0) {
+    free(wr);
+    return rc;
+  }
+  c->writes++;
+  return 0;
+}
+
+/* JSON string escaping for the access log and error bodies. */
+static size_t json_escape(char *out, size_t cap, const char *s, size_t len) {
+  static const char hex[] = "0123456789abcdef";
+  size_t n = 0;
+  for (size_t i = 0; i < len && n + 7 < cap; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch == '"' || ch == '\\') {
+      out[n++] = '\\';
+      out[n++] = (char)ch;
+    } else if (ch < 0x20) {
+      out[n++] = '\\';
+      out[n++] = 'u';
+      out[n++] = '0';
+      out[n++] = '0';
+      out[n++] = hex[ch >> 4];
+      out[n++] = hex[ch & 15];
+    } else {
+      out[n++] = (char)ch;
+    }
+  }
+  return n;
+}
+
+static void access_log(fcfs_conn_t *c, int status, size_t bytes, double seconds) {
+  fcfs_request_t *r = &c->req;
+  char line[2048], path[1024];
+  const http_req_t *h = r->http;
+  size_t plen = h ? json_escape(path, sizeof(path), h->path, h->path_len) : 0;
+  char tbuf[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  localtime_r(&now, &tm);
+  strftime(tbuf, sizeof(tbuf), "%Y-%m-%dT%H:%M:%S%z", &tm);
+  int n = snprintf(line, sizeof(line),
+                   "{\"time\":\"%s\",\"method\":\"%.*s\",\"path\":\"%.*s\",\"status\":%d,"
+                   "\"bytes\":%zu,\"duration_us\":%llu,\"request_id\":\"%s\",\"client\":\"%s\"}",
+                   tbuf, h ? (int)h->method_len : 1, h ? h->method : "-", (int)plen, path, status,
+                   bytes, (unsigned long long)(seconds * 1e6), r->id, r->remote);
+  if (n > 0) fcfs_access_log(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+static void idle_expired(uv_timer_t *t);
+static void header_expired(uv_timer_t *t);
+
+void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, size_t hlen,
+                          const char *body, size_t blen) {
+  fcfs_conn_t *c = r->conn;
+  fcfs_server_t *s = c->srv;
+  const fcfs_conf_t *conf = s->w->conf;
+  const http_req_t *h = r->http;
+  int keep = !c->must_close && h != NULL && h->keep_alive && !s->draining &&
+             c->nrequests < conf->max_requests_per_conn;
+  char extra[256];
+  size_t elen = 0;
+  /* X-Request-Id unless the handler set one. */
+  int has_id = headers && hlen >= 13 && memmem(headers, hlen, "X-Request-Id:", 13) != NULL;
+  if (!has_id) elen = (size_t)snprintf(extra, sizeof(extra), "X-Request-Id: %s\r\n", r->id);
+  /* One extra block: the handler's headers, then ours. */
+  char exbuf[8448], head[16384];
+  char *ex = exbuf, *hbuf = head;
+  size_t need = hlen + elen + 256;
+  if ((hlen + elen > sizeof(exbuf) && (ex = malloc(hlen + elen)) == NULL) ||
+      (need > sizeof(head) && (hbuf = malloc(need)) == NULL)) {
+    if (ex != exbuf) free(ex);
+    conn_close(c);
+    return;
+  }
+  if (hlen) memcpy(ex, headers, hlen);
+  memcpy(ex + hlen, extra, elen);
+  ssize_t n = http_format_head(hbuf, need, status, date_now(s), blen, keep, ex, hlen + elen);
+  if (ex != exbuf) free(ex);
+  uv_buf_t bufs[2];
+  int nb = 1;
+  bufs[0] = uv_buf_init(hbuf, n > 0 ? (unsigned)n : 0);
+  int is_head = h ? h->is_head : 0;
+  if (blen > 0 && !is_head && status != 204 && status != 304) bufs[nb++] = uv_buf_init((char *)body, (unsigned)blen);
+  int rc = n > 0 ? conn_write(c, bufs, nb) : UV_EINVAL;
+  if (hbuf != head) free(hbuf);
+
+  double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
+  fcfs_metrics_request(s->w->slot, r->route ? r->route : "-", status, secs);
+  if (fcfs_access_log_on()) access_log(c, status, blen, secs);
+  if (c->in_flight) {
+    c->in_flight = 0;
+    s->busy--;
+    slot_gauges(s);
+  }
+  if (r->task) fcfs_vm_cancel(r); /* answered by the host (504/503) while the task ran */
+  if (r->http) http_req_free(r->http);
+  r->http = NULL;
+  if (rc != 0) {
+    conn_close(c);
+    return;
+  }
+  if (!keep) {
+    c->must_close = 1;
+    if (c->writes == 0) conn_linger(c);
+    fcfs_worker_maybe_exit(s->w);
+    return;
+  }
+  set_timer(c, PHASE_IDLE, conf->idle_timeout, idle_expired);
+  conn_process(c); /* pipelined requests waiting in the backlog */
+  fcfs_worker_maybe_exit(s->w);
+}
+
+static const char *error_code(int status) {
+  switch (status) {
+  case 400: return "BAD_REQUEST";
+  case 408: return "REQUEST_TIMEOUT";
+  case 413: return "PAYLOAD_TOO_LARGE";
+  case 414: return "URI_TOO_LONG";
+  case 417: return "EXPECTATION_FAILED";
+  case 431: return "HEADERS_TOO_LARGE";
+  case 501: return "NOT_IMPLEMENTED";
+  case 503: return "UNAVAILABLE";
+  case 504: return "TIMEOUT";
+  case 505: return "HTTP_VERSION_NOT_SUPPORTED";
+  default: return "ERROR";
+  }
+}
+
+void fcfs_request_fail(fcfs_request_t *r, int status, const char *code, const char *message) {
+  char body[512], esc[256];
+  size_t n = json_escape(esc, sizeof(esc), message, strlen(message));
+  int len = snprintf(body, sizeof(body),
+                     "{\"error\":{\"code\":\"%s\",\"message\":\"%.*s\"},\"request_id\":\"%s\"}", code,
+                     (int)n, esc, r->id);
+  static const char ctype[] = "Content-Type: application/json; charset=utf-8\r\n";
+  fcfs_request_respond(r, status, ctype, sizeof(ctype) - 1, body, (size_t)len);
+}
+
+const char *fcfs_request_line(const fcfs_request_t *r, char *buf, size_t cap) {
+  const http_req_t *h = r->http;
+  if (h == NULL) {
+    snprintf(buf, cap, "-");
+    return buf;
+  }
+  snprintf(buf, cap, "%.*s %.*s%s%.*s HTTP/1.%d", (int)h->method_len, h->method, (int)h->path_len,
+           h->path, h->query_len ? "?" : "", (int)h->query_len, h->query ? h->query : "",
+           h->http_minor);
+  return buf;
+}
+
+/* Request ids: client-supplied when sane (to follow a request across
+ * services), else worker-unique. */
+static void request_id(fcfs_conn_t *c, const http_req_t *h) {
+  const http_header_t *x = h ? http_req_header(h, "x-request-id") : NULL;
+  if (x && x->value_len > 0 && x->value_len < sizeof(c->req.id)) {
+    int ok = 1;
+    for (size_t i = 0; i < x->value_len && ok; i++) {
+      char ch = x->value[i];
+      ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '_' || ch == '.';
+    }
+    if (ok) {
+      memcpy(c->req.id, x->value, x->value_len);
+      c->req.id[x->value_len] = '\0';
+      return;
+    }
+  }
+  fcfs_worker_t *w = c->srv->w;
+  snprintf(c->req.id, sizeof(c->req.id), "%02x%06x%08llx", (unsigned)w->id & 0xff,
+           (unsigned)(getpid() & 0xffffff), (unsigned long long)(++w->request_seq & 0xffffffffull));
+}
+
+/* A protocol error or timeout before a handler ran: answer and close. */
+static void conn_error(fcfs_conn_t *c, int status) {
+  c->must_close = 1;
+  c->req.http = NULL;
+  c->req.route = "-";
+  c->req.start_ns = uv_hrtime();
+  request_id(c, NULL);
+  uv_timer_stop(&c->timer);
+  fcfs_request_fail(&c->req, status, error_code(status), http_reason(status));
+}
+
+static void idle_expired(uv_timer_t *t) {
+  conn_close(t->data);
+}
+
+static void header_expired(uv_timer_t *t) {
+  conn_error(t->data, 408);
+}
+
+static void deadline_expired(uv_timer_t *t) {
+  fcfs_conn_t *c = t->data;
+  char line[256];
+  fcfs_log_req(FCFS_LOG_ERROR, c->req.id, c->req.remote, fcfs_request_line(&c->req, line, sizeof(line)),
+               "request deadline of %gs passed, answering 504", c->srv->w->conf->request_timeout);
+  fcfs_request_fail(&c->req, 504, "TIMEOUT", "the request took too long");
+}
+
+static void start_request(fcfs_conn_t *c, http_req_t *h) {
+  fcfs_server_t *s = c->srv;
+  const fcfs_conf_t *conf = s->w->conf;
+  fcfs_request_t *r = &c->req;
+  r->http = h;
+  r->task = NULL;
+  r->route = NULL;
+  r->start_ns = uv_hrtime();
+  r->deadline_ms = uv_now(&s->w->loop) + (uint64_t)(conf->request_timeout * 1000);
+  request_id(c, h);
+  c->in_flight = 1;
+  c->nrequests++;
+  s->busy++;
+  slot_gauges(s);
+  set_timer(c, PHASE_HANDLER, conf->request_timeout, deadline_expired);
+  fcfs_vm_request(s->w->vm, r);
+}
+
+/* Parse what is buffered; start at most one request. */
+static int conn_feed(fcfs_conn_t *c, const char *data, size_t len, size_t *used) {
+  fcfs_server_t *s = c->srv;
+  const fcfs_conf_t *conf = s->w->conf;
+  http_req_t *h = NULL;
+  *used = 0;
+  while (*used < len && !c->in_flight && !c->must_close && !c->closing) {
+    http_in_state_t before = http_in_state(c->in);
+    ssize_t n = http_in_feed(c->in, data + *used, len - *used, &h);
+    if (n < 0) {
+      conn_error(c, http_in_status(c->in));
+      return -1;
+    }
+    *used += (size_t)n;
+    if (http_in_take_continue(c->in)) {
+      static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
+      if (conn_write(c, &b, 1) != 0) {
+        conn_close(c);
+        return -1;
+      }
+    }
+    if (h) {
+      start_request(c, h);
+      return 0;
+    }
+    http_in_state_t after = http_in_state(c->in);
+    if (after != before || c->phase == PHASE_IDLE) {
+      if (after == HTTP_IN_HEADERS && c->phase != PHASE_HEADERS)
+        set_timer(c, PHASE_HEADERS, conf->header_timeout, header_expired);
+      else if (after == HTTP_IN_BODY && c->phase != PHASE_BODY)
+        set_timer(c, PHASE_BODY, conf->body_timeout, header_expired);
+    }
+    if (n == 0) break;
+  }
+  return 0;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  fcfs_conn_t *c = h->data;
+  fcfs_server_t *s = c->srv;
+  if (s->rbuf_used) { /* only one read at a time uses the shared buffer */
+    *buf = uv_buf_init(malloc(READ_BUF_SIZE), READ_BUF_SIZE);
+    return;
+  }
+  s->rbuf_used = 1;
+  *buf = uv_buf_init(s->rbuf, READ_BUF_SIZE);
+}
+
+static void keep_backlog(fcfs_conn_t *c, const char *data, size_t len) {
+  if (c->boff > 0 && c->boff == c->blen) c->boff = c->blen = 0;
+  if (c->blen + len > c->bcap) {
+    if (c->boff > 0) {
+      memmove(c->backlog, c->backlog + c->boff, c->blen - c->boff);
+      c->blen -= c->boff;
+      c->boff = 0;
+    }
+    if (c->blen + len > c->bcap) {
+      size_t cap = c->bcap ? c->bcap : 4096;
+      while (cap < c->blen + len) cap *= 2;
+      char *p = realloc(c->backlog, cap);
+      if (p == NULL) {
+        conn_close(c);
+        return;
+      }
+      c->backlog = p;
+      c->bcap = cap;
+    }
+  }
+  memcpy(c->backlog + c->blen, data, len);
+  c->blen += len;
+  /* Pipelined bytes pile up while a handler runs: stop reading past a bound. */
+  if (c->blen - c->boff > MAX_BACKLOG && !c->read_stopped) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->read_stopped = 1;
+  }
+}
+
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  fcfs_conn_t *c = stream->data;
+  fcfs_server_t *s = c->srv;
+  if (nread < 0) {
+    conn_close(c);
+  } else if (nread > 0 && c->phase == PHASE_LINGER) {
+    /* dropped */
+  } else if (nread > 0) {
+    size_t used = 0;
+    if (c->blen == c->boff && !c->in_flight) {
+      if (conn_feed(c, buf->base, (size_t)nread, &used) == 0 && !c->closing && used < (size_t)nread &&
+          !c->must_close)
+        keep_backlog(c, buf->base + used, (size_t)nread - used);
+    } else if (!c->closing && !c->must_close) {
+      keep_backlog(c, buf->base, (size_t)nread);
+    }
+  }
+  if (buf->base == s->rbuf) s->rbuf_used = 0;
+  else free(buf->base);
+}
+
+/* Serve what waits in the backlog (pipelined requests). */
+static void conn_process(fcfs_conn_t *c) {
+  while (c->blen > c->boff && !c->in_flight && !c->closing && !c->must_close) {
+    size_t used = 0;
+    if (conn_feed(c, c->backlog + c->boff, c->blen - c->boff, &used) != 0) return;
+    if (c->closing) return;
+    c->boff += used;
+    if (used == 0) break;
+  }
+  if (c->boff == c->blen) c->boff = c->blen = 0;
+  if (c->read_stopped && !c->closing && c->blen - c->boff <= MAX_BACKLOG) {
+    c->read_stopped = 0;
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+  }
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  fcfs_server_t *s = listener->data;
+  if (status != 0) return;
+  fcfs_conn_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) return;
+  c->srv = s;
+  uv_tcp_init(&s->w->loop, &c->tcp);
+  uv_timer_init(&s->w->loop, &c->timer);
+  c->tcp.data = c->timer.data = c;
+  c->handles = 2;
+  c->req.conn = c;
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) { /* another worker took it */
+    c->closing = 1;
+    uv_close((uv_handle_t *)&c->timer, conn_freed);
+    uv_close((uv_handle_t *)&c->tcp, conn_freed);
+    return;
+  }
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  slot_gauges(s);
+  if (s->nconns > s->w->conf->max_connections || s->draining || !(c->in = http_in_new(&s->limits))) {
+    conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET)
+      uv_ip4_name((struct sockaddr_in *)&ss, c->req.remote, sizeof(c->req.remote));
+    else if (ss.ss_family == AF_INET6)
+      uv_ip6_name((struct sockaddr_in6 *)&ss, c->req.remote, sizeof(c->req.remote));
+  }
+  if (c->req.remote[0] == '\0') snprintf(c->req.remote, sizeof(c->req.remote), "unix");
+  set_timer(c, PHASE_IDLE, s->w->conf->header_timeout, idle_expired);
+  uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+}
+
+/* ---- the server ------------------------------------------------------------ */
+
+int fcfs_listen_socket(const char *addr, int backlog, char *err, size_t errlen) {
+  char host[256];
+  const char *colon = strrchr(addr, ':');
+  size_t hl = colon ? (size_t)(colon - addr) : 0;
+  if (colon == NULL || hl >= sizeof(host)) {
+    snprintf(err, errlen, "listen: bad address \"%s\" (want host:port)", addr);
+    return -1;
+  }
+  if (addr[0] == '[' && hl >= 2 && addr[hl - 1] == ']') { /* [::1]:8080 */
+    memcpy(host, addr + 1, hl - 2);
+    host[hl - 2] = '\0';
+  } else {
+    memcpy(host, addr, hl);
+    host[hl] = '\0';
+  }
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                           .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
+  struct addrinfo *ai = NULL;
+  int rc = getaddrinfo(host[0] && strcmp(host, "*") != 0 ? host : NULL, colon + 1, &hints, &ai);
+  if (rc != 0) {
+    snprintf(err, errlen, "listen %s: %s", addr, gai_strerror(rc));
+    return -1;
+  }
+  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, backlog) != 0) {
+    snprintf(err, errlen, "listen %s: %s", addr, strerror(errno));
+    if (fd >= 0) close(fd);
+    freeaddrinfo(ai);
+    return -1;
+  }
+  freeaddrinfo(ai);
+  return fd;
+}
+
+fcfs_server_t *fcfs_server_new(fcfs_worker_t *w, int listen_fd, char *err, size_t errlen) {
+  fcfs_server_t *s = calloc(1, sizeof(*s));
+  if (s == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  s->w = w;
+  const fcfs_conf_t *c = w->conf;
+  s->limits.max_url = (size_t)c->max_url;
+  s->limits.max_header_size = (size_t)c->max_header_size;
+  s->limits.max_headers = (size_t)c->max_headers;
+  s->limits.max_body = (size_t)c->max_body;
+  uv_tcp_init(&w->loop, &s->listener);
+  s->listener.data = s;
+  int rc = uv_tcp_open(&s->listener, listen_fd);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, c->backlog, on_connection);
+  if (rc != 0) {
+    snprintf(err, errlen, "listen %s: %s", c->listen, uv_strerror(rc));
+    uv_close((uv_handle_t *)&s->listener, NULL);
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    free(s);
+    return NULL;
+  }
+  s->listening = 1;
+  return s;
+}
+
+void fcfs_server_stop_accepting(fcfs_server_t *s) {
+  if (!s->listening) return;
+  s->listening = 0;
+  uv_close((uv_handle_t *)&s->listener, NULL);
+}
+
+void fcfs_server_close_idle(fcfs_server_t *s) {
+  s->draining = 1;
+  fcfs_conn_t *c = s->conns;
+  while (c) {
+    fcfs_conn_t *next = c->next;
+    if (!c->in_flight && c->writes == 0 && (c->phase == PHASE_IDLE || c->phase == PHASE_LINGER))
+      conn_close(c);
+    else if (!c->in_flight)
+      c->must_close = 1;
+    c = next;
+  }
+}
+
+int fcfs_server_busy(const fcfs_server_t *s) {
+  return s->busy;
+}
+
+int fcfs_server_conns(const fcfs_server_t *s) {
+  return s->nconns;
+}
+
+void fcfs_server_close(fcfs_server_t *s) {
+  fcfs_server_stop_accepting(s);
+  s->draining = 1;
+  while (s->conns) conn_close(s->conns);
+}
+
+void fcfs_server_free(fcfs_server_t *s) {
+  free(s);
+}

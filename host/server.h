@@ -1,0 +1,57 @@
+/* server.h -- the HTTP/1.1 server of a worker: accepting from the node's
+ * one listener, connections, timeouts and limits, writing responses. */
+#ifndef FCFS_SERVER_H
+#define FCFS_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http.h"
+#include "task.h"
+#include "worker.h"
+
+typedef struct fcfs_conn_s fcfs_conn_t;
+typedef struct fcfs_request_s fcfs_request_t;
+
+/* The request a connection is serving now (one at a time per connection:
+ * pipelined requests wait in the read buffer, so answers stay in order). It
+ * lives inside its connection; the VM sees it between fcfs_vm_request() and
+ * its answer. */
+struct fcfs_request_s {
+  fcfs_conn_t *conn;
+  http_req_t *http;
+  fcfs_task_t *task;
+  uint64_t start_ns;
+  uint64_t deadline_ms; /* uv_now() value at which the handler gets 504 */
+  const char *route; /* label for metrics and the access log (static or VM-owned) */
+  char route_buf[64];
+  char id[40];
+  char remote[48];
+};
+
+/* A listening socket for "host:port" ("[::1]:port", "*:port"), non-blocking,
+ * close-on-exec. Returns the fd, or -1 with a message in err. */
+int fcfs_listen_socket(const char *addr, int backlog, char *err, size_t errlen);
+
+/* Serve on listen_fd (the server does not own it: uv_tcp_open'ed). */
+fcfs_server_t *fcfs_server_new(fcfs_worker_t *w, int listen_fd, char *err, size_t errlen);
+void fcfs_server_stop_accepting(fcfs_server_t *s);
+/* Close connections that have no request in flight (QUIT); further ones are
+ * closed as soon as their response is written. */
+void fcfs_server_close_idle(fcfs_server_t *s);
+int fcfs_server_busy(const fcfs_server_t *s);  /* requests in flight */
+int fcfs_server_conns(const fcfs_server_t *s); /* connections open */
+void fcfs_server_close(fcfs_server_t *s); /* all connections and the listener */
+void fcfs_server_free(fcfs_server_t *s); /* after the loop ran the close callbacks */
+
+/* "GET /path?query HTTP/1.1" for logs, into buf. */
+const char *fcfs_request_line(const fcfs_request_t *r, char *buf, size_t cap);
+
+/* Answer r. headers are "Name: value\r\n" lines (may be NULL). Copies what it
+ * needs: the caller's buffers may go away on return. */
+void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, size_t hlen,
+                          const char *body, size_t blen);
+/* Answer r with the JSON error body {"error":{code,message},"request_id"}. */
+void fcfs_request_fail(fcfs_request_t *r, int status, const char *code, const char *message);
+
+#endif

@@ -1,0 +1,620 @@
+/* vm.c -- Lua VM generations and the tasks that run on them.
+ *
+ * A VM (fcfs_vm_t) is one lua_State with lua_dir/app.lua loaded. Hot reload
+ * builds a new one beside the serving one and swaps them (worker.c); the old
+ * one is retired: it finishes its in-flight tasks (bounded by drain_timeout)
+ * and is then closed. Nothing Lua-side survives a reload.
+ *
+ * A task is one coroutine: a request handler, a timer callback or the
+ * app's init_worker run. Host I/O yields through fcfs_task_wait() (task.h):
+ * it records the pending op and its cancel callback and yields a private
+ * sentinel; a host-aware coroutine.resume/wrap (the prelude below) passes
+ * that sentinel up through user coroutines, so host I/O works inside them
+ * too, and results always come back through the task's own coroutine.
+ *
+ * Ownership: the VM owns its tasks (freed in task_end()), each task owns the
+ * registry reference that anchors its coroutine and the list of resources
+ * to release at its end (fcfs_task_on_end). A request (server.h) belongs to
+ * its connection; a task only points at it until it answers or is cancelled.
+ */
+#include "vm.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "lapi.h"
+#include "log.h"
+#include "server.h"
+#include "timer.h"
+
+enum { TASK_REQUEST, TASK_TIMER, TASK_INIT };
+
+typedef struct {
+  fcfs_release_cb release;
+  void *res;
+} task_end_t;
+
+struct fcfs_task_s {
+  fcfs_vm_t *vm;
+  lua_State *co;
+  int co_ref;
+  int kind;
+  void *op;
+  fcfs_cancel_cb cancel;
+  fcfs_request_t *req;
+  task_end_t *ends;
+  int nends, capends;
+  fcfs_task_t *prev, *next;
+};
+
+struct fcfs_vm_s {
+  fcfs_worker_t *w;
+  lua_State *L;
+  uint64_t generation;
+  int app_ref;
+  int handle_ref;
+  int init_ref;
+  int req_mt_ref;
+  fcfs_task_t *tasks;
+  int ntasks;
+  fcfs_task_t *current;
+  void *timers;
+  int retired;
+  int hold; /* > 0 while the VM must not be closed by a task ending */
+  uv_timer_t *drain;
+  fcfs_vm_init_cb init_done;
+  void *init_arg;
+};
+
+/* Registry keys: their addresses are unique per process. */
+static char vm_key;
+static char host_yield_key;
+
+static const char *const prelude =
+    "local HOST = ...\n"
+    "local co_resume, co_yield, co_create = coroutine.resume, coroutine.yield, coroutine.create\n"
+    "local error = error\n"
+    "local function pass(co, ok, first, ...)\n"
+    "  if ok and first == HOST then return pass(co, co_resume(co, co_yield(HOST))) end\n"
+    "  return ok, first, ...\n"
+    "end\n"
+    "coroutine.resume = function(co, ...) return pass(co, co_resume(co, ...)) end\n"
+    "local function unwrap(ok, ...)\n"
+    "  if not ok then error((...), 0) end\n"
+    "  return ...\n"
+    "end\n"
+    "coroutine.wrap = function(f)\n"
+    "  local co = co_create(f)\n"
+    "  return function(...) return unwrap(pass(co, co_resume(co, ...))) end\n"
+    "end\n";
+
+/* Writing a global once the app is loaded is a bug in a handler (state that
+ * would leak between requests and vanish on reload): refuse it. */
+static const char *const strict =
+    "setmetatable(_G, { __newindex = function(_, k)\n"
+    "  error(\"assignment to undeclared global '\" .. tostring(k) .. \"' (use a local, or a module \" ..\n"
+    "        \"table; state that must survive belongs in Redis, MySQL or host.stock)\", 2)\n"
+    "end, __metatable = false })\n";
+
+fcfs_vm_t *fcfs_vm_of(lua_State *L) {
+  lua_pushlightuserdata(L, &vm_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  fcfs_vm_t *vm = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return vm;
+}
+
+lua_State *fcfs_vm_state(fcfs_vm_t *vm) {
+  return vm->L;
+}
+
+void **fcfs_vm_timers(fcfs_vm_t *vm) {
+  return &vm->timers;
+}
+
+uint64_t fcfs_vm_generation(const fcfs_vm_t *vm) {
+  return vm->generation;
+}
+
+size_t fcfs_vm_memory(const fcfs_vm_t *vm) {
+  return (size_t)lua_gc(vm->L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(vm->L, LUA_GCCOUNTB, 0);
+}
+
+int fcfs_vm_live_tasks(const fcfs_vm_t *vm) {
+  return vm->ntasks;
+}
+
+fcfs_worker_t *fcfs_vm_worker(const fcfs_vm_t *vm) {
+  return vm->w;
+}
+
+/* ---- task.h ----------------------------------------------------------- */
+
+fcfs_task_t *fcfs_task_current(lua_State *L) {
+  fcfs_vm_t *vm = fcfs_vm_of(L);
+  return vm ? vm->current : NULL;
+}
+
+fcfs_task_t *fcfs_task_require(lua_State *L, const char *what) {
+  fcfs_task_t *t = fcfs_task_current(L);
+  if (t == NULL)
+    luaL_error(L,
+               "%s: host I/O is not allowed while modules load (at require time); move it into "
+               "app:init_worker(fn) or a handler",
+               what);
+  return t;
+}
+
+int fcfs_task_wait(lua_State *L, fcfs_task_t *t, void *op, fcfs_cancel_cb cancel) {
+  t->op = op;
+  t->cancel = cancel;
+  lua_pushlightuserdata(L, &host_yield_key);
+  return lua_yield(L, 1);
+}
+
+fcfs_request_t *fcfs_task_request(fcfs_task_t *t) {
+  return t->req;
+}
+
+lua_State *fcfs_task_thread(fcfs_task_t *t) {
+  return t->co;
+}
+
+fcfs_vm_t *fcfs_task_vm(fcfs_task_t *t) {
+  return t->vm;
+}
+
+struct uv_loop_s *fcfs_task_loop(fcfs_task_t *t) {
+  return &t->vm->w->loop;
+}
+
+double fcfs_task_time_left(fcfs_task_t *t) {
+  if (t->req == NULL) return 1e9;
+  uint64_t now = uv_now(&t->vm->w->loop);
+  return t->req->deadline_ms > now ? (double)(t->req->deadline_ms - now) / 1000.0 : 0.0;
+}
+
+int fcfs_task_on_end(fcfs_task_t *t, fcfs_release_cb release, void *res) {
+  if (t->nends == t->capends) {
+    int cap = t->capends ? t->capends * 2 : 4;
+    task_end_t *e = realloc(t->ends, sizeof(*e) * (size_t)cap);
+    if (e == NULL) return -1;
+    t->ends = e;
+    t->capends = cap;
+  }
+  t->ends[t->nends].release = release;
+  t->ends[t->nends].res = res;
+  t->nends++;
+  return 0;
+}
+
+void fcfs_task_off_end(fcfs_task_t *t, fcfs_release_cb release, void *res) {
+  for (int i = t->nends - 1; i >= 0; i--)
+    if (t->ends[i].release == release && t->ends[i].res == res) {
+      memmove(&t->ends[i], &t->ends[i + 1], sizeof(task_end_t) * (size_t)(t->nends - i - 1));
+      t->nends--;
+      return;
+    }
+}
+
+/* ---- task lifecycle ------------------------------------------------------ */
+
+static void vm_close(fcfs_vm_t *vm);
+
+static fcfs_task_t *task_new(fcfs_vm_t *vm, int kind) {
+  fcfs_task_t *t = calloc(1, sizeof(*t));
+  if (t == NULL) return NULL;
+  t->vm = vm;
+  t->kind = kind;
+  t->co = lua_newthread(vm->L);
+  t->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
+  t->next = vm->tasks;
+  if (vm->tasks) vm->tasks->prev = t;
+  vm->tasks = t;
+  vm->ntasks++;
+  return t;
+}
+
+/* Free t: release what it pinned (last first), drop its coroutine. */
+static void task_end(fcfs_task_t *t) {
+  fcfs_vm_t *vm = t->vm;
+  for (int i = t->nends - 1; i >= 0; i--) t->ends[i].release(t->ends[i].res);
+  free(t->ends);
+  if (t->req) t->req->task = NULL;
+  luaL_unref(vm->L, LUA_REGISTRYINDEX, t->co_ref);
+  if (t->prev) t->prev->next = t->next;
+  else vm->tasks = t->next;
+  if (t->next) t->next->prev = t->prev;
+  vm->ntasks--;
+  free(t);
+  if (vm->retired && vm->ntasks == 0 && vm->hold == 0) vm_close(vm);
+}
+
+static void task_cancel(fcfs_task_t *t) {
+  if (t->op) {
+    fcfs_cancel_cb cancel = t->cancel;
+    void *op = t->op;
+    t->op = NULL;
+    t->cancel = NULL;
+    cancel(op);
+  }
+  task_end(t);
+}
+
+/* Append "Name: value\r\n" for every string entry of the table at idx. */
+static size_t build_headers(lua_State *L, int idx, char *buf, size_t cap) {
+  size_t n = 0;
+  if (!lua_istable(L, idx)) return 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    size_t kl, vl;
+    if (lua_type(L, -2) == LUA_TSTRING && (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
+      const char *k = lua_tolstring(L, -2, &kl);
+      const char *v = lua_tolstring(L, -1, &vl);
+      /* Header injection through a value is refused by dropping the header. */
+      if (n + kl + vl + 4 <= cap && !memchr(v, '\r', vl) && !memchr(v, '\n', vl) &&
+          !memchr(k, '\r', kl) && !memchr(k, '\n', kl) && !memchr(k, ':', kl)) {
+        memcpy(buf + n, k, kl);
+        n += kl;
+        buf[n++] = ':';
+        buf[n++] = ' ';
+        memcpy(buf + n, v, vl);
+        n += vl;
+        buf[n++] = '\r';
+        buf[n++] = '\n';
+      }
+    }
+    lua_pop(L, 1);
+  }
+  return n;
+}
+
+/* Detach the request from its task before answering it, so that answering
+ * does not cancel the task that is answering. */
+static fcfs_request_t *detach_request(fcfs_task_t *t) {
+  fcfs_request_t *r = t->req;
+  t->req = NULL;
+  r->task = NULL;
+  return r;
+}
+
+static void request_done(fcfs_task_t *t) {
+  lua_State *co = t->co;
+  fcfs_request_t *r = detach_request(t);
+  int top = lua_gettop(co);
+  int status = top >= 1 ? (int)lua_tointeger(co, 1) : 0;
+  if (status < 100 || status > 999) {
+    char line[256];
+    fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)),
+                 "handler returned no valid status (got %s)", luaL_typename(co, 1));
+    status = 500;
+  }
+  size_t blen = 0;
+  const char *body = top >= 2 && lua_type(co, 2) == LUA_TSTRING ? lua_tolstring(co, 2, &blen) : NULL;
+  char hbuf[8192];
+  size_t hlen = top >= 3 ? build_headers(co, 3, hbuf, sizeof(hbuf)) : 0;
+  if (top >= 4 && lua_type(co, 4) == LUA_TSTRING) {
+    snprintf(r->route_buf, sizeof(r->route_buf), "%s", lua_tostring(co, 4));
+    r->route = r->route_buf;
+  }
+  fcfs_request_respond(r, status, hbuf, hlen, body, blen);
+}
+
+static void task_failed(fcfs_task_t *t, int status) {
+  fcfs_vm_t *vm = t->vm;
+  lua_State *co = t->co;
+  const char *msg = lua_tostring(co, -1);
+  if (msg == NULL) msg = status == LUA_ERRMEM ? "not enough memory" : "(error object is not a string)";
+  luaL_traceback(vm->L, co, msg, 0);
+  const char *tb = lua_tostring(vm->L, -1);
+  if (t->kind == TASK_REQUEST) {
+    char line[256];
+    fcfs_request_t *r = detach_request(t);
+    fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)),
+                 "lua error: %s", tb);
+    fcfs_request_fail(r, 500, "INTERNAL", "internal error");
+  } else if (t->kind == TASK_INIT) {
+    fcfs_vm_init_cb done = vm->init_done;
+    vm->init_done = NULL;
+    if (done) done(vm, tb, vm->init_arg);
+  } else {
+    fcfs_log(FCFS_LOG_ERROR, "timer callback failed: %s", tb);
+  }
+  lua_pop(vm->L, 1);
+}
+
+/* Resume t with nargs values on its coroutine and deal with the outcome. */
+static void task_run(fcfs_task_t *t, int nargs) {
+  fcfs_vm_t *vm = t->vm;
+  fcfs_task_t *prev = vm->current;
+  vm->current = t;
+  int status = lua_resume(t->co, nargs);
+  vm->current = prev;
+  if (status == LUA_YIELD) {
+    if (t->op != NULL) {
+      lua_settop(t->co, 0); /* drop the sentinel; the op pushes its results */
+      return;
+    }
+    lua_settop(t->co, 0);
+    lua_pushliteral(t->co, "coroutine.yield() outside of a coroutine (a handler cannot yield itself)");
+    status = LUA_ERRRUN;
+  }
+  if (status != 0) {
+    task_failed(t, status);
+  } else if (t->kind == TASK_REQUEST) {
+    request_done(t);
+  } else if (t->kind == TASK_INIT) {
+    fcfs_vm_init_cb done = vm->init_done;
+    vm->init_done = NULL;
+    if (done) done(vm, NULL, vm->init_arg);
+  }
+  task_end(t);
+}
+
+void fcfs_task_resume(fcfs_task_t *t, int nresults) {
+  t->op = NULL;
+  t->cancel = NULL;
+  task_run(t, nresults);
+}
+
+/* ---- requests -------------------------------------------------------------- */
+
+/* __index of request tables: `headers` is built on first use, from the
+ * request of the running task (a request table kept past its request finds
+ * no headers). */
+static int req_index(lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  if (k == NULL || strcmp(k, "headers") != 0) return 0;
+  fcfs_task_t *t = fcfs_task_current(L);
+  lua_newtable(L);
+  if (t && t->req && t->req->http) {
+    const http_req_t *h = t->req->http;
+    char name[128];
+    for (size_t i = 0; i < h->nheaders; i++) {
+      size_t nl = h->headers[i].name_len < sizeof(name) ? h->headers[i].name_len : sizeof(name) - 1;
+      for (size_t j = 0; j < nl; j++) {
+        char c = h->headers[i].name[j];
+        name[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+      }
+      lua_pushlstring(L, name, nl);
+      lua_pushvalue(L, -1);
+      lua_rawget(L, -3);
+      if (lua_isstring(L, -1)) { /* repeated header: join with ", " */
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, h->headers[i].value, h->headers[i].value_len);
+        lua_concat(L, 3);
+      } else {
+        lua_pop(L, 1);
+        lua_pushlstring(L, h->headers[i].value, h->headers[i].value_len);
+      }
+      lua_rawset(L, -3);
+    }
+  }
+  lua_pushvalue(L, -1);
+  lua_setfield(L, 1, "headers");
+  return 1;
+}
+
+void fcfs_vm_request(fcfs_vm_t *vm, fcfs_request_t *r) {
+  fcfs_task_t *t = task_new(vm, TASK_REQUEST);
+  if (t == NULL) {
+    fcfs_request_fail(r, 503, "UNAVAILABLE", "out of memory");
+    return;
+  }
+  t->req = r;
+  r->task = t;
+  lua_State *co = t->co;
+  const http_req_t *h = r->http;
+  lua_rawgeti(co, LUA_REGISTRYINDEX, vm->handle_ref);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, vm->app_ref);
+  lua_createtable(co, 0, 8);
+  lua_pushlstring(co, h->method, h->method_len);
+  lua_setfield(co, -2, "method");
+  lua_pushlstring(co, h->path, h->path_len);
+  lua_setfield(co, -2, "path");
+  lua_pushlstring(co, h->query ? h->query : "", h->query_len);
+  lua_setfield(co, -2, "query");
+  if (h->body) {
+    lua_pushlstring(co, h->body, h->body_len);
+    lua_setfield(co, -2, "body");
+  }
+  lua_pushstring(co, r->id);
+  lua_setfield(co, -2, "request_id");
+  lua_pushstring(co, r->remote);
+  lua_setfield(co, -2, "remote_addr");
+  lua_rawgeti(co, LUA_REGISTRYINDEX, vm->req_mt_ref);
+  lua_setmetatable(co, -2);
+  task_run(t, 2);
+}
+
+void fcfs_vm_cancel(fcfs_request_t *r) {
+  if (r->task) task_cancel(r->task);
+}
+
+/* ---- timers and init -------------------------------------------------------- */
+
+void fcfs_vm_spawn(fcfs_vm_t *vm, lua_State *from, int nargs) {
+  fcfs_task_t *t = task_new(vm, TASK_TIMER);
+  if (t == NULL) {
+    lua_pop(from, nargs + 1);
+    fcfs_log(FCFS_LOG_ERROR, "timer callback dropped: out of memory");
+    return;
+  }
+  lua_xmove(from, t->co, nargs + 1);
+  task_run(t, nargs);
+}
+
+void fcfs_vm_init(fcfs_vm_t *vm, fcfs_vm_init_cb done, void *arg) {
+  vm->init_done = done;
+  vm->init_arg = arg;
+  if (vm->init_ref == LUA_NOREF) {
+    vm->init_done = NULL;
+    done(vm, NULL, arg);
+    return;
+  }
+  fcfs_task_t *t = task_new(vm, TASK_INIT);
+  if (t == NULL) {
+    vm->init_done = NULL;
+    done(vm, "out of memory", arg);
+    return;
+  }
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, vm->init_ref);
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, vm->app_ref);
+  task_run(t, 1);
+}
+
+/* ---- generations ---------------------------------------------------------- */
+
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
+  return 1;
+}
+
+fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t errlen) {
+  fcfs_vm_t *vm = calloc(1, sizeof(*vm));
+  if (vm == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  vm->w = w;
+  vm->generation = generation;
+  vm->app_ref = vm->handle_ref = vm->init_ref = vm->req_mt_ref = LUA_NOREF;
+  lua_State *L = vm->L = luaL_newstate();
+  if (L == NULL) {
+    free(vm);
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  luaL_openlibs(L);
+  lua_pushlightuserdata(L, &vm_key);
+  lua_pushlightuserdata(L, vm);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+
+  /* package.path: the app first, then extra paths, then the system's. */
+  const fcfs_conf_t *c = w->conf;
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s%s%s", c->lua_dir, c->lua_dir, c->lua_path,
+                  c->lua_path[0] ? ";" : "", lua_tostring(L, -1));
+  lua_setfield(L, -3, "path");
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, fcfs_lapi_host_open);
+  lua_setfield(L, -2, "host");
+  lua_pop(L, 2);
+
+  lua_pushcfunction(L, traceback);
+  int tb = lua_gettop(L);
+  if (luaL_loadbuffer(L, prelude, strlen(prelude), "=prelude") != 0) goto fail;
+  lua_pushlightuserdata(L, &host_yield_key);
+  if (lua_pcall(L, 1, 0, tb) != 0) goto fail;
+
+  lua_newtable(L);
+  lua_pushcfunction(L, req_index);
+  lua_setfield(L, -2, "__index");
+  vm->req_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "app");
+  if (lua_pcall(L, 1, 1, tb) != 0) goto fail;
+  if (!lua_istable(L, -1)) {
+    lua_pushfstring(L, "%s/app.lua must return the app (a table with :handle), got %s", c->lua_dir,
+                    luaL_typename(L, -1));
+    goto fail;
+  }
+  lua_getfield(L, -1, "handle");
+  if (!lua_isfunction(L, -1)) {
+    lua_pushfstring(L, "%s/app.lua: the app has no handle method", c->lua_dir);
+    goto fail;
+  }
+  vm->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, -1, "run_init_worker");
+  if (lua_isfunction(L, -1)) vm->init_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else lua_pop(L, 1);
+  vm->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  if (luaL_loadbuffer(L, strict, strlen(strict), "=strict") != 0 || lua_pcall(L, 0, 0, tb) != 0)
+    goto fail;
+  lua_settop(L, 0);
+  return vm;
+
+fail:
+  snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "unknown error");
+  lua_close(L);
+  free(vm);
+  return NULL;
+}
+
+static void drain_closed(uv_handle_t *h) {
+  free(h);
+}
+
+static void vm_close(fcfs_vm_t *vm) {
+  if (vm->drain) {
+    uv_timer_stop(vm->drain);
+    uv_close((uv_handle_t *)vm->drain, drain_closed);
+    vm->drain = NULL;
+  }
+  fcfs_worker_t *w = vm->w;
+  lua_close(vm->L);
+  vm->L = NULL;
+  fcfs_worker_vm_closed(w, vm); /* forgets the pointer; may start the worker's exit */
+  free(vm);
+}
+
+/* Cancel every task of a retired VM (requests get 503), then close it. */
+static void cancel_all(fcfs_vm_t *vm, const char *why) {
+  while (vm->tasks) {
+    fcfs_task_t *t = vm->tasks;
+    fcfs_request_t *r = t->req;
+    int last = vm->ntasks == 1; /* its end closes the VM */
+    task_cancel(t);
+    if (r) fcfs_request_fail(r, 503, "UNAVAILABLE", why);
+    if (last) return;
+  }
+  vm_close(vm);
+}
+
+static void drain_expired(uv_timer_t *h) {
+  fcfs_vm_t *vm = h->data;
+  fcfs_log(FCFS_LOG_WARN, "generation %llu: drain timeout, cancelling %d task(s)",
+           (unsigned long long)vm->generation, vm->ntasks);
+  cancel_all(vm, "the server is reloading or stopping");
+}
+
+void fcfs_vm_retire(fcfs_vm_t *vm, double drain_timeout) {
+  if (vm->retired) return;
+  vm->retired = 1;
+  vm->hold++;
+  fcfs_timers_fire_premature(vm);
+  vm->hold--;
+  if (vm->ntasks == 0) {
+    vm_close(vm);
+    return;
+  }
+  vm->drain = malloc(sizeof(uv_timer_t));
+  if (vm->drain == NULL || drain_timeout <= 0) {
+    cancel_all(vm, "the server is reloading or stopping");
+    return;
+  }
+  uv_timer_init(&vm->w->loop, vm->drain);
+  vm->drain->data = vm;
+  uv_timer_start(vm->drain, drain_expired, (uint64_t)(drain_timeout * 1000), 0);
+}
+
+void fcfs_vm_free(fcfs_vm_t *vm) {
+  vm->retired = 1;
+  vm->hold++;
+  fcfs_timers_fire_premature(vm);
+  vm->hold--;
+  cancel_all(vm, "the server is stopping");
+}
+
+int fcfs_vm_retired(const fcfs_vm_t *vm) {
+  return vm->retired;
+}

@@ -1,0 +1,63 @@
+/* vm.h -- a Lua VM generation: one lua_State with the app loaded, the
+ * tasks (request and timer coroutines) running on it, and its retirement
+ * after a reload. task.h is the face tasks show to host I/O modules. */
+#ifndef FCFS_VM_H
+#define FCFS_VM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "task.h"
+#include "worker.h"
+
+typedef struct fcfs_request_s fcfs_request_t;
+
+/* Create a VM and load lua_dir/app.lua and everything it requires. NULL and
+ * a message (file:line and traceback) in err on failure. Nothing runs that
+ * could do I/O: init_worker functions run in fcfs_vm_init(). */
+fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t errlen);
+
+/* Run the app's init_worker functions in a task; done gets NULL or the error.
+ * done may be called before fcfs_vm_init returns. */
+typedef void (*fcfs_vm_init_cb)(fcfs_vm_t *vm, const char *err, void *arg);
+void fcfs_vm_init(fcfs_vm_t *vm, fcfs_vm_init_cb done, void *arg);
+
+/* Start handling r in a new task. The VM answers r exactly once, through
+ * fcfs_request_respond() (from the handler's result, a 500 or a 504) unless
+ * fcfs_vm_cancel(r) is called first. */
+void fcfs_vm_request(fcfs_vm_t *vm, fcfs_request_t *r);
+void fcfs_vm_cancel(fcfs_request_t *r);
+
+/* Take a VM out of service: pending timers fire with premature = true, live
+ * tasks go on until they end or drain_timeout passes (then they are
+ * cancelled: requests get 503); then the VM is closed and freed. With
+ * drain_timeout 0, everything is cancelled at once (destroy). */
+void fcfs_vm_retire(fcfs_vm_t *vm, double drain_timeout);
+
+/* Destroy a VM that never served (failed init) or at exit. */
+void fcfs_vm_free(fcfs_vm_t *vm);
+
+uint64_t fcfs_vm_generation(const fcfs_vm_t *vm);
+int fcfs_vm_retired(const fcfs_vm_t *vm); /* no new timers on a retired VM */
+size_t fcfs_vm_memory(const fcfs_vm_t *vm);
+int fcfs_vm_live_tasks(const fcfs_vm_t *vm);
+fcfs_worker_t *fcfs_vm_worker(const fcfs_vm_t *vm);
+
+/* Start a detached task (a timer callback): the function and its nargs
+ * arguments on top of `from` (any thread of vm) are moved into a new
+ * coroutine and run. */
+void fcfs_vm_spawn(fcfs_vm_t *vm, lua_State *from, int nargs);
+
+/* The request a task answers, NULL for timers and init. */
+fcfs_request_t *fcfs_task_request(fcfs_task_t *t);
+
+/* The VM's main state (for pushing values into new tasks). */
+lua_State *fcfs_vm_state(fcfs_vm_t *vm);
+
+/* The VM that owns L (any of its threads). */
+fcfs_vm_t *fcfs_vm_of(lua_State *L);
+
+/* Head of the VM's timer list, kept by timer.c. */
+void **fcfs_vm_timers(fcfs_vm_t *vm);
+
+#endif

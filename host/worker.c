@@ -1,0 +1,373 @@
+/* worker.c -- a worker process: the loop that serves HTTP with the current
+ * VM generation, reloads, heartbeats and stops.
+ *
+ * In a node with a master, workers are started by re-executing the binary
+ * with the listener on fd 3 and the shm segment on fd 4 (master.c). In
+ * single-process mode (workers = 0) the same code binds and creates them.
+ *
+ * Reload: a new VM is built and its init_worker run beside the serving one;
+ * only when both worked is it swapped in. The old VM is retired (it drains
+ * its requests, bounded by drain_timeout); a generation still draining when
+ * the next swap comes is cut short, so at most one drains. Callers of a
+ * reload in progress share its outcome.
+ *
+ * Stop: QUIT (or the master disappearing) stops accepting, closes idle
+ * connections and waits for in-flight requests up to drain_timeout; TERM
+ * and INT stop at once. Everything is closed through the loop, which then
+ * runs dry and fcfs_worker_main returns.
+ *
+ * Ownership: the worker struct owns the server, both pools, the VMs and its
+ * handles; it lives on the heap until the loop has closed every handle.
+ */
+#include "worker.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mysql.h"
+#include "redis.h"
+#include "server.h"
+#include "vm.h"
+#include "watch.h"
+
+#define TICK_MS 100
+
+static const int signums[5] = {SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1};
+
+static void worker_finish(fcfs_worker_t *w);
+static void reload_start(uv_timer_t *h);
+
+/* ---- reload -------------------------------------------------------------- */
+
+static void reload_finish(fcfs_worker_t *w, int ok, uint64_t gen, const char *err) {
+  if (ok) {
+    w->slot->reloads++;
+    fcfs_log(FCFS_LOG_NOTICE, "reloaded: generation %llu", (unsigned long long)gen);
+  } else {
+    w->slot->reload_failures++;
+    fcfs_log(FCFS_LOG_ERROR, "reload failed, generation %llu keeps serving: %s",
+             (unsigned long long)w->generation, err);
+  }
+  fcfs_reload_waiter_t *list = w->waiters;
+  w->waiters = NULL;
+  while (list) {
+    fcfs_reload_waiter_t *next = list->next;
+    list->cb(list->arg, ok, ok ? gen : w->generation, err);
+    free(list);
+    list = next;
+  }
+  if (w->reload_again && !w->stopping) {
+    w->reload_again = 0;
+    fcfs_worker_reload(w, NULL, NULL);
+  }
+}
+
+static void reload_init_done(fcfs_vm_t *vm, const char *err, void *arg) {
+  fcfs_worker_t *w = arg;
+  w->loading = NULL;
+  uint64_t gen = fcfs_vm_generation(vm);
+  if (err) {
+    char msg[4096];
+    snprintf(msg, sizeof(msg), "init_worker: %s", err);
+    fcfs_vm_free(vm);
+    reload_finish(w, 0, gen, msg);
+    return;
+  }
+  if (w->stopping) {
+    fcfs_vm_free(vm);
+    reload_finish(w, 0, gen, "worker stopping");
+    return;
+  }
+  fcfs_vm_t *old = w->vm, *older = w->draining;
+  w->vm = vm;
+  w->generation = gen;
+  w->slot->generation = gen;
+  w->draining = NULL;
+  if (older) fcfs_vm_free(older);
+  w->draining = old;
+  fcfs_vm_retire(old, w->conf->drain_timeout);
+  reload_finish(w, 1, gen, NULL);
+}
+
+void fcfs_worker_reload(fcfs_worker_t *w, fcfs_reload_cb cb, void *arg) {
+  if (cb) {
+    fcfs_reload_waiter_t *wt = malloc(sizeof(*wt));
+    if (wt == NULL) {
+      cb(arg, 0, w->generation, "out of memory");
+      return;
+    }
+    wt->cb = cb;
+    wt->arg = arg;
+    wt->next = w->waiters;
+    w->waiters = wt;
+  }
+  if (w->loading) { /* the files may have changed since it started: go again after */
+    w->reload_again = 1;
+    return;
+  }
+  /* Outcomes always arrive from the loop, never from inside the caller. */
+  if (!uv_is_active((uv_handle_t *)&w->reload_timer))
+    uv_timer_start(&w->reload_timer, reload_start, 0, 0);
+}
+
+static void reload_start(uv_timer_t *h) {
+  fcfs_worker_t *w = h->data;
+  if (w->stopping) {
+    reload_finish(w, 0, w->generation, "worker stopping");
+    return;
+  }
+  uint64_t gen = w->shm->generation;
+  if (gen <= w->generation) gen = w->generation + 1;
+  if (w->shm->generation < gen) w->shm->generation = gen;
+  char err[4096];
+  fcfs_vm_t *vm = fcfs_vm_new(w, gen, err, sizeof(err));
+  if (vm == NULL) {
+    reload_finish(w, 0, gen, err);
+    return;
+  }
+  w->loading = vm;
+  fcfs_vm_init(vm, reload_init_done, w);
+}
+
+void fcfs_worker_reload_all(fcfs_worker_t *w, fcfs_reload_cb cb, void *arg) {
+  __atomic_add_fetch(&w->shm->generation, 1, __ATOMIC_SEQ_CST);
+  fcfs_worker_reload(w, cb, arg);
+  pid_t master = (pid_t)w->shm->master_pid;
+  if (master > 0) kill(master, SIGUSR2); /* the master tells the other workers */
+}
+
+/* ---- stop ------------------------------------------------------------------ */
+
+void fcfs_worker_vm_closed(fcfs_worker_t *w, fcfs_vm_t *vm) {
+  if (w->draining == vm) w->draining = NULL;
+  if (w->vm == vm) w->vm = NULL;
+  if (w->loading == vm) w->loading = NULL;
+  fcfs_worker_maybe_exit(w);
+}
+
+void fcfs_worker_maybe_exit(fcfs_worker_t *w) {
+  if (w->stopping && !w->finished && (w->server == NULL || fcfs_server_busy(w->server) == 0) &&
+      (w->draining == NULL || fcfs_vm_live_tasks(w->draining) == 0))
+    worker_finish(w);
+}
+
+static void handle_closed(uv_handle_t *h) {
+  (void)h;
+}
+
+static void redis_closed(void *arg) {
+  (void)arg;
+}
+
+static void worker_finish(fcfs_worker_t *w) {
+  if (w->finished) return;
+  w->finished = 1;
+  if (w->server) fcfs_server_close(w->server);
+  if (w->loading) fcfs_vm_free(w->loading);
+  if (w->draining) fcfs_vm_free(w->draining);
+  if (w->vm) fcfs_vm_free(w->vm);
+  if (w->redis) fcfs_redis_close(w->redis, redis_closed, NULL);
+  w->redis = NULL;
+  if (w->mysql) fcfs_mysql_free(w->mysql);
+  w->mysql = NULL;
+  uv_timer_stop(&w->tick);
+  uv_close((uv_handle_t *)&w->tick, handle_closed);
+  uv_close((uv_handle_t *)&w->reload_timer, handle_closed);
+  for (int i = 0; i < 5; i++) uv_close((uv_handle_t *)&w->sigs[i], handle_closed);
+  fcfs_watch_stop(w->watch);
+  w->watch = NULL;
+  fcfs_log_flush();
+}
+
+static void worker_stop(fcfs_worker_t *w, int graceful) {
+  if (w->finished) return;
+  if (!graceful) {
+    w->stopping = 2;
+    worker_finish(w);
+    return;
+  }
+  if (w->stopping) return;
+  w->stopping = 1;
+  w->stop_deadline_ms = uv_now(&w->loop) + (uint64_t)(w->conf->drain_timeout * 1000);
+  fcfs_log(FCFS_LOG_NOTICE, "gracefully stopping: %d request(s) in flight",
+           w->server ? fcfs_server_busy(w->server) : 0);
+  if (w->server) {
+    fcfs_server_stop_accepting(w->server);
+    fcfs_server_close_idle(w->server);
+  }
+  fcfs_worker_maybe_exit(w);
+}
+
+/* ---- events -------------------------------------------------------------------- */
+
+static void on_signal(uv_signal_t *h, int signum) {
+  fcfs_worker_t *w = h->data;
+  switch (signum) {
+  case SIGHUP:
+    if (w->shm->master_pid == 0) __atomic_add_fetch(&w->shm->generation, 1, __ATOMIC_SEQ_CST);
+    if (w->shm->generation > w->generation || w->shm->master_pid == 0) fcfs_worker_reload(w, NULL, NULL);
+    break;
+  case SIGQUIT: worker_stop(w, 1); break;
+  case SIGTERM:
+  case SIGINT: worker_stop(w, 0); break;
+  case SIGUSR1: fcfs_log_reopen(); break;
+  }
+}
+
+static void on_tick(uv_timer_t *h) {
+  fcfs_worker_t *w = h->data;
+  w->slot->heartbeat_ms = fcfs_monotonic_ms();
+  if (w->vm) w->slot->lua_mem_bytes = fcfs_vm_memory(w->vm);
+  fcfs_log_flush();
+  if (w->shm->master_pid > 0 && getppid() != (pid_t)w->shm->master_pid) {
+    fcfs_log(FCFS_LOG_WARN, "master is gone, stopping");
+    w->shm->master_pid = 0;
+    worker_stop(w, 1);
+  }
+  if (w->stopping && !w->finished && uv_now(&w->loop) >= w->stop_deadline_ms) {
+    fcfs_log(FCFS_LOG_WARN, "drain timeout: stopping with %d request(s) in flight",
+             w->server ? fcfs_server_busy(w->server) : 0);
+    worker_finish(w);
+  }
+}
+
+static void on_lua_changed(void *arg) {
+  fcfs_worker_t *w = arg;
+  fcfs_log(FCFS_LOG_NOTICE, "dev: %s changed, reloading", w->conf->lua_dir);
+  __atomic_add_fetch(&w->shm->generation, 1, __ATOMIC_SEQ_CST);
+  fcfs_worker_reload(w, NULL, NULL);
+}
+
+static void first_init_done(fcfs_vm_t *vm, const char *err, void *arg) {
+  fcfs_worker_t *w = arg;
+  w->loading = NULL;
+  if (err) {
+    fcfs_log(FCFS_LOG_ERROR, "init_worker failed: %s", err);
+    fcfs_vm_free(vm);
+    w->exit_code = 1;
+    worker_stop(w, 0);
+    return;
+  }
+  w->vm = vm;
+  w->generation = fcfs_vm_generation(vm);
+  w->slot->generation = w->generation;
+  char msg[512] = "";
+  w->server = fcfs_server_new(w, w->listen_fd, msg, sizeof(msg));
+  if (w->server == NULL) {
+    fcfs_log(FCFS_LOG_ERROR, "%s", msg);
+    fprintf(stderr, "fcfs: %s\n", msg);
+    w->exit_code = 1;
+    worker_stop(w, 0);
+    return;
+  }
+  if (w->conf->dev && w->shm->master_pid == 0)
+    w->watch = fcfs_watch_start(&w->loop, w->conf->lua_dir, on_lua_changed, w);
+  fcfs_log(FCFS_LOG_NOTICE, "worker %d serving %s, generation %llu", w->id, w->conf->listen,
+           (unsigned long long)w->generation);
+}
+
+int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, int shm_fd) {
+  fcfs_worker_t *w = calloc(1, sizeof(*w));
+  if (w == NULL) return 1;
+  int shm_own = shm_fd < 0;
+  if (fcfs_log_open(conf->error_log, conf->access_log, conf->log_level, id) != 0) goto fail;
+  w->shm = shm_own ? fcfs_shm_create(&shm_fd) : fcfs_shm_attach(shm_fd);
+  if (w->shm == NULL || id < 0 || id >= FCFS_MAX_WORKERS) {
+    fcfs_log(FCFS_LOG_ERROR, "cannot map the shared memory segment");
+    goto fail;
+  }
+  uv_loop_init(&w->loop);
+  w->conf = conf;
+  w->id = id;
+  w->count = count;
+  w->listen_fd = listen_fd;
+  w->slot = &w->shm->w[id];
+  w->slot->pid = getpid();
+  w->slot->heartbeat_ms = fcfs_monotonic_ms();
+  if (w->shm->generation == 0) w->shm->generation = 1;
+
+  w->redis = fcfs_redis_new(&w->loop, conf, &w->slot->redis);
+  fcfs_mysql_opts_t mo;
+  fcfs_mysql_opts_from_conf(&mo, conf);
+  w->mysql = fcfs_mysql_new(&w->loop, &mo, &w->slot->mysql);
+
+  uv_timer_init(&w->loop, &w->tick);
+  w->tick.data = w;
+  uv_timer_init(&w->loop, &w->reload_timer);
+  w->reload_timer.data = w;
+  uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
+  for (int i = 0; i < 5; i++) {
+    uv_signal_init(&w->loop, &w->sigs[i]);
+    w->sigs[i].data = w;
+    uv_signal_start(&w->sigs[i], on_signal, signums[i]);
+  }
+  signal(SIGPIPE, SIG_IGN);
+
+  char err[4096];
+  fcfs_vm_t *vm = fcfs_vm_new(w, w->shm->generation, err, sizeof(err));
+  if (vm == NULL) {
+    fcfs_log(FCFS_LOG_ERROR, "loading %s/app.lua failed: %s", conf->lua_dir, err);
+    fprintf(stderr, "fcfs: loading %s/app.lua failed: %s\n", conf->lua_dir, err);
+    w->exit_code = 1;
+    worker_stop(w, 0);
+  } else {
+    w->loading = vm;
+    fcfs_vm_init(vm, first_init_done, w);
+  }
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+
+  int code = w->exit_code;
+  if (w->server) fcfs_server_free(w->server);
+  uv_loop_close(&w->loop);
+  w->slot->pid = 0;
+  if (shm_own) close(shm_fd);
+  fcfs_shm_detach(w->shm);
+  fcfs_log(FCFS_LOG_NOTICE, "worker %d exited", id);
+  fcfs_log_close();
+  free(w);
+  return code;
+fail:
+  free(w);
+  return 1;
+}
+
+int fcfs_worker_check(const fcfs_conf_t *conf, char *err, size_t errlen) {
+  fcfs_worker_t *w = calloc(1, sizeof(*w));
+  if (w == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  int rc = -1, shm_fd = -1;
+  uv_loop_init(&w->loop);
+  w->conf = conf;
+  w->count = 1;
+  w->shm = fcfs_shm_create(&shm_fd);
+  if (w->shm == NULL) {
+    snprintf(err, errlen, "cannot create shared memory");
+    goto done;
+  }
+  w->slot = &w->shm->w[0];
+  w->redis = fcfs_redis_new(&w->loop, conf, &w->slot->redis);
+  fcfs_mysql_opts_t mo;
+  fcfs_mysql_opts_from_conf(&mo, conf);
+  w->mysql = fcfs_mysql_new(&w->loop, &mo, &w->slot->mysql);
+  w->finished = 1; /* nothing to stop: VM closes must not start a shutdown */
+  fcfs_vm_t *vm = fcfs_vm_new(w, 1, err, errlen);
+  if (vm) {
+    fcfs_vm_free(vm);
+    rc = 0;
+  }
+  if (w->redis) fcfs_redis_close(w->redis, redis_closed, NULL);
+  if (w->mysql) fcfs_mysql_free(w->mysql);
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&w->loop);
+  fcfs_shm_detach(w->shm);
+  close(shm_fd);
+done:
+  free(w);
+  return rc;
+}
