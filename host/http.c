@@ -1,0 +1,585 @@
+/* http.c -- HTTP/1.1 request parsing on top of http-parser 2.9, and response
+ * head formatting. No I/O: server.c owns the sockets and calls in here.
+ *
+ * Parsing: one http_in_t per connection holds an http_parser plus one growable
+ * byte buffer reused for every request on the connection. The parser's data
+ * callbacks may deliver the URL, each header name/value and the body in any
+ * number of pieces across feeds; each piece is appended to the buffer and the
+ * tokens are remembered as (offset, length) spans, so the buffer may move when
+ * it grows. At on_message_complete the request is copied into a single heap
+ * block (http_req_t + header array + strings), the parser is paused so
+ * http_in_feed() returns right after that request, and the block is handed to
+ * the caller, who frees it with http_req_free(). The buffer stays with the
+ * connection (released when it grew past HTTP_BUF_KEEP, so one big upload
+ * does not pin memory for the connection's lifetime).
+ *
+ * Limits are checked as bytes arrive, never after buffering a whole request.
+ * Errors are a status code plus a static reason string.
+ */
+#include "http.h"
+
+#include <http_parser.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* A parse buffer bigger than this is freed after its request completes. */
+#define HTTP_BUF_KEEP (16 * 1024)
+#define HTTP_BUF_MIN 512
+
+typedef struct {
+  size_t name_off, name_len;
+  size_t value_off, value_len;
+} span_hdr_t;
+
+enum { CB_NONE, CB_FIELD, CB_VALUE };
+
+struct http_in_s {
+  http_parser p;
+  http_limits_t lim;
+
+  char *buf; /* url, header names and values, then the body */
+  size_t len, cap;
+  span_hdr_t *hdr;
+  size_t nhdr, hdr_cap;
+  size_t url_off, url_len;
+  size_t body_off, body_len;
+
+  const char *feed_data; /* start of the buffer being fed, for byte counting */
+  size_t head_base;      /* head bytes of this request consumed by earlier feeds */
+  size_t head_pos;       /* head bytes up to the end of the last URL/header piece */
+  size_t trailer_bytes;
+
+  http_in_state_t state;
+  int last_cb;
+  int in_trailers;
+  int te_count, te_bad; /* Transfer-Encoding headers seen, any not "chunked" */
+  int expect_continue, expect_bad;
+  int continue_pending;
+  int keep_alive;
+  int after_close; /* a keep_alive == 0 request completed */
+
+  int status; /* != 0 once in error */
+  const char *err;
+  http_req_t *done; /* set by on_message_complete, taken by http_in_feed */
+};
+
+static const char ERR_URL[] = "URL too long";
+static const char ERR_HEAD[] = "request headers too large";
+static const char ERR_NHDR[] = "too many request headers";
+static const char ERR_BODY[] = "request body too large";
+static const char ERR_TE[] = "unsupported Transfer-Encoding";
+static const char ERR_CLTE[] = "Content-Length together with Transfer-Encoding";
+static const char ERR_CL[] = "bad or duplicate Content-Length";
+static const char ERR_VERSION[] = "unsupported HTTP version";
+static const char ERR_CONNECT[] = "CONNECT not supported";
+static const char ERR_EXPECT[] = "unsupported expectation";
+static const char ERR_NAME[] = "invalid character in header name";
+static const char ERR_NOMEM[] = "out of memory";
+static const char ERR_AFTER_CLOSE[] = "data after a Connection: close request";
+
+static int fail(http_in_t *in, int status, const char *err) {
+  if (!in->status) {
+    in->status = status;
+    in->err = err;
+  }
+  return -1;
+}
+
+static int grow(http_in_t *in, size_t need) {
+  if (need <= in->cap) return 0;
+  size_t cap = in->cap ? in->cap : HTTP_BUF_MIN;
+  while (cap < need)
+    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+  char *b = realloc(in->buf, cap);
+  if (!b) return -1;
+  in->buf = b;
+  in->cap = cap;
+  return 0;
+}
+
+static int append(http_in_t *in, const char *at, size_t n) {
+  if (n > SIZE_MAX - in->len || grow(in, in->len + n)) return fail(in, 500, ERR_NOMEM);
+  memcpy(in->buf + in->len, at, n);
+  in->len += n;
+  return 0;
+}
+
+/* Bytes of the request head so far, up to the end of the piece at..at+n. */
+static int check_head(http_in_t *in, const char *at, size_t n) {
+  in->head_pos = in->head_base + (size_t)(at + n - in->feed_data);
+  if (in->head_pos > in->lim.max_header_size) return fail(in, 431, ERR_HEAD);
+  return 0;
+}
+
+static int ieq(const char *s, size_t n, const char *lit) {
+  size_t l = strlen(lit);
+  return n == l && strncasecmp(s, lit, l) == 0;
+}
+
+/* A header line is complete: trim the value and look at the few names the
+ * framing depends on. */
+static void end_header(http_in_t *in) {
+  span_hdr_t *h = &in->hdr[in->nhdr - 1];
+  const char *v = in->buf + h->value_off;
+  while (h->value_len && (v[h->value_len - 1] == ' ' || v[h->value_len - 1] == '\t'))
+    h->value_len--;
+  while (h->value_len && (v[0] == ' ' || v[0] == '\t')) {
+    v++;
+    h->value_off++;
+    h->value_len--;
+  }
+  const char *name = in->buf + h->name_off;
+  if (ieq(name, h->name_len, "transfer-encoding")) {
+    in->te_count++;
+    if (!ieq(v, h->value_len, "chunked")) in->te_bad = 1;
+  } else if (ieq(name, h->name_len, "expect")) {
+    if (ieq(v, h->value_len, "100-continue"))
+      in->expect_continue = 1;
+    else
+      in->expect_bad = 1;
+  }
+}
+
+/* --- http_parser callbacks; the parser's data field is the http_in_t ----- */
+
+static int on_message_begin(http_parser *p) {
+  http_in_t *in = p->data;
+  in->len = 0;
+  in->nhdr = 0;
+  in->url_off = in->url_len = 0;
+  in->body_off = in->body_len = 0;
+  in->head_base = in->head_pos = 0;
+  in->trailer_bytes = 0;
+  in->last_cb = CB_NONE;
+  in->in_trailers = 0;
+  in->te_count = in->te_bad = 0;
+  in->expect_continue = in->expect_bad = 0;
+  in->continue_pending = 0;
+  in->keep_alive = 0;
+  in->state = HTTP_IN_HEADERS;
+  return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n) {
+  http_in_t *in = p->data;
+  in->url_len += n;
+  if (in->url_len > in->lim.max_url) return fail(in, 414, ERR_URL);
+  /* No 431 yet: a URL that will turn out too long must answer 414 however
+   * the bytes were split, so the head size is checked once the URL ends. */
+  in->head_pos = in->head_base + (size_t)(at + n - in->feed_data);
+  return append(in, at, n);
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n) {
+  http_in_t *in = p->data;
+  if (in->in_trailers) {
+    /* Trailers are read and dropped, but they still cost head bytes. */
+    in->trailer_bytes += n;
+    if (in->trailer_bytes > in->lim.max_header_size) return fail(in, 431, ERR_HEAD);
+    return 0;
+  }
+  if (check_head(in, at, n)) return -1;
+  /* Debian builds http-parser non-strict, which lets a space into names. */
+  if (memchr(at, ' ', n)) return fail(in, 400, ERR_NAME);
+  if (in->last_cb != CB_FIELD) {
+    if (in->nhdr) end_header(in);
+    if (in->nhdr >= in->lim.max_headers) return fail(in, 431, ERR_NHDR);
+    if (in->nhdr == in->hdr_cap) {
+      size_t cap = in->hdr_cap ? in->hdr_cap * 2 : 16;
+      span_hdr_t *h = realloc(in->hdr, cap * sizeof(*h));
+      if (!h) return fail(in, 500, ERR_NOMEM);
+      in->hdr = h;
+      in->hdr_cap = cap;
+    }
+    span_hdr_t *h = &in->hdr[in->nhdr++];
+    h->name_off = in->len;
+    h->name_len = 0;
+    h->value_off = in->len; /* empty until a value arrives */
+    h->value_len = 0;
+    in->last_cb = CB_FIELD;
+  }
+  in->hdr[in->nhdr - 1].name_len += n;
+  return append(in, at, n);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n) {
+  http_in_t *in = p->data;
+  if (in->in_trailers) {
+    in->trailer_bytes += n;
+    if (in->trailer_bytes > in->lim.max_header_size) return fail(in, 431, ERR_HEAD);
+    return 0;
+  }
+  if (check_head(in, at, n)) return -1;
+  span_hdr_t *h = &in->hdr[in->nhdr - 1];
+  if (in->last_cb != CB_VALUE) {
+    h->value_off = in->len;
+    h->value_len = 0;
+    in->last_cb = CB_VALUE;
+  }
+  h->value_len += n;
+  return append(in, at, n);
+}
+
+static int on_headers_complete(http_parser *p) {
+  http_in_t *in = p->data;
+  if (in->nhdr) end_header(in);
+  in->in_trailers = 1;
+  if (in->head_pos > in->lim.max_header_size) return fail(in, 431, ERR_HEAD);
+  if (p->http_major != 1 || p->http_minor > 1) return fail(in, 505, ERR_VERSION);
+  if (p->method == HTTP_CONNECT) return fail(in, 501, ERR_CONNECT);
+  /* http-parser accepts "gzip, chunked" and friends; we only do chunked. */
+  if (in->te_count > 1 || in->te_bad) return fail(in, 501, ERR_TE);
+  int chunked = (p->flags & F_CHUNKED) != 0;
+  int has_cl = (p->flags & F_CONTENTLENGTH) != 0;
+  if (has_cl && !chunked && p->content_length > in->lim.max_body) return fail(in, 413, ERR_BODY);
+  int body = chunked || (has_cl && p->content_length > 0);
+  if (in->expect_bad && p->http_minor == 1) return fail(in, 417, ERR_EXPECT);
+  in->continue_pending = body && in->expect_continue && p->http_minor == 1;
+  in->keep_alive = http_should_keep_alive(p);
+  /* Upgrade requests (websocket, h2c) are served as plain HTTP/1.1: a server
+   * may ignore Upgrade (RFC 9110 7.8). The parser's "stop after an upgrade"
+   * changes nothing here, as every message end pauses it anyway. */
+  in->body_off = in->len;
+  if (has_cl && !chunked && p->content_length > 0 && grow(in, in->len + (size_t)p->content_length))
+    return fail(in, 500, ERR_NOMEM);
+  in->state = body ? HTTP_IN_BODY : HTTP_IN_IDLE;
+  return 0;
+}
+
+static int on_chunk_header(http_parser *p) {
+  http_in_t *in = p->data;
+  /* p->content_length is the size of the chunk about to come. */
+  if (p->content_length > in->lim.max_body - in->body_len) return fail(in, 413, ERR_BODY);
+  return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n) {
+  http_in_t *in = p->data;
+  if (n > in->lim.max_body - in->body_len) return fail(in, 413, ERR_BODY);
+  in->body_len += n;
+  return append(in, at, n);
+}
+
+/* Copy the current request into one heap block. */
+static http_req_t *build(http_in_t *in) {
+  const http_parser *p = &in->p;
+  const char *url = in->buf + in->url_off;
+  size_t ulen = in->url_len;
+  size_t i;
+
+  /* Request target: origin-form "/p?q", absolute-form "http://h/p?q", or
+   * "*". The fragment, if any, is dropped. */
+  const char *path = url;
+  size_t plen = ulen;
+  if (ulen && url[0] != '/' && url[0] != '*') {
+    const char *s = memchr(url, '/', ulen);
+    if (s && s + 1 < url + ulen && s[1] == '/') { /* scheme://authority */
+      const char *a = memchr(s + 2, '/', (size_t)(url + ulen - (s + 2)));
+      const char *q = memchr(s + 2, '?', (size_t)(url + ulen - (s + 2)));
+      if (q && (!a || q < a)) a = q;
+      path = a ? a : url + ulen;
+      plen = (size_t)(url + ulen - path);
+    }
+  }
+  const char *hash = memchr(path, '#', plen);
+  if (hash) plen = (size_t)(hash - path);
+  const char *query = "";
+  size_t qlen = 0;
+  const char *qm = memchr(path, '?', plen);
+  if (qm) {
+    query = qm + 1;
+    qlen = plen - (size_t)(qm + 1 - path);
+    plen = (size_t)(qm - path);
+  }
+  int empty_path = plen == 0;
+
+  size_t total = sizeof(http_req_t) + in->nhdr * sizeof(http_header_t);
+  total += plen + 1 + empty_path + qlen + 1 + in->body_len + 1;
+  for (i = 0; i < in->nhdr; i++)
+    total += in->hdr[i].name_len + in->hdr[i].value_len + 2;
+
+  http_req_t *r = malloc(total);
+  if (!r) return NULL;
+  http_header_t *hs = (http_header_t *)(r + 1);
+  char *w = (char *)(hs + in->nhdr);
+
+#define COPY_OUT(dst, src, n)                                                                      \
+  do {                                                                                             \
+    memcpy(w, (src), (n));                                                                         \
+    w[(n)] = '\0';                                                                                 \
+    (dst) = w;                                                                                     \
+    w += (n) + 1;                                                                                  \
+  } while (0)
+
+  r->method = http_method_str((enum http_method)p->method);
+  r->method_len = strlen(r->method);
+  r->method_id = (int)p->method;
+  if (empty_path) {
+    COPY_OUT(r->path, "/", 1);
+    r->path_len = 1;
+  } else {
+    COPY_OUT(r->path, path, plen);
+    r->path_len = plen;
+  }
+  COPY_OUT(r->query, query, qlen);
+  r->query_len = qlen;
+  for (i = 0; i < in->nhdr; i++) {
+    const span_hdr_t *h = &in->hdr[i];
+    COPY_OUT(hs[i].name, in->buf + h->name_off, h->name_len);
+    hs[i].name_len = h->name_len;
+    COPY_OUT(hs[i].value, in->buf + h->value_off, h->value_len);
+    hs[i].value_len = h->value_len;
+  }
+  r->headers = hs;
+  r->nheaders = in->nhdr;
+  COPY_OUT(r->body, in->buf + in->body_off, in->body_len);
+  r->body_len = in->body_len;
+  if (!r->body_len) r->body = NULL;
+#undef COPY_OUT
+  r->keep_alive = in->keep_alive;
+  r->http_minor = p->http_minor;
+  r->is_head = p->method == HTTP_HEAD;
+  return r;
+}
+
+static int on_message_complete(http_parser *p) {
+  http_in_t *in = p->data;
+  http_req_t *r = build(in);
+  if (!r) return fail(in, 500, ERR_NOMEM);
+  in->done = r;
+  in->after_close = !r->keep_alive;
+  in->state = HTTP_IN_IDLE;
+  in->continue_pending = 0; /* the body is all here already */
+  if (in->cap > HTTP_BUF_KEEP) {
+    free(in->buf);
+    in->buf = NULL;
+    in->cap = 0;
+  }
+  in->len = 0;
+  http_parser_pause(p, 1); /* make http_parser_execute return now */
+  return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+    .on_chunk_header = on_chunk_header,
+};
+
+/* --- public API ----------------------------------------------------------- */
+
+http_in_t *http_in_new(const http_limits_t *lim) {
+  http_in_t *in = calloc(1, sizeof(*in));
+  if (!in) return NULL;
+  if (lim) {
+    in->lim = *lim;
+  } else {
+    in->lim.max_url = HTTP_DEFAULT_MAX_URL;
+    in->lim.max_header_size = HTTP_DEFAULT_MAX_HEADER_SIZE;
+    in->lim.max_headers = HTTP_DEFAULT_MAX_HEADERS;
+    in->lim.max_body = HTTP_DEFAULT_MAX_BODY;
+  }
+  http_parser_init(&in->p, HTTP_REQUEST);
+  in->p.data = in;
+  in->state = HTTP_IN_IDLE;
+  return in;
+}
+
+void http_in_free(http_in_t *in) {
+  if (!in) return;
+  free(in->done);
+  free(in->buf);
+  free(in->hdr);
+  free(in);
+}
+
+static int map_errno(http_in_t *in, enum http_errno e) {
+  switch (e) {
+  case HPE_HEADER_OVERFLOW:
+    return fail(in, 431, ERR_HEAD);
+  case HPE_INVALID_CONTENT_LENGTH:
+    return fail(in, 400, ERR_CL);
+  case HPE_UNEXPECTED_CONTENT_LENGTH: {
+    /* The last header line has not been through end_header() yet. */
+    for (size_t i = 0; i < in->nhdr; i++)
+      if (ieq(in->buf + in->hdr[i].name_off, in->hdr[i].name_len, "transfer-encoding"))
+        return fail(in, 400, ERR_CLTE);
+    return fail(in, 400, ERR_CL);
+  }
+  case HPE_INVALID_TRANSFER_ENCODING:
+    return fail(in, 501, ERR_TE);
+  default: /* malformed: request line, header syntax, chunk framing, ... */
+    return fail(in, 400, http_errno_description(e));
+  }
+}
+
+ssize_t http_in_feed(http_in_t *in, const char *data, size_t len, http_req_t **req) {
+  *req = NULL;
+  if (in->status) return -1;
+  if (len == 0) return 0; /* 0 means EOF to http_parser; the caller handles EOF */
+  if (len > SSIZE_MAX) len = SSIZE_MAX;
+  if (in->after_close) {
+    /* The non-strict parser would read on; the connection is closing. */
+    for (size_t i = 0; i < len; i++)
+      if (data[i] != '\r' && data[i] != '\n') return fail(in, 400, ERR_AFTER_CLOSE);
+    return (ssize_t)len;
+  }
+  in->feed_data = data;
+  size_t n = http_parser_execute(&in->p, &settings, data, len);
+  enum http_errno e = HTTP_PARSER_ERRNO(&in->p);
+  if (e == HPE_PAUSED) {
+    http_parser_pause(&in->p, 0);
+    *req = in->done;
+    in->done = NULL;
+    return (ssize_t)n;
+  }
+  if (e != HPE_OK) {
+    if (!in->status) map_errno(in, e);
+    return -1;
+  }
+  if (in->state == HTTP_IN_HEADERS) {
+    /* Counts a few blank lines before the request too; harmless. While the
+     * request line is still coming, allow for a URL up to max_url (on_url
+     * answers 414 beyond that) so the verdict does not depend on the split. */
+    in->head_base += n;
+    size_t max = in->lim.max_header_size;
+    if (in->nhdr == 0)
+      max = in->lim.max_url + 1024 > SIZE_MAX - max ? SIZE_MAX : max + in->lim.max_url + 1024;
+    if (in->head_base > max) return fail(in, 431, ERR_HEAD);
+  }
+  return (ssize_t)n;
+}
+
+int http_in_status(const http_in_t *in) {
+  return in->status;
+}
+
+const char *http_in_error(const http_in_t *in) {
+  return in->err;
+}
+
+http_in_state_t http_in_state(const http_in_t *in) {
+  return in->state;
+}
+
+int http_in_take_continue(http_in_t *in) {
+  int c = in->continue_pending && !in->status;
+  in->continue_pending = 0;
+  return c;
+}
+
+void http_req_free(http_req_t *r) {
+  free(r);
+}
+
+const http_header_t *http_req_header(const http_req_t *r, const char *name) {
+  size_t n = strlen(name);
+  for (size_t i = 0; i < r->nheaders; i++)
+    if (r->headers[i].name_len == n && strncasecmp(r->headers[i].name, name, n) == 0)
+      return &r->headers[i];
+  return NULL;
+}
+
+/* --- response side -------------------------------------------------------- */
+
+const char *http_reason(int status) {
+  switch (status) {
+#define XX(num, name, string)                                                                      \
+  case num:                                                                                        \
+    return #string;
+    HTTP_STATUS_MAP(XX)
+#undef XX
+  default:
+    return "Unknown";
+  }
+}
+
+typedef struct {
+  char *p, *end;
+} out_t;
+
+static int put(out_t *o, const char *s, size_t n) {
+  if ((size_t)(o->end - o->p) < n) return -1;
+  memcpy(o->p, s, n);
+  o->p += n;
+  return 0;
+}
+
+#define PUT_LIT(o, lit) put((o), (lit), sizeof(lit) - 1)
+
+static int put_uint(out_t *o, size_t v) {
+  char tmp[24];
+  char *t = tmp + sizeof(tmp);
+  do {
+    *--t = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return put(o, t, (size_t)(tmp + sizeof(tmp) - t));
+}
+
+ssize_t http_format_head(char *buf, size_t cap, int status, const char *date, size_t content_length,
+                         int keep_alive, const char *extra, size_t extra_len) {
+  if (status < 100 || status > 999) return -1;
+  out_t o = {buf, buf + cap};
+  const char *reason = http_reason(status);
+  int rc = PUT_LIT(&o, "HTTP/1.1 ");
+  rc |= put_uint(&o, (size_t)status);
+  rc |= PUT_LIT(&o, " ");
+  rc |= put(&o, reason, strlen(reason));
+  rc |= PUT_LIT(&o, "\r\nServer: fcfs\r\nDate: ");
+  rc |= put(&o, date, strlen(date));
+  rc |= PUT_LIT(&o, "\r\n");
+  if (status >= 200 && status != 204) {
+    rc |= PUT_LIT(&o, "Content-Length: ");
+    rc |= put_uint(&o, content_length);
+    rc |= PUT_LIT(&o, "\r\n");
+  }
+  rc |=
+      keep_alive ? PUT_LIT(&o, "Connection: keep-alive\r\n") : PUT_LIT(&o, "Connection: close\r\n");
+  if (extra && extra_len) rc |= put(&o, extra, extra_len);
+  rc |= PUT_LIT(&o, "\r\n");
+  /* put() never writes past end, and once one put fails the total can't fit. */
+  return rc ? -1 : (ssize_t)(o.p - buf);
+}
+
+void http_format_date(char out[30], time_t t) {
+  static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  struct tm tm;
+  if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0) {
+    memcpy(out, "Thu, 01 Jan 1970 00:00:00 GMT", 30);
+    return;
+  }
+  int y = tm.tm_year + 1900;
+  memcpy(out, days[tm.tm_wday], 3);
+  out[3] = ',';
+  out[4] = ' ';
+  out[5] = (char)('0' + tm.tm_mday / 10);
+  out[6] = (char)('0' + tm.tm_mday % 10);
+  out[7] = ' ';
+  memcpy(out + 8, months[tm.tm_mon], 3);
+  out[11] = ' ';
+  out[12] = (char)('0' + y / 1000);
+  out[13] = (char)('0' + y / 100 % 10);
+  out[14] = (char)('0' + y / 10 % 10);
+  out[15] = (char)('0' + y % 10);
+  out[16] = ' ';
+  out[17] = (char)('0' + tm.tm_hour / 10);
+  out[18] = (char)('0' + tm.tm_hour % 10);
+  out[19] = ':';
+  out[20] = (char)('0' + tm.tm_min / 10);
+  out[21] = (char)('0' + tm.tm_min % 10);
+  out[22] = ':';
+  out[23] = (char)('0' + tm.tm_sec / 10);
+  out[24] = (char)('0' + tm.tm_sec % 10);
+  memcpy(out + 25, " GMT", 5);
+}

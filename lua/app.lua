@@ -1,0 +1,108 @@
+-- app.lua: the entry point the C host loads into every fresh VM generation (`require "app"`).
+--
+-- It builds the one web app (lib/web.lua), registers the operational routes below and, as the
+-- domain modules arrive, theirs; the host then calls app:run_init_worker() once and
+-- app:handle(req) per request. Nothing here does I/O at load time: work that needs Redis or MySQL
+-- goes into app:init_worker(fn) or a handler.
+--
+-- Operational routes:
+--   GET  /healthz       alive (no dependencies)
+--   GET  /readyz        every readiness check (see READY_CHECKS) -> 200 or 503
+--   GET  /hello         the benchmark route, kept minimal
+--   GET  /metrics       Prometheus text from the host
+--   POST /_host/reload  loopback only: build and swap in a new VM generation
+--   GET  /_host/status  loopback only: which worker and generation answered
+local web = require "lib.web"
+local json = require "lib.json"
+local host = require "host"
+
+local pcall, tostring, type, find = pcall, tostring, type, string.find
+local fail = web.fail
+
+local MSG_LOOPBACK_ONLY = {
+    ko = "이 엔드포인트는 로컬에서만 사용할 수 있습니다.",
+    en = "This endpoint is only available from loopback.",
+}
+
+local METRICS_HEADERS = { ["Content-Type"] = "text/plain; version=0.0.4" }
+
+local app = web.new()
+
+-- Readiness checks: {name, fn}; fn() -> true | nil, err (a raise counts as a failure).
+-- Later modules append theirs (Redis, MySQL) with ready_check(name, fn).
+local READY_CHECKS = {}
+
+local function ready_check(name, fn)
+    READY_CHECKS[#READY_CHECKS + 1] = { name = name, fn = fn }
+end
+
+ready_check("lua", function() return true end)
+
+local function is_loopback(addr)
+    if type(addr) ~= "string" then return false end
+    return addr == "::1" or find(addr, "^127%.") ~= nil or find(addr, "^::ffff:127%.") ~= nil
+end
+
+local function loopback_only(fn)
+    return function(req)
+        if not is_loopback(req.remote_addr) then
+            fail(403, "FORBIDDEN", MSG_LOOPBACK_ONLY)
+        end
+        return fn(req)
+    end
+end
+
+local HEALTHY = { json = { status = "ok" } }
+app:get("/healthz", function() return HEALTHY end)
+
+app:get("/readyz", function()
+    local checks, ready = {}, true
+    for i = 1, #READY_CHECKS do
+        local c = READY_CHECKS[i]
+        local ok, res, err = pcall(c.fn)
+        if ok and res then
+            checks[c.name] = "ok"
+        else
+            ready = false
+            checks[c.name] = tostring((ok and err) or res or "failed")
+        end
+    end
+    return { status = ready and 200 or 503, json = { ready = ready, checks = checks } }
+end)
+
+local HELLO = { json = { ok = true } }
+app:get("/hello", function() return HELLO end)
+
+app:get("/metrics", function()
+    return { body = host.metrics_text(), headers = METRICS_HEADERS }
+end)
+
+app:post("/_host/reload", loopback_only(function()
+    local ok, generation, err = host.reload()
+    return {
+        status = ok and 200 or 500,
+        json = {
+            ok = ok and true or false,
+            generation = generation or json.null,
+            error = (not ok and tostring(err or "reload failed")) or json.null,
+        },
+    }
+end))
+
+app:get("/_host/status", loopback_only(function()
+    return {
+        json = {
+            worker_id = host.worker_id,
+            worker_count = host.worker_count,
+            generation = host.generation,
+            pid = host.pid,
+            lua_memory_kb = math.floor(collectgarbage("count")),
+            jit = jit and jit.version or nil,
+        },
+    }
+end))
+
+app.ready_check = ready_check
+app.is_loopback = is_loopback
+
+return app

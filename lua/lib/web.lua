@@ -1,0 +1,351 @@
+-- lib/web.lua: the small web framework every route of the Lua side is written in.
+--
+--   local app = web.new()
+--   app:get("/users/:id[%d]", function(req) return { json = { id = tonumber(req.params.id) } } end)
+--   app:before(function(req) ... end)      -- return a response table to short-circuit
+--   app:init_worker(function() ... end)    -- run once per VM generation, may do host I/O
+--
+-- The C host calls app:handle(req) once per request, in the request's own coroutine, and gets back
+-- status, body, headers, route (route = the matched pattern, or "404"/"405", for metrics and the
+-- access log). It calls app:run_init_worker() once per VM generation and treats a raise as a
+-- failed reload.
+--
+-- Handlers take req (as built by C, plus req.params, req.route, req:json(), req:arg(name),
+-- req:args()) and return {status=, json=, headers=} or {status=, body=, headers=} (status defaults
+-- to 200) or nothing (204). Expected failures are raised with web.fail(status, code, message,
+-- details) and become {"error":{code, message, details?}, "request_id"} bodies; anything else that
+-- raises is logged with a traceback and answered 500 INTERNAL. A message may be a string or a
+-- {ko=, en=} table, picked by the request's Accept-Language (Korean by default).
+--
+-- Returned header tables may be shared constants: C must only read them.
+local router = require "lib.router"
+local json = require "lib.json"
+local host = require "host"
+
+local type, error, pairs, tostring, setmetatable, getmetatable = type, error, pairs, tostring, setmetatable,
+    getmetatable
+local xpcall, tonumber = xpcall, tonumber
+local char, find, gsub, lower, match, gmatch, sub = string.char, string.find, string.gsub, string.lower,
+    string.match, string.gmatch, string.sub
+local traceback = debug.traceback
+local encode, decode, quote = json.encode, json.decode, json.quote
+
+local JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+-- Messages of the errors this module raises itself.
+local MSG_NOT_FOUND = { ko = "요청한 리소스를 찾을 수 없습니다.", en = "The requested resource was not found." }
+local MSG_METHOD_NOT_ALLOWED = { ko = "허용되지 않은 요청 메서드입니다.", en = "Method not allowed for this resource." }
+local MSG_UNSUPPORTED_MEDIA_TYPE = {
+    ko = "요청 본문은 application/json 형식이어야 합니다.",
+    en = "The request body must be application/json.",
+}
+local MSG_BAD_JSON = { ko = "요청 본문이 올바른 JSON이 아닙니다.", en = "The request body is not valid JSON." }
+local MSG_BAD_JSON_SHAPE = {
+    ko = "요청 본문은 JSON 객체 또는 배열이어야 합니다.",
+    en = "The request body must be a JSON object or array.",
+}
+local MSG_INTERNAL = "internal error"
+
+local ERR_BAD_RESULT = "handler must return a table or nothing, got "
+local ERR_BAD_BODY = "response body must be a string, got "
+
+local _M = {
+    JSON_CONTENT_TYPE = JSON_CONTENT_TYPE,
+    messages = {
+        NOT_FOUND = MSG_NOT_FOUND,
+        METHOD_NOT_ALLOWED = MSG_METHOD_NOT_ALLOWED,
+        UNSUPPORTED_MEDIA_TYPE = MSG_UNSUPPORTED_MEDIA_TYPE,
+        BAD_JSON = MSG_BAD_JSON,
+        BAD_JSON_SHAPE = MSG_BAD_JSON_SHAPE,
+        INTERNAL = MSG_INTERNAL,
+    },
+}
+
+local JSON_HEADERS = { ["Content-Type"] = JSON_CONTENT_TYPE }
+_M.JSON_HEADERS = JSON_HEADERS
+
+---------------------------------------------------------------------------------------------------
+-- Structured failures
+
+local Fail = { __name = "web.fail" }
+Fail.__index = Fail
+Fail.__tostring = function(f) return "web.fail " .. tostring(f.status) .. " " .. tostring(f.code) end
+
+-- web.fail(status, code, message, details, headers): raise an expected error; never returns.
+function _M.fail(status, code, message, details, headers)
+    error(setmetatable({ status = status, code = code, message = message, details = details,
+        headers = headers }, Fail), 0)
+end
+
+function _M.is_fail(e)
+    return getmetatable(e) == Fail
+end
+
+-- The Internal wrapper carries an unexpected error and its traceback out of xpcall.
+local Internal = {}
+
+local function on_error(e)
+    if getmetatable(e) == Fail then return e end
+    local msg = type(e) == "string" and e or tostring(e)
+    -- traceback("") starts with a newline before "stack traceback:"; drop it
+    return setmetatable({ msg = msg, tb = sub(traceback("", 2), 2) }, Internal)
+end
+
+---------------------------------------------------------------------------------------------------
+-- Language and error bodies
+
+-- web.lang(req) -> "ko" | "en": the supported language Accept-Language prefers (ko by default).
+local function lang(req)
+    local l = req._lang
+    if l then return l end
+    l = "ko"
+    local headers = req.headers
+    local al = headers and headers["accept-language"]
+    if al then
+        local best = 0
+        for tag, rest in gmatch(al, "%s*([^,;%s]+)([^,]*)") do
+            local q = tonumber(match(rest, ";%s*q%s*=%s*([%d.]+)")) or 1
+            local primary = lower(match(tag, "^[^-_]+") or tag)
+            if (primary == "en" or primary == "ko") and q > best then
+                best, l = q, primary
+            end
+        end
+    end
+    req._lang = l
+    return l
+end
+_M.lang = lang
+
+local function localize(req, message)
+    if type(message) == "table" then
+        return message[lang(req)] or message.ko or message.en or ""
+    end
+    return message == nil and "" or tostring(message)
+end
+_M.localize = localize
+
+-- The error body, assembled so that keys come out in the documented order.
+local function error_body(req, code, message, details)
+    local id = req.request_id
+    local body = '{"error":{"code":' .. quote(tostring(code)) .. ',"message":' .. quote(localize(req, message))
+    if details ~= nil then
+        body = body .. ',"details":' .. encode(details)
+    end
+    return body .. '},"request_id":' .. (id and quote(tostring(id)) or "null") .. "}"
+end
+_M.error_body = error_body
+
+-- A copy of headers whose content type is ours (error bodies are always JSON).
+local function with_json_type(headers)
+    local h = {}
+    for k, v in pairs(headers) do
+        if lower(k) ~= "content-type" then h[k] = v end
+    end
+    h["Content-Type"] = JSON_CONTENT_TYPE
+    return h
+end
+
+-- headers itself when it names a content type (the handler's choice wins), else a copy plus ours.
+local function ensure_json_type(headers)
+    for k in pairs(headers) do
+        if lower(k) == "content-type" then return headers end
+    end
+    return with_json_type(headers)
+end
+
+---------------------------------------------------------------------------------------------------
+-- Request helpers (installed on req by handle)
+
+local function is_json_type(ct)
+    local mt, params = match(ct, "^%s*([^;%s]+)%s*(.*)$")
+    if not mt or lower(mt) ~= "application/json" then return false end
+    local charset = match(lower(params), "charset%s*=%s*\"?([%w%-_]+)")
+    return charset == nil or charset == "utf-8" or charset == "utf8"
+end
+
+-- req:json() -> the decoded body (an object or array table); raises 415 / 400 (see header).
+local function req_json(req)
+    local v = req._json
+    if v ~= nil then return v end
+    local headers = req.headers
+    local ct = headers and headers["content-type"]
+    if not ct or not is_json_type(ct) then
+        _M.fail(415, "UNSUPPORTED_MEDIA_TYPE", MSG_UNSUPPORTED_MEDIA_TYPE)
+    end
+    local body = req.body
+    if body == nil or body == "" then _M.fail(400, "BAD_JSON", MSG_BAD_JSON) end
+    v = decode(body)
+    if v == nil then _M.fail(400, "BAD_JSON", MSG_BAD_JSON) end
+    if type(v) ~= "table" then _M.fail(400, "BAD_JSON", MSG_BAD_JSON_SHAPE) end
+    req._json = v
+    return v
+end
+
+local function hex_char(h) return char(tonumber(h, 16)) end
+
+local function unescape_arg(s)
+    if find(s, "+", 1, true) then s = gsub(s, "+", " ") end
+    if find(s, "%", 1, true) then s = gsub(s, "%%(%x%x)", hex_char) end
+    return s
+end
+
+-- Decodes a query string into name -> value; the first occurrence of a name wins, a name without
+-- "=" maps to "".
+local function parse_query(q)
+    local args = {}
+    if q == nil or q == "" then return args end
+    for pair in gmatch(q, "[^&;]+") do
+        local k, v = match(pair, "^([^=]*)=(.*)$")
+        if not k then k, v = pair, "" end
+        k = unescape_arg(k)
+        if k ~= "" and args[k] == nil then args[k] = unescape_arg(v) end
+    end
+    return args
+end
+_M.parse_query = parse_query
+
+-- req:args() -> table of decoded query arguments (parsed once per request).
+local function req_args(req)
+    local args = req._args
+    if not args then
+        args = parse_query(req.query)
+        req._args = args
+    end
+    return args
+end
+
+-- req:arg(name) -> string or nil.
+local function req_arg(req, name)
+    return req_args(req)[name]
+end
+
+---------------------------------------------------------------------------------------------------
+-- The app
+
+local App = {}
+App.__index = App
+
+function _M.new()
+    return setmetatable({ router = router.new(), filters = {}, init_fns = {} }, App)
+end
+
+local ALL_METHODS = { "GET", "POST", "PUT", "PATCH", "DELETE" }
+
+-- app:match(method_or_methods, pattern, fn) or app:match(pattern, fn) for every method.
+function App:match(methods, pattern, fn)
+    if fn == nil then methods, pattern, fn = ALL_METHODS, methods, pattern end
+    if type(fn) ~= "function" and not (type(fn) == "table" and getmetatable(fn) and getmetatable(fn).__call) then
+        error("handler for " .. tostring(pattern) .. " must be a function", 2)
+    end
+    if type(methods) == "string" then methods = { methods } end
+    for i = 1, #methods do
+        self.router:add(methods[i], pattern, fn)
+    end
+    return self
+end
+
+function App:get(pattern, fn) return self:match("GET", pattern, fn) end
+function App:post(pattern, fn) return self:match("POST", pattern, fn) end
+function App:put(pattern, fn) return self:match("PUT", pattern, fn) end
+function App:patch(pattern, fn) return self:match("PATCH", pattern, fn) end
+function App:delete(pattern, fn) return self:match("DELETE", pattern, fn) end
+
+-- app:before(fn): fn(req) runs before every matched handler, in registration order; a non-nil
+-- return is the response and skips the rest.
+function App:before(fn)
+    if type(fn) ~= "function" then error("before filter must be a function", 2) end
+    self.filters[#self.filters + 1] = fn
+    return self
+end
+
+-- app:init_worker(fn): fn() runs once per VM generation (may do host I/O).
+function App:init_worker(fn)
+    if type(fn) ~= "function" then error("init_worker expects a function", 2) end
+    self.init_fns[#self.init_fns + 1] = fn
+    return self
+end
+
+function App:run_init_worker()
+    local fns = self.init_fns
+    for i = 1, #fns do
+        local ok, err = xpcall(fns[i], traceback)
+        if not ok then
+            error("init_worker #" .. i .. " failed: " .. tostring(err), 0)
+        end
+    end
+    return true
+end
+
+-- Turns a handler's result into status, body, headers.
+local function render(res)
+    if res == nil then return 204, nil, nil end
+    if type(res) ~= "table" then error(ERR_BAD_RESULT .. type(res), 0) end
+    local status = res.status or 200
+    local headers = res.headers
+    local body
+    local j = res.json
+    if j ~= nil then
+        body = encode(j)
+        if headers == nil then
+            headers = JSON_HEADERS
+        else
+            headers = ensure_json_type(headers)
+        end
+    else
+        body = res.body
+        if body ~= nil and type(body) ~= "string" then error(ERR_BAD_BODY .. type(body), 0) end
+    end
+    if status == 204 or status == 304 or status < 200 then body = nil end
+    return status, body, headers
+end
+
+local function run(app, handler, req)
+    local filters = app.filters
+    for i = 1, #filters do
+        local res = filters[i](req)
+        if res ~= nil then return render(res) end
+    end
+    return render(handler(req))
+end
+
+local function error_reply(req, status, code, message, details, headers)
+    local h = JSON_HEADERS
+    if headers ~= nil then h = with_json_type(headers) end
+    return status, error_body(req, code, message, details), h
+end
+
+-- app:handle(req) -> status, body, headers, route
+function App:handle(req)
+    local handler, params, pattern = self.router:match(req.method, req.path)
+    if not handler then
+        if params == router.METHOD_NOT_ALLOWED then
+            local status, body, headers = error_reply(req, 405, "METHOD_NOT_ALLOWED", MSG_METHOD_NOT_ALLOWED, nil,
+                { Allow = router.allow_header(pattern) })
+            return status, body, headers, "405"
+        end
+        local status, body, headers = error_reply(req, 404, "NOT_FOUND", MSG_NOT_FOUND)
+        return status, body, headers, "404"
+    end
+    req.params = params
+    req.route = pattern
+    req.json = req_json
+    req.arg = req_arg
+    req.args = req_args
+
+    local ok, status, body, headers = xpcall(run, on_error, self, handler, req)
+    if ok then return status, body, headers, pattern end
+
+    local e = status
+    if getmetatable(e) == Fail then
+        status, body, headers = error_reply(req, e.status or 500, e.code or "INTERNAL", e.message, e.details,
+            e.headers)
+        return status, body, headers, pattern
+    end
+    -- the host adds the request id, client and request line to every log line of a request
+    host.log("error", e.msg, "\n", e.tb)
+    status, body, headers = error_reply(req, 500, "INTERNAL", MSG_INTERNAL)
+    return status, body, headers, pattern
+end
+
+
+return _M

@@ -1,0 +1,95 @@
+-- spec/unit/helper.lua: a fake `host` module for the pure-Lua unit specs, plus request builders.
+--
+--   local helper = require "spec.unit.helper"   -- first line of every unit spec
+--
+-- Requiring it puts lua/ on package.path and installs package.loaded.host, a stand-in for the
+-- C module with the same fields (log, now, sleep, null, config, worker_id, worker_count,
+-- generation, metrics_text, reload, timer). host.log records its calls in helper.logs;
+-- helper.reset() clears the recording and restores the defaults. busted insulates every spec
+-- file, so each file gets a fresh copy.
+package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+
+local cjson = require "cjson"
+
+local helper = { logs = {} }
+
+local host = {
+    null = cjson.null,
+    config = {},
+    worker_id = 0,
+    worker_count = 1,
+    generation = 1,
+    pid = 4242,
+    timer = {},
+}
+
+function host.log(level, ...)
+    helper.logs[#helper.logs + 1] = { level = level, n = select("#", ...), ... }
+end
+
+function host.now() return helper.clock end
+function host.sleep() end
+function host.metrics_text() return helper.metrics end
+function host.reload() return helper.reload_result() end
+function host.timer.at() return true end
+function host.timer.every() return true end
+
+function helper.reset()
+    helper.logs = {}
+    helper.clock = 1700000000.5
+    helper.metrics = "# TYPE fcfs_requests_total counter\nfcfs_requests_total 1\n"
+    helper.reload_result = function() return true, 2, nil end
+    host.generation = 1
+end
+helper.reset()
+
+helper.host = host
+package.loaded.host = host
+
+-- helper.req{method=, path=, query=, body=, headers=, remote_addr=, request_id=}: a request table
+-- shaped like the one C builds (header names lower-cased).
+function helper.req(t)
+    t = t or {}
+    local headers = {}
+    for k, v in pairs(t.headers or {}) do headers[k:lower()] = v end
+    return {
+        method = t.method or "GET",
+        path = t.path or "/",
+        query = t.query or "",
+        body = t.body,
+        headers = headers,
+        remote_addr = t.remote_addr or "127.0.0.1",
+        request_id = t.request_id or "req-1",
+    }
+end
+
+-- helper.json_req(method, path, value_or_string, headers): a request with a JSON body.
+function helper.json_req(method, path, body, headers)
+    local h = { ["content-type"] = "application/json" }
+    for k, v in pairs(headers or {}) do h[k] = v end
+    if type(body) ~= "string" then body = cjson.encode(body) end
+    return helper.req { method = method, path = path, body = body, headers = h }
+end
+
+-- helper.call(app, req) -> status, decoded body (or raw string when not JSON), headers, route
+function helper.call(app, req)
+    local status, body, headers, route = app:handle(req)
+    local decoded = body
+    if type(body) == "string" then
+        local ok, v = pcall(cjson.decode, body)
+        if ok then decoded = v end
+    end
+    return status, decoded, headers, route
+end
+
+-- helper.strict_require(name): require name while writes to _G raise, as in the host VM.
+function helper.strict_require(name)
+    local mt = getmetatable(_G)
+    setmetatable(_G, { __newindex = function(_, k) error("module wrote global '" .. tostring(k) .. "'", 2) end })
+    local ok, mod = pcall(require, name)
+    setmetatable(_G, mt)
+    if not ok then error(mod, 2) end
+    return mod
+end
+
+return helper
