@@ -33,6 +33,8 @@
 
 enum { TASK_REQUEST, TASK_TIMER, TASK_INIT };
 
+#define SPARE_THREADS 128
+
 typedef struct {
   fcfs_release_cb release;
   void *res;
@@ -43,6 +45,7 @@ struct fcfs_task_s {
   lua_State *co;
   int co_ref;
   int kind;
+  int reusable; /* the coroutine ran to its end: it may serve another task */
   void *op;
   fcfs_cancel_cb cancel;
   fcfs_request_t *req;
@@ -68,10 +71,13 @@ struct fcfs_vm_s {
   uv_timer_t *drain;
   fcfs_vm_init_cb init_done;
   void *init_arg;
+  int spare[SPARE_THREADS]; /* registry refs of finished coroutines, reset for reuse */
+  int nspare;
 };
 
-/* Registry keys: their addresses are unique per process. */
-static char vm_key;
+/* Registry key of the host-yield sentinel: its address is unique. The VM
+ * pointer itself is the state's exdata (OpenResty's LuaJIT), inherited by
+ * every coroutine created in the VM. */
 static char host_yield_key;
 
 static const char *const prelude =
@@ -101,11 +107,7 @@ static const char *const strict =
     "end, __metatable = false })\n";
 
 fcfs_vm_t *fcfs_vm_of(lua_State *L) {
-  lua_pushlightuserdata(L, &vm_key);
-  lua_rawget(L, LUA_REGISTRYINDEX);
-  fcfs_vm_t *vm = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return vm;
+  return lua_getexdata(L);
 }
 
 lua_State *fcfs_vm_state(fcfs_vm_t *vm) {
@@ -210,8 +212,15 @@ static fcfs_task_t *task_new(fcfs_vm_t *vm, int kind) {
   if (t == NULL) return NULL;
   t->vm = vm;
   t->kind = kind;
-  t->co = lua_newthread(vm->L);
-  t->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
+  if (vm->nspare > 0) {
+    t->co_ref = vm->spare[--vm->nspare];
+    lua_rawgeti(vm->L, LUA_REGISTRYINDEX, t->co_ref);
+    t->co = lua_tothread(vm->L, -1);
+    lua_pop(vm->L, 1);
+  } else {
+    t->co = lua_newthread(vm->L);
+    t->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
+  }
   t->next = vm->tasks;
   if (vm->tasks) vm->tasks->prev = t;
   vm->tasks = t;
@@ -225,7 +234,12 @@ static void task_end(fcfs_task_t *t) {
   for (int i = t->nends - 1; i >= 0; i--) t->ends[i].release(t->ends[i].res);
   free(t->ends);
   if (t->req) t->req->task = NULL;
-  luaL_unref(vm->L, LUA_REGISTRYINDEX, t->co_ref);
+  if (t->reusable && vm->nspare < SPARE_THREADS && !vm->retired) {
+    lua_resetthread(vm->L, t->co);
+    vm->spare[vm->nspare++] = t->co_ref;
+  } else {
+    luaL_unref(vm->L, LUA_REGISTRYINDEX, t->co_ref);
+  }
   if (t->prev) t->prev->next = t->next;
   else vm->tasks = t->next;
   if (t->next) t->next->prev = t->prev;
@@ -343,6 +357,7 @@ static void task_run(fcfs_task_t *t, int nargs) {
     lua_pushliteral(t->co, "coroutine.yield() outside of a coroutine (a handler cannot yield itself)");
     status = LUA_ERRRUN;
   }
+  t->reusable = 1;
   if (status != 0) {
     task_failed(t, status);
   } else if (t->kind == TASK_REQUEST) {
@@ -491,9 +506,7 @@ fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t 
     return NULL;
   }
   luaL_openlibs(L);
-  lua_pushlightuserdata(L, &vm_key);
-  lua_pushlightuserdata(L, vm);
-  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_setexdata(L, vm);
 
   /* package.path: the app first, then extra paths, then the system's. */
   const fcfs_conf_t *c = w->conf;
