@@ -41,6 +41,7 @@
 #define READ_BUF_SIZE 65536
 #define LINGER_MS 2000
 #define MAX_BACKLOG (1 << 20)
+#define MAX_WRITE_QUEUE (256 << 10) /* bytes unsent before pipelined requests wait */
 
 typedef enum { PHASE_IDLE, PHASE_HEADERS, PHASE_BODY, PHASE_HANDLER, PHASE_LINGER } phase_t;
 
@@ -171,6 +172,7 @@ static void write_done(uv_write_t *req, int status) {
   if (c->closing) return;
   if (status != 0) conn_close(c);
   else if (c->must_close && c->writes == 0 && !c->in_flight) conn_linger(c);
+  else if (!c->in_flight) conn_process(c); /* pipelined requests waited for the client to read */
 }
 
 /* Write bufs; what the kernel does not take now is copied and queued. */
@@ -517,7 +519,8 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 
 /* Serve what waits in the backlog (pipelined requests). */
 static void conn_process(fcfs_conn_t *c) {
-  while (c->blen > c->boff && !c->in_flight && !c->closing && !c->must_close) {
+  while (c->blen > c->boff && !c->in_flight && !c->closing && !c->must_close &&
+         c->tcp.write_queue_size < MAX_WRITE_QUEUE) {
     size_t used = 0;
     if (conn_feed(c, c->backlog + c->boff, c->blen - c->boff, &used) != 0) return;
     if (c->closing) return;

@@ -306,6 +306,9 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
     uv_signal_start(&w->sigs[i], on_signal, signums[i]);
   }
   signal(SIGPIPE, SIG_IGN);
+  /* Workers share one listener: take one connection per wake-up so a burst
+   * of connects spreads over the workers instead of landing on the first. */
+  if (count > 1) setenv("UV_TCP_SINGLE_ACCEPT", "1", 0);
 
   char err[4096];
   fcfs_vm_t *vm = fcfs_vm_new(w, w->shm->generation, err, sizeof(err));

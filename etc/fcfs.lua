@@ -1,0 +1,63 @@
+-- Default configuration of fcfs: `fcfs -c etc/fcfs.lua`, run from the
+-- repository root (relative paths below are relative to the working
+-- directory). The chunk returns one flat table; every key is a field of
+-- host/conf.h. Any key can be overridden at start with an environment
+-- variable FCFS_<KEY> (upper case), e.g. FCFS_WORKERS=0 or
+-- FCFS_LISTEN=0.0.0.0:8080. An unknown key or a bad value stops the start with
+-- a message naming the key. `etc/dev services start` provides the Redis and
+-- MariaDB this file points at (under var/).
+return {
+  -- process and network ----------------------------------------------------
+  listen = "127.0.0.1:8080",       -- address:port of the HTTP listener
+  -- workers = 2,                  -- worker processes; omitted = one per core; 0 = single process in the foreground
+  backlog = 4096,                  -- listen(2) backlog
+  max_connections = 16384,         -- open client connections per worker
+  run_dir = "var/run",             -- pid file and logs live here
+  pid_file = "var/run/fcfs.pid",   -- master pid; read by `fcfs -s ...`
+  heartbeat_timeout = 2,           -- s: a worker silent that long is killed and respawned
+  drain_timeout = 10,              -- s: QUIT and reload wait that long for in-flight requests
+
+  -- Lua ----------------------------------------------------------------------
+  lua_dir = "lua",                 -- holds app.lua and the modules it requires
+  lua_path = "",                   -- extra package.path entries, ';'-separated
+  dev = false,                     -- true: watch lua_dir and reload Lua on save
+
+  -- HTTP limits and timeouts (seconds) -----------------------------------------
+  request_timeout = 30,            -- handler deadline -> 504
+  header_timeout = 10,             -- request line + headers must arrive within -> 408
+  body_timeout = 10,               -- body must arrive within -> 408
+  idle_timeout = 60,               -- idle keep-alive connection closed silently
+  max_requests_per_conn = 10000,   -- keep-alive requests before the connection is closed
+  max_url = 8192,                  -- request target bytes -> 414
+  max_header_size = 16384,         -- request line + header bytes -> 431
+  max_headers = 100,               -- header lines -> 431
+  max_body = 1048576,              -- body bytes -> 413
+
+  -- logs ---------------------------------------------------------------------
+  error_log = "var/run/error.log", -- path or "stderr"
+  access_log = "var/run/access.log", -- path, "stderr" or "off"
+  log_level = "info",              -- debug|info|notice|warn|error
+
+  -- Redis (etc/dev services: unix socket var/redis/redis.sock, TCP 127.0.0.1:6390)
+  redis = "unix:var/redis/redis.sock", -- "127.0.0.1:6390" or "unix:/path/redis.sock"
+  redis_connections = 2,           -- shared, pipelined connections per worker
+  redis_pinned_max = 16,           -- pinned (MULTI/blocking) connections per worker
+  redis_connect_timeout = 1,       -- s
+  redis_timeout = 1,               -- s per command
+
+  -- MySQL (etc/dev services: unix socket var/mysql/mysql.sock, TCP 127.0.0.1:3390)
+  mysql_host = "127.0.0.1",        -- an IP, never a name (DNS would block the loop)
+  mysql_port = 3390,               -- used with mysql_host when mysql_socket is ""
+  mysql_socket = "var/mysql/mysql.sock", -- unix socket; used instead of host:port when not ""
+  mysql_user = "fcfs",
+  mysql_password = "fcfs-dev-only", -- local development password; set FCFS_MYSQL_PASSWORD elsewhere
+  mysql_database = "fcfs",
+  mysql_pool_size = 8,             -- connections per worker
+  mysql_queue_size = 1024,         -- requests waiting for a free connection
+  mysql_wait_timeout = 1,          -- s a request waits for a connection
+  mysql_connect_timeout = 2,       -- s
+  mysql_query_timeout = 5,         -- s per query
+  mysql_breaker_failures = 5,      -- consecutive failures that open the circuit
+  mysql_breaker_cooldown = 2,      -- s before a half-open probe
+  migrations_dir = "migrations",   -- numbered .sql files applied by `fcfs migrate`
+}

@@ -1,0 +1,418 @@
+-- spec/support/server.lua -- start the real fcfs binary for a black-box spec.
+--
+--   local server = require "spec.support.server"
+--   local s = server.start{
+--     app = [[ ... source of app.lua ... ]],     -- nil: the repository's lua/app.lua
+--     lua_files = { ["lib/extra.lua"] = "..." }, -- more files under the Lua directory
+--     conf = { workers = 0 },                    -- config keys over the test defaults
+--     env = { FCFS_LOG_LEVEL = "info" },         -- environment of the server process
+--   }
+--   s.port, s.url, s.dir, s:pid(), s:worker_pids(), s:error_log(), s:write_lua(path, src),
+--   s:signal("HUP"), s:cli("-s reload") -> code, output, s:stop(), s:assert_no_errors{patterns}
+--
+-- Each server gets its own directory from mktemp -d (under $TMPDIR; `etc/dev test` points that at
+-- its throw-away directory): lua/ mirrors the repository's lua/ as symlinks (so `require "lib.web"`
+-- works; s:write_lua replaces a symlink by a real file, never touching the repository), fcfs.lua
+-- is the config, error.log / access.log / stderr.log the logs, fcfs.pid and spawned.pid the pids.
+-- The server listens on a free 127.0.0.1 port; Redis and MySQL come from FCFS_TEST_* (set by
+-- `etc/dev test`). FCFS_* variables of the caller's environment are not passed on, so a spec sees
+-- exactly its own config. The binary is $FCFS_BIN (default build/fcfs). s:stop() removes the
+-- directory (keep it with FCFS_TEST_KEEP=1); the logs stay readable through s:error_log().
+local socket = require "socket"
+local http = require "spec.support.http"
+
+local concat, insert, format = table.concat, table.insert, string.format
+
+local server = {}
+
+local S = {}
+S.__index = S
+
+-- helpers ------------------------------------------------------------------------------------------
+
+local function q(s) -- shell quote
+    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Run a shell command; returns exit code, combined output.
+local function sh(cmd)
+    local f = assert(io.popen("{ " .. cmd .. "\n} 2>&1; echo \"__rc=$?\""))
+    local out = f:read("*a")
+    f:close()
+    local body, rc = out:match("^(.-)__rc=(%d+)%s*$")
+    return tonumber(rc), body
+end
+
+local function read_file(path)
+    local f = io.open(path, "rb")
+    if not f then
+        return nil
+    end
+    local s = f:read("*a")
+    f:close()
+    return s
+end
+
+local function write_file(path, data)
+    local tmp = path .. ".tmp"
+    local f = assert(io.open(tmp, "wb"))
+    assert(f:write(data))
+    assert(f:close())
+    assert(os.rename(tmp, path))
+end
+
+local function dirname(path)
+    return path:match("^(.*)/[^/]*$") or "."
+end
+
+local function tail(text, n)
+    if not text or text == "" then
+        return "(empty)"
+    end
+    local lines = {}
+    for line in text:gmatch("[^\n]*") do
+        if line ~= "" then
+            insert(lines, line)
+        end
+    end
+    return concat(lines, "\n", math.max(1, #lines - n + 1))
+end
+
+-- A pid is alive if it exists and is not a zombie.
+local function alive(pid)
+    if not pid then
+        return false
+    end
+    local stat = read_file("/proc/" .. pid .. "/stat")
+    if not stat then
+        return false
+    end
+    local state = stat:match("^%d+ %b() (%a)")
+    return state ~= nil and state ~= "Z" and state ~= "X"
+end
+
+-- Poll fn() every 20 ms until it returns a true value or timeout seconds pass.
+function server.wait_until(fn, timeout, what)
+    local deadline = socket.gettime() + (timeout or 5)
+    repeat
+        local v = fn()
+        if v then
+            return v
+        end
+        socket.sleep(0.02)
+    until socket.gettime() > deadline
+    if what then
+        error("timed out waiting for " .. what, 2)
+    end
+    return nil
+end
+
+local function free_port()
+    local s = socket.tcp()
+    assert(s:bind("127.0.0.1", 0))
+    local _, port = s:getsockname()
+    s:close()
+    return tonumber(port)
+end
+
+-- The repository root: two levels above this file.
+local function repo_root()
+    local src = debug.getinfo(1, "S").source:gsub("^@", "")
+    local dir = dirname(dirname(dirname(src)))
+    if dir:sub(1, 1) ~= "/" then
+        local _, pwd = sh("pwd")
+        pwd = pwd:gsub("%s+$", "")
+        dir = dir == "." and pwd or (pwd .. "/" .. dir:gsub("^%./", ""))
+    end
+    return dir
+end
+
+server.root = repo_root()
+
+local function binary()
+    local bin = os.getenv("FCFS_BIN") or "build/fcfs"
+    if bin:sub(1, 1) ~= "/" then
+        bin = server.root .. "/" .. bin
+    end
+    return bin
+end
+
+-- Serialise a config value as Lua source.
+local function lua_value(v, indent)
+    local t = type(v)
+    if t == "string" then
+        return format("%q", v)
+    elseif t == "number" or t == "boolean" then
+        return tostring(v)
+    elseif t == "table" then
+        indent = indent or ""
+        local keys = {}
+        for k in pairs(v) do
+            insert(keys, k)
+        end
+        table.sort(keys, function(a, b)
+            return tostring(a) < tostring(b)
+        end)
+        local parts = {}
+        for _, k in ipairs(keys) do
+            local key = type(k) == "string" and k:match("^[%a_][%w_]*$") and k or ("[" .. lua_value(k) .. "]")
+            insert(parts, indent .. "  " .. key .. " = " .. lua_value(v[k], indent .. "  ") .. ",")
+        end
+        return "{\n" .. concat(parts, "\n") .. "\n" .. indent .. "}"
+    end
+    error("config value of type " .. t)
+end
+
+-- `env -u` for every FCFS_* variable of our environment that the spec did not ask for.
+local function env_prefix(env)
+    local _, out = sh("env")
+    local args = { "env" }
+    for line in out:gmatch("[^\n]+") do
+        local name = line:match("^(FCFS_[%w_]*)=")
+        if name and not (env and env[name] ~= nil) then
+            insert(args, "-u " .. name)
+        end
+    end
+    for k, v in pairs(env or {}) do
+        insert(args, q(k .. "=" .. tostring(v)))
+    end
+    return concat(args, " ")
+end
+
+-- the server object --------------------------------------------------------------------------------
+
+-- Start fcfs and wait until GET /healthz answers 200.
+function server.start(opts)
+    opts = opts or {}
+    local bin = binary()
+    local rc = sh("test -x " .. q(bin))
+    if rc ~= 0 then
+        error("no fcfs binary at " .. bin .. " (build it: etc/dev setup, or set FCFS_BIN)", 2)
+    end
+
+    local _, dir = sh("mktemp -d \"${TMPDIR:-/tmp}/fcfs-spec.XXXXXX\"")
+    dir = dir:gsub("%s+$", "")
+    assert(dir:sub(1, 1) == "/", "mktemp failed: " .. dir)
+
+    local s = setmetatable({ dir = dir, bin = bin, env = opts.env or {} }, S)
+    s.lua_dir = dir .. "/lua"
+    s.conf_path = dir .. "/fcfs.lua"
+
+    -- lua/: the repository's Lua tree as symlinks, then the spec's own files.
+    local src = server.root .. "/lua"
+    rc = sh(format("mkdir -p %s && if [ -d %s ]; then cp -rs %s/. %s/; fi",
+        q(s.lua_dir), q(src), q(src), q(s.lua_dir)))
+    assert(rc == 0, "could not mirror " .. src)
+    if opts.app then
+        s:write_lua("app.lua", opts.app)
+    end
+    for path, code in pairs(opts.lua_files or {}) do
+        s:write_lua(path, code)
+    end
+
+    s.port = free_port()
+    s.url = "http://127.0.0.1:" .. s.port
+    local conf = {
+        listen = "127.0.0.1:" .. s.port,
+        workers = 0,
+        run_dir = dir,
+        pid_file = dir .. "/fcfs.pid",
+        error_log = dir .. "/error.log",
+        access_log = dir .. "/access.log",
+        lua_dir = s.lua_dir,
+        migrations_dir = server.root .. "/migrations",
+        redis = os.getenv("FCFS_TEST_REDIS"),
+        mysql_socket = os.getenv("FCFS_TEST_MYSQL_SOCKET"),
+        mysql_host = os.getenv("FCFS_TEST_MYSQL_HOST"),
+        mysql_port = tonumber(os.getenv("FCFS_TEST_MYSQL_PORT") or ""),
+        mysql_user = os.getenv("FCFS_TEST_MYSQL_USER"),
+        mysql_password = os.getenv("FCFS_TEST_MYSQL_PASSWORD"),
+        mysql_database = os.getenv("FCFS_TEST_MYSQL_DATABASE"),
+    }
+    for k, v in pairs(opts.conf or {}) do
+        if v == false and k == "workers" then
+            conf[k] = nil -- one worker per core
+        else
+            conf[k] = v
+        end
+    end
+    s.conf = conf
+    write_file(s.conf_path, "-- written by spec/support/server.lua\nreturn " .. lua_value(conf) .. "\n")
+
+    s.env_prefix = env_prefix(s.env)
+    -- a simple command after `&`, so $! is the pid of fcfs itself (env execs it)
+    local _, out = sh(format("cd %s || exit 1; %s %s -c %s </dev/null >>%s 2>&1 & echo $! >%s; cat %s",
+        q(dir), s.env_prefix, q(bin), q(s.conf_path), q(dir .. "/stderr.log"),
+        q(dir .. "/spawned.pid"), q(dir .. "/spawned.pid")))
+    s.spawned_pid = tonumber(out:match("%d+"))
+
+    local deadline = socket.gettime() + (opts.start_timeout or 10)
+    while true do
+        local res = http.request{ port = s.port, path = "/healthz", timeout = 1 }
+        if res and res.status == 200 then
+            break
+        end
+        local gone = not alive(s.spawned_pid) and not alive(s:pid())
+        if gone or socket.gettime() > deadline then
+            local why = gone and "exited" or "did not answer GET /healthz within "
+                .. (opts.start_timeout or 10) .. " s"
+            s:stop()
+            error(format("fcfs %s (%s -c %s)\n-- error.log:\n%s\n-- stderr:\n%s", why, bin, s.conf_path,
+                tail(s:error_log(), 30), tail(s:stderr(), 30)), 2)
+        end
+        socket.sleep(0.05)
+    end
+    return s
+end
+
+-- The master pid (from the pid file), or the spawned process while there is no pid file.
+function S:pid()
+    local pid = tonumber((read_file(self.dir .. "/fcfs.pid") or ""):match("%d+"))
+    if pid and alive(pid) then
+        return pid
+    end
+    if alive(self.spawned_pid) then
+        return self.spawned_pid
+    end
+    return pid
+end
+
+-- Live child processes of the master.
+function S:worker_pids()
+    local pid = self:pid()
+    local pids = {}
+    if not pid then
+        return pids
+    end
+    local _, out = sh("pgrep -P " .. pid)
+    for p in out:gmatch("%d+") do
+        p = tonumber(p)
+        if alive(p) then
+            insert(pids, p)
+        end
+    end
+    table.sort(pids)
+    return pids
+end
+
+function S:error_log()
+    return self.final_error_log or read_file(self.dir .. "/error.log") or ""
+end
+
+function S:stderr()
+    return self.final_stderr or read_file(self.dir .. "/stderr.log") or ""
+end
+
+function S:access_log()
+    return self.final_access_log or read_file(self.dir .. "/access.log") or ""
+end
+
+-- Write (or replace) a file under the server's Lua directory; a symlink into the repository is
+-- replaced, never written through.
+function S:write_lua(relpath, src)
+    assert(not relpath:find("..", 1, true), "relative path inside the Lua directory expected")
+    local path = self.lua_dir .. "/" .. relpath
+    assert(sh("mkdir -p " .. q(dirname(path))) == 0)
+    os.remove(path)
+    write_file(path, src)
+end
+
+-- Send a signal ("HUP", "QUIT", "TERM", ...) to the master; true if delivered.
+function S:signal(sig, pid)
+    pid = pid or self:pid()
+    if not pid then
+        return false
+    end
+    return sh(format("kill -s %s %d", sig, pid)) == 0
+end
+
+-- Run `$FCFS_BIN -c <conf> <args>` (args: a string or a list of words); returns code, output.
+function S:cli(args)
+    if type(args) == "table" then
+        local words = {}
+        for i, a in ipairs(args) do
+            words[i] = q(a)
+        end
+        args = concat(words, " ")
+    end
+    return sh(format("cd %s && %s %s -c %s %s </dev/null", q(self.dir), self.env_prefix or "env",
+        q(self.bin), q(self.conf_path), args or ""))
+end
+
+-- TERM the master, wait up to 5 s, then KILL it and any worker left. Keeps the logs in memory and
+-- removes the directory (unless FCFS_TEST_KEEP=1). Safe to call twice.
+function S:stop()
+    if self.stopped then
+        return
+    end
+    self.stopped = true
+    local pid = self:pid()
+    local workers = self:worker_pids()
+    if pid and alive(pid) then
+        self:signal("TERM", pid)
+        server.wait_until(function()
+            return not alive(pid)
+        end, 5)
+    end
+    for _, p in ipairs({ pid, self.spawned_pid, unpack(workers) }) do
+        if alive(p) then
+            sh("kill -KILL " .. p)
+            self.killed = true
+        end
+    end
+    server.wait_until(function()
+        for _, p in ipairs(workers) do
+            if alive(p) then
+                return false
+            end
+        end
+        return true
+    end, 5)
+    self.final_error_log = self:error_log()
+    self.final_stderr = self:stderr()
+    self.final_access_log = self:access_log()
+    if os.getenv("FCFS_TEST_KEEP") ~= "1" then
+        sh("rm -rf " .. q(self.dir))
+    end
+end
+
+local BAD_LEVEL = { "%[error%]", "%[crit%]", "%[alert%]", "%[emerg%]" }
+local SANITIZER = { "AddressSanitizer", "LeakSanitizer", "runtime error:" }
+
+-- Fail when the error log has an [error] (or worse) line that matches none of the allowed Lua
+-- patterns, or the process output shows a sanitizer report. Call it after s:stop() to also cover
+-- the shutdown.
+function S:assert_no_errors(allowed)
+    allowed = allowed or {}
+    local bad = {}
+    for line in self:error_log():gmatch("[^\n]+") do
+        for _, level in ipairs(BAD_LEVEL) do
+            if line:find(level) then
+                local ok = false
+                for _, pat in ipairs(allowed) do
+                    if line:find(pat) then
+                        ok = true
+                        break
+                    end
+                end
+                if not ok then
+                    insert(bad, line)
+                end
+                break
+            end
+        end
+    end
+    local err = self:stderr()
+    for _, word in ipairs(SANITIZER) do
+        if err:find(word, 1, true) then
+            insert(bad, "sanitizer report in stderr:\n" .. tail(err, 40))
+            break
+        end
+    end
+    if #bad > 0 then
+        error("unexpected errors in the fcfs log:\n" .. concat(bad, "\n"), 2)
+    end
+    return true
+end
+
+return server
