@@ -1,0 +1,536 @@
+/* test_mysql.c -- the MySQL pool (mysql.c) and migrations (migrate.c)
+ * against a real mariadbd, printing TAP.
+ *
+ * With FCFS_TEST_MYSQL_SOCKET (and FCFS_TEST_MYSQL_USER, default root) it
+ * uses that server; otherwise it starts a throwaway one under a temp dir
+ * with mysql_tmp.sh (next to this file) and stops it at the end. The
+ * circuit-breaker test stops and restarts the server, so it only runs on a
+ * throwaway one. Everything goes through the C API on a uv loop.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "conf.h"
+#include "migrate.h"
+#include "mysql.h"
+
+static int ntest, nfail;
+#define CHECK(cond, name)                                                   \
+  do {                                                                      \
+    ntest++;                                                                \
+    if (cond) {                                                             \
+      printf("ok %d - %s\n", ntest, name);                                  \
+    } else {                                                                \
+      nfail++;                                                              \
+      printf("not ok %d - %s\n#   %s:%d: %s\n", ntest, name, __FILE__, __LINE__, #cond); \
+    }                                                                       \
+    fflush(stdout);                                                         \
+  } while (0)
+
+static uv_loop_t loop;
+static char tmpdir[256];
+static char sockpath[320];
+static char script[512];
+static const char *user = "root";
+static int own_server;
+
+/* ---- running statements synchronously ---------------------------------- */
+
+#define MAXCOL 8
+typedef struct {
+  int done;
+  const char *err;        /* pointer kept only when static */
+  char errtext[512];
+  unsigned int errnum;
+  int nrows, ncols;
+  char *v[MAXCOL];        /* first row, NULL for SQL NULL */
+  int type[MAXCOL];
+  uint64_t affected, insert_id;
+} qres_t;
+
+static void qres_clear(qres_t *q) {
+  for (int i = 0; i < MAXCOL; i++) free(q->v[i]);
+  memset(q, 0, sizeof(*q));
+}
+
+static void on_q(void *arg, const fcfs_mysql_result_t *r) {
+  qres_t *q = arg;
+  q->done = 1;
+  q->err = r->err;
+  q->errnum = r->errnum;
+  if (r->err) snprintf(q->errtext, sizeof(q->errtext), "%s", r->err);
+  q->affected = r->affected_rows;
+  q->insert_id = r->insert_id;
+  if (r->res) {
+    q->nrows = (int)mysql_num_rows(r->res);
+    q->ncols = (int)mysql_num_fields(r->res);
+    MYSQL_FIELD *f = mysql_fetch_fields(r->res);
+    MYSQL_ROW row = mysql_fetch_row(r->res);
+    unsigned long *len = row ? mysql_fetch_lengths(r->res) : NULL;
+    for (int i = 0; i < q->ncols && i < MAXCOL; i++) {
+      q->type[i] = f[i].type;
+      if (row && row[i]) {
+        q->v[i] = malloc(len[i] + 1);
+        memcpy(q->v[i], row[i], len[i]);
+        q->v[i][len[i]] = '\0';
+      }
+    }
+  }
+}
+
+static void spin(int *done) {
+  while (!*done) uv_run(&loop, UV_RUN_ONCE);
+}
+
+static int query(fcfs_mysql_t *m, fcfs_mysql_conn_t *c, const char *sql,
+                 const fcfs_mysql_param_t *p, int n, double timeout, qres_t *q) {
+  qres_clear(q);
+  int rc = fcfs_mysql_query(m, c, sql, strlen(sql), p, n, timeout, on_q, q, NULL);
+  if (rc == 0) spin(&q->done);
+  return rc;
+}
+
+static int q_ok(fcfs_mysql_t *m, const char *sql) {
+  qres_t q = {0};
+  int rc = query(m, NULL, sql, NULL, 0, 5, &q);
+  int ok = rc == 0 && q.err == NULL;
+  if (!ok) printf("# %s: rc=%d %s\n", sql, rc, q.errtext);
+  qres_clear(&q);
+  return ok;
+}
+
+static long conn_id(fcfs_mysql_t *m, fcfs_mysql_conn_t *c) {
+  qres_t q = {0};
+  long id = -1;
+  if (query(m, c, "SELECT CONNECTION_ID()", NULL, 0, 5, &q) == 0 && !q.err && q.v[0])
+    id = atol(q.v[0]);
+  qres_clear(&q);
+  return id;
+}
+
+static void sleep_loop(double s) {
+  uv_update_time(&loop);
+  uint64_t until = uv_now(&loop) + (uint64_t)(s * 1000);
+  while (uv_now(&loop) < until) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(5000);
+    uv_update_time(&loop);
+  }
+}
+
+static fcfs_mysql_opts_t base_opts(void) {
+  fcfs_mysql_opts_t o;
+  memset(&o, 0, sizeof(o));
+  o.host = "127.0.0.1";
+  o.socket = sockpath;
+  o.user = user;
+  o.password = "";
+  o.database = "fcfs_test";
+  o.pool_size = 4;
+  o.queue_size = 16;
+  o.wait_timeout = 2;
+  o.connect_timeout = 2;
+  o.query_timeout = 5;
+  o.breaker_failures = 3;
+  o.breaker_cooldown = 1;
+  return o;
+}
+
+static void pool_free(fcfs_mysql_t *m) {
+  fcfs_mysql_free(m);
+  uv_run(&loop, UV_RUN_DEFAULT);
+}
+
+static int server(const char *cmd) {
+  char buf[1024];
+  snprintf(buf, sizeof(buf), "sh '%s' %s '%s'", script, cmd, tmpdir);
+  int rc = system(buf);
+  uv_update_time(&loop); /* the loop was blocked meanwhile */
+  return rc;
+}
+
+static fcfs_mysql_param_t pstr(const char *s) {
+  fcfs_mysql_param_t p = {FCFS_MYSQL_PSTR, 0, 0, s, strlen(s)};
+  return p;
+}
+static fcfs_mysql_param_t pint(long long i) {
+  fcfs_mysql_param_t p = {FCFS_MYSQL_PINT, i, 0, NULL, 0};
+  return p;
+}
+static fcfs_mysql_param_t pnull(void) {
+  fcfs_mysql_param_t p = {FCFS_MYSQL_PNULL, 0, 0, NULL, 0};
+  return p;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_types(void) {
+  fcfs_mysql_opts_t o = base_opts();
+  o.database = "";
+  fcfs_mysql_t *m = fcfs_mysql_new(&loop, &o, NULL);
+  CHECK(q_ok(m, "DROP DATABASE IF EXISTS fcfs_test") && q_ok(m, "CREATE DATABASE fcfs_test"),
+        "connect by unix socket, create a database");
+  pool_free(m);
+
+  fcfs_pool_stats_t st;
+  o = base_opts();
+  m = fcfs_mysql_new(&loop, &o, &st);
+  CHECK(q_ok(m, "CREATE TABLE t (id BIGINT AUTO_INCREMENT PRIMARY KEY, n INT, big BIGINT UNSIGNED,"
+                " d DECIMAL(10,2), dt DATETIME, s VARCHAR(200), nul INT NULL, f DOUBLE,"
+                " UNIQUE KEY (s)) DEFAULT CHARSET=utf8mb4"),
+        "create a table");
+  const char *korean = "\xec\x95\x88\xeb\x85\x95\xed\x95\x98\xec\x84\xb8\xec\x9a\x94 \xf0\x9f\x8d\xa3";
+  fcfs_mysql_param_t p[7] = {pint(-42), pstr("18446744073709551615"), pstr("12.34"),
+                             pstr("2024-01-02 03:04:05"), pstr(korean), pnull(),
+                             {FCFS_MYSQL_PDOUBLE, 0, 1.5, NULL, 0}};
+  qres_t q = {0};
+  int rc = query(m, NULL, "INSERT INTO t (n, big, d, dt, s, nul, f) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 p, 7, 0, &q);
+  CHECK(rc == 0 && !q.err && q.affected == 1 && q.insert_id == 1, "insert with placeholders: affected_rows, insert_id");
+  rc = query(m, NULL, "SELECT n, big, d, dt, s, nul, f FROM t WHERE s = ?", &p[4], 1, 0, &q);
+  CHECK(rc == 0 && !q.err && q.nrows == 1, "select it back by the Korean text");
+  CHECK(q.v[0] && strcmp(q.v[0], "-42") == 0 && q.type[0] == MYSQL_TYPE_LONG, "INT");
+  CHECK(q.v[1] && strcmp(q.v[1], "18446744073709551615") == 0 && q.type[1] == MYSQL_TYPE_LONGLONG,
+        "BIGINT UNSIGNED max");
+  CHECK(q.v[2] && strcmp(q.v[2], "12.34") == 0 && q.type[2] == MYSQL_TYPE_NEWDECIMAL, "DECIMAL");
+  CHECK(q.v[3] && strcmp(q.v[3], "2024-01-02 03:04:05") == 0 && q.type[3] == MYSQL_TYPE_DATETIME,
+        "DATETIME");
+  CHECK(q.v[4] && strcmp(q.v[4], korean) == 0, "utf8mb4 Korean + emoji round trip");
+  CHECK(q.ncols == 7 && q.v[5] == NULL, "NULL from host.null");
+  CHECK(q.v[6] && strcmp(q.v[6], "1.5") == 0 && q.type[6] == MYSQL_TYPE_DOUBLE, "DOUBLE");
+
+  const char *nasty[] = {"it's", "back\\slash\\", "'; DROP TABLE t; --", "\"dq\" `bt` ?", "a\\'b",
+                         "nul\x01z"};
+  int verbatim = 1;
+  for (int i = 0; i < 6; i++) {
+    fcfs_mysql_param_t v = pstr(nasty[i]);
+    rc = query(m, NULL, "INSERT INTO t (s) VALUES (?)", &v, 1, 0, &q);
+    verbatim &= rc == 0 && !q.err;
+    rc = query(m, NULL, "SELECT s FROM t WHERE s = ?", &v, 1, 0, &q);
+    verbatim &= rc == 0 && !q.err && q.nrows == 1 && q.v[0] && strcmp(q.v[0], nasty[i]) == 0;
+  }
+  CHECK(verbatim, "quotes, backslashes and '; DROP TABLE t; -- stored verbatim");
+  rc = query(m, NULL, "SELECT COUNT(*) FROM t", NULL, 0, 0, &q);
+  CHECK(rc == 0 && q.v[0] && strcmp(q.v[0], "7") == 0, "table still there with every row");
+
+  fcfs_mysql_param_t two[2] = {pint(1), pint(2)};
+  CHECK(query(m, NULL, "SELECT ?", two, 2, 0, &q) == FCFS_MYSQL_EARGS &&
+            query(m, NULL, "SELECT ?, ?", two, 1, 0, &q) == FCFS_MYSQL_EARGS,
+        "placeholder count mismatch refused");
+  const char *tricky = "SELECT '?', \"?\", `?`, ? -- ?\n /* ? */ # ?\n, ?";
+  CHECK(fcfs_mysql_count_placeholders(tricky, strlen(tricky)) == 2,
+        "? inside literals and comments is not a placeholder");
+  rc = query(m, NULL, "SELECT 'it''s ?', ? AS x", two, 1, 0, &q);
+  CHECK(rc == 0 && !q.err && q.v[0] && strcmp(q.v[0], "it's ?") == 0 && q.v[1] && strcmp(q.v[1], "1") == 0,
+        "literal with ? left alone, placeholder after it filled");
+
+  fcfs_mysql_param_t dup = pstr("it's");
+  rc = query(m, NULL, "INSERT INTO t (s) VALUES (?)", &dup, 1, 0, &q);
+  CHECK(rc == 0 && q.err && q.errnum == 1062, "duplicate key -> errnum 1062");
+  rc = query(m, NULL, "SELEC nonsense", NULL, 0, 0, &q);
+  CHECK(rc == 0 && q.err && q.errnum == 1064 && strstr(q.errtext, "syntax"), "syntax error text and code");
+  CHECK(q_ok(m, "SELECT 1"), "connection still usable after server errors");
+  CHECK(st.requests >= 10 && st.errors == 0 && st.up == 1 && st.circuit == FCFS_CIRCUIT_CLOSED,
+        "stats: requests counted, no transport errors, up, circuit closed");
+  qres_clear(&q);
+  pool_free(m);
+}
+
+static void test_tcp(int port) {
+  fcfs_mysql_opts_t o = base_opts();
+  o.socket = "";
+  o.port = port;
+  fcfs_mysql_t *m = fcfs_mysql_new(&loop, &o, NULL);
+  qres_t q = {0};
+  int rc = query(m, NULL, "SELECT @@port", NULL, 0, 0, &q);
+  char want[16];
+  snprintf(want, sizeof(want), "%d", port);
+  CHECK(rc == 0 && !q.err && q.v[0] && strcmp(q.v[0], want) == 0, "connect by IP and port");
+  qres_clear(&q);
+  pool_free(m);
+}
+
+static void test_exhausted(void) {
+  fcfs_pool_stats_t st;
+  fcfs_mysql_opts_t o = base_opts();
+  o.pool_size = 1;
+  o.queue_size = 1;
+  o.wait_timeout = 0.2;
+  fcfs_mysql_t *m = fcfs_mysql_new(&loop, &o, &st);
+  qres_t a = {0}, b = {0}, c = {0};
+  CHECK(q_ok(m, "SELECT 1") && st.size == 1 && st.in_use == 0, "pool of one, warm");
+  CHECK(fcfs_mysql_query(m, NULL, "SELECT SLEEP(1)", 15, NULL, 0, 5, on_q, &a, NULL) == 0 &&
+            fcfs_mysql_query(m, NULL, "SELECT 2", 8, NULL, 0, 5, on_q, &b, NULL) == 0,
+        "second caller queued behind the only connection");
+  CHECK(st.waiting == 1 && st.in_use == 1, "stats: one in use, one waiting");
+  CHECK(fcfs_mysql_query(m, NULL, "SELECT 3", 8, NULL, 0, 5, on_q, &c, NULL) == FCFS_MYSQL_EBUSY,
+        "queue full -> busy at once");
+  spin(&b.done);
+  CHECK(b.err == fcfs_mysql_e_timeout && !a.done, "queued caller -> timeout while the pool is exhausted");
+  spin(&a.done);
+  CHECK(!a.err && a.v[0] && strcmp(a.v[0], "0") == 0, "the long query still finished");
+  CHECK(st.timeouts == 1 && st.waits >= 2 && st.waiting == 0, "stats: timeouts, waits");
+  qres_clear(&a);
+  qres_clear(&b);
+  pool_free(m);
+}
+
+static void test_timeout_closes(void) {
+  fcfs_pool_stats_t st;
+  fcfs_mysql_opts_t o = base_opts();
+  o.pool_size = 1;
+  fcfs_mysql_t *m = fcfs_mysql_new(&loop, &o, &st);
+  qres_t q = {0};
+  CHECK(q_ok(m, "SET @marker = 42"), "session variable set");
+  long id1 = conn_id(m, NULL);
+  int rc = query(m, NULL, "SELECT SLEEP(2)", NULL, 0, 0.2, &q);
+  CHECK(rc == 0 && q.err == fcfs_mysql_e_timeout, "SLEEP(2) with a 0.2 s timeout -> timeout");
+  rc = query(m, NULL, "SELECT CONNECTION_ID(), @marker", NULL, 0, 0, &q);
+  CHECK(rc == 0 && !q.err && q.v[0] && atol(q.v[0]) != id1 && q.v[1] == NULL,
+        "timed-out connection closed: next query on a fresh one");
+  CHECK(st.timeouts == 1 && st.size == 1, "stats after timeout");
+
+  /* cancelled mid-flight */
+  long id2 = conn_id(m, NULL);
+  fcfs_mysql_req_t *req = NULL;
+  qres_t c = {0};
+  rc = fcfs_mysql_query(m, NULL, "SELECT SLEEP(2)", 15, NULL, 0, 5, on_q, &c, &req);
+  sleep_loop(0.05);
+  fcfs_mysql_cancel(req);
+  long id3 = conn_id(m, NULL);
+  CHECK(rc == 0 && !c.done && id3 > 0 && id3 != id2, "cancelled statement: connection closed, callback never called");
+  qres_clear(&q);
+  pool_free(m);
+}
+
+typedef struct {
+  int done;
+  fcfs_mysql_conn_t *conn;
+  const char *err;
+} acq_t;
+
+static void on_acq(void *arg, fcfs_mysql_conn_t *conn, const char *err, unsigned int errnum) {
+  acq_t *a = arg;
+  a->done = 1;
+  a->conn = conn;
+  a->err = err;
+}
+
+static fcfs_mysql_conn_t *acquire(fcfs_mysql_t *m) {
+  acq_t a = {0};
+  if (fcfs_mysql_acquire(m, 5, on_acq, &a, NULL) != 0) return NULL;
+  spin(&a.done);
+  return a.conn;
+}
+
+static void test_pinned(void) {
+  fcfs_mysql_opts_t o = base_opts();
+  o.pool_size = 2;
+  fcfs_mysql_t *m = fcfs_mysql_new(&loop, &o, NULL);
+  qres_t q = {0};
+  CHECK(q_ok(m, "CREATE TABLE tx (id INT PRIMARY KEY) ENGINE=InnoDB"), "tx table");
+  fcfs_mysql_conn_t *c = acquire(m);
+  long pid = conn_id(m, c);
+  fcfs_mysql_param_t one = pint(1), two = pint(2);
+  int rc = query(m, c, "START TRANSACTION", NULL, 0, 0, &q);
+  rc |= query(m, c, "INSERT INTO tx VALUES (?)", &one, 1, 0, &q);
+  rc |= query(m, c, "COMMIT", NULL, 0, 0, &q);
+  CHECK(c && rc == 0 && !q.err, "pinned connection: begin, insert, commit");
+  fcfs_mysql_release(c, 1);
+  c = acquire(m);
+  CHECK(c && conn_id(m, c) == pid, "clean connection went back to the pool and is reused");
+  rc = query(m, c, "START TRANSACTION", NULL, 0, 0, &q);
+  rc |= query(m, c, "INSERT INTO tx VALUES (?)", &two, 1, 0, &q);
+  CHECK(rc == 0 && !q.err, "second transaction left open");
+  fcfs_mysql_release(c, 1);
+  rc = query(m, NULL, "SELECT COUNT(*), MAX(id) FROM tx", NULL, 0, 0, &q);
+  CHECK(rc == 0 && q.v[0] && strcmp(q.v[0], "1") == 0, "released with an open transaction: rolled back");
+  CHECK(conn_id(m, NULL) != pid, "...and that connection was closed, not pooled");
+
+  c = acquire(m);
+  rc = query(m, c, "SELECT SLEEP(2)", NULL, 0, 0.1, &q);
+  CHECK(rc == 0 && q.err == fcfs_mysql_e_timeout && !fcfs_mysql_conn_ok(c),
+        "timeout on a pinned connection closes it");
+  CHECK(query(m, c, "SELECT 1", NULL, 0, 0, &q) == FCFS_MYSQL_ECLOSED, "later statements on it: closed");
+  fcfs_mysql_release(c, 1);
+  CHECK(q_ok(m, "SELECT 1"), "pool fine afterwards");
+  qres_clear(&q);
+  pool_free(m);
+}
+
+static void test_breaker(void) {
+  fcfs_pool_stats_t st;
+  fcfs_mysql_opts_t o = base_opts();
+  o.breaker_failures = 2;
+  o.breaker_cooldown = 0.3;
+  o.pool_size = 2;
+  fcfs_mysql_t *m = fcfs_mysql_new(&loop, &o, &st);
+  CHECK(q_ok(m, "SELECT 1") && st.size == 1, "warm connection");
+  CHECK(server("stop") == 0, "server stopped");
+  qres_t q = {0};
+  int rc1 = query(m, NULL, "SELECT 1", NULL, 0, 0, &q);
+  int e1 = rc1 == 0 && q.err && q.errnum >= 2000 && q.errnum < 3000;
+  int rc2 = query(m, NULL, "SELECT 1", NULL, 0, 0, &q);
+  int e2 = rc2 == 0 && q.err && q.errnum >= 2000 && q.errnum < 3000;
+  printf("# errors while down: %s\n", q.errtext);
+  CHECK(e1 && e2, "server down: transport/connect errors with client error codes");
+  CHECK(st.circuit == FCFS_CIRCUIT_OPEN && st.up == 0, "circuit open after 2 failures");
+  CHECK(query(m, NULL, "SELECT 1", NULL, 0, 0, &q) == FCFS_MYSQL_EUNAVAILABLE,
+        "open circuit: unavailable at once");
+  CHECK(server("start") == 0, "server restarted");
+  sleep_loop(0.35);
+  rc1 = query(m, NULL, "SELECT 1", NULL, 0, 0, &q);
+  CHECK(rc1 == 0 && !q.err && st.circuit == FCFS_CIRCUIT_CLOSED && st.up == 1,
+        "after the cooldown the half-open probe succeeds and closes the circuit");
+  qres_clear(&q);
+  pool_free(m);
+}
+
+/* ---- migrations ----------------------------------------------------------- */
+
+static void write_file(const char *dir, const char *name, const char *text) {
+  char path[512];
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  fputs(text, f);
+  fclose(f);
+}
+
+static int migrate(fcfs_conf_t *c, const char *arg) {
+  char *argv[2] = {(char *)arg, NULL};
+  fflush(stdout);
+  int saved = dup(1);
+  FILE *devnull = fopen("/dev/null", "w");
+  dup2(fileno(devnull), 1);
+  int code = fcfs_migrate_main(c, arg ? 1 : 0, argv);
+  fflush(stdout);
+  dup2(saved, 1);
+  close(saved);
+  fclose(devnull);
+  return code;
+}
+
+static void test_migrations(void) {
+  char dir[300];
+  snprintf(dir, sizeof(dir), "%s/migrations", tmpdir);
+  mkdir(dir, 0700);
+  write_file(dir, "0001_items.sql",
+             "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(50));\n"
+             "INSERT INTO items VALUES (1, 'a;b'), (2, 'c');\n");
+  write_file(dir, "0002_more.sql", "INSERT INTO items VALUES (3, 'd');");
+  write_file(dir, "README", "not a migration");
+  fcfs_conf_t c;
+  memset(&c, 0, sizeof(c));
+  c.mysql_host = "127.0.0.1";
+  c.mysql_socket = sockpath;
+  c.mysql_user = (char *)user;
+  c.mysql_password = "";
+  c.mysql_database = "fcfs_test";
+  c.mysql_connect_timeout = 2;
+  c.migrations_dir = dir;
+
+  CHECK(migrate(&c, "status") == 0, "status on an empty database");
+  CHECK(migrate(&c, NULL) == 0, "apply two migrations");
+  fcfs_mysql_opts_t o = base_opts();
+  fcfs_mysql_t *m = fcfs_mysql_new(&loop, &o, NULL);
+  qres_t q = {0};
+  query(m, NULL, "SELECT COUNT(*), GROUP_CONCAT(version ORDER BY version), MIN(LENGTH(checksum)) "
+                 "FROM schema_migrations", NULL, 0, 0, &q);
+  CHECK(q.v[0] && strcmp(q.v[0], "2") == 0 && q.v[1] && strcmp(q.v[1], "1,2") == 0 && q.v[2] &&
+            strcmp(q.v[2], "64") == 0,
+        "recorded in order with sha256 checksums");
+  query(m, NULL, "SELECT COUNT(*) FROM items", NULL, 0, 0, &q);
+  CHECK(q.v[0] && strcmp(q.v[0], "3") == 0, "multi-statement file ran completely");
+  CHECK(migrate(&c, NULL) == 0, "re-run applies nothing");
+  write_file(dir, "0003_bad.sql", "INSERT INTO items VALUES (4, 'e'); INSERT INTO nope VALUES (1);");
+  CHECK(migrate(&c, NULL) == 1, "failing migration -> exit 1");
+  query(m, NULL, "SELECT COUNT(*) FROM items", NULL, 0, 0, &q);
+  CHECK(q.v[0] && strcmp(q.v[0], "3") == 0, "failing migration rolled back");
+  write_file(dir, "0003_bad.sql", "INSERT INTO items VALUES (4, 'e');");
+  CHECK(migrate(&c, NULL) == 0, "fixed migration applied");
+  write_file(dir, "0001_items.sql", "CREATE TABLE items (id INT PRIMARY KEY);\n");
+  write_file(dir, "0004_next.sql", "INSERT INTO items VALUES (5, 'f');");
+  CHECK(migrate(&c, NULL) == 1 && migrate(&c, "status") == 1, "changed checksum: refused");
+  query(m, NULL, "SELECT COUNT(*) FROM schema_migrations", NULL, 0, 0, &q);
+  CHECK(q.v[0] && strcmp(q.v[0], "3") == 0, "nothing applied after the refusal");
+  write_file(dir, "0001_items.sql",
+             "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(50));\n"
+             "INSERT INTO items VALUES (1, 'a;b'), (2, 'c');\n");
+  char path[512];
+  snprintf(path, sizeof(path), "%s/0002_more.sql", dir);
+  unlink(path);
+  CHECK(migrate(&c, NULL) == 1, "missing applied file: refused");
+  CHECK(migrate(&c, "bogus") == 2, "unknown subcommand: usage");
+  qres_clear(&q);
+  pool_free(m);
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  uv_loop_init(&loop);
+  snprintf(script, sizeof(script), "%s", __FILE__);
+  char *slash = strrchr(script, '/');
+  snprintf(slash ? slash + 1 : script, sizeof(script) - (size_t)(slash ? slash + 1 - script : 0),
+           "mysql_tmp.sh");
+  snprintf(tmpdir, sizeof(tmpdir), "/tmp/fcfs-test-mysql-XXXXXX");
+  if (!mkdtemp(tmpdir)) return 1;
+  int port = 0;
+  const char *ext = getenv("FCFS_TEST_MYSQL_SOCKET");
+  if (ext && *ext) {
+    snprintf(sockpath, sizeof(sockpath), "%s", ext);
+    if (getenv("FCFS_TEST_MYSQL_USER")) user = getenv("FCFS_TEST_MYSQL_USER");
+  } else {
+    own_server = 1;
+    snprintf(sockpath, sizeof(sockpath), "%s/mysql.sock", tmpdir);
+    /* a free port for the TCP test: bind :0, read it, release it */
+    uv_tcp_t t;
+    struct sockaddr_in a;
+    int len = sizeof(a);
+    uv_tcp_init(&loop, &t);
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_bind(&t, (struct sockaddr *)&a, 0);
+    uv_tcp_getsockname(&t, (struct sockaddr *)&a, &len);
+    port = ntohs(a.sin_port);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "sh '%s' start '%s' %d", script, tmpdir, port);
+    if (system(buf) != 0) {
+      printf("Bail out! could not start mariadbd (%s)\n", buf);
+      return 1;
+    }
+    uv_update_time(&loop);
+  }
+  test_types();
+  if (port) test_tcp(port);
+  test_exhausted();
+  test_timeout_closes();
+  test_pinned();
+  if (own_server) {
+    test_breaker();
+  } else {
+    printf("ok %d # skip breaker test needs a throwaway server\n", ++ntest);
+  }
+  test_migrations();
+  if (own_server) {
+    server("stop");
+  } else {
+    fcfs_mysql_opts_t o = base_opts();
+    o.database = "";
+    fcfs_mysql_t *m = fcfs_mysql_new(&loop, &o, NULL);
+    q_ok(m, "DROP DATABASE IF EXISTS fcfs_test");
+    pool_free(m);
+  }
+  char buf[512];
+  snprintf(buf, sizeof(buf), "rm -rf '%s'", tmpdir);
+  if (system(buf) != 0) nfail++;
+  uv_loop_close(&loop);
+  mysql_library_end();
+  printf("1..%d\n", ntest);
+  return nfail ? 1 : 0;
+}
