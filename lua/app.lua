@@ -37,6 +37,14 @@ local function ready_check(name, fn)
 end
 
 ready_check("lua", function() return true end)
+ready_check("redis", function()
+    local pong, err = host.redis.call("PING")
+    return pong == "PONG", err
+end)
+ready_check("mysql", function()
+    local rows, err = host.mysql.query("SELECT 1 AS one")
+    return rows ~= nil and rows[1] ~= nil and rows[1].one == 1, err
+end)
 
 local function is_loopback(addr)
     if type(addr) ~= "string" then return false end

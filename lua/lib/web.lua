@@ -81,6 +81,24 @@ function _M.is_fail(e)
     return getmetatable(e) == Fail
 end
 
+-- Errors of the data plane that mean "the backend cannot serve now" (host.redis, host.mysql):
+-- the client may retry, so they answer 503, not 500.
+local BACKEND_DOWN = { unavailable = true, timeout = true, closed = true, busy = true }
+local MSG_UNAVAILABLE = {
+    ko = "일시적으로 서비스를 이용할 수 없습니다. 잠시 후 다시 시도해주세요.",
+    en = "The service is temporarily unavailable. Please retry shortly.",
+}
+
+-- web.check(v, err, ...): v when the call worked; otherwise 503 UNAVAILABLE for a backend that is
+-- down or slow, and a plain error (logged, 500) for anything else, e.g. an SQL error.
+function _M.check(v, err, ...)
+    if v ~= nil then return v, err, ... end
+    if BACKEND_DOWN[err] then
+        _M.fail(503, "UNAVAILABLE", MSG_UNAVAILABLE, { reason = err }, { ["Retry-After"] = "1" })
+    end
+    error(tostring(err or "backend error"), 2)
+end
+
 -- The Internal wrapper carries an unexpected error and its traceback out of xpcall.
 local Internal = {}
 

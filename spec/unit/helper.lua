@@ -34,11 +34,17 @@ function host.reload() return helper.reload_result() end
 function host.timer.at() return true end
 function host.timer.every() return true end
 
+-- The data plane: answers come from helper.redis_reply / helper.mysql_reply.
+host.redis = { call = function(...) return helper.redis_reply(...) end }
+host.mysql = { query = function(...) return helper.mysql_reply(...) end }
+
 function helper.reset()
     helper.logs = {}
     helper.clock = 1700000000.5
     helper.metrics = "# TYPE fcfs_requests_total counter\nfcfs_requests_total 1\n"
     helper.reload_result = function() return true, 2, nil end
+    helper.redis_reply = function() return "PONG" end
+    helper.mysql_reply = function() return { { one = 1 } } end
     host.generation = 1
 end
 helper.reset()

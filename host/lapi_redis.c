@@ -1,0 +1,516 @@
+/* lapi_redis.c -- host.redis: the Lua face of the Redis pool (redis.c).
+ *
+ *   host.redis.call(cmd, ...)            -> value | nil, err
+ *   host.redis.pipeline({{cmd, ...}, ...}) -> {value, ...} | nil, err
+ *   host.redis.script(name, src)         -> true   (no I/O: fine at require time)
+ *   host.redis.run(name, keys, args)     -> value | nil, err
+ *   host.redis.pin()                     -> pin | nil, err
+ *   pin:call(...), pin:pipeline(...), pin:read_reply(), pin:set_timeout(s), pin:release()
+ *
+ * Replies map as in lua-resty-redis: status and bulk -> string, integer ->
+ * number, nil -> host.null (lightuserdata NULL), array -> table, a server
+ * error -> nil, "ERR ..." (inside an array or a pipeline: {false, "ERR ..."}).
+ * Transport errors are "timeout", "closed", "unavailable", "busy".
+ *
+ * Each call yields its task (task.h). The op handed to fcfs_task_wait() is
+ * the pool's command handle (cancel = fcfs_redis_cancel) or a pipeline
+ * record owned here (freed on completion or cancel). A pin record is shared
+ * by its Lua userdata and the task's on_end slot: the connection goes back to
+ * the pool at pin:release() or when the task ends, and the record is freed
+ * when both the userdata is collected and the connection released.
+ */
+#include <lauxlib.h>
+#include <limits.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "redis.h"
+#include "task.h"
+
+#define PIN_MT "fcfs.redis.pin"
+#define ARGV_STACK 32
+#define MAX_DEPTH 32
+
+typedef struct {
+  int n;
+  const char **v;
+  size_t *l;
+  const char *sv[ARGV_STACK];
+  size_t sl[ARGV_STACK];
+} args_t;
+
+static int args_alloc(args_t *a, int n) {
+  a->n = n;
+  a->v = a->sv;
+  a->l = a->sl;
+  if (n <= ARGV_STACK) return 0;
+  a->v = malloc((size_t)n * sizeof *a->v);
+  a->l = malloc((size_t)n * sizeof *a->l);
+  if (a->v && a->l) return 0;
+  free((void *)a->v);
+  free(a->l);
+  a->v = a->sv;
+  a->l = a->sl;
+  return -1;
+}
+
+static void args_free(args_t *a) {
+  if (a->v != a->sv) {
+    free((void *)a->v);
+    free(a->l);
+  }
+}
+
+static int arg_ok(lua_State *L, int idx) {
+  int t = lua_type(L, idx);
+  return t == LUA_TSTRING || t == LUA_TNUMBER;
+}
+
+static int push_err(lua_State *L, int rc) {
+  lua_pushnil(L);
+  lua_pushstring(L, fcfs_redis_strerror(rc));
+  return 2;
+}
+
+static double timeout_for(fcfs_redis_t *r, fcfs_task_t *t, double want) {
+  double to = want > 0 ? want : fcfs_redis_default_timeout(r);
+  double left = fcfs_task_time_left(t);
+  if (left < to) to = left;
+  return to > 0.001 ? to : 0.001;
+}
+
+/* Arguments first..top of the stack (strings or numbers, converted in place). */
+static void args_from_stack(lua_State *L, int first, const char *what, args_t *a) {
+  int top = lua_gettop(L);
+  if (top < first) luaL_error(L, "%s: no command given", what);
+  for (int i = first; i <= top; i++)
+    if (!arg_ok(L, i))
+      luaL_error(L, "%s: argument #%d is a %s (strings and numbers only)", what, i - first + 1,
+                 luaL_typename(L, i));
+  if (args_alloc(a, top - first + 1) < 0) luaL_error(L, "%s: out of memory", what);
+  for (int i = first; i <= top; i++)
+    a->v[i - first] = lua_tolstring(L, i, &a->l[i - first]);
+}
+
+/* Check t[1..n] are strings or numbers; raises. Returns n. */
+static int check_list(lua_State *L, int tidx, const char *what, const char *label, int num) {
+  int n = (int)lua_objlen(L, tidx);
+  for (int j = 1; j <= n; j++) {
+    lua_rawgeti(L, tidx, j);
+    if (!arg_ok(L, -1)) {
+      if (num)
+        luaL_error(L, "%s: %s #%d, element #%d is a %s (strings and numbers only)", what, label,
+                   num, j, luaL_typename(L, -1));
+      luaL_error(L, "%s: %s element #%d is a %s (strings and numbers only)", what, label, j,
+                 luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+  }
+  return n;
+}
+
+/* Push t[1..n] on the stack (kept there: numbers become strings that only
+ * the stack anchors) and point a->v[off..] at them. Cannot raise if the
+ * caller made room on the stack. */
+static void list_to_args(lua_State *L, int tidx, int n, args_t *a, int off) {
+  for (int j = 1; j <= n; j++) {
+    lua_rawgeti(L, tidx, j);
+    a->v[off + j - 1] = lua_tolstring(L, -1, &a->l[off + j - 1]);
+  }
+}
+
+/* ---- replies ---- */
+
+static void push_reply(lua_State *L, const redisReply *rep, int depth) {
+  switch (rep->type) {
+  case REDIS_REPLY_STRING:
+  case REDIS_REPLY_STATUS:
+    lua_pushlstring(L, rep->str, rep->len);
+    break;
+  case REDIS_REPLY_INTEGER:
+    lua_pushnumber(L, (lua_Number)rep->integer);
+    break;
+  case REDIS_REPLY_ERROR:
+    lua_createtable(L, 2, 0);
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, -2, 1);
+    lua_pushlstring(L, rep->str, rep->len);
+    lua_rawseti(L, -2, 2);
+    break;
+  case REDIS_REPLY_ARRAY:
+    if (depth >= MAX_DEPTH || !lua_checkstack(L, 4)) {
+      lua_pushlightuserdata(L, NULL); /* absurd nesting: never sent by Redis itself */
+      break;
+    }
+    lua_createtable(L, rep->elements < INT_MAX ? (int)rep->elements : 0, 0);
+    for (size_t i = 0; i < rep->elements; i++) {
+      push_reply(L, rep->element[i], depth + 1);
+      lua_rawseti(L, -2, (int)(i + 1));
+    }
+    break;
+  default:
+    lua_pushlightuserdata(L, NULL); /* nil bulk / nil array: host.null */
+  }
+}
+
+/* Push the results of one command; frees rep. */
+static int push_result(lua_State *L, redisReply *rep, const char *err) {
+  if (err) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  int n = 1;
+  if (rep->type == REDIS_REPLY_ERROR) {
+    lua_pushnil(L);
+    lua_pushlstring(L, rep->str, rep->len);
+    n = 2;
+  } else {
+    push_reply(L, rep, 0);
+  }
+  freeReplyObject(rep);
+  return n;
+}
+
+static void on_done(void *arg, redisReply *rep, const char *err) {
+  fcfs_task_t *t = arg;
+  int n = push_result(fcfs_task_thread(t), rep, err);
+  fcfs_task_resume(t, n);
+}
+
+static void cancel_cmd(void *op) {
+  fcfs_redis_cancel(op);
+}
+
+/* ---- pipelines ---- */
+
+typedef struct pipe_s pipe_t;
+typedef struct {
+  pipe_t *p;
+  void *handle;
+  redisReply *reply;
+  int done;
+} slot_t;
+
+struct pipe_s {
+  fcfs_task_t *t;
+  int n, left;
+  const char *err;
+  slot_t s[];
+};
+
+static void pipe_free(pipe_t *p) {
+  for (int i = 0; i < p->n; i++)
+    if (p->s[i].reply) freeReplyObject(p->s[i].reply);
+  free(p);
+}
+
+static void on_pipe_slot(void *arg, redisReply *rep, const char *err) {
+  slot_t *s = arg;
+  pipe_t *p = s->p;
+  s->done = 1;
+  s->reply = rep;
+  if (err && !p->err) p->err = err;
+  if (--p->left > 0) return;
+  fcfs_task_t *t = p->t;
+  lua_State *L = fcfs_task_thread(t);
+  int nres = 1;
+  if (p->err) {
+    lua_pushnil(L);
+    lua_pushstring(L, p->err);
+    nres = 2;
+  } else {
+    lua_createtable(L, p->n, 0);
+    for (int i = 0; i < p->n; i++) {
+      push_reply(L, p->s[i].reply, 0); /* errors come as {false, "ERR ..."} */
+      lua_rawseti(L, -2, i + 1);
+    }
+  }
+  pipe_free(p);
+  fcfs_task_resume(t, nres);
+}
+
+static void cancel_pipe(void *op) {
+  pipe_t *p = op;
+  for (int i = 0; i < p->n; i++)
+    if (!p->s[i].done) fcfs_redis_cancel(p->s[i].handle);
+  pipe_free(p);
+}
+
+/* cmds at stack index idx; c == NULL: a shared connection. */
+static int do_pipeline(lua_State *L, fcfs_redis_t *r, fcfs_task_t *t, fcfs_redis_conn_t *c, int idx,
+                       double want, const char *what) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  int n = (int)lua_objlen(L, idx), maxm = 0;
+  /* Check everything first: once a command is queued no Lua error may be raised. */
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    if (!lua_istable(L, -1)) luaL_error(L, "%s: command #%d is not a table", what, i);
+    int m = check_list(L, lua_gettop(L), what, "command", i);
+    if (m < 1) luaL_error(L, "%s: command #%d is empty", what, i);
+    if (m > maxm) maxm = m;
+    if (!c) {
+      args_t a;
+      int base = lua_gettop(L);
+      luaL_checkstack(L, m + 4, what);
+      if (args_alloc(&a, m) < 0) luaL_error(L, "%s: out of memory", what);
+      list_to_args(L, base, m, &a, 0);
+      int pin = fcfs_redis_needs_pin(a.n, a.v, a.l);
+      args_free(&a);
+      if (pin)
+        luaL_error(L, "%s: command #%d (%s) needs a connection of its own: use host.redis.pin()",
+                   what, i, lua_tostring(L, base + 1));
+      lua_settop(L, base);
+    }
+    lua_pop(L, 1);
+  }
+  if (n == 0) {
+    lua_newtable(L);
+    return 1;
+  }
+  luaL_checkstack(L, maxm + 4, what);
+  if (!c && !(c = fcfs_redis_shared(r))) return push_err(L, FCFS_REDIS_EUNAVAILABLE);
+  pipe_t *p = calloc(1, sizeof *p + (size_t)n * sizeof(slot_t));
+  if (!p) return push_err(L, FCFS_REDIS_ENOMEM);
+  p->t = t;
+  p->n = n;
+  double to = timeout_for(r, t, want);
+  int base = lua_gettop(L), rc = 0, queued = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    args_t a;
+    lua_rawgeti(L, idx, i + 1);
+    int m = (int)lua_objlen(L, -1);
+    if (args_alloc(&a, m) < 0) {
+      rc = FCFS_REDIS_ENOMEM;
+      break;
+    }
+    list_to_args(L, base + 1, m, &a, 0);
+    p->s[i].p = p;
+    rc =
+        fcfs_redis_conn_command_argv(c, a.n, a.v, a.l, to, on_pipe_slot, &p->s[i], &p->s[i].handle);
+    queued += rc == 0;
+    args_free(&a);
+    lua_settop(L, base);
+  }
+  if (rc < 0) { /* only the first command can fail for a reason other than memory */
+    lua_settop(L, base);
+    for (int k = 0; k < queued; k++)
+      fcfs_redis_cancel(p->s[k].handle);
+    pipe_free(p);
+    return push_err(L, rc);
+  }
+  p->left = n;
+  return fcfs_task_wait(L, t, p, cancel_pipe);
+}
+
+/* ---- host.redis.* ---- */
+
+static fcfs_redis_t *pool(lua_State *L) {
+  return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+static int l_call(lua_State *L) {
+  fcfs_redis_t *r = pool(L);
+  fcfs_task_t *t = fcfs_task_require(L, "host.redis.call");
+  args_t a;
+  void *h = NULL;
+  args_from_stack(L, 1, "host.redis.call", &a);
+  if (fcfs_redis_needs_pin(a.n, a.v, a.l)) {
+    args_free(&a);
+    return luaL_error(L, "host.redis.call: %s needs a connection of its own: use host.redis.pin()",
+                      lua_tostring(L, 1));
+  }
+  int rc = fcfs_redis_command_argv(r, a.n, a.v, a.l, timeout_for(r, t, 0), on_done, t, &h);
+  args_free(&a);
+  if (rc < 0) return push_err(L, rc);
+  return fcfs_task_wait(L, t, h, cancel_cmd);
+}
+
+static int l_pipeline(lua_State *L) {
+  fcfs_redis_t *r = pool(L);
+  fcfs_task_t *t = fcfs_task_require(L, "host.redis.pipeline");
+  return do_pipeline(L, r, t, NULL, 1, 0, "host.redis.pipeline");
+}
+
+static int l_script(lua_State *L) {
+  size_t len;
+  const char *name = luaL_checkstring(L, 1);
+  const char *src = luaL_checklstring(L, 2, &len);
+  if (fcfs_redis_script(pool(L), name, src, len) < 0)
+    return luaL_error(L, "host.redis.script: out of memory");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_run(lua_State *L) {
+  fcfs_redis_t *r = pool(L);
+  fcfs_task_t *t = fcfs_task_require(L, "host.redis.run");
+  const char *name = luaL_checkstring(L, 1);
+  int nk = 0, na = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    nk = check_list(L, 2, "host.redis.run", "keys", 0);
+  }
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    na = check_list(L, 3, "host.redis.run", "args", 0);
+  }
+  if (!fcfs_redis_script_sha(r, name))
+    return luaL_error(
+        L, "host.redis.run: no script named '%s' (register it with host.redis.script)", name);
+  lua_settop(L, 3);
+  luaL_checkstack(L, nk + na + 4, "host.redis.run");
+  args_t a;
+  void *h = NULL;
+  if (args_alloc(&a, nk + na) < 0) return luaL_error(L, "host.redis.run: out of memory");
+  list_to_args(L, 2, nk, &a, 0);
+  list_to_args(L, 3, na, &a, nk);
+  int rc = fcfs_redis_run(r, name, nk, nk + na, a.v, a.l, timeout_for(r, t, 0), on_done, t, &h);
+  args_free(&a);
+  if (rc < 0) return push_err(L, rc);
+  return fcfs_task_wait(L, t, h, cancel_cmd);
+}
+
+/* ---- pinned connections ---- */
+
+typedef struct {
+  fcfs_redis_t *r;
+  fcfs_redis_conn_t *c;
+  fcfs_task_t *t;
+  double timeout; /* pin:set_timeout(); 0: the default */
+  int released, ud_alive;
+} pin_t;
+
+static void pin_release(void *res) {
+  pin_t *p = res;
+  if (!p->released) {
+    p->released = 1;
+    fcfs_redis_unpin(p->c);
+  }
+  if (!p->ud_alive) free(p);
+}
+
+static int l_pin(lua_State *L) {
+  fcfs_redis_t *r = pool(L);
+  fcfs_task_t *t = fcfs_task_require(L, "host.redis.pin");
+  pin_t **ud = lua_newuserdata(L, sizeof *ud);
+  *ud = NULL;
+  pin_t *p = calloc(1, sizeof *p);
+  if (!p) return push_err(L, FCFS_REDIS_ENOMEM);
+  int rc = fcfs_redis_pin(r, &p->c);
+  if (rc < 0) {
+    free(p);
+    return push_err(L, rc);
+  }
+  p->r = r;
+  p->t = t;
+  p->ud_alive = 1;
+  if (fcfs_task_on_end(t, pin_release, p) < 0) {
+    fcfs_redis_unpin(p->c);
+    free(p);
+    return push_err(L, FCFS_REDIS_ENOMEM);
+  }
+  *ud = p;
+  luaL_getmetatable(L, PIN_MT);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static pin_t *check_pin(lua_State *L, const char *what) {
+  pin_t *p = *(pin_t **)luaL_checkudata(L, 1, PIN_MT);
+  if (!p || p->released) luaL_error(L, "%s: the connection was released", what);
+  if (fcfs_task_current(L) != p->t)
+    luaL_error(L, "%s: a pinned connection belongs to the request that took it", what);
+  return p;
+}
+
+static int pin_call(lua_State *L) {
+  fcfs_task_t *t = fcfs_task_require(L, "pin:call");
+  pin_t *p = check_pin(L, "pin:call");
+  args_t a;
+  void *h = NULL;
+  args_from_stack(L, 2, "pin:call", &a);
+  int rc = fcfs_redis_conn_command_argv(p->c, a.n, a.v, a.l, timeout_for(p->r, t, p->timeout),
+                                        on_done, t, &h);
+  args_free(&a);
+  if (rc < 0) return push_err(L, rc);
+  return fcfs_task_wait(L, t, h, cancel_cmd);
+}
+
+static int pin_pipeline(lua_State *L) {
+  fcfs_task_t *t = fcfs_task_require(L, "pin:pipeline");
+  pin_t *p = check_pin(L, "pin:pipeline");
+  return do_pipeline(L, p->r, t, p->c, 2, p->timeout, "pin:pipeline");
+}
+
+static int pin_read_reply(lua_State *L) {
+  fcfs_task_t *t = fcfs_task_require(L, "pin:read_reply");
+  pin_t *p = check_pin(L, "pin:read_reply");
+  redisReply *ready = NULL;
+  void *h = NULL;
+  int rc = fcfs_redis_conn_read(p->c, timeout_for(p->r, t, p->timeout), on_done, t, &h, &ready);
+  if (ready) return push_result(L, ready, NULL);
+  if (rc < 0) return push_err(L, rc);
+  return fcfs_task_wait(L, t, h, cancel_cmd);
+}
+
+static int pin_set_timeout(lua_State *L) {
+  pin_t *p = check_pin(L, "pin:set_timeout");
+  double s = luaL_checknumber(L, 2);
+  luaL_argcheck(L, s > 0, 2, "seconds > 0 expected");
+  p->timeout = s;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int pin_release_l(lua_State *L) {
+  pin_t *p = *(pin_t **)luaL_checkudata(L, 1, PIN_MT);
+  if (!p || p->released) return 0;
+  check_pin(L, "pin:release");
+  fcfs_task_off_end(p->t, pin_release, p);
+  p->released = 1;
+  fcfs_redis_unpin(p->c);
+  return 0;
+}
+
+static int pin_gc(lua_State *L) {
+  pin_t **ud = luaL_checkudata(L, 1, PIN_MT);
+  pin_t *p = *ud;
+  *ud = NULL;
+  if (!p) return 0;
+  p->ud_alive = 0;
+  if (p->released) free(p); /* else the task's on_end slot frees it */
+  return 0;
+}
+
+int fcfs_lapi_redis_open(lua_State *L, fcfs_redis_t *r) {
+  static const luaL_Reg fns[] = {{"call", l_call}, {"pipeline", l_pipeline}, {"script", l_script},
+                                 {"run", l_run},   {"pin", l_pin},           {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"call", pin_call},
+                                     {"pipeline", pin_pipeline},
+                                     {"read_reply", pin_read_reply},
+                                     {"set_timeout", pin_set_timeout},
+                                     {"release", pin_release_l},
+                                     {NULL, NULL}};
+  if (luaL_newmetatable(L, PIN_MT)) {
+    lua_createtable(L, 0, 5);
+    for (const luaL_Reg *m = methods; m->name; m++) {
+      lua_pushcfunction(L, m->func);
+      lua_setfield(L, -2, m->name);
+    }
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, pin_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, "redis pinned connection");
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 5);
+  for (const luaL_Reg *f = fns; f->name; f++) {
+    lua_pushlightuserdata(L, r);
+    lua_pushcclosure(L, f->func, 1);
+    lua_setfield(L, -2, f->name);
+  }
+  return 1;
+}

@@ -1,0 +1,1215 @@
+/* redis.c -- the per-worker Redis pool (see redis.h for the API).
+ *
+ * Shared connections: conf->redis_connections streams used by every request.
+ * A command is formatted with redisFormatCommandArgv(), appended to the
+ * connection's output buffer and to its FIFO of slots; a uv_check/uv_prepare
+ * pair flushes every buffer once per loop iteration, so the commands of all
+ * requests that ran in one iteration leave in one write (uv_try_write, the
+ * rest by uv_write). Replies come back through a redisReader and are matched
+ * to slots in FIFO order.
+ *
+ * Timeouts on a pipelined connection: a command past its deadline gets
+ * "timeout" at once but keeps its slot; its reply, when it comes, is read and
+ * dropped, so later replies stay matched (the server may merely be slow).
+ * If the oldest slot is still unanswered STALL past its deadline the
+ * connection is closed and everything pending gets "closed". Cancelled
+ * commands are handled the same way.
+ *
+ * A shared connection that fails is reconnected after a backoff (50 ms
+ * doubling to 1 s); while no shared connection is up calls fail at once with
+ * "unavailable" (before the very first connect attempt ends they are queued).
+ *
+ * Pinned connections (up to conf->redis_pinned_max, bound or idle) are
+ * handed to one caller; given back, they go to an idle list if clean and are
+ * closed otherwise; they are never reconnected.
+ *
+ * Memory: the pool owns conns, slots (cmd_t, recycled through a free list),
+ * output buffers and the script table; replies pass to the callback. A conn
+ * is freed when its handles are closed and nobody holds it (pinned: unpinned;
+ * shared: pool closed); the pool is freed once its last handle is closed.
+ */
+#include "redis.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+
+const char fcfs_redis_etimeout[] = "timeout";
+const char fcfs_redis_eclosed[] = "closed";
+const char fcfs_redis_eunavailable[] = "unavailable";
+const char fcfs_redis_ebusy[] = "busy";
+
+enum { ST_DOWN, ST_CONNECTING, ST_UP, ST_CLOSING };
+enum { K_CMD, K_READ, K_LOAD };
+
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 1000
+#define STALL_MIN_MS 1000 /* STALL = max(2 * redis_timeout, 1 s) */
+#define READ_BUF_SIZE 65536
+#define INBOX_MAX 4096
+#define FREE_CMDS_MAX 4096
+#define ARGV_STACK 32
+
+typedef struct cmd_s cmd_t;
+struct cmd_s {
+  cmd_t *next;
+  fcfs_redis_conn_t *conn;
+  fcfs_redis_cb cb; /* NULL once timed out or cancelled: the reply is dropped */
+  void *arg;
+  uint64_t deadline; /* uv_now() ms */
+  int kind;          /* K_CMD: a reply is owed; K_READ: waits for an unsolicited one */
+  int script;        /* run(): index + 1 in r->scripts */
+  int retried;       /* run(): SCRIPT LOAD already tried once */
+  char *evalsha;     /* run(): the formatted EVALSHA, resent after NOSCRIPT */
+  size_t evalshalen;
+  cmd_t *owner;         /* K_LOAD: the run() slot it loads the script for */
+  redisReply *load_err; /* the SCRIPT LOAD error, given instead of NOSCRIPT */
+};
+
+typedef struct {
+  uv_write_t req;
+  fcfs_redis_conn_t *conn;
+  char *data;
+  size_t cap;
+} wreq_t;
+
+struct fcfs_redis_conn_s {
+  fcfs_redis_t *r;
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
+  uv_connect_t creq;
+  uv_timer_t timer; /* connect deadline, command deadlines, reconnect backoff */
+  redisReader *reader;
+  int state;
+  int nhandles; /* of h and timer, not yet closed */
+  unsigned gen; /* bumped on teardown: loops over slots stop when it moves */
+  int pinned, bound, destroying, busy_counted, flush_queued, in_idle, was_up;
+  int counted;              /* pinned: counts against redis_pinned_max (bound or idle) */
+  int multi, watch, sticky; /* pinned: state that forbids reuse */
+  cmd_t *head, *tail;       /* slots in send order */
+  size_t npending;          /* K_CMD slots (replies owed) */
+  char *out;                /* formatted commands not written yet */
+  size_t outlen, outcap;
+  uint64_t connect_deadline;
+  uint64_t timer_due; /* 0: timer not armed */
+  unsigned backoff_ms;
+  redisReply **inbox; /* pinned: replies no slot was waiting for */
+  size_t inbox_first, inbox_len, inbox_cap;
+  fcfs_redis_conn_t *next_flush, *next_idle, *next_pinned;
+};
+
+typedef struct {
+  char *name, *src;
+  size_t srclen;
+  char sha[41];
+} script_t;
+
+struct fcfs_redis_s {
+  uv_loop_t *loop;
+  const fcfs_conf_t *conf;
+  fcfs_pool_stats_t *stats;
+  fcfs_pool_stats_t own_stats; /* when the caller passes none */
+  int is_unix;
+  char *path; /* unix socket */
+  struct sockaddr_storage addr;
+  fcfs_redis_conn_t **shared;
+  int nshared, nup_shared, starting;
+  fcfs_redis_conn_t *pinned; /* every pinned conn alive */
+  fcfs_redis_conn_t *idle;   /* clean pinned conns ready for reuse */
+  int npinned;
+  fcfs_redis_conn_t *flush_head;
+  uv_prepare_t prepare;
+  uv_check_t check;
+  int flush_active;
+  cmd_t *free_cmds;
+  int nfree_cmds;
+  script_t *scripts;
+  int nscripts, scripts_cap;
+  int closing, handles;
+  void (*done)(void *);
+  void *done_arg;
+  char readbuf[READ_BUF_SIZE]; /* shared: each read is fed to a reader at once */
+};
+
+static void conn_connect(fcfs_redis_conn_t *c);
+static void conn_teardown(fcfs_redis_conn_t *c, const char *err);
+static void conn_sweep(fcfs_redis_conn_t *c);
+static void on_timer(uv_timer_t *t);
+static void pinned_destroy(fcfs_redis_conn_t *c);
+
+const char *fcfs_redis_strerror(int rc) {
+  switch (rc) {
+  case 0:
+    return "ok";
+  case FCFS_REDIS_EUNAVAILABLE:
+    return fcfs_redis_eunavailable;
+  case FCFS_REDIS_ECLOSED:
+    return fcfs_redis_eclosed;
+  case FCFS_REDIS_EBUSY:
+    return fcfs_redis_ebusy;
+  case FCFS_REDIS_ENOSCRIPT:
+    return "unknown script";
+  case FCFS_REDIS_EINVAL:
+    return "invalid argument";
+  case FCFS_REDIS_ENOMEM:
+    return "out of memory";
+  default:
+    return "error";
+  }
+}
+
+/* ---- small helpers ---- */
+
+static uint64_t ms_of(double s) {
+  if (s <= 0) return 1;
+  if (s > 1e9) s = 1e9;
+  uint64_t ms = (uint64_t)(s * 1000.0 + 0.5);
+  return ms ? ms : 1;
+}
+
+static uint64_t stall_ms(const fcfs_redis_t *r) {
+  uint64_t ms = 2 * ms_of(r->conf->redis_timeout);
+  return ms < STALL_MIN_MS ? STALL_MIN_MS : ms;
+}
+
+double fcfs_redis_default_timeout(const fcfs_redis_t *r) {
+  return r->conf->redis_timeout > 0 ? r->conf->redis_timeout : 1.0;
+}
+
+static cmd_t *cmd_alloc(fcfs_redis_t *r) {
+  cmd_t *q = r->free_cmds;
+  if (q) {
+    r->free_cmds = q->next;
+    r->nfree_cmds--;
+  } else if (!(q = malloc(sizeof *q))) {
+    return NULL;
+  }
+  memset(q, 0, sizeof *q);
+  return q;
+}
+
+static void cmd_free(fcfs_redis_t *r, cmd_t *q) {
+  if (q->evalsha) redisFreeCommand(q->evalsha);
+  if (q->load_err) freeReplyObject(q->load_err);
+  if (r->nfree_cmds >= FREE_CMDS_MAX) {
+    free(q);
+    return;
+  }
+  q->evalsha = NULL;
+  q->load_err = NULL;
+  q->next = r->free_cmds;
+  r->free_cmds = q;
+  r->nfree_cmds++;
+}
+
+static void busy_update(fcfs_redis_conn_t *c) {
+  int busy = c->pinned ? c->bound : c->npending > 0;
+  if (busy == c->busy_counted) return;
+  c->busy_counted = busy;
+  if (busy)
+    c->r->stats->in_use++;
+  else
+    c->r->stats->in_use--;
+}
+
+static void maybe_finish(fcfs_redis_t *r) {
+  if (!r->closing || r->handles > 0) return;
+  for (int i = 0; i < r->nshared; i++)
+    free(r->shared[i]);
+  free(r->shared);
+  while (r->free_cmds) {
+    cmd_t *q = r->free_cmds;
+    r->free_cmds = q->next;
+    free(q);
+  }
+  for (int i = 0; i < r->nscripts; i++) {
+    free(r->scripts[i].name);
+    free(r->scripts[i].src);
+  }
+  free(r->scripts);
+  free(r->path);
+  void (*done)(void *) = r->done;
+  void *arg = r->done_arg;
+  free(r);
+  if (done) done(arg);
+}
+
+/* ---- timer: connect deadline, command deadlines, backoff ---- */
+
+static void timer_arm_at(fcfs_redis_conn_t *c, uint64_t due) {
+  if (c->timer_due && c->timer_due <= due) return;
+  uint64_t now = uv_now(c->r->loop);
+  c->timer_due = due;
+  uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+static void on_timer(uv_timer_t *t) {
+  fcfs_redis_conn_t *c = t->data;
+  c->timer_due = 0;
+  if (c->state == ST_DOWN) {
+    if (!c->pinned && !c->r->closing) conn_connect(c);
+    return;
+  }
+  if (c->state == ST_CONNECTING && uv_now(c->r->loop) >= c->connect_deadline) {
+    c->r->stats->errors++;
+    conn_teardown(c, fcfs_redis_etimeout);
+    return;
+  }
+  conn_sweep(c);
+}
+
+/* ---- flushing ---- */
+
+static void on_write(uv_write_t *req, int status) {
+  wreq_t *w = (wreq_t *)req;
+  fcfs_redis_conn_t *c = w->conn;
+  if (!c->out && c->state != ST_CLOSING) { /* keep the buffer as the next one */
+    c->out = w->data;
+    c->outcap = w->cap;
+  } else {
+    free(w->data);
+  }
+  free(w);
+  if (status < 0 && status != UV_ECANCELED && c->state == ST_UP) {
+    c->r->stats->errors++;
+    fcfs_log(FCFS_LOG_WARN, "redis: write failed: %s", uv_strerror(status));
+    conn_teardown(c, fcfs_redis_eclosed);
+  }
+}
+
+static void conn_write(fcfs_redis_conn_t *c) {
+  uv_buf_t b = uv_buf_init(c->out, (unsigned)c->outlen);
+  int n = uv_try_write(&c->h.stream, &b, 1);
+  if (n >= 0 && (size_t)n == c->outlen) {
+    c->outlen = 0;
+    return;
+  }
+  if (n < 0 && n != UV_EAGAIN) goto fail;
+  if (n < 0) n = 0;
+  wreq_t *w = malloc(sizeof *w);
+  if (!w) goto fail;
+  w->conn = c;
+  w->data = c->out;
+  w->cap = c->outcap;
+  b = uv_buf_init(c->out + n, (unsigned)(c->outlen - (size_t)n));
+  c->out = NULL;
+  c->outlen = c->outcap = 0;
+  n = uv_write(&w->req, &c->h.stream, &b, 1, on_write);
+  if (n < 0) {
+    free(w->data);
+    free(w);
+    goto fail;
+  }
+  return;
+fail:
+  c->r->stats->errors++;
+  fcfs_log(FCFS_LOG_WARN, "redis: write failed: %s", uv_strerror(n));
+  conn_teardown(c, fcfs_redis_eclosed);
+}
+
+static void flush_all(fcfs_redis_t *r) {
+  fcfs_redis_conn_t *c;
+  while ((c = r->flush_head)) {
+    r->flush_head = c->next_flush;
+    c->flush_queued = 0;
+    if (c->state == ST_UP && c->outlen) conn_write(c);
+  }
+  if (r->flush_active) {
+    uv_prepare_stop(&r->prepare);
+    uv_check_stop(&r->check);
+    r->flush_active = 0;
+  }
+}
+
+static void on_prepare(uv_prepare_t *h) {
+  flush_all(h->data);
+}
+
+static void on_check(uv_check_t *h) {
+  flush_all(h->data);
+}
+
+static void queue_flush(fcfs_redis_conn_t *c) {
+  fcfs_redis_t *r = c->r;
+  if (c->flush_queued || r->closing) return;
+  c->flush_queued = 1;
+  c->next_flush = r->flush_head;
+  r->flush_head = c;
+  if (!r->flush_active) {
+    uv_prepare_start(&r->prepare, on_prepare);
+    uv_check_start(&r->check, on_check);
+    r->flush_active = 1;
+  }
+}
+
+/* ---- slots ---- */
+
+static int out_append(fcfs_redis_conn_t *c, const char *p, size_t len) {
+  if (c->outlen + len > c->outcap) {
+    size_t cap = c->outcap ? c->outcap : 4096;
+    while (cap < c->outlen + len)
+      cap *= 2;
+    char *n = realloc(c->out, cap);
+    if (!n) return FCFS_REDIS_ENOMEM;
+    c->out = n;
+    c->outcap = cap;
+  }
+  memcpy(c->out + c->outlen, p, len);
+  c->outlen += len;
+  return 0;
+}
+
+static void slot_push(fcfs_redis_conn_t *c, cmd_t *q) {
+  q->conn = c;
+  q->next = NULL;
+  if (c->tail)
+    c->tail->next = q;
+  else
+    c->head = q;
+  c->tail = q;
+  if (q->kind != K_READ) {
+    c->npending++;
+    busy_update(c);
+  }
+  timer_arm_at(c, q->deadline);
+}
+
+/* Queue the bytes of one command and its slot. */
+static int conn_send(fcfs_redis_conn_t *c, cmd_t *q, const char *p, size_t len) {
+  int rc = out_append(c, p, len);
+  if (rc < 0) return rc;
+  slot_push(c, q);
+  c->r->stats->requests++;
+  if (c->state == ST_UP) queue_flush(c);
+  return 0;
+}
+
+/* Drop K_READ slots nobody waits for any more (they are owed no reply). */
+static void purge_dead_reads(fcfs_redis_conn_t *c) {
+  cmd_t *prev = NULL, *q = c->head;
+  while (q) {
+    cmd_t *next = q->next;
+    if (q->kind == K_READ && !q->cb) {
+      if (prev)
+        prev->next = next;
+      else
+        c->head = next;
+      if (c->tail == q) c->tail = prev;
+      cmd_free(c->r, q);
+    } else {
+      prev = q;
+    }
+    q = next;
+  }
+}
+
+static void conn_sweep(fcfs_redis_conn_t *c) {
+  fcfs_redis_t *r = c->r;
+  uint64_t now = uv_now(r->loop);
+  unsigned gen = c->gen;
+  for (cmd_t *q = c->head; q; q = q->next) {
+    if (!q->cb || q->deadline > now) continue;
+    fcfs_redis_cb cb = q->cb;
+    q->cb = NULL;
+    if (q->kind != K_READ) r->stats->timeouts++;
+    cb(q->arg, NULL, fcfs_redis_etimeout);
+    /* Only a teardown frees slots during a callback; it bumps gen. */
+    if (c->gen != gen) return;
+  }
+  purge_dead_reads(c);
+  uint64_t due = UINT64_MAX;
+  cmd_t *h = c->head;
+  if (h && !h->cb) {
+    uint64_t stall = h->deadline + stall_ms(r);
+    if (now >= stall) {
+      r->stats->errors++;
+      fcfs_log(FCFS_LOG_WARN, "redis: no reply for %llu ms, closing the connection",
+               (unsigned long long)(now - h->deadline + ms_of(r->conf->redis_timeout)));
+      conn_teardown(c, fcfs_redis_eclosed);
+      return;
+    }
+    due = stall;
+  }
+  for (cmd_t *q = c->head; q; q = q->next)
+    if (q->cb && q->deadline < due) due = q->deadline;
+  if (c->state == ST_CONNECTING && c->connect_deadline < due) due = c->connect_deadline;
+  if (due != UINT64_MAX) timer_arm_at(c, due);
+}
+
+static void inbox_clear(fcfs_redis_conn_t *c) {
+  for (size_t i = 0; i < c->inbox_len; i++)
+    freeReplyObject(c->inbox[c->inbox_first + i]);
+  free(c->inbox);
+  c->inbox = NULL;
+  c->inbox_first = c->inbox_len = c->inbox_cap = 0;
+}
+
+static int inbox_push(fcfs_redis_conn_t *c, redisReply *rep) {
+  if (c->inbox_len >= INBOX_MAX) return -1;
+  if (c->inbox_first + c->inbox_len == c->inbox_cap) {
+    if (c->inbox_first) {
+      memmove(c->inbox, c->inbox + c->inbox_first, c->inbox_len * sizeof *c->inbox);
+      c->inbox_first = 0;
+    } else {
+      size_t cap = c->inbox_cap ? c->inbox_cap * 2 : 16;
+      redisReply **n = realloc(c->inbox, cap * sizeof *n);
+      if (!n) return -1;
+      c->inbox = n;
+      c->inbox_cap = cap;
+    }
+  }
+  c->inbox[c->inbox_first + c->inbox_len++] = rep;
+  return 0;
+}
+
+static int is_noscript(const redisReply *rep) {
+  return rep->type == REDIS_REPLY_ERROR && rep->len >= 8 && !memcmp(rep->str, "NOSCRIPT", 8);
+}
+
+/* run() got NOSCRIPT: send SCRIPT LOAD and the same EVALSHA again, back to
+ * back on this connection. Returns 0 if q is back in the FIFO. */
+static int script_retry(fcfs_redis_conn_t *c, cmd_t *q) {
+  fcfs_redis_t *r = c->r;
+  script_t *s = &r->scripts[q->script - 1];
+  const char *argv[3] = {"SCRIPT", "LOAD", s->src};
+  size_t argvlen[3] = {6, 4, s->srclen};
+  char *load = NULL;
+  size_t mark = c->outlen;
+  int len = redisFormatCommandArgv(&load, 3, argv, argvlen);
+  if (len < 0) return -1;
+  cmd_t *l = cmd_alloc(r);
+  if (!l || out_append(c, load, (size_t)len) < 0 || out_append(c, q->evalsha, q->evalshalen) < 0) {
+    c->outlen = mark;
+    redisFreeCommand(load);
+    if (l) cmd_free(r, l);
+    return -1;
+  }
+  redisFreeCommand(load);
+  l->kind = K_LOAD;
+  l->owner = q;
+  l->deadline = q->deadline;
+  q->retried = 1;
+  slot_push(c, l);
+  slot_push(c, q);
+  r->stats->requests += 2;
+  if (c->state == ST_UP) queue_flush(c);
+  return 0;
+}
+
+/* One reply read: give it to the oldest slot. */
+static void deliver(fcfs_redis_conn_t *c, redisReply *rep) {
+  fcfs_redis_t *r = c->r;
+  cmd_t *q;
+  while ((q = c->head) && q->kind == K_READ && !q->cb) { /* abandoned reads */
+    c->head = q->next;
+    if (!c->head) c->tail = NULL;
+    cmd_free(r, q);
+  }
+  if (!q) {
+    if (c->pinned && inbox_push(c, rep) == 0) return;
+    freeReplyObject(rep);
+    r->stats->errors++;
+    fcfs_log(FCFS_LOG_WARN, "redis: %s",
+             c->pinned ? "too many unread replies on a pinned connection"
+                       : "reply with no command pending");
+    conn_teardown(c, fcfs_redis_eclosed);
+    return;
+  }
+  c->head = q->next;
+  if (!c->head) c->tail = NULL;
+  if (q->kind != K_READ) {
+    c->npending--;
+    busy_update(c);
+  }
+  if (q->kind == K_LOAD) {
+    if (rep->type == REDIS_REPLY_ERROR && q->owner && !q->owner->load_err) {
+      q->owner->load_err = rep;
+      rep = NULL;
+    }
+    if (rep) freeReplyObject(rep);
+    cmd_free(r, q);
+    return;
+  }
+  if (q->script && !q->retried && q->cb && is_noscript(rep)) {
+    if (script_retry(c, q) == 0) {
+      freeReplyObject(rep);
+      return;
+    }
+  }
+  if (q->load_err && is_noscript(rep)) {
+    freeReplyObject(rep);
+    rep = q->load_err;
+    q->load_err = NULL;
+  }
+  fcfs_redis_cb cb = q->cb;
+  void *arg = q->arg;
+  cmd_free(r, q);
+  if (cb)
+    cb(arg, rep, NULL);
+  else
+    freeReplyObject(rep);
+}
+
+/* ---- connection life ---- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  fcfs_redis_conn_t *c = h->data;
+  *buf = uv_buf_init(c->r->readbuf, sizeof c->r->readbuf);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  fcfs_redis_conn_t *c = s->data;
+  fcfs_redis_t *r = c->r;
+  if (nread == 0) return;
+  if (nread < 0) {
+    if (nread != UV_EOF) r->stats->errors++;
+    fcfs_log(c->pinned ? FCFS_LOG_INFO : FCFS_LOG_WARN, "redis: connection lost: %s",
+             uv_strerror((int)nread));
+    conn_teardown(c, fcfs_redis_eclosed);
+    return;
+  }
+  if (redisReaderFeed(c->reader, buf->base, (size_t)nread) != REDIS_OK) goto proto;
+  unsigned gen = c->gen;
+  for (;;) {
+    void *rep = NULL;
+    if (redisReaderGetReply(c->reader, &rep) != REDIS_OK) goto proto;
+    if (!rep) break;
+    deliver(c, rep);
+    if (c->gen != gen) return; /* torn down by a callback */
+  }
+  return;
+proto:
+  r->stats->errors++;
+  fcfs_log(FCFS_LOG_ERROR, "redis: protocol error: %s", c->reader ? c->reader->errstr : "");
+  conn_teardown(c, fcfs_redis_eclosed);
+}
+
+static void on_stream_closed(uv_handle_t *h) {
+  fcfs_redis_conn_t *c = h->data;
+  fcfs_redis_t *r = c->r;
+  c->state = ST_DOWN;
+  c->nhandles--;
+  r->handles--;
+  if (c->destroying) {
+    if (!c->nhandles && c->pinned) free(c);
+  } else if (c->pinned) {
+    if (!c->bound) pinned_destroy(c);
+  } else if (!r->closing) {
+    unsigned ms = c->was_up ? BACKOFF_MIN_MS : c->backoff_ms * 2;
+    if (ms < BACKOFF_MIN_MS) ms = BACKOFF_MIN_MS;
+    if (ms > BACKOFF_MAX_MS) ms = BACKOFF_MAX_MS;
+    c->backoff_ms = ms;
+    c->was_up = 0;
+    c->timer_due = 0;
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+  }
+  maybe_finish(r);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  fcfs_redis_conn_t *c = h->data;
+  fcfs_redis_t *r = c->r;
+  c->nhandles--;
+  r->handles--;
+  if (!c->nhandles && c->pinned) free(c);
+  maybe_finish(r);
+}
+
+static void idle_remove(fcfs_redis_conn_t *c) {
+  if (!c->in_idle) return;
+  for (fcfs_redis_conn_t **p = &c->r->idle; *p; p = &(*p)->next_idle)
+    if (*p == c) {
+      *p = c->next_idle;
+      break;
+    }
+  c->in_idle = 0;
+}
+
+/* Close the stream and fail every slot with err. Safe to call from any
+ * callback; slots are handed back before their callbacks run. */
+static void conn_teardown(fcfs_redis_conn_t *c, const char *err) {
+  fcfs_redis_t *r = c->r;
+  if (c->state != ST_UP && c->state != ST_CONNECTING) return;
+  c->gen++;
+  if (c->state == ST_UP) {
+    r->stats->size--;
+    if (!c->pinned && --r->nup_shared == 0) {
+      r->stats->up = 0;
+      if (!r->closing) fcfs_log(FCFS_LOG_ERROR, "redis: no connection up, calls fail fast");
+    }
+  }
+  if (!c->pinned && c->state == ST_CONNECTING) r->starting = 0;
+  c->state = ST_CLOSING;
+  idle_remove(c);
+  uv_timer_stop(&c->timer);
+  c->timer_due = 0;
+  if (c->reader) redisReaderFree(c->reader);
+  c->reader = NULL;
+  c->outlen = 0;
+  inbox_clear(c);
+  uv_close(&c->h.handle, on_stream_closed);
+  cmd_t *q = c->head;
+  c->head = c->tail = NULL;
+  c->npending = 0;
+  busy_update(c);
+  while (q) {
+    cmd_t *next = q->next;
+    fcfs_redis_cb cb = q->cb;
+    void *arg = q->arg;
+    cmd_free(r, q);
+    if (cb) cb(arg, NULL, err);
+    q = next;
+  }
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  fcfs_redis_conn_t *c = req->data;
+  fcfs_redis_t *r = c->r;
+  if (status == UV_ECANCELED || c->state != ST_CONNECTING) return;
+  if (status < 0) {
+    r->stats->errors++;
+    if (!c->pinned && r->starting)
+      fcfs_log(FCFS_LOG_WARN, "redis: connect to %s failed: %s", r->conf->redis,
+               uv_strerror(status));
+    conn_teardown(c, fcfs_redis_eunavailable);
+    return;
+  }
+  if (!(c->reader = redisReaderCreate()) || uv_read_start(&c->h.stream, on_alloc, on_read) < 0) {
+    r->stats->errors++;
+    conn_teardown(c, fcfs_redis_eunavailable);
+    return;
+  }
+  c->state = ST_UP;
+  c->was_up = 1;
+  r->stats->size++;
+  if (!c->pinned) {
+    r->starting = 0;
+    if (r->nup_shared++ == 0) {
+      r->stats->up = 1;
+      fcfs_log(FCFS_LOG_INFO, "redis: connected to %s", r->conf->redis);
+    }
+  }
+  if (c->outlen) queue_flush(c);
+  c->timer_due = 0;
+  uv_timer_stop(&c->timer);
+  conn_sweep(c); /* re-arm for the command deadlines */
+}
+
+static void conn_connect(fcfs_redis_conn_t *c) {
+  fcfs_redis_t *r = c->r;
+  int rc;
+  rc = r->is_unix ? uv_pipe_init(r->loop, &c->h.pipe, 0) : uv_tcp_init(r->loop, &c->h.tcp);
+  if (rc < 0) { /* nothing to close: retry later like a failed connect */
+    r->stats->errors++;
+    if (!c->pinned) uv_timer_start(&c->timer, on_timer, BACKOFF_MAX_MS, 0);
+    return;
+  }
+  c->h.handle.data = c;
+  c->creq.data = c;
+  c->nhandles++;
+  r->handles++;
+  c->state = ST_CONNECTING;
+  c->connect_deadline = uv_now(r->loop) + ms_of(r->conf->redis_connect_timeout);
+  c->timer_due = 0;
+  timer_arm_at(c, c->connect_deadline);
+  if (r->is_unix) {
+    uv_pipe_connect(&c->creq, &c->h.pipe, r->path, on_connect); /* errors come to on_connect */
+    return;
+  }
+  uv_tcp_nodelay(&c->h.tcp, 1);
+  rc = uv_tcp_connect(&c->creq, &c->h.tcp, (const struct sockaddr *)&r->addr, on_connect);
+  if (rc < 0) {
+    r->stats->errors++;
+    conn_teardown(c, fcfs_redis_eunavailable);
+  }
+}
+
+static fcfs_redis_conn_t *conn_new(fcfs_redis_t *r, int pinned) {
+  fcfs_redis_conn_t *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->r = r;
+  c->pinned = pinned;
+  c->state = ST_DOWN;
+  uv_timer_init(r->loop, &c->timer);
+  c->timer.data = c;
+  c->nhandles = 1;
+  r->handles++;
+  return c;
+}
+
+/* A pinned conn nobody holds and whose stream is closed: close the timer,
+ * free on its close callback. */
+static void pinned_destroy(fcfs_redis_conn_t *c) {
+  fcfs_redis_t *r = c->r;
+  if (c->destroying) return;
+  c->destroying = 1;
+  for (fcfs_redis_conn_t **p = &r->pinned; *p; p = &(*p)->next_pinned)
+    if (*p == c) {
+      *p = c->next_pinned;
+      break;
+    }
+  if (c->counted) r->npinned--;
+  c->counted = 0;
+  free(c->out);
+  c->out = NULL;
+  uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+}
+
+/* ---- public API ---- */
+
+static int parse_addr(fcfs_redis_t *r, const char *a) {
+  if (!a || !*a) return -1;
+  if (!strncmp(a, "unix:", 5)) {
+    r->is_unix = 1;
+    r->path = strdup(a + 5);
+    return r->path && *r->path ? 0 : -1;
+  }
+  const char *colon = strrchr(a, ':');
+  if (!colon || colon == a) return -1;
+  char host[64];
+  size_t hl = (size_t)(colon - a);
+  if (a[0] == '[' && hl >= 2 && a[hl - 1] == ']') {
+    a++;
+    hl -= 2;
+  }
+  if (hl >= sizeof host) return -1;
+  memcpy(host, a, hl);
+  host[hl] = 0;
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  if (*end || port <= 0 || port > 65535) return -1;
+  if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&r->addr) == 0) return 0;
+  if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&r->addr) == 0) return 0;
+  return -1;
+}
+
+fcfs_redis_t *fcfs_redis_new(uv_loop_t *loop, const fcfs_conf_t *conf, fcfs_pool_stats_t *stats) {
+  fcfs_redis_t *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->loop = loop;
+  r->conf = conf;
+  r->stats = stats ? stats : &r->own_stats;
+  if (parse_addr(r, conf->redis) < 0) {
+    fcfs_log(FCFS_LOG_ERROR, "redis: bad address \"%s\"", conf->redis ? conf->redis : "");
+    goto fail;
+  }
+  r->nshared = conf->redis_connections > 0 ? conf->redis_connections : 1;
+  if (!(r->shared = calloc((size_t)r->nshared, sizeof *r->shared))) goto fail;
+  uv_prepare_init(loop, &r->prepare);
+  uv_check_init(loop, &r->check);
+  r->prepare.data = r->check.data = r;
+  r->handles = 2;
+  r->starting = 1;
+  r->stats->circuit = FCFS_CIRCUIT_CLOSED;
+  for (int i = 0; i < r->nshared; i++) {
+    if (!(r->shared[i] = conn_new(r, 0))) {
+      r->nshared = i;
+      fcfs_redis_close(r, NULL, NULL);
+      return NULL;
+    }
+  }
+  for (int i = 0; i < r->nshared; i++)
+    conn_connect(r->shared[i]);
+  return r;
+fail:
+  free(r->path);
+  free(r);
+  return NULL;
+}
+
+static void on_pool_handle_closed(uv_handle_t *h) {
+  fcfs_redis_t *r = h->data;
+  r->handles--;
+  maybe_finish(r);
+}
+
+void fcfs_redis_close(fcfs_redis_t *r, void (*done)(void *), void *arg) {
+  if (r->closing) return;
+  r->closing = 1;
+  r->done = done;
+  r->done_arg = arg;
+  r->flush_head = NULL;
+  for (int i = 0; i < r->nshared; i++) {
+    fcfs_redis_conn_t *c = r->shared[i];
+    c->destroying = 1;
+    conn_teardown(c, fcfs_redis_eclosed);
+  }
+  /* Pinned conns free themselves once both their handles are closed;
+   * pinned_destroy() takes each off the list. */
+  fcfs_redis_conn_t *c;
+  while ((c = r->pinned)) {
+    c->bound = 0;
+    busy_update(c);
+    conn_teardown(c, fcfs_redis_eclosed);
+    pinned_destroy(c);
+  }
+  r->idle = NULL;
+  for (int i = 0; i < r->nshared; i++) {
+    free(r->shared[i]->out);
+    r->shared[i]->out = NULL;
+    uv_close((uv_handle_t *)&r->shared[i]->timer, on_timer_closed);
+  }
+  r->stats->up = 0;
+  uv_close((uv_handle_t *)&r->prepare, on_pool_handle_closed);
+  uv_close((uv_handle_t *)&r->check, on_pool_handle_closed);
+}
+
+fcfs_redis_conn_t *fcfs_redis_shared(fcfs_redis_t *r) {
+  fcfs_redis_conn_t *best = NULL;
+  if (r->closing) return NULL;
+  for (int i = 0; i < r->nshared; i++) {
+    fcfs_redis_conn_t *c = r->shared[i];
+    if (c->state == ST_UP) {
+      if (!best || best->state != ST_UP || c->npending < best->npending) best = c;
+    } else if (c->state == ST_CONNECTING && r->starting) {
+      if (!best || (best->state != ST_UP && c->npending < best->npending)) best = c;
+    }
+  }
+  return best;
+}
+
+/* Pinned connections: remember what makes one unfit for reuse. */
+static int name_is(const char *s, size_t len, const char *name) {
+  return strlen(name) == len && !strncasecmp(s, name, len);
+}
+
+/* Blocking commands leave the connection as it was once answered. */
+static int is_blocking(const char *s, size_t n) {
+  static const char *const blocking[] = {"BLPOP",  "BRPOP",      "BRPOPLPUSH", "BLMOVE",
+                                         "BLMPOP", "BZPOPMIN",   "BZPOPMAX",   "BZMPOP",
+                                         "XREAD",  "XREADGROUP", "WAIT",       "WAITAOF"};
+  for (size_t i = 0; i < sizeof blocking / sizeof blocking[0]; i++)
+    if (name_is(s, n, blocking[i])) return 1;
+  return 0;
+}
+
+static void track_state(fcfs_redis_conn_t *c, int argc, const char **argv, const size_t *argvlen) {
+  const char *s = argv[0];
+  size_t n = argvlen[0];
+  if (name_is(s, n, "MULTI"))
+    c->multi = 1;
+  else if (name_is(s, n, "EXEC") || name_is(s, n, "DISCARD"))
+    c->multi = c->watch = 0;
+  else if (name_is(s, n, "WATCH"))
+    c->watch = 1;
+  else if (name_is(s, n, "UNWATCH"))
+    c->watch = 0;
+  else if (name_is(s, n, "CLIENT") ||
+           (fcfs_redis_needs_pin(argc, argv, argvlen) && !is_blocking(s, n)))
+    c->sticky = 1; /* pub/sub, SELECT, CLIENT ...: never handed to another caller */
+}
+
+int fcfs_redis_needs_pin(int argc, const char **argv, const size_t *argvlen) {
+  static const char *const always[] = {
+      "MULTI",        "EXEC",       "DISCARD",    "WATCH",      "UNWATCH",     "BLPOP",
+      "BRPOP",        "BRPOPLPUSH", "BLMOVE",     "BLMPOP",     "BZPOPMIN",    "BZPOPMAX",
+      "BZMPOP",       "SUBSCRIBE",  "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE",
+      "SUNSUBSCRIBE", "MONITOR",    "SELECT",     "AUTH",       "HELLO",       "RESET",
+      "QUIT",         "WAIT",       "WAITAOF",    "READONLY",   "READWRITE",   "SYNC",
+      "PSYNC"};
+  if (argc < 1) return 0;
+  const char *s = argv[0];
+  size_t n = argvlen[0];
+  for (size_t i = 0; i < sizeof always / sizeof always[0]; i++)
+    if (name_is(s, n, always[i])) return 1;
+  if (name_is(s, n, "XREAD") || name_is(s, n, "XREADGROUP")) {
+    for (int i = 1; i < argc; i++) {
+      if (name_is(argv[i], argvlen[i], "STREAMS")) break;
+      if (name_is(argv[i], argvlen[i], "BLOCK")) return 1;
+    }
+  } else if (name_is(s, n, "CLIENT") && argc > 1) {
+    if (name_is(argv[1], argvlen[1], "REPLY") || name_is(argv[1], argvlen[1], "SETNAME") ||
+        name_is(argv[1], argvlen[1], "TRACKING"))
+      return 1;
+  }
+  return 0;
+}
+
+static uint64_t deadline_of(fcfs_redis_t *r, double timeout) {
+  return uv_now(r->loop) + ms_of(timeout > 0 ? timeout : fcfs_redis_default_timeout(r));
+}
+
+int fcfs_redis_conn_command_argv(fcfs_redis_conn_t *c, int argc, const char **argv,
+                                 const size_t *argvlen, double timeout, fcfs_redis_cb cb, void *arg,
+                                 void **handle) {
+  fcfs_redis_t *r = c->r;
+  char *buf = NULL;
+  if (argc < 1) return FCFS_REDIS_EINVAL;
+  if (r->closing || (c->state != ST_UP && c->state != ST_CONNECTING)) return FCFS_REDIS_ECLOSED;
+  int len = redisFormatCommandArgv(&buf, argc, argv, argvlen);
+  if (len < 0) return FCFS_REDIS_ENOMEM;
+  cmd_t *q = cmd_alloc(r);
+  if (!q) {
+    redisFreeCommand(buf);
+    return FCFS_REDIS_ENOMEM;
+  }
+  q->kind = K_CMD;
+  q->cb = cb;
+  q->arg = arg;
+  q->deadline = deadline_of(r, timeout);
+  int rc = conn_send(c, q, buf, (size_t)len);
+  redisFreeCommand(buf);
+  if (rc < 0) {
+    cmd_free(r, q);
+    return rc;
+  }
+  if (c->pinned) track_state(c, argc, argv, argvlen);
+  if (handle) *handle = q;
+  return 0;
+}
+
+int fcfs_redis_command_argv(fcfs_redis_t *r, int argc, const char **argv, const size_t *argvlen,
+                            double timeout, fcfs_redis_cb cb, void *arg, void **handle) {
+  if (r->closing) return FCFS_REDIS_ECLOSED;
+  fcfs_redis_conn_t *c = fcfs_redis_shared(r);
+  if (!c) return FCFS_REDIS_EUNAVAILABLE;
+  return fcfs_redis_conn_command_argv(c, argc, argv, argvlen, timeout, cb, arg, handle);
+}
+
+void fcfs_redis_cancel(void *handle) {
+  cmd_t *q = handle;
+  if (q) q->cb = NULL;
+}
+
+int fcfs_redis_conn_read(fcfs_redis_conn_t *c, double timeout, fcfs_redis_cb cb, void *arg,
+                         void **handle, redisReply **ready) {
+  *ready = NULL;
+  if (!c->pinned) return FCFS_REDIS_EINVAL;
+  if (c->inbox_len) {
+    *ready = c->inbox[c->inbox_first++];
+    if (--c->inbox_len == 0) c->inbox_first = 0;
+    return 0;
+  }
+  if (c->r->closing || (c->state != ST_UP && c->state != ST_CONNECTING)) return FCFS_REDIS_ECLOSED;
+  cmd_t *q = cmd_alloc(c->r);
+  if (!q) return FCFS_REDIS_ENOMEM;
+  q->kind = K_READ;
+  q->cb = cb;
+  q->arg = arg;
+  q->deadline = deadline_of(c->r, timeout);
+  slot_push(c, q);
+  if (handle) *handle = q;
+  return 0;
+}
+
+int fcfs_redis_pin(fcfs_redis_t *r, fcfs_redis_conn_t **out) {
+  fcfs_redis_conn_t *c;
+  *out = NULL;
+  if (r->closing) return FCFS_REDIS_ECLOSED;
+  if (!r->nup_shared && !r->starting) return FCFS_REDIS_EUNAVAILABLE;
+  if ((c = r->idle)) {
+    r->idle = c->next_idle;
+    c->in_idle = 0;
+    c->bound = 1;
+    busy_update(c);
+    *out = c;
+    return 0;
+  }
+  if (r->npinned >= r->conf->redis_pinned_max) return FCFS_REDIS_EBUSY;
+  if (!(c = conn_new(r, 1))) return FCFS_REDIS_ENOMEM;
+  c->next_pinned = r->pinned;
+  r->pinned = c;
+  r->npinned++;
+  c->counted = 1;
+  c->bound = 1;
+  busy_update(c);
+  conn_connect(c);
+  *out = c;
+  return 0;
+}
+
+void fcfs_redis_unpin(fcfs_redis_conn_t *c) {
+  fcfs_redis_t *r = c->r;
+  if (!c->bound) return;
+  c->bound = 0;
+  busy_update(c);
+  purge_dead_reads(c);
+  if (c->state == ST_UP && !c->head && !c->outlen && !c->multi && !c->watch && !c->sticky &&
+      !c->inbox_len) {
+    uv_timer_stop(&c->timer);
+    c->timer_due = 0;
+    c->next_idle = r->idle;
+    r->idle = c;
+    c->in_idle = 1;
+    return;
+  }
+  if (c->counted) r->npinned--; /* its slot is free at once, not when closed */
+  c->counted = 0;
+  if (c->state == ST_UP || c->state == ST_CONNECTING)
+    conn_teardown(c, fcfs_redis_eclosed); /* on_stream_closed destroys it */
+  else if (c->state == ST_DOWN)
+    pinned_destroy(c);
+}
+
+/* ---- named scripts ---- */
+
+static uint32_t rol32(uint32_t x, int n) {
+  return (x << n) | (x >> (32 - n));
+}
+
+/* SHA-1 (FIPS 180-4) of one 64-byte block into h. */
+static void sha1_block(uint32_t h[5], const unsigned char *p) {
+  uint32_t w[80], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+  for (int i = 0; i < 16; i++)
+    w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 |
+           (uint32_t)p[4 * i + 3];
+  for (int i = 16; i < 80; i++)
+    w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+  for (int i = 0; i < 80; i++) {
+    uint32_t f, k;
+    if (i < 20) {
+      f = (b & c) | (~b & d);
+      k = 0x5A827999;
+    } else if (i < 40) {
+      f = b ^ c ^ d;
+      k = 0x6ED9EBA1;
+    } else if (i < 60) {
+      f = (b & c) | (b & d) | (c & d);
+      k = 0x8F1BBCDC;
+    } else {
+      f = b ^ c ^ d;
+      k = 0xCA62C1D6;
+    }
+    uint32_t t = rol32(a, 5) + f + e + k + w[i];
+    e = d;
+    d = c;
+    c = rol32(b, 30);
+    b = a;
+    a = t;
+  }
+  h[0] += a;
+  h[1] += b;
+  h[2] += c;
+  h[3] += d;
+  h[4] += e;
+}
+
+static void sha1_hex(const char *data, size_t len, char out[41]) {
+  uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+  const unsigned char *p = (const unsigned char *)data;
+  unsigned char blk[64];
+  size_t off = 0;
+  for (; len - off >= 64; off += 64)
+    sha1_block(h, p + off);
+  size_t rest = len - off;
+  memset(blk, 0, sizeof blk);
+  memcpy(blk, p + off, rest);
+  blk[rest] = 0x80;
+  if (rest >= 56) {
+    sha1_block(h, blk);
+    memset(blk, 0, sizeof blk);
+  }
+  uint64_t bits = (uint64_t)len * 8;
+  for (int i = 0; i < 8; i++)
+    blk[63 - i] = (unsigned char)(bits >> (8 * i));
+  sha1_block(h, blk);
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 0; i < 20; i++) {
+    unsigned v = (h[i / 4] >> (24 - 8 * (i % 4))) & 0xff;
+    out[2 * i] = hex[v >> 4];
+    out[2 * i + 1] = hex[v & 15];
+  }
+  out[40] = 0;
+}
+
+static int script_find(const fcfs_redis_t *r, const char *name) {
+  for (int i = 0; i < r->nscripts; i++)
+    if (!strcmp(r->scripts[i].name, name)) return i;
+  return -1;
+}
+
+int fcfs_redis_script(fcfs_redis_t *r, const char *name, const char *src, size_t srclen) {
+  int i = script_find(r, name);
+  char *copy = malloc(srclen + 1);
+  if (!copy) return FCFS_REDIS_ENOMEM;
+  memcpy(copy, src, srclen);
+  copy[srclen] = 0;
+  if (i < 0) {
+    if (r->nscripts == r->scripts_cap) {
+      int cap = r->scripts_cap ? r->scripts_cap * 2 : 8;
+      script_t *n = realloc(r->scripts, (size_t)cap * sizeof *n);
+      if (!n) goto nomem;
+      r->scripts = n;
+      r->scripts_cap = cap;
+    }
+    if (!(r->scripts[r->nscripts].name = strdup(name))) goto nomem;
+    i = r->nscripts++;
+  } else {
+    free(r->scripts[i].src); /* reloaded code may change a script */
+  }
+  r->scripts[i].src = copy;
+  r->scripts[i].srclen = srclen;
+  sha1_hex(copy, srclen, r->scripts[i].sha);
+  return 0;
+nomem:
+  free(copy);
+  return FCFS_REDIS_ENOMEM;
+}
+
+const char *fcfs_redis_script_sha(const fcfs_redis_t *r, const char *name) {
+  int i = script_find(r, name);
+  return i < 0 ? NULL : r->scripts[i].sha;
+}
+
+int fcfs_redis_run(fcfs_redis_t *r, const char *name, int nkeys, int n, const char **v,
+                   const size_t *vlen, double timeout, fcfs_redis_cb cb, void *arg, void **handle) {
+  const char *sargv[ARGV_STACK];
+  size_t slen[ARGV_STACK];
+  const char **argv = sargv;
+  size_t *argvlen = slen;
+  char nk[16];
+  int rc, len = -1;
+  char *buf = NULL;
+  cmd_t *q = NULL;
+  if (r->closing) return FCFS_REDIS_ECLOSED;
+  int i = script_find(r, name);
+  if (i < 0) return FCFS_REDIS_ENOSCRIPT;
+  if (nkeys < 0 || n < nkeys || n > INT_MAX - 3) return FCFS_REDIS_EINVAL;
+  fcfs_redis_conn_t *c = fcfs_redis_shared(r);
+  if (!c) return FCFS_REDIS_EUNAVAILABLE;
+  if (n + 3 > ARGV_STACK) {
+    argv = malloc((size_t)(n + 3) * sizeof *argv);
+    argvlen = malloc((size_t)(n + 3) * sizeof *argvlen);
+    rc = FCFS_REDIS_ENOMEM;
+    if (!argv || !argvlen) goto out;
+  }
+  argv[0] = "EVALSHA";
+  argvlen[0] = 7;
+  argv[1] = r->scripts[i].sha;
+  argvlen[1] = 40;
+  argvlen[2] = (size_t)snprintf(nk, sizeof nk, "%d", nkeys);
+  argv[2] = nk;
+  for (int k = 0; k < n; k++) {
+    argv[k + 3] = v[k];
+    argvlen[k + 3] = vlen[k];
+  }
+  rc = FCFS_REDIS_ENOMEM;
+  len = redisFormatCommandArgv(&buf, n + 3, argv, argvlen);
+  if (len < 0 || !(q = cmd_alloc(r))) goto out;
+  q->evalsha = buf; /* kept for a resend after NOSCRIPT; cmd_free() frees it */
+  buf = NULL;
+  q->evalshalen = (size_t)len;
+  q->kind = K_CMD;
+  q->script = i + 1;
+  q->cb = cb;
+  q->arg = arg;
+  q->deadline = deadline_of(r, timeout);
+  if ((rc = conn_send(c, q, q->evalsha, q->evalshalen)) < 0) goto out;
+  if (handle) *handle = q;
+  q = NULL;
+out:
+  if (q) cmd_free(r, q);
+  if (buf) redisFreeCommand(buf);
+  if (argv != sargv) free((void *)argv);
+  if (argvlen != slen) free(argvlen);
+  return rc;
+}
