@@ -59,6 +59,7 @@ struct fcfs_conn_s {
   int closing;   /* uv_close called */
   int must_close; /* close once the current response is written */
   int read_stopped;
+  int processing; /* inside conn_process */
   int writes;    /* uv_write requests pending */
   int handles;   /* open handles (tcp + timer) to wait for before freeing */
   fcfs_conn_t *prev, *next;
@@ -506,9 +507,13 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   } else if (nread > 0) {
     size_t used = 0;
     if (c->blen == c->boff && !c->in_flight) {
-      if (conn_feed(c, buf->base, (size_t)nread, &used) == 0 && !c->closing && used < (size_t)nread &&
-          !c->must_close)
+      c->processing = 1; /* conn_feed serves what it can of buf itself */
+      int rc = conn_feed(c, buf->base, (size_t)nread, &used);
+      c->processing = 0;
+      if (rc == 0 && !c->closing && used < (size_t)nread && !c->must_close) {
         keep_backlog(c, buf->base + used, (size_t)nread - used);
+        if (!c->in_flight && !c->closing) conn_process(c); /* the first one answered at once */
+      }
     } else if (!c->closing && !c->must_close) {
       keep_backlog(c, buf->base, (size_t)nread);
     }
@@ -517,18 +522,23 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   else free(buf->base);
 }
 
-/* Serve what waits in the backlog (pipelined requests). */
+/* Serve what waits in the backlog (pipelined requests). A handler that
+ * answers without yielding calls back in here through its response: the
+ * flag keeps that from recursing, the loop below goes on instead. */
 static void conn_process(fcfs_conn_t *c) {
+  if (c->processing) return;
+  c->processing = 1;
   while (c->blen > c->boff && !c->in_flight && !c->closing && !c->must_close &&
          c->tcp.write_queue_size < MAX_WRITE_QUEUE) {
     size_t used = 0;
-    if (conn_feed(c, c->backlog + c->boff, c->blen - c->boff, &used) != 0) return;
-    if (c->closing) return;
+    int rc = conn_feed(c, c->backlog + c->boff, c->blen - c->boff, &used);
     c->boff += used;
-    if (used == 0) break;
+    if (rc != 0 || c->closing || used == 0) break;
   }
+  c->processing = 0;
+  if (c->closing) return;
   if (c->boff == c->blen) c->boff = c->blen = 0;
-  if (c->read_stopped && !c->closing && c->blen - c->boff <= MAX_BACKLOG) {
+  if (c->read_stopped && c->blen - c->boff <= MAX_BACKLOG) {
     c->read_stopped = 0;
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
   }

@@ -37,6 +37,7 @@ static char tmpdir[256];
 static char sockpath[320];
 static char script[512];
 static const char *user = "root";
+static const char *password = "";
 static int own_server;
 
 /* ---- running statements synchronously ---------------------------------- */
@@ -129,8 +130,8 @@ static fcfs_mysql_opts_t base_opts(void) {
   o.host = "127.0.0.1";
   o.socket = sockpath;
   o.user = user;
-  o.password = "";
-  o.database = "fcfs_test";
+  o.password = password;
+  o.database = "fcfs_ctest";
   o.pool_size = 4;
   o.queue_size = 16;
   o.wait_timeout = 2;
@@ -173,7 +174,7 @@ static void test_types(void) {
   fcfs_mysql_opts_t o = base_opts();
   o.database = "";
   fcfs_mysql_t *m = fcfs_mysql_new(&loop, &o, NULL);
-  CHECK(q_ok(m, "DROP DATABASE IF EXISTS fcfs_test") && q_ok(m, "CREATE DATABASE fcfs_test"),
+  CHECK(q_ok(m, "DROP DATABASE IF EXISTS fcfs_ctest") && q_ok(m, "CREATE DATABASE fcfs_ctest"),
         "connect by unix socket, create a database");
   pool_free(m);
 
@@ -429,8 +430,8 @@ static void test_migrations(void) {
   c.mysql_host = "127.0.0.1";
   c.mysql_socket = sockpath;
   c.mysql_user = (char *)user;
-  c.mysql_password = "";
-  c.mysql_database = "fcfs_test";
+  c.mysql_password = (char *)password;
+  c.mysql_database = "fcfs_ctest";
   c.mysql_connect_timeout = 2;
   c.migrations_dir = dir;
 
@@ -484,6 +485,7 @@ int main(void) {
   if (ext && *ext) {
     snprintf(sockpath, sizeof(sockpath), "%s", ext);
     if (getenv("FCFS_TEST_MYSQL_USER")) user = getenv("FCFS_TEST_MYSQL_USER");
+    if (getenv("FCFS_TEST_MYSQL_PASSWORD")) password = getenv("FCFS_TEST_MYSQL_PASSWORD");
   } else {
     own_server = 1;
     snprintf(sockpath, sizeof(sockpath), "%s/mysql.sock", tmpdir);
@@ -523,7 +525,7 @@ int main(void) {
     fcfs_mysql_opts_t o = base_opts();
     o.database = "";
     fcfs_mysql_t *m = fcfs_mysql_new(&loop, &o, NULL);
-    q_ok(m, "DROP DATABASE IF EXISTS fcfs_test");
+    q_ok(m, "DROP DATABASE IF EXISTS fcfs_ctest");
     pool_free(m);
   }
   char buf[512];
