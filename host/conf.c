@@ -36,10 +36,14 @@ typedef struct {
   double min, max; /* numeric bounds */
 } conf_key_t;
 
-#define S(k, d) {#k, CONF_STR, offsetof(fcfs_conf_t, k), d, 0, 0}
-#define I(k, d, lo, hi) {#k, CONF_INT, offsetof(fcfs_conf_t, k), d, lo, hi}
-#define N(k, d, lo, hi) {#k, CONF_NUM, offsetof(fcfs_conf_t, k), d, lo, hi}
-#define B(k, d) {#k, CONF_BOOL, offsetof(fcfs_conf_t, k), d, 0, 1}
+#define S(k, d)                                                                                    \
+  { #k, CONF_STR, offsetof(fcfs_conf_t, k), d, 0, 0 }
+#define I(k, d, lo, hi)                                                                            \
+  { #k, CONF_INT, offsetof(fcfs_conf_t, k), d, lo, hi }
+#define N(k, d, lo, hi)                                                                            \
+  { #k, CONF_NUM, offsetof(fcfs_conf_t, k), d, lo, hi }
+#define B(k, d)                                                                                    \
+  { #k, CONF_BOOL, offsetof(fcfs_conf_t, k), d, 0, 1 }
 
 /* "" as the default of workers means "one per core", resolved below. */
 static const conf_key_t keys[] = {
@@ -122,9 +126,12 @@ static int set_text(fcfs_conf_t *c, const conf_key_t *k, const char *v, const ch
     return 0;
   }
   case CONF_BOOL:
-    if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "on") == 0) *(int *)p = 1;
-    else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0 || strcmp(v, "off") == 0) *(int *)p = 0;
-    else return fail(err, errlen, "%s: %s must be true or false, got \"%s\"", from, k->name, v);
+    if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "on") == 0)
+      *(int *)p = 1;
+    else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0 || strcmp(v, "off") == 0)
+      *(int *)p = 0;
+    else
+      return fail(err, errlen, "%s: %s must be true or false, got \"%s\"", from, k->name, v);
     return 0;
   case CONF_INT:
   case CONF_NUM: {
@@ -137,8 +144,10 @@ static int set_text(fcfs_conf_t *c, const conf_key_t *k, const char *v, const ch
     if (d < k->min || d > k->max)
       return fail(err, errlen, "%s: %s must be between %g and %g, got %s", from, k->name, k->min,
                   k->max, v);
-    if (k->type == CONF_INT) *(int *)p = (int)d;
-    else *(double *)p = d;
+    if (k->type == CONF_INT)
+      *(int *)p = (int)d;
+    else
+      memcpy(p, &d, sizeof(d));
     return 0;
   }
   }
@@ -209,9 +218,11 @@ static int run_file(lua_State *L, const char *path, char *err, size_t errlen) {
 
 static int check(fcfs_conf_t *c, char *err, size_t errlen) {
   int ok = 0;
-  for (int i = 0; log_levels[i]; i++) ok |= strcmp(log_levels[i], c->log_level) == 0;
+  for (int i = 0; log_levels[i]; i++)
+    ok |= strcmp(log_levels[i], c->log_level) == 0;
   if (!ok)
-    return fail(err, errlen, "log_level must be one of debug, info, notice, warn, error, got \"%s\"",
+    return fail(err, errlen,
+                "log_level must be one of debug, info, notice, warn, error, got \"%s\"",
                 c->log_level);
   if (strchr(c->listen, ':') == NULL)
     return fail(err, errlen, "listen must be host:port, got \"%s\"", c->listen);
@@ -271,7 +282,8 @@ int fcfs_conf_load(fcfs_conf_t *c, const char *path, char *err, size_t errlen) {
   for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
     char env[128];
     size_t n = snprintf(env, sizeof(env), "FCFS_%s", keys[i].name);
-    for (size_t j = 5; j < n; j++) env[j] = (char)toupper((unsigned char)env[j]);
+    for (size_t j = 5; j < n; j++)
+      env[j] = (char)toupper((unsigned char)env[j]);
     const char *v = getenv(env);
     if (v != NULL && set_text(c, &keys[i], v, env, err, errlen) != 0) goto fail;
   }
@@ -307,10 +319,21 @@ void fcfs_conf_push(lua_State *L, const fcfs_conf_t *c) {
     const char *p = (const char *)c + keys[i].offset;
     if (strcmp(keys[i].name, "mysql_password") == 0) continue; /* never handed to handlers */
     switch (keys[i].type) {
-    case CONF_STR: lua_pushstring(L, *(char *const *)p); break;
-    case CONF_INT: lua_pushinteger(L, *(const int *)p); break;
-    case CONF_NUM: lua_pushnumber(L, *(const double *)p); break;
-    case CONF_BOOL: lua_pushboolean(L, *(const int *)p); break;
+    case CONF_STR:
+      lua_pushstring(L, *(char *const *)p);
+      break;
+    case CONF_INT:
+      lua_pushinteger(L, *(const int *)p);
+      break;
+    case CONF_NUM: {
+      double d;
+      memcpy(&d, p, sizeof(d));
+      lua_pushnumber(L, d);
+      break;
+    }
+    case CONF_BOOL:
+      lua_pushboolean(L, *(const int *)p);
+      break;
     }
     lua_setfield(L, -2, keys[i].name);
   }

@@ -15,61 +15,61 @@
 #include <stddef.h>
 
 typedef struct fcfs_conf_s {
-  char *conf_file;         /* the file it was read from, absolute ("" if none) */
+  char *conf_file; /* the file it was read from, absolute ("" if none) */
 
   /* process and network */
-  char *listen;            /* "127.0.0.1:8080" */
-  int workers;             /* 0 = single process in the foreground */
+  char *listen; /* "127.0.0.1:8080" */
+  int workers;  /* 0 = single process in the foreground */
   int backlog;
-  int max_connections;     /* per worker */
-  char *run_dir;           /* pid file, logs, local services */
+  int max_connections; /* per worker */
+  char *run_dir;       /* pid file, logs, local services */
   char *pid_file;
-  double heartbeat_timeout;   /* s: a worker silent that long is killed */
-  double drain_timeout;       /* s: QUIT and reload wait that long for in-flight requests */
+  double heartbeat_timeout; /* s: a worker silent that long is killed */
+  double drain_timeout;     /* s: QUIT and reload wait that long for in-flight requests */
 
   /* Lua */
-  char *lua_dir;           /* holds app.lua */
-  char *lua_path;          /* extra package.path entries, ';'-separated, may be "" */
-  int dev;                 /* watch lua_dir and reload on save */
+  char *lua_dir;  /* holds app.lua */
+  char *lua_path; /* extra package.path entries, ';'-separated, may be "" */
+  int dev;        /* watch lua_dir and reload on save */
 
   /* HTTP limits and timeouts (seconds) */
-  double request_timeout;  /* handler deadline -> 504 */
-  double header_timeout;   /* -> 408 */
-  double body_timeout;     /* -> 408 */
-  double idle_timeout;     /* keep-alive connection closed silently */
+  double request_timeout; /* handler deadline -> 504 */
+  double header_timeout;  /* -> 408 */
+  double body_timeout;    /* -> 408 */
+  double idle_timeout;    /* keep-alive connection closed silently */
   int max_requests_per_conn;
-  int max_url;             /* -> 414 */
-  int max_header_size;     /* request line + headers -> 431 */
-  int max_headers;         /* count -> 431 */
-  int max_body;            /* -> 413 */
+  int max_url;         /* -> 414 */
+  int max_header_size; /* request line + headers -> 431 */
+  int max_headers;     /* count -> 431 */
+  int max_body;        /* -> 413 */
 
   /* logs */
-  char *error_log;         /* path or "stderr" */
-  char *access_log;        /* path, "stderr" or "off" */
-  char *log_level;         /* debug|info|notice|warn|error */
+  char *error_log;  /* path or "stderr" */
+  char *access_log; /* path, "stderr" or "off" */
+  char *log_level;  /* debug|info|notice|warn|error */
 
   /* Redis */
-  char *redis;             /* "127.0.0.1:6379" or "unix:/path/redis.sock" */
-  int redis_connections;   /* shared, pipelined connections per worker */
-  int redis_pinned_max;    /* pinned (MULTI/blocking) connections per worker */
+  char *redis;           /* "127.0.0.1:6379" or "unix:/path/redis.sock" */
+  int redis_connections; /* shared, pipelined connections per worker */
+  int redis_pinned_max;  /* pinned (MULTI/blocking) connections per worker */
   double redis_connect_timeout;
-  double redis_timeout;    /* per command */
+  double redis_timeout; /* per command */
 
   /* MySQL */
-  char *mysql_host;        /* IP, never a name (DNS would block) */
+  char *mysql_host; /* IP, never a name (DNS would block) */
   int mysql_port;
-  char *mysql_socket;      /* unix socket; used instead of host:port when not "" */
+  char *mysql_socket; /* unix socket; used instead of host:port when not "" */
   char *mysql_user;
   char *mysql_password;
   char *mysql_database;
-  int mysql_pool_size;     /* per worker */
-  int mysql_queue_size;    /* requests waiting for a connection */
+  int mysql_pool_size;  /* per worker */
+  int mysql_queue_size; /* requests waiting for a connection */
   double mysql_wait_timeout;
   double mysql_connect_timeout;
   double mysql_query_timeout;
-  int mysql_breaker_failures;   /* consecutive failures that open the circuit */
+  int mysql_breaker_failures;    /* consecutive failures that open the circuit */
   double mysql_breaker_cooldown; /* s before a half-open probe */
-  char *migrations_dir;    /* numbered .sql files for `fcfs migrate` */
+  char *migrations_dir;          /* numbered .sql files for `fcfs migrate` */
 } fcfs_conf_t;
 
 /* Fill c from path (NULL: defaults only) and the environment. On error

@@ -94,8 +94,10 @@ static void reload_done(void *arg, int ok, uint64_t generation, const char *err)
   lua_State *co = fcfs_task_thread(t);
   lua_pushboolean(co, ok);
   lua_pushnumber(co, (double)generation);
-  if (err) lua_pushstring(co, err);
-  else lua_pushnil(co);
+  if (err)
+    lua_pushstring(co, err);
+  else
+    lua_pushnil(co);
   fcfs_task_resume(t, 3);
 }
 

@@ -39,9 +39,9 @@ typedef struct tx_s {
   fcfs_mysql_t *m;
   fcfs_mysql_conn_t *conn;
   fcfs_task_t *task;
-  op_t *op;        /* in flight */
-  int registered;  /* with fcfs_task_on_end */
-  int has_ud;      /* a Lua userdata points here */
+  op_t *op;       /* in flight */
+  int registered; /* with fcfs_task_on_end */
+  int has_ud;     /* a Lua userdata points here */
   int done;
 } tx_t;
 
@@ -118,7 +118,8 @@ static int push_result(lua_State *L, const fcfs_mysql_result_t *r) {
   lua_createtable(L, nr < 1u << 26 ? (int)nr : 0, 0);
   int rows = lua_gettop(L);
   luaL_checkstack(L, (int)nf + 4, "too many columns");
-  for (unsigned int j = 0; j < nf; j++) lua_pushlstring(L, f[j].name, f[j].name_length);
+  for (unsigned int j = 0; j < nf; j++)
+    lua_pushlstring(L, f[j].name, f[j].name_length);
   MYSQL_ROW row;
   int i = 0;
   while ((row = mysql_fetch_row(res)) != NULL) {

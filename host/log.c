@@ -2,11 +2,10 @@
  *
  * Error log lines look like nginx's, so ops tooling that greps them keeps
  * working:
- *   2026/11/25 21:07:42 [error] 4242#1 *7f3a9c01 message, client: 127.0.0.1, request: "GET / HTTP/1.1"
- * The error log is written unbuffered with one write(2) per line (O_APPEND
- * keeps lines of several processes whole). The access log is buffered in
- * this process and flushed at 64 KiB, by the worker's periodic timer, and at
- * exit. USR1 reopens both (after logrotate renamed them).
+ *   2026/11/25 21:07:42 [error] 4242#1 *7f3a9c01 message, client: 127.0.0.1, request: "GET /
+ * HTTP/1.1" The error log is written unbuffered with one write(2) per line (O_APPEND keeps lines of
+ * several processes whole). The access log is buffered in this process and flushed at 64 KiB, by
+ * the worker's periodic timer, and at exit. USR1 reopens both (after logrotate renamed them).
  *
  * State is process-wide on purpose: a process has one error log. Nothing
  * here allocates after fcfs_log_open() except the copies of the paths.
@@ -114,14 +113,15 @@ void fcfs_logv(int level, const char *request_id, const char *client, const char
     n += snprintf(line + n, sizeof(line) - n, " [%s] %d#%d ", level_names[level], (int)getpid(),
                   lg.worker_id);
   else
-    n += snprintf(line + n, sizeof(line) - n, " [%s] %d#master ", level_names[level],
-                  (int)getpid());
+    n +=
+        snprintf(line + n, sizeof(line) - n, " [%s] %d#master ", level_names[level], (int)getpid());
   if (request_id) n += snprintf(line + n, sizeof(line) - n, "*%s ", request_id);
   int m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
   if (m > 0) n += (size_t)m;
   if (n > sizeof(line) - 256) n = sizeof(line) - 256; /* truncated; keep room for the tail */
   if (client) n += snprintf(line + n, sizeof(line) - n, ", client: %s", client);
-  if (request_line) n += snprintf(line + n, sizeof(line) - n, ", request: \"%.200s\"", request_line);
+  if (request_line)
+    n += snprintf(line + n, sizeof(line) - n, ", request: \"%.200s\"", request_line);
   if (n >= sizeof(line)) n = sizeof(line) - 1;
   line[n++] = '\n';
   ssize_t w = write(lg.error_fd, line, n);

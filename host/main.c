@@ -102,7 +102,8 @@ static int send_signal(const fcfs_conf_t *c, const char *name) {
     return 1;
   }
   if (sig == SIGQUIT || sig == SIGTERM) /* wait for it to go, bounded */
-    for (int i = 0; i < (int)(c->drain_timeout * 10) + 100 && kill(pid, 0) == 0; i++) usleep(100000);
+    for (int i = 0; i < (int)(c->drain_timeout * 10) + 100 && kill(pid, 0) == 0; i++)
+      usleep(100000);
   return 0;
 }
 
@@ -121,15 +122,21 @@ int main(int argc, char **argv) {
   int test = 0, worker = -1, worker_count = 1, argi = 1;
   for (; argi < argc; argi++) {
     const char *a = argv[argi];
-    if (strcmp(a, "-c") == 0 && argi + 1 < argc) conf_path = argv[++argi];
-    else if (strcmp(a, "-t") == 0) test = 1;
-    else if (strcmp(a, "-s") == 0 && argi + 1 < argc) sig = argv[++argi];
-    else if (strcmp(a, "--worker") == 0 && argi + 1 < argc) worker = atoi(argv[++argi]);
-    else if (strcmp(a, "--worker-count") == 0 && argi + 1 < argc) worker_count = atoi(argv[++argi]);
+    if (strcmp(a, "-c") == 0 && argi + 1 < argc)
+      conf_path = argv[++argi];
+    else if (strcmp(a, "-t") == 0)
+      test = 1;
+    else if (strcmp(a, "-s") == 0 && argi + 1 < argc)
+      sig = argv[++argi];
+    else if (strcmp(a, "--worker") == 0 && argi + 1 < argc)
+      worker = atoi(argv[++argi]);
+    else if (strcmp(a, "--worker-count") == 0 && argi + 1 < argc)
+      worker_count = atoi(argv[++argi]);
     else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
       usage(stdout);
       return 0;
-    } else if (a[0] != '-') break;
+    } else if (a[0] != '-')
+      break;
     else {
       fprintf(stderr, "fcfs: unknown option %s\n", a);
       usage(stderr);
@@ -174,8 +181,8 @@ int main(int argc, char **argv) {
       close(fd);
       code = 1;
     } else {
-      code = conf.workers == 0 ? fcfs_worker_main(&conf, 0, 1, fd, -1)
-                               : fcfs_master_main(&conf, fd);
+      code =
+          conf.workers == 0 ? fcfs_worker_main(&conf, 0, 1, fd, -1) : fcfs_master_main(&conf, fd);
       if (read_pid(conf.pid_file) == getpid()) unlink(conf.pid_file);
     }
   }

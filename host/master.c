@@ -68,7 +68,8 @@ static void master_close(master_t *m) {
   m->closed = 1;
   uv_timer_stop(&m->check);
   uv_close((uv_handle_t *)&m->check, NULL);
-  for (int i = 0; i < NSIGS; i++) uv_close((uv_handle_t *)&m->sigs[i], NULL);
+  for (int i = 0; i < NSIGS; i++)
+    uv_close((uv_handle_t *)&m->sigs[i], NULL);
   fcfs_watch_stop(m->watch);
   m->watch = NULL;
 }
@@ -168,10 +169,11 @@ static void on_check(uv_timer_t *t) {
     }
     uint64_t hb = m->shm->w[i].heartbeat_ms;
     if (!k->killed && !m->stopping && now > hb && now - hb > limit) {
-      fcfs_log(FCFS_LOG_ERROR,
-               "worker %d (pid %d) missed its heartbeat for %llu ms (a handler that never yields?), "
-               "killing it",
-               i, k->proc->pid, (unsigned long long)(now - hb));
+      fcfs_log(
+          FCFS_LOG_ERROR,
+          "worker %d (pid %d) missed its heartbeat for %llu ms (a handler that never yields?), "
+          "killing it",
+          i, k->proc->pid, (unsigned long long)(now - hb));
       k->killed = 1;
       uv_process_kill(k->proc, SIGKILL);
     }
@@ -201,11 +203,19 @@ static void stop(master_t *m, int how) {
 static void on_signal(uv_signal_t *h, int signum) {
   master_t *m = h->data;
   switch (signum) {
-  case SIGHUP: reload(m); break;
-  case SIGUSR2: each_worker(m, SIGHUP); break;
-  case SIGQUIT: stop(m, 1); break;
+  case SIGHUP:
+    reload(m);
+    break;
+  case SIGUSR2:
+    each_worker(m, SIGHUP);
+    break;
+  case SIGQUIT:
+    stop(m, 1);
+    break;
   case SIGTERM:
-  case SIGINT: stop(m, 2); break;
+  case SIGINT:
+    stop(m, 2);
+    break;
   case SIGUSR1:
     fcfs_log_reopen();
     each_worker(m, SIGUSR1);
@@ -250,7 +260,8 @@ int fcfs_master_main(const fcfs_conf_t *conf, int listen_fd) {
   signal(SIGPIPE, SIG_IGN);
   fcfs_log(FCFS_LOG_NOTICE, "master %d starting %d worker(s) on %s", (int)getpid(), conf->workers,
            conf->listen);
-  for (int i = 0; i < conf->workers; i++) spawn(&m, i);
+  for (int i = 0; i < conf->workers; i++)
+    spawn(&m, i);
   if (conf->dev) m.watch = fcfs_watch_start(&m.loop, conf->lua_dir, on_lua_changed, &m);
   uv_run(&m.loop, UV_RUN_DEFAULT);
   uv_loop_close(&m.loop);

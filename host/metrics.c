@@ -15,20 +15,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const double lat_bounds[FCFS_LAT_BUCKETS - 1] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                                         0.025,  0.05,  0.1,    0.25,  0.5,
-                                                         1,      2.5,   5,      10};
+static const double lat_bounds[FCFS_LAT_BUCKETS - 1] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
 static uint32_t hash_route(const char *s, int status) {
   uint32_t h = 2166136261u ^ (uint32_t)status;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 16777619u;
   return h;
 }
 
 void fcfs_metrics_request(fcfs_worker_slot_t *s, const char *route, int status, double seconds) {
   s->requests++;
   int b = 0;
-  while (b < FCFS_LAT_BUCKETS - 1 && seconds > lat_bounds[b]) b++;
+  while (b < FCFS_LAT_BUCKETS - 1 && seconds > lat_bounds[b])
+    b++;
   s->lat_buckets[b]++;
   s->lat_count++;
   s->lat_sum += seconds;
@@ -82,9 +83,12 @@ static void out(buf_t *b, const char *fmt, ...) {
 /* Route labels come from route patterns; escape what Prometheus needs. */
 static void out_label(buf_t *b, const char *s) {
   for (; *s; s++) {
-    if (*s == '"' || *s == '\\') out(b, "\\%c", *s);
-    else if (*s == '\n') out(b, "\\n");
-    else out(b, "%c", *s);
+    if (*s == '"' || *s == '\\')
+      out(b, "\\%c", *s);
+    else if (*s == '\n')
+      out(b, "\\n");
+    else
+      out(b, "%c", *s);
   }
 }
 

@@ -17,20 +17,20 @@
 #include "migrate.h"
 
 #include <dirent.h>
+#include <mariadb/mysql.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sodium.h>
-#include <mariadb/mysql.h>
 
 #include "conf.h"
 
 typedef struct mig_s {
   unsigned long version;
-  char *file;       /* NNNN_name.sql */
-  char *name;       /* name part */
-  char sum[65];     /* of the file now, "" when missing */
-  int present;      /* file exists */
+  char *file;   /* NNNN_name.sql */
+  char *name;   /* name part */
+  char sum[65]; /* of the file now, "" when missing */
+  int present;  /* file exists */
   int applied;
   char applied_sum[65];
   char applied_at[32];
@@ -113,7 +113,8 @@ static void sha256_hex(const char *data, size_t len, char out[65]) {
 
 static int is_migration_name(const char *s, unsigned long *version, const char **name) {
   const char *p = s;
-  while (*p >= '0' && *p <= '9') p++;
+  while (*p >= '0' && *p <= '9')
+    p++;
   if (p == s || *p != '_') return 0;
   size_t len = strlen(s);
   if (len < 5 || strcmp(s + len - 4, ".sql") != 0 || (size_t)(p + 1 - s) >= len - 4) return 0;
@@ -171,15 +172,19 @@ static int run(MYSQL *my, const char *sql, size_t len) {
   /* drain every result of a multi-statement text */
   for (;;) {
     MYSQL_RES *res = mysql_store_result(my);
-    if (res) mysql_free_result(res);
-    else if (mysql_field_count(my) != 0) return -1;
+    if (res)
+      mysql_free_result(res);
+    else if (mysql_field_count(my) != 0)
+      return -1;
     int st = mysql_next_result(my);
     if (st > 0) return -1;
     if (st < 0) return 0;
   }
 }
 
-static int runs(MYSQL *my, const char *sql) { return run(my, sql, strlen(sql)); }
+static int runs(MYSQL *my, const char *sql) {
+  return run(my, sql, strlen(sql));
+}
 
 static int only_space(const char *s) {
   for (; *s; s++)
@@ -255,7 +260,8 @@ static int check_applied(const fcfs_conf_t *c, migs_t *ms) {
               m->file ? m->file : "?", c->migrations_dir);
       bad = 1;
     } else if (strcmp(m->sum, m->applied_sum) != 0) {
-      fprintf(stderr, "fcfs migrate: %s/%s changed since it was applied (checksum %s, applied %s)\n",
+      fprintf(stderr,
+              "fcfs migrate: %s/%s changed since it was applied (checksum %s, applied %s)\n",
               c->migrations_dir, m->file, m->sum, m->applied_sum);
       bad = 1;
     }
@@ -335,9 +341,10 @@ int fcfs_migrate_main(const fcfs_conf_t *c, int argc, char **argv) {
     printf("%-8s %-40s %-8s %s\n", "version", "name", "state", "applied_at");
     for (size_t i = 0; i < ms.n; i++) {
       mig_t *m = &ms.v[i];
-      const char *state = !m->applied ? "pending"
-                          : !m->present ? "MISSING"
-                          : strcmp(m->sum, m->applied_sum) != 0 ? "CHANGED" : "applied";
+      const char *state = !m->applied                           ? "pending"
+                          : !m->present                         ? "MISSING"
+                          : strcmp(m->sum, m->applied_sum) != 0 ? "CHANGED"
+                                                                : "applied";
       printf("%-8lu %-40s %-8s %s\n", m->version, m->name ? m->name : "?", state,
              m->applied ? m->applied_at : "-");
     }

@@ -25,12 +25,12 @@
 #include "mysql.h"
 
 #include <ctype.h>
+#include <mariadb/errmsg.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
-#include <mariadb/errmsg.h>
 
 #include "conf.h"
 
@@ -54,30 +54,30 @@ struct fcfs_mysql_conn_s {
   uv_timer_t timer;    /* deadline of the operation in progress (ours) */
   uv_timer_t libtimer; /* MYSQL_WAIT_TIMEOUT asked by the library */
   int poll_init;
-  int op;              /* OP_* in progress */
-  int wait;            /* events the library waits for */
-  int my_open;         /* mysql_init() done, mysql_close() still due */
-  int connected;       /* handshake done and not closed since */
-  int counted;         /* counts toward pool_size */
-  int pinned;          /* owned by an fcfs_mysql_acquire() caller */
-  int idle;            /* on m->idle */
-  int nclose;          /* libuv handles still closing */
+  int op;        /* OP_* in progress */
+  int wait;      /* events the library waits for */
+  int my_open;   /* mysql_init() done, mysql_close() still due */
+  int connected; /* handshake done and not closed since */
+  int counted;   /* counts toward pool_size */
+  int pinned;    /* owned by an fcfs_mysql_acquire() caller */
+  int idle;      /* on m->idle */
+  int nclose;    /* libuv handles still closing */
   MYSQL *cret;
   int qret;
   MYSQL_RES *res;
-  char *text;          /* statement being sent: the library may write from it until done */
+  char *text;            /* statement being sent: the library may write from it until done */
   fcfs_mysql_req_t *req; /* statement running on it */
-  fcfs_mysql_conn_t *prev, *next;   /* m->conns */
-  fcfs_mysql_conn_t *idle_next;     /* m->idle */
+  fcfs_mysql_conn_t *prev, *next; /* m->conns */
+  fcfs_mysql_conn_t *idle_next;   /* m->idle */
 };
 
 struct fcfs_mysql_req_s {
   fcfs_mysql_t *m;
   int kind;
-  fcfs_mysql_conn_t *pinned;   /* statement on a pinned connection */
-  fcfs_mysql_conn_t *conn;     /* connection running it */
-  int where;                   /* 0 nowhere, 1 wait queue, 2 ready list */
-  int probe;                   /* the half-open probe of the breaker */
+  fcfs_mysql_conn_t *pinned; /* statement on a pinned connection */
+  fcfs_mysql_conn_t *conn;   /* connection running it */
+  int where;                 /* 0 nowhere, 1 wait queue, 2 ready list */
+  int probe;                 /* the half-open probe of the breaker */
   uint64_t deadline, wait_deadline;
   fcfs_mysql_query_cb qcb;
   fcfs_mysql_acquire_cb acb;
@@ -91,7 +91,7 @@ struct fcfs_mysql_req_s {
   unsigned int errnum;
   MYSQL_RES *res;
   uint64_t affected, insert_id;
-  fcfs_mysql_conn_t *got;      /* acquired connection */
+  fcfs_mysql_conn_t *got; /* acquired connection */
   char errbuf[512];
   fcfs_mysql_req_t *prev, *next;
 };
@@ -99,14 +99,14 @@ struct fcfs_mysql_req_s {
 struct fcfs_mysql_s {
   uv_loop_t *loop;
   fcfs_mysql_opts_t o;
-  char *strs;                  /* one block holding the copied option strings */
+  char *strs; /* one block holding the copied option strings */
   fcfs_pool_stats_t own_stats;
   fcfs_pool_stats_t *st;
   fcfs_mysql_conn_t *conns;
   fcfs_mysql_conn_t *idle;
-  int nconns;                  /* counted connections (open or connecting) */
+  int nconns; /* counted connections (open or connecting) */
   int nconnecting;
-  int nlive;                   /* conn structs not yet freed */
+  int nlive; /* conn structs not yet freed */
   fcfs_mysql_req_t *qhead, *qtail;
   int nwaiting;
   fcfs_mysql_req_t *rhead, *rtail; /* ready list */
@@ -114,7 +114,7 @@ struct fcfs_mysql_s {
   uv_timer_t defer_timer;
   int timers_open;
   int closing;
-  int entered;                 /* depth of fcfs_mysql_* calls: defer callbacks */
+  int entered; /* depth of fcfs_mysql_* calls: defer callbacks */
   int failures;
   int circuit;
   uint64_t opened_at;
@@ -135,12 +135,18 @@ static void req_done(fcfs_mysql_req_t *r);
 
 const char *fcfs_mysql_strerror(int rc) {
   switch (rc) {
-  case FCFS_MYSQL_EBUSY: return fcfs_mysql_e_busy;
-  case FCFS_MYSQL_EUNAVAILABLE: return fcfs_mysql_e_unavailable;
-  case FCFS_MYSQL_ECLOSED: return fcfs_mysql_e_closed;
-  case FCFS_MYSQL_EARGS: return e_args;
-  case FCFS_MYSQL_EINUSE: return e_inuse;
-  default: return e_nomem;
+  case FCFS_MYSQL_EBUSY:
+    return fcfs_mysql_e_busy;
+  case FCFS_MYSQL_EUNAVAILABLE:
+    return fcfs_mysql_e_unavailable;
+  case FCFS_MYSQL_ECLOSED:
+    return fcfs_mysql_e_closed;
+  case FCFS_MYSQL_EARGS:
+    return e_args;
+  case FCFS_MYSQL_EINUSE:
+    return e_inuse;
+  default:
+    return e_nomem;
   }
 }
 
@@ -161,8 +167,12 @@ void fcfs_mysql_opts_from_conf(fcfs_mysql_opts_t *o, const fcfs_conf_t *c) {
   o->breaker_cooldown = c->mysql_breaker_cooldown;
 }
 
-const fcfs_pool_stats_t *fcfs_mysql_stats(const fcfs_mysql_t *m) { return m->st; }
-const fcfs_mysql_opts_t *fcfs_mysql_options(const fcfs_mysql_t *m) { return &m->o; }
+const fcfs_pool_stats_t *fcfs_mysql_stats(const fcfs_mysql_t *m) {
+  return m->st;
+}
+const fcfs_mysql_opts_t *fcfs_mysql_options(const fcfs_mysql_t *m) {
+  return &m->o;
+}
 
 static uint64_t ms_of(double s) {
   if (!(s > 0)) return 0;
@@ -203,14 +213,17 @@ static size_t next_placeholder(const char *s, size_t len, size_t i) {
         if (s[i] == '\\') i++;
       i++;
     } else if (ch == '`') {
-      for (i++; i < len && s[i] != '`'; i++) {}
+      for (i++; i < len && s[i] != '`'; i++) {
+      }
       i++;
     } else if (ch == '#' || (ch == '-' && i + 1 < len && s[i + 1] == '-' &&
                              (i + 2 >= len || isspace((unsigned char)s[i + 2]) ||
                               iscntrl((unsigned char)s[i + 2])))) {
-      while (i < len && s[i] != '\n') i++;
+      while (i < len && s[i] != '\n')
+        i++;
     } else if (ch == '/' && i + 1 < len && s[i + 1] == '*') {
-      for (i += 2; i + 1 < len && !(s[i] == '*' && s[i + 1] == '/'); i++) {}
+      for (i += 2; i + 1 < len && !(s[i] == '*' && s[i + 1] == '/'); i++) {
+      }
       i += 2;
     } else {
       i++;
@@ -254,9 +267,16 @@ static char *build_sql(fcfs_mysql_conn_t *c, fcfs_mysql_req_t *r, size_t *outlen
       out[n++] = '\'';
       break;
     }
-    case FCFS_MYSQL_PINT: n += (size_t)snprintf(out + n, 32, "%lld", p->i); break;
-    case FCFS_MYSQL_PDOUBLE: n += (size_t)snprintf(out + n, 32, "%.17g", p->d); break;
-    default: memcpy(out + n, "NULL", 4); n += 4; break;
+    case FCFS_MYSQL_PINT:
+      n += (size_t)snprintf(out + n, 32, "%lld", p->i);
+      break;
+    case FCFS_MYSQL_PDOUBLE:
+      n += (size_t)snprintf(out + n, 32, "%.17g", p->d);
+      break;
+    default:
+      memcpy(out + n, "NULL", 4);
+      n += 4;
+      break;
     }
   }
   memcpy(out + n, r->sql + from, r->sqllen - from);
@@ -320,15 +340,24 @@ static void breaker_failure(fcfs_mysql_t *m) {
 /* ---- requests ----------------------------------------------------------- */
 
 static void list_unlink(fcfs_mysql_req_t **head, fcfs_mysql_req_t **tail, fcfs_mysql_req_t *r) {
-  if (r->prev) r->prev->next = r->next; else *head = r->next;
-  if (r->next) r->next->prev = r->prev; else *tail = r->prev;
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    *head = r->next;
+  if (r->next)
+    r->next->prev = r->prev;
+  else
+    *tail = r->prev;
   r->prev = r->next = NULL;
 }
 
 static void list_append(fcfs_mysql_req_t **head, fcfs_mysql_req_t **tail, fcfs_mysql_req_t *r) {
   r->next = NULL;
   r->prev = *tail;
-  if (*tail) (*tail)->next = r; else *head = r;
+  if (*tail)
+    (*tail)->next = r;
+  else
+    *head = r;
   *tail = r;
 }
 
@@ -351,7 +380,9 @@ static void queue_remove(fcfs_mysql_req_t *r) {
   m->nwaiting--;
 }
 
-static void req_free(fcfs_mysql_req_t *r) { free(r); }
+static void req_free(fcfs_mysql_req_t *r) {
+  free(r);
+}
 
 /* Hand the outcome in r to its owner: now, or from the defer timer when we
  * are inside an fcfs_mysql_* call. */
@@ -411,7 +442,8 @@ static void req_fail(fcfs_mysql_req_t *r, const char *err, unsigned int errnum, 
 }
 
 static void fail_waiters(fcfs_mysql_t *m, const char *err) {
-  while (m->qhead) req_fail(m->qhead, err, 0, NULL);
+  while (m->qhead)
+    req_fail(m->qhead, err, 0, NULL);
   stats_sync(m);
 }
 
@@ -420,7 +452,8 @@ static void on_wait_timer(uv_timer_t *t) {
   for (;;) {
     uint64_t now = uv_now(m->loop);
     fcfs_mysql_req_t *r = m->qhead;
-    while (r && r->wait_deadline > now) r = r->next;
+    while (r && r->wait_deadline > now)
+      r = r->next;
     if (!r) break;
     m->st->timeouts++;
     req_fail(r, fcfs_mysql_e_timeout, 0, NULL);
@@ -468,7 +501,10 @@ static void conn_uncount(fcfs_mysql_conn_t *c) {
 /* Free c once its handles are closed. MYSQL must be closed already. */
 static void conn_destroy(fcfs_mysql_conn_t *c) {
   fcfs_mysql_t *m = c->m;
-  if (c->prev) c->prev->next = c->next; else m->conns = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    m->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   c->prev = c->next = NULL;
   c->nclose = 2;
@@ -495,7 +531,8 @@ static void conn_kill(fcfs_mysql_conn_t *c) {
   conn_uncount(c);
   if (c->idle) {
     fcfs_mysql_conn_t **pp = &m->idle;
-    while (*pp != c) pp = &(*pp)->idle_next;
+    while (*pp != c)
+      pp = &(*pp)->idle_next;
     *pp = c->idle_next;
     c->idle = 0;
   }
@@ -564,11 +601,20 @@ static void conn_continue(fcfs_mysql_conn_t *c, int ready) {
   int st = 0;
   uv_timer_stop(&c->libtimer);
   switch (c->op) {
-  case OP_CONNECT: st = mysql_real_connect_cont(&c->cret, &c->my, ready); break;
-  case OP_QUERY: st = mysql_real_query_cont(&c->qret, &c->my, ready); break;
-  case OP_STORE: st = mysql_store_result_cont(&c->res, &c->my, ready); break;
-  case OP_CLOSE: st = mysql_close_cont(&c->my, ready); break;
-  default: return;
+  case OP_CONNECT:
+    st = mysql_real_connect_cont(&c->cret, &c->my, ready);
+    break;
+  case OP_QUERY:
+    st = mysql_real_query_cont(&c->qret, &c->my, ready);
+    break;
+  case OP_STORE:
+    st = mysql_store_result_cont(&c->res, &c->my, ready);
+    break;
+  case OP_CLOSE:
+    st = mysql_close_cont(&c->my, ready);
+    break;
+  default:
+    return;
   }
   conn_step(c, st);
 }
@@ -586,7 +632,9 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   conn_continue(c, ready);
 }
 
-static void on_libtimer(uv_timer_t *t) { conn_continue(t->data, MYSQL_WAIT_TIMEOUT); }
+static void on_libtimer(uv_timer_t *t) {
+  conn_continue(t->data, MYSQL_WAIT_TIMEOUT);
+}
 
 static int is_transport(unsigned int errnum) {
   return errnum >= CR_MIN_ERROR && errnum <= CR_MAX_ERROR;
@@ -640,8 +688,9 @@ static void query_finish(fcfs_mysql_conn_t *c, MYSQL_RES *res) {
   unsigned int status = 0;
   mariadb_get_infov(&c->my, MARIADB_CONNECTION_SERVER_STATUS, &status);
   int transport = failed && is_transport(errnum);
-  int dirty = transport || mysql_more_results(&c->my) ||
-              (!r->pinned && ((status & SERVER_STATUS_IN_TRANS) || !(status & SERVER_STATUS_AUTOCOMMIT)));
+  int dirty =
+      transport || mysql_more_results(&c->my) ||
+      (!r->pinned && ((status & SERVER_STATUS_IN_TRANS) || !(status & SERVER_STATUS_AUTOCOMMIT)));
   if (transport) {
     breaker_failure(m);
     purge_idle(m);
@@ -668,7 +717,9 @@ static void conn_step(fcfs_mysql_conn_t *c, int status) {
     c->text = NULL;
   }
   switch (c->op) {
-  case OP_CONNECT: connect_done(c); break;
+  case OP_CONNECT:
+    connect_done(c);
+    break;
   case OP_QUERY:
     if (c->qret == 0 && mysql_field_count(&c->my) > 0) {
       c->op = OP_STORE;
@@ -677,9 +728,14 @@ static void conn_step(fcfs_mysql_conn_t *c, int status) {
       query_finish(c, NULL);
     }
     break;
-  case OP_STORE: query_finish(c, c->res); break;
-  case OP_CLOSE: close_done(c); break;
-  default: break;
+  case OP_STORE:
+    query_finish(c, c->res);
+    break;
+  case OP_CLOSE:
+    close_done(c);
+    break;
+  default:
+    break;
   }
 }
 
@@ -709,7 +765,8 @@ static void on_op_timer(uv_timer_t *t) {
   case OP_CLOSE:
     conn_kill(c);
     break;
-  default: break;
+  default:
+    break;
   }
   stats_sync(m);
 }
@@ -741,7 +798,8 @@ static void start_connect(fcfs_mysql_t *m) {
   int sock = m->o.socket && m->o.socket[0];
   unsigned int proto = sock ? MYSQL_PROTOCOL_SOCKET : MYSQL_PROTOCOL_TCP;
   mysql_options(&c->my, MYSQL_OPT_PROTOCOL, &proto);
-  uv_timer_start(&c->timer, on_op_timer, ms_of(m->o.connect_timeout > 0 ? m->o.connect_timeout : 1), 0);
+  uv_timer_start(&c->timer, on_op_timer, ms_of(m->o.connect_timeout > 0 ? m->o.connect_timeout : 1),
+                 0);
   const char *db = m->o.database && m->o.database[0] ? m->o.database : NULL;
   int st = mysql_real_connect_start(&c->cret, &c->my, sock ? "localhost" : m->o.host, m->o.user,
                                     m->o.password, db, sock ? 0 : (unsigned int)m->o.port,
@@ -813,12 +871,14 @@ static void conn_put(fcfs_mysql_conn_t *c) {
 
 /* ---- public entry points ------------------------------------------------- */
 
-fcfs_mysql_t *fcfs_mysql_new(uv_loop_t *loop, const fcfs_mysql_opts_t *o, fcfs_pool_stats_t *stats) {
+fcfs_mysql_t *fcfs_mysql_new(uv_loop_t *loop, const fcfs_mysql_opts_t *o,
+                             fcfs_pool_stats_t *stats) {
   fcfs_mysql_t *m = calloc(1, sizeof(*m));
   if (!m) return NULL;
   const char *src[6] = {o->host, o->socket, o->user, o->password, o->database, NULL};
   size_t total = 0;
-  for (int i = 0; i < 5; i++) total += (src[i] ? strlen(src[i]) : 0) + 1;
+  for (int i = 0; i < 5; i++)
+    total += (src[i] ? strlen(src[i]) : 0) + 1;
   m->strs = malloc(total);
   if (!m->strs) {
     free(m);
@@ -1002,7 +1062,9 @@ int fcfs_mysql_acquire(fcfs_mysql_t *m, double timeout, fcfs_mysql_acquire_cb cb
   return rc;
 }
 
-int fcfs_mysql_conn_ok(const fcfs_mysql_conn_t *conn) { return conn && conn->connected; }
+int fcfs_mysql_conn_ok(const fcfs_mysql_conn_t *conn) {
+  return conn && conn->connected;
+}
 
 void fcfs_mysql_release(fcfs_mysql_conn_t *c, int reuse) {
   if (!c) return;

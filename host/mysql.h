@@ -26,9 +26,9 @@
 #ifndef FCFS_MYSQL_H
 #define FCFS_MYSQL_H
 
+#include <mariadb/mysql.h> /* not <mysql.h>: this header has that name */
 #include <stddef.h>
 #include <stdint.h>
-#include <mariadb/mysql.h> /* not <mysql.h>: this header has that name */
 
 #include "stats.h"
 
@@ -51,20 +51,20 @@ enum {
   FCFS_MYSQL_EBUSY = -1,
   FCFS_MYSQL_EUNAVAILABLE = -2,
   FCFS_MYSQL_ECLOSED = -3,
-  FCFS_MYSQL_EARGS = -4,   /* placeholder count does not match the values */
+  FCFS_MYSQL_EARGS = -4, /* placeholder count does not match the values */
   FCFS_MYSQL_ENOMEM = -5,
-  FCFS_MYSQL_EINUSE = -6,  /* pinned connection already runs a statement */
+  FCFS_MYSQL_EINUSE = -6, /* pinned connection already runs a statement */
 };
 /* The static string for a negative return code ("busy", "unavailable", ...). */
 const char *fcfs_mysql_strerror(int rc);
 
 typedef struct fcfs_mysql_opts_s {
-  const char *host;        /* an IP address; ignored when socket is set */
+  const char *host; /* an IP address; ignored when socket is set */
   int port;
-  const char *socket;      /* unix socket path, NULL or "" for host:port */
+  const char *socket; /* unix socket path, NULL or "" for host:port */
   const char *user;
   const char *password;
-  const char *database;    /* NULL or "" for none */
+  const char *database; /* NULL or "" for none */
   int pool_size;
   int queue_size;
   double wait_timeout;     /* s waiting for a connection -> "timeout" */
@@ -89,9 +89,9 @@ typedef struct fcfs_mysql_param_s {
 
 /* The outcome of one statement, handed to the query callback. */
 typedef struct fcfs_mysql_result_s {
-  const char *err;         /* NULL on success */
-  unsigned int errnum;     /* mysql_errno() for server/library errors; 0 for host errors */
-  MYSQL_RES *res;          /* the result set, or NULL for a write; freed by the pool after the callback */
+  const char *err;     /* NULL on success */
+  unsigned int errnum; /* mysql_errno() for server/library errors; 0 for host errors */
+  MYSQL_RES *res; /* the result set, or NULL for a write; freed by the pool after the callback */
   uint64_t affected_rows;
   uint64_t insert_id;
 } fcfs_mysql_result_t;

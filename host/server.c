@@ -24,12 +24,12 @@
 #include "server.h"
 
 #include <arpa/inet.h>
-#include <netdb.h>
-#include <sys/socket.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -56,12 +56,12 @@ struct fcfs_conn_s {
   phase_t phase;
   int in_flight;
   int nrequests;
-  int closing;   /* uv_close called */
+  int closing;    /* uv_close called */
   int must_close; /* close once the current response is written */
   int read_stopped;
   int processing; /* inside conn_process */
-  int writes;    /* uv_write requests pending */
-  int handles;   /* open handles (tcp + timer) to wait for before freeing */
+  int writes;     /* uv_write requests pending */
+  int handles;    /* open handles (tcp + timer) to wait for before freeing */
   fcfs_conn_t *prev, *next;
 };
 
@@ -129,8 +129,10 @@ static void conn_close(fcfs_conn_t *c) {
     c->in_flight = 0;
     s->busy--;
   }
-  if (c->prev) c->prev->next = c->next;
-  else s->conns = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   s->nconns--;
   slot_gauges(s);
@@ -171,15 +173,19 @@ static void write_done(uv_write_t *req, int status) {
   free(wr);
   c->writes--;
   if (c->closing) return;
-  if (status != 0) conn_close(c);
-  else if (c->must_close && c->writes == 0 && !c->in_flight) conn_linger(c);
-  else if (!c->in_flight) conn_process(c); /* pipelined requests waited for the client to read */
+  if (status != 0)
+    conn_close(c);
+  else if (c->must_close && c->writes == 0 && !c->in_flight)
+    conn_linger(c);
+  else if (!c->in_flight)
+    conn_process(c); /* pipelined requests waited for the client to read */
 }
 
 /* Write bufs; what the kernel does not take now is copied and queued. */
 static int conn_write(fcfs_conn_t *c, uv_buf_t *bufs, int nbufs) {
   size_t total = 0;
-  for (int i = 0; i < nbufs; i++) total += bufs[i].len;
+  for (int i = 0; i < nbufs; i++)
+    total += bufs[i].len;
   int n = c->writes == 0 ? uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)nbufs) : UV_EAGAIN;
   if (n < 0 && n != UV_EAGAIN) return n;
   size_t done = n < 0 ? 0 : (size_t)n;
@@ -284,7 +290,8 @@ void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, si
   int nb = 1;
   bufs[0] = uv_buf_init(hbuf, n > 0 ? (unsigned)n : 0);
   int is_head = h ? h->is_head : 0;
-  if (blen > 0 && !is_head && status != 204 && status != 304) bufs[nb++] = uv_buf_init((char *)body, (unsigned)blen);
+  if (blen > 0 && !is_head && status != 204 && status != 304)
+    bufs[nb++] = uv_buf_init((char *)body, (unsigned)blen);
   int rc = n > 0 ? conn_write(c, bufs, nb) : UV_EINVAL;
   if (hbuf != head) free(hbuf);
 
@@ -316,17 +323,28 @@ void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, si
 
 static const char *error_code(int status) {
   switch (status) {
-  case 400: return "BAD_REQUEST";
-  case 408: return "REQUEST_TIMEOUT";
-  case 413: return "PAYLOAD_TOO_LARGE";
-  case 414: return "URI_TOO_LONG";
-  case 417: return "EXPECTATION_FAILED";
-  case 431: return "HEADERS_TOO_LARGE";
-  case 501: return "NOT_IMPLEMENTED";
-  case 503: return "UNAVAILABLE";
-  case 504: return "TIMEOUT";
-  case 505: return "HTTP_VERSION_NOT_SUPPORTED";
-  default: return "ERROR";
+  case 400:
+    return "BAD_REQUEST";
+  case 408:
+    return "REQUEST_TIMEOUT";
+  case 413:
+    return "PAYLOAD_TOO_LARGE";
+  case 414:
+    return "URI_TOO_LONG";
+  case 417:
+    return "EXPECTATION_FAILED";
+  case 431:
+    return "HEADERS_TOO_LARGE";
+  case 501:
+    return "NOT_IMPLEMENTED";
+  case 503:
+    return "UNAVAILABLE";
+  case 504:
+    return "TIMEOUT";
+  case 505:
+    return "HTTP_VERSION_NOT_SUPPORTED";
+  default:
+    return "ERROR";
   }
 }
 
@@ -334,8 +352,8 @@ void fcfs_request_fail(fcfs_request_t *r, int status, const char *code, const ch
   char body[512], esc[256];
   size_t n = json_escape(esc, sizeof(esc), message, strlen(message));
   int len = snprintf(body, sizeof(body),
-                     "{\"error\":{\"code\":\"%s\",\"message\":\"%.*s\"},\"request_id\":\"%s\"}", code,
-                     (int)n, esc, r->id);
+                     "{\"error\":{\"code\":\"%s\",\"message\":\"%.*s\"},\"request_id\":\"%s\"}",
+                     code, (int)n, esc, r->id);
   static const char ctype[] = "Content-Type: application/json; charset=utf-8\r\n";
   fcfs_request_respond(r, status, ctype, sizeof(ctype) - 1, body, (size_t)len);
 }
@@ -396,7 +414,8 @@ static void header_expired(uv_timer_t *t) {
 static void deadline_expired(uv_timer_t *t) {
   fcfs_conn_t *c = t->data;
   char line[256];
-  fcfs_log_req(FCFS_LOG_ERROR, c->req.id, c->req.remote, fcfs_request_line(&c->req, line, sizeof(line)),
+  fcfs_log_req(FCFS_LOG_ERROR, c->req.id, c->req.remote,
+               fcfs_request_line(&c->req, line, sizeof(line)),
                "request deadline of %gs passed, answering 504", c->srv->w->conf->request_timeout);
   fcfs_request_fail(&c->req, 504, "TIMEOUT", "the request took too long");
 }
@@ -478,7 +497,8 @@ static void keep_backlog(fcfs_conn_t *c, const char *data, size_t len) {
     }
     if (c->blen + len > c->bcap) {
       size_t cap = c->bcap ? c->bcap : 4096;
-      while (cap < c->blen + len) cap *= 2;
+      while (cap < c->blen + len)
+        cap *= 2;
       char *p = realloc(c->backlog, cap);
       if (p == NULL) {
         conn_close(c);
@@ -518,8 +538,10 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
       keep_backlog(c, buf->base, (size_t)nread);
     }
   }
-  if (buf->base == s->rbuf) s->rbuf_used = 0;
-  else free(buf->base);
+  if (buf->base == s->rbuf)
+    s->rbuf_used = 0;
+  else
+    free(buf->base);
 }
 
 /* Serve what waits in the backlog (pipelined requests). A handler that
@@ -566,7 +588,8 @@ static void on_connection(uv_stream_t *listener, int status) {
   s->conns = c;
   s->nconns++;
   slot_gauges(s);
-  if (s->nconns > s->w->conf->max_connections || s->draining || !(c->in = http_in_new(&s->limits))) {
+  if (s->nconns > s->w->conf->max_connections || s->draining ||
+      !(c->in = http_in_new(&s->limits))) {
     conn_close(c);
     return;
   }
@@ -601,7 +624,8 @@ int fcfs_listen_socket(const char *addr, int backlog, char *err, size_t errlen) 
     memcpy(host, addr, hl);
     host[hl] = '\0';
   }
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+  struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                           .ai_socktype = SOCK_STREAM,
                            .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
   struct addrinfo *ai = NULL;
   int rc = getaddrinfo(host[0] && strcmp(host, "*") != 0 ? host : NULL, colon + 1, &hints, &ai);
@@ -679,7 +703,8 @@ int fcfs_server_conns(const fcfs_server_t *s) {
 void fcfs_server_close(fcfs_server_t *s) {
   fcfs_server_stop_accepting(s);
   s->draining = 1;
-  while (s->conns) conn_close(s->conns);
+  while (s->conns)
+    conn_close(s->conns);
 }
 
 void fcfs_server_free(fcfs_server_t *s) {

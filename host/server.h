@@ -23,7 +23,7 @@ struct fcfs_request_s {
   fcfs_task_t *task;
   uint64_t start_ns;
   uint64_t deadline_ms; /* uv_now() value at which the handler gets 504 */
-  const char *route; /* label for metrics and the access log (static or VM-owned) */
+  const char *route;    /* label for metrics and the access log (static or VM-owned) */
   char route_buf[64];
   char id[40];
   char remote[48];
@@ -41,8 +41,8 @@ void fcfs_server_stop_accepting(fcfs_server_t *s);
 void fcfs_server_close_idle(fcfs_server_t *s);
 int fcfs_server_busy(const fcfs_server_t *s);  /* requests in flight */
 int fcfs_server_conns(const fcfs_server_t *s); /* connections open */
-void fcfs_server_close(fcfs_server_t *s); /* all connections and the listener */
-void fcfs_server_free(fcfs_server_t *s); /* after the loop ran the close callbacks */
+void fcfs_server_close(fcfs_server_t *s);      /* all connections and the listener */
+void fcfs_server_free(fcfs_server_t *s);       /* after the loop ran the close callbacks */
 
 /* "GET /path?query HTTP/1.1" for logs, into buf. */
 const char *fcfs_request_line(const fcfs_request_t *r, char *buf, size_t cap);

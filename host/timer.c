@@ -26,7 +26,7 @@ typedef struct sleep_op_s {
 typedef struct host_timer_s {
   uv_timer_t h;
   fcfs_vm_t *vm;
-  int fn_ref;   /* table {fn, arg1, ..., n = nargs} */
+  int fn_ref; /* table {fn, arg1, ..., n = nargs} */
   int nargs;
   int every;
   struct host_timer_s *prev, *next;
@@ -67,8 +67,10 @@ int fcfs_lapi_sleep(lua_State *L) {
 
 static void timer_unlink(host_timer_t *ht) {
   void **head = fcfs_vm_timers(ht->vm);
-  if (ht->prev) ht->prev->next = ht->next;
-  else *head = ht->next;
+  if (ht->prev)
+    ht->prev->next = ht->next;
+  else
+    *head = ht->next;
   if (ht->next) ht->next->prev = ht->prev;
 }
 
@@ -79,7 +81,8 @@ static void timer_call(host_timer_t *ht, int premature) {
   int tbl = lua_gettop(L);
   lua_rawgeti(L, tbl, 1);
   lua_pushboolean(L, premature);
-  for (int i = 0; i < ht->nargs; i++) lua_rawgeti(L, tbl, i + 2);
+  for (int i = 0; i < ht->nargs; i++)
+    lua_rawgeti(L, tbl, i + 2);
   lua_remove(L, tbl);
   fcfs_vm_spawn(ht->vm, L, ht->nargs + 1);
 }
@@ -154,7 +157,8 @@ static int timer_every(lua_State *L) {
 
 static int timer_pending(lua_State *L) {
   int n = 0;
-  for (host_timer_t *ht = *fcfs_vm_timers(fcfs_vm_of(L)); ht; ht = ht->next) n++;
+  for (host_timer_t *ht = *fcfs_vm_timers(fcfs_vm_of(L)); ht; ht = ht->next)
+    n++;
   lua_pushinteger(L, n);
   return 1;
 }

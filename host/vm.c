@@ -102,7 +102,8 @@ static const char *const prelude =
  * would leak between requests and vanish on reload): refuse it. */
 static const char *const strict =
     "setmetatable(_G, { __newindex = function(_, k)\n"
-    "  error(\"assignment to undeclared global '\" .. tostring(k) .. \"' (use a local, or a module \" ..\n"
+    "  error(\"assignment to undeclared global '\" .. tostring(k) .. \"' (use a local, or a module "
+    "\" ..\n"
     "        \"table; state that must survive belongs in Redis, MySQL or host.stock)\", 2)\n"
     "end, __metatable = false })\n";
 
@@ -231,7 +232,8 @@ static fcfs_task_t *task_new(fcfs_vm_t *vm, int kind) {
 /* Free t: release what it pinned (last first), drop its coroutine. */
 static void task_end(fcfs_task_t *t) {
   fcfs_vm_t *vm = t->vm;
-  for (int i = t->nends - 1; i >= 0; i--) t->ends[i].release(t->ends[i].res);
+  for (int i = t->nends - 1; i >= 0; i--)
+    t->ends[i].release(t->ends[i].res);
   free(t->ends);
   if (t->req) t->req->task = NULL;
   if (t->reusable && vm->nspare < SPARE_THREADS && !vm->retired) {
@@ -240,8 +242,10 @@ static void task_end(fcfs_task_t *t) {
   } else {
     luaL_unref(vm->L, LUA_REGISTRYINDEX, t->co_ref);
   }
-  if (t->prev) t->prev->next = t->next;
-  else vm->tasks = t->next;
+  if (t->prev)
+    t->prev->next = t->next;
+  else
+    vm->tasks = t->next;
   if (t->next) t->next->prev = t->prev;
   vm->ntasks--;
   free(t);
@@ -266,7 +270,8 @@ static size_t build_headers(lua_State *L, int idx, char *buf, size_t cap) {
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     size_t kl, vl;
-    if (lua_type(L, -2) == LUA_TSTRING && (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
+    if (lua_type(L, -2) == LUA_TSTRING &&
+        (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
       const char *k = lua_tolstring(L, -2, &kl);
       const char *v = lua_tolstring(L, -1, &vl);
       /* Header injection through a value is refused by dropping the header. */
@@ -308,7 +313,8 @@ static void request_done(fcfs_task_t *t) {
     status = 500;
   }
   size_t blen = 0;
-  const char *body = top >= 2 && lua_type(co, 2) == LUA_TSTRING ? lua_tolstring(co, 2, &blen) : NULL;
+  const char *body =
+      top >= 2 && lua_type(co, 2) == LUA_TSTRING ? lua_tolstring(co, 2, &blen) : NULL;
   char hbuf[8192];
   size_t hlen = top >= 3 ? build_headers(co, 3, hbuf, sizeof(hbuf)) : 0;
   if (top >= 4 && lua_type(co, 4) == LUA_TSTRING) {
@@ -322,7 +328,8 @@ static void task_failed(fcfs_task_t *t, int status) {
   fcfs_vm_t *vm = t->vm;
   lua_State *co = t->co;
   const char *msg = lua_tostring(co, -1);
-  if (msg == NULL) msg = status == LUA_ERRMEM ? "not enough memory" : "(error object is not a string)";
+  if (msg == NULL)
+    msg = status == LUA_ERRMEM ? "not enough memory" : "(error object is not a string)";
   luaL_traceback(vm->L, co, msg, 0);
   const char *tb = lua_tostring(vm->L, -1);
   if (t->kind == TASK_REQUEST) {
@@ -354,7 +361,8 @@ static void task_run(fcfs_task_t *t, int nargs) {
       return;
     }
     lua_settop(t->co, 0);
-    lua_pushliteral(t->co, "coroutine.yield() outside of a coroutine (a handler cannot yield itself)");
+    lua_pushliteral(t->co,
+                    "coroutine.yield() outside of a coroutine (a handler cannot yield itself)");
     status = LUA_ERRRUN;
   }
   t->reusable = 1;
@@ -547,8 +555,10 @@ fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t 
   }
   vm->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_getfield(L, -1, "run_init_worker");
-  if (lua_isfunction(L, -1)) vm->init_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  else lua_pop(L, 1);
+  if (lua_isfunction(L, -1))
+    vm->init_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else
+    lua_pop(L, 1);
   vm->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
   if (luaL_loadbuffer(L, strict, strlen(strict), "=strict") != 0 || lua_pcall(L, 0, 0, tb) != 0)

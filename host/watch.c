@@ -38,7 +38,8 @@ static void fired(uv_timer_t *t) {
 static void on_event(uv_fs_event_t *h, const char *name, int events, int status) {
   fcfs_watch_t *w = h->data;
   if (status != 0) return;
-  if (name && (name[0] == '.' || strchr(name, '~') || strstr(name, ".sw"))) return; /* editor temp files */
+  if (name && (name[0] == '.' || strchr(name, '~') || strstr(name, ".sw")))
+    return; /* editor temp files */
   uv_timer_start(&w->debounce, fired, DEBOUNCE_MS, 0);
 }
 
@@ -73,8 +74,8 @@ fcfs_watch_t *fcfs_watch_start(uv_loop_t *loop, const char *dir, void (*cb)(void
   add_dir(w, loop, dir, 0);
   uv_timer_init(loop, &w->debounce);
   w->debounce.data = w;
-  fcfs_log(FCFS_LOG_NOTICE, "dev: watching %d director%s under %s", w->nev, w->nev == 1 ? "y" : "ies",
-           dir);
+  fcfs_log(FCFS_LOG_NOTICE, "dev: watching %d director%s under %s", w->nev,
+           w->nev == 1 ? "y" : "ies", dir);
   return w;
 }
 
@@ -86,6 +87,7 @@ static void closed(uv_handle_t *h) {
 void fcfs_watch_stop(fcfs_watch_t *w) {
   if (w == NULL) return;
   w->open = w->nev + 1;
-  for (int i = 0; i < w->nev; i++) uv_close((uv_handle_t *)&w->ev[i], closed);
+  for (int i = 0; i < w->nev; i++)
+    uv_close((uv_handle_t *)&w->ev[i], closed);
   uv_close((uv_handle_t *)&w->debounce, closed);
 }

@@ -177,7 +177,8 @@ static void worker_finish(fcfs_worker_t *w) {
   uv_timer_stop(&w->tick);
   uv_close((uv_handle_t *)&w->tick, handle_closed);
   uv_close((uv_handle_t *)&w->reload_timer, handle_closed);
-  for (int i = 0; i < 5; i++) uv_close((uv_handle_t *)&w->sigs[i], handle_closed);
+  for (int i = 0; i < 5; i++)
+    uv_close((uv_handle_t *)&w->sigs[i], handle_closed);
   fcfs_watch_stop(w->watch);
   w->watch = NULL;
   fcfs_log_flush();
@@ -209,12 +210,19 @@ static void on_signal(uv_signal_t *h, int signum) {
   switch (signum) {
   case SIGHUP:
     if (w->shm->master_pid == 0) __atomic_add_fetch(&w->shm->generation, 1, __ATOMIC_SEQ_CST);
-    if (w->shm->generation > w->generation || w->shm->master_pid == 0) fcfs_worker_reload(w, NULL, NULL);
+    if (w->shm->generation > w->generation || w->shm->master_pid == 0)
+      fcfs_worker_reload(w, NULL, NULL);
     break;
-  case SIGQUIT: worker_stop(w, 1); break;
+  case SIGQUIT:
+    worker_stop(w, 1);
+    break;
   case SIGTERM:
-  case SIGINT: worker_stop(w, 0); break;
-  case SIGUSR1: fcfs_log_reopen(); break;
+  case SIGINT:
+    worker_stop(w, 0);
+    break;
+  case SIGUSR1:
+    fcfs_log_reopen();
+    break;
   }
 }
 

@@ -36,16 +36,16 @@ typedef struct fcfs_worker_s {
   fcfs_vm_t *loading;  /* being built by a reload, not serving yet */
   fcfs_vm_t *draining; /* the previous generation, finishing its requests */
   int listen_fd;
-  uint64_t generation; /* of vm */
+  uint64_t generation;           /* of vm */
   fcfs_reload_waiter_t *waiters; /* callers of the reload in progress */
-  int reload_again;    /* a reload was asked while one was loading */
+  int reload_again;              /* a reload was asked while one was loading */
   int finished;
 
-  uv_timer_t tick;     /* heartbeat, access log flush, gauges, stop deadline */
+  uv_timer_t tick;         /* heartbeat, access log flush, gauges, stop deadline */
   uv_timer_t reload_timer; /* starts a reload from the loop */
   uv_signal_t sigs[5];
   struct fcfs_watch_s *watch; /* dev mode, single-process (the master watches otherwise) */
-  int stopping;        /* 1 = draining (QUIT), 2 = stopping now */
+  int stopping;               /* 1 = draining (QUIT), 2 = stopping now */
   uint64_t stop_deadline_ms;
   int exit_code;
   uint64_t request_seq;

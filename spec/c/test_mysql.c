@@ -20,16 +20,16 @@
 #include "mysql.h"
 
 static int ntest, nfail;
-#define CHECK(cond, name)                                                   \
-  do {                                                                      \
-    ntest++;                                                                \
-    if (cond) {                                                             \
-      printf("ok %d - %s\n", ntest, name);                                  \
-    } else {                                                                \
-      nfail++;                                                              \
-      printf("not ok %d - %s\n#   %s:%d: %s\n", ntest, name, __FILE__, __LINE__, #cond); \
-    }                                                                       \
-    fflush(stdout);                                                         \
+#define CHECK(cond, name)                                                                          \
+  do {                                                                                             \
+    ntest++;                                                                                       \
+    if (cond) {                                                                                    \
+      printf("ok %d - %s\n", ntest, name);                                                         \
+    } else {                                                                                       \
+      nfail++;                                                                                     \
+      printf("not ok %d - %s\n#   %s:%d: %s\n", ntest, name, __FILE__, __LINE__, #cond);           \
+    }                                                                                              \
+    fflush(stdout);                                                                                \
   } while (0)
 
 static uv_loop_t loop;
@@ -45,17 +45,18 @@ static int own_server;
 #define MAXCOL 8
 typedef struct {
   int done;
-  const char *err;        /* pointer kept only when static */
+  const char *err; /* pointer kept only when static */
   char errtext[512];
   unsigned int errnum;
   int nrows, ncols;
-  char *v[MAXCOL];        /* first row, NULL for SQL NULL */
+  char *v[MAXCOL]; /* first row, NULL for SQL NULL */
   int type[MAXCOL];
   uint64_t affected, insert_id;
 } qres_t;
 
 static void qres_clear(qres_t *q) {
-  for (int i = 0; i < MAXCOL; i++) free(q->v[i]);
+  for (int i = 0; i < MAXCOL; i++)
+    free(q->v[i]);
   memset(q, 0, sizeof(*q));
 }
 
@@ -85,7 +86,8 @@ static void on_q(void *arg, const fcfs_mysql_result_t *r) {
 }
 
 static void spin(int *done) {
-  while (!*done) uv_run(&loop, UV_RUN_ONCE);
+  while (!*done)
+    uv_run(&loop, UV_RUN_ONCE);
 }
 
 static int query(fcfs_mysql_t *m, fcfs_mysql_conn_t *c, const char *sql,
@@ -185,14 +187,20 @@ static void test_types(void) {
                 " d DECIMAL(10,2), dt DATETIME, s VARCHAR(200), nul INT NULL, f DOUBLE,"
                 " UNIQUE KEY (s)) DEFAULT CHARSET=utf8mb4"),
         "create a table");
-  const char *korean = "\xec\x95\x88\xeb\x85\x95\xed\x95\x98\xec\x84\xb8\xec\x9a\x94 \xf0\x9f\x8d\xa3";
-  fcfs_mysql_param_t p[7] = {pint(-42), pstr("18446744073709551615"), pstr("12.34"),
-                             pstr("2024-01-02 03:04:05"), pstr(korean), pnull(),
+  const char *korean =
+      "\xec\x95\x88\xeb\x85\x95\xed\x95\x98\xec\x84\xb8\xec\x9a\x94 \xf0\x9f\x8d\xa3";
+  fcfs_mysql_param_t p[7] = {pint(-42),
+                             pstr("18446744073709551615"),
+                             pstr("12.34"),
+                             pstr("2024-01-02 03:04:05"),
+                             pstr(korean),
+                             pnull(),
                              {FCFS_MYSQL_PDOUBLE, 0, 1.5, NULL, 0}};
   qres_t q = {0};
   int rc = query(m, NULL, "INSERT INTO t (n, big, d, dt, s, nul, f) VALUES (?, ?, ?, ?, ?, ?, ?)",
                  p, 7, 0, &q);
-  CHECK(rc == 0 && !q.err && q.affected == 1 && q.insert_id == 1, "insert with placeholders: affected_rows, insert_id");
+  CHECK(rc == 0 && !q.err && q.affected == 1 && q.insert_id == 1,
+        "insert with placeholders: affected_rows, insert_id");
   rc = query(m, NULL, "SELECT n, big, d, dt, s, nul, f FROM t WHERE s = ?", &p[4], 1, 0, &q);
   CHECK(rc == 0 && !q.err && q.nrows == 1, "select it back by the Korean text");
   CHECK(q.v[0] && strcmp(q.v[0], "-42") == 0 && q.type[0] == MYSQL_TYPE_LONG, "INT");
@@ -205,8 +213,8 @@ static void test_types(void) {
   CHECK(q.ncols == 7 && q.v[5] == NULL, "NULL from host.null");
   CHECK(q.v[6] && strcmp(q.v[6], "1.5") == 0 && q.type[6] == MYSQL_TYPE_DOUBLE, "DOUBLE");
 
-  const char *nasty[] = {"it's", "back\\slash\\", "'; DROP TABLE t; --", "\"dq\" `bt` ?", "a\\'b",
-                         "nul\x01z"};
+  const char *nasty[] = {"it's",          "back\\slash\\", "'; DROP TABLE t; --",
+                         "\"dq\" `bt` ?", "a\\'b",         "nul\x01z"};
   int verbatim = 1;
   for (int i = 0; i < 6; i++) {
     fcfs_mysql_param_t v = pstr(nasty[i]);
@@ -227,14 +235,16 @@ static void test_types(void) {
   CHECK(fcfs_mysql_count_placeholders(tricky, strlen(tricky)) == 2,
         "? inside literals and comments is not a placeholder");
   rc = query(m, NULL, "SELECT 'it''s ?', ? AS x", two, 1, 0, &q);
-  CHECK(rc == 0 && !q.err && q.v[0] && strcmp(q.v[0], "it's ?") == 0 && q.v[1] && strcmp(q.v[1], "1") == 0,
+  CHECK(rc == 0 && !q.err && q.v[0] && strcmp(q.v[0], "it's ?") == 0 && q.v[1] &&
+            strcmp(q.v[1], "1") == 0,
         "literal with ? left alone, placeholder after it filled");
 
   fcfs_mysql_param_t dup = pstr("it's");
   rc = query(m, NULL, "INSERT INTO t (s) VALUES (?)", &dup, 1, 0, &q);
   CHECK(rc == 0 && q.err && q.errnum == 1062, "duplicate key -> errnum 1062");
   rc = query(m, NULL, "SELEC nonsense", NULL, 0, 0, &q);
-  CHECK(rc == 0 && q.err && q.errnum == 1064 && strstr(q.errtext, "syntax"), "syntax error text and code");
+  CHECK(rc == 0 && q.err && q.errnum == 1064 && strstr(q.errtext, "syntax"),
+        "syntax error text and code");
   CHECK(q_ok(m, "SELECT 1"), "connection still usable after server errors");
   CHECK(st.requests >= 10 && st.errors == 0 && st.up == 1 && st.circuit == FCFS_CIRCUIT_CLOSED,
         "stats: requests counted, no transport errors, up, circuit closed");
@@ -272,7 +282,8 @@ static void test_exhausted(void) {
   CHECK(fcfs_mysql_query(m, NULL, "SELECT 3", 8, NULL, 0, 5, on_q, &c, NULL) == FCFS_MYSQL_EBUSY,
         "queue full -> busy at once");
   spin(&b.done);
-  CHECK(b.err == fcfs_mysql_e_timeout && !a.done, "queued caller -> timeout while the pool is exhausted");
+  CHECK(b.err == fcfs_mysql_e_timeout && !a.done,
+        "queued caller -> timeout while the pool is exhausted");
   spin(&a.done);
   CHECK(!a.err && a.v[0] && strcmp(a.v[0], "0") == 0, "the long query still finished");
   CHECK(st.timeouts == 1 && st.waits >= 2 && st.waiting == 0, "stats: timeouts, waits");
@@ -304,7 +315,8 @@ static void test_timeout_closes(void) {
   sleep_loop(0.05);
   fcfs_mysql_cancel(req);
   long id3 = conn_id(m, NULL);
-  CHECK(rc == 0 && !c.done && id3 > 0 && id3 != id2, "cancelled statement: connection closed, callback never called");
+  CHECK(rc == 0 && !c.done && id3 > 0 && id3 != id2,
+        "cancelled statement: connection closed, callback never called");
   qres_clear(&q);
   pool_free(m);
 }
@@ -350,14 +362,16 @@ static void test_pinned(void) {
   CHECK(rc == 0 && !q.err, "second transaction left open");
   fcfs_mysql_release(c, 1);
   rc = query(m, NULL, "SELECT COUNT(*), MAX(id) FROM tx", NULL, 0, 0, &q);
-  CHECK(rc == 0 && q.v[0] && strcmp(q.v[0], "1") == 0, "released with an open transaction: rolled back");
+  CHECK(rc == 0 && q.v[0] && strcmp(q.v[0], "1") == 0,
+        "released with an open transaction: rolled back");
   CHECK(conn_id(m, NULL) != pid, "...and that connection was closed, not pooled");
 
   c = acquire(m);
   rc = query(m, c, "SELECT SLEEP(2)", NULL, 0, 0.1, &q);
   CHECK(rc == 0 && q.err == fcfs_mysql_e_timeout && !fcfs_mysql_conn_ok(c),
         "timeout on a pinned connection closes it");
-  CHECK(query(m, c, "SELECT 1", NULL, 0, 0, &q) == FCFS_MYSQL_ECLOSED, "later statements on it: closed");
+  CHECK(query(m, c, "SELECT 1", NULL, 0, 0, &q) == FCFS_MYSQL_ECLOSED,
+        "later statements on it: closed");
   fcfs_mysql_release(c, 1);
   CHECK(q_ok(m, "SELECT 1"), "pool fine afterwards");
   qres_clear(&q);
@@ -440,15 +454,18 @@ static void test_migrations(void) {
   fcfs_mysql_opts_t o = base_opts();
   fcfs_mysql_t *m = fcfs_mysql_new(&loop, &o, NULL);
   qres_t q = {0};
-  query(m, NULL, "SELECT COUNT(*), GROUP_CONCAT(version ORDER BY version), MIN(LENGTH(checksum)) "
-                 "FROM schema_migrations", NULL, 0, 0, &q);
+  query(m, NULL,
+        "SELECT COUNT(*), GROUP_CONCAT(version ORDER BY version), MIN(LENGTH(checksum)) "
+        "FROM schema_migrations",
+        NULL, 0, 0, &q);
   CHECK(q.v[0] && strcmp(q.v[0], "2") == 0 && q.v[1] && strcmp(q.v[1], "1,2") == 0 && q.v[2] &&
             strcmp(q.v[2], "64") == 0,
         "recorded in order with sha256 checksums");
   query(m, NULL, "SELECT COUNT(*) FROM items", NULL, 0, 0, &q);
   CHECK(q.v[0] && strcmp(q.v[0], "3") == 0, "multi-statement file ran completely");
   CHECK(migrate(&c, NULL) == 0, "re-run applies nothing");
-  write_file(dir, "0003_bad.sql", "INSERT INTO items VALUES (4, 'e'); INSERT INTO nope VALUES (1);");
+  write_file(dir, "0003_bad.sql",
+             "INSERT INTO items VALUES (4, 'e'); INSERT INTO nope VALUES (1);");
   CHECK(migrate(&c, NULL) == 1, "failing migration -> exit 1");
   query(m, NULL, "SELECT COUNT(*) FROM items", NULL, 0, 0, &q);
   CHECK(q.v[0] && strcmp(q.v[0], "3") == 0, "failing migration rolled back");
