@@ -29,7 +29,7 @@
 #include "task.h"
 
 #define TX_MT "fcfs.mysql.tx"
-#define MAX_EXACT 9007199254740992.0 /* 2^53 */
+#define MAX_EXACT (1LL << 53) /* integers up to here are exact as doubles */
 
 enum { K_QUERY, K_ACQUIRE, K_BEGIN, K_FINISH };
 
@@ -70,13 +70,13 @@ static void push_value(lua_State *L, const MYSQL_FIELD *f, const char *v, unsign
     char *end = NULL;
     if (f->flags & UNSIGNED_FLAG) {
       unsigned long long u = strtoull(v, &end, 10);
-      if (end != v && (double)u <= MAX_EXACT) {
+      if (end != v && u <= (unsigned long long)MAX_EXACT) {
         lua_pushnumber(L, (lua_Number)u);
         return;
       }
     } else {
       long long i = strtoll(v, &end, 10);
-      if (end != v && (double)i <= MAX_EXACT && (double)i >= -MAX_EXACT) {
+      if (end != v && i <= MAX_EXACT && i >= -MAX_EXACT) {
         lua_pushnumber(L, (lua_Number)i);
         return;
       }

@@ -84,17 +84,23 @@ end
 -- Errors of the data plane that mean "the backend cannot serve now" (host.redis, host.mysql):
 -- the client may retry, so they answer 503, not 500.
 local BACKEND_DOWN = { unavailable = true, timeout = true, closed = true, busy = true }
+-- MySQL client/server error numbers that mean the connection or the server went away (the host
+-- returns them as nil, message, errno): 2002/2003 can't connect, 2006 gone away, 2013/2055 lost
+-- during a query, 1040 too many connections, 1053 shutting down.
+local MYSQL_DOWN = { [2002] = true, [2003] = true, [2006] = true, [2013] = true, [2055] = true,
+    [1040] = true, [1053] = true }
 local MSG_UNAVAILABLE = {
     ko = "일시적으로 서비스를 이용할 수 없습니다. 잠시 후 다시 시도해주세요.",
     en = "The service is temporarily unavailable. Please retry shortly.",
 }
 
--- web.check(v, err, ...): v when the call worked; otherwise 503 UNAVAILABLE for a backend that is
--- down or slow, and a plain error (logged, 500) for anything else, e.g. an SQL error.
-function _M.check(v, err, ...)
-    if v ~= nil then return v, err, ... end
-    if BACKEND_DOWN[err] then
-        _M.fail(503, "UNAVAILABLE", MSG_UNAVAILABLE, { reason = err }, { ["Retry-After"] = "1" })
+-- web.check(v, err, errno): v when the call worked; otherwise 503 UNAVAILABLE for a backend that
+-- is down or slow, and a plain error (logged, 500) for anything else, e.g. an SQL error.
+function _M.check(v, err, errno, ...)
+    if v ~= nil then return v, err, errno, ... end
+    if BACKEND_DOWN[err] or MYSQL_DOWN[errno] then
+        _M.fail(503, "UNAVAILABLE", MSG_UNAVAILABLE, { reason = BACKEND_DOWN[err] and err or "closed" },
+            { ["Retry-After"] = "1" })
     end
     error(tostring(err or "backend error"), 2)
 end
