@@ -38,6 +38,8 @@ typedef struct {
   uv_process_t *proc;
   uint64_t started_ms;
   uint64_t respawn_at_ms; /* 0: not waiting to be started */
+  uint64_t progress;       /* requests + accepts of the worker at the last check */
+  uint64_t progress_ms;    /* when that number last moved */
   int killed;
 } child_t;
 
@@ -147,6 +149,8 @@ static int spawn(master_t *m, int id) {
   k->proc = p;
   k->started_ms = fcfs_monotonic_ms();
   k->respawn_at_ms = 0;
+  k->progress = 0;
+  k->progress_ms = k->started_ms;
   k->killed = 0;
   m->alive++;
   return 0;
@@ -167,7 +171,16 @@ static void on_check(uv_timer_t *t) {
       if (!m->stopping && k->respawn_at_ms && now >= k->respawn_at_ms) spawn(m, i);
       continue;
     }
-    uint64_t hb = m->shm->w[i].heartbeat_ms;
+    /* A loop busy with a burst (10k connects at once) may miss its 100 ms
+     * beat for a while, but it still accepts and answers: that counts as
+     * alive. A handler that never yields does neither. */
+    const fcfs_worker_slot_t *slot = &m->shm->w[i];
+    uint64_t progress = slot->requests + slot->accepts;
+    if (progress != k->progress) {
+      k->progress = progress;
+      k->progress_ms = now;
+    }
+    uint64_t hb = slot->heartbeat_ms > k->progress_ms ? slot->heartbeat_ms : k->progress_ms;
     if (!k->killed && !m->stopping && now > hb && now - hb > limit) {
       fcfs_log(
           FCFS_LOG_ERROR,

@@ -54,6 +54,8 @@ struct fcfs_conn_s {
   char *backlog; /* unparsed bytes received while a handler ran */
   size_t blen, boff, bcap;
   phase_t phase;
+  uint64_t deadline_ms; /* loop time at which the current phase times out */
+  uint64_t armed_ms;    /* loop time the timer is set for, 0 when stopped */
   int in_flight;
   int nrequests;
   int closing;    /* uv_close called */
@@ -77,6 +79,7 @@ struct fcfs_server_s {
   int rbuf_used;
   char date[30];
   uint64_t date_sec;
+  char id_prefix[9]; /* first half of generated request ids */
 };
 
 typedef struct {
@@ -98,9 +101,24 @@ static const char *date_now(fcfs_server_t *s) {
   return s->date;
 }
 
-static void set_timer(fcfs_conn_t *c, phase_t phase, double seconds, uv_timer_cb cb) {
+static void timer_fired(uv_timer_t *t);
+
+/* Enter a phase with its time limit. The timer is only re-armed when the
+ * new limit comes before the one it is armed for: a keep-alive connection
+ * going request, idle, request, ... moves its limit later every time, and
+ * the timer, when it fires early, re-arms itself for what is left. */
+static void set_timer(fcfs_conn_t *c, phase_t phase, double seconds) {
   c->phase = phase;
-  uv_timer_start(&c->timer, cb, (uint64_t)(seconds * 1000 + 0.5), 0);
+  c->deadline_ms = uv_now(&c->srv->w->loop) + (uint64_t)(seconds * 1000 + 0.5);
+  if (c->armed_ms == 0 || c->deadline_ms < c->armed_ms) {
+    uv_timer_start(&c->timer, timer_fired, c->deadline_ms - uv_now(&c->srv->w->loop), 0);
+    c->armed_ms = c->deadline_ms;
+  }
+}
+
+static void stop_timer(fcfs_conn_t *c) {
+  uv_timer_stop(&c->timer);
+  c->armed_ms = 0;
 }
 
 static void slot_gauges(fcfs_server_t *s) {
@@ -136,14 +154,10 @@ static void conn_close(fcfs_conn_t *c) {
   if (c->next) c->next->prev = c->prev;
   s->nconns--;
   slot_gauges(s);
-  uv_timer_stop(&c->timer);
+  stop_timer(c);
   uv_close((uv_handle_t *)&c->timer, conn_freed);
   uv_close((uv_handle_t *)&c->tcp, conn_freed);
   fcfs_worker_maybe_exit(s->w);
-}
-
-static void linger_expired(uv_timer_t *t) {
-  conn_close(t->data);
 }
 
 static void shutdown_done(uv_shutdown_t *req, int status) {
@@ -162,7 +176,7 @@ static void conn_linger(fcfs_conn_t *c) {
     return;
   }
   req->data = c;
-  set_timer(c, PHASE_LINGER, LINGER_MS / 1000.0, linger_expired);
+  set_timer(c, PHASE_LINGER, LINGER_MS / 1000.0);
 }
 
 /* ---- writing -------------------------------------------------------------- */
@@ -256,8 +270,6 @@ static void access_log(fcfs_conn_t *c, int status, size_t bytes, double seconds)
   if (n > 0) fcfs_access_log(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
-static void idle_expired(uv_timer_t *t);
-static void header_expired(uv_timer_t *t);
 
 void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, size_t hlen,
                           const char *body, size_t blen) {
@@ -271,7 +283,13 @@ void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, si
   size_t elen = 0;
   /* X-Request-Id unless the handler set one. */
   int has_id = headers && hlen >= 13 && memmem(headers, hlen, "X-Request-Id:", 13) != NULL;
-  if (!has_id) elen = (size_t)snprintf(extra, sizeof(extra), "X-Request-Id: %s\r\n", r->id);
+  if (!has_id) {
+    size_t idl = strlen(r->id);
+    memcpy(extra, "X-Request-Id: ", 14);
+    memcpy(extra + 14, r->id, idl);
+    memcpy(extra + 14 + idl, "\r\n", 2);
+    elen = 16 + idl;
+  }
   /* One extra block: the handler's headers, then ours. */
   char exbuf[8448], head[16384];
   char *ex = exbuf, *hbuf = head;
@@ -316,7 +334,7 @@ void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, si
     fcfs_worker_maybe_exit(s->w);
     return;
   }
-  set_timer(c, PHASE_IDLE, conf->idle_timeout, idle_expired);
+  set_timer(c, PHASE_IDLE, conf->idle_timeout);
   conn_process(c); /* pipelined requests waiting in the backlog */
   fcfs_worker_maybe_exit(s->w);
 }
@@ -387,9 +405,13 @@ static void request_id(fcfs_conn_t *c, const http_req_t *h) {
       return;
     }
   }
-  fcfs_worker_t *w = c->srv->w;
-  snprintf(c->req.id, sizeof(c->req.id), "%02x%06x%08llx", (unsigned)w->id & 0xff,
-           (unsigned)(getpid() & 0xffffff), (unsigned long long)(++w->request_seq & 0xffffffffull));
+  /* worker id and pid (fixed per server) + a sequence number, in hex */
+  static const char hex[] = "0123456789abcdef";
+  fcfs_server_t *s = c->srv;
+  uint32_t seq = (uint32_t)++s->w->request_seq;
+  memcpy(c->req.id, s->id_prefix, 8);
+  for (int i = 0; i < 8; i++) c->req.id[8 + i] = hex[(seq >> (28 - 4 * i)) & 15];
+  c->req.id[16] = '\0';
 }
 
 /* A protocol error or timeout before a handler ran: answer and close. */
@@ -399,25 +421,34 @@ static void conn_error(fcfs_conn_t *c, int status) {
   c->req.route = "-";
   c->req.start_ns = uv_hrtime();
   request_id(c, NULL);
-  uv_timer_stop(&c->timer);
+  stop_timer(c);
   fcfs_request_fail(&c->req, status, error_code(status), http_reason(status));
 }
 
-static void idle_expired(uv_timer_t *t) {
-  conn_close(t->data);
-}
-
-static void header_expired(uv_timer_t *t) {
-  conn_error(t->data, 408);
-}
-
-static void deadline_expired(uv_timer_t *t) {
-  fcfs_conn_t *c = t->data;
+static void deadline_expired(fcfs_conn_t *c) {
   char line[256];
   fcfs_log_req(FCFS_LOG_ERROR, c->req.id, c->req.remote,
                fcfs_request_line(&c->req, line, sizeof(line)),
                "request deadline of %gs passed, answering 504", c->srv->w->conf->request_timeout);
   fcfs_request_fail(&c->req, 504, "TIMEOUT", "the request took too long");
+}
+
+static void timer_fired(uv_timer_t *t) {
+  fcfs_conn_t *c = t->data;
+  uint64_t now = uv_now(&c->srv->w->loop);
+  c->armed_ms = 0;
+  if (now < c->deadline_ms) { /* the limit moved on since it was armed */
+    uv_timer_start(&c->timer, timer_fired, c->deadline_ms - now, 0);
+    c->armed_ms = c->deadline_ms;
+    return;
+  }
+  switch (c->phase) {
+  case PHASE_IDLE:
+  case PHASE_LINGER: conn_close(c); break;
+  case PHASE_HEADERS:
+  case PHASE_BODY: conn_error(c, 408); break;
+  case PHASE_HANDLER: deadline_expired(c); break;
+  }
 }
 
 static void start_request(fcfs_conn_t *c, http_req_t *h) {
@@ -434,7 +465,7 @@ static void start_request(fcfs_conn_t *c, http_req_t *h) {
   c->nrequests++;
   s->busy++;
   slot_gauges(s);
-  set_timer(c, PHASE_HANDLER, conf->request_timeout, deadline_expired);
+  set_timer(c, PHASE_HANDLER, conf->request_timeout);
   fcfs_vm_request(s->w->vm, r);
 }
 
@@ -467,9 +498,9 @@ static int conn_feed(fcfs_conn_t *c, const char *data, size_t len, size_t *used)
     http_in_state_t after = http_in_state(c->in);
     if (after != before || c->phase == PHASE_IDLE) {
       if (after == HTTP_IN_HEADERS && c->phase != PHASE_HEADERS)
-        set_timer(c, PHASE_HEADERS, conf->header_timeout, header_expired);
+        set_timer(c, PHASE_HEADERS, conf->header_timeout);
       else if (after == HTTP_IN_BODY && c->phase != PHASE_BODY)
-        set_timer(c, PHASE_BODY, conf->body_timeout, header_expired);
+        set_timer(c, PHASE_BODY, conf->body_timeout);
     }
     if (n == 0) break;
   }
@@ -583,6 +614,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     uv_close((uv_handle_t *)&c->tcp, conn_freed);
     return;
   }
+  s->w->slot->accepts++;
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
@@ -603,7 +635,7 @@ static void on_connection(uv_stream_t *listener, int status) {
       uv_ip6_name((struct sockaddr_in6 *)&ss, c->req.remote, sizeof(c->req.remote));
   }
   if (c->req.remote[0] == '\0') snprintf(c->req.remote, sizeof(c->req.remote), "unix");
-  set_timer(c, PHASE_IDLE, s->w->conf->header_timeout, idle_expired);
+  set_timer(c, PHASE_IDLE, s->w->conf->header_timeout);
   uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 }
 
@@ -653,6 +685,8 @@ fcfs_server_t *fcfs_server_new(fcfs_worker_t *w, int listen_fd, char *err, size_
     return NULL;
   }
   s->w = w;
+  snprintf(s->id_prefix, sizeof(s->id_prefix), "%02x%06x", (unsigned)w->id & 0xff,
+           (unsigned)getpid() & 0xffffff);
   const fcfs_conf_t *c = w->conf;
   s->limits.max_url = (size_t)c->max_url;
   s->limits.max_header_size = (size_t)c->max_header_size;
