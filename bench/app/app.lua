@@ -1,0 +1,20 @@
+-- bench/app/app.lua: the app the Redis benchmark serves (lua_dir = bench/app, lua_path = lua/?.lua).
+-- GET /bench/stock/:id does what the peer's /products/:id/stock does: one Redis GET of stock:<id>.
+local web = require "lib.web"
+local host = require "host"
+
+local tonumber = tonumber
+local check = web.check
+local redis = host.redis
+
+local app = web.new()
+
+app:get("/hello", function() return { json = { ok = true } } end)
+
+app:get("/bench/stock/:id[%d]", function(req)
+    local id = req.params.id
+    local v = check(redis.call("GET", "stock:" .. id))
+    return { json = { product_id = tonumber(id), remaining = tonumber(v) or 0 } }
+end)
+
+return app

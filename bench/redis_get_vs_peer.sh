@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# bench/redis_get_vs_peer.sh -- one Redis GET per request, in one run on one
+# machine: fcfs GET /bench/stock/:id (a handler doing host.redis.call("GET",
+# "stock:"..id)) vs the peer's GET /products/:id/stock (lua-resty-redis GET with
+# set_keepalive). Both talk to the same redis-server (the one the peer's up.sh
+# starts, TCP loopback), both run 2 workers. Targets are interleaved and the sweep
+# repeated ROUNDS times; the table shows the median round by req/s and the server
+# CPU per request (workers only; Redis excluded). Exits 3 if fcfs has no
+# /bench/stock/:id route yet, 1 on socket errors or 4xx/5xx.
+# env: DURATION=5 CONNS="64 256" THREADS=2 ROUNDS=3 WARMUP=1 STOCK_ID=1
+#      FCFS_BIN=build/fcfs PEER_DIR=../shared/peer PEER_WORKERS=2
+set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+DURATION=${DURATION:-5}
+CONNS=${CONNS:-64 256}
+THREADS=${THREADS:-2}
+WARMUP=${WARMUP:-1}
+ROUNDS=${ROUNDS:-3}
+STOCK_ID=${STOCK_ID:-1}
+
+bench_init
+peer_start
+redis-cli -p "$PEER_REDIS_PORT" set "stock:$STOCK_ID" 1000000 >/dev/null
+FCFS_LUA_DIR=$BENCH_ROOT/bench/app
+fcfs_start "redis = \"127.0.0.1:$PEER_REDIS_PORT\"" "lua_path = \"$BENCH_ROOT/lua/?.lua\""
+
+code=$(curl -s -o "$BENCH_TMP/probe.json" -w '%{http_code}' "$FCFS_URL/bench/stock/$STOCK_ID" || true)
+if [[ $code != 200 ]]; then
+  echo "PENDING: fcfs answered $code to GET /bench/stock/$STOCK_ID (route not there yet?): $(head -c 200 "$BENCH_TMP/probe.json")"
+  exit 3
+fi
+echo "# fcfs probe: $(head -c 200 "$BENCH_TMP/probe.json")"
+echo "# peer probe: $(curl -fsS "$PEER_URL/products/$STOCK_ID/stock")"
+
+declare -A url=(
+  [fcfs_get]=$FCFS_URL/bench/stock/$STOCK_ID
+  [peer_get]=$PEER_URL/products/$STOCK_ID/stock
+)
+order=(fcfs_get peer_get)
+for t in "${order[@]}"; do wrk -t"$THREADS" -c64 -d"${WARMUP}s" "${url[$t]}" >/dev/null; done
+
+hz=$(getconf CLK_TCK)
+declare -A all res
+bad=0
+for r in $(seq "$ROUNDS"); do
+  for c in $CONNS; do
+    for t in "${order[@]}"; do
+      if [[ $t = fcfs* ]]; then pids=$(fcfs_workers); else pids=$(peer_workers); fi
+      # shellcheck disable=SC2086
+      c0=$(cpu_ticks $pids)
+      line=$(wrk_result "$t-$c-r$r" -t"$THREADS" -c"$c" -d"${DURATION}s" --timeout 5s "${url[$t]}")
+      # shellcheck disable=SC2086
+      c1=$(cpu_ticks $pids)
+      line+=" cpu_us=$(awk -v d=$((c1 - c0)) -v hz="$hz" -v n="$(field requests "$line")" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')"
+      echo "$line"
+      all[$t-$c]+="${line#* }"$'\n'
+      (( $(field sock_err "$line") == 0 && $(field non2xx "$line") == 0 )) || bad=1
+    done
+  done
+done
+for key in "${!all[@]}"; do
+  res[$key]=$(sed '/^$/d' <<<"${all[$key]}" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^rps=/) print substr($i, 5), $0 }' |
+    sort -n | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }' | cut -d' ' -f2-)
+done
+
+echo
+echo "median of $ROUNDS rounds, wrk -t$THREADS -d${DURATION}s"
+echo "| target | conns | req/s | p50 ms | p99 ms | server CPU µs/req | sock err | non-2xx |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for c in $CONNS; do
+  for t in "${order[@]}"; do
+    l=${res[$t-$c]}
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$c" "$(field rps "$l")" "$(field p50_ms "$l")" \
+      "$(field p99_ms "$l")" "$(field cpu_us "$l")" "$(field sock_err "$l")" "$(field non2xx "$l")"
+  done
+done
+echo
+for c in $CONNS; do
+  f=$(field rps "${res[fcfs_get-$c]}") p=$(field rps "${res[peer_get-$c]}")
+  echo "RESULT conns=$c fcfs_rps=$f peer_rps=$p fcfs_vs_peer=$(awk -v a="$f" -v b="$p" 'BEGIN { printf "%.2f", a / b }')" \
+    "fcfs_cpu_us=$(field cpu_us "${res[fcfs_get-$c]}") peer_cpu_us=$(field cpu_us "${res[peer_get-$c]}")"
+done
+exit "$bad"
