@@ -154,3 +154,54 @@ wrk_result() {
 
 # field NAME "RESULT ... NAME=value ..." -> value
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+
+# compare_targets: wrk each target of the array `order` (URLs in the associative array `url`) at
+# each of $CONNS connections, interleaved, $ROUNDS times, after a warm-up; keeps per target and
+# connection count the round with the median req/s in res[target-conns] (plus the server CPU per
+# request of its workers: fcfs_* targets are fcfs, the others the peer), prints the table, and
+# sets bad=1 if any run saw socket errors or 4xx/5xx.
+# shellcheck disable=SC2034,SC2154 # order/url come from the caller, res/bad go back to it
+compare_targets() {
+  local r c t pids c0 c1 line key l hz
+  declare -gA res
+  declare -A all
+  bad=0
+  for t in "${order[@]}"; do # warm up JIT and connection pools
+    wrk -t"$THREADS" -c64 -d"${WARMUP}s" "${url[$t]}" >/dev/null
+  done
+
+  hz=$(getconf CLK_TCK)
+  for r in $(seq "$ROUNDS"); do
+    for c in $CONNS; do
+      for t in "${order[@]}"; do
+        if [[ $t = fcfs* ]]; then pids=$(fcfs_workers); else pids=$(peer_workers); fi
+        # shellcheck disable=SC2086
+        c0=$(cpu_ticks $pids)
+        line=$(wrk_result "$t-$c-r$r" -t"$THREADS" -c"$c" -d"${DURATION}s" --timeout 5s "${url[$t]}")
+        # shellcheck disable=SC2086
+        c1=$(cpu_ticks $pids)
+        # server CPU (user + system, all workers) per request, in microseconds
+        line+=" cpu_us=$(awk -v d=$((c1 - c0)) -v hz="$hz" -v n="$(field requests "$line")" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')"
+        echo "$line"
+        all[$t-$c]+="${line#* }"$'\n'
+        (( $(field sock_err "$line") == 0 && $(field non2xx "$line") == 0 )) || bad=1
+      done
+    done
+  done
+  for key in "${!all[@]}"; do # the median round by req/s
+    res[$key]=$(sed '/^$/d' <<<"${all[$key]}" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^rps=/) print substr($i, 5), $0 }' |
+      sort -n | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }' | cut -d' ' -f2-)
+  done
+
+  echo
+  echo "median of $ROUNDS rounds, wrk -t$THREADS -d${DURATION}s"
+  echo "| target | conns | req/s | p50 ms | p99 ms | server CPU µs/req | sock err | non-2xx |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  for c in $CONNS; do
+    for t in "${order[@]}"; do
+      l=${res[$t-$c]}
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$c" "$(field rps "$l")" "$(field p50_ms "$l")" \
+        "$(field p99_ms "$l")" "$(field cpu_us "$l")" "$(field sock_err "$l")" "$(field non2xx "$l")"
+    done
+  done
+}

@@ -19,33 +19,16 @@
 -- --skip-column-names`: rows of tab-separated values; values holding tabs or newlines are not
 -- supported (select HEX(col) to compare bytes).
 local socket = require "socket"
+local shell = require "spec.support.shell"
+local q, sh, read_file = shell.q, shell.sh, shell.read_file
 
 local concat, insert, format = table.concat, table.insert, string.format
 
 local db = { NULL = setmetatable({}, { __tostring = function() return "db.NULL" end }) }
 
-local function q(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
 
-local function sh(cmd)
-    local f = assert(io.popen("{ " .. cmd .. "\n} 2>&1; echo \"__rc=$?\""))
-    local out = f:read("*a")
-    f:close()
-    local body, rc = out:match("^(.-)__rc=(%d+)%s*$")
-    return tonumber(rc), body
-end
 db.sh = sh
 
-local function read_file(path)
-    local f = io.open(path, "rb")
-    if not f then
-        return nil
-    end
-    local s = f:read("*a")
-    f:close()
-    return s
-end
 
 local function repo_root()
     local src = debug.getinfo(1, "S").source:gsub("^@", "")

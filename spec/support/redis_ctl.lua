@@ -23,38 +23,16 @@
 -- past FD_SETSIZE), and fanout raises this process's soft descriptor limit when it needs to.
 local socket = require "socket"
 local unix = require "socket.unix"
+local shell = require "spec.support.shell"
+local q, sh, read_file, alive = shell.q, shell.sh, shell.read_file, shell.alive
 
 local concat, insert, format = table.concat, table.insert, string.format
 
 local ctl = { null = setmetatable({}, { __tostring = function() return "redis_ctl.null" end }) }
 
-local function q(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
 
-local function sh(cmd)
-    local f = assert(io.popen("{ " .. cmd .. "\n} 2>&1; echo \"__rc=$?\""))
-    local out = f:read("*a")
-    f:close()
-    local body, rc = out:match("^(.-)__rc=(%d+)%s*$")
-    return tonumber(rc), body
-end
 
-local function read_file(path)
-    local f = io.open(path, "rb")
-    if not f then
-        return nil
-    end
-    local s = f:read("*a")
-    f:close()
-    return s
-end
 
-local function alive(pid)
-    local stat = pid and read_file("/proc/" .. pid .. "/stat")
-    local state = stat and stat:match("^%d+ %b() (%a)")
-    return state ~= nil and state ~= "Z" and state ~= "X"
-end
 ctl.alive = alive
 
 local function free_port()

@@ -20,6 +20,8 @@
 -- directory (keep it with FCFS_TEST_KEEP=1); the logs stay readable through s:error_log().
 local socket = require "socket"
 local http = require "spec.support.http"
+local shell = require "spec.support.shell"
+local q, sh, read_file, alive = shell.q, shell.sh, shell.read_file, shell.alive
 
 local concat, insert, format = table.concat, table.insert, string.format
 
@@ -30,28 +32,8 @@ S.__index = S
 
 -- helpers ------------------------------------------------------------------------------------------
 
-local function q(s) -- shell quote
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
 
--- Run a shell command; returns exit code, combined output.
-local function sh(cmd)
-    local f = assert(io.popen("{ " .. cmd .. "\n} 2>&1; echo \"__rc=$?\""))
-    local out = f:read("*a")
-    f:close()
-    local body, rc = out:match("^(.-)__rc=(%d+)%s*$")
-    return tonumber(rc), body
-end
 
-local function read_file(path)
-    local f = io.open(path, "rb")
-    if not f then
-        return nil
-    end
-    local s = f:read("*a")
-    f:close()
-    return s
-end
 
 local function write_file(path, data)
     local tmp = path .. ".tmp"
@@ -79,17 +61,6 @@ local function tail(text, n)
 end
 
 -- A pid is alive if it exists and is not a zombie.
-local function alive(pid)
-    if not pid then
-        return false
-    end
-    local stat = read_file("/proc/" .. pid .. "/stat")
-    if not stat then
-        return false
-    end
-    local state = stat:match("^%d+ %b() (%a)")
-    return state ~= nil and state ~= "Z" and state ~= "X"
-end
 
 -- Poll fn() every 20 ms until it returns a true value or timeout seconds pass.
 function server.wait_until(fn, timeout, what)
