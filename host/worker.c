@@ -149,10 +149,17 @@ void fcfs_worker_vm_closed(fcfs_worker_t *w, fcfs_vm_t *vm) {
   fcfs_worker_maybe_exit(w);
 }
 
+static int ready_to_exit(fcfs_worker_t *w) {
+  return w->stopping && !w->finished && (w->server == NULL || fcfs_server_busy(w->server) == 0) &&
+         (w->draining == NULL || fcfs_vm_live_tasks(w->draining) == 0);
+}
+
+static void on_tick(uv_timer_t *h);
+
+/* Called from deep inside a request's end (its task still on the stack):
+ * the exit itself runs from the loop, on the next tick, made immediate. */
 void fcfs_worker_maybe_exit(fcfs_worker_t *w) {
-  if (w->stopping && !w->finished && (w->server == NULL || fcfs_server_busy(w->server) == 0) &&
-      (w->draining == NULL || fcfs_vm_live_tasks(w->draining) == 0))
-    worker_finish(w);
+  if (ready_to_exit(w)) uv_timer_start(&w->tick, on_tick, 0, TICK_MS);
 }
 
 static void handle_closed(uv_handle_t *h) {
@@ -235,6 +242,10 @@ static void on_tick(uv_timer_t *h) {
     fcfs_log(FCFS_LOG_WARN, "master is gone, stopping");
     w->shm->master_pid = 0;
     worker_stop(w, 1);
+  }
+  if (ready_to_exit(w)) {
+    worker_finish(w);
+    return;
   }
   if (w->stopping && !w->finished && uv_now(&w->loop) >= w->stop_deadline_ms) {
     fcfs_log(FCFS_LOG_WARN, "drain timeout: stopping with %d request(s) in flight",
