@@ -11,6 +11,8 @@ local socket = require "socket"
 local server = require "spec.support.server"
 local http = require "spec.support.http"
 local raw = require "spec.support.raw"
+local shell = require "spec.support.shell"
+local alive = shell.alive
 
 local format = string.format
 
@@ -81,26 +83,12 @@ local function start(conf, version)
     }
 end
 
--- A /proc-based liveness check (zombies count as gone).
-local function alive(pid)
-    local f = io.open("/proc/" .. pid .. "/stat", "rb")
-    if not f then
-        return false
-    end
-    local stat = f:read("*a")
-    f:close()
-    local state = stat:match("^%d+ %b() (%a)")
-    return state ~= nil and state ~= "Z" and state ~= "X"
-end
-
 -- User CPU time of a process in clock ticks, or nil once it is gone.
 local function utime(pid)
-    local f = io.open("/proc/" .. pid .. "/stat", "rb")
-    if not f then
+    local stat = shell.read_file("/proc/" .. pid .. "/stat")
+    if not stat then
         return nil
     end
-    local stat = f:read("*a")
-    f:close()
     local rest = stat:match("^%d+ %b() (.*)$")
     local fields = {}
     for w in rest:gmatch("%S+") do

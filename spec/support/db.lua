@@ -118,17 +118,7 @@ function db.conf(over)
 end
 
 -- Poll fn() every 20 ms until it returns a true value or timeout seconds pass; the value or nil.
-function db.wait_until(fn, timeout)
-    local deadline = socket.gettime() + (timeout or 5)
-    repeat
-        local v = fn()
-        if v then
-            return v
-        end
-        socket.sleep(0.02)
-    until socket.gettime() > deadline
-    return nil
-end
+db.wait_until = require("spec.support.server").wait_until
 
 -- private servers ----------------------------------------------------------------------------------
 

@@ -60,8 +60,6 @@ local function tail(text, n)
     return concat(lines, "\n", math.max(1, #lines - n + 1))
 end
 
--- A pid is alive if it exists and is not a zombie.
-
 -- Poll fn() every 20 ms until it returns a true value or timeout seconds pass.
 function server.wait_until(fn, timeout, what)
     local deadline = socket.gettime() + (timeout or 5)
