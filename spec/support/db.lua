@@ -18,7 +18,6 @@
 -- server a crashed spec left behind. Query results come from `mariadb --batch --raw
 -- --skip-column-names`: rows of tab-separated values; values holding tabs or newlines are not
 -- supported (select HEX(col) to compare bytes).
-local socket = require "socket"
 local shell = require "spec.support.shell"
 local q, sh, read_file = shell.q, shell.sh, shell.read_file
 
