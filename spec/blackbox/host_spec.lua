@@ -18,14 +18,7 @@ local format = string.format
 
 -- The repository's app.lua (the operational routes: /healthz, /metrics, /_host/reload,
 -- /_host/status) becomes the module `hostspec_base` of the test app, which adds its own routes.
-local function read_file(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
-end
-
-local BASE_APP = read_file(server.root .. "/lua/app.lua")
+local BASE_APP = server.repo_file("lua/app.lua")
 
 local function app_source(version)
     return format([==[

@@ -21,13 +21,6 @@ local format = string.format
 local null = cjson.null
 local now = socket.gettime
 
-local function read_file(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
-end
-
 local function write_file(path, data)
     local f = assert(io.open(path, "wb"))
     assert(f:write(data))
@@ -42,7 +35,7 @@ end
 
 -- The repository's app.lua (/readyz, /metrics, /hello) is the module mysqlspec_base of the test
 -- app, which adds the routes below.
-local BASE_APP = read_file(server.root .. "/lua/app.lua")
+local BASE_APP = server.repo_file("lua/app.lua")
 
 local APP = [==[
 local app = require "mysqlspec_base"

@@ -21,16 +21,9 @@ local null = cjson.null
 
 local WORKERS, CONNECTIONS = 2, 2
 
-local function read_file(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
-end
-
 -- The repository's app.lua (/readyz, /metrics, /_host/reload) is the module redisspec_base of the
 -- test app, which adds the routes below.
-local BASE_APP = read_file(server.root .. "/lua/app.lua")
+local BASE_APP = server.repo_file("lua/app.lua")
 
 local SCRIPT_INCR = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
 

@@ -60,6 +60,11 @@ local function tail(text, n)
     return concat(lines, "\n", math.max(1, #lines - n + 1))
 end
 
+-- The text of a file of the repository (e.g. "lua/app.lua", which test apps load as a module).
+function server.repo_file(relpath)
+    return assert(read_file(server.root .. "/" .. relpath))
+end
+
 -- Poll fn() every 20 ms until it returns a true value or timeout seconds pass.
 function server.wait_until(fn, timeout, what)
     local deadline = socket.gettime() + (timeout or 5)
