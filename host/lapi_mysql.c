@@ -230,6 +230,15 @@ static int tx_gc(lua_State *L) {
 
 /* ---- ops ------------------------------------------------------------------ */
 
+/* A transaction step that could not start: end the transaction (its
+ * connection is closed, so the server rolls back) and answer nil, err. */
+static int tx_fail(lua_State *L, tx_t *tx, const char *err) {
+  tx_end(tx, 0);
+  lua_pushnil(L);
+  lua_pushstring(L, err);
+  return 2;
+}
+
 static void op_cancel(void *p) {
   op_t *op = p;
   if (op->tx) op->tx->op = NULL;
@@ -371,10 +380,7 @@ static int l_begin(lua_State *L) {
   int rc = fcfs_mysql_acquire(m, op_timeout(m, t), on_acquired, op, &op->req);
   if (rc < 0) {
     free(op);
-    tx_end(tx, 0);
-    lua_pushnil(L);
-    lua_pushstring(L, fcfs_mysql_strerror(rc));
-    return 2;
+    return tx_fail(L, tx, fcfs_mysql_strerror(rc));
   }
   tx->op = op;
   return fcfs_task_wait(L, t, op, op_cancel);
@@ -403,12 +409,7 @@ static int l_finish(lua_State *L) {
   fcfs_task_t *t = fcfs_task_require(L, "host.mysql.tx");
   tx_t *tx = check_tx(L, 1, t);
   int commit = lua_toboolean(L, 2);
-  if (!fcfs_mysql_conn_ok(tx->conn)) {
-    tx_end(tx, 0);
-    lua_pushnil(L);
-    lua_pushstring(L, fcfs_mysql_e_closed);
-    return 2;
-  }
+  if (!fcfs_mysql_conn_ok(tx->conn)) return tx_fail(L, tx, fcfs_mysql_e_closed);
   op_t *op = calloc(1, sizeof(*op));
   if (!op) return luaL_error(L, "host.mysql.tx: out of memory");
   op->task = t;
@@ -420,10 +421,7 @@ static int l_finish(lua_State *L) {
                             on_finished, op, &op->req);
   if (rc < 0) {
     free(op);
-    tx_end(tx, 0);
-    lua_pushnil(L);
-    lua_pushstring(L, fcfs_mysql_strerror(rc));
-    return 2;
+    return tx_fail(L, tx, fcfs_mysql_strerror(rc));
   }
   tx->op = op;
   return fcfs_task_wait(L, t, op, op_cancel);
