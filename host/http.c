@@ -173,15 +173,21 @@ static int on_url(http_parser *p, const char *at, size_t n) {
   return append(in, at, n);
 }
 
+/* Account for n bytes of a header name or value: -1 on a limit (the error is
+ * set), 1 for trailer bytes (read and dropped, but they still cost head
+ * bytes), 0 for a header to keep. */
+static int header_bytes(http_in_t *in, const char *at, size_t n) {
+  if (in->in_trailers) {
+    in->trailer_bytes += n;
+    return in->trailer_bytes > in->lim.max_header_size ? fail(in, 431, ERR_HEAD) : 1;
+  }
+  return check_head(in, at, n) ? -1 : 0;
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t n) {
   http_in_t *in = p->data;
-  if (in->in_trailers) {
-    /* Trailers are read and dropped, but they still cost head bytes. */
-    in->trailer_bytes += n;
-    if (in->trailer_bytes > in->lim.max_header_size) return fail(in, 431, ERR_HEAD);
-    return 0;
-  }
-  if (check_head(in, at, n)) return -1;
+  int rc = header_bytes(in, at, n);
+  if (rc != 0) return rc < 0 ? -1 : 0;
   /* Debian builds http-parser non-strict, which lets a space into names. */
   if (memchr(at, ' ', n)) return fail(in, 400, ERR_NAME);
   if (in->last_cb != CB_FIELD) {
@@ -207,12 +213,8 @@ static int on_header_field(http_parser *p, const char *at, size_t n) {
 
 static int on_header_value(http_parser *p, const char *at, size_t n) {
   http_in_t *in = p->data;
-  if (in->in_trailers) {
-    in->trailer_bytes += n;
-    if (in->trailer_bytes > in->lim.max_header_size) return fail(in, 431, ERR_HEAD);
-    return 0;
-  }
-  if (check_head(in, at, n)) return -1;
+  int rc = header_bytes(in, at, n);
+  if (rc != 0) return rc < 0 ? -1 : 0;
   span_hdr_t *h = &in->hdr[in->nhdr - 1];
   if (in->last_cb != CB_VALUE) {
     h->value_off = in->len;
