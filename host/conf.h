@@ -14,6 +14,18 @@
 
 #include <stddef.h>
 
+#define FCFS_MAX_DICTS 32
+#define FCFS_DICT_NAME 48
+
+/* shared_dicts = { name = "8m", ... }: sorted by name. */
+typedef struct {
+  int n;
+  struct {
+    char name[FCFS_DICT_NAME];
+    size_t bytes;
+  } d[FCFS_MAX_DICTS];
+} fcfs_conf_dicts_t;
+
 typedef struct fcfs_conf_s {
   char *conf_file; /* the file it was read from, absolute ("" if none) */
 
@@ -70,6 +82,10 @@ typedef struct fcfs_conf_s {
   int mysql_breaker_failures;    /* consecutive failures that open the circuit */
   double mysql_breaker_cooldown; /* s before a half-open probe */
   char *migrations_dir;          /* numbered .sql files for `fcfs migrate` */
+
+  /* host primitives: shared dictionaries, node identity */
+  fcfs_conf_dicts_t shared_dicts; /* host.shared.NAME, laid out in shm by the master */
+  char *node_id;                  /* host.node_id; "" in the file = the hostname */
 } fcfs_conf_t;
 
 /* Fill c from path (NULL: defaults only) and the environment. On error

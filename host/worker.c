@@ -294,7 +294,7 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
   if (w == NULL) return 1;
   int shm_own = shm_fd < 0;
   if (fcfs_log_open(conf->error_log, conf->access_log, conf->log_level, id) != 0) goto fail;
-  w->shm = shm_own ? fcfs_shm_create(&shm_fd) : fcfs_shm_attach(shm_fd);
+  w->shm = shm_own ? fcfs_shm_create(conf, &shm_fd) : fcfs_shm_attach(shm_fd);
   if (w->shm == NULL || id < 0 || id >= FCFS_MAX_WORKERS) {
     fcfs_log(FCFS_LOG_ERROR, "cannot map the shared memory segment");
     goto fail;
@@ -367,7 +367,7 @@ int fcfs_worker_check(const fcfs_conf_t *conf, char *err, size_t errlen) {
   uv_loop_init(&w->loop);
   w->conf = conf;
   w->count = 1;
-  w->shm = fcfs_shm_create(&shm_fd);
+  w->shm = fcfs_shm_create(conf, &shm_fd);
   if (w->shm == NULL) {
     snprintf(err, errlen, "cannot create shared memory");
     goto done;
