@@ -60,4 +60,11 @@ return {
   mysql_breaker_failures = 5,      -- consecutive failures that open the circuit
   mysql_breaker_cooldown = 2,      -- s before a half-open probe
   migrations_dir = "migrations",   -- numbered .sql files applied by `fcfs migrate`
+
+  -- host primitives: shared dictionaries, node identity ------------------------
+  shared_dicts = {                 -- host.shared.NAME in every worker: name = size ("8m", "512k", bytes;
+    revoked = "8m",                --   16k..1024m each, header and index included); made by the master,
+    limits = "4m",                 --   kept across reloads; env: FCFS_SHARED_DICTS="revoked=8m,limits=4m"
+  },
+  -- node_id = "shop-1",           -- host.node_id; omitted = the hostname
 }
