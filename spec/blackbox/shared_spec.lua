@@ -86,6 +86,10 @@ app:get("/m/share", function(req)
     share:set(tonumber(req:arg("v")))
     return answer(true)
 end)
+for i = 1, 300 do
+    app:get("/r/" .. i, function(req) return { status = tonumber(req:arg("s")) or 200, json = { i = i } } end)
+end
+
 app:get("/m/bad", function(req)
     local ok, err = pcall(host.metrics[req:arg("type")], req:arg("name"))
     return answer(ok, not ok and err or nil)
@@ -227,6 +231,21 @@ describe("host.shared, one process", function()
         assert.equal("nil", get(s.port, "/sh/get?d=tiny&k=fill1").t)
         assert.equal("string", get(s.port, "/sh/get?d=tiny&k=fill1000").t)
         assert.equal(0, raw.metric(text, 'fcfs_shared_evictions_total{dict="limits"}'))
+    end)
+
+    it("labels 300 routes x 2 statuses in fcfs_requests_total without overflow", function()
+        local c = assert(http.connect(s.port))
+        for i = 1, 300 do
+            assert.equal(200, assert(c:request{ path = "/r/" .. i }).status)
+            assert.equal(201, assert(c:request{ path = "/r/" .. i .. "?s=201" }).status)
+        end
+        c:close()
+        local text = metrics(s.port)
+        for i = 1, 300 do
+            assert.equal(1, raw.metric(text, format('fcfs_requests_total{route="/r/%d",status="200"}', i)))
+            assert.equal(1, raw.metric(text, format('fcfs_requests_total{route="/r/%d",status="201"}', i)))
+        end
+        assert.equal(0, raw.metric(text, "fcfs_requests_unlabelled_total"))
     end)
 
     it("refuses bad metric names and a name declared with the other type", function()
