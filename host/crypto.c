@@ -21,8 +21,9 @@
  * Passwords: argon2id (crypto_pwhash_str_alg) on the libuv thread pool. The
  * op owns a copy of the password, wiped right after hashing, and is freed
  * in the after-work callback on the loop, whether or not anyone still
- * waits for it (fcfs_crypto_pw_forget), so a cancelled request never frees
- * memory a pool thread is using. The pool threads lower their own priority
+ * waits for it (fcfs_crypto_pw_forget, which also drops a hash that has not
+ * started yet), so a cancelled request never frees memory a pool thread is
+ * using. The pool threads lower their own priority
  * (nice 10) so the loops win the CPU while hashes run.
  */
 #include "crypto.h"
@@ -348,11 +349,13 @@ static void pw_work(uv_work_t *req) {
   sodium_memzero(op->pw, op->pwlen);
 }
 
-/* On the loop: report (unless forgotten) and free. */
+/* On the loop: report (unless forgotten) and free. status is UV_ECANCELED
+ * when the op was forgotten before a pool thread picked it up. */
 static void pw_after(uv_work_t *req, int status) {
   fcfs_pw_op_t *op = req->data;
   if (status != 0 && op->err == NULL) op->err = "cancelled";
   if (op->cb) op->cb(op->arg, op->err, op->err || op->verify ? NULL : op->encoded, op->ok);
+  sodium_memzero(op->pw, op->pwlen);
   sodium_memzero(op->encoded, sizeof(op->encoded));
   free(op);
 }
@@ -400,8 +403,12 @@ fcfs_pw_op_t *fcfs_crypto_pw_verify(uv_loop_t *loop, const char *encoded, size_t
   return pw_queue(loop, op);
 }
 
+/* A hash nobody waits for is dropped if it has not started (a flood of
+ * requests that time out does not keep the pool busy); one already running
+ * finishes and is freed by pw_after. */
 void fcfs_crypto_pw_forget(fcfs_pw_op_t *op) {
   op->cb = NULL;
+  uv_cancel((uv_req_t *)&op->req);
 }
 
 int fcfs_crypto_pw_needs_rehash(const fcfs_crypto_t *c, const char *encoded) {

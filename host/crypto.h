@@ -65,7 +65,8 @@ int fcfs_crypto_has_token_key(const fcfs_crypto_t *c);
  * encoded string (valid during the call), for a verify with ok 0 or 1.
  * err is "out of memory" when argon2 could not get its memory.
  * fcfs_crypto_pw_forget() (e.g. the request was cancelled) means cb is not
- * called; the op still frees itself when the thread-pool work ends. NULL
+ * called; a hash still queued is dropped, one running finishes; either way
+ * the op frees itself in the after-work callback on the loop. NULL
  * when the op could not be started (out of memory). */
 typedef struct fcfs_pw_op_s fcfs_pw_op_t;
 typedef void (*fcfs_pw_cb)(void *arg, const char *err, const char *encoded, int ok);
