@@ -12,24 +12,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-static int ntests, nfailed, case_failed;
-
-#define EXPECT(c)                                                                                  \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      case_failed = 1;                                                                             \
-      printf("# %s:%d: expected %s\n", __FILE__, __LINE__, #c);                                    \
-    }                                                                                              \
-  } while (0)
-
-static void run(const char *name, void (*fn)(void)) {
-  case_failed = 0;
-  fn();
-  ntests++;
-  if (case_failed) nfailed++;
-  printf("%s %d - %s\n", case_failed ? "not ok" : "ok", ntests, name);
-  fflush(stdout);
-}
+#include "tap.h"
 
 #define K1 "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" /* "0123456789abcdef" x2 */
 #define K2 "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
@@ -255,6 +238,5 @@ int main(void) {
   run("seal/open: rotation, unknown key, every flipped byte forged", test_seal);
   run("blind index and HMAC depend on their keys", test_blind_hmac);
   run("password hash/verify on the thread pool, forgotten op, rehash", test_passwords);
-  printf("1..%d\n", ntests);
-  return nfailed ? 1 : 0;
+  return tap_done();
 }
