@@ -340,7 +340,11 @@ int fcfs_crypto_hmac(const fcfs_crypto_t *c, const unsigned char *msg, size_t le
 /* On a pool thread: never touches the loop or Lua. */
 static void pw_work(uv_work_t *req) {
   fcfs_pw_op_t *op = req->data;
-  setpriority(PRIO_PROCESS, (id_t)gettid(), POOL_NICE);
+  /* POOL_NICE below the main (loop) thread, which may itself run niced;
+   * on Linux the nice value is per thread and pid names the main thread */
+  errno = 0;
+  int want = getpriority(PRIO_PROCESS, (id_t)getpid()) + POOL_NICE;
+  if (errno == 0) setpriority(PRIO_PROCESS, (id_t)gettid(), want > 19 ? 19 : want);
   if (op->verify)
     op->ok = crypto_pwhash_str_verify(op->encoded, op->pw, op->pwlen) == 0;
   else if (crypto_pwhash_str_alg(op->encoded, op->pw, op->pwlen, op->ops, op->mem,
