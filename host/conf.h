@@ -83,6 +83,11 @@ typedef struct fcfs_conf_s {
   double mysql_breaker_cooldown; /* s before a half-open probe */
   char *migrations_dir;          /* numbered .sql files for `fcfs migrate` */
 
+  /* host.crypto (crypto.c): keys are never config values, only where to find them */
+  char *secrets_file; /* NAME=value file of FCFS_SECRET_* keys; "" = environment only */
+  int argon2_ops;     /* argon2id passes (opslimit) of password_hash */
+  int argon2_mem_kib; /* argon2id memory per hash, KiB (memlimit / 1024) */
+
   /* host primitives: shared dictionaries, node identity */
   fcfs_conf_dicts_t shared_dicts; /* host.shared.NAME, laid out in shm by the master */
   char *node_id;                  /* host.node_id; "" in the file = the hostname */

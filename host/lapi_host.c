@@ -15,6 +15,7 @@
  *   host.shared.NAME              shared dictionaries (lapi_shared.c)
  *   host.reload()                 new VM generation on every worker; yields
  *   host.redis, host.mysql        the data plane (lapi_redis.c, lapi_mysql.c)
+ *   host.crypto                   passwords, sealing, tokens (lapi_crypto.c)
  *
  * The table is built once per VM when first required; it holds no C
  * pointers that outlive the VM (the worker outlives all its VMs).
@@ -25,6 +26,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "crypto.h"
 #include "lapi.h"
 #include "log.h"
 #include "metrics.h"
@@ -156,6 +158,10 @@ int fcfs_lapi_host_open(lua_State *L) {
   if (w->mysql) {
     fcfs_lapi_mysql_open(L, w->mysql);
     lua_setfield(L, -2, "mysql");
+  }
+  if (w->crypto) {
+    fcfs_lapi_crypto_open(L, w->crypto);
+    lua_setfield(L, -2, "crypto");
   }
   return 1;
 }

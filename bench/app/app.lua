@@ -2,6 +2,7 @@
 -- GET /bench/stock/:id does what the peer's /products/:id/stock does: one Redis GET of stock:<id>.
 -- GET /bench/shared?op=get|incr|set&n=N&keys=K times N operations on host.shared.bench in a Lua
 -- loop over K keys (bench/shared_ops.sh; needs shared_dicts = { bench = ... }).
+-- GET /bench/hash: one argon2id password_hash at the configured cost (bench/crypto.sh).
 local web = require "lib.web"
 local host = require "host"
 
@@ -46,6 +47,11 @@ app:get("/bench/shared", function(req)
     local dt = now() - t0
     return { json = { op = opname, n = n, keys = nkeys, seconds = dt, ops_per_s = math.floor(n / dt),
                       worker = host.worker_id } }
+end)
+
+app:get("/bench/hash", function()
+    local h = check(host.crypto.password_hash("correct horse battery staple"))
+    return { json = { len = #h } }
 end)
 
 return app
