@@ -102,7 +102,7 @@ size_t fcfs_shared_region_size(const fcfs_conf_dicts_t *dicts) {
 static void dict_layout(fcfs_shared_dict_t *d, size_t bytes) {
   size_t hdr = round_up(sizeof(*d), CHUNK);
   uint32_t nb = 16;
-  while ((size_t)nb * 2 * CHUNK * 2 <= bytes) /* about one bucket per two chunks */
+  while ((size_t)nb * 4 * CHUNK <= bytes) /* one bucket per two to four chunks */
     nb *= 2;
   d->nbuckets = nb;
   d->buckets_off = hdr;
@@ -407,10 +407,13 @@ static uint32_t insert(fcfs_shared_dict_t *d, const char *key, size_t klen, uint
 
 /* ---- operations ----------------------------------------------------------------- */
 
-static const char *check_key(size_t klen) {
+/* The prologue of every keyed operation: check the key, hash it, take the
+ * lock. NULL with the lock held, or the error (lock not taken). */
+static const char *enter(fcfs_shared_dict_t *d, const char *key, size_t klen, uint32_t *hash) {
   if (klen == 0) return "empty key";
   if (klen > FCFS_SHARED_KEY_MAX) return "key too long";
-  return NULL;
+  *hash = hash_key(key, klen);
+  return lock(d) == 0 ? NULL : "unavailable";
 }
 
 /* Find key, dropping it when expired. Lock held. */
@@ -430,11 +433,10 @@ static uint32_t find_live(fcfs_shared_dict_t *d, const char *key, size_t klen, u
 
 const char *fcfs_shared_get(fcfs_shared_dict_t *d, const char *key, size_t klen,
                             fcfs_shared_value_t *out, char *buf, size_t cap) {
-  const char *err = check_key(klen);
-  if (err) return err;
-  uint32_t hash = hash_key(key, klen);
+  uint32_t hash;
   uint64_t now = 0;
-  if (lock(d) != 0) return "unavailable";
+  const char *err = enter(d, key, klen, &hash);
+  if (err) return err;
   uint32_t e = find_live(d, key, klen, hash, &now, NULL);
   out->type = FCFS_SHARED_NIL;
   out->str = NULL;
@@ -459,14 +461,13 @@ const char *fcfs_shared_get(fcfs_shared_dict_t *d, const char *key, size_t klen,
 
 const char *fcfs_shared_set(fcfs_shared_dict_t *d, const char *key, size_t klen,
                             const fcfs_shared_value_t *v, double ttl, int add, int *evicted) {
-  const char *err = check_key(klen);
-  if (err) return err;
   if (evicted) *evicted = 0;
   size_t vlen = v->type == FCFS_SHARED_STRING ? v->len : NUM_LEN;
   if (v->type != FCFS_SHARED_NIL && chunks_for(klen + vlen) > d->nchunks) return "no memory";
-  uint32_t hash = hash_key(key, klen);
+  uint32_t hash;
   uint64_t now = 0;
-  if (lock(d) != 0) return "unavailable";
+  const char *err = enter(d, key, klen, &hash);
+  if (err) return err;
   uint32_t *link = NULL;
   uint32_t e = find_live(d, key, klen, hash, &now, &link);
   if (e && add) {
@@ -484,11 +485,10 @@ const char *fcfs_shared_set(fcfs_shared_dict_t *d, const char *key, size_t klen,
 
 const char *fcfs_shared_incr(fcfs_shared_dict_t *d, const char *key, size_t klen, double n,
                              const double *init, double ttl, double *out) {
-  const char *err = check_key(klen);
-  if (err) return err;
-  uint32_t hash = hash_key(key, klen);
+  uint32_t hash;
   uint64_t now = 0;
-  if (lock(d) != 0) return "unavailable";
+  const char *err = enter(d, key, klen, &hash);
+  if (err) return err;
   uint32_t e = find_live(d, key, klen, hash, &now, NULL);
   if (e) {
     head_t *h = head(d, e);
@@ -518,11 +518,10 @@ const char *fcfs_shared_incr(fcfs_shared_dict_t *d, const char *key, size_t klen
 }
 
 const char *fcfs_shared_delete(fcfs_shared_dict_t *d, const char *key, size_t klen) {
-  const char *err = check_key(klen);
-  if (err) return err;
-  uint32_t hash = hash_key(key, klen);
+  uint32_t hash;
   uint64_t now = 0;
-  if (lock(d) != 0) return "unavailable";
+  const char *err = enter(d, key, klen, &hash);
+  if (err) return err;
   uint32_t *link = NULL;
   uint32_t e = find_live(d, key, klen, hash, &now, &link);
   if (e) {
@@ -535,11 +534,10 @@ const char *fcfs_shared_delete(fcfs_shared_dict_t *d, const char *key, size_t kl
 }
 
 const char *fcfs_shared_ttl(fcfs_shared_dict_t *d, const char *key, size_t klen, double *left) {
-  const char *err = check_key(klen);
-  if (err) return err;
-  uint32_t hash = hash_key(key, klen);
+  uint32_t hash;
   uint64_t now = 0;
-  if (lock(d) != 0) return "unavailable";
+  const char *err = enter(d, key, klen, &hash);
+  if (err) return err;
   uint32_t e = find_live(d, key, klen, hash, &now, NULL);
   if (e) {
     uint64_t x = head(d, e)->expires_ms;

@@ -127,26 +127,8 @@ local function metrics(port)
     return res.body
 end
 
--- One keep-alive connection per worker id (connections land on workers as the kernel decides).
-local function conn_per_worker(s, count)
-    local conns, seen = {}, 0
-    local deadline = socket.gettime() + 10
-    while seen < count and socket.gettime() < deadline do
-        local c = assert(http.connect(s.port))
-        local id = get(c, "/_host/status").worker_id
-        if conns[id] then
-            c:close()
-        else
-            conns[id] = c
-            seen = seen + 1
-        end
-    end
-    assert.equal(count, seen, "could not reach every worker")
-    return conns
-end
-
 local function generations(s)
-    local conns = conn_per_worker(s, 2)
+    local conns = s:conn_per_worker(2)
     local g = {}
     for id = 0, 1 do
         g[id] = get(conns[id], "/_host/status").generation
@@ -287,7 +269,7 @@ describe("host.shared and host.metrics, two workers", function()
     end)
 
     it("counts exactly when both workers hammer one key at the same time", function()
-        local conns = conn_per_worker(s, 2)
+        local conns = s:conn_per_worker(2)
         for id = 0, 1 do
             assert(conns[id]:send_raw("GET /sh/hammer?k=both&n=20000 HTTP/1.1\r\nHost: x\r\n\r\n"))
         end
@@ -301,7 +283,7 @@ describe("host.shared and host.metrics, two workers", function()
     end)
 
     it("sums an app counter over both workers; gauges are the sum of each worker's share", function()
-        local conns = conn_per_worker(s, 2)
+        local conns = s:conn_per_worker(2)
         local base = raw.metric(metrics(s.port), "spec_hits_total")
         assert.equal(0, base)
         for _ = 1, 3 do get(conns[0], "/m/inc") end
@@ -326,7 +308,7 @@ describe("host.shared and host.metrics, two workers", function()
             local g = generations(s)
             return g[0] > before[0] and g[1] > before[1]
         end, 10, "both workers on a new generation")
-        local conns = conn_per_worker(s, 2)
+        local conns = s:conn_per_worker(2)
         for id = 0, 1 do
             assert.equal("across", get(conns[id], "/sh/get?k=kept").v)
             get(conns[id], "/m/inc")
@@ -345,7 +327,7 @@ describe("host.shared, a worker killed while both hammer", function()
         end)
         local victims = {}
         for round = 1, 3 do
-            local conns = conn_per_worker(s, 2)
+            local conns = s:conn_per_worker(2)
             local victim = get(conns[1], "/_host/status").pid
             for id = 0, 1 do
                 assert(conns[id]:send_raw("GET /sh/hammer?k=storm&n=300000 HTTP/1.1\r\nHost: x\r\n\r\n"))

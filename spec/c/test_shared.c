@@ -17,15 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int ntests, nfailed, case_failed;
-
-#define EXPECT(c)                                                                                  \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      case_failed = 1;                                                                             \
-      printf("# %s:%d: expected %s\n", __FILE__, __LINE__, #c);                                    \
-    }                                                                                              \
-  } while (0)
+#include "tap.h"
 
 #define EXPECT_ERR(got, want)                                                                      \
   do {                                                                                             \
@@ -35,15 +27,6 @@ static int ntests, nfailed, case_failed;
       printf("# %s:%d: got %s, want %s\n", __FILE__, __LINE__, g_ ? g_ : "ok", w_ ? w_ : "ok");    \
     }                                                                                              \
   } while (0)
-
-static void run(const char *name, void (*fn)(void)) {
-  case_failed = 0;
-  fn();
-  ntests++;
-  if (case_failed) nfailed++;
-  printf("%s %d - %s\n", case_failed ? "not ok" : "ok", ntests, name);
-  fflush(stdout);
-}
 
 /* A fresh region with one dictionary "t" of the given size. */
 static void *region;
@@ -379,6 +362,5 @@ int main(void) {
   run("LRU eviction when full, counted; expired entries go first", test_lru);
   run("4 processes x 50,000 incr on one key: exact", test_concurrent_incr);
   run("a process killed holding the lock does not wedge the others", test_kill_holder);
-  printf("1..%d\n", ntests);
-  return nfailed ? 1 : 0;
+  return tap_done();
 }
