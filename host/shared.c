@@ -407,15 +407,6 @@ static uint32_t insert(fcfs_shared_dict_t *d, const char *key, size_t klen, uint
 
 /* ---- operations ----------------------------------------------------------------- */
 
-/* The prologue of every keyed operation: check the key, hash it, take the
- * lock. NULL with the lock held, or the error (lock not taken). */
-static const char *enter(fcfs_shared_dict_t *d, const char *key, size_t klen, uint32_t *hash) {
-  if (klen == 0) return "empty key";
-  if (klen > FCFS_SHARED_KEY_MAX) return "key too long";
-  *hash = hash_key(key, klen);
-  return lock(d) == 0 ? NULL : "unavailable";
-}
-
 /* Find key, dropping it when expired. Lock held. */
 static uint32_t find_live(fcfs_shared_dict_t *d, const char *key, size_t klen, uint32_t hash,
                           uint64_t *now, uint32_t **link) {
@@ -427,33 +418,53 @@ static uint32_t find_live(fcfs_shared_dict_t *d, const char *key, size_t klen, u
     end(d);
     return 0;
   }
-  if (link) *link = l;
+  *link = l;
   return e;
+}
+
+/* One keyed operation in progress: the key's hash, the clock (read once,
+ * when first needed), the live entry (0 = none) and the link to it. */
+typedef struct {
+  uint32_t hash;
+  uint64_t now;
+  uint32_t e;
+  uint32_t *link;
+} op_t;
+
+/* The prologue of every keyed operation: check the key, take the lock,
+ * find the live entry. NULL with the lock held, or the error (not held). */
+static const char *enter(fcfs_shared_dict_t *d, const char *key, size_t klen, op_t *o) {
+  if (klen == 0) return "empty key";
+  if (klen > FCFS_SHARED_KEY_MAX) return "key too long";
+  o->hash = hash_key(key, klen);
+  o->now = 0;
+  o->link = NULL;
+  if (lock(d) != 0) return "unavailable";
+  o->e = find_live(d, key, klen, o->hash, &o->now, &o->link);
+  return NULL;
 }
 
 const char *fcfs_shared_get(fcfs_shared_dict_t *d, const char *key, size_t klen,
                             fcfs_shared_value_t *out, char *buf, size_t cap) {
-  uint32_t hash;
-  uint64_t now = 0;
-  const char *err = enter(d, key, klen, &hash);
+  op_t o;
+  const char *err = enter(d, key, klen, &o);
   if (err) return err;
-  uint32_t e = find_live(d, key, klen, hash, &now, NULL);
   out->type = FCFS_SHARED_NIL;
   out->str = NULL;
   out->len = 0;
-  if (e) {
-    head_t *h = head(d, e);
+  if (o.e) {
+    head_t *h = head(d, o.e);
     out->type = h->type;
     if (h->type == FCFS_SHARED_STRING) {
       out->len = h->vlen;
       if (h->vlen <= cap) {
-        span(d, e, h->klen, buf, h->vlen, SPAN_OUT);
+        span(d, o.e, h->klen, buf, h->vlen, SPAN_OUT);
         out->str = buf;
       }
     } else {
-      span(d, e, h->klen, &out->num, NUM_LEN, SPAN_OUT);
+      span(d, o.e, h->klen, &out->num, NUM_LEN, SPAN_OUT);
     }
-    touch(d, e);
+    touch(d, o.e);
   }
   unlock(d);
   return NULL;
@@ -464,20 +475,18 @@ const char *fcfs_shared_set(fcfs_shared_dict_t *d, const char *key, size_t klen,
   if (evicted) *evicted = 0;
   size_t vlen = v->type == FCFS_SHARED_STRING ? v->len : NUM_LEN;
   if (v->type != FCFS_SHARED_NIL && chunks_for(klen + vlen) > d->nchunks) return "no memory";
-  uint32_t hash;
-  uint64_t now = 0;
-  const char *err = enter(d, key, klen, &hash);
+  op_t o;
+  const char *err = enter(d, key, klen, &o);
   if (err) return err;
-  uint32_t *link = NULL;
-  uint32_t e = find_live(d, key, klen, hash, &now, &link);
-  if (e && add) {
+  if (o.e && add) {
     unlock(d);
     return "exists";
   }
   begin(d);
-  if (e) remove_entry(d, e, link);
+  if (o.e) remove_entry(d, o.e, o.link);
   if (v->type != FCFS_SHARED_NIL)
-    insert(d, key, klen, hash, v->type, v->num, v->str, v->len, deadline(ttl, &now), &now, evicted);
+    insert(d, key, klen, o.hash, v->type, v->num, v->str, v->len, deadline(ttl, &o.now), &o.now,
+           evicted);
   end(d);
   unlock(d);
   return NULL;
@@ -485,32 +494,31 @@ const char *fcfs_shared_set(fcfs_shared_dict_t *d, const char *key, size_t klen,
 
 const char *fcfs_shared_incr(fcfs_shared_dict_t *d, const char *key, size_t klen, double n,
                              const double *init, double ttl, double *out) {
-  uint32_t hash;
-  uint64_t now = 0;
-  const char *err = enter(d, key, klen, &hash);
+  op_t o;
+  const char *err = enter(d, key, klen, &o);
   if (err) return err;
-  uint32_t e = find_live(d, key, klen, hash, &now, NULL);
-  if (e) {
-    head_t *h = head(d, e);
+  if (o.e) {
+    head_t *h = head(d, o.e);
     if (h->type != FCFS_SHARED_NUMBER) {
       err = "not a number";
     } else {
       double v;
-      span(d, e, h->klen, &v, NUM_LEN, SPAN_OUT);
+      span(d, o.e, h->klen, &v, NUM_LEN, SPAN_OUT);
       v += n;
       int torn = !one_piece(h->klen, NUM_LEN);
       if (torn) begin(d);
-      span(d, e, h->klen, &v, NUM_LEN, SPAN_IN);
+      span(d, o.e, h->klen, &v, NUM_LEN, SPAN_IN);
       if (torn) end(d);
       *out = v;
-      touch(d, e);
+      touch(d, o.e);
     }
   } else if (init == NULL) {
     err = "not found";
   } else {
     *out = *init + n;
     begin(d);
-    insert(d, key, klen, hash, FCFS_SHARED_NUMBER, *out, NULL, 0, deadline(ttl, &now), &now, NULL);
+    insert(d, key, klen, o.hash, FCFS_SHARED_NUMBER, *out, NULL, 0, deadline(ttl, &o.now), &o.now,
+           NULL);
     end(d);
   }
   unlock(d);
@@ -518,33 +526,28 @@ const char *fcfs_shared_incr(fcfs_shared_dict_t *d, const char *key, size_t klen
 }
 
 const char *fcfs_shared_delete(fcfs_shared_dict_t *d, const char *key, size_t klen) {
-  uint32_t hash;
-  uint64_t now = 0;
-  const char *err = enter(d, key, klen, &hash);
+  op_t o;
+  const char *err = enter(d, key, klen, &o);
   if (err) return err;
-  uint32_t *link = NULL;
-  uint32_t e = find_live(d, key, klen, hash, &now, &link);
-  if (e) {
+  if (o.e) {
     begin(d);
-    remove_entry(d, e, link);
+    remove_entry(d, o.e, o.link);
     end(d);
   }
   unlock(d);
-  return e ? NULL : "not found";
+  return o.e ? NULL : "not found";
 }
 
 const char *fcfs_shared_ttl(fcfs_shared_dict_t *d, const char *key, size_t klen, double *left) {
-  uint32_t hash;
-  uint64_t now = 0;
-  const char *err = enter(d, key, klen, &hash);
+  op_t o;
+  const char *err = enter(d, key, klen, &o);
   if (err) return err;
-  uint32_t e = find_live(d, key, klen, hash, &now, NULL);
-  if (e) {
-    uint64_t x = head(d, e)->expires_ms;
-    *left = x == 0 ? 0 : (double)(x - now_ms(&now)) / 1000.0;
+  if (o.e) {
+    uint64_t x = head(d, o.e)->expires_ms;
+    *left = x == 0 ? 0 : (double)(x - now_ms(&o.now)) / 1000.0;
   }
   unlock(d);
-  return e ? NULL : "not found";
+  return o.e ? NULL : "not found";
 }
 
 int fcfs_shared_flush_expired(fcfs_shared_dict_t *d, int max) {

@@ -105,12 +105,6 @@ local function get_json(port, path, timeout)
     return http.json(res), res
 end
 
-local function metrics(port)
-    local res = assert(http.request{ port = port, path = "/metrics" })
-    assert.equal(200, res.status)
-    return res.body
-end
-
 -- An error answer of the host or the app: JSON {"error":{code, message}, "request_id"} whose id
 -- is the one in X-Request-Id.
 local function assert_error_body(res, status, code)
@@ -368,11 +362,11 @@ describe("host core, one worker", function()
         assert(c:send_raw("GET /sleep?s=0.5&mark=first-" .. tag .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
         -- in flight: the sleeping request plus the /metrics request that looks
         eventually(function()
-            return (raw.metric(metrics(s.port), "fcfs_requests_in_flight") or 0) >= 2
+            return (raw.metric(s:metrics(), "fcfs_requests_in_flight") or 0) >= 2
         end, 5, "the sleeping request to be in flight")
         c:close()
         eventually(function()
-            return raw.metric(metrics(s.port), "fcfs_requests_in_flight") == 1 -- only /metrics itself
+            return raw.metric(s:metrics(), "fcfs_requests_in_flight") == 1 -- only /metrics itself
         end, 5, "the in-flight gauge to drop back")
         -- a second sleeper started after the first ends after it would have woken: by then the
         -- first has either logged its wake-up (not cancelled) or never will
@@ -511,7 +505,7 @@ describe("host core, two workers", function()
         eventually(function()
             return get_json(s.port, "/_host/status").pid == fresh
         end, 10, "the new worker to answer")
-        assert.equal(1, raw.metric(metrics(s.port), "fcfs_worker_restarts_total"))
+        assert.equal(1, raw.metric(s:metrics(), "fcfs_worker_restarts_total"))
         s:stop()
         s:assert_no_errors{ "%(pid " .. victim .. "%) killed by signal 9" }
     end)
@@ -649,7 +643,7 @@ describe("host core, two workers", function()
             for id = 0, 1 do
                 conns[id]:close()
             end
-            assert.equal(2, raw.metric(metrics(s.port), "fcfs_workers"))
+            assert.equal(2, raw.metric(s:metrics(), "fcfs_workers"))
             s:stop()
             s:assert_no_errors()
         end)
@@ -660,7 +654,7 @@ describe("host core, two workers", function()
             s:stop()
         end)
         local sample = 'fcfs_requests_total{route="/hello",status="200"}'
-        local base = raw.metric(metrics(s.port), sample) or 0
+        local base = raw.metric(s:metrics(), sample) or 0
         local conns = s:conn_per_worker(2)
         local sent = { [0] = 3, [1] = 4 }
         for id = 0, 1 do
@@ -670,7 +664,7 @@ describe("host core, two workers", function()
             end
             conns[id]:close()
         end
-        local text = metrics(s.port)
+        local text = s:metrics()
         assert.equal(base + 7, raw.metric(text, sample))
         assert.equal(2, raw.metric(text, "fcfs_workers"))
         for id = 0, 1 do

@@ -121,12 +121,6 @@ local function get(port_or_conn, path)
     return http.json(res)
 end
 
-local function metrics(port)
-    local res = assert(http.request{ port = port, path = "/metrics" })
-    assert.equal(200, res.status)
-    return res.body
-end
-
 local function generations(s)
     local conns = s:conn_per_worker(2)
     local g = {}
@@ -200,12 +194,12 @@ describe("host.shared, one process", function()
     end)
 
     it("evicts the least recently used entries when full, counted in /metrics", function()
-        local text = metrics(s.port)
+        local text = s:metrics()
         local cap = raw.metric(text, 'fcfs_shared_capacity_bytes{dict="tiny"}')
         assert.is_true(cap > 8000 and cap <= 16384, tostring(cap))
         assert.equal(0, raw.metric(text, 'fcfs_shared_evictions_total{dict="tiny"}'))
         assert.equal(1000, get(s.port, "/sh/fill?d=tiny&n=1000&size=100").v)
-        text = metrics(s.port)
+        text = s:metrics()
         local evicted = raw.metric(text, 'fcfs_shared_evictions_total{dict="tiny"}')
         assert.is_true(evicted > 800, tostring(evicted))
         assert.is_true(raw.metric(text, 'fcfs_shared_used_bytes{dict="tiny"}') <= cap)
@@ -222,7 +216,7 @@ describe("host.shared, one process", function()
             assert.equal(201, assert(c:request{ path = "/r/" .. i .. "?s=201" }).status)
         end
         c:close()
-        local text = metrics(s.port)
+        local text = s:metrics()
         for i = 1, 300 do
             assert.equal(1, raw.metric(text, format('fcfs_requests_total{route="/r/%d",status="200"}', i)))
             assert.equal(1, raw.metric(text, format('fcfs_requests_total{route="/r/%d",status="201"}', i)))
@@ -284,13 +278,13 @@ describe("host.shared and host.metrics, two workers", function()
 
     it("sums an app counter over both workers; gauges are the sum of each worker's share", function()
         local conns = s:conn_per_worker(2)
-        local base = raw.metric(metrics(s.port), "spec_hits_total")
+        local base = raw.metric(s:metrics(), "spec_hits_total")
         assert.equal(0, base)
         for _ = 1, 3 do get(conns[0], "/m/inc") end
         for _ = 1, 4 do get(conns[1], "/m/inc?n=2") end
         get(conns[0], "/m/share?v=5")
         get(conns[1], "/m/share?v=7")
-        local text = metrics(s.port)
+        local text = s:metrics()
         assert.equal(11, raw.metric(text, "spec_hits_total"))
         assert.equal(12, raw.metric(text, "spec_share"))
         assert.matches("# HELP spec_hits_total Hits of /m/inc, by every worker.\n# TYPE spec_hits_total counter\n",
@@ -302,7 +296,7 @@ describe("host.shared and host.metrics, two workers", function()
     it("keeps dictionary values and app metrics across a reload (HUP)", function()
         get(s.port, "/sh/set?k=kept&v=s:across")
         local before = generations(s)
-        local counted = raw.metric(metrics(s.port), "spec_hits_total")
+        local counted = raw.metric(s:metrics(), "spec_hits_total")
         assert(s:signal("HUP"))
         server.wait_until(function()
             local g = generations(s)
@@ -315,7 +309,7 @@ describe("host.shared and host.metrics, two workers", function()
             conns[id]:close()
         end
         assert.equal(2000, get(s.port, "/sh/get?k=hits").v)
-        assert.equal(counted + 2, raw.metric(metrics(s.port), "spec_hits_total"))
+        assert.equal(counted + 2, raw.metric(s:metrics(), "spec_hits_total"))
     end)
 end)
 
@@ -347,7 +341,7 @@ describe("host.shared, a worker killed while both hammer", function()
         end
         assert.equal(1, get(s.port, "/sh/incr?k=after&init=0").v)
         assert.equal(1, get(s.port, "/sh/get?k=after").v)
-        local text = metrics(s.port)
+        local text = s:metrics()
         print(format("\n# kill -9 while hammering: %d owner death(s) met, %d reset(s)",
             raw.metric(text, 'fcfs_shared_owner_deaths_total{dict="limits"}'),
             raw.metric(text, 'fcfs_shared_resets_total{dict="limits"}')))

@@ -7,7 +7,8 @@
 --     conf = { workers = 0 },                    -- config keys over the test defaults
 --     env = { FCFS_LOG_LEVEL = "info" },         -- environment of the server process
 --   }
---   s.port, s.url, s.dir, s:pid(), s:worker_pids(), s:conn_per_worker(n), s:error_log(), s:write_lua(path, src),
+--   s.port, s.url, s.dir, s:pid(), s:worker_pids(), s:conn_per_worker(n), s:metrics(),
+--   s:error_log(), s:write_lua(path, src),
 --   s:signal("HUP"), s:cli("-s reload") -> code, output, s:stop(), s:assert_no_errors{patterns}
 --
 -- Each server gets its own directory from mktemp -d (under $TMPDIR; `etc/dev test` points that at
@@ -288,6 +289,13 @@ function S:conn_per_worker(count)
     end
     assert(seen == count, "could not reach every worker")
     return conns
+end
+
+-- The Prometheus text of GET /metrics (must answer 200).
+function S:metrics()
+    local res = assert(http.request{ port = self.port, path = "/metrics" })
+    assert(res.status == 200, "GET /metrics: " .. tostring(res.status))
+    return res.body
 end
 
 function S:error_log()
