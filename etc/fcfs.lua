@@ -60,4 +60,10 @@ return {
   mysql_breaker_failures = 5,      -- consecutive failures that open the circuit
   mysql_breaker_cooldown = 2,      -- s before a half-open probe
   migrations_dir = "migrations",   -- numbered .sql files applied by `fcfs migrate`
+
+  -- outbound TCP (host.tcp); timeouts in s, always clamped to the request's time left
+  tcp_connect_timeout = 5,         -- name resolution + connect -> nil, "timeout"
+  tcp_send_timeout = 10,           -- one s:send()
+  tcp_read_timeout = 10,           -- one s:receive()
+  tcp_buffer_max = 1048576,        -- bytes one s:receive() may buffer -> nil, "too large"
 }

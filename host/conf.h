@@ -70,6 +70,12 @@ typedef struct fcfs_conf_s {
   int mysql_breaker_failures;    /* consecutive failures that open the circuit */
   double mysql_breaker_cooldown; /* s before a half-open probe */
   char *migrations_dir;          /* numbered .sql files for `fcfs migrate` */
+
+  /* outbound TCP (host.tcp), seconds; clamped to the request's time left */
+  double tcp_connect_timeout; /* name resolution and connect */
+  double tcp_send_timeout;
+  double tcp_read_timeout;
+  int tcp_buffer_max; /* bytes one receive may buffer -> "too large" */
 } fcfs_conf_t;
 
 /* Fill c from path (NULL: defaults only) and the environment. On error
