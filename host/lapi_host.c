@@ -12,6 +12,7 @@
  *   host.metrics_text()           Prometheus text of the whole node
  *   host.reload()                 new VM generation on every worker; yields
  *   host.redis, host.mysql        the data plane (lapi_redis.c, lapi_mysql.c)
+ *   host.tcp()                    an outbound TCP socket (lapi_tcp.c)
  *
  * The table is built once per VM when first required; it holds no C
  * pointers that outlive the VM (the worker outlives all its VMs).
@@ -28,6 +29,7 @@
 #include "mysql.h"
 #include "redis.h"
 #include "server.h"
+#include "tcp.h"
 #include "timer.h"
 #include "vm.h"
 
@@ -128,6 +130,8 @@ int fcfs_lapi_host_open(lua_State *L) {
   luaL_register(L, NULL, fns);
   fcfs_lapi_timer_open(L);
   lua_setfield(L, -2, "timer");
+  fcfs_lapi_tcp_open(L);
+  lua_setfield(L, -2, "tcp");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
   fcfs_conf_push(L, w->conf);
