@@ -443,5 +443,6 @@ static void start_op(fcfs_tcp_t *s, int op, uint64_t timeout_ms, fcfs_tcp_cb cb,
   s->cb = cb;
   s->arg = arg;
   s->sent = 0;
+  uv_update_time(s->loop); /* the handler may have run long since the loop last looked */
   uv_timer_start(s->timer, timed_out, timeout_ms, 0);
 }

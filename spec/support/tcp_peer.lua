@@ -9,7 +9,8 @@
 --   PARTIAL text          -> "text" (no line end), then closes
 --   BIG n                 -> n bytes "x", then "\r\n"
 --   SILENT                -> nothing, ever
---   COUNT                 -> the number of other open connections
+--   STALL                 -> nothing, and the connection is never read from again
+--   COUNT                 -> the number of other open connections, stalled ones left out
 --   QUIT                  -> "bye\r\n", then closes
 -- Clients are served concurrently (socket.select; pending writes are scheduled, never slept on).
 --
@@ -38,7 +39,7 @@ filler:settimeout(1)
 assert(filler:connect("127.0.0.1", hold_port))
 
 local clients = {} -- socket -> { buf = "" }
-local nclients = 0
+local nclients = 0 -- not stalled
 local queue = {}   -- { at = t, c = socket, data = bytes, close = bool }, kept sorted by at
 
 local function schedule(at, c, data, close)
@@ -51,8 +52,10 @@ end
 
 local function drop(c)
     if clients[c] then
+        if not clients[c].stalled then
+            nclients = nclients - 1
+        end
         clients[c] = nil
-        nclients = nclients - 1
     end
     for i = #queue, 1, -1 do
         if queue[i].c == c then
@@ -83,6 +86,9 @@ local function command(c, line)
         schedule(now, c, rest, true)
     elseif cmd == "BIG" then
         schedule(now, c, string.rep("x", tonumber(rest)) .. "\r\n")
+    elseif cmd == "STALL" then
+        clients[c].stalled = true
+        nclients = nclients - 1
     elseif cmd == "COUNT" then
         schedule(now, c, (nclients - 1) .. "\r\n")
     elseif cmd == "QUIT" then
@@ -98,7 +104,7 @@ local function readable(c)
     if data and data ~= "" then
         local st = clients[c]
         st.buf = st.buf .. data
-        while true do
+        while not st.stalled do
             local line, more = st.buf:match("^(.-)\r?\n(.*)$")
             if not line then
                 break
@@ -132,8 +138,10 @@ while true do
     end
     local wait = queue[1] and math.max(0, queue[1].at - now) or 1
     local set = { server }
-    for c in pairs(clients) do
-        insert(set, c)
+    for c, st in pairs(clients) do
+        if not st.stalled then
+            insert(set, c)
+        end
     end
     local ready = socket.select(set, nil, wait)
     for _, s in ipairs(ready) do
