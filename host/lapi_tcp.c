@@ -6,6 +6,7 @@
  *   s:connect(host, port)               -> true | nil, err
  *   s:send(data)                        -> bytes | nil, err   (a string or an array of strings)
  *   s:receive("*l" | "*a" | n)          -> data | nil, err, partial   (default "*l")
+ *   s:receiveuntil(delim [, {inclusive = true}]) -> reader; reader() -> data | nil, err, partial
  *   s:close()                           -> true | nil, "closed"
  *
  * "*l" returns a line without its LF and without any CR. Errors: "timeout",
@@ -217,6 +218,40 @@ static int l_receive(lua_State *L) {
   return wait_or_return(L, t, k, mode == FCFS_TCP_LINE ? R_LINE : R_DATA, rc, &res);
 }
 
+/* reader(): upvalues are the socket, the delimiter and `inclusive`. */
+static int l_reader(lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) return luaL_argerror(L, 1, "no size argument expected");
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  fcfs_task_t *t;
+  sock_t *k = check_sock(L, "reader", &t);
+  size_t plen;
+  const char *pat = lua_tolstring(L, lua_upvalueindex(2), &plen); /* the closure anchors it */
+  if (k->s == NULL) return closed(L);
+  fcfs_tcp_result_t res;
+  int rc = fcfs_tcp_receive_until(k->s, pat, plen, lua_toboolean(L, lua_upvalueindex(3)),
+                                  timeout_ms(k, T_READ), on_done, k, &res);
+  return wait_or_return(L, t, k, R_DATA, rc, &res);
+}
+
+static int l_receiveuntil(lua_State *L) {
+  fcfs_task_t *t;
+  check_sock(L, "s:receiveuntil", &t);
+  size_t plen;
+  luaL_checklstring(L, 2, &plen);
+  luaL_argcheck(L, plen > 0, 2, "empty delimiter");
+  int inclusive = 0;
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "inclusive");
+    inclusive = lua_toboolean(L, -1);
+  }
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_pushboolean(L, inclusive);
+  lua_pushcclosure(L, l_reader, 3);
+  return 1;
+}
+
 static double check_timeout(lua_State *L, int idx, double keep) {
   if (lua_isnoneornil(L, idx)) return keep;
   double v = luaL_checknumber(L, idx);
@@ -264,6 +299,7 @@ void fcfs_lapi_tcp_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"connect", l_connect},
                                      {"send", l_send},
                                      {"receive", l_receive},
+                                     {"receiveuntil", l_receiveuntil},
                                      {"settimeouts", l_settimeouts},
                                      {"settimeout", l_settimeout},
                                      {"close", l_close},

@@ -32,6 +32,7 @@ const char fcfs_tcp_etoolarge[] = "too large";
 const char fcfs_tcp_ebusy[] = "busy";
 
 enum { OP_NONE, OP_CONNECT, OP_SEND, OP_RECV };
+enum { UNTIL = FCFS_TCP_ALL + 1 }; /* the receive mode of lines and of delimiters */
 
 typedef struct conn_s {
   uv_tcp_t h;
@@ -55,9 +56,13 @@ struct fcfs_tcp_s {
   const char *last_err;          /* of the last failed connect attempt */
   uv_timer_t *timer;
 
-  int op; /* OP_*: the pending operation */
-  int mode;
-  size_t want;
+  int op;          /* OP_*: the pending operation */
+  int mode;        /* FCFS_TCP_COUNT, FCFS_TCP_ALL or UNTIL */
+  size_t want;     /* COUNT: the byte count */
+  const char *pat; /* UNTIL: the delimiter (the caller keeps it alive meanwhile) */
+  size_t patlen;
+  int inclusive;  /* UNTIL: the data ends with the delimiter */
+  size_t scanned; /* UNTIL: bytes after rstart known to hold no whole delimiter */
   size_t sent;
   fcfs_tcp_cb cb;
   void *arg;
@@ -330,25 +335,31 @@ int fcfs_tcp_send(fcfs_tcp_t *s, const uv_buf_t *bufs, unsigned nbufs, uint64_t 
 
 /* ---- receive -------------------------------------------------------------- */
 
-/* Take a complete result off the buffer, if there is one. */
+/* Take a complete result off the buffer, if there is one. A delimiter is
+ * searched for only in what arrived since the last search (and the bytes a
+ * delimiter cut in two could start with). */
 static int take(fcfs_tcp_t *s, const char **data, size_t *len) {
   size_t avail = s->rend - s->rstart;
   const char *p = s->rbuf + s->rstart;
-  if (s->mode == FCFS_TCP_LINE) {
-    const char *lf = avail ? memchr(p, '\n', avail) : NULL;
-    if (lf == NULL) return 0;
-    *data = p;
-    *len = (size_t)(lf - p);
-    s->rstart += *len + 1;
-    return 1;
-  }
-  if (s->mode == FCFS_TCP_COUNT && avail >= s->want) {
+  if (s->mode == FCFS_TCP_COUNT) {
+    if (avail < s->want) return 0;
     *data = p;
     *len = s->want;
     s->rstart += s->want;
     return 1;
   }
-  return 0;
+  if (s->mode != UNTIL || avail < s->patlen) return 0;
+  size_t from = s->scanned >= s->patlen ? s->scanned - (s->patlen - 1) : 0;
+  const char *m = memmem(p + from, avail - from, s->pat, s->patlen);
+  if (m == NULL) {
+    s->scanned = avail;
+    return 0;
+  }
+  size_t before = (size_t)(m - p);
+  *data = p;
+  *len = s->inclusive ? before + s->patlen : before;
+  s->rstart += before + s->patlen;
+  return 1;
 }
 
 /* Everything buffered, consumed: the partial data of an error. */
@@ -404,15 +415,12 @@ static void got_data(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   finish(s, err, data, len);
 }
 
-int fcfs_tcp_receive(fcfs_tcp_t *s, int mode, size_t n, uint64_t timeout_ms, fcfs_tcp_cb cb,
-                     void *arg, fcfs_tcp_result_t *res) {
-  if (s->op != OP_NONE) return done_now(res, fcfs_tcp_ebusy, NULL, 0, 0);
-  if (!s->connected) return done_now(res, fcfs_tcp_eclosed, NULL, 0, 0);
-  if (mode == FCFS_TCP_COUNT && n > s->max) return done_now(res, fcfs_tcp_etoolarge, NULL, 0, 0);
-  s->mode = mode;
-  s->want = n;
+/* Start the receive the mode fields describe. */
+static int receive(fcfs_tcp_t *s, uint64_t timeout_ms, fcfs_tcp_cb cb, void *arg,
+                   fcfs_tcp_result_t *res) {
   const char *data;
   size_t len;
+  s->scanned = 0;
   if (take(s, &data, &len)) return done_now(res, NULL, data, len, 0);
   int rc = uv_read_start((uv_stream_t *)&s->conn->h, alloc_read, got_data);
   if (rc < 0) {
@@ -422,6 +430,28 @@ int fcfs_tcp_receive(fcfs_tcp_t *s, int mode, size_t n, uint64_t timeout_ms, fcf
   s->reading = 1;
   start_op(s, OP_RECV, timeout_ms, cb, arg);
   return FCFS_TCP_PENDING;
+}
+
+int fcfs_tcp_receive(fcfs_tcp_t *s, int mode, size_t n, uint64_t timeout_ms, fcfs_tcp_cb cb,
+                     void *arg, fcfs_tcp_result_t *res) {
+  if (mode == FCFS_TCP_LINE) return fcfs_tcp_receive_until(s, "\n", 1, 0, timeout_ms, cb, arg, res);
+  if (s->op != OP_NONE) return done_now(res, fcfs_tcp_ebusy, NULL, 0, 0);
+  if (!s->connected) return done_now(res, fcfs_tcp_eclosed, NULL, 0, 0);
+  if (mode == FCFS_TCP_COUNT && n > s->max) return done_now(res, fcfs_tcp_etoolarge, NULL, 0, 0);
+  s->mode = mode;
+  s->want = n;
+  return receive(s, timeout_ms, cb, arg, res);
+}
+
+int fcfs_tcp_receive_until(fcfs_tcp_t *s, const char *pat, size_t patlen, int inclusive,
+                           uint64_t timeout_ms, fcfs_tcp_cb cb, void *arg, fcfs_tcp_result_t *res) {
+  if (s->op != OP_NONE) return done_now(res, fcfs_tcp_ebusy, NULL, 0, 0);
+  if (!s->connected) return done_now(res, fcfs_tcp_eclosed, NULL, 0, 0);
+  s->mode = UNTIL;
+  s->pat = pat;
+  s->patlen = patlen;
+  s->inclusive = inclusive;
+  return receive(s, timeout_ms, cb, arg, res);
 }
 
 /* ---- timeouts --------------------------------------------------------------- */

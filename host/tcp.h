@@ -73,6 +73,12 @@ int fcfs_tcp_send(fcfs_tcp_t *s, const uv_buf_t *bufs, unsigned nbufs, uint64_t 
 int fcfs_tcp_receive(fcfs_tcp_t *s, int mode, size_t n, uint64_t timeout_ms, fcfs_tcp_cb cb,
                      void *arg, fcfs_tcp_result_t *res);
 
+/* Receive up to the first occurrence of pat (patlen > 0 bytes, kept alive
+ * by the caller until the operation completes); pat is consumed, and part
+ * of the data only when inclusive. FCFS_TCP_LINE is this with "\n". */
+int fcfs_tcp_receive_until(fcfs_tcp_t *s, const char *pat, size_t patlen, int inclusive,
+                           uint64_t timeout_ms, fcfs_tcp_cb cb, void *arg, fcfs_tcp_result_t *res);
+
 /* host.tcp (lapi_tcp.c): registers the socket metatable and pushes the
  * constructor function. */
 void fcfs_lapi_tcp_open(lua_State *L);
