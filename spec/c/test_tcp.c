@@ -15,20 +15,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "tap.h"
 #include "tcp.h"
-
-static int ntests, nfail;
-#define CHECK(cond, name)                                                                          \
-  do {                                                                                             \
-    ntests++;                                                                                      \
-    if (cond) {                                                                                    \
-      printf("ok %d - %s\n", ntests, name);                                                        \
-    } else {                                                                                       \
-      nfail++;                                                                                     \
-      printf("not ok %d - %s (line %d)\n", ntests, name, __LINE__);                                \
-    }                                                                                              \
-    fflush(stdout);                                                                                \
-  } while (0)
 
 static uv_loop_t loop;
 static int calls, strays;
