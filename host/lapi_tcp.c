@@ -68,6 +68,7 @@ static int l_new(lua_State *L) {
   return 1;
 }
 
+/* The socket, if the running task owns it (then k->s is set); raises otherwise. */
 static sock_t *check_sock(lua_State *L, const char *what, fcfs_task_t **t) {
   sock_t *k = luaL_checkudata(L, 1, SOCK_MT);
   *t = fcfs_task_require(L, what);
@@ -155,7 +156,6 @@ static int l_connect(lua_State *L) {
   const char *host = luaL_checkstring(L, 2);
   lua_Integer port = luaL_checkinteger(L, 3);
   luaL_argcheck(L, port > 0 && port < 65536, 3, "port out of range");
-  if (k->s == NULL) return closed(L);
   fcfs_tcp_result_t res;
   int rc = fcfs_tcp_connect(k->s, host, (int)port, timeout_ms(k, T_CONNECT), on_done, k, &res);
   return wait_or_return(L, t, k, R_CONNECT, rc, &res);
@@ -186,7 +186,6 @@ static int l_send(lua_State *L) {
     return luaL_argerror(L, 2, "string or array of strings expected");
   }
   buf.len = len;
-  if (k->s == NULL) return closed(L);
   fcfs_tcp_result_t res;
   int rc = fcfs_tcp_send(k->s, &buf, 1, timeout_ms(k, T_SEND), on_done, k, &res);
   return wait_or_return(L, t, k, R_SEND, rc, &res);
@@ -212,7 +211,6 @@ static int l_receive(lua_State *L) {
     else
       return luaL_argerror(L, 2, "\"*l\", \"*a\" or a byte count expected");
   }
-  if (k->s == NULL) return closed(L);
   fcfs_tcp_result_t res;
   int rc = fcfs_tcp_receive(k->s, mode, n, timeout_ms(k, T_READ), on_done, k, &res);
   return wait_or_return(L, t, k, mode == FCFS_TCP_LINE ? R_LINE : R_DATA, rc, &res);
@@ -227,7 +225,6 @@ static int l_reader(lua_State *L) {
   sock_t *k = check_sock(L, "reader", &t);
   size_t plen;
   const char *pat = lua_tolstring(L, lua_upvalueindex(2), &plen); /* the closure anchors it */
-  if (k->s == NULL) return closed(L);
   fcfs_tcp_result_t res;
   int rc = fcfs_tcp_receive_until(k->s, pat, plen, lua_toboolean(L, lua_upvalueindex(3)),
                                   timeout_ms(k, T_READ), on_done, k, &res);
@@ -279,7 +276,7 @@ static int l_settimeout(lua_State *L) {
 static int l_close(lua_State *L) {
   fcfs_task_t *t;
   sock_t *k = check_sock(L, "s:close", &t);
-  if (k->s == NULL || !fcfs_tcp_connected(k->s)) return closed(L);
+  if (!fcfs_tcp_connected(k->s)) return closed(L);
   fcfs_tcp_disconnect(k->s);
   lua_pushboolean(L, 1);
   return 1;
