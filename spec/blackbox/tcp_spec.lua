@@ -1,12 +1,13 @@
 -- Black-box specs of host.tcp(), the outbound TCP client: the real binary ($FCFS_BIN, default
 -- build/fcfs) with a test app whose handlers talk to a throwaway line server the spec starts as its
 -- own process (spec/support/tcp_peer.lua). Covered: a line protocol round trip (strings, arrays,
--- several lines in one segment), data arriving in pieces for "*l" and n, "*a", the peer closing
--- mid-line, connection refused, a connect timeout on a listener whose queue is full, a read timeout
--- that leaves the connection usable, "localhost" resolved off the loop, the bounded read buffer,
+-- several lines in one segment), data arriving in pieces for "*l", n and receiveuntil, "*a", the
+-- peer closing mid-line, connection refused, a connect timeout on a listener whose queue is full,
+-- read timeouts that leave the connection usable, a send timeout on a peer that stops reading,
+-- "localhost" resolved off the loop, the bounded read buffer, sockets bound to their request,
 -- /healthz answering while handlers wait on a silent peer, and sockets closed (the peer sees it)
--- when a handler returns without closing, when its client goes away mid-read, and at the request
--- deadline. Every block ends by checking the error log (and, under ASan, stderr).
+-- when a handler returns without closing, when collected, when its client goes away mid-read and
+-- at the request deadline. The last block checks the error log (and, under ASan, stderr).
 --
 --   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/tcp_spec.lua
 local socket = require "socket"
