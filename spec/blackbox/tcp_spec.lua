@@ -4,10 +4,10 @@
 -- several lines in one segment), data arriving in pieces for "*l", n and receiveuntil, "*a", the
 -- peer closing mid-line, connection refused, a connect timeout on a listener whose queue is full,
 -- read timeouts that leave the connection usable, a send timeout on a peer that stops reading,
--- "localhost" resolved off the loop, the bounded read buffer, sockets bound to their request,
--- /healthz answering while handlers wait on a silent peer, and sockets closed (the peer sees it)
--- when a handler returns without closing, when collected, when its client goes away mid-read and
--- at the request deadline. The last block checks the error log (and, under ASan, stderr).
+-- "localhost" resolved off the loop, a name the resolver refuses, the bounded read buffer, sockets
+-- bound to their request, /healthz answering while handlers wait on a silent peer, and sockets
+-- closed (the peer sees it) when a handler returns without closing, when collected, when its
+-- client goes away mid-read and at the request deadline. The last block checks the error log (and, under ASan, stderr).
 --
 --   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/tcp_spec.lua
 local socket = require "socket"
@@ -110,6 +110,11 @@ app:get("/connect", function(req)
     local t0 = host.now()
     local ok, err = s:connect(req:arg("host") or "127.0.0.1", tonumber(req:arg("port")))
     return { json = { ok = ok, err = err, took = host.now() - t0 } }
+end)
+
+app:get("/bad-name", function()
+    local s = host.tcp()
+    return { json = { pack(s:connect("bad\255name", 25)) } }
 end)
 
 app:get("/read-timeout", function(req)
@@ -340,6 +345,12 @@ describe("host.tcp", function()
         assert.same({ ok = true, took = r.took }, r)
         r = get_json("/echo?host=localhost&port=" .. PORT)
         assert.equal("hello world", r.line1)
+    end)
+
+    it("reports a name the resolver refuses as \"resolve: ...\"", function()
+        local r = get_json("/bad-name")
+        assert.equal(cjson.null, r[1][1])
+        assert.equal("resolve: invalid argument", r[1][2]) -- libuv refuses the name before any lookup
     end)
 
     it("times out a read with the partial data, and the connection stays usable", function()

@@ -135,6 +135,9 @@ int main(void) {
   rc = fcfs_tcp_connect(s, "127.0.0.1", full_port, 100, on_result, NULL, &res);
   run_until(before + 1, 2000);
   CHECK(calls == before + 1 && last_err == fcfs_tcp_etimeout, "connect timeout on a full queue");
+  rc = fcfs_tcp_connect(s, "bad\xffname", port, 2000, on_result, NULL, &res);
+  CHECK(rc == FCFS_TCP_DONE && res.err && !strncmp(res.err, "resolve: ", 9),
+        "a name the resolver refuses outright: resolve: ...");
   before = calls;
   rc = fcfs_tcp_connect(s, "localhost", port, 2000, on_result, NULL, &res);
   run_until(before + 1, 2000);
