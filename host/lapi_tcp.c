@@ -131,9 +131,9 @@ static void on_done(void *arg, const fcfs_tcp_result_t *res) {
   fcfs_task_resume(t, push_result(fcfs_task_thread(t), k->ret, res));
 }
 
+/* The task ends with the operation pending: drop it (on_end frees the socket next). */
 static void on_cancel(void *op) {
-  sock_t *k = op;
-  if (k->s) fcfs_tcp_disconnect(k->s);
+  fcfs_tcp_disconnect(((sock_t *)op)->s);
 }
 
 /* Yield until the operation rc started completes, or return its result. */
