@@ -75,7 +75,8 @@ app:get("/sh/names", function()
     local names = {}
     for name in pairs(host.shared) do names[#names + 1] = name end
     table.sort(names)
-    return { json = { names = names, node_id = host.node_id, limits = tostring(host.shared.limits) } }
+    return { json = { names = names, node_id = host.node_id, limits = tostring(host.shared.limits),
+                      config = host.config.shared_dicts } }
 end)
 
 app:get("/m/inc", function(req)
@@ -146,6 +147,7 @@ describe("host.shared, one process", function()
         assert.same({ "limits", "tiny" }, r.names)
         assert.equal("node-7", r.node_id)
         assert.equal("host.shared.limits", r.limits)
+        assert.same({ limits = 1048576, tiny = 16384 }, r.config)
     end)
 
     it("stores strings, numbers and booleans; set to nil deletes", function()

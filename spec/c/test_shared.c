@@ -91,6 +91,37 @@ static void test_layout(void) {
   EXPECT(st.used_bytes == 0 && st.entries == 0);
 }
 
+/* shared_dicts from the environment (the text form a config table becomes). */
+static const char *load_dicts(const char *text, fcfs_conf_t *c, char *err, size_t errlen) {
+  setenv("FCFS_SHARED_DICTS", text, 1);
+  int rc = fcfs_conf_load(c, NULL, err, errlen);
+  unsetenv("FCFS_SHARED_DICTS");
+  return rc == 0 ? NULL : err;
+}
+
+static void test_conf(void) {
+  fcfs_conf_t c;
+  char err[512];
+  EXPECT(load_dicts("revoked=8m,limits=4096K,b=20000", &c, err, sizeof(err)) == NULL);
+  EXPECT(c.shared_dicts.n == 3);
+  EXPECT_STR(c.shared_dicts.d[0].name, "b");
+  EXPECT(c.shared_dicts.d[0].bytes == 20000);
+  EXPECT_STR(c.shared_dicts.d[1].name, "limits");
+  EXPECT(c.shared_dicts.d[1].bytes == 4 << 20);
+  EXPECT_STR(c.shared_dicts.d[2].name, "revoked");
+  EXPECT(c.shared_dicts.d[2].bytes == 8 << 20);
+  EXPECT(c.node_id[0] != '\0'); /* the hostname */
+  fcfs_conf_free(&c);
+  EXPECT(load_dicts("", &c, err, sizeof(err)) == NULL && c.shared_dicts.n == 0);
+  fcfs_conf_free(&c);
+  const char *bad[] = {"a=8x", "a=1k", "a=2g", "a", "=8m", "1a=8m", "a=8m,a=4m", "a-b=8m", NULL};
+  for (int i = 0; bad[i]; i++) {
+    const char *e = load_dicts(bad[i], &c, err, sizeof(err));
+    EXPECT(e != NULL && strstr(e, "shared_dicts") != NULL);
+    if (e == NULL) fcfs_conf_free(&c);
+  }
+}
+
 static void test_types(void) {
   fcfs_shared_dict_t *d = fresh(1 << 20);
   EXPECT(get(d, "a").type == FCFS_SHARED_NIL);
@@ -354,6 +385,7 @@ static void test_kill_holder(void) {
 
 int main(void) {
   run("layout: directory, sizes, lookup by name", test_layout);
+  run("config: shared_dicts sizes, order and refusals", test_conf);
   run("values: strings, numbers, booleans, binary, nil deletes", test_types);
   run("keys: empty, 250 bytes max, long keys compared whole", test_keys);
   run("add, incr, delete", test_add_incr_delete);
