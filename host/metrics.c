@@ -286,15 +286,16 @@ char *fcfs_metrics_render(const fcfs_shm_t *shm, size_t *len) {
 
   out(&b, "# HELP fcfs_requests_total Requests answered, by route pattern and status.\n"
           "# TYPE fcfs_requests_total counter\n");
-  /* Merge route/status pairs across workers: sort them all, sum runs. */
-  size_t n = 0;
-  const fcfs_route_stat_t **rs = malloc(sizeof(*rs) * FCFS_ROUTE_SLOTS * FCFS_MAX_WORKERS);
+  /* Merge route/status pairs across workers: sort them all, sum runs. Room
+   * for the workers live now (one more may start meanwhile: bounded). */
+  size_t n = 0, cap = FCFS_ROUTE_SLOTS * (SUM(1) + 1);
+  const fcfs_route_stat_t **rs = malloc(sizeof(*rs) * cap);
   if (rs == NULL) {
     free(b.p);
     return NULL;
   }
   for (int i = 0; i < FCFS_MAX_WORKERS; i++)
-    for (int r = 0; live(shm, i) && r < FCFS_ROUTE_SLOTS; r++)
+    for (int r = 0; live(shm, i) && r < FCFS_ROUTE_SLOTS && n < cap; r++)
       if (shm->w[i].routes[r].used) rs[n++] = &shm->w[i].routes[r];
   qsort(rs, n, sizeof(*rs), route_cmp);
   for (size_t i = 0; i < n;) {
