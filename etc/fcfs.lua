@@ -60,4 +60,12 @@ return {
   mysql_breaker_failures = 5,      -- consecutive failures that open the circuit
   mysql_breaker_cooldown = 2,      -- s before a half-open probe
   migrations_dir = "migrations",   -- numbered .sql files applied by `fcfs migrate`
+
+  -- admin listener and client addresses ----------------------------------------
+  admin_listen = "unix:var/run/admin.sock", -- serves /_host/* and /metrics (the public listener
+                                   -- never does): "unix:PATH" (mode 0600), a loopback
+                                   -- "127.0.0.1:9145" / "[::1]:9145", or "" for none
+  real_ip_from = {},               -- trusted proxies (CIDRs), e.g. { "127.0.0.1/32", "::1/128" };
+                                   -- only their requests may set the client address from ...
+  real_ip_header = "X-Forwarded-For", -- ... this header (right-most address not itself trusted)
 }

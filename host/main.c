@@ -168,22 +168,34 @@ int main(int argc, char **argv) {
     code = send_signal(&conf, sig);
   } else if (worker >= 0) {
     raise_fd_limit(&conf);
-    code = fcfs_worker_main(&conf, worker, worker_count, 3, 4);
+    code = fcfs_worker_main(&conf, worker, worker_count, 3, conf.admin_listen[0] ? 5 : -1, 4);
   } else {
     raise_fd_limit(&conf);
     make_parent(conf.error_log);
     make_parent(conf.access_log);
-    int fd = fcfs_listen_socket(conf.listen, conf.backlog, err, sizeof(err));
+    int fd = fcfs_listen_socket(conf.listen, conf.backlog, err, sizeof(err)), admin = -1;
+    /* The admin socket only once the pid file says no node runs here: a
+     * unix socket file left behind is replaced. */
+    const char *admin_unix =
+        strncmp(conf.admin_listen, "unix:", 5) == 0 ? conf.admin_listen + 5 : 0;
+    if (admin_unix) make_parent(admin_unix);
     if (fd < 0) {
       fprintf(stderr, "fcfs: %s\n", err);
       code = 1;
     } else if (write_pid(conf.pid_file) != 0) {
       close(fd);
       code = 1;
+    } else if (conf.admin_listen[0] && (admin = fcfs_listen_socket(conf.admin_listen, conf.backlog,
+                                                                   err, sizeof(err))) < 0) {
+      fprintf(stderr, "fcfs: admin_listen: %s\n", err);
+      close(fd);
+      unlink(conf.pid_file);
+      code = 1;
     } else {
-      code =
-          conf.workers == 0 ? fcfs_worker_main(&conf, 0, 1, fd, -1) : fcfs_master_main(&conf, fd);
+      code = conf.workers == 0 ? fcfs_worker_main(&conf, 0, 1, fd, admin, -1)
+                               : fcfs_master_main(&conf, fd, admin);
       if (read_pid(conf.pid_file) == getpid()) unlink(conf.pid_file);
+      if (admin_unix) unlink(admin_unix);
     }
   }
   fcfs_conf_free(&conf);

@@ -337,7 +337,7 @@ static void task_failed(fcfs_task_t *t, int status) {
     fcfs_request_t *r = detach_request(t);
     fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)),
                  "lua error: %s", tb);
-    fcfs_request_fail(r, 500, "INTERNAL", "internal error");
+    fcfs_request_fail(r, 500, NULL);
   } else if (t->kind == TASK_INIT) {
     fcfs_vm_init_cb done = vm->init_done;
     vm->init_done = NULL;
@@ -425,7 +425,7 @@ static int req_index(lua_State *L) {
 void fcfs_vm_request(fcfs_vm_t *vm, fcfs_request_t *r) {
   fcfs_task_t *t = task_new(vm, TASK_REQUEST);
   if (t == NULL) {
-    fcfs_request_fail(r, 503, "UNAVAILABLE", "out of memory");
+    fcfs_request_fail(r, 503, "out of memory");
     return;
   }
   t->req = r;
@@ -449,6 +449,10 @@ void fcfs_vm_request(fcfs_vm_t *vm, fcfs_request_t *r) {
   lua_setfield(co, -2, "request_id");
   lua_pushstring(co, r->remote);
   lua_setfield(co, -2, "remote_addr");
+  if (r->admin) {
+    lua_pushboolean(co, 1);
+    lua_setfield(co, -2, "admin");
+  }
   lua_rawgeti(co, LUA_REGISTRYINDEX, vm->req_mt_ref);
   lua_setmetatable(co, -2);
   task_run(t, 2);
@@ -597,7 +601,7 @@ static void cancel_all(fcfs_vm_t *vm, const char *why) {
     fcfs_request_t *r = t->req;
     int last = vm->ntasks == 1; /* its end closes the VM */
     task_cancel(t);
-    if (r) fcfs_request_fail(r, 503, "UNAVAILABLE", why);
+    if (r) fcfs_request_fail(r, 503, why);
     if (last) return;
   }
   vm_close(vm);

@@ -2,7 +2,8 @@
  * VM generation, reloads, heartbeats and stops.
  *
  * In a node with a master, workers are started by re-executing the binary
- * with the listener on fd 3 and the shm segment on fd 4 (master.c). In
+ * with the listener on fd 3, the shm segment on fd 4 and the admin listener
+ * on fd 5 (master.c). In
  * single-process mode (workers = 0) the same code binds and creates them.
  *
  * Reload: a new VM is built and its init_worker run beside the serving one;
@@ -275,7 +276,7 @@ static void first_init_done(fcfs_vm_t *vm, const char *err, void *arg) {
   w->generation = fcfs_vm_generation(vm);
   w->slot->generation = w->generation;
   char msg[512] = "";
-  w->server = fcfs_server_new(w, w->listen_fd, msg, sizeof(msg));
+  w->server = fcfs_server_new(w, w->listen_fd, w->admin_fd, msg, sizeof(msg));
   if (w->server == NULL) {
     fcfs_log(FCFS_LOG_ERROR, "%s", msg);
     fprintf(stderr, "fcfs: %s\n", msg);
@@ -289,7 +290,8 @@ static void first_init_done(fcfs_vm_t *vm, const char *err, void *arg) {
            (unsigned long long)w->generation);
 }
 
-int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, int shm_fd) {
+int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, int admin_fd,
+                     int shm_fd) {
   fcfs_worker_t *w = calloc(1, sizeof(*w));
   if (w == NULL) return 1;
   int shm_own = shm_fd < 0;
@@ -304,6 +306,7 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
   w->id = id;
   w->count = count;
   w->listen_fd = listen_fd;
+  w->admin_fd = admin_fd;
   w->slot = &w->shm->w[id];
   w->slot->pid = getpid();
   w->slot->heartbeat_ms = fcfs_monotonic_ms();
