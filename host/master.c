@@ -39,8 +39,8 @@ typedef struct {
   uv_process_t *proc;
   uint64_t started_ms;
   uint64_t respawn_at_ms; /* 0: not waiting to be started */
-  uint64_t progress;      /* requests + accepts of the worker at the last check */
-  uint64_t progress_ms;   /* when that number last moved */
+  uint64_t progress;       /* requests + accepts of the worker at the last check */
+  uint64_t progress_ms;    /* when that number last moved */
   int killed;
 } child_t;
 

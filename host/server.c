@@ -1,21 +1,23 @@
 /* server.c -- the HTTP/1.1 server of one worker.
  *
  * All workers accept from the node's listening sockets (nginx style; the
- * master owns them): the public one, and the admin one (a unix socket or a
- * loopback port) that alone serves /_host and what is under it -- a public request for a path
- * under /_host/ is answered 404 here, before any Lua runs. Requests carry
- * which listener they came from (fcfs_request_t.admin).
+ * master owns them). A connection (fcfs_conn_t) reads into a per-worker read
+ * buffer, feeds the bytes to its parser (http.c) and serves one request at a
+ * time: pipelined requests that arrive while a handler runs wait, copied
+ * into the connection's own backlog buffer, so responses leave in order.
+ *
+ * Two listeners: the public one, and the admin one (admin_listen: a unix
+ * socket or a loopback port), the only one that serves /_host and the paths
+ * under it -- a public request for them is answered 404 here, before any Lua
+ * runs. A request carries the listener it came from (fcfs_request_t.admin).
  *
  * Client addresses: a request whose peer is a trusted proxy (real_ip_from)
- * gets its remote address from real_ip_header, nginx's real_ip_recursive
+ * takes its remote address from real_ip_header, nginx's real_ip_recursive
  * way; any other peer's header is ignored.
  *
  * The host's own error bodies (4xx/5xx answered before or instead of a
- * handler) are {"error":{code,message},"request_id"} with the message in
- * Korean, or in English when Accept-Language prefers it. A connection (fcfs_conn_t) reads into a
- * per-worker read buffer, feeds the bytes to its parser (http.c) and serves one request at a time:
- * pipelined requests that arrive while a handler runs wait, copied into the connection's own
- * backlog buffer, so responses leave in order.
+ * handler) are {"error":{code,message},"request_id"}, the message in Korean,
+ * or in English when Accept-Language prefers it.
  *
  * One uv_timer_t per connection carries whichever limit applies now: idle
  * (keep-alive, closed silently), header and body timeouts (408), and while a
@@ -508,8 +510,7 @@ static void request_id(fcfs_conn_t *c, const http_req_t *h) {
   fcfs_server_t *s = c->srv;
   uint32_t seq = (uint32_t)++s->w->request_seq;
   memcpy(c->req.id, s->id_prefix, 8);
-  for (int i = 0; i < 8; i++)
-    c->req.id[8 + i] = hex[(seq >> (28 - 4 * i)) & 15];
+  for (int i = 0; i < 8; i++) c->req.id[8 + i] = hex[(seq >> (28 - 4 * i)) & 15];
   c->req.id[16] = '\0';
 }
 
@@ -543,16 +544,10 @@ static void timer_fired(uv_timer_t *t) {
   }
   switch (c->phase) {
   case PHASE_IDLE:
-  case PHASE_LINGER:
-    conn_close(c);
-    break;
+  case PHASE_LINGER: conn_close(c); break;
   case PHASE_HEADERS:
-  case PHASE_BODY:
-    conn_error(c, 408);
-    break;
-  case PHASE_HANDLER:
-    deadline_expired(c);
-    break;
+  case PHASE_BODY: conn_error(c, 408); break;
+  case PHASE_HANDLER: deadline_expired(c); break;
   }
 }
 

@@ -32,10 +32,10 @@ typedef struct fcfs_worker_s {
   fcfs_redis_t *redis;
   fcfs_mysql_t *mysql;
 
-  fcfs_vm_t *vm;                 /* serving */
-  fcfs_vm_t *loading;            /* being built by a reload, not serving yet */
-  fcfs_vm_t *draining;           /* the previous generation, finishing its requests */
-  int listen_fd, admin_fd;       /* admin_fd -1: no admin listener */
+  fcfs_vm_t *vm;       /* serving */
+  fcfs_vm_t *loading;  /* being built by a reload, not serving yet */
+  fcfs_vm_t *draining; /* the previous generation, finishing its requests */
+  int listen_fd, admin_fd;
   uint64_t generation;           /* of vm */
   fcfs_reload_waiter_t *waiters; /* callers of the reload in progress */
   int reload_again;              /* a reload was asked while one was loading */
