@@ -8,6 +8,10 @@
  *                                  node (pid file); reload first runs -t and
  *                                  exits 1 with the error instead of signalling
  *   fcfs [-c FILE] migrate [status]
+ *   fcfs [-c FILE] run SCRIPT.lua [ARGS...]
+ *                                  run a script as one task with the pools
+ *                                  open (no listener, no app.lua); its return
+ *                                  value is the exit code
  *   fcfs -c FILE --worker N --worker-count M   (internal: started by the master)
  */
 #include <errno.h>
@@ -28,11 +32,14 @@
 
 static void usage(FILE *f) {
   fprintf(f, "usage: fcfs [-c FILE] [-t] [-s reload|quit|stop|reopen] [migrate [status]]\n"
+             "       fcfs [-c FILE] run SCRIPT.lua [ARGS...]\n"
              "  -c FILE   config (a Lua file returning a table); keys may be overridden by\n"
              "            FCFS_<KEY> environment variables\n"
              "  -t        test the config and the Lua app, then exit\n"
              "  -s SIG    send a signal to the running node\n"
-             "  migrate   apply pending migrations; `migrate status` lists them\n");
+             "  migrate   apply pending migrations; `migrate status` lists them\n"
+             "  run       run a Lua script with Redis and MySQL (lua_dir on package.path);\n"
+             "            ARGS are its `...`, its return value the exit code\n");
 }
 
 static pid_t read_pid(const char *path) {
@@ -152,6 +159,13 @@ int main(int argc, char **argv) {
   int code = 0;
   if (argi < argc && strcmp(argv[argi], "migrate") == 0) {
     code = fcfs_migrate_main(&conf, argc - argi - 1, argv + argi + 1);
+  } else if (argi < argc && strcmp(argv[argi], "run") == 0) {
+    if (argi + 1 < argc) {
+      code = fcfs_worker_run(&conf, argv[argi + 1], argc - argi - 2, argv + argi + 2);
+    } else {
+      usage(stderr);
+      code = 2;
+    }
   } else if (argi < argc) {
     fprintf(stderr, "fcfs: unknown command %s\n", argv[argi]);
     usage(stderr);

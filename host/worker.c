@@ -360,39 +360,103 @@ fail:
   return 1;
 }
 
-int fcfs_worker_check(const fcfs_conf_t *conf, char *err, size_t errlen) {
+/* ---- workers outside a node: fcfs -t, fcfs run ----------------------------- */
+
+/* A worker without server, signals or timers, for a VM used outside of a
+ * node: its own loop, a private shm segment, both pools. */
+static fcfs_worker_t *detached_new(const fcfs_conf_t *conf, char *err, size_t errlen) {
   fcfs_worker_t *w = calloc(1, sizeof(*w));
-  if (w == NULL) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
+  int shm_fd = -1;
+  if (w == NULL || (w->shm = fcfs_shm_create(&shm_fd)) == NULL) {
+    snprintf(err, errlen, w ? "cannot create shared memory" : "out of memory");
+    free(w);
+    return NULL;
   }
-  int rc = -1, shm_fd = -1;
+  close(shm_fd); /* the mapping stays; no child will inherit it */
   uv_loop_init(&w->loop);
   w->conf = conf;
   w->count = 1;
-  w->shm = fcfs_shm_create(&shm_fd);
-  if (w->shm == NULL) {
-    snprintf(err, errlen, "cannot create shared memory");
-    goto done;
-  }
+  w->listen_fd = w->admin_fd = -1;
   w->slot = &w->shm->w[0];
+  w->slot->pid = getpid();
   w->redis = fcfs_redis_new(&w->loop, conf, &w->slot->redis);
   fcfs_mysql_opts_t mo;
   fcfs_mysql_opts_from_conf(&mo, conf);
   w->mysql = fcfs_mysql_new(&w->loop, &mo, &w->slot->mysql);
   w->finished = 1; /* nothing to stop: VM closes must not start a shutdown */
-  fcfs_vm_t *vm = fcfs_vm_new(w, 1, err, errlen);
-  if (vm) {
-    fcfs_vm_free(vm);
-    rc = 0;
-  }
+  return w;
+}
+
+static void detached_close_pools(fcfs_worker_t *w) {
   if (w->redis) fcfs_redis_close(w->redis, redis_closed, NULL);
+  w->redis = NULL;
   if (w->mysql) fcfs_mysql_free(w->mysql);
+  w->mysql = NULL;
+}
+
+/* Run the loop until everything closed, then free w. */
+static void detached_free(fcfs_worker_t *w) {
   uv_run(&w->loop, UV_RUN_DEFAULT);
   uv_loop_close(&w->loop);
   fcfs_shm_detach(w->shm);
-  close(shm_fd);
-done:
   free(w);
-  return rc;
+}
+
+int fcfs_worker_check(const fcfs_conf_t *conf, char *err, size_t errlen) {
+  fcfs_worker_t *w = detached_new(conf, err, errlen);
+  if (w == NULL) return -1;
+  fcfs_vm_t *vm = fcfs_vm_new(w, 1, err, errlen);
+  if (vm) fcfs_vm_free(vm);
+  detached_close_pools(w);
+  detached_free(w);
+  return vm ? 0 : -1;
+}
+
+typedef struct {
+  fcfs_worker_t *w;
+  fcfs_vm_t *vm;
+  uv_timer_t end;
+  int code;
+} run_t;
+
+/* From the loop, after the script's task ended: pending timers fire
+ * premature, tasks still running are cancelled, the pools close. */
+static void run_end(uv_timer_t *h) {
+  run_t *r = h->data;
+  fcfs_vm_free(r->vm);
+  r->vm = NULL;
+  detached_close_pools(r->w);
+  uv_close((uv_handle_t *)h, NULL);
+}
+
+static void run_done(fcfs_vm_t *vm, int code, const char *err, void *arg) {
+  run_t *r = arg;
+  (void)vm;
+  if (err) fprintf(stderr, "fcfs run: %s\n", err);
+  r->code = code;
+  uv_timer_start(&r->end, run_end, 0, 0);
+}
+
+int fcfs_worker_run(const fcfs_conf_t *conf, const char *script, int argc, char **argv) {
+  char err[4096];
+  if (fcfs_log_open("stderr", "off", conf->log_level, 0) != 0) return 1;
+  fcfs_worker_t *w = detached_new(conf, err, sizeof(err));
+  if (w == NULL) {
+    fprintf(stderr, "fcfs run: %s\n", err);
+    return 1;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  run_t r = {.w = w, .code = 1};
+  r.vm = fcfs_vm_new_script(w, script, err, sizeof(err));
+  if (r.vm == NULL) {
+    fprintf(stderr, "fcfs run: %s\n", err);
+    detached_close_pools(w);
+  } else {
+    uv_timer_init(&w->loop, &r.end);
+    r.end.data = &r;
+    fcfs_vm_run(r.vm, argc, argv, run_done, &r);
+  }
+  detached_free(w);
+  fcfs_log_close();
+  return r.code;
 }

@@ -61,6 +61,11 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
  * I/O): for `fcfs -t` and before `fcfs -s reload`. 0, or -1 with err. */
 int fcfs_worker_check(const fcfs_conf_t *conf, char *err, size_t errlen);
 
+/* `fcfs run SCRIPT ARGS...`: run the script as one task of a worker that has
+ * the pools and no listener, logging to stderr. Returns the exit code (from
+ * the script's return value; 1 and a traceback on stderr when it failed). */
+int fcfs_worker_run(const fcfs_conf_t *conf, const char *script, int argc, char **argv);
+
 /* Build a new VM generation, run its init, swap it in; cb (may be NULL) gets
  * the outcome. Callers that ask while a reload is loading share its result. */
 void fcfs_worker_reload(fcfs_worker_t *w, fcfs_reload_cb cb, void *arg);
