@@ -10,10 +10,6 @@ local server = require "spec.support.server"
 local http = require "spec.support.http"
 local raw = require "spec.support.raw"
 
-local rep = string.rep
-
-local BASE_APP = server.repo_file("lua/app.lua")
-
 local APP = [==[
 local app = require "errorsspec_base"
 local web = require "lib.web"
@@ -72,50 +68,33 @@ local function fillers(n)
     return table.concat(t)
 end
 
--- Each case: the request as raw bytes for an Accept-Language value (nil: none), the answer.
+-- Each case: what, status, code, messages, and the request: its request line, the header lines
+-- that follow Accept-Language, and the body (false: the head never ends).
 local CASES = {
-    { "400 (C, a header name with a space)", 400, "BAD_REQUEST", M.malformed, function(al)
-        return "GET /hello HTTP/1.1\r\nHost: x\r\n" .. al_line(al) .. "Bad Name: y\r\n\r\n"
-    end },
-    { "400 (web.lua, bad JSON)", 400, "BAD_JSON", M.bad_json, function(al)
-        return "POST /json HTTP/1.1\r\nHost: x\r\n" .. al_line(al)
-            .. "Content-Type: application/json\r\nContent-Length: 1\r\n\r\n{"
-    end },
-    { "404 (web.lua, no route)", 404, "NOT_FOUND", M.not_found, function(al)
-        return "GET /no/such/route HTTP/1.1\r\nHost: x\r\n" .. al_line(al) .. "\r\n"
-    end },
-    { "404 (C, /_host/ on the public listener)", 404, "NOT_FOUND", M.not_found, function(al)
-        return "POST /_host/reload HTTP/1.1\r\nHost: x\r\n" .. al_line(al) .. "Content-Length: 0\r\n\r\n"
-    end },
-    { "405 (web.lua)", 405, "METHOD_NOT_ALLOWED", M.method, function(al)
-        return "POST /healthz HTTP/1.1\r\nHost: x\r\n" .. al_line(al) .. "Content-Length: 0\r\n\r\n"
-    end },
-    { "408 (C, headers that never end)", 408, "REQUEST_TIMEOUT", M.timeout, function(al)
-        return "GET /hello HTTP/1.1\r\nHost: x\r\n" .. al_line(al)
-    end },
-    { "413 (C, Content-Length over max_body)", 413, "PAYLOAD_TOO_LARGE", M.too_large, function(al)
-        return "POST /json HTTP/1.1\r\nHost: x\r\n" .. al_line(al) .. "Content-Length: 5000\r\n\r\n"
-    end },
-    { "415 (web.lua, not JSON)", 415, "UNSUPPORTED_MEDIA_TYPE", M.media, function(al)
-        return "POST /json HTTP/1.1\r\nHost: x\r\n" .. al_line(al)
-            .. "Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"
-    end },
-    { "431 (C, more headers than max_headers)", 431, "HEADERS_TOO_LARGE", M.headers, function(al)
-        return "GET /hello HTTP/1.1\r\nHost: x\r\n" .. al_line(al) .. fillers(30) .. "\r\n"
-    end },
-    { "500 (web.lua, a handler raised)", 500, "INTERNAL", M.internal, function(al)
-        return "GET /boom HTTP/1.1\r\nHost: x\r\n" .. al_line(al) .. "\r\n"
-    end },
-    { "500 (C, app:handle raised)", 500, "INTERNAL", M.internal, function(al)
-        return "GET /raw-500 HTTP/1.1\r\nHost: x\r\n" .. al_line(al) .. "\r\n"
-    end },
-    { "503 (web.lua, Redis down)", 503, "UNAVAILABLE", M.unavailable, function(al)
-        return "GET /redis HTTP/1.1\r\nHost: x\r\n" .. al_line(al) .. "\r\n"
-    end },
-    { "504 (C, request_timeout)", 504, "TIMEOUT", M.deadline, function(al)
-        return "GET /slow HTTP/1.1\r\nHost: x\r\n" .. al_line(al) .. "\r\n"
-    end },
+    { "400 (C, a header name with a space)", 400, "BAD_REQUEST", M.malformed, "GET /hello", "Bad Name: y\r\n", "" },
+    { "400 (web.lua, bad JSON)", 400, "BAD_JSON", M.bad_json, "POST /json",
+        "Content-Type: application/json\r\nContent-Length: 1\r\n", "{" },
+    { "404 (web.lua, no route)", 404, "NOT_FOUND", M.not_found, "GET /no/such/route", "", "" },
+    { "404 (C, /_host/ on the public listener)", 404, "NOT_FOUND", M.not_found, "POST /_host/reload",
+        "Content-Length: 0\r\n", "" },
+    { "405 (web.lua)", 405, "METHOD_NOT_ALLOWED", M.method, "POST /healthz", "Content-Length: 0\r\n", "" },
+    { "408 (C, headers that never end)", 408, "REQUEST_TIMEOUT", M.timeout, "GET /hello", "", false },
+    { "413 (C, Content-Length over max_body)", 413, "PAYLOAD_TOO_LARGE", M.too_large, "POST /json",
+        "Content-Length: 5000\r\n", "" },
+    { "415 (web.lua, not JSON)", 415, "UNSUPPORTED_MEDIA_TYPE", M.media, "POST /json",
+        "Content-Type: text/plain\r\nContent-Length: 2\r\n", "hi" },
+    { "431 (C, more headers than max_headers)", 431, "HEADERS_TOO_LARGE", M.headers, "GET /hello", fillers(30), "" },
+    { "500 (web.lua, a handler raised)", 500, "INTERNAL", M.internal, "GET /boom", "", "" },
+    { "500 (C, app:handle raised)", 500, "INTERNAL", M.internal, "GET /raw-500", "", "" },
+    { "503 (web.lua, Redis down)", 503, "UNAVAILABLE", M.unavailable, "GET /redis", "", "" },
+    { "504 (C, request_timeout)", 504, "TIMEOUT", M.deadline, "GET /slow", "", "" },
 }
+
+-- The bytes of a case's request with Accept-Language al (nil: none).
+local function request(case, al)
+    local body = case[7]
+    return case[5] .. " HTTP/1.1\r\nHost: x\r\n" .. al_line(al) .. case[6] .. (body and ("\r\n" .. body) or "")
+end
 
 describe("the host's error bodies", function()
     local s
@@ -123,7 +102,7 @@ describe("the host's error bodies", function()
     setup(function()
         s = server.start{
             app = APP,
-            lua_files = { ["errorsspec_base.lua"] = BASE_APP },
+            lua_files = { ["errorsspec_base.lua"] = server.repo_file("lua/app.lua") },
             conf = {
                 redis = "127.0.0.1:" .. raw.free_port(), -- nothing listens there: Redis is down
                 header_timeout = 0.3,
@@ -158,22 +137,22 @@ describe("the host's error bodies", function()
     end
 
     for _, case in ipairs(CASES) do
-        local what, status, code, msgs, bytes = case[1], case[2], case[3], case[4], case[5]
+        local what, status, code, msgs = case[1], case[2], case[3], case[4]
         it(what .. ", in Korean by default and in English when preferred", function()
             for _, l in ipairs(LANGS) do
                 local label = what .. " with Accept-Language " .. tostring(l[1])
-                check(ask(bytes(l[1])), status, code, msgs, l[2], label)
+                check(ask(request(case, l[1])), status, code, msgs, l[2], label)
             end
         end)
     end
 
     it("414 (C): in Korean, as the URL comes before any header could ask for English", function()
-        local res = ask("GET /" .. rep("a", 300) .. " HTTP/1.1\r\nHost: x\r\nAccept-Language: en\r\n\r\n")
+        local res = ask("GET /" .. string.rep("a", 300) .. " HTTP/1.1\r\nHost: x\r\nAccept-Language: en\r\n\r\n")
         check(res, 414, "URI_TOO_LONG", M.url, KO, "414")
     end)
 
     it("keeps the parser's reason for developers in details.reason", function()
-        local body = check(ask(CASES[1][5]("en")), 400, "BAD_REQUEST", M.malformed, EN, "400")
+        local body = check(ask(request(CASES[1], "en")), 400, "BAD_REQUEST", M.malformed, EN, "400")
         assert.equal("invalid character in header name", body.error.details.reason)
     end)
 
