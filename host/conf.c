@@ -354,11 +354,11 @@ static int check_admin_listen(const char *v, char *err, size_t errlen) {
     return 0;
   }
   char host[INET6_ADDRSTRLEN + 2];
-  unsigned char a[16];
   const char *colon = strrchr(v, ':');
   size_t hl = colon ? (size_t)(colon - v) : 0;
   int loopback = 0;
   if (colon && hl < sizeof(host) && atoi(colon + 1) > 0 && atoi(colon + 1) < 65536) {
+    unsigned char a[16];
     if (v[0] == '[' && hl >= 2 && v[hl - 1] == ']') {
       memcpy(host, v + 1, hl - 2);
       host[hl - 2] = '\0';

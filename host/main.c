@@ -114,6 +114,19 @@ static int send_signal(const fcfs_conf_t *c, const char *name) {
   return 0;
 }
 
+/* The admin listener into *fd (none when admin_listen is ""), created only
+ * once the pid file says no node runs here: a unix socket file left behind
+ * is replaced. 0, or -1 with the message printed. */
+static int listen_admin(const fcfs_conf_t *c, int *fd) {
+  char err[512];
+  if (c->admin_listen[0] == '\0') return 0;
+  if (strncmp(c->admin_listen, "unix:", 5) == 0) make_parent(c->admin_listen + 5);
+  *fd = fcfs_listen_socket(c->admin_listen, c->backlog, err, sizeof(err));
+  if (*fd >= 0) return 0;
+  fprintf(stderr, "fcfs: admin_listen: %s\n", err);
+  return -1;
+}
+
 /* 10,000 keep-alive connections need more than the usual 1024 descriptors. */
 static void raise_fd_limit(const fcfs_conf_t *c) {
   struct rlimit rl;
@@ -188,20 +201,15 @@ int main(int argc, char **argv) {
     make_parent(conf.error_log);
     make_parent(conf.access_log);
     int fd = fcfs_listen_socket(conf.listen, conf.backlog, err, sizeof(err)), admin = -1;
-    /* The admin socket only once the pid file says no node runs here: a
-     * unix socket file left behind is replaced. */
     const char *admin_unix =
         strncmp(conf.admin_listen, "unix:", 5) == 0 ? conf.admin_listen + 5 : 0;
-    if (admin_unix) make_parent(admin_unix);
     if (fd < 0) {
       fprintf(stderr, "fcfs: %s\n", err);
       code = 1;
     } else if (write_pid(conf.pid_file) != 0) {
       close(fd);
       code = 1;
-    } else if (conf.admin_listen[0] && (admin = fcfs_listen_socket(conf.admin_listen, conf.backlog,
-                                                                   err, sizeof(err))) < 0) {
-      fprintf(stderr, "fcfs: admin_listen: %s\n", err);
+    } else if (listen_admin(&conf, &admin) != 0) {
       close(fd);
       unlink(conf.pid_file);
       code = 1;

@@ -463,10 +463,11 @@ void fcfs_request_fail(fcfs_request_t *r, int status, const char *reason) {
       code = errors[i].code;
       msg = request_prefers_en(r) ? errors[i].en : errors[i].ko;
     }
-  char body[1024], esc[256];
+  char body[1024];
   int len =
       snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"", code, msg);
   if (reason) {
+    char esc[256];
     size_t n = json_escape(esc, sizeof(esc), reason, strlen(reason));
     len += snprintf(body + len, sizeof(body) - (size_t)len, ",\"details\":{\"reason\":\"%.*s\"}",
                     (int)n, esc);
