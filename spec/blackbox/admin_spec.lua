@@ -117,6 +117,35 @@ describe("admin listener", function()
     end)
 end)
 
+describe("admin socket file", function()
+    it("is never taken from a live node, and replaced when its node was killed", function()
+        local first = start{}
+        local path = first.admin_sock
+        finally(function()
+            first:stop()
+        end)
+        local ok, err = pcall(start, { admin_listen = "unix:" .. path })
+        assert.is_false(ok)
+        assert.matches("admin_listen: listen unix:" .. path .. ": Address already in use", err, 1, true)
+        assert.equal(200, assert(first:admin{ path = "/_host/status" }).status)
+
+        first:signal("KILL")
+        server.wait_until(function()
+            return not shell.alive(first:pid())
+        end, 5, "the first node to die")
+        assert.equal(0, (shell.sh("test -S " .. shell.q(path)))) -- left behind
+        local second = start{ admin_listen = "unix:" .. path }
+        finally(function()
+            second:stop()
+        end)
+        local res = assert(second:admin{ path = "/ip" })
+        assert.equal(200, res.status)
+        assert.is_true(http.json(res).admin)
+        second:stop()
+        second:assert_no_errors()
+    end)
+end)
+
 describe("admin listener on a loopback port", function()
     it("serves /_host/* there and not on the public port", function()
         local port = raw.free_port()

@@ -188,10 +188,9 @@ function server.start(opts)
 
     s.port = free_port()
     s.url = "http://127.0.0.1:" .. s.port
-    s.admin_sock = dir .. "/admin.sock"
     local conf = {
         listen = "127.0.0.1:" .. s.port,
-        admin_listen = "unix:" .. s.admin_sock,
+        admin_listen = "unix:" .. dir .. "/admin.sock",
         workers = 0,
         run_dir = dir,
         pid_file = dir .. "/fcfs.pid",
@@ -215,6 +214,7 @@ function server.start(opts)
         end
     end
     s.conf = conf
+    s.admin_sock = conf.admin_listen:match("^unix:(.*)$")
     write_file(s.conf_path, "-- written by spec/support/server.lua\nreturn " .. lua_value(conf) .. "\n")
 
     s.env_prefix = env_prefix(s.env)
