@@ -17,9 +17,9 @@
 -- works; s:write_lua replaces a symlink by a real file, never touching the repository), fcfs.lua
 -- is the config, error.log / access.log / stderr.log the logs, fcfs.pid and spawned.pid the pids.
 -- The server listens on a free 127.0.0.1 port and, as admin, on dir/admin.sock; Redis and MySQL
--- come from FCFS_TEST_* (set by `etc/dev test`). FCFS_* variables of the caller's environment are not passed on, so a spec sees
--- exactly its own config. The binary is $FCFS_BIN (default build/fcfs). s:stop() removes the
--- directory (keep it with FCFS_TEST_KEEP=1); the logs stay readable through s:error_log().
+-- come from FCFS_TEST_* (set by `etc/dev test`). FCFS_* variables of the caller's environment
+-- are not passed on, so a spec sees exactly its own config. The binary is $FCFS_BIN (default
+-- build/fcfs). s:stop() removes the directory (keep it with FCFS_TEST_KEEP=1); the logs stay readable through s:error_log().
 local socket = require "socket"
 local http = require "spec.support.http"
 local shell = require "spec.support.shell"
