@@ -19,7 +19,8 @@
 -- The server listens on a free 127.0.0.1 port and, as admin, on dir/admin.sock; Redis and MySQL
 -- come from FCFS_TEST_* (set by `etc/dev test`). FCFS_* variables of the caller's environment
 -- are not passed on, so a spec sees exactly its own config. The binary is $FCFS_BIN (default
--- build/fcfs). s:stop() removes the directory (keep it with FCFS_TEST_KEEP=1); the logs stay readable through s:error_log().
+-- build/fcfs). s:stop() removes the directory (keep it with FCFS_TEST_KEEP=1); the logs stay
+-- readable through s:error_log().
 local socket = require "socket"
 local http = require "spec.support.http"
 local shell = require "spec.support.shell"
