@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "crypto.h"
 #include "master.h"
 #include "migrate.h"
 #include "server.h"
@@ -114,6 +115,20 @@ static int send_signal(const fcfs_conf_t *c, const char *name) {
   return 0;
 }
 
+/* Refuse to start (before binding anything) when the secrets are
+ * malformed or are the shipped demo keys with dev = false; each worker
+ * loads them again for itself. */
+static int check_secrets(const fcfs_conf_t *c) {
+  char err[1024];
+  fcfs_crypto_t *keys = fcfs_crypto_new(c, err, sizeof(err));
+  if (keys == NULL) {
+    fprintf(stderr, "fcfs: %s\n", err);
+    return -1;
+  }
+  fcfs_crypto_free(keys);
+  return 0;
+}
+
 /* The admin listener into *fd (none when admin_listen is ""), created only
  * once the pid file says no node runs here: a unix socket file left behind
  * is replaced. 0, or -1 with the message printed. */
@@ -193,6 +208,8 @@ int main(int argc, char **argv) {
     }
   } else if (sig) {
     code = send_signal(&conf, sig);
+  } else if (worker < 0 && check_secrets(&conf) != 0) {
+    code = 1;
   } else if (worker >= 0) {
     raise_fd_limit(&conf);
     code = fcfs_worker_main(&conf, worker, worker_count, 3, conf.admin_listen[0] ? 5 : -1, 4);

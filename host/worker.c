@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "crypto.h"
 #include "log.h"
 #include "mysql.h"
 #include "redis.h"
@@ -295,7 +296,19 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
   fcfs_worker_t *w = calloc(1, sizeof(*w));
   if (w == NULL) return 1;
   int shm_own = shm_fd < 0;
+  char err[4096];
   if (fcfs_log_open(conf->error_log, conf->access_log, conf->log_level, id) != 0) goto fail;
+  if ((w->crypto = fcfs_crypto_new(conf, err, sizeof(err))) == NULL) {
+    fcfs_log(FCFS_LOG_ERROR, "%s", err);
+    fprintf(stderr, "fcfs: %s\n", err);
+    fcfs_log_close();
+    goto fail;
+  }
+  if (id == 0)
+    fcfs_log(FCFS_LOG_NOTICE, "secrets: %d seal key(s), blind key %s, token key %s",
+             fcfs_crypto_seal_key_count(w->crypto),
+             fcfs_crypto_has_blind_key(w->crypto) ? "set" : "not set",
+             fcfs_crypto_has_token_key(w->crypto) ? "set" : "not set");
   w->shm = shm_own ? fcfs_shm_create(&shm_fd) : fcfs_shm_attach(shm_fd);
   if (w->shm == NULL || id < 0 || id >= FCFS_MAX_WORKERS) {
     fcfs_log(FCFS_LOG_ERROR, "cannot map the shared memory segment");
@@ -332,7 +345,6 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
    * of connects spreads over the workers instead of landing on the first. */
   if (count > 1) setenv("UV_TCP_SINGLE_ACCEPT", "1", 0);
 
-  char err[4096];
   fcfs_vm_t *vm = fcfs_vm_new(w, w->shm->generation, err, sizeof(err));
   if (vm == NULL) {
     fcfs_log(FCFS_LOG_ERROR, "loading %s/app.lua failed: %s", conf->lua_dir, err);
@@ -351,11 +363,13 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
   w->slot->pid = 0;
   if (shm_own) close(shm_fd);
   fcfs_shm_detach(w->shm);
+  fcfs_crypto_free(w->crypto); /* after uv_run: no password hash is still running */
   fcfs_log(FCFS_LOG_NOTICE, "worker %d exited", id);
   fcfs_log_close();
   free(w);
   return code;
 fail:
+  fcfs_crypto_free(w->crypto);
   free(w);
   return 1;
 }
@@ -363,7 +377,7 @@ fail:
 /* ---- workers outside a node: fcfs -t, fcfs run ----------------------------- */
 
 /* A worker without server, signals or timers, for a VM used outside of a
- * node: its own loop, a private shm segment, both pools. */
+ * node: its own loop, a private shm segment, the crypto keys, both pools. */
 static fcfs_worker_t *detached_new(const fcfs_conf_t *conf, char *err, size_t errlen) {
   fcfs_worker_t *w = calloc(1, sizeof(*w));
   int shm_fd = -1;
@@ -373,6 +387,11 @@ static fcfs_worker_t *detached_new(const fcfs_conf_t *conf, char *err, size_t er
     return NULL;
   }
   close(shm_fd); /* the mapping stays; no child will inherit it */
+  if ((w->crypto = fcfs_crypto_new(conf, err, errlen)) == NULL) {
+    fcfs_shm_detach(w->shm);
+    free(w);
+    return NULL;
+  }
   uv_loop_init(&w->loop);
   w->conf = conf;
   w->count = 1;
@@ -398,6 +417,7 @@ static void detached_close_pools(fcfs_worker_t *w) {
 static void detached_free(fcfs_worker_t *w) {
   uv_run(&w->loop, UV_RUN_DEFAULT);
   uv_loop_close(&w->loop);
+  fcfs_crypto_free(w->crypto);
   fcfs_shm_detach(w->shm);
   free(w);
 }
