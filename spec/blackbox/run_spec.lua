@@ -86,6 +86,18 @@ return fired and 0 or 3
         assert.matches("fired=true", out, 1, true)
     end)
 
+    it("offers the rest of the host module: a password hash off the loop", function()
+        local code, out = run("crypto", [[
+local crypto = require("host").crypto
+local h = crypto.password_hash("correct horse")
+io.write("verify=", tostring(crypto.password_verify(h, "correct horse")),
+    " wrong=", tostring(crypto.password_verify(h, "wrong")), "\n")
+return 0
+]])
+        assert.equal(0, code, out)
+        assert.matches("verify=true wrong=false", out, 1, true)
+    end)
+
     it("sees Redis and MySQL", function()
         local key = format("runspec:%d:%d", os.time(), math.random(1e6))
         local code, out = run("backends", [[
