@@ -98,6 +98,15 @@ return 0
         assert.matches("verify=true wrong=false", out, 1, true)
     end)
 
+    it("answers host.reload() with false: there is no node to reload", function()
+        local code, out = run("reload", [[
+local ok, _, err = require("host").reload()
+io.write("ok=", tostring(ok), " err=", tostring(err), "\n")
+]])
+        assert.equal(0, code, out)
+        assert.matches("ok=false err=no serving worker", out, 1, true)
+    end)
+
     it("sees Redis and MySQL", function()
         local key = format("runspec:%d:%d", os.time(), math.random(1e6))
         local code, out = run("backends", [[
