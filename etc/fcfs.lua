@@ -60,4 +60,11 @@ return {
   mysql_breaker_failures = 5,      -- consecutive failures that open the circuit
   mysql_breaker_cooldown = 2,      -- s before a half-open probe
   migrations_dir = "migrations",   -- numbered .sql files applied by `fcfs migrate`
+
+  -- lifecycle: reloads, timers, clients that go away ------------------------------
+  reload_timeout = 30,             -- s: every worker must have loaded and run init_worker of a reload,
+                                   -- else it is refused everywhere (and `fcfs -s reload` says so)
+  max_pending_timers = 4096,       -- host.timer.at/every pending per worker; past it: nil, "too many timers"
+  client_abort = "finish",         -- a client gone mid-request: "finish" runs the handler to its end
+                                   -- (answer dropped), "cancel" stops it at its next I/O
 }

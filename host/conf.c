@@ -14,12 +14,14 @@
  */
 #include "conf.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <limits.h>
 #include <lua.h>
 #include <lualib.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +91,10 @@ static const conf_key_t keys[] = {
     I(mysql_breaker_failures, "5", 1, 1000),
     N(mysql_breaker_cooldown, "2", 0.01, 3600),
     S(migrations_dir, "migrations"),
+    /* lifecycle: reloads, timers, clients that go away */
+    N(reload_timeout, "30", 0.1, 3600),
+    I(max_pending_timers, "4096", 1, 10000000),
+    S(client_abort, "finish"),
 };
 
 #undef S
@@ -137,7 +143,7 @@ static int set_text(fcfs_conf_t *c, const conf_key_t *k, const char *v, const ch
   case CONF_NUM: {
     errno = 0;
     double d = strtod(v, &end);
-    if (errno != 0 || end == v || *end != '\0')
+    if (errno != 0 || end == v || *end != '\0' || !isfinite(d))
       return fail(err, errlen, "%s: %s must be a number, got \"%s\"", from, k->name, v);
     if (k->type == CONF_INT && d != (double)(long long)d)
       return fail(err, errlen, "%s: %s must be an integer, got \"%s\"", from, k->name, v);
@@ -227,6 +233,14 @@ static int check(fcfs_conf_t *c, char *err, size_t errlen) {
   if (strchr(c->listen, ':') == NULL)
     return fail(err, errlen, "listen must be host:port, got \"%s\"", c->listen);
   if (c->redis[0] == '\0') return fail(err, errlen, "redis must not be empty");
+  unsigned char ip[16];
+  if (inet_pton(AF_INET, c->mysql_host, ip) != 1 && inet_pton(AF_INET6, c->mysql_host, ip) != 1)
+    return fail(err, errlen,
+                "mysql_host must be an IP address (a name would block the loop on DNS), got \"%s\"",
+                c->mysql_host);
+  if (strcmp(c->client_abort, "finish") != 0 && strcmp(c->client_abort, "cancel") != 0)
+    return fail(err, errlen, "client_abort must be \"finish\" or \"cancel\", got \"%s\"",
+                c->client_abort);
   return 0;
 }
 

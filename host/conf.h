@@ -70,6 +70,11 @@ typedef struct fcfs_conf_s {
   int mysql_breaker_failures;    /* consecutive failures that open the circuit */
   double mysql_breaker_cooldown; /* s before a half-open probe */
   char *migrations_dir;          /* numbered .sql files for `fcfs migrate` */
+
+  /* lifecycle: reloads, timers, clients that go away */
+  double reload_timeout;  /* s: every worker must have built and initialised a new generation */
+  int max_pending_timers; /* host.timer.at/every pending per worker */
+  char *client_abort;     /* "finish": a handler outlives its client; "cancel": it is cancelled */
 } fcfs_conf_t;
 
 /* Fill c from path (NULL: defaults only) and the environment. On error

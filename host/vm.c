@@ -324,28 +324,44 @@ static void request_done(fcfs_task_t *t) {
   fcfs_request_respond(r, status, hbuf, hlen, body, blen);
 }
 
-static void task_failed(fcfs_task_t *t, int status) {
-  fcfs_vm_t *vm = t->vm;
-  lua_State *co = t->co;
-  const char *msg = lua_tostring(co, -1);
+/* Push the error of a failed task with its traceback on the VM's main state. */
+static const char *task_traceback(fcfs_task_t *t, int status) {
+  const char *msg = lua_tostring(t->co, -1);
   if (msg == NULL)
     msg = status == LUA_ERRMEM ? "not enough memory" : "(error object is not a string)";
-  luaL_traceback(vm->L, co, msg, 0);
-  const char *tb = lua_tostring(vm->L, -1);
+  luaL_traceback(t->vm->L, t->co, msg, 0);
+  return lua_tostring(t->vm->L, -1);
+}
+
+static void task_failed(fcfs_task_t *t, int status) {
+  fcfs_vm_t *vm = t->vm;
+  const char *tb = task_traceback(t, status);
   if (t->kind == TASK_REQUEST) {
     char line[256];
     fcfs_request_t *r = detach_request(t);
     fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)),
                  "lua error: %s", tb);
     fcfs_request_fail(r, 500, "INTERNAL", "internal error");
-  } else if (t->kind == TASK_INIT) {
-    fcfs_vm_init_cb done = vm->init_done;
-    vm->init_done = NULL;
-    if (done) done(vm, tb, vm->init_arg);
   } else {
     fcfs_log(FCFS_LOG_ERROR, "timer callback failed: %s", tb);
   }
   lua_pop(vm->L, 1);
+}
+
+/* The init task is freed before its outcome is told: the callback may close
+ * the VM (a failed reload), which must not happen under the task's feet. */
+static void init_end(fcfs_task_t *t, int status) {
+  fcfs_vm_t *vm = t->vm;
+  char err[4096];
+  if (status != 0) {
+    snprintf(err, sizeof(err), "%s", task_traceback(t, status));
+    lua_pop(vm->L, 1);
+  }
+  fcfs_vm_init_cb done = vm->init_done;
+  void *arg = vm->init_arg;
+  vm->init_done = NULL;
+  task_end(t);
+  if (done) done(vm, status != 0 ? err : NULL, arg);
 }
 
 /* Resume t with nargs values on its coroutine and deal with the outcome. */
@@ -366,16 +382,15 @@ static void task_run(fcfs_task_t *t, int nargs) {
     status = LUA_ERRRUN;
   }
   t->reusable = 1;
-  if (status != 0) {
-    task_failed(t, status);
-  } else if (t->kind == TASK_REQUEST) {
-    request_done(t);
-  } else if (t->kind == TASK_INIT) {
-    fcfs_vm_init_cb done = vm->init_done;
-    vm->init_done = NULL;
-    if (done) done(vm, NULL, vm->init_arg);
+  if (t->kind == TASK_INIT) {
+    init_end(t, status);
+  } else {
+    if (status != 0)
+      task_failed(t, status);
+    else if (t->kind == TASK_REQUEST)
+      request_done(t);
+    task_end(t);
   }
-  task_end(t);
 }
 
 void fcfs_task_resume(fcfs_task_t *t, int nresults) {
@@ -498,7 +513,8 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
-fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t errlen) {
+fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, const char *dir, char *err,
+                       size_t errlen) {
   fcfs_vm_t *vm = calloc(1, sizeof(*vm));
   if (vm == NULL) {
     snprintf(err, errlen, "out of memory");
@@ -520,7 +536,7 @@ fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t 
   const fcfs_conf_t *c = w->conf;
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s%s%s", c->lua_dir, c->lua_dir, c->lua_path,
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s%s%s", dir, dir, c->lua_path,
                   c->lua_path[0] ? ";" : "", lua_tostring(L, -1));
   lua_setfield(L, -3, "path");
   lua_pop(L, 1);
@@ -544,13 +560,13 @@ fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t 
   lua_pushliteral(L, "app");
   if (lua_pcall(L, 1, 1, tb) != 0) goto fail;
   if (!lua_istable(L, -1)) {
-    lua_pushfstring(L, "%s/app.lua must return the app (a table with :handle), got %s", c->lua_dir,
+    lua_pushfstring(L, "%s/app.lua must return the app (a table with :handle), got %s", dir,
                     luaL_typename(L, -1));
     goto fail;
   }
   lua_getfield(L, -1, "handle");
   if (!lua_isfunction(L, -1)) {
-    lua_pushfstring(L, "%s/app.lua: the app has no handle method", c->lua_dir);
+    lua_pushfstring(L, "%s/app.lua: the app has no handle method", dir);
     goto fail;
   }
   vm->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -620,8 +636,7 @@ void fcfs_vm_retire(fcfs_vm_t *vm, double drain_timeout) {
     vm_close(vm);
     return;
   }
-  vm->drain = malloc(sizeof(uv_timer_t));
-  if (vm->drain == NULL || drain_timeout <= 0) {
+  if (drain_timeout <= 0 || (vm->drain = malloc(sizeof(uv_timer_t))) == NULL) {
     cancel_all(vm, "the server is reloading or stopping");
     return;
   }
@@ -640,4 +655,8 @@ void fcfs_vm_free(fcfs_vm_t *vm) {
 
 int fcfs_vm_retired(const fcfs_vm_t *vm) {
   return vm->retired;
+}
+
+int fcfs_vm_exiting(const fcfs_vm_t *vm) {
+  return vm->retired || vm->w->stopping;
 }

@@ -12,10 +12,12 @@
 
 typedef struct fcfs_request_s fcfs_request_t;
 
-/* Create a VM and load lua_dir/app.lua and everything it requires. NULL and
- * a message (file:line and traceback) in err on failure. Nothing runs that
- * could do I/O: init_worker functions run in fcfs_vm_init(). */
-fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t errlen);
+/* Create a VM and load dir/app.lua and everything it requires (dir: lua_dir
+ * or a generation's snapshot of it). NULL and a message (file:line and
+ * traceback) in err on failure. Nothing runs that could do I/O: init_worker
+ * functions run in fcfs_vm_init(). */
+fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, const char *dir, char *err,
+                       size_t errlen);
 
 /* Run the app's init_worker functions in a task; done gets NULL or the error.
  * done may be called before fcfs_vm_init returns. */
@@ -39,6 +41,8 @@ void fcfs_vm_free(fcfs_vm_t *vm);
 
 uint64_t fcfs_vm_generation(const fcfs_vm_t *vm);
 int fcfs_vm_retired(const fcfs_vm_t *vm); /* no new timers on a retired VM */
+/* Retired, or its worker is stopping: long-running loops should end. */
+int fcfs_vm_exiting(const fcfs_vm_t *vm);
 size_t fcfs_vm_memory(const fcfs_vm_t *vm);
 int fcfs_vm_live_tasks(const fcfs_vm_t *vm);
 fcfs_worker_t *fcfs_vm_worker(const fcfs_vm_t *vm);

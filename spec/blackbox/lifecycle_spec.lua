@@ -1,0 +1,258 @@
+-- Black-box specs of the host's lifecycle on its rare paths: a reload whose init_worker raises
+-- (under load, with two workers), a worker respawned after a failed reload, a reload that only one
+-- worker can take, a reload with drain_timeout = 0 while requests are in flight, and
+-- host.exiting() telling timer loops that their generation is over.
+--
+--   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/lifecycle_spec.lua
+local socket = require "socket"
+local server = require "spec.support.server"
+local http = require "spec.support.http"
+local raw = require "spec.support.raw"
+local shell = require "spec.support.shell"
+
+local format = string.format
+
+local BASE_APP = server.repo_file("lua/app.lua")
+
+-- The test app: the repository's operational routes plus /version and /sleep; `init` is Lua
+-- source run by init_worker (it may raise).
+local function app_source(version, init)
+    return format([==[
+local app = require "lifecycle_base"
+local host = require "host"
+local tonumber = tonumber
+local VERSION = %q
+
+app:init_worker(function()
+    %s
+end)
+
+app:get("/version", function()
+    return { json = { v = VERSION, pid = host.pid, worker = host.worker_id, generation = host.generation } }
+end)
+
+app:get("/exiting", function() return { json = { exiting = host.exiting() } } end)
+
+app:get("/sleep", function(req)
+    host.sleep(tonumber(req:arg("s")) or 0.2)
+    return { json = { v = VERSION } }
+end)
+
+return app
+]==], version, init or "")
+end
+
+local function start(conf, version, init)
+    local c = { redis = "127.0.0.1:" .. raw.free_port(), drain_timeout = 1 }
+    for k, v in pairs(conf) do
+        c[k] = v
+    end
+    return server.start{
+        app = app_source(version, init),
+        lua_files = { ["lifecycle_base.lua"] = BASE_APP },
+        conf = c,
+    }
+end
+
+local function eventually(fn, timeout, what)
+    return server.wait_until(fn, timeout or 5, what or "a condition")
+end
+
+local function version(port)
+    local res = assert(http.request{ port = port, path = "/version", timeout = 5 })
+    assert.equal(200, res.status, res.body)
+    return http.json(res)
+end
+
+-- One keep-alive connection per worker id.
+local function conn_per_worker(s, count)
+    local conns, seen = {}, 0
+    local deadline = socket.gettime() + 10
+    while seen < count and socket.gettime() < deadline do
+        local c = assert(http.connect(s.port))
+        local res = assert(c:request{ path = "/version" })
+        local id = http.json(res).worker
+        if conns[id] then
+            c:close()
+        else
+            conns[id] = c
+            seen = seen + 1
+        end
+    end
+    assert.equal(count, seen, "could not reach every worker")
+    return conns
+end
+
+local function version_on(c)
+    local res = assert(c:request{ path = "/version" })
+    assert.equal(200, res.status, res.body)
+    return http.json(res)
+end
+
+-- wrk in the background for `seconds` on path; returns a function that waits for it and returns
+-- its report.
+local function load(s, path, seconds)
+    local out = s.dir .. "/wrk.out"
+    assert(os.execute(format("wrk -t2 -c16 -d%ds %s%s >%s 2>&1 &", seconds, s.url, path, shell.q(out))))
+    return function()
+        return eventually(function()
+            local text = shell.read_file(out) or ""
+            return text:find("Transfer/sec", 1, true) and text
+        end, seconds + 10, "wrk to finish")
+    end
+end
+
+local function assert_clean_load(report)
+    assert.matches("requests in", report, 1, true)
+    assert.is_nil(report:find("Non%-2xx"), "wrk saw non-2xx answers:\n" .. report)
+    assert.is_nil(report:find("Socket errors"), "wrk saw socket errors:\n" .. report)
+end
+
+describe("lifecycle, reload whose init_worker raises", function()
+    local s
+    setup(function()
+        s = start({ workers = 2 }, "A")
+    end)
+    teardown(function()
+        s:stop()
+    end)
+
+    it("keeps the old generation serving under load; -s reload and POST /_host/reload report the error",
+        function()
+            local gen = version(s.port).generation
+            local workers = s:worker_pids()
+            local wait = load(s, "/version", 4)
+            socket.sleep(0.5)
+            s:write_lua("app.lua", app_source("B", 'error("init-marker-51c2")'))
+            local code, out = s:cli("-s reload")
+            assert.are_not.equal(0, code, out)
+            assert.matches("init-marker-51c2", out, 1, true)
+
+            local res = assert(http.request{ port = s.port, method = "POST", path = "/_host/reload", timeout = 40 })
+            assert.equal(500, res.status, res.body)
+            local body = http.json(res)
+            assert.is_false(body.ok)
+            assert.matches("init-marker-51c2", body.error, 1, true)
+
+            assert_clean_load(wait())
+            local v = version(s.port)
+            assert.equal("A", v.v)
+            assert.equal(gen, v.generation)
+            assert.same(workers, s:worker_pids()) -- nobody died
+            assert.is_nil(s:error_log():find("killed by signal", 1, true), s:error_log())
+        end)
+
+    it("respawns a killed worker with the last accepted code, not the refused code left in lua_dir",
+        function()
+            local victim = s:worker_pids()[1]
+            assert(os.execute("kill -9 " .. victim))
+            eventually(function()
+                local pids = s:worker_pids()
+                return #pids == 2 and pids[1] ~= victim and pids[2] ~= victim
+            end, 5, "the worker to be respawned")
+            -- both workers answer "A" (the respawned one did not crash-loop on B's init)
+            local conns = conn_per_worker(s, 2)
+            for id = 0, 1 do
+                assert.equal("A", version_on(conns[id]).v)
+                conns[id]:close()
+            end
+            assert.equal(1, raw.metric(assert(http.request{ port = s.port, path = "/metrics" }).body,
+                "fcfs_worker_restarts_total"))
+        end)
+
+    it("accepts the next good reload on every worker", function()
+        s:write_lua("app.lua", app_source("C"))
+        local code, out = s:cli("-s reload")
+        assert.equal(0, code, out)
+        assert.matches("reloaded", out, 1, true)
+        local conns = conn_per_worker(s, 2)
+        for id = 0, 1 do
+            assert.equal("C", version_on(conns[id]).v)
+            conns[id]:close()
+        end
+        s:stop()
+        s:assert_no_errors{ "init%-marker%-51c2", "reload failed", "killed by signal 9" }
+    end)
+end)
+
+describe("lifecycle, a reload only one worker can take", function()
+    it("is refused on every worker: siblings never run different code", function()
+        local s = start({ workers = 2 }, "A")
+        finally(function()
+            s:stop()
+        end)
+        local conns = conn_per_worker(s, 2)
+        s:write_lua("app.lua", app_source("B", 'if host.worker_id == 1 then error("only-one-7d0e") end'))
+        local code, out = s:cli("-s reload")
+        assert.are_not.equal(0, code, out)
+        assert.matches("worker 1: init_worker", out, 1, true)
+        assert.matches("only-one-7d0e", out, 1, true)
+        for id = 0, 1 do
+            assert.equal("A", version_on(conns[id]).v)
+            conns[id]:close()
+        end
+        s:stop()
+        s:assert_no_errors{ "only%-one%-7d0e", "reload failed" }
+    end)
+end)
+
+describe("lifecycle, drain_timeout = 0", function()
+    it("cancels the old generation's in-flight requests at a reload without touching a dead timer",
+        function()
+            local s = start({ workers = 0, drain_timeout = 0 }, "A")
+            finally(function()
+                s:stop()
+            end)
+            local conns = {}
+            for i = 1, 5 do
+                conns[i] = assert(http.connect(s.port))
+                assert(conns[i]:send_raw("GET /sleep?s=2 HTTP/1.1\r\nHost: x\r\n\r\n"))
+            end
+            eventually(function()
+                local m = assert(http.request{ port = s.port, path = "/metrics" }).body
+                return (raw.metric(m, "fcfs_requests_in_flight") or 0) >= 6
+            end, 5, "the sleepers to be in flight")
+            s:write_lua("app.lua", app_source("B"))
+            local code, out = s:cli("-s reload")
+            assert.equal(0, code, out)
+            for i = 1, 5 do
+                local res = assert(conns[i]:read_response())
+                assert.equal(503, res.status)
+                conns[i]:close()
+            end
+            assert.equal("B", version(s.port).v)
+            s:stop()
+            s:assert_no_errors()
+        end)
+end)
+
+describe("lifecycle, host.exiting()", function()
+    it("is false while serving and turns true in a retired generation, ending its loops promptly",
+        function()
+            local loop = [[
+    host.timer.at(0, function(premature)
+        if premature then return end
+        local gen = host.generation
+        while not host.exiting() do host.sleep(0.02) end
+        host.log("warn", "loop-ended generation ", gen)
+    end)]]
+            local s = start({ workers = 0, drain_timeout = 30 }, "A", loop)
+            finally(function()
+                s:stop()
+            end)
+            local res = assert(http.request{ port = s.port, path = "/exiting" })
+            assert.is_false(http.json(res).exiting)
+            local gen = version(s.port).generation
+            s:write_lua("app.lua", app_source("B", loop))
+            local t0 = socket.gettime()
+            local code, out = s:cli("-s reload")
+            assert.equal(0, code, out)
+            eventually(function()
+                return s:error_log():find("loop-ended generation " .. gen, 1, true)
+            end, 2, "the old generation's loop to end")
+            assert.is_true(socket.gettime() - t0 < 2)
+            assert.is_false(http.json(assert(http.request{ port = s.port, path = "/exiting" })).exiting)
+            s:stop()
+            s:assert_no_errors()
+        end)
+end)
