@@ -475,15 +475,17 @@ void fcfs_vm_cancel(fcfs_request_t *r) {
 
 /* ---- timers and init -------------------------------------------------------- */
 
-void fcfs_vm_spawn(fcfs_vm_t *vm, lua_State *from, int nargs) {
+int fcfs_vm_spawn(fcfs_vm_t *vm, lua_State *from, int nargs, fcfs_release_cb ended, void *res) {
   fcfs_task_t *t = task_new(vm, TASK_TIMER);
-  if (t == NULL) {
+  if (t == NULL || (ended && fcfs_task_on_end(t, ended, res) != 0)) {
     lua_pop(from, nargs + 1);
     fcfs_log(FCFS_LOG_ERROR, "timer callback dropped: out of memory");
-    return;
+    if (t) task_end(t);
+    return -1;
   }
   lua_xmove(from, t->co, nargs + 1);
   task_run(t, nargs);
+  return 0;
 }
 
 void fcfs_vm_init(fcfs_vm_t *vm, fcfs_vm_init_cb done, void *arg) {

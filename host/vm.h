@@ -49,8 +49,10 @@ fcfs_worker_t *fcfs_vm_worker(const fcfs_vm_t *vm);
 
 /* Start a detached task (a timer callback): the function and its nargs
  * arguments on top of `from` (any thread of vm) are moved into a new
- * coroutine and run. */
-void fcfs_vm_spawn(fcfs_vm_t *vm, lua_State *from, int nargs);
+ * coroutine and run. ended (may be NULL) is called with res when the task
+ * ends, which may be before fcfs_vm_spawn returns. -1 (ended not called,
+ * the values popped) when the task could not start. */
+int fcfs_vm_spawn(fcfs_vm_t *vm, lua_State *from, int nargs, fcfs_release_cb ended, void *res);
 
 /* The request a task answers, NULL for timers and init. */
 fcfs_request_t *fcfs_task_request(fcfs_task_t *t);

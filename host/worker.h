@@ -51,6 +51,7 @@ typedef struct fcfs_worker_s {
   uint64_t stop_deadline_ms;
   int exit_code;
   uint64_t request_seq;
+  int pending_timers; /* host.timer.at/every not fired yet, over all generations */
 } fcfs_worker_t;
 
 /* Run a worker until it stops; returns the process exit code. listen_fd and

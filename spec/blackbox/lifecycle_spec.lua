@@ -256,3 +256,109 @@ describe("lifecycle, host.exiting()", function()
             s:assert_no_errors()
         end)
 end)
+
+describe("lifecycle, timers", function()
+    local TIMERS = [==[
+local app = require "lifecycle_base"
+local host = require "host"
+local pcall, tostring = pcall, tostring
+
+local every = { runs = 0, running = 0, overlap = 0 }
+
+app:init_worker(function()
+    host.timer.every(0.05, function(premature)
+        if premature then return end
+        every.runs = every.runs + 1
+        every.running = every.running + 1
+        if every.running > every.overlap then every.overlap = every.running end
+        host.sleep(0.3) -- six ticks long
+        every.running = every.running - 1
+    end)
+end)
+
+app:get("/every", function() return { json = every } end)
+
+-- each bad delay: is it refused by host.sleep and by host.timer.at?
+app:get("/bad_delays", function()
+    local out = {}
+    for _, d in ipairs{ 0 / 0, 1 / 0, -1 / 0, -1 } do
+        local ok_sleep = pcall(host.sleep, d)
+        local ok_at = pcall(host.timer.at, d, function() end)
+        out[#out + 1] = tostring(ok_sleep) .. "/" .. tostring(ok_at)
+    end
+    return { json = out }
+end)
+
+app:get("/many", function()
+    local out = {}
+    for i = 1, 5 do
+        local ok, err = host.timer.at(60, function() end)
+        out[i] = ok and "ok" or err
+    end
+    return { json = { results = out, pending = host.timer.pending() } }
+end)
+
+return app
+]==]
+
+    it("refuses NaN, infinite and negative delays, caps pending timers, never overlaps an every-run",
+        function()
+            -- the every-timer is pending too: 1 + 3 = max_pending_timers
+            local s = server.start{
+                app = TIMERS,
+                lua_files = { ["lifecycle_base.lua"] = BASE_APP },
+                conf = { workers = 0, max_pending_timers = 4, redis = "127.0.0.1:" .. raw.free_port() },
+            }
+            finally(function()
+                s:stop()
+            end)
+            local res = assert(http.request{ port = s.port, path = "/bad_delays" })
+            assert.same({ "false/false", "false/false", "false/false", "false/false" }, http.json(res))
+            res = assert(http.request{ port = s.port, path = "/many" })
+            local many = http.json(res)
+            assert.same({ "ok", "ok", "ok", "too many timers", "too many timers" }, many.results)
+            assert.equal(4, many.pending)
+            socket.sleep(1.2)
+            local every = http.json(assert(http.request{ port = s.port, path = "/every" }))
+            assert.is_true(every.runs >= 3, "runs: " .. every.runs)
+            assert.equal(1, every.overlap)
+            s:stop()
+            s:assert_no_errors()
+        end)
+end)
+
+describe("lifecycle, config", function()
+    local function check(conf_src, env)
+        local path = os.tmpname()
+        local f = assert(io.open(path, "w"))
+        f:write(conf_src)
+        f:close()
+        local bin = os.getenv("FCFS_BIN") or "build/fcfs"
+        local _, out = shell.sh(format("%s %s -c %s -t 2>&1; echo rc=$?", env or "", bin, path))
+        os.remove(path)
+        return tonumber(out:match("rc=(%d+)%s*$")), out
+    end
+
+    it("refuses NaN and infinity for numeric keys, from the file and from the environment", function()
+        for _, src in ipairs{ "return { drain_timeout = 0/0 }", "return { request_timeout = 1/0 }",
+            "return { max_body = 0/0 }" } do
+            local rc, out = check(src)
+            assert.equal(1, rc, src .. ": " .. out)
+            assert.matches("must be a number", out, 1, true)
+        end
+        local rc, out = check("return {}", "FCFS_HEARTBEAT_TIMEOUT=nan")
+        assert.equal(1, rc, out)
+        assert.matches("FCFS_HEARTBEAT_TIMEOUT", out, 1, true)
+    end)
+
+    it("wants mysql_host as an IP literal and client_abort as finish or cancel", function()
+        local rc, out = check('return { mysql_host = "db.example" }')
+        assert.equal(1, rc, out)
+        assert.matches("mysql_host must be an IP address", out, 1, true)
+        rc, out = check('return { mysql_host = "::1", lua_dir = "lua" }')
+        assert.equal(0, rc, out)
+        rc, out = check('return { client_abort = "ignore" }')
+        assert.equal(1, rc, out)
+        assert.matches("client_abort", out, 1, true)
+    end)
+end)
