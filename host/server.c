@@ -557,7 +557,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     /* dropped */
   } else if (nread > 0) {
     size_t used = 0;
-    if (c->blen == c->boff && !c->in_flight) {
+    if (c->blen == c->boff && !c->in_flight && c->tcp.write_queue_size < MAX_WRITE_QUEUE) {
       c->processing = 1; /* conn_feed serves what it can of buf itself */
       int rc = conn_feed(c, buf->base, (size_t)nread, &used);
       c->processing = 0;

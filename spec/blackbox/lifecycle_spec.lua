@@ -362,3 +362,49 @@ describe("lifecycle, config", function()
         assert.matches("client_abort", out, 1, true)
     end)
 end)
+
+describe("lifecycle, write backpressure", function()
+    it("stops serving a pipelining client that never reads, even one request per read", function()
+        local s = server.start{
+            app = [[
+local app = require "lifecycle_base"
+local BIG = string.rep("x", 1024 * 1024)
+app:get("/big", function() return { body = BIG } end)
+return app
+]],
+            lua_files = { ["lifecycle_base.lua"] = BASE_APP },
+            conf = { workers = 0, redis = "127.0.0.1:" .. raw.free_port() },
+        }
+        finally(function()
+            s:stop()
+        end)
+        local sample = 'fcfs_requests_total{route="/big",status="200"}'
+        local function served()
+            local m = assert(http.request{ port = s.port, path = "/metrics" }).body
+            return raw.metric(m, sample) or 0
+        end
+        local c = assert(socket.connect("127.0.0.1", s.port))
+        c:settimeout(0.05)
+        -- one request per write, the next one only once the last was served, so that each arrives
+        -- alone (the read_cb fast path); the client never reads
+        local base, n = served(), 0
+        for _ = 1, 100 do
+            if not c:send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n") then
+                break
+            end
+            if not server.wait_until(function()
+                return served() > base + n
+            end, 0.3) then
+                break
+            end
+            n = n + 1
+        end
+        -- 100 x 1 MiB would be 100 MiB queued in the worker; the kernel's socket buffers (up to
+        -- tcp_rmem + tcp_wmem, 36 MiB here) and the write-queue bound hold less
+        assert.is_true(n < 70, format("%d requests served to a client that reads nothing", n))
+        c:close()
+        assert.equal(200, assert(http.request{ port = s.port, path = "/healthz" }).status)
+        s:stop()
+        s:assert_no_errors()
+    end)
+end)
