@@ -282,7 +282,7 @@ void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, si
   char extra[256];
   size_t elen = 0;
   /* X-Request-Id unless the handler set one. */
-  int has_id = headers && hlen >= 13 && memmem(headers, hlen, "X-Request-Id:", 13) != NULL;
+  int has_id = headers && http_head_has(headers, hlen, "X-Request-Id", 12);
   if (!has_id) {
     size_t idl = strlen(r->id);
     memcpy(extra, "X-Request-Id: ", 14);

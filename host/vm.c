@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <uv.h>
 
 #include "lapi.h"
@@ -263,33 +264,95 @@ static void task_cancel(fcfs_task_t *t) {
   task_end(t);
 }
 
-/* Append "Name: value\r\n" for every string entry of the table at idx. */
-static size_t build_headers(lua_State *L, int idx, char *buf, size_t cap) {
-  size_t n = 0;
-  if (!lua_istable(L, idx)) return 0;
+/* ---- response headers ------------------------------------------------------ */
+
+/* Headers the host writes itself: a handler setting one is an error. */
+static const char *const host_owned[] = {
+    "Content-Length", "Transfer-Encoding", "Connection", "Date", "Server", NULL};
+
+static int is_tchar(unsigned char ch) { /* RFC 9110 5.6.2 */
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+         (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+typedef struct {
+  char *buf;
+  size_t cap, len;
+  char *err;
+  size_t errlen;
+} headers_t;
+
+static int header_fail(headers_t *h, const char *what, const char *name, size_t nl) {
+  snprintf(h->err, h->errlen, "response header \"%.*s\": %s", (int)(nl > 64 ? 64 : nl), name, what);
+  return -1;
+}
+
+/* One "Name: value\r\n" line; the value is the Lua value at the top of L. */
+static int header_line(headers_t *h, lua_State *L, const char *k, size_t kl) {
+  int t = lua_type(L, -1);
+  if (t != LUA_TSTRING && t != LUA_TNUMBER)
+    return header_fail(h, "values must be strings or numbers (or a list of them)", k, kl);
+  size_t vl;
+  const char *v = lua_tolstring(L, -1, &vl);
+  for (size_t i = 0; i < vl; i++) {
+    unsigned char ch = (unsigned char)v[i];
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+      return header_fail(h, "control character in the value", k, kl);
+  }
+  if (h->len + kl + vl + 4 > h->cap) return header_fail(h, "header block too long", k, kl);
+  char *p = h->buf + h->len;
+  memcpy(p, k, kl);
+  p[kl] = ':';
+  p[kl + 1] = ' ';
+  memcpy(p + kl + 2, v, vl);
+  p[kl + 2 + vl] = '\r';
+  p[kl + 3 + vl] = '\n';
+  h->len += kl + vl + 4;
+  return 0;
+}
+
+/* The header table at idx (nil: none) as "Name: value\r\n" lines; a list
+ * value gives one line per element (several Set-Cookie). Names are tokens,
+ * unique regardless of case and never one the host writes; values have no
+ * control characters; the block fits in cap. 0, or -1 with err. */
+static int build_headers(lua_State *L, int idx, headers_t *h) {
+  if (lua_isnil(L, idx)) return 0;
+  if (!lua_istable(L, idx)) return header_fail(h, "headers must be a table", "", 0);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    size_t kl, vl;
-    if (lua_type(L, -2) == LUA_TSTRING &&
-        (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
-      const char *k = lua_tolstring(L, -2, &kl);
-      const char *v = lua_tolstring(L, -1, &vl);
-      /* Header injection through a value is refused by dropping the header. */
-      if (n + kl + vl + 4 <= cap && !memchr(v, '\r', vl) && !memchr(v, '\n', vl) &&
-          !memchr(k, '\r', kl) && !memchr(k, '\n', kl) && !memchr(k, ':', kl)) {
-        memcpy(buf + n, k, kl);
-        n += kl;
-        buf[n++] = ':';
-        buf[n++] = ' ';
-        memcpy(buf + n, v, vl);
-        n += vl;
-        buf[n++] = '\r';
-        buf[n++] = '\n';
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      lua_pop(L, 2);
+      return header_fail(h, "names must be strings", "?", 1);
+    }
+    size_t kl;
+    const char *k = lua_tolstring(L, -2, &kl);
+    int rc = 0;
+    for (size_t i = 0; i < kl && rc == 0; i++)
+      if (!is_tchar((unsigned char)k[i])) rc = header_fail(h, "name is not a token", k, kl);
+    if (kl == 0) rc = header_fail(h, "empty name", k, kl);
+    for (int i = 0; host_owned[i] && rc == 0; i++)
+      if (strlen(host_owned[i]) == kl && strncasecmp(host_owned[i], k, kl) == 0)
+        rc = header_fail(h, "set by the host, not by handlers", k, kl);
+    if (rc == 0 && http_head_has(h->buf, h->len, k, kl))
+      rc = header_fail(h, "set twice (names are case-insensitive)", k, kl);
+    if (rc == 0 && lua_istable(L, -1)) {
+      int n = (int)lua_objlen(L, -1);
+      if (n == 0) rc = header_fail(h, "empty list", k, kl);
+      for (int i = 1; i <= n && rc == 0; i++) {
+        lua_rawgeti(L, -1, i);
+        rc = header_line(h, L, k, kl);
+        lua_pop(L, 1);
       }
+    } else if (rc == 0) {
+      rc = header_line(h, L, k, kl);
+    }
+    if (rc != 0) {
+      lua_pop(L, 2);
+      return -1;
     }
     lua_pop(L, 1);
   }
-  return n;
+  return 0;
 }
 
 /* Detach the request from its task before answering it, so that answering
@@ -315,13 +378,20 @@ static void request_done(fcfs_task_t *t) {
   size_t blen = 0;
   const char *body =
       top >= 2 && lua_type(co, 2) == LUA_TSTRING ? lua_tolstring(co, 2, &blen) : NULL;
-  char hbuf[8192];
-  size_t hlen = top >= 3 ? build_headers(co, 3, hbuf, sizeof(hbuf)) : 0;
+  char hbuf[8192], err[256];
+  headers_t hd = {hbuf, sizeof(hbuf), 0, err, sizeof(err)};
   if (top >= 4 && lua_type(co, 4) == LUA_TSTRING) {
     snprintf(r->route_buf, sizeof(r->route_buf), "%s", lua_tostring(co, 4));
     r->route = r->route_buf;
   }
-  fcfs_request_respond(r, status, hbuf, hlen, body, blen);
+  if (top >= 3 && build_headers(co, 3, &hd) != 0) {
+    char line[256];
+    fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)), "%s",
+                 err);
+    fcfs_request_fail(r, 500, "INTERNAL", "internal error");
+    return;
+  }
+  fcfs_request_respond(r, status, hbuf, hd.len, body, blen);
 }
 
 /* Push the error of a failed task with its traceback on the VM's main state. */

@@ -408,3 +408,94 @@ return app
         s:assert_no_errors()
     end)
 end)
+
+describe("lifecycle, response headers set by handlers", function()
+    local s
+    setup(function()
+        s = server.start{
+            app = [==[
+local app = require "lifecycle_base"
+local CASES = {
+    cookies = { ["Set-Cookie"] = { "a=1; Path=/", "b=2; Path=/" } },
+    lower_id = { ["x-request-id"] = "mine-1", ["content-type"] = "text/plain" },
+    own_type = { ["Content-Type"] = "text/plain" },
+    bad_name = { ["Bad Name"] = "x" },
+    bad_value = { ["X-A"] = "a\0b" },
+    bad_value_del = { ["X-A"] = "a\127" },
+    injection = { ["X-A"] = "a\r\nX-Injected: 1" },
+    content_length = { ["Content-Length"] = "5" },
+    transfer_encoding = { ["transfer-encoding"] = "chunked" },
+    connection = { ["Connection"] = "close" },
+    twice = { ["X-Twice"] = "a", ["x-twice"] = "b" },
+    too_long = { ["X-Long"] = string.rep("v", 9000) },
+    bad_type = { ["X-B"] = true },
+}
+app:get("/h/:case", function(req)
+    return { body = "ok", headers = CASES[req.params.case] }
+end)
+return app
+]==],
+            lua_files = { ["lifecycle_base.lua"] = BASE_APP },
+            conf = { workers = 0, redis = "127.0.0.1:" .. raw.free_port() },
+        }
+    end)
+    teardown(function()
+        s:stop()
+    end)
+
+    local function get(case)
+        return assert(http.request{ port = s.port, path = "/h/" .. case })
+    end
+
+    local function count(res, name)
+        local n = 0
+        for _, h in ipairs(res.header_list) do
+            if h[1]:lower() == name then
+                n = n + 1
+            end
+        end
+        return n
+    end
+
+    it("sends a list value once per element (several Set-Cookie)", function()
+        local res = get("cookies")
+        assert.equal(200, res.status)
+        local cookies = {}
+        for _, h in ipairs(res.header_list) do
+            if h[1] == "Set-Cookie" then
+                cookies[#cookies + 1] = h[2]
+            end
+        end
+        assert.same({ "a=1; Path=/", "b=2; Path=/" }, cookies)
+    end)
+
+    it("matches names case-insensitively: a handler's x-request-id replaces the host's", function()
+        local res = get("lower_id")
+        assert.equal(200, res.status)
+        assert.equal(1, count(res, "x-request-id"))
+        assert.equal("mine-1", res.headers["x-request-id"])
+        assert.equal(1, count(res, "content-type"))
+        assert.equal("text/plain", res.headers["content-type"])
+        assert.equal(1, count(get("own_type"), "content-type"))
+    end)
+
+    it("answers 500 and logs the handler's bad header, never sending it", function()
+        for _, case in ipairs{ "bad_name", "bad_value", "bad_value_del", "injection", "content_length",
+            "transfer_encoding", "connection", "twice", "too_long", "bad_type" } do
+            local res = get(case)
+            assert.equal(500, res.status, case)
+            assert.is_nil(res.headers["x-injected"])
+            assert.is_nil(res.headers["x-a"])
+            assert.equal(1, count(res, "content-length"), case)
+            assert.equal(1, count(res, "connection"), case)
+            assert.equal("INTERNAL", http.json(res).error.code, case)
+        end
+        local log = s:error_log()
+        for _, what in ipairs{ '"Bad Name": name is not a token', '"X-A": control character',
+            '"Content-Length": set by the host', '"transfer-encoding": set by the host',
+            '"Connection": set by the host', "set twice", '"X-Long": header block too long',
+            '"X-B": values must be strings' } do
+            assert.matches(what, log, 1, true)
+        end
+    end)
+end)
