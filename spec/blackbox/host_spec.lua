@@ -380,7 +380,7 @@ describe("host core, one worker", function()
             s:assert_no_errors(ALLOWED)
         end)
 
-    it("cancels the request of a client that goes away while its handler sleeps", function()
+    it("lets the handler of a client that goes away run to its end (client_abort = finish)", function()
         local pid = get_json(s.port, "/_host/status").pid
         local tag = tostring(os.time()) .. tostring(math.random(1e6))
         local c = assert(http.connect(s.port))
@@ -393,14 +393,8 @@ describe("host core, one worker", function()
         eventually(function()
             return raw.metric(metrics(s.port), "fcfs_requests_in_flight") == 1 -- only /metrics itself
         end, 5, "the in-flight gauge to drop back")
-        -- a second sleeper started after the first ends after it would have woken: by then the
-        -- first has either logged its wake-up (not cancelled) or never will
-        local second = get_json(s.port, "/sleep?s=0.5&mark=second-" .. tag)
-        assert.equal(0.5, second.slept)
-        eventually(function()
-            return s:error_log():find("woke second-" .. tag, 1, true)
-        end, 5, "the second sleeper's log line")
-        assert.is_nil(s:error_log():find("woke first-" .. tag, 1, true), "the cancelled handler ran on")
+        -- the first handler woke and finished although nobody waits for its answer
+        assert.truthy(s:error_log():find("woke first-" .. tag, 1, true), "the handler was cancelled")
         assert.equal(pid, get_json(s.port, "/_host/status").pid) -- same worker, no crash
         s:assert_no_errors(ALLOWED)
     end)

@@ -499,3 +499,100 @@ return app
         end
     end)
 end)
+
+describe("lifecycle, a client that goes away mid-request", function()
+    local APP = [==[
+local app = require "lifecycle_base"
+local host = require "host"
+local tonumber = tonumber
+
+app:get("/write", function(req)
+    host.sleep(tonumber(req:arg("s")) or 0.3)
+    local ok, err = host.redis.call("SET", req:arg("key"), "written")
+    host.log("warn", "handler-finished ", req:arg("key"), " ", tostring(ok or err))
+    return { json = { ok = true } }
+end)
+
+app:get("/read", function(req)
+    local v = host.redis.call("GET", req:arg("key"))
+    return { json = { v = v ~= host.null and v or false } }
+end)
+
+return app
+]==]
+
+    local function start_app(conf)
+        conf.workers = 0
+        conf.request_timeout = conf.request_timeout or 5
+        return server.start{ app = APP, lua_files = { ["lifecycle_base.lua"] = BASE_APP }, conf = conf }
+    end
+
+    local function key()
+        return format("lifecycle:abort:%d:%d", os.time(), math.random(1e9))
+    end
+
+    local function read(s, k)
+        return http.json(assert(http.request{ port = s.port, path = "/read?key=" .. k })).v
+    end
+
+    local function send_and_close(s, path)
+        local c = assert(http.connect(s.port))
+        assert(c:send_raw("GET " .. path .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
+        eventually(function()
+            local m = assert(http.request{ port = s.port, path = "/metrics" }).body
+            return (raw.metric(m, "fcfs_requests_in_flight") or 0) >= 2
+        end, 5, "the request to be in flight")
+        c:close()
+    end
+
+    it("by default finishes the handler: its Redis write happens after the client closed", function()
+        local s = start_app{}
+        finally(function()
+            s:stop()
+        end)
+        local k = key()
+        send_and_close(s, "/write?s=0.3&key=" .. k)
+        eventually(function()
+            return read(s, k) == "written"
+        end, 5, "the handler's write")
+        -- a half-closed client still gets its answer
+        local k2 = key()
+        local c = assert(http.connect(s.port))
+        assert(c:send_raw("GET /write?s=0.2&key=" .. k2 .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
+        c.sock:shutdown("send")
+        local res = assert(c:read_response())
+        assert.equal(200, res.status)
+        c:close()
+        assert.equal("written", read(s, k2))
+        s:stop()
+        s:assert_no_errors()
+    end)
+
+    it("with client_abort = \"cancel\" stops the handler at its next I/O", function()
+        local s = start_app{ client_abort = "cancel" }
+        finally(function()
+            s:stop()
+        end)
+        local k = key()
+        send_and_close(s, "/write?s=0.3&key=" .. k)
+        socket.sleep(0.6)
+        assert.is_false(read(s, k))
+        assert.is_nil(s:error_log():find("handler-finished " .. k, 1, true))
+        s:stop()
+        s:assert_no_errors()
+    end)
+
+    it("still cancels on the request deadline (504)", function()
+        local s = start_app{ request_timeout = 0.2 }
+        finally(function()
+            s:stop()
+        end)
+        local k = key()
+        local res = assert(http.request{ port = s.port, path = "/write?s=0.5&key=" .. k })
+        assert.equal(504, res.status)
+        socket.sleep(0.5)
+        assert.is_false(read(s, k))
+        s:stop()
+        s:assert_no_errors{ "request deadline" }
+    end)
+end)
