@@ -133,24 +133,27 @@ static void swap_in(fcfs_worker_t *w, fcfs_vm_t *vm) {
   reload_finish(w, 1, w->generation, NULL);
 }
 
-/* Swap in or drop the prepared generation once the master has decided. */
+/* Once the master has decided: swap in the prepared generation, or drop the
+ * one being built (prepared or not: an init_worker still running past
+ * reload_timeout is cancelled). The first load is left to first_init_done. */
 static void settle(fcfs_worker_t *w) {
   fcfs_vm_t *vm = w->loading;
-  if (vm == NULL || !w->prepared) return;
+  if (vm == NULL || w->vm == NULL) return;
   uint64_t gen = fcfs_vm_generation(vm);
   uint64_t decided = __atomic_load_n(&w->shm->decided, __ATOMIC_ACQUIRE);
   uint64_t accepted = w->shm->accepted; /* written before decided */
   if (accepted == gen) {
-    swap_in(w, vm);
-  } else if (decided >= gen || accepted > gen) {
-    char err[sizeof(w->shm->decided_err)];
-    snprintf(err, sizeof(err), "%s",
-             decided == gen ? w->shm->decided_err : "superseded by a newer reload");
-    w->loading = NULL;
-    w->prepared = 0;
-    fcfs_vm_free(vm);
-    reload_finish(w, 0, gen, err);
+    if (w->prepared) swap_in(w, vm);
+    return;
   }
+  if (decided < gen && accepted < gen) return; /* not decided yet */
+  char err[sizeof(w->shm->decided_err)];
+  snprintf(err, sizeof(err), "%s",
+           decided == gen ? w->shm->decided_err : "superseded by a newer reload");
+  w->loading = NULL;
+  w->prepared = 0;
+  fcfs_vm_free(vm);
+  reload_finish(w, 0, gen, err);
 }
 
 /* The master decided a reload (USR2). */
@@ -390,6 +393,7 @@ static void first_init_done(fcfs_vm_t *vm, const char *err, void *arg) {
     w->watch = fcfs_watch_start(&w->loop, w->conf->lua_dir, on_lua_changed, w);
   fcfs_log(FCFS_LOG_NOTICE, "worker %d serving %s, generation %llu", w->id, w->conf->listen,
            (unsigned long long)w->generation);
+  if (has_master(w) && w->shm->accepted > w->generation) start_reload(w); /* accepted meanwhile */
 }
 
 int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, int shm_fd) {

@@ -196,6 +196,32 @@ describe("lifecycle, a reload only one worker can take", function()
     end)
 end)
 
+describe("lifecycle, an init_worker that outlives reload_timeout", function()
+    it("is refused and cancelled; the next reload goes through", function()
+        local s = start({ workers = 2, reload_timeout = 1 }, "A")
+        finally(function()
+            s:stop()
+        end)
+        s:write_lua("app.lua", app_source("B", "host.sleep(30)"))
+        local t0 = socket.gettime()
+        local code, out = s:cli("-s reload")
+        assert.are_not.equal(0, code, out)
+        assert.matches("did not load and initialise it within 1 s", out, 1, true)
+        assert.is_true(socket.gettime() - t0 < 5)
+        assert.equal("A", version(s.port).v)
+        s:write_lua("app.lua", app_source("C"))
+        code, out = s:cli("-s reload")
+        assert.equal(0, code, out)
+        local conns = conn_per_worker(s, 2)
+        for id = 0, 1 do
+            assert.equal("C", version_on(conns[id]).v)
+            conns[id]:close()
+        end
+        s:stop()
+        s:assert_no_errors{ "reload failed" }
+    end)
+end)
+
 describe("lifecycle, drain_timeout = 0", function()
     it("cancels the old generation's in-flight requests at a reload without touching a dead timer",
         function()
