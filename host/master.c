@@ -357,6 +357,8 @@ int fcfs_master_main(const fcfs_conf_t *conf, int listen_fd) {
   m.shm->accepted = 1;
   m.shm->workers = conf->workers;
   char err[1024];
+  fcfs_reload_forget_all(conf); /* left by a node that was killed */
+  fcfs_reload_status_write(conf, 1, FCFS_RELOAD_OK, NULL);
   if (fcfs_reload_snapshot(conf, 1, err, sizeof(err)) != 0) {
     fcfs_log(FCFS_LOG_ERROR, "cannot copy %s: %s", conf->lua_dir, err);
     fprintf(stderr, "fcfs: cannot copy %s: %s\n", conf->lua_dir, err);
@@ -379,9 +381,7 @@ int fcfs_master_main(const fcfs_conf_t *conf, int listen_fd) {
   if (conf->dev) m.watch = fcfs_watch_start(&m.loop, conf->lua_dir, on_lua_changed, &m);
   uv_run(&m.loop, UV_RUN_DEFAULT);
   uv_loop_close(&m.loop);
-  if (m.pending) fcfs_reload_forget(conf, m.pending);
-  if (m.previous) fcfs_reload_forget(conf, m.previous);
-  fcfs_reload_forget(conf, m.shm->accepted);
+  fcfs_reload_forget_all(conf);
   fcfs_shm_detach(m.shm);
   close(m.shm_fd);
   close(listen_fd);

@@ -113,6 +113,21 @@ void fcfs_reload_forget(const fcfs_conf_t *c, uint64_t gen) {
   remove_tree(dir);
 }
 
+void fcfs_reload_forget_all(const fcfs_conf_t *c) {
+  DIR *d = opendir(c->run_dir);
+  if (d == NULL) return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    const char *p = e->d_name;
+    if (strncmp(p, "lua.", 4) != 0 || p[4] == '\0' || strspn(p + 4, "0123456789") != strlen(p + 4))
+      continue;
+    char dir[PATH_LEN];
+    snprintf(dir, sizeof(dir), "%s/%s", c->run_dir, p);
+    remove_tree(dir);
+  }
+  closedir(d);
+}
+
 static void status_path(const fcfs_conf_t *c, char *buf, size_t len) {
   snprintf(buf, len, "%s/reload.status", c->run_dir);
 }
@@ -122,6 +137,7 @@ void fcfs_reload_status_write(const fcfs_conf_t *c, uint64_t gen, int state, con
   char path[PATH_LEN], tmp[PATH_LEN + 8];
   status_path(c, path, sizeof(path));
   snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
+  mkdir(c->run_dir, 0755);
   FILE *f = fopen(tmp, "w");
   if (f == NULL) return;
   fprintf(f, "%llu %s\n%s", (unsigned long long)gen, names[state], err ? err : "");

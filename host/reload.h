@@ -6,7 +6,8 @@
  * worker of a generation runs the same files and a worker respawned later
  * starts from the last accepted generation's copy, whatever lua_dir holds
  * by then. The copies of refused generations are removed at once; accepted
- * ones when they are two generations old and at exit.
+ * ones when they are two generations old, all of them at start and exit.
+ * A node starts the outcome file afresh at generation 1.
  *
  * Outcome: run_dir/reload.status holds the latest reload's generation and
  * state ("7 pending", "7 ok", or "7 failed" and the error on the next
@@ -29,6 +30,8 @@ void fcfs_reload_dir(const fcfs_conf_t *c, uint64_t gen, char *buf, size_t len);
  * with err (the partial copy is removed). */
 int fcfs_reload_snapshot(const fcfs_conf_t *c, uint64_t gen, char *err, size_t errlen);
 void fcfs_reload_forget(const fcfs_conf_t *c, uint64_t gen);
+/* Remove every snapshot in run_dir (at the node's start and exit). */
+void fcfs_reload_forget_all(const fcfs_conf_t *c);
 
 /* Write or read run_dir/reload.status. Read returns -1 when there is none
  * (then *gen = 0). */

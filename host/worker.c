@@ -415,6 +415,7 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
   w->slot->pid = getpid();
   w->slot->heartbeat_ms = fcfs_monotonic_ms();
   if (w->shm->generation == 0) w->shm->generation = 1;
+  if (shm_own) fcfs_reload_status_write(conf, w->shm->generation, FCFS_RELOAD_OK, NULL);
 
   w->redis = fcfs_redis_new(&w->loop, conf, &w->slot->redis);
   fcfs_mysql_opts_t mo;
