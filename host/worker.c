@@ -6,7 +6,9 @@
  * single-process mode (workers = 0) the same code binds and creates them.
  *
  * Reload: a new VM is built and its init_worker run beside the serving one;
- * only when both worked is it swapped in. The old VM is retired (it drains
+ * only when both worked is it swapped in -- under a master, only once every
+ * worker has (master.c decides; the code comes from its snapshot of lua_dir,
+ * reload.h). The old VM is retired (it drains
  * its requests, bounded by drain_timeout); a generation still draining when
  * the next swap comes is cut short, so at most one drains. Callers of a
  * reload in progress share its outcome.
