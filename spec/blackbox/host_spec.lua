@@ -140,27 +140,6 @@ local function expect_error_and_close(port, bytes, status, code)
     return res
 end
 
--- One keep-alive connection per worker (keyed by worker id): connections are accepted by
--- whichever worker is quicker, so open them until each worker holds one.
-local function conn_per_worker(s, count)
-    local conns, seen = {}, 0
-    local deadline = socket.gettime() + 10
-    while seen < count and socket.gettime() < deadline do
-        local c = assert(http.connect(s.port))
-        local res = assert(c:request{ path = "/_host/status" })
-        assert.equal(200, res.status)
-        local id = http.json(res).worker_id
-        if conns[id] then
-            c:close()
-        else
-            conns[id] = c
-            seen = seen + 1
-        end
-    end
-    assert.equal(count, seen, "could not reach every worker")
-    return conns
-end
-
 local function version_on(c)
     local res = assert(c:request{ path = "/version" })
     assert.equal(200, res.status)
@@ -584,7 +563,7 @@ describe("host core, two workers", function()
             finally(function()
                 s:stop()
             end)
-            local conns = conn_per_worker(s, 2)
+            local conns = s:conn_per_worker(2)
             local gen = version_on(conns[0]).generation
             s:write_lua("app.lua", "local x = = 1\n" .. app_source("B"))
             local code, out = s:cli("-s reload")
@@ -627,7 +606,7 @@ describe("host core, two workers", function()
             end)
             local master = s:pid()
             local workers = s:worker_pids()
-            local conns = conn_per_worker(s, 2)
+            local conns = s:conn_per_worker(2)
             local gen = {}
             for id = 0, 1 do
                 local v = version_on(conns[id])
@@ -674,7 +653,7 @@ describe("host core, two workers", function()
         end)
         local sample = 'fcfs_requests_total{route="/hello",status="200"}'
         local base = raw.metric(metrics(s.port), sample) or 0
-        local conns = conn_per_worker(s, 2)
+        local conns = s:conn_per_worker(2)
         local sent = { [0] = 3, [1] = 4 }
         for id = 0, 1 do
             for _ = 1, sent[id] do

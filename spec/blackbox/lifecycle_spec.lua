@@ -14,12 +14,16 @@ local format = string.format
 
 local BASE_APP = server.repo_file("lua/app.lua")
 
+-- A test app.lua from the Lua of its routes (which may use `app` and `host`), over the repository's
+-- routes (the module lifecycle_base).
+local function app_of(routes)
+    return 'local app = require "lifecycle_base"\nlocal host = require "host"\n' .. routes .. "\nreturn app\n"
+end
+
 -- The test app: the repository's operational routes plus /version and /sleep; `init` is Lua
 -- source run by init_worker (it may raise).
 local function app_source(version, init)
-    return format([==[
-local app = require "lifecycle_base"
-local host = require "host"
+    return app_of(format([==[
 local tonumber = tonumber
 local VERSION = %q
 
@@ -37,21 +41,24 @@ app:get("/sleep", function(req)
     host.sleep(tonumber(req:arg("s")) or 0.2)
     return { json = { v = VERSION } }
 end)
-
-return app
-]==], version, init or "")
+]==], version, init or ""))
 end
 
-local function start(conf, version, init)
-    local c = { redis = "127.0.0.1:" .. raw.free_port(), drain_timeout = 1 }
+-- Start fcfs with the app.lua src over the config conf; no Redis unless conf names one.
+local function start_app(src, conf)
+    local c = { workers = 0, redis = "127.0.0.1:" .. raw.free_port(), drain_timeout = 1 }
     for k, v in pairs(conf) do
         c[k] = v
     end
     return server.start{
-        app = app_source(version, init),
+        app = src,
         lua_files = { ["lifecycle_base.lua"] = BASE_APP },
         conf = c,
     }
+end
+
+local function start(conf, version, init)
+    return start_app(app_source(version, init), conf)
 end
 
 local function eventually(fn, timeout, what)
@@ -64,29 +71,15 @@ local function version(port)
     return http.json(res)
 end
 
--- One keep-alive connection per worker id.
-local function conn_per_worker(s, count)
-    local conns, seen = {}, 0
-    local deadline = socket.gettime() + 10
-    while seen < count and socket.gettime() < deadline do
-        local c = assert(http.connect(s.port))
-        local res = assert(c:request{ path = "/version" })
-        local id = http.json(res).worker
-        if conns[id] then
-            c:close()
-        else
-            conns[id] = c
-            seen = seen + 1
-        end
+-- Every one of the two workers, on its own connection, serves version v.
+local function assert_both_workers_serve(s, v)
+    local conns = s:conn_per_worker(2)
+    for id = 0, 1 do
+        local res = assert(conns[id]:request{ path = "/version" })
+        assert.equal(200, res.status, res.body)
+        assert.equal(v, http.json(res).v, "worker " .. id)
+        conns[id]:close()
     end
-    assert.equal(count, seen, "could not reach every worker")
-    return conns
-end
-
-local function version_on(c)
-    local res = assert(c:request{ path = "/version" })
-    assert.equal(200, res.status, res.body)
-    return http.json(res)
 end
 
 -- wrk in the background for `seconds` on path; returns a function that waits for it and returns
@@ -151,11 +144,7 @@ describe("lifecycle, reload whose init_worker raises", function()
                 return #pids == 2 and pids[1] ~= victim and pids[2] ~= victim
             end, 5, "the worker to be respawned")
             -- both workers answer "A" (the respawned one did not crash-loop on B's init)
-            local conns = conn_per_worker(s, 2)
-            for id = 0, 1 do
-                assert.equal("A", version_on(conns[id]).v)
-                conns[id]:close()
-            end
+            assert_both_workers_serve(s, "A")
             assert.equal(1, raw.metric(assert(http.request{ port = s.port, path = "/metrics" }).body,
                 "fcfs_worker_restarts_total"))
         end)
@@ -165,11 +154,7 @@ describe("lifecycle, reload whose init_worker raises", function()
         local code, out = s:cli("-s reload")
         assert.equal(0, code, out)
         assert.matches("reloaded", out, 1, true)
-        local conns = conn_per_worker(s, 2)
-        for id = 0, 1 do
-            assert.equal("C", version_on(conns[id]).v)
-            conns[id]:close()
-        end
+        assert_both_workers_serve(s, "C")
         s:stop()
         s:assert_no_errors{ "init%-marker%-51c2", "reload failed", "killed by signal 9" }
     end)
@@ -181,16 +166,12 @@ describe("lifecycle, a reload only one worker can take", function()
         finally(function()
             s:stop()
         end)
-        local conns = conn_per_worker(s, 2)
         s:write_lua("app.lua", app_source("B", 'if host.worker_id == 1 then error("only-one-7d0e") end'))
         local code, out = s:cli("-s reload")
         assert.are_not.equal(0, code, out)
         assert.matches("worker 1: init_worker", out, 1, true)
         assert.matches("only-one-7d0e", out, 1, true)
-        for id = 0, 1 do
-            assert.equal("A", version_on(conns[id]).v)
-            conns[id]:close()
-        end
+        assert_both_workers_serve(s, "A")
         s:stop()
         s:assert_no_errors{ "only%-one%-7d0e", "reload failed" }
     end)
@@ -212,11 +193,7 @@ describe("lifecycle, an init_worker that outlives reload_timeout", function()
         s:write_lua("app.lua", app_source("C"))
         code, out = s:cli("-s reload")
         assert.equal(0, code, out)
-        local conns = conn_per_worker(s, 2)
-        for id = 0, 1 do
-            assert.equal("C", version_on(conns[id]).v)
-            conns[id]:close()
-        end
+        assert_both_workers_serve(s, "C")
         s:stop()
         s:assert_no_errors{ "reload failed" }
     end)
@@ -285,8 +262,6 @@ end)
 
 describe("lifecycle, timers", function()
     local TIMERS = [==[
-local app = require "lifecycle_base"
-local host = require "host"
 local pcall, tostring = pcall, tostring
 
 local every = { runs = 0, running = 0, overlap = 0 }
@@ -323,18 +298,12 @@ app:get("/many", function()
     end
     return { json = { results = out, pending = host.timer.pending() } }
 end)
-
-return app
 ]==]
 
     it("refuses NaN, infinite and negative delays, caps pending timers, never overlaps an every-run",
         function()
             -- the every-timer is pending too: 1 + 3 = max_pending_timers
-            local s = server.start{
-                app = TIMERS,
-                lua_files = { ["lifecycle_base.lua"] = BASE_APP },
-                conf = { workers = 0, max_pending_timers = 4, redis = "127.0.0.1:" .. raw.free_port() },
-            }
+            local s = start_app(app_of(TIMERS), { max_pending_timers = 4 })
             finally(function()
                 s:stop()
             end)
@@ -391,16 +360,10 @@ end)
 
 describe("lifecycle, write backpressure", function()
     it("stops serving a pipelining client that never reads, even one request per read", function()
-        local s = server.start{
-            app = [[
-local app = require "lifecycle_base"
+        local s = start_app(app_of([[
 local BIG = string.rep("x", 1024 * 1024)
 app:get("/big", function() return { body = BIG } end)
-return app
-]],
-            lua_files = { ["lifecycle_base.lua"] = BASE_APP },
-            conf = { workers = 0, redis = "127.0.0.1:" .. raw.free_port() },
-        }
+]]), {})
         finally(function()
             s:stop()
         end)
@@ -438,9 +401,7 @@ end)
 describe("lifecycle, response headers set by handlers", function()
     local s
     setup(function()
-        s = server.start{
-            app = [==[
-local app = require "lifecycle_base"
+        s = start_app(app_of([==[
 local CASES = {
     cookies = { ["Set-Cookie"] = { "a=1; Path=/", "b=2; Path=/" } },
     lower_id = { ["x-request-id"] = "mine-1", ["content-type"] = "text/plain" },
@@ -459,11 +420,7 @@ local CASES = {
 app:get("/h/:case", function(req)
     return { body = "ok", headers = CASES[req.params.case] }
 end)
-return app
-]==],
-            lua_files = { ["lifecycle_base.lua"] = BASE_APP },
-            conf = { workers = 0, redis = "127.0.0.1:" .. raw.free_port() },
-        }
+]==]), {})
     end)
     teardown(function()
         s:stop()
@@ -528,8 +485,6 @@ end)
 
 describe("lifecycle, a client that goes away mid-request", function()
     local APP = [==[
-local app = require "lifecycle_base"
-local host = require "host"
 local tonumber = tonumber
 
 app:get("/write", function(req)
@@ -543,14 +498,12 @@ app:get("/read", function(req)
     local v = host.redis.call("GET", req:arg("key"))
     return { json = { v = v ~= host.null and v or false } }
 end)
-
-return app
 ]==]
 
-    local function start_app(conf)
-        conf.workers = 0
+    local function start_redis_app(conf)
+        conf.redis = os.getenv("FCFS_TEST_REDIS")
         conf.request_timeout = conf.request_timeout or 5
-        return server.start{ app = APP, lua_files = { ["lifecycle_base.lua"] = BASE_APP }, conf = conf }
+        return start_app(app_of(APP), conf)
     end
 
     local function key()
@@ -572,7 +525,7 @@ return app
     end
 
     it("by default finishes the handler: its Redis write happens after the client closed", function()
-        local s = start_app{}
+        local s = start_redis_app{}
         finally(function()
             s:stop()
         end)
@@ -595,7 +548,7 @@ return app
     end)
 
     it("with client_abort = \"cancel\" stops the handler at its next I/O", function()
-        local s = start_app{ client_abort = "cancel" }
+        local s = start_redis_app{ client_abort = "cancel" }
         finally(function()
             s:stop()
         end)
@@ -609,7 +562,7 @@ return app
     end)
 
     it("still cancels on the request deadline (504)", function()
-        local s = start_app{ request_timeout = 0.2 }
+        local s = start_redis_app{ request_timeout = 0.2 }
         finally(function()
             s:stop()
         end)

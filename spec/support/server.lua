@@ -7,7 +7,8 @@
 --     conf = { workers = 0 },                    -- config keys over the test defaults
 --     env = { FCFS_LOG_LEVEL = "info" },         -- environment of the server process
 --   }
---   s.port, s.url, s.dir, s:pid(), s:worker_pids(), s:error_log(), s:write_lua(path, src),
+--   s.port, s.url, s.dir, s:pid(), s:worker_pids(), s:conn_per_worker(n), s:error_log(),
+--   s:write_lua(path, src),
 --   s:signal("HUP"), s:cli("-s reload") -> code, output, s:stop(), s:assert_no_errors{patterns}
 --
 -- Each server gets its own directory from mktemp -d (under $TMPDIR; `etc/dev test` points that at
@@ -267,6 +268,28 @@ function S:worker_pids()
     end
     table.sort(pids)
     return pids
+end
+
+-- One keep-alive connection per worker, keyed by worker id (GET /_host/status of the repository's
+-- app.lua): connections are accepted by whichever worker is quicker, so open them until each
+-- worker holds one.
+function S:conn_per_worker(count)
+    local conns, seen = {}, 0
+    local deadline = socket.gettime() + 10
+    while seen < count and socket.gettime() < deadline do
+        local c = assert(http.connect(self.port))
+        local res = assert(c:request{ path = "/_host/status" })
+        assert(res.status == 200, "GET /_host/status: " .. tostring(res.status))
+        local id = http.json(res).worker_id
+        if conns[id] then
+            c:close()
+        else
+            conns[id] = c
+            seen = seen + 1
+        end
+    end
+    assert(seen == count, "could not reach every worker")
+    return conns
 end
 
 function S:error_log()
