@@ -12,8 +12,6 @@ local shell = require "spec.support.shell"
 
 local format = string.format
 
-local BASE_APP = server.repo_file("lua/app.lua")
-
 -- A test app.lua from the Lua of its routes (which may use `app` and `host`), over the repository's
 -- routes (the module lifecycle_base).
 local function app_of(routes)
@@ -50,11 +48,7 @@ local function start_app(src, conf)
     for k, v in pairs(conf) do
         c[k] = v
     end
-    return server.start{
-        app = src,
-        lua_files = { ["lifecycle_base.lua"] = BASE_APP },
-        conf = c,
-    }
+    return server.start{ app = src, base_module = "lifecycle_base", conf = c }
 end
 
 local function start(conf, version, init)

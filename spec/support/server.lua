@@ -4,6 +4,7 @@
 --   local s = server.start{
 --     app = [[ ... source of app.lua ... ]],     -- nil: the repository's lua/app.lua
 --     lua_files = { ["lib/extra.lua"] = "..." }, -- more files under the Lua directory
+--     base_module = "x_base",                    -- the repository's lua/app.lua as module x_base
 --     conf = { workers = 0 },                    -- config keys over the test defaults
 --     env = { FCFS_LOG_LEVEL = "info" },         -- environment of the server process
 --   }
@@ -180,6 +181,9 @@ function server.start(opts)
     assert(rc == 0, "could not mirror " .. src)
     if opts.app then
         s:write_lua("app.lua", opts.app)
+    end
+    if opts.base_module then
+        s:write_lua(opts.base_module .. ".lua", server.repo_file("lua/app.lua"))
     end
     for path, code in pairs(opts.lua_files or {}) do
         s:write_lua(path, code)
