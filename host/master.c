@@ -213,7 +213,7 @@ static void decide(master_t *m, int ok, const char *err) {
 
 /* Decide the pending reload once every worker it counts on has answered. */
 static void reload_check(master_t *m) {
-  int waiting = 0;
+  int waiting = 0, ready = 0;
   for (int i = 0; i < m->conf->workers; i++) {
     const fcfs_worker_slot_t *slot = &m->shm->w[i];
     if (!m->kids[i].in_reload) continue;
@@ -224,14 +224,16 @@ static void reload_check(master_t *m) {
       snprintf(err, sizeof(err), "worker %d: %s", i, slot->prepared_err);
       decide(m, 0, err);
       return;
+    } else {
+      ready++;
     }
   }
-  if (waiting == 0) {
+  if (waiting == 0 && ready > 0) { /* code nobody ran (every worker died meanwhile) waits */
     decide(m, 1, NULL);
   } else if (fcfs_monotonic_ms() >= m->pending_deadline_ms) {
     char err[128];
-    snprintf(err, sizeof(err), "%d worker(s) did not load and initialise it within %g s", waiting,
-             m->conf->reload_timeout);
+    snprintf(err, sizeof(err), "%d worker(s) did not load and initialise it within %g s",
+             waiting ? waiting : m->conf->workers, m->conf->reload_timeout);
     decide(m, 0, err);
   }
 }

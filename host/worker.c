@@ -238,8 +238,8 @@ static int add_waiter(fcfs_worker_t *w, fcfs_reload_cb cb, void *arg) {
 void fcfs_worker_reload_all(fcfs_worker_t *w, fcfs_reload_cb cb, void *arg) {
   if (add_waiter(w, cb, arg) != 0) return;
   if (has_master(w)) {
-    kill((pid_t)w->shm->master_pid,
-         SIGHUP); /* the master runs the reload, USR2 tells the outcome */
+    /* the master runs the reload; its USR2 brings the outcome (on_decision) */
+    kill((pid_t)w->shm->master_pid, SIGHUP);
     return;
   }
   __atomic_add_fetch(&w->shm->generation, 1, __ATOMIC_SEQ_CST);
