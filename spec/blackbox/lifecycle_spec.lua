@@ -252,6 +252,38 @@ describe("lifecycle, host.exiting()", function()
             s:stop()
             s:assert_no_errors()
         end)
+
+    it("turns true in a worker told to stop (QUIT), so a waiting handler ends at once", function()
+        local s = start_app(app_of([[
+app:get("/wait", function()
+    local t0 = host.now()
+    while not host.exiting() and host.now() - t0 < 20 do host.sleep(0.02) end
+    return { json = { exiting = host.exiting() } }
+end)
+]]), { drain_timeout = 30 })
+        finally(function()
+            s:stop()
+        end)
+        local c = assert(http.connect(s.port))
+        assert(c:send_raw("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n"))
+        eventually(function()
+            local m = assert(http.request{ port = s.port, path = "/metrics" }).body
+            return (raw.metric(m, "fcfs_requests_in_flight") or 0) >= 2
+        end, 5, "the waiting request to be in flight")
+        local pid = s:pid()
+        local t0 = socket.gettime()
+        assert.is_true(s:signal("QUIT"))
+        local res = assert(c:read_response())
+        assert.equal(200, res.status)
+        assert.is_true(http.json(res).exiting)
+        eventually(function()
+            return not shell.alive(pid)
+        end, 3, "the worker to exit")
+        assert.is_true(socket.gettime() - t0 < 3)
+        c:close()
+        s:stop()
+        s:assert_no_errors()
+    end)
 end)
 
 describe("lifecycle, timers", function()
