@@ -240,7 +240,8 @@ void fcfs_worker_reload_all(fcfs_worker_t *w, fcfs_reload_cb cb, void *arg) {
   if (add_waiter(w, cb, arg) != 0) return;
   if (has_master(w)) {
     /* the master runs the reload; its USR2 brings the outcome (on_decision) */
-    kill((pid_t)w->shm->master_pid, SIGHUP);
+    if (kill((pid_t)w->shm->master_pid, SIGHUP) != 0)
+      answer_waiters(w, 0, w->generation, "the master is gone");
     return;
   }
   __atomic_add_fetch(&w->shm->generation, 1, __ATOMIC_SEQ_CST);
