@@ -14,6 +14,14 @@
 
 #include <stddef.h>
 
+/* One parsed entry of real_ip_from: family AF_INET (4 address bytes) or
+ * AF_INET6 (16), the network address with its host bits cleared. */
+typedef struct {
+  int family;
+  int bits;
+  unsigned char addr[16];
+} fcfs_cidr_t;
+
 #define FCFS_MAX_DICTS 32
 #define FCFS_DICT_NAME 48
 
@@ -93,6 +101,16 @@ typedef struct fcfs_conf_s {
   double tcp_read_timeout;
   int tcp_buffer_max; /* bytes one receive may buffer -> "too large" */
 
+  /* admin listener and client addresses */
+  char *admin_listen;         /* "unix:PATH", a loopback "IP:port", or "" for none */
+  char **real_ip_from;        /* trusted proxies as CIDRs (NULL-terminated list) */
+  char *real_ip_header;       /* the header they put the client address in */
+  fcfs_cidr_t *real_ip_cidrs; /* real_ip_from, parsed */
+  int real_ip_ncidrs;
+  /* lifecycle: reloads, timers, clients that go away */
+  double reload_timeout;  /* s: every worker must have built and initialised a new generation */
+  int max_pending_timers; /* host.timer.at/every pending per worker */
+  char *client_abort;     /* "finish": a handler outlives its client; "cancel": it is cancelled */
   /* host primitives: shared dictionaries, node identity */
   fcfs_conf_dicts_t shared_dicts; /* host.shared.NAME, laid out in shm by the master */
   char *node_id;                  /* host.node_id; "" in the file = the hostname */
@@ -103,6 +121,10 @@ typedef struct fcfs_conf_s {
  * err. */
 int fcfs_conf_load(fcfs_conf_t *c, const char *path, char *err, size_t errlen);
 void fcfs_conf_free(fcfs_conf_t *c);
+
+/* 1 when the address is in real_ip_from. family is AF_INET (addr: 4 bytes)
+ * or AF_INET6 (16 bytes; an IPv4-mapped address is matched as IPv4). */
+int fcfs_conf_trusted(const fcfs_conf_t *c, int family, const void *addr);
 
 /* Push a read-only table view of c on L (host.config). */
 struct lua_State;

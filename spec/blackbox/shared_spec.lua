@@ -39,6 +39,10 @@ local function answer(v, err)
     return { json = { v = v == nil and host.null or v, t = type(v), err = err, worker = host.worker_id } }
 end
 
+app:get("/version", function()
+    return { json = { worker = host.worker_id, generation = host.generation, pid = host.pid } }
+end)
+
 app:get("/sh/get", function(req) return answer(dict(req):get(req:arg("k"))) end)
 app:get("/sh/set", function(req)
     return answer(dict(req):set(req:arg("k"), value(req:arg("v")), tonumber(req:arg("ttl"))))
@@ -126,7 +130,7 @@ local function generations(s)
     local conns = s:conn_per_worker(2)
     local g = {}
     for id = 0, 1 do
-        g[id] = get(conns[id], "/_host/status").generation
+        g[id] = get(conns[id], "/version").generation
         conns[id]:close()
     end
     return g
@@ -324,7 +328,7 @@ describe("host.shared, a worker killed while both hammer", function()
         local victims = {}
         for round = 1, 3 do
             local conns = s:conn_per_worker(2)
-            local victim = get(conns[1], "/_host/status").pid
+            local victim = get(conns[1], "/version").pid
             for id = 0, 1 do
                 assert(conns[id]:send_raw("GET /sh/hammer?k=storm&n=300000 HTTP/1.1\r\nHost: x\r\n\r\n"))
             end
