@@ -178,9 +178,15 @@ static int spawn(master_t *m, int id) {
   return 0;
 }
 
+/* Signal every live worker. HUP, USR1 and USR2 would kill a worker whose
+ * handlers are not installed yet (their default action), so a starting
+ * worker is skipped: it reads the reload state and reopens its logs itself
+ * once it is ready (worker.c first_init_done). */
 static void each_worker(master_t *m, int signum) {
+  int stop = signum == SIGQUIT || signum == SIGTERM || signum == SIGKILL;
   for (int i = 0; i < m->conf->workers; i++)
-    if (m->kids[i].proc) uv_process_kill(m->kids[i].proc, signum);
+    if (m->kids[i].proc && (stop || __atomic_load_n(&m->shm->w[i].signals_ready, __ATOMIC_SEQ_CST)))
+      uv_process_kill(m->kids[i].proc, signum);
 }
 
 static void reload(master_t *m);

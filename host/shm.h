@@ -49,8 +49,9 @@ typedef struct {
 
 typedef struct {
   volatile int64_t pid;
-  volatile uint64_t heartbeat_ms; /* CLOCK_MONOTONIC, comparable across processes */
-  volatile uint64_t generation;   /* the VM generation this worker serves */
+  volatile uint64_t heartbeat_ms;  /* CLOCK_MONOTONIC, comparable across processes */
+  volatile uint64_t generation;    /* the VM generation this worker serves */
+  volatile uint32_t signals_ready; /* its HUP/USR1/USR2 handlers are in place (0 at spawn) */
   uint64_t reloads, reload_failures;
   uint64_t in_flight, connections, requests;
   uint64_t accepts; /* with requests: progress the master sees while a busy loop misses a beat */

@@ -170,6 +170,31 @@ describe("lifecycle, a reload only one worker can take", function()
     end)
 end)
 
+describe("lifecycle, signals to a worker that is still starting", function()
+    it("never kill it: reloads and log reopens sent while workers respawn leave no worker dead", function()
+        local s = start({ workers = 2 }, "A")
+        finally(function()
+            s:stop()
+        end)
+        local master = s:pid()
+        for _ = 1, 5 do
+            local pids = s:worker_pids()
+            assert(os.execute("kill -9 " .. pids[1] .. " " .. pids[2]))
+            -- log reopens (relayed to the workers at once) and reloads, every few ms for about a
+            -- second, while the master respawns both workers (within 0.5 s)
+            assert(os.execute(format("for i in $(seq 150); do kill -USR1 %d; kill -HUP %d; sleep 0.005; done",
+                master, master)))
+            eventually(function()
+                return #s:worker_pids() == 2
+            end, 5, "both workers respawned")
+        end
+        assert_both_workers_serve(s, "A")
+        assert.is_nil(s:error_log():find("killed by signal 1,", 1, true), "a worker died of SIGHUP")
+        assert.is_nil(s:error_log():find("killed by signal 10,", 1, true), "a worker died of SIGUSR1")
+        assert.is_nil(s:error_log():find("killed by signal 12,", 1, true), "a worker died of SIGUSR2")
+    end)
+end)
+
 describe("lifecycle, an init_worker that outlives reload_timeout", function()
     it("is refused and cancelled; the next reload goes through", function()
         local s = start({ workers = 2, reload_timeout = 1 }, "A")
