@@ -359,7 +359,7 @@ int fcfs_master_main(const fcfs_conf_t *conf, int listen_fd, int admin_fd) {
     return 1;
   }
   if (fcfs_log_open(conf->error_log, "off", conf->log_level, -1) != 0) return 1;
-  m.shm = fcfs_shm_create(&m.shm_fd);
+  m.shm = fcfs_shm_create(conf, &m.shm_fd);
   if (m.shm == NULL) {
     fcfs_log(FCFS_LOG_ERROR, "cannot create the shared memory segment");
     return 1;

@@ -420,7 +420,7 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
              fcfs_crypto_seal_key_count(w->crypto),
              fcfs_crypto_has_blind_key(w->crypto) ? "set" : "not set",
              fcfs_crypto_has_token_key(w->crypto) ? "set" : "not set");
-  w->shm = shm_own ? fcfs_shm_create(&shm_fd) : fcfs_shm_attach(shm_fd);
+  w->shm = shm_own ? fcfs_shm_create(conf, &shm_fd) : fcfs_shm_attach(shm_fd);
   if (w->shm == NULL || id < 0 || id >= FCFS_MAX_WORKERS) {
     fcfs_log(FCFS_LOG_ERROR, "cannot map the shared memory segment");
     goto fail;
@@ -498,7 +498,7 @@ fail:
 static fcfs_worker_t *detached_new(const fcfs_conf_t *conf, char *err, size_t errlen) {
   fcfs_worker_t *w = calloc(1, sizeof(*w));
   int shm_fd = -1;
-  if (w == NULL || (w->shm = fcfs_shm_create(&shm_fd)) == NULL) {
+  if (w == NULL || (w->shm = fcfs_shm_create(conf, &shm_fd)) == NULL) {
     snprintf(err, errlen, w ? "cannot create shared memory" : "out of memory");
     free(w);
     return NULL;
