@@ -531,6 +531,10 @@ fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t 
 
   lua_pushcfunction(L, traceback);
   int tb = lua_gettop(L);
+  /* $FCFS_LUA_INIT: a Lua file run first in every VM, like LUA_INIT of the standalone
+   * interpreter (the test suite's line counter, spec/support/coverage.lua). */
+  const char *init = getenv("FCFS_LUA_INIT");
+  if (init && init[0] && (luaL_loadfile(L, init) != 0 || lua_pcall(L, 0, 0, tb) != 0)) goto fail;
   if (luaL_loadbuffer(L, prelude, strlen(prelude), "=prelude") != 0) goto fail;
   lua_pushlightuserdata(L, &host_yield_key);
   if (lua_pcall(L, 1, 0, tb) != 0) goto fail;
