@@ -90,6 +90,7 @@ end
 local files = lines_of("cd '" .. real_root .. "' && find lua -name '*.lua' -type f | sort")
 local total, total_hit = 0, 0
 local missed = {}
+print(string.format("%d count files (one per Lua state) in %s", nfiles, dir))
 print(string.format("%-40s %7s %7s %7s", "Lua file", "lines", "run", "cover"))
 print(string.rep("-", 64))
 for _, rel in ipairs(files) do
