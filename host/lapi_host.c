@@ -12,6 +12,8 @@
  *   host.metrics_text()           Prometheus text of the whole node
  *   host.reload()                 new VM generation on every worker; yields
  *   host.redis, host.mysql        the data plane (lapi_redis.c, lapi_mysql.c)
+ *   host.crypto                   passwords, sealing, tokens (lapi_crypto.c)
+ *   host.tcp()                    an outbound TCP socket (lapi_tcp.c)
  *
  * The table is built once per VM when first required; it holds no C
  * pointers that outlive the VM (the worker outlives all its VMs).
@@ -22,12 +24,14 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "crypto.h"
 #include "lapi.h"
 #include "log.h"
 #include "metrics.h"
 #include "mysql.h"
 #include "redis.h"
 #include "server.h"
+#include "tcp.h"
 #include "timer.h"
 #include "vm.h"
 
@@ -128,6 +132,8 @@ int fcfs_lapi_host_open(lua_State *L) {
   luaL_register(L, NULL, fns);
   fcfs_lapi_timer_open(L);
   lua_setfield(L, -2, "timer");
+  fcfs_lapi_tcp_open(L);
+  lua_setfield(L, -2, "tcp");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
   fcfs_conf_push(L, w->conf);
@@ -147,6 +153,10 @@ int fcfs_lapi_host_open(lua_State *L) {
   if (w->mysql) {
     fcfs_lapi_mysql_open(L, w->mysql);
     lua_setfield(L, -2, "mysql");
+  }
+  if (w->crypto) {
+    fcfs_lapi_crypto_open(L, w->crypto);
+    lua_setfield(L, -2, "crypto");
   }
   return 1;
 }
