@@ -9,7 +9,7 @@
 --   }
 --   s.port, s.url, s.dir, s:pid(), s:worker_pids(), s:error_log(), s:write_lua(path, src),
 --   s:signal("HUP"), s:cli("-s reload" [, env]) -> code, output, s:stop(), s:assert_no_errors{patterns}
---   server.run("-c file -t", env) -> code, output   -- the binary outside any server
+--   server.run("-c file -t", env, { cwd =, timeout = }) -> code, output   -- outside any server
 --
 -- Each server gets its own directory from mktemp -d (under $TMPDIR; `etc/dev test` points that at
 -- its throw-away directory): lua/ mirrors the repository's lua/ as symlinks (so `require "lib.web"`
@@ -383,12 +383,14 @@ function S:cli(args, env)
 end
 
 -- Run `$FCFS_BIN <args>` outside any server (e.g. `-c file -t`), env a table of variables (the
--- caller's FCFS_* are not passed on); returns code, output. Raises on a sanitizer report.
-function server.run(args, env)
+-- caller's FCFS_* are not passed on); opts.cwd its directory, opts.timeout seconds before it is
+-- killed (default 60). Returns code, output; raises on a sanitizer report.
+function server.run(args, env, opts)
+    opts = opts or {}
     local _, dir = sh("mktemp -d \"${TMPDIR:-/tmp}/fcfs-run.XXXXXX\"")
     dir = dir:gsub("%s+$", "")
-    local code, out = sh(format("%s %s %s </dev/null", env_prefix(sanitizer_env(coverage_env(copy(env)), dir)),
-        q(binary()), words(args)))
+    local code, out = sh(format("cd %s && %s timeout %d %s %s </dev/null", q(opts.cwd or dir),
+        env_prefix(sanitizer_env(coverage_env(copy(env)), dir)), opts.timeout or 60, q(binary()), words(args)))
     local report = sanitizer_reports(dir, out)
     sh("rm -rf " .. q(dir))
     if report then
