@@ -284,9 +284,10 @@ function server.start(opts)
         if gone or socket.gettime() > deadline then
             local why = gone and "exited" or "did not answer GET /healthz within "
                 .. (opts.start_timeout or 10) .. " s"
-            s:stop()
-            error(format("fcfs %s (%s -c %s)\n-- error.log:\n%s\n-- stderr:\n%s", why, bin, s.conf_path,
-                tail(s:error_log(), 30), tail(s:stderr(), 30)), 2)
+            pcall(s.stop, s)
+            error(format("fcfs %s (%s -c %s)\n-- error.log:\n%s\n-- stderr:\n%s%s", why, bin, s.conf_path,
+                tail(s:error_log(), 30), tail(s:stderr(), 30),
+                s.final_sanitizer and ("\n" .. s.final_sanitizer) or ""), 2)
         end
         socket.sleep(0.05)
     end
