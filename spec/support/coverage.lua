@@ -17,6 +17,7 @@ end
 
 local ffi = require "ffi"
 local getinfo, sethook, time = debug.getinfo, debug.sethook, os.time
+local open, rename, format = io.open, os.rename, string.format
 
 ffi.cdef [[
 char *realpath(const char *path, char *resolved);
@@ -43,10 +44,10 @@ local prefix = me:gsub("/spec/support/coverage%.lua$", "") .. "/lua/"
 -- source string (as the VM names it) -> counts table of the repository file, or false
 local by_source = {}
 local counts = {} -- real path -> { [line] = count }
-local out = string.format("%s/%d-%s.cov", dir, ffi.C.getpid(), tostring(counts):match("0x(%x+)") or "0")
+local out = format("%s/%d-%s.cov", dir, ffi.C.getpid(), tostring(counts):match("0x(%x+)") or "0")
 
 local function flush()
-    local f = io.open(out .. ".tmp", "w")
+    local f = open(out .. ".tmp", "w")
     if not f then
         return
     end
@@ -56,7 +57,7 @@ local function flush()
         end
     end
     f:close()
-    os.rename(out .. ".tmp", out)
+    rename(out .. ".tmp", out)
 end
 
 local events, last = 0, time()
