@@ -74,4 +74,18 @@ return {
   tcp_send_timeout = 10,           -- one s:send()
   tcp_read_timeout = 10,           -- one s:receive()
   tcp_buffer_max = 1048576,        -- bytes one s:receive() may buffer -> nil, "too large"
+
+  -- admin listener and client addresses ----------------------------------------
+  admin_listen = "unix:var/run/admin.sock", -- serves /_host/* and /metrics (the public listener
+                                   -- never does): "unix:PATH" (mode 0600), a loopback
+                                   -- "127.0.0.1:9145" / "[::1]:9145", or "" for none
+  real_ip_from = {},               -- trusted proxies (CIDRs), e.g. { "127.0.0.1/32", "::1/128" };
+                                   -- only their requests may set the client address from ...
+  real_ip_header = "X-Forwarded-For", -- ... this header (right-most address not itself trusted)
+  -- lifecycle: reloads, timers, clients that go away ------------------------------
+  reload_timeout = 30,             -- s: every worker must have loaded and run init_worker of a reload,
+                                   -- else it is refused everywhere (and `fcfs -s reload` says so)
+  max_pending_timers = 4096,       -- host.timer.at/every pending per worker; past it: nil, "too many timers"
+  client_abort = "finish",         -- a client gone mid-request: "finish" runs the handler to its end
+                                   -- (answer dropped), "cancel" stops it at its next I/O
 }
