@@ -5,8 +5,9 @@
 --   * in every VM of the fcfs processes the black-box specs start: spec/support/server.lua passes
 --     FCFS_LUA_INIT=<this file> and the host runs that file first in each new VM;
 --   * in busted for the unit specs: `busted --helper=spec/support/coverage.lua`.
--- A line hook (JIT off: compiled traces fire no hooks) counts the lines run of files whose real
--- path is under <repo>/lua/ (a spec's own app.lua in its temp directory is not the repository's).
+-- A line hook (JIT off: compiled traces fire no hooks) counts the lines run of the repository's
+-- lua/ files, also when the host runs them from a snapshot copy (a spec's own app.lua in its temp
+-- directory is not the repository's).
 -- The counts go to <dir>/<pid>-<n>.cov as "path<TAB>line<TAB>count" lines, rewritten at most once
 -- a second while counting, when the state closes and (in busted) when the suite ends.
 -- spec/support/coverage_report.lua merges the files and prints the table.
@@ -41,6 +42,37 @@ if not me then
 end
 local prefix = me:gsub("/spec/support/coverage%.lua$", "") .. "/lua/"
 
+local function read(path)
+    local f = open(path, "rb")
+    if not f then
+        return nil
+    end
+    local data = f:read("*a")
+    f:close()
+    return data
+end
+
+-- The repository file a source path stands for: itself when it resolves under <repo>/lua/; else a
+-- copy with the same contents at the same place under a lua/ or lua.<generation>/ directory (the
+-- host runs each generation from a snapshot of lua_dir, run_dir/lua.N/). nil for anything else,
+-- e.g. a spec's own app.lua.
+local function repo_file(path)
+    local real = realpath(path)
+    if not real then
+        return nil
+    end
+    if real:sub(1, #prefix) == prefix then
+        return real
+    end
+    local rel = real:match(".*/lua%.%d+/(.+)$") or real:match(".*/lua/(.+)$")
+    local candidate = rel and prefix .. rel
+    local mine = candidate and read(real)
+    if mine and mine == read(candidate) then
+        return candidate
+    end
+    return nil
+end
+
 -- source string (as the VM names it) -> counts table of the repository file, or false
 local by_source = {}
 local counts = {} -- real path -> { [line] = count }
@@ -68,8 +100,8 @@ local function hook(_, line)
     if c == nil then
         c = false
         if src:sub(1, 1) == "@" then
-            local path = realpath(src:sub(2))
-            if path and path:sub(1, #prefix) == prefix then
+            local path = repo_file(src:sub(2))
+            if path then
                 c = counts[path] or {}
                 counts[path] = c
             end
