@@ -62,6 +62,7 @@ struct fcfs_mysql_conn_s {
   int pinned;    /* owned by an fcfs_mysql_acquire() caller */
   int idle;      /* on m->idle */
   int nclose;    /* libuv handles still closing */
+  int destroyed; /* conn_destroy() ran: freed when nclose drops to 0 */
   MYSQL *cret;
   int qret;
   MYSQL_RES *res;
@@ -483,7 +484,7 @@ static void maybe_free_pool(fcfs_mysql_t *m) {
 
 static void on_conn_handle_closed(uv_handle_t *h) {
   fcfs_mysql_conn_t *c = h->data;
-  if (--c->nclose > 0) return;
+  if (--c->nclose > 0 || !c->destroyed) return;
   fcfs_mysql_t *m = c->m;
   free(c);
   m->nlive--;
@@ -507,13 +508,20 @@ static void conn_destroy(fcfs_mysql_conn_t *c) {
     m->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   c->prev = c->next = NULL;
-  c->nclose = 2;
+  c->destroyed = 1;
+  c->nclose += 2;
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
   uv_close((uv_handle_t *)&c->libtimer, on_conn_handle_closed);
-  if (c->poll_init) {
-    c->nclose++;
-    uv_close((uv_handle_t *)&c->poll, on_conn_handle_closed);
-  }
+}
+
+/* The socket is about to be closed (or just was, with nothing opened since):
+ * close its poll handle now. Closing it later, once the fd number may belong
+ * to another socket, would epoll_ctl(DEL) that socket. */
+static void conn_close_poll(fcfs_mysql_conn_t *c) {
+  if (!c->poll_init) return;
+  c->poll_init = 0;
+  c->nclose++;
+  uv_close((uv_handle_t *)&c->poll, on_conn_handle_closed);
 }
 
 static void conn_stop_io(fcfs_mysql_conn_t *c) {
@@ -542,6 +550,7 @@ static void conn_kill(fcfs_mysql_conn_t *c) {
   }
   free(c->text);
   c->text = NULL;
+  conn_close_poll(c);
   if (c->my_open) {
     if (c->op != OP_NONE) mariadb_cancel(&c->my);
     mysql_close(&c->my);
@@ -567,6 +576,7 @@ static void conn_close(fcfs_mysql_conn_t *c) {
 
 static void close_done(fcfs_mysql_conn_t *c) {
   conn_stop_io(c);
+  conn_close_poll(c);
   c->my_open = 0;
   c->connected = 0;
   c->op = OP_NONE;

@@ -7,10 +7,12 @@
  * circuit-breaker test stops and restarts the server, so it only runs on a
  * throwaway one. Everything goes through the C API on a uv loop.
  */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -334,6 +336,11 @@ static void on_acq(void *arg, fcfs_mysql_conn_t *conn, const char *err, unsigned
   a->err = err;
 }
 
+static void on_other_readable(uv_poll_t *p, int status, int events) {
+  char b[8];
+  if (read(p->io_watcher.fd, b, sizeof(b)) > 0) ++*(int *)p->data;
+}
+
 static fcfs_mysql_conn_t *acquire(fcfs_mysql_t *m) {
   acq_t a = {0};
   if (fcfs_mysql_acquire(m, 5, on_acq, &a, NULL) != 0) return NULL;
@@ -367,12 +374,40 @@ static void test_pinned(void) {
   CHECK(conn_id(m, NULL) != pid, "...and that connection was closed, not pooled");
 
   c = acquire(m);
+  char was_open[256];
+  for (int fd = 0; fd < 256; fd++)
+    was_open[fd] = fcntl(fd, F_GETFD) != -1;
   rc = query(m, c, "SELECT SLEEP(2)", NULL, 0, 0.1, &q);
   CHECK(rc == 0 && q.err == fcfs_mysql_e_timeout && !fcfs_mysql_conn_ok(c),
         "timeout on a pinned connection closes it");
   CHECK(query(m, c, "SELECT 1", NULL, 0, 0, &q) == FCFS_MYSQL_ECLOSED,
         "later statements on it: closed");
+  /* its fd number is free now: a new socket gets it; releasing the dead
+   * connection must not touch that socket's epoll registration */
+  int sp[2], freed = -1;
+  uv_poll_t other;
+  int fired = 0;
+  for (int fd = 0; fd < 256; fd++)
+    if (was_open[fd] && fcntl(fd, F_GETFD) == -1) freed = fd;
+  socketpair(AF_UNIX, SOCK_STREAM, 0, sp);
+  if (freed >= 0 && sp[0] != freed && dup2(sp[0], freed) == freed) {
+    close(sp[0]);
+    sp[0] = freed;
+  }
+  CHECK(freed >= 0 && sp[0] == freed, "the killed connection's fd was closed and is reused");
+  uv_poll_init(&loop, &other, sp[0]);
+  other.data = &fired;
+  uv_poll_start(&other, UV_READABLE, on_other_readable);
+  uv_run(&loop, UV_RUN_NOWAIT); /* registered with epoll now */
   fcfs_mysql_release(c, 1);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  if (write(sp[1], "x", 1) != 1) fired = -1;
+  sleep_loop(0.1);
+  CHECK(fired == 1, "a socket that reused the killed connection's fd keeps its events");
+  uv_close((uv_handle_t *)&other, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  close(sp[0]);
+  close(sp[1]);
   CHECK(q_ok(m, "SELECT 1"), "pool fine afterwards");
   qres_clear(&q);
   pool_free(m);
