@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <uv.h>
 
 #include "conf.h"
@@ -42,10 +43,15 @@ static const char e_nomem[] = "out of memory";
 static const char e_args[] = "placeholder count does not match the values";
 static const char e_inuse[] = "connection busy";
 
-enum { OP_NONE, OP_CONNECT, OP_QUERY, OP_STORE, OP_CLOSE };
+enum { OP_NONE, OP_CONNECT, OP_QUERY, OP_STORE, OP_CLOSE, OP_RESET, OP_INIT };
 enum { REQ_QUERY, REQ_ACQUIRE };
 
 #define CLOSE_TIMEOUT_MS 1000
+#define RESET_TIMEOUT_MS 1000
+
+/* Run on every new connection and again after each reset: the server then
+ * flags statements that change session state (SERVER_SESSION_STATE_CHANGED). */
+static const char init_sql[] = "SET session_track_state_change = ON";
 
 struct fcfs_mysql_conn_s {
   fcfs_mysql_t *m;
@@ -61,6 +67,7 @@ struct fcfs_mysql_conn_s {
   int counted;   /* counts toward pool_size */
   int pinned;    /* owned by an fcfs_mysql_acquire() caller */
   int idle;      /* on m->idle */
+  int dirty;     /* session state changed: reset before it is pooled again */
   int nclose;    /* libuv handles still closing */
   int destroyed; /* conn_destroy() ran: freed when nclose drops to 0 */
   MYSQL *cret;
@@ -203,12 +210,11 @@ static void stats_sync(fcfs_mysql_t *m) {
 
 /* ---- placeholders ------------------------------------------------------ */
 
-/* Index of the next `?` at or after i that is not inside a quoted string,
- * a quoted identifier or a comment; len when there is none. */
-static size_t next_placeholder(const char *s, size_t len, size_t i) {
+/* Index of the next character at or after i that is SQL code: not inside a
+ * quoted string, a quoted identifier or a comment; len when there is none. */
+static size_t next_code(const char *s, size_t len, size_t i) {
   while (i < len) {
     char ch = s[i];
-    if (ch == '?') return i;
     if (ch == '\'' || ch == '"') {
       for (i++; i < len && s[i] != ch; i++)
         if (s[i] == '\\') i++;
@@ -227,10 +233,46 @@ static size_t next_placeholder(const char *s, size_t len, size_t i) {
       }
       i += 2;
     } else {
-      i++;
+      return i;
     }
   }
   return len;
+}
+
+/* Index of the next `?` placeholder at or after i; len when there is none. */
+static size_t next_placeholder(const char *s, size_t len, size_t i) {
+  for (i = next_code(s, len, i); i < len && s[i] != '?'; i = next_code(s, len, i + 1)) {
+  }
+  return i;
+}
+
+static int is_word_char(char ch) {
+  return isalnum((unsigned char)ch) || ch == '_' || ch == '$' || (unsigned char)ch >= 0x80;
+}
+
+/* 1 when a statement may leave session state the server does not flag
+ * with SERVER_SESSION_STATE_CHANGED: a user variable (`SELECT @v := 1`,
+ * `... INTO @v`), a named lock (GET_LOCK), LOCK TABLES, a procedure CALL. */
+static int may_change_session(const char *s, size_t len) {
+  static const char *const words[] = {"GET_LOCK", "LOCK", "CALL"};
+  size_t i = next_code(s, len, 0);
+  while (i < len) {
+    if (s[i] == '@') {
+      if (i + 1 >= len || s[i + 1] != '@') return 1;
+      i += 2; /* @@system_variable: flagged by the server when set */
+    } else if (is_word_char(s[i])) {
+      size_t j = i;
+      while (j < len && is_word_char(s[j]))
+        j++;
+      for (size_t k = 0; k < sizeof(words) / sizeof(words[0]); k++)
+        if (strlen(words[k]) == j - i && strncasecmp(s + i, words[k], j - i) == 0) return 1;
+      i = j;
+    } else {
+      i++;
+    }
+    i = next_code(s, len, i);
+  }
+  return 0;
 }
 
 int fcfs_mysql_count_placeholders(const char *sql, size_t len) {
@@ -623,6 +665,12 @@ static void conn_continue(fcfs_mysql_conn_t *c, int ready) {
   case OP_CLOSE:
     st = mysql_close_cont(&c->my, ready);
     break;
+  case OP_RESET:
+    st = mysql_reset_connection_cont(&c->qret, &c->my, ready);
+    break;
+  case OP_INIT:
+    st = mysql_real_query_cont(&c->qret, &c->my, ready);
+    break;
   default:
     return;
   }
@@ -673,6 +721,25 @@ static void connect_done(fcfs_mysql_conn_t *c) {
   conn_put(c);
 }
 
+/* A reset (COM_RESET_CONNECTION, then init_sql again) finished a step. */
+static void reset_step(fcfs_mysql_conn_t *c) {
+  fcfs_mysql_t *m = c->m;
+  if (c->qret != 0) {
+    conn_kill(c);
+    maybe_connect(m);
+    return;
+  }
+  if (c->op == OP_RESET) {
+    c->op = OP_INIT;
+    conn_step(c, mysql_real_query_start(&c->qret, &c->my, init_sql, sizeof(init_sql) - 1));
+    return;
+  }
+  uv_timer_stop(&c->timer);
+  c->op = OP_NONE;
+  c->dirty = 0;
+  conn_put(c);
+}
+
 static void query_finish(fcfs_mysql_conn_t *c, MYSQL_RES *res) {
   fcfs_mysql_t *m = c->m;
   fcfs_mysql_req_t *r = c->req;
@@ -698,16 +765,18 @@ static void query_finish(fcfs_mysql_conn_t *c, MYSQL_RES *res) {
   unsigned int status = 0;
   mariadb_get_infov(&c->my, MARIADB_CONNECTION_SERVER_STATUS, &status);
   int transport = failed && is_transport(errnum);
-  int dirty =
+  int broken =
       transport || mysql_more_results(&c->my) ||
       (!r->pinned && ((status & SERVER_STATUS_IN_TRANS) || !(status & SERVER_STATUS_AUTOCOMMIT)));
+  if ((status & SERVER_SESSION_STATE_CHANGED) || may_change_session(r->sql, r->sqllen))
+    c->dirty = 1;
   if (transport) {
     breaker_failure(m);
     purge_idle(m);
   } else {
     breaker_success(m);
   }
-  if (dirty)
+  if (broken)
     conn_kill(c);
   else if (!c->pinned)
     conn_put(c);
@@ -744,6 +813,10 @@ static void conn_step(fcfs_mysql_conn_t *c, int status) {
   case OP_CLOSE:
     close_done(c);
     break;
+  case OP_RESET:
+  case OP_INIT:
+    reset_step(c);
+    break;
   default:
     break;
   }
@@ -775,6 +848,12 @@ static void on_op_timer(uv_timer_t *t) {
   case OP_CLOSE:
     conn_kill(c);
     break;
+  case OP_RESET:
+  case OP_INIT:
+    m->st->timeouts++;
+    conn_kill(c);
+    maybe_connect(m);
+    break;
   default:
     break;
   }
@@ -803,6 +882,7 @@ static void start_connect(fcfs_mysql_t *m) {
   c->my_open = 1;
   mysql_options(&c->my, MYSQL_OPT_NONBLOCK, 0);
   mysql_options(&c->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+  mysql_options(&c->my, MYSQL_INIT_COMMAND, init_sql);
   unsigned int ct = (unsigned int)ceil(m->o.connect_timeout > 0 ? m->o.connect_timeout : 1);
   mysql_options(&c->my, MYSQL_OPT_CONNECT_TIMEOUT, &ct);
   int sock = m->o.socket && m->o.socket[0];
@@ -850,11 +930,19 @@ static void start_query(fcfs_mysql_conn_t *c, fcfs_mysql_req_t *r) {
   conn_step(c, st);
 }
 
-/* c is connected and free: hand it to the first waiter, or park it. */
+/* c is connected and free: hand it to the first waiter, or park it. A
+ * connection whose session state changed is reset first (the server then
+ * drops user variables, named locks, temporary tables, session settings). */
 static void conn_put(fcfs_mysql_conn_t *c) {
   fcfs_mysql_t *m = c->m;
   if (m->closing) {
     conn_close(c);
+    return;
+  }
+  if (c->dirty) {
+    c->op = OP_RESET;
+    uv_timer_start(&c->timer, on_op_timer, RESET_TIMEOUT_MS, 0);
+    conn_step(c, mysql_reset_connection_start(&c->qret, &c->my));
     return;
   }
   fcfs_mysql_req_t *r = m->qhead;
@@ -941,7 +1029,7 @@ void fcfs_mysql_free(fcfs_mysql_t *m) {
       r->conn = NULL;
       conn_kill(c);
       req_fail(r, fcfs_mysql_e_closed, 0, NULL);
-    } else if (c->op == OP_CONNECT) {
+    } else if (c->op == OP_CONNECT || c->op == OP_RESET || c->op == OP_INIT) {
       conn_kill(c);
     }
     c = next;

@@ -150,6 +150,25 @@ app:get("/session", function()
     return { json = { dirty = rows[1].dirty, cid = rows[1].cid, dirty_cid = opt(state.dirty_cid) } }
 end)
 
+-- 7: session state left behind by one request
+app:get("/leave-state", function()
+    local rows = check(mysql.query("SELECT GET_LOCK('myspec_lock', 0) AS got, CONNECTION_ID() AS cid"))
+    check(mysql.query("SET @leak = 'from the previous request'"))
+    check(mysql.query("CREATE TEMPORARY TABLE myspec_tmp (a INT)"))
+    check(mysql.query("SET SESSION sql_mode = ''"))
+    return { json = rows[1] }
+end)
+
+app:get("/see-state", function()
+    local rows = check(mysql.query("SELECT IS_USED_LOCK('myspec_lock') AS holder, "
+        .. "IS_FREE_LOCK('myspec_lock') AS free, @leak AS leak, @@sql_mode <> '' AS strict, "
+        .. "CONNECTION_ID() AS cid"))
+    local _, terr = mysql.query("SELECT COUNT(*) FROM myspec_tmp")
+    local r = rows[1]
+    r.tmp_err = opt(terr)
+    return { json = r }
+end)
+
 -- 6: the route the fault spec calls
 app:get("/db", function()
     local rows = check(mysql.query("SELECT 1 AS one"))
@@ -494,12 +513,13 @@ describe("host.mysql when the request deadline passes mid-statement", function()
 
     it("answers 504 on a pooled statement and never pools that connection again", function()
         -- a healthy pooled connection keeps its session: the same one comes back (pool of 1)
+        -- (user variables never outlive the statement's turn on the connection: it is reset)
         local res = assert(get(s, "/set-pooled"))
         assert.equal(200, res.status, res.body)
         local set = http.json(res)
-        assert.equal(2, set.dirty)
+        assert.equal(null, set.dirty)
         res = assert(get(s, "/session"))
-        assert.same({ dirty = 2, cid = set.cid, dirty_cid = set.cid }, http.json(res))
+        assert.same({ dirty = null, cid = set.cid, dirty_cid = set.cid }, http.json(res))
 
         expect_504("/sleep-pooled")
         expect_clean()
@@ -508,6 +528,44 @@ describe("host.mysql when the request deadline passes mid-statement", function()
     it("logs no unexpected error, through shutdown", function()
         s:stop()
         s:assert_no_errors{ "request deadline of 0%.3s passed" }
+    end)
+end)
+
+---------------------------------------------------------------------------------------------------
+
+describe("host.mysql session state between requests", function()
+    local s
+
+    lazy_setup(function()
+        s = start{ mysql_pool_size = 1 }
+    end)
+
+    lazy_teardown(function()
+        if s then s:stop() end
+    end)
+
+    it("a named lock, a user variable, a temporary table and SET SESSION do not reach the next request", function()
+        local res = assert(get(s, "/leave-state"))
+        assert.equal(200, res.status, res.body)
+        local left = http.json(res)
+        assert.equal(1, left.got)
+        res = assert(get(s, "/see-state"))
+        assert.equal(200, res.status, res.body)
+        local seen = http.json(res)
+        assert.equal(null, seen.holder, "the lock is still held by connection " .. tostring(seen.holder))
+        assert.equal(1, seen.free)
+        assert.equal(null, seen.leak)
+        assert.equal(1, seen.strict)
+        assert.matches("doesn't exist", seen.tmp_err)
+        -- the same connection (pool of one), reset rather than replaced
+        assert.equal(left.cid, seen.cid)
+        -- and another client sees the lock free too
+        assert.same({ { "1" } }, db.exec("SELECT IS_FREE_LOCK('myspec_lock')"))
+    end)
+
+    it("logs no unexpected error, through shutdown", function()
+        s:stop()
+        s:assert_no_errors()
     end)
 end)
 

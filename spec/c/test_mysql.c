@@ -348,6 +348,40 @@ static fcfs_mysql_conn_t *acquire(fcfs_mysql_t *m) {
   return a.conn;
 }
 
+/* Session state left by one statement never reaches the next caller: the
+ * connection is reset (not replaced) before it is pooled again. */
+static void test_session_reset(void) {
+  fcfs_mysql_opts_t o = base_opts();
+  o.pool_size = 1;
+  fcfs_mysql_t *m = fcfs_mysql_new(&loop, &o, NULL);
+  qres_t q = {0};
+  long id = conn_id(m, NULL);
+  CHECK(q_ok(m, "SELECT GET_LOCK('ct_lock', 0)") && q_ok(m, "SELECT 7 INTO @into") &&
+            q_ok(m, "SELECT @assigned := 8") && q_ok(m, "SET @v = 1") &&
+            q_ok(m, "CREATE TEMPORARY TABLE ct_tmp (a INT)") &&
+            q_ok(m, "SET SESSION sql_mode = ''"),
+        "lock, user variables, temporary table, session setting, one statement each");
+  int rc = query(m, NULL,
+                 "SELECT IS_USED_LOCK('ct_lock'), IS_FREE_LOCK('ct_lock'), @into, @assigned, @v, "
+                 "@@sql_mode <> '', CONNECTION_ID()",
+                 NULL, 0, 0, &q);
+  CHECK(rc == 0 && !q.err && !q.v[0] && q.v[1] && !strcmp(q.v[1], "1") && !q.v[2] && !q.v[3] &&
+            !q.v[4] && q.v[5] && !strcmp(q.v[5], "1"),
+        "the next statement sees none of it");
+  CHECK(q.v[6] && atol(q.v[6]) == id, "on the same connection: reset, not reconnected");
+  rc = query(m, NULL, "SELECT * FROM ct_tmp", NULL, 0, 0, &q);
+  CHECK(rc == 0 && q.errnum == 1146, "the temporary table is gone");
+  fcfs_mysql_conn_t *c = acquire(m);
+  rc = query(m, c, "SET @in_tx = 1", NULL, 0, 0, &q);
+  rc |= query(m, c, "SELECT @in_tx", NULL, 0, 0, &q);
+  CHECK(rc == 0 && q.v[0] && !strcmp(q.v[0], "1"), "a pinned connection keeps its session");
+  fcfs_mysql_release(c, 1);
+  rc = query(m, NULL, "SELECT @in_tx, CONNECTION_ID()", NULL, 0, 0, &q);
+  CHECK(rc == 0 && !q.v[0] && q.v[1] && atol(q.v[1]) == id, "...until it is released");
+  qres_clear(&q);
+  pool_free(m);
+}
+
 static void test_pinned(void) {
   fcfs_mysql_opts_t o = base_opts();
   o.pool_size = 2;
@@ -565,6 +599,7 @@ int main(void) {
   test_exhausted();
   test_timeout_closes();
   test_pinned();
+  test_session_reset();
   if (own_server) {
     test_breaker();
   } else {
