@@ -9,11 +9,20 @@
  * poll/timer for them and, once the call reports completion, moves the
  * connection on (connect -> idle, query -> store result -> idle).
  *
- * A connection whose state is in doubt -- a statement timed out or was
- * cancelled mid-flight, a transport error, a transaction left open, results
- * left unread -- is closed, never pooled: mid-operation with mariadb_cancel()
- * + mysql_close() (the socket is shut down, so nothing blocks), otherwise
- * gracefully with mysql_close_start(). Reconnection happens on demand.
+ * A pooled statement whose caller is gone (timed out, cancelled) is
+ * abandoned, not closed: a side connection (one per pool, not counted in
+ * pool_size) sends KILL QUERY for it, its result is read and dropped, and
+ * the connection is reset and pooled again once the KILL was answered (so
+ * that the KILL cannot hit the next caller's statement). A connection whose
+ * session state changed (SET, user variables, named locks, temporary tables)
+ * is reset (COM_RESET_CONNECTION) before the next caller gets it.
+ *
+ * A connection whose state is in doubt -- a transport error, a statement on
+ * a pinned connection timed out or cancelled, a transaction left open,
+ * results left unread, an abandoned statement that did not end -- is
+ * closed, never pooled: mid-operation with mariadb_cancel() + mysql_close()
+ * (the socket is shut down, so nothing blocks), otherwise gracefully with
+ * mysql_close_start(). Reconnection happens on demand.
  *
  * Callbacks never run inside an fcfs_mysql_* call: completions that happen
  * during one (a refusal to a waiter, a statement that failed at once) are put
@@ -48,6 +57,14 @@ enum { REQ_QUERY, REQ_ACQUIRE };
 
 #define CLOSE_TIMEOUT_MS 1000
 #define RESET_TIMEOUT_MS 1000
+/* A KILL QUERY is answered at once, except that MariaDB keeps trying for up
+ * to 2 s to wake a thread waiting on a condition (SLEEP, locks); past
+ * KILL_TIMEOUT_MS a fresh side connection sends it again. An abandoned
+ * statement must have ended DRAIN_TIMEOUT_MS after it was abandoned, or its
+ * connection is closed. */
+#define KILL_TIMEOUT_MS 3000
+#define DRAIN_TIMEOUT_MS 5000
+#define KILL_TRIES 2
 
 /* Run on every new connection and again after each reset: the server then
  * flags statements that change session state (SERVER_SESSION_STATE_CHANGED). */
@@ -68,6 +85,11 @@ struct fcfs_mysql_conn_s {
   int pinned;    /* owned by an fcfs_mysql_acquire() caller */
   int idle;      /* on m->idle */
   int dirty;     /* session state changed: reset before it is pooled again */
+  int abandoned; /* its statement's caller is gone: drained, then reset and pooled */
+  int kill_wait; /* a KILL QUERY for it is queued or running: not reusable until answered */
+  int side;      /* the pool's side connection that sends KILL QUERY */
+  int kill_tries;
+  char kill_sql[48];
   int nclose;    /* libuv handles still closing */
   int destroyed; /* conn_destroy() ran: freed when nclose drops to 0 */
   MYSQL *cret;
@@ -77,6 +99,7 @@ struct fcfs_mysql_conn_s {
   fcfs_mysql_req_t *req; /* statement running on it */
   fcfs_mysql_conn_t *prev, *next; /* m->conns */
   fcfs_mysql_conn_t *idle_next;   /* m->idle */
+  fcfs_mysql_conn_t *kill_next;   /* m->kill_head */
 };
 
 struct fcfs_mysql_req_s {
@@ -128,6 +151,9 @@ struct fcfs_mysql_s {
   uint64_t opened_at;
   int probe_inflight;
   int last_connect_ok;
+  fcfs_mysql_conn_t *side;                  /* side connection (not counted in pool_size) */
+  fcfs_mysql_conn_t *kill_head, *kill_tail; /* abandoned statements to KILL QUERY */
+  fcfs_mysql_conn_t *killing;               /* the one the side connection is killing now */
 };
 
 static void conn_step(fcfs_mysql_conn_t *c, int status);
@@ -139,7 +165,10 @@ static void conn_put(fcfs_mysql_conn_t *c);
 static void conn_kill(fcfs_mysql_conn_t *c);
 static void conn_close(fcfs_mysql_conn_t *c);
 static void maybe_connect(fcfs_mysql_t *m);
+static void side_run(fcfs_mysql_t *m);
+static void conn_open(fcfs_mysql_t *m, int side);
 static void req_done(fcfs_mysql_req_t *r);
+static int is_transport(unsigned int errnum);
 
 const char *fcfs_mysql_strerror(int rc) {
   switch (rc) {
@@ -197,9 +226,9 @@ static uint64_t left_ms(fcfs_mysql_t *m, uint64_t deadline) {
 static void stats_sync(fcfs_mysql_t *m) {
   uint64_t size = 0, busy = 0;
   for (fcfs_mysql_conn_t *c = m->conns; c; c = c->next) {
-    if (!c->connected || c->op == OP_CLOSE) continue;
+    if (!c->connected || c->op == OP_CLOSE || c->side) continue;
     size++;
-    if (c->pinned || c->req) busy++;
+    if (c->pinned || c->req || c->abandoned || c->op == OP_RESET || c->op == OP_INIT) busy++;
   }
   m->st->size = size;
   m->st->in_use = busy;
@@ -538,7 +567,7 @@ static void conn_uncount(fcfs_mysql_conn_t *c) {
     c->counted = 0;
     c->m->nconns--;
   }
-  if (c->op == OP_CONNECT) c->m->nconnecting--;
+  if (c->op == OP_CONNECT && !c->side) c->m->nconnecting--;
 }
 
 /* Free c once its handles are closed. MYSQL must be closed already. */
@@ -572,13 +601,149 @@ static void conn_stop_io(fcfs_mysql_conn_t *c) {
   uv_timer_stop(&c->timer);
 }
 
+/* ---- abandoned statements: KILL QUERY from the side connection --------- */
+
+/* c no longer waits for a KILL QUERY (it is being closed). */
+static void kill_forget(fcfs_mysql_conn_t *c) {
+  fcfs_mysql_t *m = c->m;
+  if (!c->kill_wait) return;
+  c->kill_wait = 0;
+  if (m->killing == c) {
+    m->killing = NULL;
+    return;
+  }
+  fcfs_mysql_conn_t **pp = &m->kill_head, *prev = NULL;
+  while (*pp && *pp != c) {
+    prev = *pp;
+    pp = &(*pp)->kill_next;
+  }
+  if (!*pp) return;
+  *pp = c->kill_next;
+  if (m->kill_tail == c) m->kill_tail = prev;
+  c->kill_next = NULL;
+}
+
+/* The abandoned statement on c is over and nothing will KILL it any more:
+ * give the connection back (conn_put resets it first). */
+static void abandon_done(fcfs_mysql_conn_t *c) {
+  c->abandoned = 0;
+  uv_timer_stop(&c->timer);
+  conn_put(c);
+  stats_sync(c->m);
+}
+
+/* The KILL QUERY for target was answered (or will never be sent). */
+static void kill_answered(fcfs_mysql_conn_t *target) {
+  target->kill_wait = 0;
+  if (target->abandoned && target->op == OP_NONE) abandon_done(target);
+}
+
+/* Every queued kill is dropped: their statements end by themselves or by
+ * the drain timeout. */
+static void kill_drop_all(fcfs_mysql_t *m) {
+  fcfs_mysql_conn_t *t = m->killing;
+  m->killing = NULL;
+  if (t) kill_answered(t);
+  while ((t = m->kill_head)) {
+    m->kill_head = t->kill_next;
+    if (!m->kill_head) m->kill_tail = NULL;
+    t->kill_next = NULL;
+    kill_answered(t);
+  }
+}
+
+static void kill_enqueue(fcfs_mysql_conn_t *c) {
+  fcfs_mysql_t *m = c->m;
+  c->kill_wait = 1;
+  c->kill_next = NULL;
+  if (m->kill_tail)
+    m->kill_tail->kill_next = c;
+  else
+    m->kill_head = c;
+  m->kill_tail = c;
+}
+
+/* The side connection is gone. A KILL QUERY that got no answer (the server
+ * can be slow to kill a thread waiting on a condition; MariaDB's own advice
+ * is a second KILL) is queued again for a fresh side connection; a side
+ * connection that could not connect drops every queued kill. */
+static void side_lost(fcfs_mysql_t *m, int connected) {
+  fcfs_mysql_conn_t *t = m->killing;
+  m->side = NULL;
+  m->killing = NULL;
+  if (t && connected && ++t->kill_tries < KILL_TRIES) {
+    kill_enqueue(t);
+    t = NULL;
+  }
+  if (t) kill_answered(t);
+  if (!connected)
+    kill_drop_all(m);
+  else
+    side_run(m);
+}
+
+/* Send the next queued KILL QUERY, connecting the side connection first. */
+static void side_run(fcfs_mysql_t *m) {
+  if (m->closing || m->killing || !m->kill_head) return;
+  fcfs_mysql_conn_t *s = m->side;
+  if (!s) {
+    conn_open(m, 1);
+    return;
+  }
+  if (s->op != OP_NONE) return; /* still connecting */
+  fcfs_mysql_conn_t *t = m->kill_head;
+  m->kill_head = t->kill_next;
+  if (!m->kill_head) m->kill_tail = NULL;
+  t->kill_next = NULL;
+  m->killing = t;
+  int n = snprintf(s->kill_sql, sizeof(s->kill_sql), "KILL QUERY %lu", mysql_thread_id(&t->my));
+  s->op = OP_QUERY;
+  uv_timer_start(&s->timer, on_op_timer, KILL_TIMEOUT_MS, 0);
+  conn_step(s, mysql_real_query_start(&s->qret, &s->my, s->kill_sql, (unsigned long)n));
+}
+
+static void side_done(fcfs_mysql_conn_t *s) {
+  fcfs_mysql_t *m = s->m;
+  uv_timer_stop(&s->timer);
+  s->op = OP_NONE;
+  unsigned int errnum = s->qret ? mysql_errno(&s->my) : 0;
+  fcfs_mysql_conn_t *t = m->killing;
+  m->killing = NULL;
+  if (t) kill_answered(t);
+  if (is_transport(errnum))
+    conn_kill(s);
+  else
+    side_run(m);
+}
+
+/* The caller of the statement running on the pooled connection c is gone
+ * (cancelled, or its deadline passed): stop the statement server-side with
+ * KILL QUERY from the side connection, read whatever it still returns, then
+ * reset the connection and pool it again. Bounded by DRAIN_TIMEOUT_MS, after
+ * which the connection is closed. */
+static void conn_abandon(fcfs_mysql_conn_t *c) {
+  fcfs_mysql_t *m = c->m;
+  c->req = NULL;
+  c->abandoned = 1;
+  c->dirty = 1; /* whatever the statement did before it stopped */
+  uv_timer_start(&c->timer, on_op_timer, DRAIN_TIMEOUT_MS, 0);
+  if (c->op == OP_QUERY) { /* possibly still executing (OP_STORE: only reading rows) */
+    c->kill_tries = 0;
+    kill_enqueue(c);
+    side_run(m);
+  }
+}
+
 /* Close at once, whatever is in progress (the socket is shut down first so
  * that mysql_close() cannot block). A pinned connection stays allocated,
  * disconnected, until its owner releases it. */
 static void conn_kill(fcfs_mysql_conn_t *c) {
   fcfs_mysql_t *m = c->m;
+  int was_connected = c->connected;
   conn_stop_io(c);
   conn_uncount(c);
+  kill_forget(c);
+  c->abandoned = 0;
   if (c->idle) {
     fcfs_mysql_conn_t **pp = &m->idle;
     while (*pp != c)
@@ -601,6 +766,7 @@ static void conn_kill(fcfs_mysql_conn_t *c) {
   c->connected = 0;
   c->op = OP_NONE;
   if (!c->pinned) conn_destroy(c);
+  if (c->side) side_lost(m, was_connected);
   stats_sync(m);
 }
 
@@ -619,6 +785,7 @@ static void conn_close(fcfs_mysql_conn_t *c) {
 static void close_done(fcfs_mysql_conn_t *c) {
   conn_stop_io(c);
   conn_close_poll(c);
+  if (c->side) c->m->side = NULL;
   c->my_open = 0;
   c->connected = 0;
   c->op = OP_NONE;
@@ -701,8 +868,17 @@ static int is_transport(unsigned int errnum) {
 static void connect_done(fcfs_mysql_conn_t *c) {
   fcfs_mysql_t *m = c->m;
   uv_timer_stop(&c->timer);
-  m->nconnecting--;
   c->op = OP_NONE;
+  if (c->side) {
+    if (!c->cret) {
+      conn_kill(c); /* drops the queued kills */
+      return;
+    }
+    c->connected = 1;
+    side_run(m);
+    return;
+  }
+  m->nconnecting--;
   if (!c->cret) {
     char text[sizeof(((fcfs_mysql_req_t *)0)->errbuf)];
     unsigned int errnum = mysql_errno(&c->my);
@@ -740,9 +916,29 @@ static void reset_step(fcfs_mysql_conn_t *c) {
   conn_put(c);
 }
 
+/* The statement of an abandoned connection ended: nobody wants its result. */
+static void abandoned_finish(fcfs_mysql_conn_t *c, MYSQL_RES *res) {
+  fcfs_mysql_t *m = c->m;
+  c->op = OP_NONE;
+  c->res = NULL;
+  if (res) mysql_free_result(res);
+  int failed = res == NULL && (c->qret != 0 || mysql_field_count(&c->my) > 0);
+  if ((failed && is_transport(mysql_errno(&c->my))) || mysql_more_results(&c->my)) {
+    conn_kill(c);
+    maybe_connect(m);
+  } else if (!c->kill_wait) {
+    abandon_done(c);
+  } /* else parked until the KILL QUERY is answered: it must not hit the next statement */
+  stats_sync(m);
+}
+
 static void query_finish(fcfs_mysql_conn_t *c, MYSQL_RES *res) {
   fcfs_mysql_t *m = c->m;
   fcfs_mysql_req_t *r = c->req;
+  if (c->abandoned) {
+    abandoned_finish(c, res);
+    return;
+  }
   uv_timer_stop(&c->timer);
   c->op = OP_NONE;
   c->req = NULL;
@@ -800,7 +996,9 @@ static void conn_step(fcfs_mysql_conn_t *c, int status) {
     connect_done(c);
     break;
   case OP_QUERY:
-    if (c->qret == 0 && mysql_field_count(&c->my) > 0) {
+    if (c->side) {
+      side_done(c);
+    } else if (c->qret == 0 && mysql_field_count(&c->my) > 0) {
       c->op = OP_STORE;
       conn_step(c, mysql_store_result_start(&c->res, &c->my));
     } else {
@@ -837,10 +1035,18 @@ static void on_op_timer(uv_timer_t *t) {
   case OP_QUERY:
   case OP_STORE: {
     fcfs_mysql_req_t *r = c->req;
+    m->st->timeouts++;
+    if (!r) { /* an abandoned statement that did not end, or the side connection stuck */
+      conn_kill(c);
+      maybe_connect(m);
+      break;
+    }
     c->req = NULL;
     r->conn = NULL;
-    m->st->timeouts++;
-    conn_kill(c);
+    if (c->pinned)
+      conn_kill(c); /* its owner's transaction is lost: the server rolls it back */
+    else
+      conn_abandon(c);
     req_fail(r, fcfs_mysql_e_timeout, 0, NULL);
     maybe_connect(m);
     break;
@@ -854,16 +1060,27 @@ static void on_op_timer(uv_timer_t *t) {
     conn_kill(c);
     maybe_connect(m);
     break;
+  case OP_NONE:
+    if (c->abandoned) { /* drained, but the KILL QUERY was never answered */
+      conn_kill(c);
+      maybe_connect(m);
+    }
+    break;
   default:
     break;
   }
   stats_sync(m);
 }
 
-static void start_connect(fcfs_mysql_t *m) {
+/* Start a connection: one of the pool's, or (side) the one that sends
+ * KILL QUERY, which counts toward nothing and is never handed out. */
+static void conn_open(fcfs_mysql_t *m, int side) {
   fcfs_mysql_conn_t *c = calloc(1, sizeof(*c));
   if (!c) {
-    if (m->qhead) req_fail(m->qhead, e_nomem, 0, NULL);
+    if (side)
+      kill_drop_all(m);
+    else if (m->qhead)
+      req_fail(m->qhead, e_nomem, 0, NULL);
     return;
   }
   c->m = m;
@@ -874,9 +1091,15 @@ static void start_connect(fcfs_mysql_t *m) {
   if (m->conns) m->conns->prev = c;
   m->conns = c;
   m->nlive++;
-  m->nconns++;
-  m->nconnecting++;
-  c->counted = 1;
+  m->st->connects++;
+  if (side) {
+    c->side = 1;
+    m->side = c;
+  } else {
+    m->nconns++;
+    m->nconnecting++;
+    c->counted = 1;
+  }
   c->op = OP_CONNECT;
   mysql_init(&c->my);
   c->my_open = 1;
@@ -901,7 +1124,7 @@ static void maybe_connect(fcfs_mysql_t *m) {
   while (!m->closing && m->circuit != FCFS_CIRCUIT_OPEN && m->nwaiting > m->nconnecting &&
          m->nconns < m->o.pool_size) {
     if (m->circuit == FCFS_CIRCUIT_HALF_OPEN && m->nconnecting > 0) break;
-    start_connect(m);
+    conn_open(m, 0);
   }
 }
 
@@ -1020,16 +1243,22 @@ void fcfs_mysql_free(fcfs_mysql_t *m) {
   m->closing = 1;
   fail_waiters(m, fcfs_mysql_e_closed);
   purge_idle(m);
+  /* forget the queued kills without side effects: every conn is closed below */
+  for (fcfs_mysql_conn_t *c = m->conns; c; c = c->next)
+    c->kill_wait = 0;
+  m->kill_head = m->kill_tail = m->killing = NULL;
   fcfs_mysql_conn_t *c = m->conns;
   while (c) {
     fcfs_mysql_conn_t *next = c->next;
-    if (c->op == OP_QUERY || c->op == OP_STORE) {
-      fcfs_mysql_req_t *r = c->req;
+    fcfs_mysql_req_t *r = c->req;
+    if (r) {
       c->req = NULL;
       r->conn = NULL;
       conn_kill(c);
       req_fail(r, fcfs_mysql_e_closed, 0, NULL);
-    } else if (c->op == OP_CONNECT || c->op == OP_RESET || c->op == OP_INIT) {
+    } else if (c->side && c->op == OP_NONE) {
+      conn_close(c);
+    } else if ((c->op != OP_NONE && c->op != OP_CLOSE) || c->abandoned || c->side) {
       conn_kill(c);
     }
     c = next;
@@ -1205,7 +1434,10 @@ void fcfs_mysql_cancel(fcfs_mysql_req_t *r) {
   } else if (r->conn) {
     fcfs_mysql_conn_t *c = r->conn;
     c->req = NULL;
-    conn_kill(c); /* mid-statement: never pooled */
+    if (c->pinned)
+      conn_kill(c); /* mid-statement in its owner's transaction */
+    else
+      conn_abandon(c); /* stopped server-side, drained, pooled again */
     maybe_connect(m);
   }
   free(r);

@@ -717,6 +717,7 @@ static void conn_connect(fcfs_redis_conn_t *c) {
   c->creq.data = c;
   c->nhandles++;
   r->handles++;
+  r->stats->connects++;
   c->state = ST_CONNECTING;
   c->connect_deadline = uv_now(r->loop) + ms_of(r->conf->redis_connect_timeout);
   c->timer_due = 0;

@@ -493,7 +493,8 @@ describe("host.mysql when the request deadline passes mid-statement", function()
         assert.is_true(dt < 1, format("504 after %.3f s", dt))
     end
 
-    local function expect_clean()
+    -- same_conn: the abandoned connection was reset and pooled again, not replaced
+    local function expect_clean(same_conn)
         local t0 = now()
         local res = assert(get(s, "/session"))
         local dt = now() - t0
@@ -502,16 +503,16 @@ describe("host.mysql when the request deadline passes mid-statement", function()
         assert.equal(null, body.dirty)
         assert.is_number(body.dirty_cid)
         assert.is_number(body.cid)
-        assert.are_not.equal(body.dirty_cid, body.cid)
+        assert.equal(same_conn, body.dirty_cid == body.cid)
         assert.is_true(dt < 0.3, format("the next request took %.3f s", dt))
     end
 
     it("answers 504 inside a transaction and never reuses that connection", function()
         expect_504("/dirty-tx")
-        expect_clean()
+        expect_clean(false)
     end)
 
-    it("answers 504 on a pooled statement and never pools that connection again", function()
+    it("answers 504 on a pooled statement, kills it and pools that connection again, reset", function()
         -- a healthy pooled connection keeps its session: the same one comes back (pool of 1)
         -- (user variables never outlive the statement's turn on the connection: it is reset)
         local res = assert(get(s, "/set-pooled"))
@@ -522,12 +523,71 @@ describe("host.mysql when the request deadline passes mid-statement", function()
         assert.same({ dirty = null, cid = set.cid, dirty_cid = set.cid }, http.json(res))
 
         expect_504("/sleep-pooled")
-        expect_clean()
+        expect_clean(true)
     end)
 
     it("logs no unexpected error, through shutdown", function()
         s:stop()
         s:assert_no_errors{ "request deadline of 0%.3s passed" }
+    end)
+end)
+
+---------------------------------------------------------------------------------------------------
+
+describe("host.mysql with 200 requests abandoned mid-statement", function()
+    local s
+    local POOL = 8
+
+    lazy_setup(function()
+        s = start{ mysql_pool_size = POOL, request_timeout = 0.2 }
+    end)
+
+    lazy_teardown(function()
+        if s then s:stop() end
+    end)
+
+    local function pool_counter(name)
+        local res = assert(get(s, "/metrics"))
+        return tonumber(res.body:match(name .. '{backend="mysql"} (%d+)'))
+    end
+
+    it("keeps its connections (KILL QUERY, no reconnect) and leaves nothing running", function()
+        local connects0, requests0 = pool_counter("fcfs_pool_connects_total"), pool_counter("fcfs_pool_requests_total")
+        local codes = {}
+        for _ = 1, 200 / POOL do
+            local batch = {}
+            for i = 1, POOL do batch[i] = send_async(s, "/hold?s=1") end
+            for i = 1, POOL do
+                local res = assert(batch[i].finish())
+                codes[res.status] = (codes[res.status] or 0) + 1
+            end
+            -- the next batch once every abandoned connection is back (killed, drained, reset)
+            assert.truthy(server.wait_until(function()
+                return pool_counter("fcfs_pool_in_use") == 0
+            end, 5), "abandoned connections did not come back")
+        end
+        assert.same({ [504] = 200 }, codes)
+        local connects = pool_counter("fcfs_pool_connects_total") - connects0
+        local started = pool_counter("fcfs_pool_requests_total") - requests0
+        -- every statement reached the server; the pool opened its POOL connections and the side
+        -- connection once, not one per abandoned request
+        assert.is_true(started >= 200, "statements started: " .. started)
+        assert.is_true(connects <= POOL + 1, "connects during the run: " .. connects)
+        assert.is_true(pool_counter("fcfs_pool_connections") <= POOL)
+        local idle = db.wait_until(function()
+            local rows = db.exec("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                .. "WHERE INFO LIKE '%mysqlspec_hold%' AND ID <> CONNECTION_ID()")
+            return tonumber(rows[1][1]) == 0
+        end, 0.5)
+        assert.truthy(idle, "an abandoned SLEEP still runs on the server")
+        local res = assert(get(s, "/one"))
+        assert.equal(200, res.status, res.body)
+        assert.equal(1, http.json(res).one)
+    end)
+
+    it("logs no unexpected error, through shutdown", function()
+        s:stop()
+        s:assert_no_errors{ "request deadline of 0%.2s passed" }
     end)
 end)
 

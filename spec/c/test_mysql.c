@@ -294,7 +294,29 @@ static void test_exhausted(void) {
   pool_free(m);
 }
 
-static void test_timeout_closes(void) {
+static double mono(void) {
+  uv_update_time(&loop);
+  return (double)uv_now(&loop) / 1000.0;
+}
+
+/* Statements running on the server that match like (other than ours). */
+static int running(fcfs_mysql_t *m, const char *like) {
+  qres_t q = {0};
+  fcfs_mysql_param_t p = pstr(like);
+  int n = -1;
+  if (query(m, NULL,
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE ? AND "
+            "ID <> CONNECTION_ID()",
+            &p, 1, 0, &q) == 0 &&
+      q.v[0])
+    n = atoi(q.v[0]);
+  qres_clear(&q);
+  return n;
+}
+
+/* A statement whose caller is gone (timeout, cancel) is stopped with KILL
+ * QUERY and its connection pooled again, reset: no reconnect. */
+static void test_abandoned(void) {
   fcfs_pool_stats_t st;
   fcfs_mysql_opts_t o = base_opts();
   o.pool_size = 1;
@@ -302,23 +324,85 @@ static void test_timeout_closes(void) {
   qres_t q = {0};
   CHECK(q_ok(m, "SET @marker = 42"), "session variable set");
   long id1 = conn_id(m, NULL);
-  int rc = query(m, NULL, "SELECT SLEEP(2)", NULL, 0, 0.2, &q);
-  CHECK(rc == 0 && q.err == fcfs_mysql_e_timeout, "SLEEP(2) with a 0.2 s timeout -> timeout");
+  uint64_t connects = st.connects;
+  double t0 = mono();
+  int rc = query(m, NULL, "SELECT SLEEP(5) AS ct_abandoned", NULL, 0, 0.2, &q);
+  CHECK(rc == 0 && q.err == fcfs_mysql_e_timeout, "SLEEP(5) with a 0.2 s timeout -> timeout");
   rc = query(m, NULL, "SELECT CONNECTION_ID(), @marker", NULL, 0, 0, &q);
-  CHECK(rc == 0 && !q.err && q.v[0] && atol(q.v[0]) != id1 && q.v[1] == NULL,
-        "timed-out connection closed: next query on a fresh one");
-  CHECK(st.timeouts == 1 && st.size == 1, "stats after timeout");
+  double took = mono() - t0;
+  CHECK(rc == 0 && !q.err && q.v[0] && atol(q.v[0]) == id1 && q.v[1] == NULL,
+        "timed-out statement killed: its connection serves the next query, reset");
+  printf("# timeout + next query took %.3f s\n", took);
+  CHECK(took < 1.0, "...at once, not after the 5 s statement");
+  CHECK(st.timeouts == 1 && st.size == 1 && st.connects == connects + 1,
+        "stats: one timeout, one pooled connection, only the side connection was opened");
 
   /* cancelled mid-flight */
-  long id2 = conn_id(m, NULL);
   fcfs_mysql_req_t *req = NULL;
   qres_t c = {0};
-  rc = fcfs_mysql_query(m, NULL, "SELECT SLEEP(2)", 15, NULL, 0, 5, on_q, &c, &req);
+  t0 = mono();
+  rc =
+      fcfs_mysql_query(m, NULL, "SELECT SLEEP(5) AS ct_cancelled", 31, NULL, 0, 10, on_q, &c, &req);
   sleep_loop(0.05);
   fcfs_mysql_cancel(req);
   long id3 = conn_id(m, NULL);
-  CHECK(rc == 0 && !c.done && id3 > 0 && id3 != id2,
-        "cancelled statement: connection closed, callback never called");
+  took = mono() - t0;
+  CHECK(rc == 0 && !c.done && id3 == id1 && took < 1.0,
+        "cancelled statement: killed, callback never called, connection reused");
+  CHECK(running(m, "%ct\\_abandoned%") == 0 && running(m, "%ct\\_cancelled%") == 0,
+        "no abandoned statement still runs on the server");
+  CHECK(st.connects == connects + 1, "still no reconnect");
+
+  /* many abandoned at once on a pool of 8 */
+  fcfs_mysql_free(m);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  o.pool_size = 8;
+  o.queue_size = 64;
+  m = fcfs_mysql_new(&loop, &o, &st);
+  q_ok(m, "SELECT 1");
+  connects = st.connects;
+  fcfs_mysql_req_t *reqs[40];
+  qres_t many[40];
+  memset(many, 0, sizeof(many));
+  for (int i = 0; i < 40; i++)
+    fcfs_mysql_query(m, NULL, "SELECT SLEEP(5) AS ct_many", 26, NULL, 0, 10, on_q, &many[i],
+                     &reqs[i]);
+  t0 = mono();
+  for (int i = 0; i < 40; i++) {
+    sleep_loop(0.01);
+    fcfs_mysql_cancel(reqs[i]);
+  }
+  int called = 0;
+  for (int i = 0; i < 40; i++)
+    called += many[i].done;
+  CHECK(q_ok(m, "SELECT 1") && called == 0 && mono() - t0 < 2.0,
+        "40 cancelled statements on a pool of 8: none answered, pool serves again");
+  while (st.in_use > 0) /* every abandoned one back */
+    uv_run(&loop, UV_RUN_ONCE);
+  CHECK(st.connects <= connects + 8 && running(m, "%ct\\_many%") == 0,
+        "...at most the pool's 7 new connections and the side one, nothing left running");
+
+  /* batches that all time out while running, each batch right after the last */
+  connects = st.connects;
+  uint64_t req0 = st.requests;
+  int timeouts = 0;
+  for (int b = 0; b < 25; b++) {
+    for (int i = 0; i < 8; i++)
+      fcfs_mysql_query(m, NULL, "SELECT SLEEP(1) AS ct_batch", 27, NULL, 0, 0.2, on_q, &many[i],
+                       NULL);
+    for (int i = 0; i < 8; i++) {
+      spin(&many[i].done);
+      timeouts += many[i].err == fcfs_mysql_e_timeout;
+      qres_clear(&many[i]);
+    }
+    while (st.in_use > 0) /* the abandoned ones come back */
+      uv_run(&loop, UV_RUN_ONCE);
+  }
+  printf("# 200 timed out: %d, started %d, connects %d\n", timeouts, (int)(st.requests - req0),
+         (int)(st.connects - connects));
+  CHECK(timeouts == 200 && st.requests - req0 == 200 && st.connects == connects &&
+            running(m, "%ct\\_batch%") == 0,
+        "25 batches of 8 statements timed out mid-SLEEP: no reconnect, nothing left running");
   qres_clear(&q);
   pool_free(m);
 }
@@ -597,7 +681,7 @@ int main(void) {
   test_types();
   if (port) test_tcp(port);
   test_exhausted();
-  test_timeout_closes();
+  test_abandoned();
   test_pinned();
   test_session_reset();
   if (own_server) {
