@@ -67,8 +67,9 @@ enum { REQ_QUERY, REQ_ACQUIRE };
 #define KILL_TRIES 2
 
 /* Run on every new connection and again after each reset: the server then
- * flags statements that change session state (SERVER_SESSION_STATE_CHANGED). */
-static const char init_sql[] = "SET session_track_state_change = ON";
+ * flags statements that change session state (SERVER_SESSION_STATE_CHANGED);
+ * times (NOW(), TIMESTAMP columns) are UTC whatever the server's zone. */
+static const char init_sql[] = "SET session_track_state_change = ON, time_zone = '+00:00'";
 
 struct fcfs_mysql_conn_s {
   fcfs_mysql_t *m;

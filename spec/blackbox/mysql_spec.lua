@@ -150,6 +150,21 @@ app:get("/session", function()
     return { json = { dirty = rows[1].dirty, cid = rows[1].cid, dirty_cid = opt(state.dirty_cid) } }
 end)
 
+-- 8: empty results, DATETIME(3), UTC
+app:get("/empty", function()
+    local rows = check(mysql.query("SELECT id FROM myspec_items WHERE id < 0"))
+    return { json = { rows = rows, n = #rows } }
+end)
+
+app:post("/times", function(req)
+    local r = check(mysql.query("INSERT INTO myspec_times (at) VALUES (?)", req:json().at))
+    local rows = check(mysql.query("SELECT at, @@session.time_zone AS tz, "
+        .. "UNIX_TIMESTAMP('2026-01-02 00:00:00') AS epoch, "
+        .. "TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), NOW()) AS tz_offset FROM myspec_times WHERE id = ?",
+        r.insert_id))
+    return { json = rows[1] }
+end)
+
 -- 7: session state left behind by one request
 app:get("/leave-state", function()
     local rows = check(mysql.query("SELECT GET_LOCK('myspec_lock', 0) AS got, CONNECTION_ID() AS cid"))
@@ -252,6 +267,8 @@ describe("host.mysql", function()
             flag TINYINT(1) NULL,
             tag VARCHAR(64) NULL
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci]])
+        db.exec("DROP TABLE IF EXISTS myspec_times")
+        db.exec("CREATE TABLE myspec_times (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(3) NOT NULL)")
         db.exec("DROP TABLE IF EXISTS myspec_tx")
         db.exec("CREATE TABLE myspec_tx (k VARCHAR(64) NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB")
         s = start{}
@@ -314,6 +331,20 @@ describe("host.mysql", function()
             at = "2026-01-02 03:04:05",
             day = "2026-01-02",
         }, row)
+    end)
+
+    it("encodes an empty result as a JSON array", function()
+        local res = assert(get(s, "/empty"))
+        assert.equal(200, res.status, res.body)
+        assert.matches('"rows":[]', res.body, 1, true)
+        assert.same({ rows = {}, n = 0 }, http.json(res))
+    end)
+
+    it("round-trips DATETIME(3) with its milliseconds, in a UTC session", function()
+        local res = assert(post_json(s, "/times", { at = "2026-03-04 05:06:07.089" }))
+        assert.equal(200, res.status, res.body)
+        assert.same({ at = "2026-03-04 05:06:07.089", tz = "+00:00", epoch = 1767312000, tz_offset = 0 },
+            http.json(res))
     end)
 
     it("stores quotes, backslashes and SQL verbatim and still has its table", function()
