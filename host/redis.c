@@ -19,6 +19,12 @@
  * doubling to 1 s); while no shared connection is up calls fail at once with
  * "unavailable" (before the very first connect attempt ends they are queued).
  *
+ * Every connection starts with AUTH (redis_password) and SELECT (redis_db)
+ * when configured, queued ahead of any command; an error reply to either
+ * closes it. A shared connection owing redis_queue_max replies refuses new
+ * commands with "busy" (the caller fails fast instead of queueing behind a
+ * stalled server).
+ *
  * Pinned connections (up to conf->redis_pinned_max, bound or idle) are
  * handed to one caller; given back, they go to an idle list if clean and are
  * closed otherwise; they are never reconnected.
@@ -383,8 +389,11 @@ static void slot_push(fcfs_redis_conn_t *c, cmd_t *q) {
   timer_arm_at(c, q->deadline);
 }
 
-/* Queue the bytes of one command and its slot. */
+/* Queue the bytes of one command and its slot. A shared connection owing
+ * redis_queue_max replies already refuses with FCFS_REDIS_EBUSY. */
 static int conn_send(fcfs_redis_conn_t *c, cmd_t *q, const char *p, size_t len) {
+  int max = c->r->conf->redis_queue_max;
+  if (!c->pinned && max > 0 && c->npending >= (size_t)max) return FCFS_REDIS_EBUSY;
   int rc = out_append(c, p, len);
   if (rc < 0) return rc;
   slot_push(c, q);
@@ -704,6 +713,61 @@ static void on_connect(uv_connect_t *req, int status) {
   conn_sweep(c); /* re-arm for the command deadlines */
 }
 
+/* The reply to AUTH or SELECT sent first on every connection: an error
+ * closes the connection (it reconnects with backoff if shared). */
+static void on_setup_reply(void *arg, redisReply *rep, const char *err) {
+  fcfs_redis_conn_t *c = arg;
+  if (err) { /* "closed": gone already; "timeout": not usable without it */
+    if (err == fcfs_redis_etimeout) conn_teardown(c, fcfs_redis_eunavailable);
+    return;
+  }
+  if (rep->type == REDIS_REPLY_ERROR) {
+    c->r->stats->errors++;
+    fcfs_log(FCFS_LOG_ERROR, "redis: connection setup refused: %.*s", (int)rep->len, rep->str);
+    freeReplyObject(rep);
+    conn_teardown(c, fcfs_redis_eunavailable);
+    return;
+  }
+  freeReplyObject(rep);
+}
+
+/* Queue AUTH and SELECT ahead of anything else on a connection being opened. */
+static int conn_setup(fcfs_redis_conn_t *c) {
+  fcfs_redis_t *r = c->r;
+  char db[16];
+  const char *argv[2];
+  size_t argvlen[2];
+  for (int k = 0; k < 2; k++) {
+    if (k == 0) {
+      if (!r->conf->redis_password || !r->conf->redis_password[0]) continue;
+      argv[0] = "AUTH";
+      argv[1] = r->conf->redis_password;
+    } else {
+      if (r->conf->redis_db <= 0) continue;
+      snprintf(db, sizeof db, "%d", r->conf->redis_db);
+      argv[0] = "SELECT";
+      argv[1] = db;
+    }
+    argvlen[0] = strlen(argv[0]);
+    argvlen[1] = strlen(argv[1]);
+    char *buf = NULL;
+    int len = redisFormatCommandArgv(&buf, 2, argv, argvlen);
+    cmd_t *q = len < 0 ? NULL : cmd_alloc(r);
+    if (!q || out_append(c, buf, (size_t)len) < 0) {
+      if (q) cmd_free(r, q);
+      if (len >= 0) redisFreeCommand(buf);
+      return FCFS_REDIS_ENOMEM;
+    }
+    redisFreeCommand(buf);
+    q->kind = K_CMD;
+    q->cb = on_setup_reply;
+    q->arg = c;
+    q->deadline = c->connect_deadline;
+    slot_push(c, q);
+  }
+  return 0;
+}
+
 static void conn_connect(fcfs_redis_conn_t *c) {
   fcfs_redis_t *r = c->r;
   int rc;
@@ -722,6 +786,11 @@ static void conn_connect(fcfs_redis_conn_t *c) {
   c->connect_deadline = uv_now(r->loop) + ms_of(r->conf->redis_connect_timeout);
   c->timer_due = 0;
   timer_arm_at(c, c->connect_deadline);
+  if (conn_setup(c) < 0) {
+    r->stats->errors++;
+    conn_teardown(c, fcfs_redis_eunavailable);
+    return;
+  }
   if (r->is_unix) {
     uv_pipe_connect(&c->creq, &c->h.pipe, r->path, on_connect); /* errors come to on_connect */
     return;

@@ -24,7 +24,8 @@ typedef struct fcfs_redis_conn_s fcfs_redis_conn_t;
 enum {
   FCFS_REDIS_EUNAVAILABLE = -1, /* no connection is up: the server is down */
   FCFS_REDIS_ECLOSED = -2,      /* this (pinned) connection or the pool is closed */
-  FCFS_REDIS_EBUSY = -3,        /* redis_pinned_max pinned connections are in use */
+  FCFS_REDIS_EBUSY = -3,        /* redis_pinned_max pinned connections in use, or redis_queue_max
+                                   replies owed on the shared connection */
   FCFS_REDIS_ENOSCRIPT = -4,    /* run() of a name never registered with script() */
   FCFS_REDIS_EINVAL = -5,       /* bad argument (argc < 1, bad address...) */
   FCFS_REDIS_ENOMEM = -6

@@ -609,6 +609,104 @@ static void on_closed(void *arg) {
   *(int *)arg = 1;
 }
 
+static void pool_close(fcfs_redis_t *p) {
+  int closed = 0;
+  fcfs_redis_close(p, on_closed, &closed);
+  run_until(&closed, 3000);
+}
+
+/* redis_queue_max: a shared connection owing that many replies says "busy". */
+static void test_queue_max(void) {
+  fcfs_conf_t qc = conf;
+  qc.redis_queue_max = 50;
+  fcfs_redis_t *p = fcfs_redis_new(&loop, &qc, NULL);
+  res_t a;
+  SEND(p, &a, "PING");
+  run_until(&a.done, 3000);
+  res_clear(&a);
+  redisReply *h = helper_cmd("CLIENT PAUSE 300");
+  if (h) freeReplyObject(h);
+  int ok = 0, busy = 0;
+  for (int i = 0; i < 150; i++) {
+    int rc = SEND(p, &conc[i], "ECHO", "queued");
+    ok += rc == 0;
+    busy += rc == FCFS_REDIS_EBUSY;
+  }
+  CHECK(ok == 2 * 50 && busy == 50,
+        "2 shared connections x redis_queue_max 50: calls past 100 owed replies -> busy");
+  int good = 0;
+  for (int spin = 0; spin < 300 && good < ok; spin++) {
+    run_until(NULL, 10);
+    good = 0;
+    for (int i = 0; i < 150; i++)
+      good += is_str(conc[i].reply, REDIS_REPLY_STRING, "queued");
+  }
+  for (int i = 0; i < 150; i++)
+    res_clear(&conc[i]);
+  CHECK(good == ok && SEND(p, &a, "PING") == 0 && run_until(&a.done, 3000),
+        "the accepted ones are answered after the pause, then calls are accepted again");
+  res_clear(&a);
+  pool_close(p);
+}
+
+/* A hiredis helper connection that authenticates first. */
+static redisReply *auth_cmd(const char *pw, const char *cmd) {
+  redisContext *hc = helper_connect(addr);
+  redisReply *rep = NULL;
+  if (hc && !hc->err) {
+    rep = redisCommand(hc, "AUTH %s", pw);
+    if (rep) freeReplyObject(rep);
+    rep = redisCommand(hc, cmd);
+  }
+  if (hc) redisFree(hc);
+  return rep;
+}
+
+/* redis_password and redis_db: AUTH and SELECT before anything else. */
+static void test_auth_select(void) {
+  const char *pw = "fcfs-test-secret";
+  redisReply *h = helper_cmd("CONFIG SET requirepass %s", pw);
+  int set = h && h->type == REDIS_REPLY_STATUS;
+  if (h) freeReplyObject(h);
+  fcfs_conf_t ac = conf;
+  ac.redis_password = (char *)pw;
+  ac.redis_db = 3;
+  fcfs_redis_t *p = fcfs_redis_new(&loop, &ac, NULL);
+  res_t a, b;
+  SEND(p, &a, "SET", "t:db3", "in-three");
+  run_until(&a.done, 3000);
+  CHECK(set && is_str(a.reply, REDIS_REPLY_STATUS, "OK"),
+        "redis_password: the first call works on a server that requires a password");
+  res_clear(&a);
+  redisReply *d0 = auth_cmd(pw, "EXISTS t:db3"); /* a new connection is on db 0 */
+  CHECK(d0 && d0->type == REDIS_REPLY_INTEGER && d0->integer == 0,
+        "redis_db 3: the key is not in db 0");
+  if (d0) freeReplyObject(d0);
+  fcfs_redis_conn_t *c = NULL;
+  memset(&b, 0, sizeof b);
+  if (fcfs_redis_pin(p, &c) == 0) {
+    SEND_ON(c, &b, "GET", "t:db3");
+    run_until(&b.done, 3000);
+    fcfs_redis_unpin(c);
+  }
+  CHECK(is_str(b.reply, REDIS_REPLY_STRING, "in-three"),
+        "a pinned connection is authenticated and on db 3 too");
+  res_clear(&b);
+  pool_close(p);
+
+  fcfs_pool_stats_t ws = {0};
+  ac.redis_password = "wrong";
+  p = fcfs_redis_new(&loop, &ac, &ws);
+  int rc = SEND(p, &a, "PING");
+  if (rc == 0) run_until(&a.done, 3000);
+  CHECK((rc != 0 || (a.err && !a.reply)) && ws.errors > 0,
+        "a wrong password: the call fails, the connection is refused and counted");
+  res_clear(&a);
+  pool_close(p);
+  h = auth_cmd(pw, "CONFIG SET requirepass \"\"");
+  if (h) freeReplyObject(h);
+}
+
 static void test_tcp(void) {
   if (!server_pid) {
     SKIP("TCP connection");
@@ -678,6 +776,8 @@ int main(void) {
   test_timeout_cancel(r);
   test_kill_restart(r);
   test_tcp();
+  test_queue_max();
+  test_auth_select();
 
   /* closing: pending commands get "closed", a still-pinned connection is freed */
   res_t a, b;
