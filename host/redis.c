@@ -114,7 +114,7 @@ struct fcfs_redis_conn_s {
 };
 
 typedef struct {
-  char *name, *src;
+  char *src;
   size_t srclen;
   char sha[41];
 } script_t;
@@ -238,7 +238,6 @@ static void maybe_finish(fcfs_redis_t *r) {
     free(q);
   }
   for (int i = 0; i < r->nscripts; i++) {
-    free(r->scripts[i].name);
     free(r->scripts[i].src);
   }
   free(r->scripts);
@@ -1120,7 +1119,7 @@ void fcfs_redis_unpin(fcfs_redis_conn_t *c) {
     pinned_destroy(c);
 }
 
-/* ---- named scripts ---- */
+/* ---- scripts, content-addressed ---- */
 
 static uint32_t rol32(uint32_t x, int n) {
   return (x << n) | (x >> (32 - n));
@@ -1191,47 +1190,37 @@ static void sha1_hex(const char *data, size_t len, char out[41]) {
   out[40] = 0;
 }
 
-static int script_find(const fcfs_redis_t *r, const char *name) {
+int fcfs_redis_script(fcfs_redis_t *r, const char *src, size_t srclen) {
+  char sha[41];
+  sha1_hex(src, srclen, sha);
   for (int i = 0; i < r->nscripts; i++)
-    if (!strcmp(r->scripts[i].name, name)) return i;
-  return -1;
-}
-
-int fcfs_redis_script(fcfs_redis_t *r, const char *name, const char *src, size_t srclen) {
-  int i = script_find(r, name);
+    if (!memcmp(r->scripts[i].sha, sha, 41)) return i;
+  if (r->nscripts == INT_MAX) return FCFS_REDIS_ENOMEM;
+  if (r->nscripts == r->scripts_cap) {
+    int cap = r->scripts_cap ? r->scripts_cap * 2 : 8;
+    script_t *n = realloc(r->scripts, (size_t)cap * sizeof *n);
+    if (!n) return FCFS_REDIS_ENOMEM;
+    r->scripts = n;
+    r->scripts_cap = cap;
+  }
   char *copy = malloc(srclen + 1);
   if (!copy) return FCFS_REDIS_ENOMEM;
   memcpy(copy, src, srclen);
   copy[srclen] = 0;
-  if (i < 0) {
-    if (r->nscripts == r->scripts_cap) {
-      int cap = r->scripts_cap ? r->scripts_cap * 2 : 8;
-      script_t *n = realloc(r->scripts, (size_t)cap * sizeof *n);
-      if (!n) goto nomem;
-      r->scripts = n;
-      r->scripts_cap = cap;
-    }
-    if (!(r->scripts[r->nscripts].name = strdup(name))) goto nomem;
-    i = r->nscripts++;
-  } else {
-    free(r->scripts[i].src); /* reloaded code may change a script */
-  }
-  r->scripts[i].src = copy;
-  r->scripts[i].srclen = srclen;
-  sha1_hex(copy, srclen, r->scripts[i].sha);
-  return 0;
-nomem:
-  free(copy);
-  return FCFS_REDIS_ENOMEM;
+  script_t *sc = &r->scripts[r->nscripts];
+  sc->src = copy;
+  sc->srclen = srclen;
+  memcpy(sc->sha, sha, 41);
+  return r->nscripts++;
 }
 
-const char *fcfs_redis_script_sha(const fcfs_redis_t *r, const char *name) {
-  int i = script_find(r, name);
-  return i < 0 ? NULL : r->scripts[i].sha;
+const char *fcfs_redis_script_sha(const fcfs_redis_t *r, int id) {
+  return id >= 0 && id < r->nscripts ? r->scripts[id].sha : NULL;
 }
 
-int fcfs_redis_run(fcfs_redis_t *r, const char *name, int nkeys, int n, const char **v,
-                   const size_t *vlen, double timeout, fcfs_redis_cb cb, void *arg, void **handle) {
+int fcfs_redis_run(fcfs_redis_t *r, fcfs_redis_conn_t *c, int id, int ordered, int nkeys, int n,
+                   const char **v, const size_t *vlen, double timeout, fcfs_redis_cb cb, void *arg,
+                   void **handle) {
   const char *sargv[ARGV_STACK];
   size_t slen[ARGV_STACK];
   const char **argv = sargv;
@@ -1241,21 +1230,25 @@ int fcfs_redis_run(fcfs_redis_t *r, const char *name, int nkeys, int n, const ch
   char *buf = NULL;
   cmd_t *q = NULL;
   if (r->closing) return FCFS_REDIS_ECLOSED;
-  int i = script_find(r, name);
-  if (i < 0) return FCFS_REDIS_ENOSCRIPT;
+  if (id < 0 || id >= r->nscripts) return FCFS_REDIS_ENOSCRIPT;
   if (nkeys < 0 || n < nkeys || n > INT_MAX - 3) return FCFS_REDIS_EINVAL;
-  fcfs_redis_conn_t *c = fcfs_redis_shared(r);
-  if (!c) return FCFS_REDIS_EUNAVAILABLE;
+  if (!c && !(c = fcfs_redis_shared(r))) return FCFS_REDIS_EUNAVAILABLE;
+  if (c->state != ST_UP && c->state != ST_CONNECTING) return FCFS_REDIS_ECLOSED;
+  int i = id;
+  /* A NOSCRIPT answer would be retried after the commands queued behind the
+   * EVALSHA (and inside MULTI it only shows in EXEC's reply): where order
+   * matters the source goes along, as EVAL. */
+  int eval = ordered || (c->pinned && c->multi);
   if (n + 3 > ARGV_STACK) {
     argv = malloc((size_t)(n + 3) * sizeof *argv);
     argvlen = malloc((size_t)(n + 3) * sizeof *argvlen);
     rc = FCFS_REDIS_ENOMEM;
     if (!argv || !argvlen) goto out;
   }
-  argv[0] = "EVALSHA";
-  argvlen[0] = 7;
-  argv[1] = r->scripts[i].sha;
-  argvlen[1] = 40;
+  argv[0] = eval ? "EVAL" : "EVALSHA";
+  argvlen[0] = eval ? 4 : 7;
+  argv[1] = eval ? r->scripts[i].src : r->scripts[i].sha;
+  argvlen[1] = eval ? r->scripts[i].srclen : 40;
   argvlen[2] = (size_t)snprintf(nk, sizeof nk, "%d", nkeys);
   argv[2] = nk;
   for (int k = 0; k < n; k++) {
@@ -1265,15 +1258,19 @@ int fcfs_redis_run(fcfs_redis_t *r, const char *name, int nkeys, int n, const ch
   rc = FCFS_REDIS_ENOMEM;
   len = redisFormatCommandArgv(&buf, n + 3, argv, argvlen);
   if (len < 0 || !(q = cmd_alloc(r))) goto out;
-  q->evalsha = buf; /* kept for a resend after NOSCRIPT; cmd_free() frees it */
-  buf = NULL;
-  q->evalshalen = (size_t)len;
   q->kind = K_CMD;
-  q->script = i + 1;
   q->cb = cb;
   q->arg = arg;
   q->deadline = deadline_of(r, timeout);
-  if ((rc = conn_send(c, q, q->evalsha, q->evalshalen)) < 0) goto out;
+  if (eval) {
+    if ((rc = conn_send(c, q, buf, (size_t)len)) < 0) goto out;
+  } else {
+    q->evalsha = buf; /* kept for a resend after NOSCRIPT; cmd_free() frees it */
+    buf = NULL;
+    q->evalshalen = (size_t)len;
+    q->script = i + 1;
+    if ((rc = conn_send(c, q, q->evalsha, q->evalshalen)) < 0) goto out;
+  }
   if (handle) *handle = q;
   q = NULL;
 out:

@@ -424,6 +424,8 @@ static void test_pinned(fcfs_redis_t *r) {
         "fcfs_redis_needs_pin: blocking and XREAD BLOCK yes, XREAD STREAMS block / GET no");
 }
 
+static int kv_id = -1;
+
 static void test_scripts(fcfs_redis_t *r) {
   /* local SHA1 == the server's, around the 55/56/64-byte padding edges */
   int same = 0, tried = 0;
@@ -431,25 +433,28 @@ static void test_scripts(fcfs_redis_t *r) {
   for (int len = 40; len < 140; len++) {
     int m = snprintf(src, sizeof src, "return '%0*d'", len - 9, len);
     if (m != len) continue;
-    char name[16];
-    snprintf(name, sizeof name, "len%d", len);
-    fcfs_redis_script(r, name, src, (size_t)len);
+    int id = fcfs_redis_script(r, src, (size_t)len);
     redisReply *h = helper_cmd("SCRIPT LOAD %b", src, (size_t)len);
     tried++;
-    same += h && h->type == REDIS_REPLY_STRING && !strcmp(h->str, fcfs_redis_script_sha(r, name));
+    same += id >= 0 && h && h->type == REDIS_REPLY_STRING &&
+            !strcmp(h->str, fcfs_redis_script_sha(r, id));
     if (h) freeReplyObject(h);
   }
   CHECK(tried == 100 && same == tried, "script SHA1 equals SCRIPT LOAD's for 100 lengths");
 
   const char *s = "return {KEYS[1], ARGV[1], ARGV[2]}";
-  CHECK(fcfs_redis_script(r, "kv", s, strlen(s)) == 0, "register a script (no I/O)");
+  char again[64];
+  snprintf(again, sizeof again, "%s", s);
+  kv_id = fcfs_redis_script(r, s, strlen(s));
+  CHECK(kv_id >= 0 && fcfs_redis_script(r, again, strlen(again)) == kv_id,
+        "register a script (no I/O); the same source from elsewhere -> the same entry");
   redisReply *h = helper_cmd("SCRIPT FLUSH");
   if (h) freeReplyObject(h);
   const char *v[] = {"t:key", "a1", "a2"};
   size_t vl[] = {5, 2, 2};
   res_t a, b;
   memset(&a, 0, sizeof a);
-  CHECK(fcfs_redis_run(r, "kv", 1, 3, v, vl, 0, on_res, &a, NULL) == 0, "run queued");
+  CHECK(fcfs_redis_run(r, NULL, kv_id, 0, 1, 3, v, vl, 0, on_res, &a, NULL) == 0, "run queued");
   run_until(&a.done, 3000);
   CHECK(a.reply && a.reply->type == REDIS_REPLY_ARRAY && a.reply->elements == 3 &&
             is_str(a.reply->element[0], REDIS_REPLY_STRING, "t:key") &&
@@ -462,7 +467,7 @@ static void test_scripts(fcfs_redis_t *r) {
   int ok = 0;
   for (int i = 0; i < 50; i++) {
     memset(&conc[i], 0, sizeof conc[i]);
-    fcfs_redis_run(r, "kv", 1, 3, v, vl, 0, on_res, &conc[i], NULL);
+    fcfs_redis_run(r, NULL, kv_id, 0, 1, 3, v, vl, 0, on_res, &conc[i], NULL);
   }
   for (int spin = 0; spin < 300; spin++) {
     int all = 1;
@@ -478,15 +483,30 @@ static void test_scripts(fcfs_redis_t *r) {
   CHECK(ok == 50, "50 concurrent runs after SCRIPT FLUSH all succeed");
 
   const char *bad = "return +";
-  fcfs_redis_script(r, "bad", bad, strlen(bad));
+  int bad_id = fcfs_redis_script(r, bad, strlen(bad));
   memset(&b, 0, sizeof b);
-  fcfs_redis_run(r, "bad", 0, 0, NULL, NULL, 0, on_res, &b, NULL);
+  fcfs_redis_run(r, NULL, bad_id, 0, 0, 0, NULL, NULL, 0, on_res, &b, NULL);
   run_until(&b.done, 3000);
   CHECK(b.reply && b.reply->type == REDIS_REPLY_ERROR && strncmp(b.reply->str, "NOSCRIPT", 8),
         "a script that does not compile -> the SCRIPT LOAD error, not NOSCRIPT");
   res_clear(&b);
-  CHECK(fcfs_redis_run(r, "nope", 0, 0, NULL, NULL, 0, on_res, &b, NULL) == FCFS_REDIS_ENOSCRIPT,
-        "run of an unknown name -> FCFS_REDIS_ENOSCRIPT");
+  CHECK(fcfs_redis_run(r, NULL, 9999, 0, 0, 0, NULL, NULL, 0, on_res, &b, NULL) ==
+            FCFS_REDIS_ENOSCRIPT,
+        "run of an unknown id -> FCFS_REDIS_ENOSCRIPT");
+
+  /* on a pinned connection, after SCRIPT FLUSH: reloaded there */
+  h = helper_cmd("SCRIPT FLUSH");
+  if (h) freeReplyObject(h);
+  fcfs_redis_conn_t *c = NULL;
+  memset(&a, 0, sizeof a);
+  if (fcfs_redis_pin(r, &c) == 0) {
+    fcfs_redis_run(r, c, kv_id, 0, 1, 3, v, vl, 0, on_res, &a, NULL);
+    run_until(&a.done, 3000);
+    fcfs_redis_unpin(c);
+  }
+  CHECK(a.reply && a.reply->type == REDIS_REPLY_ARRAY && a.reply->elements == 3,
+        "run on a pinned connection, NOSCRIPT reloaded there");
+  res_clear(&a);
 }
 
 static void test_timeout_cancel(fcfs_redis_t *r) {
@@ -546,7 +566,7 @@ static void test_kill_restart(fcfs_redis_t *r) {
                          "and still while reconnecting with backoff",
                          "stats: up = 0, size = 0",
                          "server restarted: calls succeed again within 2 s",
-                         "named script works on the fresh server",
+                         "a script works on the fresh server",
                          "pinning works again"};
   if (!server_pid) {
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -594,7 +614,7 @@ static void test_kill_restart(fcfs_redis_t *r) {
   const char *v[] = {"k", "1", "2"};
   size_t vl[] = {1, 1, 1};
   memset(&a, 0, sizeof a);
-  fcfs_redis_run(r, "kv", 1, 3, v, vl, 0, on_res, &a, NULL);
+  fcfs_redis_run(r, NULL, kv_id, 0, 1, 3, v, vl, 0, on_res, &a, NULL);
   run_until(&a.done, 3000);
   CHECK(a.reply && a.reply->type == REDIS_REPLY_ARRAY && a.reply->elements == 3, names[5]);
   res_clear(&a);
