@@ -1,11 +1,11 @@
 /* test_mysql.c -- the MySQL pool (mysql.c) and migrations (migrate.c)
  * against a real mariadbd, printing TAP.
  *
- * With FCFS_TEST_MYSQL_SOCKET (and FCFS_TEST_MYSQL_USER, default root) it
- * uses that server; otherwise it starts a throwaway one under a temp dir
- * with mysql_tmp.sh (next to this file) and stops it at the end. The
- * circuit-breaker test stops and restarts the server, so it only runs on a
- * throwaway one. Everything goes through the C API on a uv loop.
+ * Always starts a throwaway server under a temp dir with mysql_tmp.sh (next
+ * to this file), listening on a unix socket and a free loopback port, and
+ * stops it at the end, whatever FCFS_TEST_MYSQL_* say: the TCP and
+ * circuit-breaker checks (which stop and restart it) need a server nobody
+ * else uses. Everything goes through the C API on a uv loop.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -40,7 +40,6 @@ static char sockpath[320];
 static char script[512];
 static const char *user = "root";
 static const char *password = "";
-static int own_server;
 
 /* ---- running statements synchronously ---------------------------------- */
 
@@ -650,56 +649,34 @@ int main(void) {
            "mysql_tmp.sh");
   snprintf(tmpdir, sizeof(tmpdir), "/tmp/fcfs-test-mysql-XXXXXX");
   if (!mkdtemp(tmpdir)) return 1;
-  int port = 0;
-  const char *ext = getenv("FCFS_TEST_MYSQL_SOCKET");
-  if (ext && *ext) {
-    snprintf(sockpath, sizeof(sockpath), "%s", ext);
-    if (getenv("FCFS_TEST_MYSQL_USER")) user = getenv("FCFS_TEST_MYSQL_USER");
-    if (getenv("FCFS_TEST_MYSQL_PASSWORD")) password = getenv("FCFS_TEST_MYSQL_PASSWORD");
-  } else {
-    own_server = 1;
-    snprintf(sockpath, sizeof(sockpath), "%s/mysql.sock", tmpdir);
-    /* a free port for the TCP test: bind :0, read it, release it */
-    uv_tcp_t t;
-    struct sockaddr_in a;
-    int len = sizeof(a);
-    uv_tcp_init(&loop, &t);
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_bind(&t, (struct sockaddr *)&a, 0);
-    uv_tcp_getsockname(&t, (struct sockaddr *)&a, &len);
-    port = ntohs(a.sin_port);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    char buf[1024];
-    snprintf(buf, sizeof(buf), "sh '%s' start '%s' %d", script, tmpdir, port);
-    if (system(buf) != 0) {
-      printf("Bail out! could not start mariadbd (%s)\n", buf);
-      return 1;
-    }
-    uv_update_time(&loop);
+  snprintf(sockpath, sizeof(sockpath), "%s/mysql.sock", tmpdir);
+  /* a free port for the TCP test: bind :0, read it, release it */
+  uv_tcp_t t;
+  struct sockaddr_in a;
+  int len = sizeof(a);
+  uv_tcp_init(&loop, &t);
+  uv_ip4_addr("127.0.0.1", 0, &a);
+  uv_tcp_bind(&t, (struct sockaddr *)&a, 0);
+  uv_tcp_getsockname(&t, (struct sockaddr *)&a, &len);
+  int port = ntohs(a.sin_port);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  char buf[1024];
+  snprintf(buf, sizeof(buf), "sh '%s' start '%s' %d", script, tmpdir, port);
+  if (system(buf) != 0) {
+    printf("Bail out! could not start mariadbd (%s)\n", buf);
+    return 1;
   }
+  uv_update_time(&loop);
   test_types();
-  if (port) test_tcp(port);
+  test_tcp(port);
   test_exhausted();
   test_abandoned();
   test_pinned();
   test_session_reset();
-  if (own_server) {
-    test_breaker();
-  } else {
-    printf("ok %d # skip breaker test needs a throwaway server\n", ++ntest);
-  }
+  test_breaker();
   test_migrations();
-  if (own_server) {
-    server("stop");
-  } else {
-    fcfs_mysql_opts_t o = base_opts();
-    o.database = "";
-    fcfs_mysql_t *m = fcfs_mysql_new(&loop, &o, NULL);
-    q_ok(m, "DROP DATABASE IF EXISTS fcfs_ctest");
-    pool_free(m);
-  }
-  char buf[512];
+  server("stop");
   snprintf(buf, sizeof(buf), "rm -rf '%s'", tmpdir);
   if (system(buf) != 0) nfail++;
   uv_loop_close(&loop);

@@ -1,11 +1,11 @@
 /* test_redis.c -- the Redis pool (host/redis.c) against a real redis-server.
  *
- * Uses the server named by FCFS_TEST_REDIS ("unix:/path/redis.sock" or
- * "127.0.0.1:6399") if set; otherwise starts its own redis-server on a unix
- * socket and a free loopback port under a temporary directory and kills it at
- * the end. The kill/restart tests need a server of our own and are skipped
- * otherwise. A plain hiredis blocking connection is the "other client" used
- * to inspect the server (CLIENT LIST, SCRIPT LOAD, CLIENT PAUSE). Prints TAP.
+ * Always starts its own redis-server (a unix socket and a free loopback port
+ * under a temporary directory, killed at the end), whatever FCFS_TEST_REDIS
+ * says: the kill/restart, exact connection count, AUTH and TCP checks need a
+ * server nobody else uses. A plain hiredis blocking connection is the "other
+ * client" used to inspect the server (CLIENT LIST, SCRIPT LOAD, CLIENT
+ * PAUSE). Prints TAP.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -33,11 +33,6 @@ static int ntests, nfail;
       printf("not ok %d - %s (line %d)\n", ntests, name, __LINE__);                                \
     }                                                                                              \
     fflush(stdout);                                                                                \
-  } while (0)
-#define SKIP(name)                                                                                 \
-  do {                                                                                             \
-    ntests++;                                                                                      \
-    printf("ok %d - %s # skip needs a redis-server of our own\n", ntests, name);                   \
   } while (0)
 
 static uv_loop_t loop;
@@ -307,12 +302,8 @@ static void test_concurrency(fcfs_redis_t *r) {
   int echo = clients_matching("cmd=echo");
   CHECK(echo >= 1 && echo <= conf.redis_connections,
         "at most redis_connections connections carried them (CLIENT LIST)");
-  if (server_pid) {
-    int total = clients_matching("id=");
-    CHECK(total == conf.redis_connections + 1, "server sees exactly the shared connections + 1");
-  } else {
-    SKIP("server sees exactly the shared connections + 1");
-  }
+  int total = clients_matching("id=");
+  CHECK(total == conf.redis_connections + 1, "server sees exactly the shared connections + 1");
   CHECK(stats.size == (uint64_t)conf.redis_connections && stats.up == 1, "stats: size and up");
 
   /* a pipeline: several commands on one connection execute in order */
@@ -568,11 +559,6 @@ static void test_kill_restart(fcfs_redis_t *r) {
                          "server restarted: calls succeed again within 2 s",
                          "a script works on the fresh server",
                          "pinning works again"};
-  if (!server_pid) {
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-      SKIP(names[i]);
-    return;
-  }
   fcfs_redis_conn_t *c;
   res_t a, b;
   fcfs_redis_pin(r, &c);
@@ -728,10 +714,6 @@ static void test_auth_select(void) {
 }
 
 static void test_tcp(void) {
-  if (!server_pid) {
-    SKIP("TCP connection");
-    return;
-  }
   fcfs_conf_t tc = conf;
   tc.redis = tcp_addr;
   fcfs_redis_t *t = fcfs_redis_new(&loop, &tc, NULL);
@@ -749,25 +731,20 @@ int main(void) {
   signal(SIGPIPE, SIG_IGN);
   uv_loop_init(&loop);
   uv_timer_init(&loop, &guard);
-  const char *env = getenv("FCFS_TEST_REDIS");
-  if (env && *env) {
-    addr = env;
-  } else {
-    if (!mkdtemp(tmpdir)) {
-      perror("mkdtemp");
-      return 1;
-    }
-    snprintf(sockpath, sizeof sockpath, "%s/redis.sock", tmpdir);
-    snprintf(logpath, sizeof logpath, "%s/redis.log", tmpdir);
-    snprintf(unix_addr, sizeof unix_addr, "unix:%s", sockpath);
-    tcp_port = free_port();
-    snprintf(tcp_addr, sizeof tcp_addr, "127.0.0.1:%d", tcp_port);
-    addr = unix_addr;
-    if (start_server() < 0) {
-      printf("Bail out! cannot start redis-server\n");
-      kill_server(SIGKILL);
-      return 1;
-    }
+  if (!mkdtemp(tmpdir)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  snprintf(sockpath, sizeof sockpath, "%s/redis.sock", tmpdir);
+  snprintf(logpath, sizeof logpath, "%s/redis.log", tmpdir);
+  snprintf(unix_addr, sizeof unix_addr, "unix:%s", sockpath);
+  tcp_port = free_port();
+  snprintf(tcp_addr, sizeof tcp_addr, "127.0.0.1:%d", tcp_port);
+  addr = unix_addr;
+  if (start_server() < 0) {
+    printf("Bail out! cannot start redis-server\n");
+    kill_server(SIGKILL);
+    return 1;
   }
 
   conf.redis = (char *)addr;
@@ -814,12 +791,10 @@ int main(void) {
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&loop) == 0, "every handle closed");
 
-  if (server_pid) {
-    kill_server(SIGTERM);
-    unlink(sockpath);
-    unlink(logpath);
-    rmdir(tmpdir);
-  }
+  kill_server(SIGTERM);
+  unlink(sockpath);
+  unlink(logpath);
+  rmdir(tmpdir);
   printf("1..%d\n", ntests);
   return nfail ? 1 : 0;
 }
