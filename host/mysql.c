@@ -372,6 +372,7 @@ static int breaker_admit(fcfs_mysql_t *m, int *probe) {
   }
   if (m->probe_inflight) return -1;
   m->probe_inflight = 1;
+  m->st->probes++;
   *probe = 1;
   return 0;
 }

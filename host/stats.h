@@ -25,6 +25,7 @@ typedef struct fcfs_pool_stats_s {
   uint64_t circuit;  /* FCFS_CIRCUIT_* now */
   uint64_t up;       /* 1 when at least one connection is established or the last connect worked */
   uint64_t connects; /* total connection attempts */
+  uint64_t probes;   /* total half-open probes of the circuit breaker */
 } fcfs_pool_stats_t;
 
 #endif

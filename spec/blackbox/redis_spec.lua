@@ -59,6 +59,19 @@ app:get("/load", function(req)
     return { json = { i = i, v = v } }
 end)
 
+-- 1b: a barrier: count in at Redis, then wait (polling) until `n` requests have come in; the
+-- value each saw proves how many were in flight together
+app:get("/barrier", function(req)
+    local n, key = tonumber(req:arg("n")), req:arg("key")
+    local seen = check(redis.call("INCR", key))
+    local t0 = host.now()
+    while seen < n and host.now() - t0 < 15 do
+        host.sleep(0.05)
+        seen = tonumber(check(redis.call("GET", key)))
+    end
+    return { json = { seen = seen } }
+end)
+
 -- 6: the route the fault spec loads
 app:get("/kv", function(req)
     local k = "kv:" .. req:arg("k")
@@ -352,6 +365,31 @@ describe("host.redis", function()
         assert.is_true(elapsed < 15, "took " .. elapsed .. " s")
         local n = fcfs_clients(r, "127.0.0.1:")
         assert.is_true(n >= 1 and n <= WORKERS * CONNECTIONS, n .. " fcfs connections")
+        local opened = r:info("total_connections_received") - baseline
+        assert.is_true(opened <= WORKERS * CONNECTIONS, opened .. " connections opened")
+    end)
+
+    it("has 1,000 requests in flight at once (a Redis counter all of them wait on)", function()
+        r:call("DEL", "barrier")
+        local paths = {}
+        for i = 1, 1000 do
+            paths[i] = "/barrier?n=1000&key=barrier"
+        end
+        local results = ctl.fanout{ port = s.port, paths = paths, timeout = 30 }
+        -- a request answers only once the counter reached 1000 (or after 15 s): when the
+        -- 1000th came in, no request had finished, so all 1000 were in flight together
+        local full, other = 0, {}
+        for i = 1, 1000 do
+            local b = results[i].status == 200 and cjson.decode(results[i].body)
+            if b and b.seen >= 1000 then
+                full = full + 1
+            elseif #other < 5 then
+                other[#other + 1] = tostring(results[i].status or results[i].err) .. " " .. tostring(results[i].body)
+            end
+        end
+        assert.same({}, other)
+        assert.equal(1000, full)
+        assert.equal("1000", r:call("GET", "barrier"))
         local opened = r:info("total_connections_received") - baseline
         assert.is_true(opened <= WORKERS * CONNECTIONS, opened .. " connections opened")
     end)
