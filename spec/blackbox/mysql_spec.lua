@@ -201,6 +201,27 @@ local function start(conf)
     }
 end
 
+-- A describe block's server: started before its first test with conf, stopped after the last;
+-- box.s is the server.
+local function serve(conf)
+    local box = {}
+    lazy_setup(function()
+        box.s = start(conf)
+    end)
+    lazy_teardown(function()
+        if box.s then box.s:stop() end
+    end)
+    return box
+end
+
+-- The closing test of a block: stop its server and find no [error] line but the allowed ones.
+local function logs_no_unexpected_error(box, allowed)
+    it("logs no unexpected error, through shutdown", function()
+        box.s:stop()
+        box.s:assert_no_errors(allowed)
+    end)
+end
+
 local function get(s, path, timeout)
     return http.request{ port = s.port, path = path, timeout = timeout or 5 }
 end
@@ -457,26 +478,18 @@ end)
 ---------------------------------------------------------------------------------------------------
 
 describe("host.mysql with an exhausted pool", function()
-    local s
-
-    lazy_setup(function()
-        s = start{ mysql_pool_size = 1, mysql_wait_timeout = 0.3 }
-    end)
-
-    lazy_teardown(function()
-        if s then s:stop() end
-    end)
+    local box = serve{ mysql_pool_size = 1, mysql_wait_timeout = 0.3 }
 
     it("answers nil, \"timeout\" after mysql_wait_timeout while the only connection is held", function()
         -- the pool's one connection exists and works
-        local res = assert(get(s, "/one"))
+        local res = assert(get(box.s, "/one"))
         assert.equal(200, res.status, res.body)
         assert.same(1, http.json(res).one)
 
-        local hold = send_async(s, "/hold?s=1")
+        local hold = send_async(box.s, "/hold?s=1")
         assert.truthy(wait_running("mysqlspec_hold"), "the SLEEP(1) statement never showed up")
         local t0 = now()
-        res = assert(get(s, "/one"))
+        res = assert(get(box.s, "/one"))
         local dt = now() - t0
         assert.equal(200, res.status, res.body)
         local body = http.json(res)
@@ -491,33 +504,22 @@ describe("host.mysql with an exhausted pool", function()
         assert.is_true(took >= 0.95)
 
         -- the connection is free again
-        res = assert(get(s, "/one"))
+        res = assert(get(box.s, "/one"))
         body = http.json(res)
         assert.same({ 1, null }, { body.one, body.err })
     end)
 
-    it("logs no unexpected error, through shutdown", function()
-        s:stop()
-        s:assert_no_errors()
-    end)
+    logs_no_unexpected_error(box)
 end)
 
 ---------------------------------------------------------------------------------------------------
 
 describe("host.mysql when the request deadline passes mid-statement", function()
-    local s
-
-    lazy_setup(function()
-        s = start{ mysql_pool_size = 1, request_timeout = 0.3 }
-    end)
-
-    lazy_teardown(function()
-        if s then s:stop() end
-    end)
+    local box = serve{ mysql_pool_size = 1, request_timeout = 0.3 }
 
     local function expect_504(path)
         local t0 = now()
-        local res = assert(get(s, path))
+        local res = assert(get(box.s, path))
         local dt = now() - t0
         assert.equal(504, res.status, res.body)
         assert.equal("TIMEOUT", http.json(res).error.code)
@@ -527,7 +529,7 @@ describe("host.mysql when the request deadline passes mid-statement", function()
     -- same_conn: the abandoned connection was reset and pooled again, not replaced
     local function expect_clean(same_conn)
         local t0 = now()
-        local res = assert(get(s, "/session"))
+        local res = assert(get(box.s, "/session"))
         local dt = now() - t0
         assert.equal(200, res.status, res.body)
         local body = http.json(res)
@@ -546,39 +548,28 @@ describe("host.mysql when the request deadline passes mid-statement", function()
     it("answers 504 on a pooled statement, kills it and pools that connection again, reset", function()
         -- a healthy pooled connection keeps its session: the same one comes back (pool of 1)
         -- (user variables never outlive the statement's turn on the connection: it is reset)
-        local res = assert(get(s, "/set-pooled"))
+        local res = assert(get(box.s, "/set-pooled"))
         assert.equal(200, res.status, res.body)
         local set = http.json(res)
         assert.equal(null, set.dirty)
-        res = assert(get(s, "/session"))
+        res = assert(get(box.s, "/session"))
         assert.same({ dirty = null, cid = set.cid, dirty_cid = set.cid }, http.json(res))
 
         expect_504("/sleep-pooled")
         expect_clean(true)
     end)
 
-    it("logs no unexpected error, through shutdown", function()
-        s:stop()
-        s:assert_no_errors{ "request deadline of 0%.3s passed" }
-    end)
+    logs_no_unexpected_error(box, { "request deadline of 0%.3s passed" })
 end)
 
 ---------------------------------------------------------------------------------------------------
 
 describe("host.mysql with 200 requests abandoned mid-statement", function()
-    local s
     local POOL = 8
-
-    lazy_setup(function()
-        s = start{ mysql_pool_size = POOL, request_timeout = 0.2 }
-    end)
-
-    lazy_teardown(function()
-        if s then s:stop() end
-    end)
+    local box = serve{ mysql_pool_size = POOL, request_timeout = 0.2 }
 
     local function pool_counter(name)
-        local res = assert(get(s, "/metrics"))
+        local res = assert(get(box.s, "/metrics"))
         return tonumber(res.body:match(name .. '{backend="mysql"} (%d+)'))
     end
 
@@ -587,7 +578,7 @@ describe("host.mysql with 200 requests abandoned mid-statement", function()
         local codes = {}
         for _ = 1, 200 / POOL do
             local batch = {}
-            for i = 1, POOL do batch[i] = send_async(s, "/hold?s=1") end
+            for i = 1, POOL do batch[i] = send_async(box.s, "/hold?s=1") end
             for i = 1, POOL do
                 local res = assert(batch[i].finish())
                 codes[res.status] = (codes[res.status] or 0) + 1
@@ -611,36 +602,25 @@ describe("host.mysql with 200 requests abandoned mid-statement", function()
             return tonumber(rows[1][1]) == 0
         end, 0.5)
         assert.truthy(idle, "an abandoned SLEEP still runs on the server")
-        local res = assert(get(s, "/one"))
+        local res = assert(get(box.s, "/one"))
         assert.equal(200, res.status, res.body)
         assert.equal(1, http.json(res).one)
     end)
 
-    it("logs no unexpected error, through shutdown", function()
-        s:stop()
-        s:assert_no_errors{ "request deadline of 0%.2s passed" }
-    end)
+    logs_no_unexpected_error(box, { "request deadline of 0%.2s passed" })
 end)
 
 ---------------------------------------------------------------------------------------------------
 
 describe("host.mysql session state between requests", function()
-    local s
-
-    lazy_setup(function()
-        s = start{ mysql_pool_size = 1 }
-    end)
-
-    lazy_teardown(function()
-        if s then s:stop() end
-    end)
+    local box = serve{ mysql_pool_size = 1 }
 
     it("a named lock, a user variable, a temporary table and SET SESSION do not reach the next request", function()
-        local res = assert(get(s, "/leave-state"))
+        local res = assert(get(box.s, "/leave-state"))
         assert.equal(200, res.status, res.body)
         local left = http.json(res)
         assert.equal(1, left.got)
-        res = assert(get(s, "/see-state"))
+        res = assert(get(box.s, "/see-state"))
         assert.equal(200, res.status, res.body)
         local seen = http.json(res)
         assert.equal(null, seen.holder, "the lock is still held by connection " .. tostring(seen.holder))
@@ -654,10 +634,7 @@ describe("host.mysql session state between requests", function()
         assert.same({ { "1" } }, db.exec("SELECT IS_FREE_LOCK('myspec_lock')"))
     end)
 
-    it("logs no unexpected error, through shutdown", function()
-        s:stop()
-        s:assert_no_errors()
-    end)
+    logs_no_unexpected_error(box)
 end)
 
 ---------------------------------------------------------------------------------------------------
