@@ -64,4 +64,32 @@ return {
   mysql_breaker_failures = 5,      -- consecutive failures that open the circuit
   mysql_breaker_cooldown = 2,      -- s before a half-open probe
   migrations_dir = "migrations",   -- numbered .sql files applied by `fcfs migrate`
+
+  -- host.crypto: keys live in a secrets file or the environment (FCFS_SECRET_*), never here;
+  -- the format is described in etc/secrets.dev
+  secrets_file = "etc/secrets.dev", -- DEMO keys: refused with dev = false (`etc/dev run` uses
+                                   -- var/secrets, random keys it makes once); "" = environment only
+  argon2_ops = 2,                  -- argon2id passes of password_hash (OWASP minimum 2 at 19 MiB)
+  argon2_mem_kib = 19456,          -- argon2id memory per hash, KiB (19 MiB): ~41 ms per hash on
+                                   -- one core of the 2-core dev machine; each worker hashes on
+                                   -- its libuv thread pool (UV_THREADPOOL_SIZE, default 4)
+  -- outbound TCP (host.tcp); timeouts in s, always clamped to the request's time left
+  tcp_connect_timeout = 5,         -- name resolution + connect -> nil, "timeout"
+  tcp_send_timeout = 10,           -- one s:send()
+  tcp_read_timeout = 10,           -- one s:receive()
+  tcp_buffer_max = 1048576,        -- bytes one s:receive() may buffer -> nil, "too large"
+
+  -- admin listener and client addresses ----------------------------------------
+  admin_listen = "unix:var/run/admin.sock", -- serves /_host/* and /metrics (the public listener
+                                   -- never does): "unix:PATH" (mode 0600), a loopback
+                                   -- "127.0.0.1:9145" / "[::1]:9145", or "" for none
+  real_ip_from = {},               -- trusted proxies (CIDRs), e.g. { "127.0.0.1/32", "::1/128" };
+                                   -- only their requests may set the client address from ...
+  real_ip_header = "X-Forwarded-For", -- ... this header (right-most address not itself trusted)
+  -- lifecycle: reloads, timers, clients that go away ------------------------------
+  reload_timeout = 30,             -- s: every worker must have loaded and run init_worker of a reload,
+                                   -- else it is refused everywhere (and `fcfs -s reload` says so)
+  max_pending_timers = 4096,       -- host.timer.at/every pending per worker; past it: nil, "too many timers"
+  client_abort = "finish",         -- a client gone mid-request: "finish" runs the handler to its end
+                                   -- (answer dropped), "cancel" stops it at its next I/O
 }

@@ -21,19 +21,7 @@
 #include <unistd.h>
 
 #include "redis.h"
-
-static int ntests, nfail;
-#define CHECK(cond, name)                                                                          \
-  do {                                                                                             \
-    ntests++;                                                                                      \
-    if (cond) {                                                                                    \
-      printf("ok %d - %s\n", ntests, name);                                                        \
-    } else {                                                                                       \
-      nfail++;                                                                                     \
-      printf("not ok %d - %s (line %d)\n", ntests, name, __LINE__);                                \
-    }                                                                                              \
-    fflush(stdout);                                                                                \
-  } while (0)
+#include "tap.h"
 
 static uv_loop_t loop;
 static char tmpdir[] = "/tmp/fcfs-test-redis-XXXXXX";
