@@ -3,11 +3,15 @@
 -- use the shared test server (FCFS_TEST_MYSQL_*, exported by `etc/dev test`); the fault block starts
 -- a private mariadbd of its own (spec/support/db.lua) so that it can stop and restart it. Covered:
 -- result typing through HTTP handlers and values stored verbatim (checked byte for byte with an
--- independent client), transactions rolled back by a Lua error or a web.fail, an exhausted pool,
--- a request deadline in the middle of a statement (the connection is never reused), the event loop
--- not blocked by a slow statement, mariadbd stopped and restarted (503 fast, circuit breaker in
--- /metrics, /readyz, recovery without a manual step), and `fcfs migrate`. Every block ends by
--- checking the error log for [error] lines it did not provoke itself.
+-- independent client), empty results as [], DATETIME(3) and UTC sessions, transactions rolled
+-- back by a Lua error or a web.fail, an exhausted pool, a request deadline in the middle of a
+-- statement (a transaction's connection is closed; a pooled statement is killed with KILL QUERY
+-- and its connection reset and reused: 200 abandoned requests cost no reconnects), session state
+-- (named locks, user variables, temporary tables, SET SESSION) never reaching the next request, the
+-- event loop not blocked by a slow statement, mariadbd stopped with a statement in flight and
+-- restarted under load (503 fast, circuit breaker in /metrics, /readyz, back within 2 s), and
+-- `fcfs migrate`. Every block ends by checking the error log for [error] lines it did not provoke
+-- itself.
 --
 --   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/mysql_spec.lua
 -- (needs the FCFS_TEST_MYSQL_* and FCFS_TEST_REDIS variables `etc/dev test` exports)
