@@ -99,4 +99,7 @@ return {
     limits = "4m",                 --   kept across reloads; env: FCFS_SHARED_DICTS="revoked=8m,limits=4m"
   },
   -- node_id = "shop-1",           -- host.node_id; omitted = the hostname
+
+  -- stock gates (host.stock): per-product remaining/version/paused in shared memory
+  stock_slots = 1024,              -- products with a gate at once; one more update gets nil, "full"
 }
