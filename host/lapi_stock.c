@@ -8,7 +8,7 @@
  *                                 or nil, "full" | "bad id" | "busy"
  *   host.stock.forget(id)         true when a gate was removed, false when none
  *   host.stock.list()             array of {id =, remaining =, version =, paused =}
- *   host.stock.used(), capacity() gates now / at most (stock_slots)
+ *   host.stock.usage()            gates now, gates at most (stock_slots)
  *
  * Ids are integers > 0. Every function is first bound with the Lua C API;
  * under LuaJIT the chunk below then replaces get, sold_out, update and
@@ -111,18 +111,13 @@ static int stock_list(lua_State *L) {
   return 1;
 }
 
-static int stock_used(lua_State *L) {
+static int stock_usage(lua_State *L) {
   uint32_t used, capacity;
-  fcfs_stock_usage(gate_of(L), &used, &capacity);
+  uint64_t deaths;
+  fcfs_stock_usage(gate_of(L), &used, &capacity, &deaths);
   lua_pushinteger(L, (lua_Integer)used);
-  return 1;
-}
-
-static int stock_capacity(lua_State *L) {
-  uint32_t used, capacity;
-  fcfs_stock_usage(gate_of(L), &used, &capacity);
   lua_pushinteger(L, (lua_Integer)capacity);
-  return 1;
+  return 2;
 }
 
 /* Called with (the table of C API functions, the gate); replaces the hot
@@ -179,10 +174,9 @@ static const char ffi_chunk[] =
     "return stock\n";
 
 void fcfs_lapi_stock_open(lua_State *L, void *gate) {
-  static const luaL_Reg fns[] = {{"get", stock_get},          {"sold_out", stock_sold_out},
-                                 {"update", stock_update},    {"forget", stock_forget},
-                                 {"list", stock_list},        {"used", stock_used},
-                                 {"capacity", stock_capacity}};
+  static const luaL_Reg fns[] = {{"get", stock_get},       {"sold_out", stock_sold_out},
+                                 {"update", stock_update}, {"forget", stock_forget},
+                                 {"list", stock_list},     {"usage", stock_usage}};
   lua_createtable(L, 0, sizeof(fns) / sizeof(fns[0]));
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     lua_pushlightuserdata(L, gate);

@@ -275,7 +275,8 @@ static void stock_metrics(buf_t *b, const fcfs_shm_t *shm) {
   };
   void *gate = fcfs_shm_stock(shm);
   uint32_t used, capacity, n = fcfs_stock_slots(gate);
-  fcfs_stock_usage(gate, &used, &capacity);
+  uint64_t deaths;
+  fcfs_stock_usage(gate, &used, &capacity, &deaths);
   out(b,
       "# HELP fcfs_stock_gates Products with a stock gate.\n# TYPE fcfs_stock_gates gauge\n"
       "fcfs_stock_gates %u\n",

@@ -178,10 +178,11 @@ int fcfs_stock_at(void *gate, uint32_t i, int64_t *id, int64_t *remaining, uint6
   return 1;
 }
 
-void fcfs_stock_usage(void *gate, uint32_t *used, uint32_t *capacity) {
+void fcfs_stock_usage(void *gate, uint32_t *used, uint32_t *capacity, uint64_t *owner_deaths) {
   table_t *t = gate;
   *used = __atomic_load_n(&t->used, __ATOMIC_RELAXED);
   *capacity = t->capacity;
+  *owner_deaths = __atomic_load_n(&t->owner_deaths, __ATOMIC_RELAXED);
 }
 
 /* ---- updates (lock held) ---------------------------------------------------- */
@@ -189,7 +190,7 @@ void fcfs_stock_usage(void *gate, uint32_t *used, uint32_t *capacity) {
 static int lock(table_t *t) {
   int rc = fcfs_shm_mutex_lock(&t->lock);
   if (rc <= 0) return rc;
-  t->owner_deaths++; /* it died holding the lock: the count may be off */
+  __atomic_add_fetch(&t->owner_deaths, 1, __ATOMIC_RELAXED); /* the count may be off */
   uint32_t used = 0;
   for (uint32_t i = 0; i <= t->mask; i++)
     used += slot(t, i)->key > 0;

@@ -51,7 +51,8 @@ int fcfs_stock_forget(void *gate, int64_t id);
 uint32_t fcfs_stock_slots(void *gate);
 int fcfs_stock_at(void *gate, uint32_t i, int64_t *id, int64_t *remaining, uint64_t *version,
                   int *paused, uint64_t *age_ms);
-/* Gates now and at most (stock_slots). */
-void fcfs_stock_usage(void *gate, uint32_t *used, uint32_t *capacity);
+/* Gates now and at most (stock_slots); times an updater found the lock
+ * held by a dead process (and recovered it). */
+void fcfs_stock_usage(void *gate, uint32_t *used, uint32_t *capacity, uint64_t *owner_deaths);
 
 #endif
