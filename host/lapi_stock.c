@@ -39,8 +39,14 @@ static void *gate_of(lua_State *L) {
   return lua_touserdata(L, lua_upvalueindex(1));
 }
 
+/* A number as an int64, 0 when out of range (a bad id, a NaN). */
+static int64_t check_int(lua_State *L, int arg) {
+  lua_Number n = luaL_checknumber(L, arg);
+  return n > -9.2e18 && n < 9.2e18 ? (int64_t)n : 0;
+}
+
 static int64_t check_id(lua_State *L) {
-  return (int64_t)luaL_checknumber(L, 1);
+  return check_int(L, 1);
 }
 
 static int fail(lua_State *L, int rc) {
@@ -71,9 +77,9 @@ static int stock_sold_out(lua_State *L) {
 
 static int stock_update(lua_State *L) {
   int64_t id = check_id(L);
-  int64_t remaining = (int64_t)luaL_checknumber(L, 2);
+  int64_t remaining = check_int(L, 2);
   lua_Number version = luaL_checknumber(L, 3);
-  if (!(version >= 0)) return luaL_argerror(L, 3, "version must be >= 0");
+  if (!(version >= 0 && version < 1.8e19)) return luaL_argerror(L, 3, "version must be >= 0");
   int rc = fcfs_stock_update(gate_of(L), id, remaining, (uint64_t)version, lua_toboolean(L, 4));
   if (rc < 0) return fail(L, rc);
   lua_pushboolean(L, rc == FCFS_STOCK_APPLIED);
