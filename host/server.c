@@ -519,8 +519,7 @@ static void request_id(fcfs_conn_t *c, const http_req_t *h) {
   fcfs_server_t *s = c->srv;
   uint32_t seq = (uint32_t)++s->w->request_seq;
   memcpy(c->req.id, s->id_prefix, 8);
-  for (int i = 0; i < 8; i++)
-    c->req.id[8 + i] = hex[(seq >> (28 - 4 * i)) & 15];
+  for (int i = 0; i < 8; i++) c->req.id[8 + i] = hex[(seq >> (28 - 4 * i)) & 15];
   c->req.id[16] = '\0';
 }
 
@@ -554,16 +553,10 @@ static void timer_fired(uv_timer_t *t) {
   }
   switch (c->phase) {
   case PHASE_IDLE:
-  case PHASE_LINGER:
-    conn_close(c);
-    break;
+  case PHASE_LINGER: conn_close(c); break;
   case PHASE_HEADERS:
-  case PHASE_BODY:
-    conn_error(c, 408);
-    break;
-  case PHASE_HANDLER:
-    deadline_expired(c);
-    break;
+  case PHASE_BODY: conn_error(c, 408); break;
+  case PHASE_HANDLER: deadline_expired(c); break;
   }
 }
 

@@ -677,8 +677,7 @@ static fcfs_vm_t *vm_open(fcfs_worker_t *w, uint64_t generation, const char *dir
   const char *init = getenv("FCFS_LUA_INIT");
   if (init && init[0] && (luaL_loadfile(L, init) != 0 || lua_pcall(L, 0, 0, 1) != 0))
     return vm_fail(vm, err, errlen);
-  if (luaL_loadbuffer(L, prelude, strlen(prelude), "=prelude") != 0)
-    return vm_fail(vm, err, errlen);
+  if (luaL_loadbuffer(L, prelude, strlen(prelude), "=prelude") != 0) return vm_fail(vm, err, errlen);
   lua_pushlightuserdata(L, &host_yield_key);
   if (lua_pcall(L, 1, 0, 1) != 0) return vm_fail(vm, err, errlen);
 
