@@ -10,11 +10,10 @@
  *   host.stock.list()             array of {id =, remaining =, version =, paused =}
  *   host.stock.usage()            gates now, gates at most (stock_slots)
  *
- * Ids are integers > 0. Every function is first bound with the Lua C API;
- * under LuaJIT the chunk below then replaces get, sold_out, update and
- * forget with calls of stock.c's exported functions through the FFI, so the
- * sold-out check compiles to a plain call: no Lua C API call, no
- * allocation (the out-parameters are allocated once per VM).
+ * Ids are integers > 0 (numeric strings are accepted too). Every function is first bound with the
+ * Lua C API; under LuaJIT the chunk below then replaces get, sold_out, update and forget with calls
+ * of stock.c's exported functions through the FFI, so the sold-out check compiles to a plain call:
+ * no Lua C API call, no allocation (the out-parameters are allocated once per VM).
  *
  * Ownership: the gate is a lightuserdata pointing into the shm segment,
  * which stays mapped for the life of the process (longer than any VM).
@@ -147,9 +146,10 @@ static const char ffi_chunk[] =
     "                           ffi.new('int[1]'), ffi.new('uint64_t[1]')\n"
     "local errs = { [-1] = 'full', [-2] = 'busy', [-3] = 'bad id' }\n"
     "local function id_of(id)\n"
-    "  if type(id) ~= 'number' then error('bad argument #1 (id expected, got ' .. type(id) .. ')', "
-    "3) end\n"
-    "  return id\n"
+    "  if type(id) == 'number' then return id end\n"
+    "  local n = tonumber(id)\n"
+    "  if n == nil then error('bad argument #1 (id expected, got ' .. type(id) .. ')', 3) end\n"
+    "  return n\n"
     "end\n"
     "function stock.get(id)\n"
     "  local rc = C.fcfs_stock_get(gate, id_of(id), rem, ver, pau, age)\n"
