@@ -44,6 +44,10 @@ return {
   redis_pinned_max = 16,           -- pinned (MULTI/blocking) connections per worker
   redis_connect_timeout = 1,       -- s
   redis_timeout = 1,               -- s per command
+  -- Redis: queue bound, AUTH, SELECT
+  redis_queue_max = 10000,         -- replies owed on one shared connection before calls get "busy"
+  redis_password = "",             -- AUTH <password> on every connection when not ""
+  redis_db = 0,                    -- SELECT <db> on every connection when not 0
 
   -- MySQL (etc/dev services: unix socket var/mysql/mysql.sock, TCP 127.0.0.1:3390)
   mysql_host = "127.0.0.1",        -- an IP, never a name (DNS would block the loop)

@@ -88,6 +88,10 @@ static const conf_key_t keys[] = {
     I(redis_pinned_max, "16", 0, 1024),
     N(redis_connect_timeout, "1", 0.001, 60),
     N(redis_timeout, "1", 0.001, 3600),
+    /* redis: queue bound, AUTH, SELECT (issue 6) */
+    I(redis_queue_max, "10000", 1, 10000000),
+    S(redis_password, ""),
+    I(redis_db, "0", 0, 1000000),
     S(mysql_host, "127.0.0.1"),
     I(mysql_port, "3306", 1, 65535),
     S(mysql_socket, ""),
@@ -626,7 +630,8 @@ void fcfs_conf_push(lua_State *L, const fcfs_conf_t *c) {
   lua_newtable(L); /* data */
   for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
     const char *p = (const char *)c + keys[i].offset;
-    if (strcmp(keys[i].name, "mysql_password") == 0) continue; /* never handed to handlers */
+    if (strcmp(keys[i].name, "mysql_password") == 0 || strcmp(keys[i].name, "redis_password") == 0)
+      continue; /* never handed to handlers */
     switch (keys[i].type) {
     case CONF_STR:
       lua_pushstring(L, *(char *const *)p);

@@ -74,6 +74,10 @@ typedef struct fcfs_conf_s {
   int redis_pinned_max;  /* pinned (MULTI/blocking) connections per worker */
   double redis_connect_timeout;
   double redis_timeout; /* per command */
+  /* redis: queue bound, AUTH, SELECT (issue 6) */
+  int redis_queue_max;  /* replies owed on one shared connection before calls get "busy" */
+  char *redis_password; /* AUTH on connect when not "" */
+  int redis_db;         /* SELECT on connect when not 0 */
 
   /* MySQL */
   char *mysql_host; /* IP, never a name (DNS would block) */

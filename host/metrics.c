@@ -213,6 +213,9 @@ static void pool_metrics(buf_t *b, const fcfs_shm_t *shm, const char *name, size
   out(b, "fcfs_pool_timeouts_total{backend=\"%s\"} %llu\n", name, (unsigned long long)P(timeouts));
   out(b, "fcfs_pool_errors_total{backend=\"%s\"} %llu\n", name, (unsigned long long)P(errors));
   out(b, "fcfs_pool_requests_total{backend=\"%s\"} %llu\n", name, (unsigned long long)P(requests));
+  out(b, "fcfs_pool_connects_total{backend=\"%s\"} %llu\n", name, (unsigned long long)P(connects));
+  out(b, "fcfs_pool_half_open_probes_total{backend=\"%s\"} %llu\n", name,
+      (unsigned long long)P(probes));
   out(b, "fcfs_pool_up{backend=\"%s\"} %llu\n", name, (unsigned long long)(P(up) > 0));
   for (int i = 0; i < FCFS_MAX_WORKERS; i++)
     if (live(shm, i)) {
