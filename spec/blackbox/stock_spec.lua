@@ -1,9 +1,10 @@
 -- Black-box specs of host.stock (the stock gates in shared memory): the real binary with two
 -- workers (or one process), a test app, real HTTP. They cover an update through one worker seen by
 -- the other on its next request, versions (older ignored), gates surviving a reload (HUP), the
--- /metrics gauges, a full table, `fcfs run` scripts, and the sold-out hot path: a loop of 1e6
--- host.stock.sold_out(id) that the JIT compiles without an abort, that allocates nothing, and
--- that makes no syscall (strace -c on the worker).
+-- /metrics gauges, a full table, `fcfs run` scripts (with the FFI and without it: the Lua C API
+-- binding), and the sold-out hot path: a loop of 1e6 host.stock.sold_out(id) that the JIT
+-- compiles into one looping trace (no abort, no stitch around a C function), that allocates
+-- nothing, and that makes no syscall (strace -c on the worker).
 --
 --   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/stock_spec.lua
 local server = require "spec.support.server"
@@ -258,22 +259,40 @@ describe("host.stock, one process", function()
 end)
 
 describe("host.stock in `fcfs run`", function()
-    it("works on the script's own segment", function()
-        local s = start{ workers = 0 }
-        finally(function()
-            s:stop()
-        end)
+    local s
+    setup(function()
+        s = start{ workers = 0 }
         s:write_lua("cli/stock.lua", [[
 local host = require "host"
 local s = host.stock
 assert(s.get(5) == nil)
 assert(s.update(5, 0, 3) == true)
 assert(s.update(5, 4, 2) == false)
-local remaining, sold_out, version = s.get(5)
-print("stock", remaining, sold_out, version, s.sold_out(5), #s.list())
+assert(s.update("6", 2, 1) == true)
+local remaining, sold_out, version, paused, age = s.get(5)
+assert(age >= 0 and age < 5)
+local _, err = s.update(0, 1, 1)
+print("stock", remaining, sold_out, version, paused, s.sold_out(5), s.sold_out(6), s.forget(6), s.forget(6),
+    #s.list(), err, (pcall(s.get, {})), debug.getinfo(s.sold_out).what)
 ]])
+        -- without the ffi module: the Lua C API binding
+        s:write_lua("noffi.lua", "package.loaded.ffi = nil\npackage.preload.ffi = function() error('no ffi') end\n")
+    end)
+    teardown(function()
+        s:stop()
+    end)
+
+    local WANT = "stock\t0\ttrue\t3\tfalse\ttrue\tfalse\ttrue\tfalse\t1\tbad id\tfalse"
+
+    it("works on the script's own segment", function()
         local code, out = s:cli{ "run", s.lua_dir .. "/cli/stock.lua" }
         assert.equal(0, code, out)
-        assert.matches("stock\t0\ttrue\t3\ttrue\t1", out, 1, true)
+        assert.matches(WANT .. "\tLua\n", out, 1, true) -- the FFI face
+    end)
+
+    it("answers the same through the Lua C API when there is no FFI", function()
+        local code, out = s:cli({ "run", s.lua_dir .. "/cli/stock.lua" }, { FCFS_LUA_INIT = s.lua_dir .. "/noffi.lua" })
+        assert.equal(0, code, out)
+        assert.matches(WANT .. "\tC\n", out, 1, true)
     end)
 end)
