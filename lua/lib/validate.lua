@@ -143,7 +143,9 @@ local KINDS = {
 
 -- Default limits (characters) and "missing" messages per kind.
 local KIND_MAX = { text = 255, email = 254, password = 64, phone = 13, code = 6, url = 1024, token = 512 }
-local KIND_MISSING = { email = MSG.EMAIL_REQUIRED, password = MSG.PASSWORD_REQUIRED, phone = MSG.PHONE, code = MSG.CODE }
+local KIND_MISSING = {
+    email = MSG.EMAIL_REQUIRED, password = MSG.PASSWORD_REQUIRED, phone = MSG.PHONE, code = MSG.CODE,
+}
 
 ---------------------------------------------------------------------------------------------------
 -- Rules
