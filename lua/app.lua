@@ -12,9 +12,15 @@
 --   GET  /metrics       Prometheus text from the host
 --   POST /_host/reload  loopback only: build and swap in a new VM generation
 --   GET  /_host/status  loopback only: which worker and generation answered
+--
+-- Domain routes: users.lua (members, sessions, my page). Each route declares its own access
+-- (lib/auth.lua: auth.member / auth.admin around the handler; a bare handler is public).
 local web = require "lib.web"
 local json = require "lib.json"
 local host = require "host"
+local auth = require "lib.auth"
+local users = require "users"
+local mail = require "mail"
 
 local pcall, tostring, type, find = pcall, tostring, type, string.find
 local fail = web.fail
@@ -109,6 +115,10 @@ app:get("/_host/status", loopback_only(function()
         },
     }
 end))
+
+users.routes(app)
+app:init_worker(auth.start)
+app:init_worker(mail.start)
 
 app.ready_check = ready_check
 app.is_loopback = is_loopback
