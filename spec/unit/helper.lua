@@ -4,8 +4,8 @@
 --
 -- Requiring it puts lua/ on package.path and installs package.loaded.host, a stand-in for the
 -- C module with the same fields (log, now, sleep, null, config, worker_id, worker_count,
--- generation, metrics_text, reload, timer). host.log records its calls in helper.logs;
--- helper.reset() clears the recording and restores the defaults. busted insulates every spec
+-- generation, metrics_text, reload, timer, redis, mysql, crypto, shared.revoked). host.log records
+-- its calls in helper.logs; helper.reset() clears the recording and restores the defaults. busted insulates every spec
 -- file, so each file gets a fresh copy.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 
@@ -34,9 +34,55 @@ function host.reload() return helper.reload_result() end
 function host.timer.at() return true end
 function host.timer.every() return true end
 
--- The data plane: answers come from helper.redis_reply / helper.mysql_reply.
-host.redis = { call = function(...) return helper.redis_reply(...) end }
+-- The data plane: answers come from helper.redis_reply / helper.mysql_reply (pipelines: one
+-- redis_reply per command, its arguments unpacked).
+host.redis = {
+    call = function(...) return helper.redis_reply(...) end,
+    pipeline = function(cmds)
+        helper.pipelines[#helper.pipelines + 1] = cmds
+        local res = {}
+        for i = 1, #cmds do res[i] = helper.redis_reply(unpack(cmds[i])) end
+        return res
+    end,
+}
 host.mysql = { query = function(...) return helper.mysql_reply(...) end }
+
+-- host.crypto stand-in: same names and shapes (hmac and token url-safe text, sha256 and blind hex),
+-- no real cryptography -- the specs check the logic around it, not the primitives.
+local bit = require "bit"
+local function fnv(s)
+    local h = 0x811c9dc5
+    for i = 1, #s do h = bit.tobit(bit.bxor(h, s:byte(i)) * 16777619) end
+    return bit.tohex(h)
+end
+local function hex(s) return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
+host.crypto = {
+    hmac = function(msg) return "h" .. fnv("key" .. msg) .. fnv(msg .. "key") end,
+    sha256 = function(s) return fnv(s) .. fnv("x" .. s) end,
+    blind = function(s) return "b" .. fnv(s) end,
+    b64url_encode = function(s) return "x" .. hex(s) end,
+    b64url_decode = function(s)
+        if not s:find("^x%x*$") or #s % 2 == 0 then return nil, "invalid" end
+        return (s:sub(2):gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end))
+    end,
+    token = function() helper.tokens = helper.tokens + 1 return "tok" .. helper.tokens end,
+}
+function host.crypto.hmac_verify(msg, tag) return host.crypto.hmac(msg) == tag end
+
+-- host.shared stand-in: dicts whose entries expire against helper.clock.
+local Dict = {}
+Dict.__index = Dict
+function Dict:get(k)
+    local e = self.data[k]
+    if e and (not e.exp or e.exp > helper.clock) then return e.v end
+    return nil
+end
+function Dict:set(k, v, ttl)
+    self.data[k] = { v = v, exp = ttl and ttl > 0 and helper.clock + ttl or nil }
+    return true
+end
+function Dict:delete(k) self.data[k] = nil end
+function helper.dict() return setmetatable({ data = {} }, Dict) end
 
 function helper.reset()
     helper.logs = {}
@@ -45,6 +91,10 @@ function helper.reset()
     helper.reload_result = function() return true, 2, nil end
     helper.redis_reply = function() return "PONG" end
     helper.mysql_reply = function() return { { one = 1 } } end
+    helper.pipelines = {}
+    helper.tokens = 0
+    host.shared = { revoked = helper.dict() }
+    host.config = {}
     host.generation = 1
 end
 helper.reset()
