@@ -156,7 +156,8 @@ function openapi.check_response(doc, method, pattern, res)
     local op = item and item[method:lower()]
     assert(op, "not in docs/openapi.yaml: " .. method .. " " .. path)
     local r = op.responses[tostring(res.status)]
-    assert(r, method .. " " .. path .. ": status " .. res.status .. " is not documented (body " .. tostring(res.body) .. ")")
+    assert(r, method .. " " .. path .. ": status " .. res.status .. " is not documented (body "
+        .. tostring(res.body) .. ")")
     r = resolve(doc, r)
     if not r.content then
         assert(res.body == nil or res.body == "", method .. " " .. path .. " " .. res.status .. ": unexpected body")
