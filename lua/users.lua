@@ -159,6 +159,25 @@ local function profile_of(row)
     return p
 end
 
+-- INSERT of a user through query (host.mysql.query or a tx's): u = {email=, name=, phone=, address=,
+-- description=, profile_img=, password_hash=, role=, status=}; absent or null values stay NULL.
+local function insert_user(query, blind, u)
+    local cols, marks, vals = { "email_blind" }, { "?" }, { blind }
+    for i = 1, #SEALED do
+        local c = SEALED[i]
+        if u[c] ~= nil and u[c] ~= null then
+            cols[#cols + 1], marks[#marks + 1], vals[#vals + 1] = c .. "_enc", "_binary ?", seal(blind, c, u[c])
+        end
+    end
+    for _, c in ipairs { "profile_img", "password_hash", "role", "status" } do
+        if u[c] ~= nil and u[c] ~= null then
+            cols[#cols + 1], marks[#marks + 1], vals[#vals + 1] = c, "?", u[c]
+        end
+    end
+    return query("INSERT INTO users (" .. concat(cols, ", ") .. ", created_at, updated_at) VALUES ("
+        .. concat(marks, ", ") .. ", UTC_TIMESTAMP(3), UTC_TIMESTAMP(3))", unpack(vals))
+end
+
 local function load_profile(uid)
     local rows = check(host.mysql.query("SELECT " .. USER_COLUMNS .. " FROM users WHERE id = ?", uid))
     if not rows[1] then fail(404, "NOT_FOUND", MSG.NOT_FOUND) end
@@ -244,13 +263,10 @@ local function signup(req)
     if taken[1] then fail(409, "EMAIL_TAKEN", MSG.EMAIL_TAKEN) end
     local hash = check(host.crypto.password_hash(v.password))
     local uid = check(host.mysql.tx(function(tx)
-        local r, err, errno = tx:query("INSERT INTO users (email_blind, email_enc, name_enc, phone_enc, address_enc, "
-            .. "description_enc, profile_img, password_hash, role, status, created_at, updated_at) VALUES "
-            .. "(?, _binary ?, _binary ?, _binary ?, _binary ?, _binary ?, ?, ?, 'USER', 'PENDING_VERIFICATION', "
-            .. "UTC_TIMESTAMP(3), UTC_TIMESTAMP(3))",
-            blind, seal(blind, "email", v.email), seal(blind, "name", v.name), seal(blind, "phone", v.phone),
-            seal(blind, "address", v.address), seal(blind, "description", v.description),
-            v.profile_img or null, hash)
+        local r, err, errno = insert_user(function(...) return tx:query(...) end, blind, {
+            email = v.email, name = v.name, phone = v.phone, address = v.address, description = v.description,
+            profile_img = v.profile_img, password_hash = hash, role = "USER", status = "PENDING_VERIFICATION",
+        })
         if not r and errno == 1062 then fail(409, "EMAIL_TAKEN", MSG.EMAIL_TAKEN) end
         check(r, err, errno)
         issue_code(tx, r.insert_id, v.email)
@@ -387,7 +403,9 @@ local function patch_me(req)
     local blind = rows[1].email_blind
     local sets, vals = {}, {}
     for _, name in ipairs { "name", "phone", "address", "description" } do
-        if v[name] ~= nil then
+        if v[name] == null then
+            sets[#sets + 1] = name .. "_enc = NULL"
+        elseif v[name] ~= nil then
             sets[#sets + 1] = name .. "_enc = _binary ?"
             vals[#vals + 1] = seal(blind, name, v[name])
         end
@@ -444,11 +462,10 @@ function _M.create_admin(email, password, name)
     local hash, err = host.crypto.password_hash(password)
     if not hash then return nil, err end
     local r, errno
-    r, err, errno = host.mysql.query("INSERT INTO users (email_blind, email_enc, name_enc, phone_enc, address_enc, "
-        .. "description_enc, profile_img, password_hash, role, status, created_at, updated_at) VALUES "
-        .. "(?, _binary ?, _binary ?, _binary ?, _binary ?, NULL, NULL, ?, 'ADMIN', 'VERIFIED', UTC_TIMESTAMP(3), "
-        .. "UTC_TIMESTAMP(3))", blind, seal(blind, "email", email), seal(blind, "name", name or "admin"),
-        seal(blind, "phone", "010-0000-0000"), seal(blind, "address", "-"), hash)
+    r, err, errno = insert_user(host.mysql.query, blind, {
+        email = email, name = name or "admin", phone = "010-0000-0000", address = "-", password_hash = hash,
+        role = "ADMIN", status = "VERIFIED",
+    })
     if not r then return nil, errno == 1062 and "email taken" or err end
     return r.insert_id
 end

@@ -193,8 +193,9 @@ local function check_value(rule, v)
         return nil, MSG.CONTROL
     end
     if v == "" or not find(v, "%S") then
-        if rule.required then return nil, rule.missing end
-        if rule.kind == "text" and rule.nullable then return null end
+        -- blank: null for a nullable text, else as good as missing (also where it is optional)
+        if rule.kind == "text" and rule.nullable and not rule.required then return null end
+        return nil, rule.missing
     end
     if n > rule.max then return nil, MSG.TOO_LONG, rule.max end
     return rule.check(v)

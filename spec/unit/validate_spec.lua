@@ -136,6 +136,14 @@ describe("lib.validate", function()
         assert.equal("이름을 입력해주세요.", details_of(with { name = "   " }).name)
     end)
 
+    it("refuses a blank optional field that cannot be null (an update may not empty the name)", function()
+        local rules = validate.rules { { "name", "text", missing = validate.MSG.NAME_REQUIRED } }
+        local ok, e = pcall(validate.check, helper.req(), { name = " " }, rules)
+        assert.is_false(ok)
+        assert.equal("이름을 입력해주세요.", e.details.name)
+        assert.same({}, validate.check(helper.req(), {}, rules))
+    end)
+
     it("checks image URLs", function()
         assert.is_string(details_of(with { profile_img = "javascript:alert(1)" }).profile_img)
         assert.is_string(details_of(with { profile_img = "http://a b" }).profile_img)
