@@ -434,6 +434,49 @@ describe("members", function()
             assert.is_true(mu < 2 * mw and mw < 2 * mu, format("unknown %.4f s vs wrong %.4f s", mu, mw))
         end)
 
+        it("keeps /healthz under 50 ms during 20 concurrent logins", function()
+            local email = new_email()
+            signup_verified(email)
+            local body = cjson.encode { email = email, password = PASSWORD }
+            local req = format("POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                .. "Content-Length: %d\r\nConnection: close\r\n\r\n%s", #body, body)
+            local socks, answers = {}, {}
+            for i = 1, 20 do
+                local c = assert(socket.tcp())
+                c:settimeout(5)
+                assert(c:connect("127.0.0.1", s.port))
+                assert(c:send(req))
+                c:settimeout(0)
+                socks[i], answers[i] = c, {}
+            end
+            local worst, probes, left = 0, 0, 20
+            local deadline = now() + 60
+            while left > 0 and now() < deadline do
+                local t0 = now()
+                local h = http.request { port = s.port, path = "/healthz", timeout = 5 }
+                local dt = now() - t0
+                assert.equal(200, h and h.status)
+                probes = probes + 1
+                if dt > worst then worst = dt end
+                for i, c in pairs(socks) do
+                    local data, err, partial = c:receive(8192)
+                    answers[i][#answers[i] + 1] = data or partial
+                    if err == "closed" then
+                        c:close()
+                        socks[i] = nil
+                        left = left - 1
+                    end
+                end
+                socket.sleep(0.005)
+            end
+            assert.equal(0, left, "logins still running after 60 s")
+            for i = 1, 20 do
+                assert.matches("^HTTP/1.1 200", table.concat(answers[i]))
+            end
+            print(format("\n/healthz during 20 concurrent logins: %d probes, worst %.1f ms", probes, worst * 1000))
+            assert.is_true(worst < 0.05, format("worst /healthz %.1f ms", worst * 1000))
+        end)
+
         it("limits failures per email (429) and per client address (429)", function()
             local email = new_email()
             signup_verified(email)
