@@ -13,19 +13,21 @@
 -- MAX_BATCH due rows with SELECT ... FOR UPDATE SKIP LOCKED and, in the same transaction, pushes
 -- their next_attempt_at LEASE seconds ahead, so concurrent senders (other workers, other hosts)
 -- never take the same row. Each claimed row is then delivered and marked sent_at; a failure is
--- recorded (last_error) and retried with exponential backoff (5 s doubling, at most 1 h). A sender
+-- recorded (last_error) and retried with exponential backoff (app.mail_retry_base seconds, default
+-- 5, doubling, at most 1 h). A sender
 -- that dies after claiming leaves the row to be retried when its lease runs out.
 --
 -- Transports (host.config.app.mail_transport):
 --   "file" (default): one RFC 5322 message per row, <run_dir>/mail/<id>.eml, written to a temporary
 --       name and renamed: the name is the row's id, so a retried delivery of the same row replaces
 --       the same file and a row is delivered exactly once.
---   "smtp": not built yet; rows stay queued (last_error says so).
+--   "smtp": through host.tcp to app.smtp_host:smtp_port (at least once; see transports.smtp).
 local host = require "host"
 local json = require "lib.json"
 
 local type, tostring, concat, min = type, tostring, table.concat, math.min
-local format, gsub, rep, find = string.format, string.gsub, string.rep, string.find
+local format, gsub, rep, find, match = string.format, string.gsub, string.rep, string.find, string.match
+local tonumber = tonumber
 local open, rename, remove, date, execute = io.open, os.rename, os.remove, os.date, os.execute
 
 local _M = {}
@@ -33,6 +35,7 @@ local _M = {}
 local MAX_BATCH = 10
 local LEASE = 60
 local AD = "mail_outbox"
+local FROM = "fcfs <no-reply@fcfs.invalid>"
 
 local function app_conf(name, default)
     local app = host.config.app
@@ -72,13 +75,13 @@ end
 
 -- mail.format(id, m) -> the message as RFC 5322 text (CRLF line ends).
 function _M.format(id, m)
-    local from = app_conf("mail_from", "fcfs <no-reply@fcfs.invalid>")
+    local from = app_conf("mail_from", FROM)
     local headers = {
         "From: " .. from,
         "To: " .. m.to,
         "Subject: " .. header_text(m.subject),
         "Date: " .. date("!%a, %d %b %Y %H:%M:%S +0000"),
-        format("Message-ID: <%s.%s@fcfs.invalid>", tostring(id), host.crypto.token(9)),
+        format("Message-ID: <outbox.%s@fcfs.invalid>", tostring(id)), -- fixed per row: a resend is a copy
         "MIME-Version: 1.0",
         "Content-Type: text/plain; charset=UTF-8",
         "Content-Transfer-Encoding: base64",
@@ -117,15 +120,73 @@ function transports.file(id, m)
     return true
 end
 
-function transports.smtp()
-    return nil, "smtp transport not available"
+-- An SMTP reply: code (number), text | nil, err. Multi-line replies ("250-...") are read whole.
+local function smtp_reply(sock)
+    local lines = {}
+    while true do
+        local line, err = sock:receive("*l")
+        if not line then return nil, err end
+        lines[#lines + 1] = line
+        local code, sep = match(line, "^(%d%d%d)([ -]?)")
+        if not code then return nil, "bad SMTP reply: " .. line:sub(1, 80) end
+        if sep ~= "-" then return tonumber(code), concat(lines, " ") end
+    end
+end
+
+-- Sends cmd (nil: only reads) and expects a reply code in [lo, hi]: true | nil, err.
+local function smtp_step(sock, cmd, lo, hi)
+    if cmd then
+        local ok, err = sock:send(cmd .. "\r\n")
+        if not ok then return nil, err end
+    end
+    local code, text = smtp_reply(sock)
+    if not code then return nil, text end
+    if code < lo or code > hi then return nil, "SMTP: " .. text:sub(1, 200) end
+    return true
+end
+
+local function envelope(addr)
+    return match(addr, "<([^>]+)>") or addr
+end
+
+-- SMTP through host.tcp (app.smtp_host / smtp_port, default 127.0.0.1:25; no TLS -- put a local
+-- relay in front for that). At least once: a crash between the server's 250 and the sent_at
+-- update sends the row again after its lease; the Message-ID, fixed per row, lets the receiving
+-- side drop the copy.
+function transports.smtp(id, m)
+    local sock = host.tcp()
+    local ok, err = sock:connect(app_conf("smtp_host", "127.0.0.1"), app_conf("smtp_port", 25))
+    if not ok then return nil, "SMTP connect: " .. tostring(err) end
+    local data = gsub(_M.format(id, m), "\r\n%.", "\r\n..") -- dot-stuffing (RFC 5321 4.5.2)
+    local steps = {
+        { nil, 220, 220 },
+        { "EHLO " .. app_conf("smtp_helo", "fcfs.invalid"), 250, 250 },
+        { "MAIL FROM:<" .. envelope(app_conf("mail_from", FROM)) .. ">", 250, 250 },
+        { "RCPT TO:<" .. envelope(m.to) .. ">", 250, 251 },
+        { "DATA", 354, 354 },
+        { data .. ".", 250, 250 },
+        { "QUIT", 221, 221 },
+    }
+    for i = 1, #steps do
+        local st = steps[i]
+        ok, err = smtp_step(sock, st[1], st[2], st[3])
+        if not ok then
+            sock:close()
+            -- the message counts as sent once the server took the DATA
+            if i == #steps then return true end
+            return nil, err
+        end
+    end
+    sock:close()
+    return true
 end
 
 ---------------------------------------------------------------------------------------------------
 -- Delivery
 
+-- Seconds before retry number `attempts`: app.mail_retry_base (5) doubling, at most an hour.
 local function backoff(attempts)
-    return min(5 * 2 ^ (attempts - 1), 3600)
+    return min(app_conf("mail_retry_base", 5) * 2 ^ (attempts - 1), 3600)
 end
 
 -- Claims due rows: list of {id=, message_enc=, attempts=} | nil, err.
