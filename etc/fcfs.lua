@@ -61,6 +61,15 @@ return {
   mysql_breaker_cooldown = 2,      -- s before a half-open probe
   migrations_dir = "migrations",   -- numbered .sql files applied by `fcfs migrate`
 
+  -- host.crypto: keys live in a secrets file or the environment (FCFS_SECRET_*), never here;
+  -- the format is described in etc/secrets.dev
+  secrets_file = "etc/secrets.dev", -- DEMO keys: refused with dev = false (`etc/dev run` uses
+                                   -- var/secrets, random keys it makes once); "" = environment only
+  argon2_ops = 2,                  -- argon2id passes of password_hash (OWASP minimum 2 at 19 MiB)
+  argon2_mem_kib = 19456,          -- argon2id memory per hash, KiB (19 MiB): ~41 ms per hash on
+                                   -- one core of the 2-core dev machine; each worker hashes on
+                                   -- its libuv thread pool (UV_THREADPOOL_SIZE, default 4)
+
   -- the application (host.config.app; free-form, read by the Lua side) ------------
   app = {
     -- members (lua/users.lua, lua/sessions.lua, lua/lib/auth.lua, lua/mail.lua)

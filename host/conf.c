@@ -89,6 +89,10 @@ static const conf_key_t keys[] = {
     I(mysql_breaker_failures, "5", 1, 1000),
     N(mysql_breaker_cooldown, "2", 0.01, 3600),
     S(migrations_dir, "migrations"),
+    /* host.crypto */
+    S(secrets_file, ""),
+    I(argon2_ops, "2", 1, 64),
+    I(argon2_mem_kib, "19456", 8, 4194304),
 };
 
 #undef S

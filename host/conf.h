@@ -70,6 +70,11 @@ typedef struct fcfs_conf_s {
   int mysql_breaker_failures;    /* consecutive failures that open the circuit */
   double mysql_breaker_cooldown; /* s before a half-open probe */
   char *migrations_dir;          /* numbered .sql files for `fcfs migrate` */
+
+  /* host.crypto (crypto.c): keys are never config values, only where to find them */
+  char *secrets_file; /* NAME=value file of FCFS_SECRET_* keys; "" = environment only */
+  int argon2_ops;     /* argon2id passes (opslimit) of password_hash */
+  int argon2_mem_kib; /* argon2id memory per hash, KiB (memlimit / 1024) */
 } fcfs_conf_t;
 
 /* Fill c from path (NULL: defaults only) and the environment. On error

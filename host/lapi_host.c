@@ -12,6 +12,7 @@
  *   host.metrics_text()           Prometheus text of the whole node
  *   host.reload()                 new VM generation on every worker; yields
  *   host.redis, host.mysql        the data plane (lapi_redis.c, lapi_mysql.c)
+ *   host.crypto                   passwords, sealing, tokens (lapi_crypto.c)
  *
  * The table is built once per VM when first required; it holds no C
  * pointers that outlive the VM (the worker outlives all its VMs).
@@ -22,6 +23,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "crypto.h"
 #include "lapi.h"
 #include "log.h"
 #include "metrics.h"
@@ -147,6 +149,10 @@ int fcfs_lapi_host_open(lua_State *L) {
   if (w->mysql) {
     fcfs_lapi_mysql_open(L, w->mysql);
     lua_setfield(L, -2, "mysql");
+  }
+  if (w->crypto) {
+    fcfs_lapi_crypto_open(L, w->crypto);
+    lua_setfield(L, -2, "crypto");
   }
   return 1;
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "crypto.h"
 #include "master.h"
 #include "migrate.h"
 #include "server.h"
@@ -107,6 +108,20 @@ static int send_signal(const fcfs_conf_t *c, const char *name) {
   return 0;
 }
 
+/* Refuse to start (before binding anything) when the secrets are
+ * malformed or are the shipped demo keys with dev = false; each worker
+ * loads them again for itself. */
+static int check_secrets(const fcfs_conf_t *c) {
+  char err[1024];
+  fcfs_crypto_t *keys = fcfs_crypto_new(c, err, sizeof(err));
+  if (keys == NULL) {
+    fprintf(stderr, "fcfs: %s\n", err);
+    return -1;
+  }
+  fcfs_crypto_free(keys);
+  return 0;
+}
+
 /* 10,000 keep-alive connections need more than the usual 1024 descriptors. */
 static void raise_fd_limit(const fcfs_conf_t *c) {
   struct rlimit rl;
@@ -166,6 +181,8 @@ int main(int argc, char **argv) {
     }
   } else if (sig) {
     code = send_signal(&conf, sig);
+  } else if (worker < 0 && check_secrets(&conf) != 0) {
+    code = 1;
   } else if (worker >= 0) {
     raise_fd_limit(&conf);
     code = fcfs_worker_main(&conf, worker, worker_count, 3, 4);

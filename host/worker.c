@@ -27,6 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "crypto.h"
 #include "log.h"
 #include "mysql.h"
 #include "redis.h"
@@ -293,7 +294,19 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
   fcfs_worker_t *w = calloc(1, sizeof(*w));
   if (w == NULL) return 1;
   int shm_own = shm_fd < 0;
+  char err[4096];
   if (fcfs_log_open(conf->error_log, conf->access_log, conf->log_level, id) != 0) goto fail;
+  if ((w->crypto = fcfs_crypto_new(conf, err, sizeof(err))) == NULL) {
+    fcfs_log(FCFS_LOG_ERROR, "%s", err);
+    fprintf(stderr, "fcfs: %s\n", err);
+    fcfs_log_close();
+    goto fail;
+  }
+  if (id == 0)
+    fcfs_log(FCFS_LOG_NOTICE, "secrets: %d seal key(s), blind key %s, token key %s",
+             fcfs_crypto_seal_key_count(w->crypto),
+             fcfs_crypto_has_blind_key(w->crypto) ? "set" : "not set",
+             fcfs_crypto_has_token_key(w->crypto) ? "set" : "not set");
   w->shm = shm_own ? fcfs_shm_create(&shm_fd) : fcfs_shm_attach(shm_fd);
   if (w->shm == NULL || id < 0 || id >= FCFS_MAX_WORKERS) {
     fcfs_log(FCFS_LOG_ERROR, "cannot map the shared memory segment");
@@ -329,7 +342,6 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
    * of connects spreads over the workers instead of landing on the first. */
   if (count > 1) setenv("UV_TCP_SINGLE_ACCEPT", "1", 0);
 
-  char err[4096];
   fcfs_vm_t *vm = fcfs_vm_new(w, w->shm->generation, err, sizeof(err));
   if (vm == NULL) {
     fcfs_log(FCFS_LOG_ERROR, "loading %s/app.lua failed: %s", conf->lua_dir, err);
@@ -348,11 +360,13 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
   w->slot->pid = 0;
   if (shm_own) close(shm_fd);
   fcfs_shm_detach(w->shm);
+  fcfs_crypto_free(w->crypto); /* after uv_run: no password hash is still running */
   fcfs_log(FCFS_LOG_NOTICE, "worker %d exited", id);
   fcfs_log_close();
   free(w);
   return code;
 fail:
+  fcfs_crypto_free(w->crypto);
   free(w);
   return 1;
 }
@@ -378,7 +392,8 @@ int fcfs_worker_check(const fcfs_conf_t *conf, char *err, size_t errlen) {
   fcfs_mysql_opts_from_conf(&mo, conf);
   w->mysql = fcfs_mysql_new(&w->loop, &mo, &w->slot->mysql);
   w->finished = 1; /* nothing to stop: VM closes must not start a shutdown */
-  fcfs_vm_t *vm = fcfs_vm_new(w, 1, err, errlen);
+  w->crypto = fcfs_crypto_new(conf, err, errlen);
+  fcfs_vm_t *vm = w->crypto ? fcfs_vm_new(w, 1, err, errlen) : NULL;
   if (vm) {
     fcfs_vm_free(vm);
     rc = 0;
@@ -387,6 +402,7 @@ int fcfs_worker_check(const fcfs_conf_t *conf, char *err, size_t errlen) {
   if (w->mysql) fcfs_mysql_free(w->mysql);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   uv_loop_close(&w->loop);
+  fcfs_crypto_free(w->crypto);
   fcfs_shm_detach(w->shm);
   close(shm_fd);
 done:

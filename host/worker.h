@@ -13,6 +13,7 @@ typedef struct fcfs_vm_s fcfs_vm_t;
 typedef struct fcfs_server_s fcfs_server_t;
 typedef struct fcfs_redis_s fcfs_redis_t;
 typedef struct fcfs_mysql_s fcfs_mysql_t;
+typedef struct fcfs_crypto_s fcfs_crypto_t;
 
 typedef void (*fcfs_reload_cb)(void *arg, int ok, uint64_t generation, const char *err);
 
@@ -31,6 +32,7 @@ typedef struct fcfs_worker_s {
   fcfs_server_t *server;
   fcfs_redis_t *redis;
   fcfs_mysql_t *mysql;
+  fcfs_crypto_t *crypto; /* keys, loaded once at start; outlives every VM */
 
   fcfs_vm_t *vm;       /* serving */
   fcfs_vm_t *loading;  /* being built by a reload, not serving yet */

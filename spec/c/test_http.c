@@ -15,33 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int ntests, nfailed, case_failed;
-
-#define EXPECT(c)                                                                                  \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      case_failed = 1;                                                                             \
-      printf("# %s:%d: expected %s\n", __FILE__, __LINE__, #c);                                    \
-    }                                                                                              \
-  } while (0)
-
-#define EXPECT_STR(got, want)                                                                      \
-  do {                                                                                             \
-    const char *g_ = (got), *w_ = (want);                                                          \
-    if (strcmp(g_, w_) != 0) {                                                                     \
-      case_failed = 1;                                                                             \
-      printf("# %s:%d: got\n#   [%s]\n# want\n#   [%s]\n", __FILE__, __LINE__, g_, w_);            \
-    }                                                                                              \
-  } while (0)
-
-static void run(const char *name, void (*fn)(void)) {
-  case_failed = 0;
-  fn();
-  ntests++;
-  if (case_failed) nfailed++;
-  printf("%s %d - %s\n", case_failed ? "not ok" : "ok", ntests, name);
-  fflush(stdout);
-}
+#include "tap.h"
 
 /* --- a tiny string builder ------------------------------------------------ */
 
@@ -646,6 +620,5 @@ int main(void) {
   run("http_format_head exact output and capacity", t_format_head);
   run("http_reason", t_reason);
   run("http_format_date", t_format_date);
-  printf("1..%d\n", ntests);
-  return nfailed ? 1 : 0;
+  return tap_done();
 }

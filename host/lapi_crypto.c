@@ -1,0 +1,265 @@
+/* lapi_crypto.c -- host.crypto, the Lua face of crypto.c.
+ *
+ *   password_hash(pw)             -> argon2id string | nil, "too long"/"out of memory"  (yields)
+ *   password_verify(encoded, pw)  -> boolean                                          (yields)
+ *   password_needs_rehash(enc)    -> boolean (not argon2id at the configured cost)
+ *   seal(plaintext [, ad])        -> bytes: key id, nonce, ciphertext and tag
+ *   open(bytes [, ad])            -> plaintext | nil, "forged"/"unknown key"
+ *   blind(s)                      -> 64 hex digits, keyed BLAKE2b (equality lookups)
+ *   hmac(msg)                     -> HMAC-SHA256 tag under the token key, base64url (43 chars)
+ *   hmac_verify(msg, tag)         -> boolean (tag as hmac returns it; constant time)
+ *   random(n)                     -> n random bytes (1..65536)
+ *   token([n])                    -> base64url of n random bytes (default 32)
+ *   equal(a, b)                   -> boolean, constant time for equal lengths
+ *   sha256(s)                     -> 64 hex digits
+ *   b64url_encode(s), b64url_decode(s) -> url-safe base64 without padding | nil, "invalid"
+ *
+ * seal, blind and hmac raise an error when their key is not configured (a
+ * deployment mistake, not a request's). The password functions yield the
+ * calling task while a pool thread hashes; a cancelled task forgets the op,
+ * which frees itself when the hash ends (crypto.c). The fcfs_crypto_t is an
+ * upvalue: the worker owns it and it outlives every VM.
+ */
+#include <lauxlib.h>
+#include <sodium.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "task.h"
+
+#define RANDOM_MAX 65536
+
+static const fcfs_crypto_t *self(lua_State *L) {
+  return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* A scratch buffer the GC frees, left on the stack. */
+static unsigned char *scratch(lua_State *L, size_t n) {
+  return lua_newuserdata(L, n ? n : 1);
+}
+
+static void push_b64url(lua_State *L, const unsigned char *bin, size_t len) {
+  size_t n = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  char *out = (char *)scratch(L, n);
+  sodium_bin2base64(out, n, bin, len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  lua_pushlstring(L, out, n - 1);
+  lua_remove(L, -2);
+}
+
+/* Decode url-safe base64 without padding into a scratch buffer on the
+ * stack; NULL (and nothing pushed) when s is not canonical base64url. */
+static unsigned char *b64url_decode(lua_State *L, const char *s, size_t len, size_t *outlen) {
+  unsigned char *out = scratch(L, len / 4 * 3 + 3);
+  const char *end;
+  if (sodium_base642bin(out, len / 4 * 3 + 3, s, len, NULL, outlen, &end,
+                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+      end != s + len) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  return out;
+}
+
+static int nil_err(lua_State *L, const char *err) {
+  lua_pushnil(L);
+  lua_pushstring(L, err);
+  return 2;
+}
+
+/* ---- passwords ------------------------------------------------------------ */
+
+static void hash_done(void *arg, const char *err, const char *encoded, int ok) {
+  fcfs_task_t *t = arg;
+  lua_State *co = fcfs_task_thread(t);
+  if (err) {
+    lua_pushnil(co);
+    lua_pushstring(co, err);
+    fcfs_task_resume(t, 2);
+    return;
+  }
+  lua_pushstring(co, encoded);
+  fcfs_task_resume(t, 1);
+}
+
+static void verify_done(void *arg, const char *err, const char *encoded, int ok) {
+  fcfs_task_t *t = arg;
+  lua_pushboolean(fcfs_task_thread(t), ok);
+  fcfs_task_resume(t, 1);
+}
+
+static void pw_cancel(void *op) {
+  fcfs_crypto_pw_forget(op);
+}
+
+static int c_password_hash(lua_State *L) {
+  size_t len;
+  const char *pw = luaL_checklstring(L, 1, &len);
+  fcfs_task_t *t = fcfs_task_require(L, "host.crypto.password_hash");
+  if (len > FCFS_PASSWORD_MAX) return nil_err(L, "too long");
+  fcfs_pw_op_t *op = fcfs_crypto_pw_hash(fcfs_task_loop(t), self(L), pw, len, hash_done, t);
+  if (op == NULL) return nil_err(L, "out of memory");
+  return fcfs_task_wait(L, t, op, pw_cancel);
+}
+
+static int c_password_verify(lua_State *L) {
+  size_t enclen, len;
+  const char *enc = luaL_checklstring(L, 1, &enclen);
+  const char *pw = luaL_checklstring(L, 2, &len);
+  fcfs_task_t *t = fcfs_task_require(L, "host.crypto.password_verify");
+  if (len > FCFS_PASSWORD_MAX || enclen >= FCFS_PWHASH_STRBYTES || strlen(enc) != enclen) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  fcfs_pw_op_t *op = fcfs_crypto_pw_verify(fcfs_task_loop(t), enc, enclen, pw, len, verify_done, t);
+  if (op == NULL) return luaL_error(L, "host.crypto.password_verify: out of memory");
+  return fcfs_task_wait(L, t, op, pw_cancel);
+}
+
+static int c_password_needs_rehash(lua_State *L) {
+  lua_pushboolean(L, fcfs_crypto_pw_needs_rehash(self(L), luaL_checkstring(L, 1)));
+  return 1;
+}
+
+/* ---- keyed ---------------------------------------------------------------------- */
+
+static int c_seal(lua_State *L) {
+  size_t len, adlen;
+  const unsigned char *pt = (const unsigned char *)luaL_checklstring(L, 1, &len);
+  const unsigned char *ad = (const unsigned char *)luaL_optlstring(L, 2, NULL, &adlen);
+  unsigned char *out = scratch(L, len + FCFS_SEAL_OVERHEAD);
+  if (fcfs_crypto_seal(self(L), pt, len, ad, ad ? adlen : 0, out) != 0)
+    return luaL_error(L, "host.crypto.seal: no seal key configured (FCFS_SECRET_SEAL_KEYS)");
+  lua_pushlstring(L, (const char *)out, len + FCFS_SEAL_OVERHEAD);
+  return 1;
+}
+
+static int c_open(lua_State *L) {
+  size_t len, adlen;
+  const unsigned char *in = (const unsigned char *)luaL_checklstring(L, 1, &len);
+  const unsigned char *ad = (const unsigned char *)luaL_optlstring(L, 2, NULL, &adlen);
+  size_t n = len > FCFS_SEAL_OVERHEAD ? len - FCFS_SEAL_OVERHEAD : 0;
+  unsigned char *out = scratch(L, n);
+  const char *err = fcfs_crypto_open(self(L), in, len, ad, ad ? adlen : 0, out);
+  if (err) return nil_err(L, err);
+  lua_pushlstring(L, (const char *)out, n);
+  sodium_memzero(out, n);
+  return 1;
+}
+
+static int c_blind(lua_State *L) {
+  size_t len;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+  char hex[FCFS_BLIND_HEX];
+  if (fcfs_crypto_blind(self(L), s, len, hex) != 0)
+    return luaL_error(L, "host.crypto.blind: no blind key configured (FCFS_SECRET_BLIND_KEY)");
+  lua_pushlstring(L, hex, FCFS_BLIND_HEX - 1);
+  return 1;
+}
+
+static int hmac_of(lua_State *L, unsigned char tag[FCFS_HMAC_BYTES]) {
+  size_t len;
+  const unsigned char *msg = (const unsigned char *)luaL_checklstring(L, 1, &len);
+  if (fcfs_crypto_hmac(self(L), msg, len, tag) != 0)
+    return luaL_error(L, "host.crypto.hmac: no token key configured (FCFS_SECRET_TOKEN_KEY)");
+  return 0;
+}
+
+static int c_hmac(lua_State *L) {
+  unsigned char tag[FCFS_HMAC_BYTES];
+  hmac_of(L, tag);
+  push_b64url(L, tag, sizeof(tag));
+  return 1;
+}
+
+static int c_hmac_verify(lua_State *L) {
+  size_t len, n;
+  unsigned char tag[FCFS_HMAC_BYTES];
+  hmac_of(L, tag);
+  const char *given = luaL_checklstring(L, 2, &len);
+  const unsigned char *bin = b64url_decode(L, given, len, &n);
+  lua_pushboolean(L, bin != NULL && n == FCFS_HMAC_BYTES && crypto_verify_32(bin, tag) == 0);
+  return 1;
+}
+
+/* ---- keyless ---------------------------------------------------------------------- */
+
+static size_t check_count(lua_State *L, int arg, lua_Integer def) {
+  lua_Integer n = luaL_optinteger(L, arg, def);
+  luaL_argcheck(L, n >= 1 && n <= RANDOM_MAX, arg, "must be 1 to 65536");
+  return (size_t)n;
+}
+
+static int c_random(lua_State *L) {
+  size_t n = check_count(L, 1, 0);
+  unsigned char *buf = scratch(L, n);
+  randombytes_buf(buf, n);
+  lua_pushlstring(L, (const char *)buf, n);
+  return 1;
+}
+
+static int c_token(lua_State *L) {
+  size_t n = check_count(L, 1, 32);
+  unsigned char *buf = scratch(L, n);
+  randombytes_buf(buf, n);
+  push_b64url(L, buf, n);
+  return 1;
+}
+
+static int c_equal(lua_State *L) {
+  size_t alen, blen;
+  const char *a = luaL_checklstring(L, 1, &alen);
+  const char *b = luaL_checklstring(L, 2, &blen);
+  lua_pushboolean(L, alen == blen && sodium_memcmp(a, b, alen) == 0);
+  return 1;
+}
+
+static int c_sha256(lua_State *L) {
+  size_t len;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+  unsigned char h[crypto_hash_sha256_BYTES];
+  char hex[crypto_hash_sha256_BYTES * 2 + 1];
+  crypto_hash_sha256(h, s, len);
+  sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+  lua_pushlstring(L, hex, sizeof(hex) - 1);
+  return 1;
+}
+
+static int c_b64url_encode(lua_State *L) {
+  size_t len;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+  push_b64url(L, s, len);
+  return 1;
+}
+
+static int c_b64url_decode(lua_State *L) {
+  size_t len, n;
+  const char *s = luaL_checklstring(L, 1, &len);
+  const unsigned char *bin = b64url_decode(L, s, len, &n);
+  if (bin == NULL) return nil_err(L, "invalid");
+  lua_pushlstring(L, (const char *)bin, n);
+  return 1;
+}
+
+void fcfs_lapi_crypto_open(lua_State *L, const fcfs_crypto_t *c) {
+  static const luaL_Reg fns[] = {{"password_hash", c_password_hash},
+                                 {"password_verify", c_password_verify},
+                                 {"password_needs_rehash", c_password_needs_rehash},
+                                 {"seal", c_seal},
+                                 {"open", c_open},
+                                 {"blind", c_blind},
+                                 {"hmac", c_hmac},
+                                 {"hmac_verify", c_hmac_verify},
+                                 {"random", c_random},
+                                 {"token", c_token},
+                                 {"equal", c_equal},
+                                 {"sha256", c_sha256},
+                                 {"b64url_encode", c_b64url_encode},
+                                 {"b64url_decode", c_b64url_decode},
+                                 {NULL, NULL}};
+  lua_createtable(L, 0, sizeof(fns) / sizeof(fns[0]) - 1);
+  for (const luaL_Reg *f = fns; f->name; f++) {
+    lua_pushlightuserdata(L, (void *)c);
+    lua_pushcclosure(L, f->func, 1);
+    lua_setfield(L, -2, f->name);
+  }
+}

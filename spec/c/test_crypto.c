@@ -1,0 +1,242 @@
+/* test_crypto.c -- unit tests of host/crypto.c: secrets parsing (file and
+ * environment, demo keys, malformed values), sealing with rotation and
+ * forgeries, blind index and HMAC, and password ops on a real libuv loop,
+ * including an op forgotten while its hash runs (the ASan build reports a
+ * leak or a use after free there). Prints TAP; exits non-zero on failure.
+ */
+#include "crypto.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "tap.h"
+
+#define K1 "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" /* "0123456789abcdef" x2 */
+#define K2 "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
+#define DEMO "ZmNmcyBERU1PIHNlYWwga2V5ICMxIE5PVCBTRUNSRVQ="
+
+static const char *names[] = {"FCFS_SECRET_SEAL_KEYS", "FCFS_SECRET_BLIND_KEY",
+                              "FCFS_SECRET_TOKEN_KEY"};
+
+/* A config with defaults, cheap argon2 and the given secrets in the
+ * environment (NULL = unset). */
+static fcfs_conf_t conf_with(const char *seal, const char *blind, const char *token) {
+  fcfs_conf_t c;
+  char err[256];
+  const char *vals[] = {seal, blind, token};
+  for (int i = 0; i < 3; i++)
+    if (vals[i])
+      setenv(names[i], vals[i], 1);
+    else
+      unsetenv(names[i]);
+  setenv("FCFS_ARGON2_OPS", "1", 1);
+  setenv("FCFS_ARGON2_MEM_KIB", "64", 1);
+  if (fcfs_conf_load(&c, NULL, err, sizeof(err)) != 0) {
+    printf("# conf: %s\n", err);
+    exit(1);
+  }
+  return c;
+}
+
+static fcfs_crypto_t *load(fcfs_conf_t *c, char *err, size_t errlen) {
+  fcfs_crypto_t *k = fcfs_crypto_new(c, err, errlen);
+  fcfs_conf_free(c);
+  return k;
+}
+
+static fcfs_crypto_t *keys(const char *seal, const char *blind, const char *token) {
+  char err[512];
+  fcfs_conf_t c = conf_with(seal, blind, token);
+  fcfs_crypto_t *k = load(&c, err, sizeof(err));
+  if (k == NULL) printf("# %s\n", err);
+  return k;
+}
+
+static const char *refusal(const char *seal, const char *blind, int dev) {
+  static char err[512];
+  fcfs_conf_t c = conf_with(seal, blind, NULL);
+  c.dev = dev;
+  fcfs_crypto_t *k = load(&c, err, sizeof(err));
+  if (k == NULL) return err;
+  fcfs_crypto_free(k);
+  return NULL;
+}
+
+static void test_secrets_env(void) {
+  const char *e;
+  EXPECT(refusal("1:" K1 ", 7:" K2, K1, 0) == NULL);
+  e = refusal("1:" DEMO, NULL, 0);
+  EXPECT(e && strstr(e, "FCFS_SECRET_SEAL_KEYS key 1 is a shipped DEMO key"));
+  e = refusal("1:" K1, DEMO, 0);
+  EXPECT(e && strstr(e, "FCFS_SECRET_BLIND_KEY is a shipped DEMO key"));
+  EXPECT(refusal("1:" DEMO, DEMO, 1) == NULL); /* dev = true */
+  e = refusal("256:" K1, NULL, 1);
+  EXPECT(e && strstr(e, "ids 1 to 255"));
+  e = refusal("1" K1, NULL, 1);
+  EXPECT(e && strstr(e, "ids 1 to 255"));
+  e = refusal("2:" K1 ",2:" K2, NULL, 1);
+  EXPECT(e && strstr(e, "names key 2 twice"));
+  e = refusal("1:" K1, "c2hvcnQ=", 1);
+  EXPECT(e && strstr(e, "FCFS_SECRET_BLIND_KEY is not 32 bytes") && !strstr(e, "c2hvcnQ"));
+  /* url-safe and unpadded base64 are accepted */
+  EXPECT(refusal("1:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk",
+                 "__________________________________________8", 1) == NULL);
+}
+
+static void test_secrets_file(void) {
+  char path[] = "/tmp/fcfs-test-secrets.XXXXXX";
+  int fd = mkstemp(path);
+  EXPECT(fd >= 0);
+  const char *text = "# comment\n\n  FCFS_SECRET_SEAL_KEYS = 4:" K1 "\r\nFCFS_SECRET_TOKEN_KEY=" K2
+                     "\nFCFS_SECRET_BLIND_KEY=" K1 "\n";
+  EXPECT(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+  close(fd);
+  char err[512];
+  fcfs_conf_t c = conf_with("5:" K1, NULL, NULL); /* the environment wins over the file... */
+  free(c.secrets_file);
+  c.secrets_file = strdup(path);
+  fcfs_crypto_t *k = fcfs_crypto_new(&c, err, sizeof(err));
+  EXPECT(k != NULL);
+  if (k) {
+    unsigned char out[FCFS_SEAL_OVERHEAD + 1];
+    EXPECT(fcfs_crypto_seal(k, (const unsigned char *)"x", 1, NULL, 0, out) == 0 && out[0] == 5);
+    EXPECT(fcfs_crypto_has_token_key(k) && fcfs_crypto_has_blind_key(k));
+    fcfs_crypto_free(k);
+  }
+  /* ...and a bad line is refused with its number */
+  FILE *f = fopen(path, "a");
+  fputs("FCFS_SECRET_NOPE=1\n", f);
+  fclose(f);
+  k = fcfs_crypto_new(&c, err, sizeof(err));
+  EXPECT(k == NULL && strstr(err, ":6: unknown secret name"));
+  unlink(path);
+  k = fcfs_crypto_new(&c, err, sizeof(err));
+  EXPECT(k == NULL && strstr(err, "No such file"));
+  fcfs_conf_free(&c);
+}
+
+static void test_seal(void) {
+  fcfs_crypto_t *a = keys("1:" K1, NULL, NULL), *b = keys("1:" K1 ",2:" K2, NULL, NULL);
+  fcfs_crypto_t *c = keys("2:" K2, NULL, NULL), *none = keys(NULL, NULL, NULL);
+  EXPECT(a && b && c && none);
+  if (!(a && b && c && none)) return;
+  const char *pt = "비밀 메시지";
+  size_t n = strlen(pt);
+  unsigned char s1[64], s2[64], out[64];
+  EXPECT(fcfs_crypto_seal(a, (const unsigned char *)pt, n, (const unsigned char *)"ad", 2, s1) ==
+         0);
+  EXPECT(s1[0] == 1);
+  EXPECT(fcfs_crypto_open(b, s1, n + FCFS_SEAL_OVERHEAD, (const unsigned char *)"ad", 2, out) ==
+         NULL);
+  EXPECT(memcmp(out, pt, n) == 0);
+  EXPECT(fcfs_crypto_seal(b, (const unsigned char *)pt, n, NULL, 0, s2) == 0 && s2[0] == 2);
+  EXPECT(
+      strcmp(fcfs_crypto_open(c, s1, n + FCFS_SEAL_OVERHEAD, (const unsigned char *)"ad", 2, out),
+             "unknown key") == 0);
+  EXPECT(fcfs_crypto_open(c, s2, n + FCFS_SEAL_OVERHEAD, NULL, 0, out) == NULL);
+  EXPECT(strcmp(fcfs_crypto_open(b, s1, n + FCFS_SEAL_OVERHEAD, NULL, 0, out), "forged") == 0);
+  for (size_t i = 1; i < n + FCFS_SEAL_OVERHEAD; i++) {
+    s2[i] ^= 0x80;
+    EXPECT(strcmp(fcfs_crypto_open(b, s2, n + FCFS_SEAL_OVERHEAD, NULL, 0, out), "forged") == 0);
+    s2[i] ^= 0x80;
+  }
+  EXPECT(strcmp(fcfs_crypto_open(b, s2, FCFS_SEAL_OVERHEAD - 1, NULL, 0, out), "forged") == 0);
+  /* a key id that was never configured, on a store that has no keys at all */
+  EXPECT(strcmp(fcfs_crypto_open(none, s2, n + FCFS_SEAL_OVERHEAD, NULL, 0, out), "unknown key") ==
+         0);
+  EXPECT(fcfs_crypto_seal(none, (const unsigned char *)pt, n, NULL, 0, s2) == -1);
+  fcfs_crypto_free(a);
+  fcfs_crypto_free(b);
+  fcfs_crypto_free(c);
+  fcfs_crypto_free(none);
+}
+
+static void test_blind_hmac(void) {
+  fcfs_crypto_t *a = keys(NULL, K1, K2), *b = keys(NULL, K2, K1), *none = keys(NULL, NULL, NULL);
+  EXPECT(a && b && none);
+  if (!(a && b && none)) return;
+  char h1[FCFS_BLIND_HEX], h2[FCFS_BLIND_HEX], h3[FCFS_BLIND_HEX];
+  const unsigned char *m = (const unsigned char *)"kim@example.com";
+  EXPECT(fcfs_crypto_blind(a, m, 15, h1) == 0 && fcfs_crypto_blind(a, m, 15, h2) == 0);
+  EXPECT(fcfs_crypto_blind(b, m, 15, h3) == 0);
+  EXPECT(strlen(h1) == 64 && strcmp(h1, h2) == 0 && strcmp(h1, h3) != 0);
+  unsigned char t1[FCFS_HMAC_BYTES], t2[FCFS_HMAC_BYTES];
+  EXPECT(fcfs_crypto_hmac(a, m, 15, t1) == 0 && fcfs_crypto_hmac(b, m, 15, t2) == 0);
+  EXPECT(memcmp(t1, t2, sizeof(t1)) != 0);
+  EXPECT(fcfs_crypto_blind(none, m, 15, h1) == -1 && fcfs_crypto_hmac(none, m, 15, t1) == -1);
+  fcfs_crypto_free(a);
+  fcfs_crypto_free(b);
+  fcfs_crypto_free(none);
+}
+
+typedef struct {
+  int calls, ok;
+  char encoded[FCFS_PWHASH_STRBYTES];
+  const char *err;
+} pw_result_t;
+
+static void on_pw(void *arg, const char *err, const char *encoded, int ok) {
+  pw_result_t *r = arg;
+  r->calls++;
+  r->err = err;
+  r->ok = ok;
+  if (encoded) snprintf(r->encoded, sizeof(r->encoded), "%s", encoded);
+}
+
+static void test_passwords(void) {
+  fcfs_crypto_t *k = keys(NULL, NULL, NULL);
+  EXPECT(k != NULL);
+  if (!k) return;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  pw_result_t h = {0}, right = {0}, wrong = {0}, forgotten = {0};
+  EXPECT(fcfs_crypto_pw_hash(&loop, k, "pässword", 9, on_pw, &h) != NULL);
+  EXPECT(h.calls == 0); /* never from inside the call */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT(h.calls == 1 && h.err == NULL);
+  EXPECT(strncmp(h.encoded, "$argon2id$v=19$m=64,t=1,p=1$", 28) == 0);
+  EXPECT(!fcfs_crypto_pw_needs_rehash(k, h.encoded));
+  EXPECT(fcfs_crypto_pw_verify(&loop, h.encoded, strlen(h.encoded), "pässword", 9, on_pw, &right));
+  EXPECT(fcfs_crypto_pw_verify(&loop, h.encoded, strlen(h.encoded), "password", 8, on_pw, &wrong));
+  /* forgotten while running (the first ones) or still queued (more than the
+   * pool has threads): no callback, each freed by its after-work callback */
+  for (int i = 0; i < 12; i++) {
+    fcfs_pw_op_t *op = fcfs_crypto_pw_hash(&loop, k, "gone", 4, on_pw, &forgotten);
+    EXPECT(op != NULL);
+    if (op) fcfs_crypto_pw_forget(op);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT(right.calls == 1 && right.ok == 1);
+  EXPECT(wrong.calls == 1 && wrong.ok == 0);
+  EXPECT(forgotten.calls == 0);
+  EXPECT(fcfs_crypto_pw_verify(&loop, h.encoded, FCFS_PWHASH_STRBYTES, "x", 1, on_pw, &wrong) ==
+         NULL);
+  EXPECT(fcfs_crypto_pw_hash(&loop, k, "x", FCFS_PASSWORD_MAX + 1, on_pw, &h) == NULL);
+  uv_loop_close(&loop);
+  fcfs_crypto_free(k);
+
+  fcfs_crypto_t *stronger = NULL;
+  setenv("FCFS_ARGON2_OPS", "3", 1);
+  fcfs_conf_t c;
+  char err[256];
+  if (fcfs_conf_load(&c, NULL, err, sizeof(err)) == 0) {
+    stronger = fcfs_crypto_new(&c, err, sizeof(err));
+    fcfs_conf_free(&c);
+  }
+  EXPECT(stronger && fcfs_crypto_pw_needs_rehash(stronger, h.encoded));
+  EXPECT(stronger && fcfs_crypto_pw_needs_rehash(stronger, "$argon2i$v=19$m=64,t=3,p=1$x$y"));
+  EXPECT(stronger && fcfs_crypto_pw_needs_rehash(stronger, "garbage"));
+  fcfs_crypto_free(stronger);
+}
+
+int main(void) {
+  run("secrets from the environment: demo keys, ids, malformed values", test_secrets_env);
+  run("secrets file: format, environment wins, bad lines", test_secrets_file);
+  run("seal/open: rotation, unknown key, every flipped byte forged", test_seal);
+  run("blind index and HMAC depend on their keys", test_blind_hmac);
+  run("password hash/verify on the thread pool, forgotten op, rehash", test_passwords);
+  return tap_done();
+}
