@@ -13,7 +13,8 @@
 --   POST /_host/reload  loopback only: build and swap in a new VM generation
 --   GET  /_host/status  loopback only: which worker and generation answered
 --
--- Domain routes: users.lua (members, sessions, my page). Each route declares its own access
+-- Domain routes: users.lua (members, sessions, my page); products.lua, wishlist.lua, orders.lua
+-- (commerce) with the order lifecycle scheduler jobs/lifecycle.lua. Each route declares its own access
 -- (lib/auth.lua: auth.member / auth.admin around the handler; a bare handler is public).
 local web = require "lib.web"
 local json = require "lib.json"
@@ -21,6 +22,10 @@ local host = require "host"
 local auth = require "lib.auth"
 local users = require "users"
 local mail = require "mail"
+local products = require "products"
+local wishlist = require "wishlist"
+local orders = require "orders"
+local lifecycle = require "jobs.lifecycle"
 
 local pcall, tostring, type, find = pcall, tostring, type, string.find
 local fail = web.fail
@@ -119,6 +124,12 @@ end))
 users.routes(app)
 app:init_worker(auth.start)
 app:init_worker(mail.start)
+
+-- commerce: catalog, wishlist, orders and the order lifecycle scheduler
+products.routes(app)
+wishlist.routes(app)
+orders.routes(app)
+app:init_worker(lifecycle.start)
 
 app.ready_check = ready_check
 app.is_loopback = is_loopback
