@@ -6,12 +6,12 @@
 --   POST /api/orders/:id/cancel     only while ORDERED; the stock back in the same transaction
 --   POST /api/orders/:id/return     only while DELIVERED and within 1D of delivered_at
 --
--- Creation is all or nothing in one transaction: the products are locked in id order (SELECT ...
--- FOR UPDATE; every writer of products locks them in that order, so orders cannot deadlock each
--- other), each is checked (404 PRODUCT_NOT_FOUND, 409 USE_FLASH_PURCHASE, 409 OUT_OF_STOCK with
--- details.product_id), the stock is taken with a conditional UPDATE (stock >= quantity, never
--- negative), and the order, its items (name and price at order time) and its first history row are
--- written. Any failure rolls everything back. Another member's order answers 404. The lifecycle
+-- Creation is all or nothing in one transaction: each product is checked (404 PRODUCT_NOT_FOUND,
+-- 409 USE_FLASH_PURCHASE, 409 OUT_OF_STOCK with details.product_id), the order, its items (name and
+-- price at order time) and its first history row are written, and the stock is taken with
+-- conditional UPDATEs (stock >= quantity: never negative) in product id order (every writer of
+-- several products locks them in that order, so they cannot deadlock each other). Any failure rolls
+-- everything back. Another member's order answers 404. The lifecycle
 -- itself is jobs/lifecycle.lua; cancel and return first apply the transitions already due to the
 -- locked order, so they decide on the status the order has now.
 local web = require "lib.web"
@@ -171,14 +171,18 @@ end
 
 -- orders.place(req, tx, uid, items) -> order object, product ids (to invalidate after commit).
 -- items as check_items returns them. Raises the 404/409 failures (the transaction rolls back).
+-- The product rows are read without a lock (a short item fails here, locking nothing); the order is
+-- written; only then is the stock taken, product by product in id order, each a conditional UPDATE
+-- that locks its row until the commit. So a product's row lock is held for the last statements of
+-- the transaction only, and a sold-out product costs no lock at all.
 function _M.place(req, tx, uid, items)
     local list = {}
     for i = 1, #items do list[i] = format("%d", items[i].product_id) end
-    local rows = check(tx:query("SELECT id, name, price, type, stock FROM products WHERE id IN (" .. concat(list, ",")
-        .. ") ORDER BY id FOR UPDATE"))
+    local rows = check(tx:query("SELECT id, name, price, type, stock, UTC_TIMESTAMP(3) AS now FROM products "
+        .. "WHERE id IN (" .. concat(list, ",") .. ")"))
     local by_id = {}
     for i = 1, #rows do by_id[rows[i].id] = rows[i] end
-    local total = 0
+    local total, out = 0, {}
     for i = 1, #items do
         local it = items[i]
         local p = by_id[it.product_id]
@@ -188,30 +192,37 @@ function _M.place(req, tx, uid, items)
             fail(409, "OUT_OF_STOCK", MSG.OUT_OF_STOCK, { product_id = p.id, available = p.stock })
         end
         total = total + p.price * it.quantity
+        out[i] = { product_id = p.id, name = p.name, price = p.price, quantity = it.quantity }
     end
-    local values, ids = {}, {}
-    for i = 1, #items do
-        local it = items[i]
-        local p = by_id[it.product_id]
-        local r = check(tx:query("UPDATE products SET stock = stock - ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ? "
-            .. "AND stock >= ? AND type = 'NORMAL'", it.quantity, p.id, it.quantity))
-        if r.affected_rows ~= 1 then
-            fail(409, "OUT_OF_STOCK", MSG.OUT_OF_STOCK, { product_id = p.id, available = 0 })
-        end
-        values[i] = { p.id, p.name, p.price, it.quantity }
-        ids[i] = p.id
-    end
-    local r = check(tx:query("INSERT INTO orders (user_id, status, total, ordered_at) VALUES (?, 'ORDERED', ?, "
-        .. "UTC_TIMESTAMP(3))", uid, total))
+    local now = rows[1].now
+    local r = check(tx:query("INSERT INTO orders (user_id, status, total, ordered_at) VALUES (?, 'ORDERED', ?, ?)",
+        uid, total, now))
     local oid = r.insert_id
-    for i = 1, #values do
-        local v = values[i]
-        check(tx:query("INSERT INTO order_items (order_id, product_id, name, price, quantity) VALUES (?, ?, ?, ?, ?)",
-            oid, v[1], v[2], v[3], v[4]))
+    local values, args = {}, {}
+    for i = 1, #out do
+        local it = out[i]
+        values[i] = "(?, ?, ?, ?, ?)"
+        args[#args + 1], args[#args + 2], args[#args + 3], args[#args + 4], args[#args + 5] =
+            oid, it.product_id, it.name, it.price, it.quantity
     end
-    check(tx:query("INSERT INTO order_transitions (order_id, from_status, to_status, at) SELECT id, NULL, 'ORDERED', "
-        .. "ordered_at FROM orders WHERE id = ?", oid))
-    return load(req, tx, uid, oid), ids
+    check(tx:query("INSERT INTO order_items (order_id, product_id, name, price, quantity) VALUES "
+        .. concat(values, ", "), unpack(args)))
+    check(tx:query("INSERT INTO order_transitions (order_id, from_status, to_status, at) VALUES (?, NULL, 'ORDERED', "
+        .. "?)", oid, now))
+    local ids = {}
+    for i = 1, #out do
+        local it = out[i]
+        r = check(tx:query("UPDATE products SET stock = stock - ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ? "
+            .. "AND stock >= ? AND type = 'NORMAL'", it.quantity, it.product_id, it.quantity))
+        if r.affected_rows ~= 1 then
+            fail(409, "OUT_OF_STOCK", MSG.OUT_OF_STOCK, { product_id = it.product_id, available = 0 })
+        end
+        ids[i] = it.product_id
+    end
+    local o = order_json(req, { id = oid, status = "ORDERED", total = total, ordered_at = now, shipped_at = null,
+        delivered_at = null, cancelled_at = null, return_requested_at = null, returned_at = null }, out)
+    o.transitions = json.array({ { from = null, to = "ORDERED", at = o.ordered_at } })
+    return o, ids
 end
 
 -- orders.create(req, uid, items, before): the idempotent transaction of a new order; before(tx), if

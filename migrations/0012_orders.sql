@@ -3,7 +3,10 @@
 --   -> RETURNED (return_requested_at + 1D); ORDERED -> CANCELLED.
 -- Each reached status has its time column; the scheduler writes the scheduled time, not the time
 -- it ran. The due indexes serve its queries (status, due time). order_items keep the name and the
--- price at order time. order_transitions is the history: one row per transition, and
+-- price at order time; they have no foreign key to products on purpose: its check would take a
+-- shared lock on the product row inside the order transaction, which the stock UPDATE then has to
+-- upgrade -- concurrent orders of one product would deadlock (products are never deleted).
+-- order_transitions is the history: one row per transition, and
 -- UNIQUE (order_id, to_status) makes a second copy of a transition impossible.
 CREATE TABLE orders (
   id                  BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
@@ -33,8 +36,7 @@ CREATE TABLE order_items (
   quantity   INT UNSIGNED NOT NULL,
   PRIMARY KEY (order_id, product_id),
   KEY ix_order_items_product (product_id),
-  CONSTRAINT fk_order_items_order FOREIGN KEY (order_id) REFERENCES orders (id) ON DELETE CASCADE,
-  CONSTRAINT fk_order_items_product FOREIGN KEY (product_id) REFERENCES products (id)
+  CONSTRAINT fk_order_items_order FOREIGN KEY (order_id) REFERENCES orders (id) ON DELETE CASCADE
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 CREATE TABLE order_transitions (
