@@ -69,6 +69,25 @@ return {
   argon2_mem_kib = 19456,          -- argon2id memory per hash, KiB (19 MiB): ~41 ms per hash on
                                    -- one core of the 2-core dev machine; each worker hashes on
                                    -- its libuv thread pool (UV_THREADPOOL_SIZE, default 4)
+  -- outbound TCP (host.tcp); timeouts in s, always clamped to the request's time left
+  tcp_connect_timeout = 5,         -- name resolution + connect -> nil, "timeout"
+  tcp_send_timeout = 10,           -- one s:send()
+  tcp_read_timeout = 10,           -- one s:receive()
+  tcp_buffer_max = 1048576,        -- bytes one s:receive() may buffer -> nil, "too large"
+
+  -- admin listener and client addresses ----------------------------------------
+  admin_listen = "unix:var/run/admin.sock", -- serves /_host/* and /metrics (the public listener
+                                   -- never does): "unix:PATH" (mode 0600), a loopback
+                                   -- "127.0.0.1:9145" / "[::1]:9145", or "" for none
+  real_ip_from = {},               -- trusted proxies (CIDRs), e.g. { "127.0.0.1/32", "::1/128" };
+                                   -- only their requests may set the client address from ...
+  real_ip_header = "X-Forwarded-For", -- ... this header (right-most address not itself trusted)
+  -- lifecycle: reloads, timers, clients that go away ------------------------------
+  reload_timeout = 30,             -- s: every worker must have loaded and run init_worker of a reload,
+                                   -- else it is refused everywhere (and `fcfs -s reload` says so)
+  max_pending_timers = 4096,       -- host.timer.at/every pending per worker; past it: nil, "too many timers"
+  client_abort = "finish",         -- a client gone mid-request: "finish" runs the handler to its end
+                                   -- (answer dropped), "cancel" stops it at its next I/O
 
   -- the application (host.config.app; free-form, read by the Lua side) ------------
   app = {
@@ -85,5 +104,12 @@ return {
     mail_from = "fcfs <no-reply@fcfs.invalid>",
     public_url = "http://127.0.0.1:8080", -- base of the links in mails
     utc_offset = "+09:00",           -- the business time zone (Asia/Seoul) of the times the API shows
+    -- commerce (lua/products.lua, lua/orders.lua, lua/wishlist.lua, lua/jobs/lifecycle.lua)
+    day_seconds = 86400,             -- s in the order lifecycle's day D (SHIPPING at +1D, DELIVERED at +2D)
+    lifecycle_interval = 1,          -- s between two runs of the lifecycle scheduler (worker 0 of a node)
+    lifecycle_batch = 100,           -- orders per scheduler transaction ...
+    lifecycle_max_batches = 10,      -- ... and transactions per step and run (bounded catch-up)
+    stock_cache_ttl = 1,             -- s GET /api/products/:id/stock may lag a write made on another host
+    idempotency_ttl = 86400,         -- s an Idempotency-Key record is kept (at least)
   },
 }

@@ -472,6 +472,16 @@ http_in_state_t http_in_state(const http_in_t *in) {
   return in->state;
 }
 
+const char *http_in_header(const http_in_t *in, const char *name, size_t *len) {
+  if (in->state == HTTP_IN_IDLE) return NULL; /* the spans belong to a finished request */
+  for (size_t i = 0; i < in->nhdr; i++)
+    if (ieq(in->buf + in->hdr[i].name_off, in->hdr[i].name_len, name)) {
+      *len = in->hdr[i].value_len;
+      return in->buf + in->hdr[i].value_off;
+    }
+  return NULL;
+}
+
 int http_in_take_continue(http_in_t *in) {
   int c = in->continue_pending && !in->status;
   in->continue_pending = 0;
@@ -550,6 +560,17 @@ ssize_t http_format_head(char *buf, size_t cap, int status, const char *date, si
   rc |= PUT_LIT(&o, "\r\n");
   /* put() never writes past end, and once one put fails the total can't fit. */
   return rc ? -1 : (ssize_t)(o.p - buf);
+}
+
+int http_head_has(const char *block, size_t len, const char *name, size_t name_len) {
+  for (size_t i = 0; i < len;) {
+    const char *line = block + i;
+    const char *nl = memchr(line, '\n', len - i);
+    size_t ll = nl ? (size_t)(nl - line) : len - i;
+    if (ll > name_len && line[name_len] == ':' && strncasecmp(line, name, name_len) == 0) return 1;
+    i += ll + 1;
+  }
+  return 0;
 }
 
 void http_format_date(char out[30], time_t t) {

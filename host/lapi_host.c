@@ -11,8 +11,10 @@
  *   host.time_left()              seconds before the request's deadline
  *   host.metrics_text()           Prometheus text of the whole node
  *   host.reload()                 new VM generation on every worker; yields
+ *   host.exiting()                true once this VM is retired or the worker stops
  *   host.redis, host.mysql        the data plane (lapi_redis.c, lapi_mysql.c)
  *   host.crypto                   passwords, sealing, tokens (lapi_crypto.c)
+ *   host.tcp()                    an outbound TCP socket (lapi_tcp.c)
  *
  * The table is built once per VM when first required; it holds no C
  * pointers that outlive the VM (the worker outlives all its VMs).
@@ -30,6 +32,7 @@
 #include "mysql.h"
 #include "redis.h"
 #include "server.h"
+#include "tcp.h"
 #include "timer.h"
 #include "vm.h"
 
@@ -72,6 +75,11 @@ static int host_time_left(lua_State *L) {
   return 1;
 }
 
+static int host_exiting(lua_State *L) {
+  lua_pushboolean(L, fcfs_vm_exiting(fcfs_vm_of(L)));
+  return 1;
+}
+
 static int host_metrics_text(lua_State *L) {
   fcfs_worker_t *w = fcfs_vm_worker(fcfs_vm_of(L));
   size_t len;
@@ -109,10 +117,17 @@ static void reload_cancel(void *p) {
 
 static int host_reload(lua_State *L) {
   fcfs_task_t *t = fcfs_task_require(L, "host.reload");
+  fcfs_worker_t *w = fcfs_vm_worker(fcfs_task_vm(t));
+  if (w->finished) { /* `fcfs run`: no node to reload */
+    lua_pushboolean(L, 0);
+    lua_pushnumber(L, (double)w->generation);
+    lua_pushliteral(L, "no serving worker");
+    return 3;
+  }
   reload_op_t *op = malloc(sizeof(*op));
   if (op == NULL) return luaL_error(L, "host.reload: out of memory");
   op->task = t;
-  fcfs_worker_reload_all(fcfs_vm_worker(fcfs_task_vm(t)), reload_done, op);
+  fcfs_worker_reload_all(w, reload_done, op);
   return fcfs_task_wait(L, t, op, reload_cancel);
 }
 
@@ -125,11 +140,14 @@ int fcfs_lapi_host_open(lua_State *L) {
                                  {"time_left", host_time_left},
                                  {"metrics_text", host_metrics_text},
                                  {"reload", host_reload},
+                                 {"exiting", host_exiting},
                                  {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, fns);
   fcfs_lapi_timer_open(L);
   lua_setfield(L, -2, "timer");
+  fcfs_lapi_tcp_open(L);
+  lua_setfield(L, -2, "tcp");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
   fcfs_conf_push(L, w->conf);

@@ -6,8 +6,14 @@
  *                                  file:line on error
  *   fcfs [-c FILE] -s SIGNAL       reload | quit | stop | reopen the running
  *                                  node (pid file); reload first runs -t and
- *                                  exits 1 with the error instead of signalling
+ *                                  exits 1 with the error instead of signalling,
+ *                                  then waits for the node's outcome (exit 1
+ *                                  and the error when it refused the code)
  *   fcfs [-c FILE] migrate [status]
+ *   fcfs [-c FILE] run SCRIPT.lua [ARGS...]
+ *                                  run a script as one task with the pools
+ *                                  open (no listener, no app.lua); its return
+ *                                  value is the exit code
  *   fcfs -c FILE --worker N --worker-count M   (internal: started by the master)
  */
 #include <errno.h>
@@ -24,16 +30,20 @@
 #include "crypto.h"
 #include "master.h"
 #include "migrate.h"
+#include "reload.h"
 #include "server.h"
 #include "worker.h"
 
 static void usage(FILE *f) {
   fprintf(f, "usage: fcfs [-c FILE] [-t] [-s reload|quit|stop|reopen] [migrate [status]]\n"
+             "       fcfs [-c FILE] run SCRIPT.lua [ARGS...]\n"
              "  -c FILE   config (a Lua file returning a table); keys may be overridden by\n"
              "            FCFS_<KEY> environment variables\n"
              "  -t        test the config and the Lua app, then exit\n"
              "  -s SIG    send a signal to the running node\n"
-             "  migrate   apply pending migrations; `migrate status` lists them\n");
+             "  migrate   apply pending migrations; `migrate status` lists them\n"
+             "  run       run a Lua script with Redis and MySQL (lua_dir on package.path);\n"
+             "            ARGS are its `...`, its return value the exit code\n");
 }
 
 static pid_t read_pid(const char *path) {
@@ -74,6 +84,30 @@ static int write_pid(const char *path) {
   return 0;
 }
 
+/* Wait for the node to decide a reload newer than `before` (the workers
+ * load the code and run init_worker, which -t cannot), bounded. */
+static int reload_outcome(const fcfs_conf_t *c, pid_t pid, uint64_t before) {
+  char err[4096];
+  int ticks = (int)(c->reload_timeout * 20) + 100; /* 50 ms each: reload_timeout + 5 s */
+  for (int i = 0; i < ticks && kill(pid, 0) == 0; i++) {
+    uint64_t gen;
+    int state;
+    if (fcfs_reload_status_read(c, &gen, &state, err, sizeof(err)) == 0 && gen > before &&
+        state != FCFS_RELOAD_PENDING) {
+      if (state == FCFS_RELOAD_OK) {
+        printf("fcfs: reloaded: generation %llu\n", (unsigned long long)gen);
+        return 0;
+      }
+      fprintf(stderr, "fcfs: reload failed, the running code keeps serving: %s\n", err);
+      return 1;
+    }
+    usleep(50000);
+  }
+  fprintf(stderr, "fcfs: reload: no outcome from pid %d within %g s\n", (int)pid,
+          c->reload_timeout + 5);
+  return 1;
+}
+
 static int send_signal(const fcfs_conf_t *c, const char *name) {
   static const struct {
     const char *name;
@@ -91,17 +125,21 @@ static int send_signal(const fcfs_conf_t *c, const char *name) {
     fprintf(stderr, "fcfs: not running (no live pid in %s)\n", c->pid_file);
     return 1;
   }
+  uint64_t before = 0;
   if (sig == SIGHUP) {
     char err[4096];
     if (fcfs_worker_check(c, err, sizeof(err)) != 0) {
       fprintf(stderr, "fcfs: reload refused, the running code keeps serving: %s\n", err);
       return 1;
     }
+    int state;
+    fcfs_reload_status_read(c, &before, &state, err, sizeof(err));
   }
   if (kill(pid, sig) != 0) {
     fprintf(stderr, "fcfs: kill %d: %s\n", (int)pid, strerror(errno));
     return 1;
   }
+  if (sig == SIGHUP) return reload_outcome(c, pid, before);
   if (sig == SIGQUIT || sig == SIGTERM) /* wait for it to go, bounded */
     for (int i = 0; i < (int)(c->drain_timeout * 10) + 100 && kill(pid, 0) == 0; i++)
       usleep(100000);
@@ -120,6 +158,19 @@ static int check_secrets(const fcfs_conf_t *c) {
   }
   fcfs_crypto_free(keys);
   return 0;
+}
+
+/* The admin listener into *fd (none when admin_listen is ""), created only
+ * once the pid file says no node runs here: a unix socket file left behind
+ * is replaced. 0, or -1 with the message printed. */
+static int listen_admin(const fcfs_conf_t *c, int *fd) {
+  char err[512];
+  if (c->admin_listen[0] == '\0') return 0;
+  if (strncmp(c->admin_listen, "unix:", 5) == 0) make_parent(c->admin_listen + 5);
+  *fd = fcfs_listen_socket(c->admin_listen, c->backlog, err, sizeof(err));
+  if (*fd >= 0) return 0;
+  fprintf(stderr, "fcfs: admin_listen: %s\n", err);
+  return -1;
 }
 
 /* 10,000 keep-alive connections need more than the usual 1024 descriptors. */
@@ -167,6 +218,13 @@ int main(int argc, char **argv) {
   int code = 0;
   if (argi < argc && strcmp(argv[argi], "migrate") == 0) {
     code = fcfs_migrate_main(&conf, argc - argi - 1, argv + argi + 1);
+  } else if (argi < argc && strcmp(argv[argi], "run") == 0) {
+    if (argi + 1 < argc) {
+      code = fcfs_worker_run(&conf, argv[argi + 1], argc - argi - 2, argv + argi + 2);
+    } else {
+      usage(stderr);
+      code = 2;
+    }
   } else if (argi < argc) {
     fprintf(stderr, "fcfs: unknown command %s\n", argv[argi]);
     usage(stderr);
@@ -185,22 +243,29 @@ int main(int argc, char **argv) {
     code = 1;
   } else if (worker >= 0) {
     raise_fd_limit(&conf);
-    code = fcfs_worker_main(&conf, worker, worker_count, 3, 4);
+    code = fcfs_worker_main(&conf, worker, worker_count, 3, conf.admin_listen[0] ? 5 : -1, 4);
   } else {
     raise_fd_limit(&conf);
     make_parent(conf.error_log);
     make_parent(conf.access_log);
-    int fd = fcfs_listen_socket(conf.listen, conf.backlog, err, sizeof(err));
+    int fd = fcfs_listen_socket(conf.listen, conf.backlog, err, sizeof(err)), admin = -1;
+    const char *admin_unix =
+        strncmp(conf.admin_listen, "unix:", 5) == 0 ? conf.admin_listen + 5 : 0;
     if (fd < 0) {
       fprintf(stderr, "fcfs: %s\n", err);
       code = 1;
     } else if (write_pid(conf.pid_file) != 0) {
       close(fd);
       code = 1;
+    } else if (listen_admin(&conf, &admin) != 0) {
+      close(fd);
+      unlink(conf.pid_file);
+      code = 1;
     } else {
-      code =
-          conf.workers == 0 ? fcfs_worker_main(&conf, 0, 1, fd, -1) : fcfs_master_main(&conf, fd);
+      code = conf.workers == 0 ? fcfs_worker_main(&conf, 0, 1, fd, admin, -1)
+                               : fcfs_master_main(&conf, fd, admin);
       if (read_pid(conf.pid_file) == getpid()) unlink(conf.pid_file);
+      if (admin_unix) unlink(admin_unix);
     }
   }
   fcfs_conf_free(&conf);

@@ -4,20 +4,25 @@
 --   local s = server.start{
 --     app = [[ ... source of app.lua ... ]],     -- nil: the repository's lua/app.lua
 --     lua_files = { ["lib/extra.lua"] = "..." }, -- more files under the Lua directory
+--     base_module = "x_base",                    -- the repository's lua/app.lua as module x_base
 --     conf = { workers = 0 },                    -- config keys over the test defaults
 --     env = { FCFS_LOG_LEVEL = "info" },         -- environment of the server process
 --   }
---   s.port, s.url, s.dir, s:pid(), s:worker_pids(), s:error_log(), s:write_lua(path, src),
+--   s.port, s.url, s.dir, s:pid(), s:worker_pids(), s:conn_per_worker(n), s:error_log(),
+--   s:write_lua(path, src),
 --   s:signal("HUP"), s:cli("-s reload") -> code, output, s:stop(), s:assert_no_errors{patterns}
+--   s.admin_sock, s:admin{ method=, path=, ... } -> res, err  (HTTP on the admin unix socket, where
+--   /_host/* and /metrics live), s:metrics() -> the Prometheus text
 --
 -- Each server gets its own directory from mktemp -d (under $TMPDIR; `etc/dev test` points that at
 -- its throw-away directory): lua/ mirrors the repository's lua/ as symlinks (so `require "lib.web"`
 -- works; s:write_lua replaces a symlink by a real file, never touching the repository), fcfs.lua
 -- is the config, error.log / access.log / stderr.log the logs, fcfs.pid and spawned.pid the pids.
--- The server listens on a free 127.0.0.1 port; Redis and MySQL come from FCFS_TEST_* (set by
--- `etc/dev test`). FCFS_* variables of the caller's environment are not passed on, so a spec sees
--- exactly its own config. The binary is $FCFS_BIN (default build/fcfs). s:stop() removes the
--- directory (keep it with FCFS_TEST_KEEP=1); the logs stay readable through s:error_log().
+-- The server listens on a free 127.0.0.1 port and, as admin, on dir/admin.sock; Redis and MySQL
+-- come from FCFS_TEST_* (set by `etc/dev test`). FCFS_* variables of the caller's environment
+-- are not passed on, so a spec sees exactly its own config. The binary is $FCFS_BIN (default
+-- build/fcfs). s:stop() removes the directory (keep it with FCFS_TEST_KEEP=1); the logs stay
+-- readable through s:error_log().
 local socket = require "socket"
 local http = require "spec.support.http"
 local shell = require "spec.support.shell"
@@ -180,6 +185,9 @@ function server.start(opts)
     if opts.app then
         s:write_lua("app.lua", opts.app)
     end
+    if opts.base_module then
+        s:write_lua(opts.base_module .. ".lua", server.repo_file("lua/app.lua"))
+    end
     for path, code in pairs(opts.lua_files or {}) do
         s:write_lua(path, code)
     end
@@ -188,6 +196,7 @@ function server.start(opts)
     s.url = "http://127.0.0.1:" .. s.port
     local conf = {
         listen = "127.0.0.1:" .. s.port,
+        admin_listen = "unix:" .. dir .. "/admin.sock",
         workers = 0,
         run_dir = dir,
         pid_file = dir .. "/fcfs.pid",
@@ -211,6 +220,7 @@ function server.start(opts)
         end
     end
     s.conf = conf
+    s.admin_sock = conf.admin_listen:match("^unix:(.*)$")
     write_file(s.conf_path, "-- written by spec/support/server.lua\nreturn " .. lua_value(conf) .. "\n")
 
     s.env_prefix = env_prefix(s.env)
@@ -267,6 +277,44 @@ function S:worker_pids()
     end
     table.sort(pids)
     return pids
+end
+
+-- One request on the admin listener (http.request options without port).
+function S:admin(opts)
+    local o = { unix = self.admin_sock }
+    for k, v in pairs(opts) do
+        o[k] = v
+    end
+    return http.request(o)
+end
+
+-- GET /metrics on the admin listener; the Prometheus text.
+function S:metrics()
+    local res = assert(self:admin{ path = "/metrics" })
+    assert(res.status == 200, "GET /metrics answered " .. res.status)
+    return res.body
+end
+
+-- One keep-alive connection per worker, keyed by worker id (GET /version of the spec's app, which
+-- answers {worker = host.worker_id, ...}): connections are accepted by whichever worker is quicker,
+-- so open them until each worker holds one.
+function S:conn_per_worker(count)
+    local conns, seen = {}, 0
+    local deadline = socket.gettime() + 10
+    while seen < count and socket.gettime() < deadline do
+        local c = assert(http.connect(self.port))
+        local res = assert(c:request{ path = "/version" })
+        assert(res.status == 200, "GET /version: " .. tostring(res.status))
+        local id = http.json(res).worker
+        if conns[id] then
+            c:close()
+        else
+            conns[id] = c
+            seen = seen + 1
+        end
+    end
+    assert(seen == count, "could not reach every worker")
+    return conns
 end
 
 function S:error_log()
