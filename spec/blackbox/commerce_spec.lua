@@ -242,8 +242,8 @@ describe("commerce", function()
             assert.equal(201, r2.status)
             assert.equal(r1.json.id, r2.json.id)
             assert.equal(5, r2.json.quantity)
-            expect_error(call("POST", "/api/wishlist", { token = a.token, json = { product_id = p.id, quantity = 95 } }),
-                400, "VALIDATION_FAILED")
+            expect_error(call("POST", "/api/wishlist", { token = a.token,
+                json = { product_id = p.id, quantity = 95 } }), 400, "VALIDATION_FAILED")
             expect_error(call("POST", "/api/wishlist", { token = a.token, json = { product_id = p.id, quantity = 0 } }),
                 400, "VALIDATION_FAILED")
             expect_error(call("POST", "/api/wishlist", { token = a.token, json = { product_id = 99999999 } }), 404,
@@ -279,8 +279,8 @@ describe("commerce", function()
             local res = call("PATCH", "/api/wishlist/{id}", { path = path, token = a.token, json = { quantity = 99 } })
             assert.equal(200, res.status, res.body)
             assert.equal(99, res.json.quantity)
-            expect_error(call("PATCH", "/api/wishlist/{id}", { path = path, token = a.token, json = { quantity = 100 } }),
-                400, "VALIDATION_FAILED")
+            expect_error(call("PATCH", "/api/wishlist/{id}", { path = path, token = a.token,
+                json = { quantity = 100 } }), 400, "VALIDATION_FAILED")
             expect_error(call("PATCH", "/api/wishlist/{id}", { path = path, token = a.token, json = {} }), 400,
                 "VALIDATION_FAILED")
             assert.equal(204, call("DELETE", "/api/wishlist/{id}", { path = path, token = a.token }).status)
@@ -342,8 +342,8 @@ describe("commerce", function()
             e = expect_error(order(a.token, { { product_id = 99999999, quantity = 1 } }), 404, "PRODUCT_NOT_FOUND")
             assert.equal(99999999, e.details.product_id)
             expect_error(order(a.token, {}), 400, "VALIDATION_FAILED")
-            e = expect_error(order(a.token, { { product_id = f.id, quantity = 0 }, { product_id = "x", quantity = 1 } }),
-                400, "VALIDATION_FAILED")
+            e = expect_error(order(a.token, { { product_id = f.id, quantity = 0 },
+                { product_id = "x", quantity = 1 } }), 400, "VALIDATION_FAILED")
             assert.is_string(e.details["items[0].quantity"])
             assert.is_string(e.details["items[1].product_id"])
             assert.equal(10, stock_of(f.id))
