@@ -465,6 +465,28 @@ describe("commerce", function()
         end)
     end)
 
+    describe("demo data", function()
+        it("seeds 5 NORMAL products and one FLASH product opening later, idempotently (fcfs run)", function()
+            local code, out = env.s:cli { "run", env.s.lua_dir .. "/cli/seed.lua", "120" }
+            assert.equal(0, code, out)
+            local flash = env:sql("SELECT id, stock, per_user_limit FROM products WHERE name = '선착순 한정판 스니커즈'")
+            assert.equal(1, #flash)
+            local d = call("GET", "/api/products/{id}", { path = "/api/products/" .. flash[1][1] })
+            assert.equal("FLASH", d.json.type)
+            assert.equal("UPCOMING", d.json.state)
+            local opens = shop.epoch(d.json.sale_starts_at) - socket.gettime()
+            assert.is_true(opens > 100 and opens <= 120, format("opens in %.1f s", opens))
+            local n = count("SELECT COUNT(*) FROM products")
+            code, out = env.s:cli { "run", env.s.lua_dir .. "/cli/seed.lua", "120" }
+            assert.equal(0, code, out)
+            assert.equal(n, count("SELECT COUNT(*) FROM products"))
+            assert.equal(d.json.sale_starts_at, call("GET", "/api/products/{id}",
+                { path = "/api/products/" .. flash[1][1] }).json.sale_starts_at)
+            assert.equal(5, count("SELECT COUNT(*) FROM products WHERE name IN ('무선 이어폰', '기계식 키보드', "
+                .. "'텀블러 500ml', '백팩', 'USB-C 충전기 65W')"))
+        end)
+    end)
+
     it("logs no unexpected error", function()
         for _, s in ipairs(env.servers) do
             s:stop()
