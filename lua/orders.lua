@@ -256,16 +256,10 @@ end
 local STATUSES = { ORDERED = true, SHIPPING = true, DELIVERED = true, CANCELLED = true, RETURN_REQUESTED = true,
     RETURNED = true }
 
-local function list(req)
-    local limit, after = fields.page(req)
-    local status = req:arg("status")
-    if status ~= nil and not STATUSES[status] then
-        local f = fields.new(req)
-        f:bad("status", MSG.STATUS)
-        f:done()
-    end
+-- The orders of uid, newest first (status and after optional): limit + 1 order objects at most.
+local function orders_of(req, uid, status, after, limit)
     local sql = "SELECT " .. ORDER_COLUMNS .. " FROM orders WHERE user_id = ?"
-    local args = { req.auth.uid }
+    local args = { uid }
     if status then
         sql = sql .. " AND status = ?"
         args[#args + 1] = status
@@ -281,6 +275,25 @@ local function list(req)
     local items = items_of(host.mysql.query, ids)
     local out = {}
     for i = 1, #rows do out[i] = order_json(req, rows[i], items[rows[i].id]) end
+    return out
+end
+
+-- orders.recent(req, uid, n): the member's n newest orders (my page).
+function _M.recent(req, uid, n)
+    local out = orders_of(req, uid, nil, nil, n)
+    out[n + 1] = nil
+    return json.array(out)
+end
+
+local function list(req)
+    local limit, after = fields.page(req)
+    local status = req:arg("status")
+    if status ~= nil and not STATUSES[status] then
+        local f = fields.new(req)
+        f:bad("status", MSG.STATUS)
+        f:done()
+    end
+    local out = orders_of(req, req.auth.uid, status, after, limit)
     local next_cursor = fields.cursor(out, limit)
     return { json = { items = json.array(out), next_cursor = next_cursor } }
 end

@@ -87,6 +87,14 @@ local function list(req)
     return { json = { items = json.array(items), next_cursor = next_cursor } }
 end
 
+-- wishlist.items_of(uid, n): the member's n newest items (my page).
+function _M.items_of(uid, n)
+    local rows = check(host.mysql.query(ITEM_SQL .. " ORDER BY w.id DESC LIMIT ?", uid, n))
+    local items = {}
+    for i = 1, #rows do items[i] = item_json(rows[i]) end
+    return json.array(items)
+end
+
 local function add(req)
     local uid = req.auth.uid
     local v = body_of(req, { product_id = true, quantity = false })

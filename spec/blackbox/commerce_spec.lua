@@ -465,6 +465,18 @@ describe("commerce", function()
         end)
     end)
 
+    it("shows the wishlist and the 5 newest orders on my page", function()
+        local res = call("GET", "/api/mypage", { token = a.token })
+        assert.equal(200, res.status, res.body)
+        local newest = call("GET", "/api/orders", { path = "/api/orders?limit=5", token = a.token }).json.items
+        assert.equal(5, #res.json.recent_orders)
+        for i = 1, 5 do assert.equal(newest[i].id, res.json.recent_orders[i].id) end
+        local wl = call("GET", "/api/wishlist", { token = a.token }).json.items
+        assert.equal(#wl, #res.json.wishlist)
+        assert.is_true(#wl > 0)
+        assert.equal(0, #call("GET", "/api/mypage", { token = admin.token }).json.recent_orders)
+    end)
+
     describe("demo data", function()
         it("seeds 5 NORMAL products and one FLASH product opening later, idempotently (fcfs run)", function()
             local code, out = env.s:cli { "run", env.s.lua_dir .. "/cli/seed.lua", "120" }
