@@ -222,6 +222,10 @@ function _M.start()
         return
     end
     state.stopping = false
+    -- before the first request: a fresh node must not accept what another already revoked (the
+    -- subscriber rebuilds again once subscribed, for what is revoked in between)
+    local ok, err = _M.rebuild()
+    if not ok then host.log("warn", "revocation set not rebuilt at start: ", tostring(err)) end
     host.timer.at(0, subscriber)
     host.timer.at(10 * 365 * 86400, function(premature)
         if premature then state.stopping = true end

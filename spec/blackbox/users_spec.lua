@@ -120,11 +120,22 @@ describe("members", function()
         return { text = text, body = body, code = body:match("(%d%d%d%d%d%d)"), link = body:match("(http%S+)") }
     end
 
+    local function verify(email, code)
+        return call("POST", "/api/users/verify", { json = { email = email, code = code } })
+    end
+
+    -- a fresh pending member: email, its user id, the mailed code
+    local function pending()
+        local email = new_email()
+        local uid = signup(email).json.user_id
+        return email, uid, mail_of(uid).code
+    end
+
     local function signup_verified(email)
         local res = signup(email)
         assert.equal(202, res.status, res.body)
         local m = mail_of(res.json.user_id)
-        local v = call("POST", "/api/users/verify", { json = { email = email, code = m.code } })
+        local v = verify(email, m.code)
         assert.equal(200, v.status, v.body)
         return res.json.user_id
     end
@@ -179,9 +190,8 @@ describe("members", function()
             expect_error(login(email, "wrong123!"), 401, "INVALID_CREDENTIALS")
             local code = mail_of(uid).code
             local wrong = code == "000000" and "000001" or "000000"
-            expect_error(call("POST", "/api/users/verify", { json = { email = email, code = wrong } }), 400,
-                "INVALID_CODE")
-            local v = call("POST", "/api/users/verify", { json = { email = email, code = code } })
+            expect_error(verify(email, wrong), 400, "INVALID_CODE")
+            local v = verify(email, code)
             assert.equal(200, v.status, v.body)
             assert.equal("VERIFIED", v.json.status)
             assert.equal(200, login(email).status)
@@ -198,28 +208,18 @@ describe("members", function()
         end)
 
         it("answers 410 for an expired code", function()
-            local email = new_email()
-            local uid = signup(email).json.user_id
-            local code = mail_of(uid).code
+            local email, uid, code = pending()
             db.exec(format("UPDATE email_verifications SET expires_at = UTC_TIMESTAMP(3) - INTERVAL 1 SECOND "
                 .. "WHERE user_id = %d", uid), DBNAME)
-            expect_error(call("POST", "/api/users/verify", { json = { email = email, code = code } }), 410,
-                "CODE_EXPIRED")
+            expect_error(verify(email, code), 410, "CODE_EXPIRED")
         end)
 
         it("locks the code after 5 wrong tries (429), even for the right code", function()
-            local email = new_email()
-            local uid = signup(email).json.user_id
-            local code = mail_of(uid).code
+            local email, _, code = pending()
             local wrong = code == "999999" and "999998" or "999999"
-            for _ = 1, 4 do
-                expect_error(call("POST", "/api/users/verify", { json = { email = email, code = wrong } }), 400,
-                    "INVALID_CODE")
-            end
-            expect_error(call("POST", "/api/users/verify", { json = { email = email, code = wrong } }), 429,
-                "TOO_MANY_ATTEMPTS")
-            expect_error(call("POST", "/api/users/verify", { json = { email = email, code = code } }), 429,
-                "TOO_MANY_ATTEMPTS")
+            for _ = 1, 4 do expect_error(verify(email, wrong), 400, "INVALID_CODE") end
+            expect_error(verify(email, wrong), 429, "TOO_MANY_ATTEMPTS")
+            expect_error(verify(email, code), 429, "TOO_MANY_ATTEMPTS")
         end)
 
         it("resends a new code (202), rate-limited (429), with the same answer for unknown emails", function()
@@ -239,10 +239,9 @@ describe("members", function()
             assert.equal(r1.body, unknown.body)
             -- the old code is void, the new one works
             if first.code ~= second.code then
-                expect_error(call("POST", "/api/users/verify", { json = { email = email, code = first.code } }), 400,
-                    "INVALID_CODE")
+                expect_error(verify(email, first.code), 400, "INVALID_CODE")
             end
-            local ok = call("POST", "/api/users/verify", { json = { email = email, code = second.code } })
+            local ok = verify(email, second.code)
             assert.equal(200, ok.status, ok.body)
         end)
     end)
@@ -555,21 +554,30 @@ describe("members", function()
     end)
 
     describe("revocation", function()
-        it("reaches another host through pub/sub at once (the delay is printed)", function()
+        -- a second host on the same Redis and MySQL, and a member's tokens it accepts
+        local function second_host()
             local b = start(redis)
             finally(function() b:stop() end)
             local email = new_email()
             signup_verified(email)
             local t = login(email).json
             assert.equal(200, me(t.access_token, b).status)
+            return b, t
+        end
+
+        local function refused_by(srv, token)
+            local res = http.request { port = srv.port, path = "/api/auth/session",
+                headers = { authorization = "Bearer " .. token } }
+            return res and res.status == 401
+        end
+
+        it("reaches another host through pub/sub at once (the delay is printed)", function()
+            local b, t = second_host()
             local t0 = now()
             assert.equal(204, call("POST", "/api/auth/logout", { token = t.access_token }).status)
             local t1 = now()
-            local seen = db.wait_until(function()
-                local res = http.request { port = b.port, path = "/api/auth/session",
-                    headers = { authorization = "Bearer " .. t.access_token } }
-                return res and res.status == 401 and now()
-            end, 2, "the other host to refuse the token")
+            local seen = db.wait_until(function() return refused_by(b, t.access_token) and now() end, 2,
+                "the other host to refuse the token")
             print(format("\nrevocation: logout answered in %.1f ms; the other host refused the token %.1f ms "
                 .. "after the answer", (t1 - t0) * 1000, (seen - t1) * 1000))
             b:stop()
@@ -615,20 +623,12 @@ describe("members", function()
 
         it("a subscriber that lost its connection rebuilds the set, so a lost message lets nothing through",
             function()
-                local b = start(redis)
-                finally(function() b:stop() end)
-                local email = new_email()
-                signup_verified(email)
-                local t = login(email).json
-                assert.equal(200, me(t.access_token, b).status)
+                local b, t = second_host()
                 -- drop every subscriber connection, then revoke while they reconnect
                 redis:call("CLIENT", "KILL", "TYPE", "pubsub")
                 assert.equal(204, call("POST", "/api/auth/logout", { token = t.access_token }).status)
-                db.wait_until(function()
-                    local res = http.request { port = b.port, path = "/api/auth/session",
-                        headers = { authorization = "Bearer " .. t.access_token } }
-                    return res and res.status == 401
-                end, 5, "the other host to refuse the token after resubscribing")
+                db.wait_until(function() return refused_by(b, t.access_token) end, 5,
+                    "the other host to refuse the token after resubscribing")
                 b:stop()
                 b:assert_no_errors({ "revocation subscriber" })
             end)
