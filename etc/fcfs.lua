@@ -69,6 +69,11 @@ return {
   argon2_mem_kib = 19456,          -- argon2id memory per hash, KiB (19 MiB): ~41 ms per hash on
                                    -- one core of the 2-core dev machine; each worker hashes on
                                    -- its libuv thread pool (UV_THREADPOOL_SIZE, default 4)
+  -- outbound TCP (host.tcp); timeouts in s, always clamped to the request's time left
+  tcp_connect_timeout = 5,         -- name resolution + connect -> nil, "timeout"
+  tcp_send_timeout = 10,           -- one s:send()
+  tcp_read_timeout = 10,           -- one s:receive()
+  tcp_buffer_max = 1048576,        -- bytes one s:receive() may buffer -> nil, "too large"
 
   -- the application (host.config.app; free-form, read by the Lua side) ------------
   app = {

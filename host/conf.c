@@ -93,6 +93,11 @@ static const conf_key_t keys[] = {
     S(secrets_file, ""),
     I(argon2_ops, "2", 1, 64),
     I(argon2_mem_kib, "19456", 8, 4194304),
+    /* outbound TCP (host.tcp) */
+    N(tcp_connect_timeout, "5", 0.001, 3600),
+    N(tcp_send_timeout, "10", 0.001, 3600),
+    N(tcp_read_timeout, "10", 0.001, 3600),
+    I(tcp_buffer_max, "1048576", 1024, 1 << 30),
 };
 
 #undef S

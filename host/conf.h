@@ -75,6 +75,11 @@ typedef struct fcfs_conf_s {
   char *secrets_file; /* NAME=value file of FCFS_SECRET_* keys; "" = environment only */
   int argon2_ops;     /* argon2id passes (opslimit) of password_hash */
   int argon2_mem_kib; /* argon2id memory per hash, KiB (memlimit / 1024) */
+  /* outbound TCP (host.tcp), seconds; clamped to the request's time left */
+  double tcp_connect_timeout; /* name resolution and connect */
+  double tcp_send_timeout;
+  double tcp_read_timeout;
+  int tcp_buffer_max; /* bytes one receive may buffer -> "too large" */
 } fcfs_conf_t;
 
 /* Fill c from path (NULL: defaults only) and the environment. On error

@@ -13,6 +13,7 @@
  *   host.reload()                 new VM generation on every worker; yields
  *   host.redis, host.mysql        the data plane (lapi_redis.c, lapi_mysql.c)
  *   host.crypto                   passwords, sealing, tokens (lapi_crypto.c)
+ *   host.tcp()                    an outbound TCP socket (lapi_tcp.c)
  *
  * The table is built once per VM when first required; it holds no C
  * pointers that outlive the VM (the worker outlives all its VMs).
@@ -30,6 +31,7 @@
 #include "mysql.h"
 #include "redis.h"
 #include "server.h"
+#include "tcp.h"
 #include "timer.h"
 #include "vm.h"
 
@@ -130,6 +132,8 @@ int fcfs_lapi_host_open(lua_State *L) {
   luaL_register(L, NULL, fns);
   fcfs_lapi_timer_open(L);
   lua_setfield(L, -2, "timer");
+  fcfs_lapi_tcp_open(L);
+  lua_setfield(L, -2, "tcp");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
   fcfs_conf_push(L, w->conf);

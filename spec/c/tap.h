@@ -1,7 +1,11 @@
-/* tap.h -- the TAP case runner of the C unit tests (include once per test
- * executable): run("name", fn) runs one case and prints `ok N - name` or
- * `not ok N - name`; EXPECT / EXPECT_STR inside a case print a `#` line for
- * each failed check and fail the case; main ends with tap_done().
+/* tap.h -- the TAP output of the C unit tests (include once per test
+ * executable). Two ways to count, sharing one counter pair:
+ *   CHECK(cond, name)   one check, one line: `ok N - name` or `not ok N - name`
+ *                       with the file, line and failed condition as a diagnostic;
+ *   run("name", fn)     one case of several checks: EXPECT / EXPECT_STR inside fn
+ *                       print a `#` line for each failed check and fail the case.
+ * main ends with `return tap_done();` (prints the plan; non-zero when a test
+ * failed).
  */
 #ifndef FCFS_SPEC_TAP_H
 #define FCFS_SPEC_TAP_H
@@ -9,7 +13,19 @@
 #include <stdio.h>
 #include <string.h>
 
-static int ntests, nfailed, case_failed;
+static int ntests, nfail, case_failed;
+
+#define CHECK(cond, name)                                                                          \
+  do {                                                                                             \
+    ntests++;                                                                                      \
+    if (cond) {                                                                                    \
+      printf("ok %d - %s\n", ntests, name);                                                        \
+    } else {                                                                                       \
+      nfail++;                                                                                     \
+      printf("not ok %d - %s\n#   %s:%d: %s\n", ntests, name, __FILE__, __LINE__, #cond);          \
+    }                                                                                              \
+    fflush(stdout);                                                                                \
+  } while (0)
 
 #define EXPECT(c)                                                                                  \
   do {                                                                                             \
@@ -28,19 +44,19 @@ static int ntests, nfailed, case_failed;
     }                                                                                              \
   } while (0)
 
-static void run(const char *name, void (*fn)(void)) {
+static inline void run(const char *name, void (*fn)(void)) {
   case_failed = 0;
   fn();
   ntests++;
-  if (case_failed) nfailed++;
+  if (case_failed) nfail++;
   printf("%s %d - %s\n", case_failed ? "not ok" : "ok", ntests, name);
   fflush(stdout);
 }
 
 /* Print the plan; the exit code of main. */
-static int tap_done(void) {
+static inline int tap_done(void) {
   printf("1..%d\n", ntests);
-  return nfailed ? 1 : 0;
+  return nfail ? 1 : 0;
 }
 
 #endif

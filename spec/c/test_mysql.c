@@ -18,19 +18,7 @@
 #include "conf.h"
 #include "migrate.h"
 #include "mysql.h"
-
-static int ntest, nfail;
-#define CHECK(cond, name)                                                                          \
-  do {                                                                                             \
-    ntest++;                                                                                       \
-    if (cond) {                                                                                    \
-      printf("ok %d - %s\n", ntest, name);                                                         \
-    } else {                                                                                       \
-      nfail++;                                                                                     \
-      printf("not ok %d - %s\n#   %s:%d: %s\n", ntest, name, __FILE__, __LINE__, #cond);           \
-    }                                                                                              \
-    fflush(stdout);                                                                                \
-  } while (0)
+#include "tap.h"
 
 static uv_loop_t loop;
 static char tmpdir[256];
@@ -533,7 +521,7 @@ int main(void) {
   if (own_server) {
     test_breaker();
   } else {
-    printf("ok %d # skip breaker test needs a throwaway server\n", ++ntest);
+    printf("ok %d # skip breaker test needs a throwaway server\n", ++ntests);
   }
   test_migrations();
   if (own_server) {
@@ -550,6 +538,6 @@ int main(void) {
   if (system(buf) != 0) nfail++;
   uv_loop_close(&loop);
   mysql_library_end();
-  printf("1..%d\n", ntest);
+  printf("1..%d\n", ntests);
   return nfail ? 1 : 0;
 }

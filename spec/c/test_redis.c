@@ -21,19 +21,8 @@
 #include <unistd.h>
 
 #include "redis.h"
+#include "tap.h"
 
-static int ntests, nfail;
-#define CHECK(cond, name)                                                                          \
-  do {                                                                                             \
-    ntests++;                                                                                      \
-    if (cond) {                                                                                    \
-      printf("ok %d - %s\n", ntests, name);                                                        \
-    } else {                                                                                       \
-      nfail++;                                                                                     \
-      printf("not ok %d - %s (line %d)\n", ntests, name, __LINE__);                                \
-    }                                                                                              \
-    fflush(stdout);                                                                                \
-  } while (0)
 #define SKIP(name)                                                                                 \
   do {                                                                                             \
     ntests++;                                                                                      \
