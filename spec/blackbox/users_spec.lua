@@ -553,6 +553,41 @@ describe("members", function()
         end)
     end)
 
+    describe("admin command (fcfs run lua/cli/admin.lua)", function()
+        -- runs the script against the spec's server config; password: env (or nil), stdin: text
+        local function admin(email, password, stdin)
+            local env = password and ("FCFS_ADMIN_PASSWORD=" .. shell.q(password)) or ""
+            local input = stdin and ("printf '%s\\n' " .. shell.q(stdin) .. " | ") or ""
+            return shell.sh(format("cd %s && %s %s %s %s -c %s run lua/cli/admin.lua create %s",
+                shell.q(s.dir), input, s.env_prefix, env, shell.q(s.bin), shell.q(s.conf_path),
+                shell.q(email) .. (stdin and "" or " </dev/null")))
+        end
+
+        it("creates a verified ADMIN from the environment's password, never twice", function()
+            local email = format("admin.%s@example.com", RUN)
+            local code, out = admin(email, "Admin123!")
+            assert.equal(0, code, out)
+            local res = login(email, "Admin123!")
+            assert.equal(200, res.status, res.body)
+            assert.equal("ADMIN", res.json.user.role)
+            assert.equal("ADMIN", call("GET", "/api/auth/session", { token = res.json.access_token }).json.role)
+            code, out = admin(email:upper(), "Admin123!")
+            assert.equal(2, code, out)
+        end)
+
+        it("reads the password from standard input and applies the password rules", function()
+            local email = format("admin2.%s@example.com", RUN)
+            local code, out = admin(email, nil, "weakpass")
+            assert.equal(1, code, out)
+            assert.matches("password", out)
+            code, out = admin("not-an-email", "Admin123!")
+            assert.equal(1, code, out)
+            code, out = admin(email, nil, "Stdin123!")
+            assert.equal(0, code, out)
+            assert.equal(200, login(email, "Stdin123!").status)
+        end)
+    end)
+
     describe("revocation", function()
         -- a second host on the same Redis and MySQL, and a member's tokens it accepts
         local function second_host()
