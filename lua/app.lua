@@ -21,6 +21,7 @@ local host = require "host"
 local auth = require "lib.auth"
 local users = require "users"
 local mail = require "mail"
+local sessions = require "sessions"
 
 local pcall, tostring, type, find = pcall, tostring, type, string.find
 local fail = web.fail
@@ -119,6 +120,7 @@ end))
 users.routes(app)
 app:init_worker(auth.start)
 app:init_worker(mail.start)
+app:init_worker(sessions.start)
 
 app.ready_check = ready_check
 app.is_loopback = is_loopback

@@ -157,7 +157,8 @@ describe("members", function()
         db.exec(format("DROP DATABASE IF EXISTS %s", DBNAME), false)
         db.exec(format("CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", DBNAME), false)
         redis = ctl.start()
-        s = start(redis, { app = { mail_transport = "file", mail_interval = 0.1, public_url = "http://fcfs.test" } })
+        s = start(redis, { app = { mail_transport = "file", mail_interval = 0.1, public_url = "http://fcfs.test",
+            session_purge_interval = 0.5 } })
         local code, out = s:cli("migrate")
         assert(code == 0, out)
     end)
@@ -308,6 +309,20 @@ describe("members", function()
             expect_error(me(t.access_token), 401, "UNAUTHORIZED")
             expect_error(call("POST", "/api/auth/refresh", { json = { refresh_token = r1.json.refresh_token } }), 401,
                 "UNAUTHORIZED")
+        end)
+
+        it("purges sessions over for more than a day, with their spent refresh tokens", function()
+            local t = login(email).json
+            local sid = call("GET", "/api/auth/session", { token = t.access_token }).json.session_id
+            assert.equal(200, call("POST", "/api/auth/refresh", { json = { refresh_token = t.refresh_token } }).status)
+            local function rows()
+                return tonumber(db.exec(format("SELECT (SELECT COUNT(*) FROM sessions WHERE id = %d) + "
+                    .. "(SELECT COUNT(*) FROM session_spent_refresh WHERE session_id = %d)", sid, sid), DBNAME)[1][1])
+            end
+            assert.equal(2, rows())
+            db.exec(format("UPDATE sessions SET revoked_at = UTC_TIMESTAMP(3) - INTERVAL 25 HOUR WHERE id = %d", sid),
+                DBNAME)
+            db.wait_until(function() return rows() == 0 end, 5, "the purge")
         end)
 
         it("refuses missing, forged and expired tokens (401)", function()
