@@ -70,10 +70,11 @@ wait_http() {
 }
 
 # fcfs_start [KEY=VALUE...]: extra config entries as Lua (e.g. 'redis="127.0.0.1:6391"').
-# Sets FCFS_PORT, FCFS_CONF, FCFS_URL.
+# Sets FCFS_PORT, FCFS_CONF, FCFS_URL, FCFS_ADMIN (the admin unix socket: /_host/*, /metrics).
 fcfs_start() {
   FCFS_PORT=$(free_port)
   FCFS_CONF=$BENCH_TMP/fcfs.lua
+  FCFS_ADMIN=$BENCH_TMP/admin.sock
   local extra="" kv
   for kv in "$@"; do extra+="  $kv,"$'\n'; done
   cat >"$FCFS_CONF" <<EOF
@@ -84,6 +85,7 @@ return {
   error_log = "$BENCH_TMP/error.log",
   run_dir = "$BENCH_TMP",
   pid_file = "$BENCH_TMP/fcfs.pid",
+  admin_listen = "unix:$FCFS_ADMIN",
   lua_dir = "$FCFS_LUA_DIR",
   log_level = "notice",
 $extra}

@@ -20,7 +20,7 @@ fcfs_start
 generations() {
   local seen="" i body wid gen
   for i in $(seq 200); do
-    body=$(curl -fsS "$FCFS_URL/_host/status") || continue
+    body=$(curl -fsS --unix-socket "$FCFS_ADMIN" http://localhost/_host/status) || continue
     wid=$(sed -n 's/.*"worker_id":\([0-9]*\).*/\1/p' <<<"$body")
     gen=$(sed -n 's/.*"generation":\([0-9]*\).*/\1/p' <<<"$body")
     [[ " $seen " == *" $wid="* ]] || seen+=" $wid=$gen"

@@ -75,6 +75,14 @@ return {
   tcp_read_timeout = 10,           -- one s:receive()
   tcp_buffer_max = 1048576,        -- bytes one s:receive() may buffer -> nil, "too large"
 
+  -- admin listener and client addresses ----------------------------------------
+  admin_listen = "unix:var/run/admin.sock", -- serves /_host/* and /metrics (the public listener
+                                   -- never does): "unix:PATH" (mode 0600), a loopback
+                                   -- "127.0.0.1:9145" / "[::1]:9145", or "" for none
+  real_ip_from = {},               -- trusted proxies (CIDRs), e.g. { "127.0.0.1/32", "::1/128" };
+                                   -- only their requests may set the client address from ...
+  real_ip_header = "X-Forwarded-For", -- ... this header (right-most address not itself trusted)
+
   -- the application (host.config.app; free-form, read by the Lua side) ------------
   app = {
     -- members (lua/users.lua, lua/sessions.lua, lua/lib/auth.lua, lua/mail.lua)

@@ -1,7 +1,9 @@
 /* conf.c -- loading and checking the host configuration.
  *
  * A config file is a Lua chunk returning a flat table whose keys are the
- * rows of `keys[]` below, plus a free-form `app` table for handlers. The
+ * rows of `keys[]` below, plus a free-form `app` table for handlers. Values
+ * are strings, numbers, booleans, or lists of strings (a Lua array; in the
+ * environment, comma-separated). The
  * file is run in a throwaway lua_State (no host module: config is data, not
  * code with effects), then every key may be overridden from the environment
  * as FCFS_<KEY in upper case>. Unknown keys and out-of-range values are
@@ -14,6 +16,7 @@
  */
 #include "conf.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <lauxlib.h>
@@ -24,9 +27,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
-typedef enum { CONF_STR, CONF_INT, CONF_NUM, CONF_BOOL } conf_type_t;
+typedef enum { CONF_STR, CONF_INT, CONF_NUM, CONF_BOOL, CONF_LIST } conf_type_t;
 
 typedef struct {
   const char *name;
@@ -44,6 +49,8 @@ typedef struct {
   { #k, CONF_NUM, offsetof(fcfs_conf_t, k), d, lo, hi }
 #define B(k, d)                                                                                    \
   { #k, CONF_BOOL, offsetof(fcfs_conf_t, k), d, 0, 1 }
+#define L(k, d)                                                                                    \
+  { #k, CONF_LIST, offsetof(fcfs_conf_t, k), d, 0, 0 }
 
 /* "" as the default of workers means "one per core", resolved below. */
 static const conf_key_t keys[] = {
@@ -98,12 +105,18 @@ static const conf_key_t keys[] = {
     N(tcp_send_timeout, "10", 0.001, 3600),
     N(tcp_read_timeout, "10", 0.001, 3600),
     I(tcp_buffer_max, "1048576", 1024, 1 << 30),
+
+    /* admin listener and client addresses */
+    S(admin_listen, "unix:var/run/admin.sock"),
+    L(real_ip_from, ""),
+    S(real_ip_header, "X-Forwarded-For"),
 };
 
 #undef S
 #undef I
 #undef N
 #undef B
+#undef L
 
 static const char *log_levels[] = {"debug", "info", "notice", "warn", "error", NULL};
 
@@ -121,6 +134,38 @@ static const conf_key_t *find_key(const char *name) {
   return NULL;
 }
 
+static void list_free(char **list) {
+  for (char **p = list; p && *p; p++)
+    free(*p);
+  free(list);
+}
+
+/* "a, b,c" -> {"a", "b", "c", NULL}; empty items are skipped. */
+static char **list_parse(const char *v) {
+  size_t n = 1;
+  for (const char *p = v; *p; p++)
+    n += *p == ',';
+  char **list = calloc(n + 1, sizeof(*list));
+  if (list == NULL) return NULL;
+  size_t i = 0;
+  for (const char *p = v; *p;) {
+    while (*p == ',' || isspace((unsigned char)*p))
+      p++;
+    const char *e = p;
+    while (*e && *e != ',')
+      e++;
+    size_t len = (size_t)(e - p);
+    while (len > 0 && isspace((unsigned char)p[len - 1]))
+      len--;
+    if (len > 0 && (list[i++] = strndup(p, len)) == NULL) {
+      list_free(list);
+      return NULL;
+    }
+    p = e;
+  }
+  return list;
+}
+
 /* Set one key from its text form (defaults and env use this path). */
 static int set_text(fcfs_conf_t *c, const conf_key_t *k, const char *v, const char *from, char *err,
                     size_t errlen) {
@@ -132,6 +177,13 @@ static int set_text(fcfs_conf_t *c, const conf_key_t *k, const char *v, const ch
     if (dup == NULL) return fail(err, errlen, "out of memory");
     free(*(char **)p);
     *(char **)p = dup;
+    return 0;
+  }
+  case CONF_LIST: {
+    char **list = list_parse(v);
+    if (list == NULL) return fail(err, errlen, "out of memory");
+    list_free(*(char ***)p);
+    *(char ***)p = list;
     return 0;
   }
   case CONF_BOOL:
@@ -163,6 +215,28 @@ static int set_text(fcfs_conf_t *c, const conf_key_t *k, const char *v, const ch
   return fail(err, errlen, "%s: %s: bad type", from, k->name);
 }
 
+/* The array of strings on top of L as one comma-separated string, pushed. */
+static int list_join(lua_State *L, const char *file, const char *name, char *err, size_t errlen) {
+  int t = lua_gettop(L), n = (int)lua_objlen(L, t), count = 0, ok = 1;
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    ok &= lua_type(L, -1) == LUA_TSTRING && strchr(lua_tostring(L, -1), ',') == NULL;
+    count++;
+    lua_pop(L, 1);
+  }
+  if (!ok || count != n)
+    return fail(err, errlen, "%s: %s must be a list of strings without commas", file, name);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; i++) {
+    if (i > 1) luaL_addchar(&b, ',');
+    lua_rawgeti(L, t, i);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  return 0;
+}
+
 /* Read the table at the top of L into c. */
 static int set_from_table(fcfs_conf_t *c, lua_State *L, const char *file, char *err,
                           size_t errlen) {
@@ -192,10 +266,17 @@ static int set_from_table(fcfs_conf_t *c, lua_State *L, const char *file, char *
     int t = lua_type(L, -1);
     if (k->type == CONF_BOOL && t == LUA_TBOOLEAN) {
       v = lua_toboolean(L, -1) ? "true" : "false";
-    } else if (k->type != CONF_BOOL && k->type != CONF_STR && t == LUA_TNUMBER) {
+    } else if ((k->type == CONF_INT || k->type == CONF_NUM) && t == LUA_TNUMBER) {
       snprintf(text, sizeof(text), "%.17g", lua_tonumber(L, -1));
       v = text;
-    } else if (k->type == CONF_STR && t == LUA_TSTRING) {
+    } else if ((k->type == CONF_STR || k->type == CONF_LIST) && t == LUA_TSTRING) {
+      v = lua_tostring(L, -1);
+    } else if (k->type == CONF_LIST && t == LUA_TTABLE) {
+      if (list_join(L, file, name, err, errlen) != 0) {
+        lua_pop(L, 2);
+        return -1;
+      }
+      lua_replace(L, -2); /* the joined text stands in for the table */
       v = lua_tostring(L, -1);
     } else {
       fail(err, errlen, "%s: %s has the wrong type (%s)", file, name, lua_typename(L, t));
@@ -225,6 +306,82 @@ static int run_file(lua_State *L, const char *path, char *err, size_t errlen) {
   return 0;
 }
 
+/* "a.b.c.d[/n]" or "x::y[/n]" (no /n: one address) into out. */
+static int parse_cidr(const char *s, fcfs_cidr_t *out) {
+  char buf[INET6_ADDRSTRLEN];
+  const char *slash = strchr(s, '/');
+  size_t len = slash ? (size_t)(slash - s) : strlen(s);
+  if (len >= sizeof(buf)) return -1;
+  memcpy(buf, s, len);
+  buf[len] = '\0';
+  memset(out, 0, sizeof(*out));
+  if (inet_pton(AF_INET, buf, out->addr) == 1)
+    out->family = AF_INET;
+  else if (inet_pton(AF_INET6, buf, out->addr) == 1)
+    out->family = AF_INET6;
+  else
+    return -1;
+  int max = out->family == AF_INET ? 32 : 128;
+  out->bits = max;
+  if (slash) {
+    char *end;
+    errno = 0;
+    long bits = strtol(slash + 1, &end, 10);
+    if (!isdigit((unsigned char)slash[1]) || *end != '\0' || errno || bits < 0 || bits > max)
+      return -1;
+    out->bits = (int)bits;
+  }
+  for (int i = out->bits; i < max; i++) /* the network address: host bits cleared */
+    out->addr[i / 8] &= (unsigned char)~(0x80 >> (i % 8));
+  return 0;
+}
+
+int fcfs_conf_trusted(const fcfs_conf_t *c, int family, const void *addr) {
+  static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  const unsigned char *a = addr;
+  if (family == AF_INET6 && memcmp(a, mapped, sizeof(mapped)) == 0) {
+    family = AF_INET;
+    a += sizeof(mapped);
+  }
+  for (int i = 0; i < c->real_ip_ncidrs; i++) {
+    const fcfs_cidr_t *n = &c->real_ip_cidrs[i];
+    int whole = n->bits / 8, rest = n->bits % 8;
+    if (n->family != family || memcmp(n->addr, a, (size_t)whole) != 0) continue;
+    if (rest == 0 || ((a[whole] ^ n->addr[whole]) & (0xff00 >> rest)) == 0) return 1;
+  }
+  return 0;
+}
+
+/* admin_listen: "" (none), "unix:PATH", or IP:port with a loopback IP. */
+static int check_admin_listen(const char *v, char *err, size_t errlen) {
+  static const char want[] = "admin_listen must be \"unix:PATH\", a loopback IP:port "
+                             "(127.x.x.x or [::1]) or \"\"";
+  if (v[0] == '\0') return 0;
+  if (strncmp(v, "unix:", 5) == 0) {
+    if (v[5] == '\0' || strlen(v + 5) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+      return fail(err, errlen, "%s, got \"%s\" (empty or too long a path)", want, v);
+    return 0;
+  }
+  char host[INET6_ADDRSTRLEN + 2];
+  const char *colon = strrchr(v, ':');
+  size_t hl = colon ? (size_t)(colon - v) : 0;
+  int loopback = 0;
+  if (colon && hl < sizeof(host) && atoi(colon + 1) > 0 && atoi(colon + 1) < 65536) {
+    unsigned char a[16];
+    if (v[0] == '[' && hl >= 2 && v[hl - 1] == ']') {
+      memcpy(host, v + 1, hl - 2);
+      host[hl - 2] = '\0';
+      loopback = inet_pton(AF_INET6, host, a) == 1 && memcmp(a, &in6addr_loopback, 16) == 0;
+    } else {
+      memcpy(host, v, hl);
+      host[hl] = '\0';
+      loopback = inet_pton(AF_INET, host, a) == 1 && a[0] == 127;
+    }
+  }
+  if (!loopback) return fail(err, errlen, "%s, got \"%s\"", want, v);
+  return 0;
+}
+
 static int check(fcfs_conf_t *c, char *err, size_t errlen) {
   int ok = 0;
   for (int i = 0; log_levels[i]; i++)
@@ -236,6 +393,18 @@ static int check(fcfs_conf_t *c, char *err, size_t errlen) {
   if (strchr(c->listen, ':') == NULL)
     return fail(err, errlen, "listen must be host:port, got \"%s\"", c->listen);
   if (c->redis[0] == '\0') return fail(err, errlen, "redis must not be empty");
+  if (check_admin_listen(c->admin_listen, err, errlen) != 0) return -1;
+  int n = 0;
+  while (c->real_ip_from[n])
+    n++;
+  if (n > 0 && (c->real_ip_cidrs = calloc((size_t)n, sizeof(fcfs_cidr_t))) == NULL)
+    return fail(err, errlen, "out of memory");
+  for (int i = 0; i < n; i++)
+    if (parse_cidr(c->real_ip_from[i], &c->real_ip_cidrs[i]) != 0)
+      return fail(err, errlen,
+                  "real_ip_from: \"%s\" is not an IP address or CIDR (e.g. 10.0.0.0/8)",
+                  c->real_ip_from[i]);
+  c->real_ip_ncidrs = n;
   return 0;
 }
 
@@ -267,7 +436,7 @@ int fcfs_conf_load(fcfs_conf_t *c, const char *path, char *err, size_t errlen) {
   memset(c, 0, sizeof(*c));
   c->workers = -1;
   for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-    if (keys[i].def[0] == '\0' && keys[i].type != CONF_STR) continue;
+    if (keys[i].def[0] == '\0' && keys[i].type != CONF_STR && keys[i].type != CONF_LIST) continue;
     if (set_text(c, &keys[i], keys[i].def, "default", err, errlen) != 0) goto fail;
   }
   char abs[PATH_MAX];
@@ -310,7 +479,14 @@ void fcfs_conf_free(fcfs_conf_t *c) {
       char **p = (char **)((char *)c + keys[i].offset);
       free(*p);
       *p = NULL;
+    } else if (keys[i].type == CONF_LIST) {
+      char ***p = (char ***)((char *)c + keys[i].offset);
+      list_free(*p);
+      *p = NULL;
     }
+  free(c->real_ip_cidrs);
+  c->real_ip_cidrs = NULL;
+  c->real_ip_ncidrs = 0;
   c->conf_file = NULL;
 }
 
@@ -343,6 +519,15 @@ void fcfs_conf_push(lua_State *L, const fcfs_conf_t *c) {
     case CONF_BOOL:
       lua_pushboolean(L, *(const int *)p);
       break;
+    case CONF_LIST: {
+      char *const *list = *(char **const *)p;
+      lua_newtable(L);
+      for (int j = 0; list[j]; j++) {
+        lua_pushstring(L, list[j]);
+        lua_rawseti(L, -2, j + 1);
+      }
+      break;
+    }
     }
     lua_setfield(L, -2, keys[i].name);
   }

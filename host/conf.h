@@ -14,6 +14,14 @@
 
 #include <stddef.h>
 
+/* One parsed entry of real_ip_from: family AF_INET (4 address bytes) or
+ * AF_INET6 (16), the network address with its host bits cleared. */
+typedef struct {
+  int family;
+  int bits;
+  unsigned char addr[16];
+} fcfs_cidr_t;
+
 typedef struct fcfs_conf_s {
   char *conf_file; /* the file it was read from, absolute ("" if none) */
 
@@ -80,6 +88,13 @@ typedef struct fcfs_conf_s {
   double tcp_send_timeout;
   double tcp_read_timeout;
   int tcp_buffer_max; /* bytes one receive may buffer -> "too large" */
+
+  /* admin listener and client addresses */
+  char *admin_listen;         /* "unix:PATH", a loopback "IP:port", or "" for none */
+  char **real_ip_from;        /* trusted proxies as CIDRs (NULL-terminated list) */
+  char *real_ip_header;       /* the header they put the client address in */
+  fcfs_cidr_t *real_ip_cidrs; /* real_ip_from, parsed */
+  int real_ip_ncidrs;
 } fcfs_conf_t;
 
 /* Fill c from path (NULL: defaults only) and the environment. On error
@@ -87,6 +102,10 @@ typedef struct fcfs_conf_s {
  * err. */
 int fcfs_conf_load(fcfs_conf_t *c, const char *path, char *err, size_t errlen);
 void fcfs_conf_free(fcfs_conf_t *c);
+
+/* 1 when the address is in real_ip_from. family is AF_INET (addr: 4 bytes)
+ * or AF_INET6 (16 bytes; an IPv4-mapped address is matched as IPv4). */
+int fcfs_conf_trusted(const fcfs_conf_t *c, int family, const void *addr);
 
 /* Push a read-only table view of c on L (host.config). */
 struct lua_State;

@@ -472,6 +472,16 @@ http_in_state_t http_in_state(const http_in_t *in) {
   return in->state;
 }
 
+const char *http_in_header(const http_in_t *in, const char *name, size_t *len) {
+  if (in->state == HTTP_IN_IDLE) return NULL; /* the spans belong to a finished request */
+  for (size_t i = 0; i < in->nhdr; i++)
+    if (ieq(in->buf + in->hdr[i].name_off, in->hdr[i].name_len, name)) {
+      *len = in->hdr[i].value_len;
+      return in->buf + in->hdr[i].value_off;
+    }
+  return NULL;
+}
+
 int http_in_take_continue(http_in_t *in) {
   int c = in->continue_pending && !in->status;
   in->continue_pending = 0;

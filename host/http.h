@@ -87,6 +87,13 @@ const char *http_in_error(const http_in_t *in);
  * being read (body timer). */
 http_in_state_t http_in_state(const http_in_t *in);
 
+/* While a request is being read, or after it failed: the value (len bytes,
+ * not NUL-terminated, maybe not trimmed yet) of the first header named
+ * `name` received so far, case-insensitive; NULL when there is none. For
+ * answers that depend on a header (the language of an error body) when no
+ * http_req_t exists. */
+const char *http_in_header(const http_in_t *in, const char *name, size_t *len);
+
 /* 1 exactly once, after the headers of an HTTP/1.1 request carrying
  * "Expect: 100-continue" whose body has not fully arrived yet: the caller
  * writes "HTTP/1.1 100 Continue\r\n\r\n" before reading on. 0 otherwise. */

@@ -111,10 +111,17 @@ static void reload_cancel(void *p) {
 
 static int host_reload(lua_State *L) {
   fcfs_task_t *t = fcfs_task_require(L, "host.reload");
+  fcfs_worker_t *w = fcfs_vm_worker(fcfs_task_vm(t));
+  if (w->finished) { /* `fcfs run`: no node to reload */
+    lua_pushboolean(L, 0);
+    lua_pushnumber(L, (double)w->generation);
+    lua_pushliteral(L, "no serving worker");
+    return 3;
+  }
   reload_op_t *op = malloc(sizeof(*op));
   if (op == NULL) return luaL_error(L, "host.reload: out of memory");
   op->task = t;
-  fcfs_worker_reload_all(fcfs_vm_worker(fcfs_task_vm(t)), reload_done, op);
+  fcfs_worker_reload_all(w, reload_done, op);
   return fcfs_task_wait(L, t, op, reload_cancel);
 }
 

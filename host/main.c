@@ -8,6 +8,10 @@
  *                                  node (pid file); reload first runs -t and
  *                                  exits 1 with the error instead of signalling
  *   fcfs [-c FILE] migrate [status]
+ *   fcfs [-c FILE] run SCRIPT.lua [ARGS...]
+ *                                  run a script as one task with the pools
+ *                                  open (no listener, no app.lua); its return
+ *                                  value is the exit code
  *   fcfs -c FILE --worker N --worker-count M   (internal: started by the master)
  */
 #include <errno.h>
@@ -29,11 +33,14 @@
 
 static void usage(FILE *f) {
   fprintf(f, "usage: fcfs [-c FILE] [-t] [-s reload|quit|stop|reopen] [migrate [status]]\n"
+             "       fcfs [-c FILE] run SCRIPT.lua [ARGS...]\n"
              "  -c FILE   config (a Lua file returning a table); keys may be overridden by\n"
              "            FCFS_<KEY> environment variables\n"
              "  -t        test the config and the Lua app, then exit\n"
              "  -s SIG    send a signal to the running node\n"
-             "  migrate   apply pending migrations; `migrate status` lists them\n");
+             "  migrate   apply pending migrations; `migrate status` lists them\n"
+             "  run       run a Lua script with Redis and MySQL (lua_dir on package.path);\n"
+             "            ARGS are its `...`, its return value the exit code\n");
 }
 
 static pid_t read_pid(const char *path) {
@@ -122,6 +129,19 @@ static int check_secrets(const fcfs_conf_t *c) {
   return 0;
 }
 
+/* The admin listener into *fd (none when admin_listen is ""), created only
+ * once the pid file says no node runs here: a unix socket file left behind
+ * is replaced. 0, or -1 with the message printed. */
+static int listen_admin(const fcfs_conf_t *c, int *fd) {
+  char err[512];
+  if (c->admin_listen[0] == '\0') return 0;
+  if (strncmp(c->admin_listen, "unix:", 5) == 0) make_parent(c->admin_listen + 5);
+  *fd = fcfs_listen_socket(c->admin_listen, c->backlog, err, sizeof(err));
+  if (*fd >= 0) return 0;
+  fprintf(stderr, "fcfs: admin_listen: %s\n", err);
+  return -1;
+}
+
 /* 10,000 keep-alive connections need more than the usual 1024 descriptors. */
 static void raise_fd_limit(const fcfs_conf_t *c) {
   struct rlimit rl;
@@ -167,6 +187,13 @@ int main(int argc, char **argv) {
   int code = 0;
   if (argi < argc && strcmp(argv[argi], "migrate") == 0) {
     code = fcfs_migrate_main(&conf, argc - argi - 1, argv + argi + 1);
+  } else if (argi < argc && strcmp(argv[argi], "run") == 0) {
+    if (argi + 1 < argc) {
+      code = fcfs_worker_run(&conf, argv[argi + 1], argc - argi - 2, argv + argi + 2);
+    } else {
+      usage(stderr);
+      code = 2;
+    }
   } else if (argi < argc) {
     fprintf(stderr, "fcfs: unknown command %s\n", argv[argi]);
     usage(stderr);
@@ -185,22 +212,29 @@ int main(int argc, char **argv) {
     code = 1;
   } else if (worker >= 0) {
     raise_fd_limit(&conf);
-    code = fcfs_worker_main(&conf, worker, worker_count, 3, 4);
+    code = fcfs_worker_main(&conf, worker, worker_count, 3, conf.admin_listen[0] ? 5 : -1, 4);
   } else {
     raise_fd_limit(&conf);
     make_parent(conf.error_log);
     make_parent(conf.access_log);
-    int fd = fcfs_listen_socket(conf.listen, conf.backlog, err, sizeof(err));
+    int fd = fcfs_listen_socket(conf.listen, conf.backlog, err, sizeof(err)), admin = -1;
+    const char *admin_unix =
+        strncmp(conf.admin_listen, "unix:", 5) == 0 ? conf.admin_listen + 5 : 0;
     if (fd < 0) {
       fprintf(stderr, "fcfs: %s\n", err);
       code = 1;
     } else if (write_pid(conf.pid_file) != 0) {
       close(fd);
       code = 1;
+    } else if (listen_admin(&conf, &admin) != 0) {
+      close(fd);
+      unlink(conf.pid_file);
+      code = 1;
     } else {
-      code =
-          conf.workers == 0 ? fcfs_worker_main(&conf, 0, 1, fd, -1) : fcfs_master_main(&conf, fd);
+      code = conf.workers == 0 ? fcfs_worker_main(&conf, 0, 1, fd, admin, -1)
+                               : fcfs_master_main(&conf, fd, admin);
       if (read_pid(conf.pid_file) == getpid()) unlink(conf.pid_file);
+      if (admin_unix) unlink(admin_unix);
     }
   }
   fcfs_conf_free(&conf);

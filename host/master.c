@@ -2,8 +2,9 @@
  * segment, starts and supervises the workers, relays signals.
  *
  * Workers are started by re-executing this binary (`fcfs -c FILE --worker
- * N --worker-count M`) with uv_spawn, the listening socket as fd 3 and the
- * memfd of the shm segment as fd 4 -- never by forking a running libuv loop.
+ * N --worker-count M`) with uv_spawn, the listening socket as fd 3, the
+ * memfd of the shm segment as fd 4 and the admin listener (if any) as fd 5
+ * -- never by forking a running libuv loop.
  * A worker that exits unasked is started again (within 100 ms, or 500 ms
  * after a worker that lived less than a second, so a broken app does not
  * spin the CPU). A worker whose heartbeat (written by its loop every 100 ms
@@ -47,7 +48,7 @@ typedef struct {
   uv_loop_t loop;
   const fcfs_conf_t *conf;
   fcfs_shm_t *shm;
-  int shm_fd, listen_fd;
+  int shm_fd, listen_fd, admin_fd;
   char exe[4096];
   child_t kids[FCFS_MAX_WORKERS];
   int alive;
@@ -116,7 +117,7 @@ static int spawn(master_t *m, int id) {
   args[n++] = "--worker-count";
   args[n++] = nbuf;
   args[n] = NULL;
-  uv_stdio_container_t stdio[5];
+  uv_stdio_container_t stdio[6];
   stdio[0].flags = UV_IGNORE;
   stdio[1].flags = UV_INHERIT_FD;
   stdio[1].data.fd = 1;
@@ -126,13 +127,15 @@ static int spawn(master_t *m, int id) {
   stdio[3].data.fd = m->listen_fd;
   stdio[4].flags = UV_INHERIT_FD;
   stdio[4].data.fd = m->shm_fd;
+  stdio[5].flags = UV_INHERIT_FD;
+  stdio[5].data.fd = m->admin_fd;
   uv_process_options_t o;
   memset(&o, 0, sizeof(o));
   o.file = m->exe;
   o.args = args;
   o.exit_cb = on_exit_cb;
   o.stdio = stdio;
-  o.stdio_count = 5;
+  o.stdio_count = m->admin_fd >= 0 ? 6 : 5;
   uv_process_t *p = calloc(1, sizeof(*p));
   if (p == NULL) return UV_ENOMEM;
   p->data = m;
@@ -242,11 +245,12 @@ static void on_lua_changed(void *arg) {
   reload(m);
 }
 
-int fcfs_master_main(const fcfs_conf_t *conf, int listen_fd) {
+int fcfs_master_main(const fcfs_conf_t *conf, int listen_fd, int admin_fd) {
   master_t m;
   memset(&m, 0, sizeof(m));
   m.conf = conf;
   m.listen_fd = listen_fd;
+  m.admin_fd = admin_fd;
   size_t len = sizeof(m.exe);
   if (uv_exepath(m.exe, &len) != 0) {
     fprintf(stderr, "fcfs: cannot find my own executable\n");
@@ -281,6 +285,7 @@ int fcfs_master_main(const fcfs_conf_t *conf, int listen_fd) {
   fcfs_shm_detach(m.shm);
   close(m.shm_fd);
   close(listen_fd);
+  if (admin_fd >= 0) close(admin_fd);
   fcfs_log(FCFS_LOG_NOTICE, "master exited");
   fcfs_log_close();
   return 0;

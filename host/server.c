@@ -1,10 +1,23 @@
 /* server.c -- the HTTP/1.1 server of one worker.
  *
- * All workers accept from the node's one listening socket (nginx style; the
- * master owns it). A connection (fcfs_conn_t) reads into a per-worker read
+ * All workers accept from the node's listening sockets (nginx style; the
+ * master owns them). A connection (fcfs_conn_t) reads into a per-worker read
  * buffer, feeds the bytes to its parser (http.c) and serves one request at a
  * time: pipelined requests that arrive while a handler runs wait, copied
  * into the connection's own backlog buffer, so responses leave in order.
+ *
+ * Two listeners: the public one, and the admin one (admin_listen: a unix
+ * socket or a loopback port), the only one that serves /_host and the paths
+ * under it -- a public request for them is answered 404 here, before any Lua
+ * runs. A request carries the listener it came from (fcfs_request_t.admin).
+ *
+ * Client addresses: a request whose peer is a trusted proxy (real_ip_from)
+ * takes its remote address from real_ip_header, nginx's real_ip_recursive
+ * way; any other peer's header is ignored.
+ *
+ * The host's own error bodies (4xx/5xx answered before or instead of a
+ * handler) are {"error":{code,message},"request_id"}, the message in Korean,
+ * or in English when Accept-Language prefers it.
  *
  * One uv_timer_t per connection carries whichever limit applies now: idle
  * (keep-alive, closed silently), header and body timeouts (408), and while a
@@ -24,12 +37,16 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -46,7 +63,10 @@
 typedef enum { PHASE_IDLE, PHASE_HEADERS, PHASE_BODY, PHASE_HANDLER, PHASE_LINGER } phase_t;
 
 struct fcfs_conn_s {
-  uv_tcp_t tcp; /* first: the handle pointer is the conn pointer */
+  union { /* first: the handle pointer is the conn pointer */
+    uv_tcp_t tcp;
+    uv_pipe_t pipe; /* from a unix admin listener; used through its stream fields */
+  };
   uv_timer_t timer;
   fcfs_server_t *srv;
   http_in_t *in;
@@ -64,13 +84,24 @@ struct fcfs_conn_s {
   int processing; /* inside conn_process */
   int writes;     /* uv_write requests pending */
   int handles;    /* open handles (tcp + timer) to wait for before freeing */
+  int trusted;    /* the peer is in real_ip_from */
+  char peer[48];  /* the peer's address (req.remote may come from a header) */
   fcfs_conn_t *prev, *next;
 };
 
+/* One listening socket: the public one or the admin one. */
+typedef struct {
+  union { /* first: the handle pointer is the listener pointer */
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  };
+  fcfs_server_t *srv;
+  int admin, is_pipe, open;
+} listener_t;
+
 struct fcfs_server_s {
   fcfs_worker_t *w;
-  uv_tcp_t listener;
-  int listening;
+  listener_t pub, admin;
   http_limits_t limits;
   fcfs_conn_t *conns;
   int nconns, busy;
@@ -270,7 +301,6 @@ static void access_log(fcfs_conn_t *c, int status, size_t bytes, double seconds)
   if (n > 0) fcfs_access_log(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
-
 void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, size_t hlen,
                           const char *body, size_t blen) {
   fcfs_conn_t *c = r->conn;
@@ -339,39 +369,110 @@ void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, si
   fcfs_worker_maybe_exit(s->w);
 }
 
-static const char *error_code(int status) {
-  switch (status) {
-  case 400:
-    return "BAD_REQUEST";
-  case 408:
-    return "REQUEST_TIMEOUT";
-  case 413:
-    return "PAYLOAD_TOO_LARGE";
-  case 414:
-    return "URI_TOO_LONG";
-  case 417:
-    return "EXPECTATION_FAILED";
-  case 431:
-    return "HEADERS_TOO_LARGE";
-  case 501:
-    return "NOT_IMPLEMENTED";
-  case 503:
-    return "UNAVAILABLE";
-  case 504:
-    return "TIMEOUT";
-  case 505:
-    return "HTTP_VERSION_NOT_SUPPORTED";
-  default:
-    return "ERROR";
+/* The host's own error answers, as API.md wants them: a stable code and a
+ * message in Korean and English (the messages web.lua uses for the same
+ * statuses are the same words). */
+static const struct {
+  int status;
+  const char *code, *ko, *en;
+} errors[] = {
+    {400, "BAD_REQUEST", "잘못된 요청입니다.", "The request is malformed."},
+    {404, "NOT_FOUND", "요청한 리소스를 찾을 수 없습니다.",
+     "The requested resource was not found."},
+    {408, "REQUEST_TIMEOUT", "요청이 제시간에 도착하지 않았습니다.",
+     "The request did not arrive in time."},
+    {413, "PAYLOAD_TOO_LARGE", "요청 본문이 너무 큽니다.", "The request body is too large."},
+    {414, "URI_TOO_LONG", "요청 URL이 너무 깁니다.", "The request URL is too long."},
+    {417, "EXPECTATION_FAILED", "지원하지 않는 Expect 헤더입니다.",
+     "The Expect header is not supported."},
+    {431, "HEADERS_TOO_LARGE", "요청 헤더가 너무 큽니다.", "The request headers are too large."},
+    {500, "INTERNAL", "서버 내부 오류가 발생했습니다.", "An internal error occurred."},
+    {501, "NOT_IMPLEMENTED", "지원하지 않는 요청입니다.", "The request is not supported."},
+    {503, "UNAVAILABLE", "일시적으로 서비스를 이용할 수 없습니다. 잠시 후 다시 시도해주세요.",
+     "The service is temporarily unavailable. Please retry shortly."},
+    {504, "TIMEOUT", "요청 처리 시간이 초과되었습니다.", "The request took too long to process."},
+    {505, "HTTP_VERSION_NOT_SUPPORTED", "지원하지 않는 HTTP 버전입니다.",
+     "The HTTP version is not supported."},
+};
+
+/* A q-value ("1", "0.8", "0.125") at v[i..n); 1 when there is none. */
+static double qvalue(const char *v, size_t i, size_t n) {
+  while (i < n && v[i] != ';')
+    i++;
+  for (i++; i < n && (v[i] == ' ' || v[i] == '\t'); i++) {
   }
+  if (i + 1 >= n || (v[i] != 'q' && v[i] != 'Q') || v[i + 1] != '=') return 1;
+  double q = 0, scale = 1;
+  int frac = 0;
+  for (i += 2; i < n && (isdigit((unsigned char)v[i]) || v[i] == '.'); i++) {
+    if (v[i] == '.')
+      frac = 1;
+    else if (frac)
+      q += (v[i] - '0') * (scale /= 10);
+    else
+      q = q * 10 + (v[i] - '0');
+  }
+  return q;
 }
 
-void fcfs_request_fail(fcfs_request_t *r, int status, const char *code, const char *message) {
-  char body[512], esc[256];
-  size_t n = json_escape(esc, sizeof(esc), message, strlen(message));
-  int len = snprintf(body, sizeof(body),
-                     "{\"error\":{\"code\":\"%s\",\"message\":\"%.*s\"},\"request_id\":\"%s\"}",
-                     code, (int)n, esc, r->id);
+/* 1 when an Accept-Language value ranks English above Korean: the listed
+ * language with the highest q wins, the first listed on a tie, Korean when
+ * neither is listed (web.lua's lang() decides the same way). */
+static int prefers_en(const char *v, size_t n) {
+  double best = 0;
+  int en = 0;
+  for (size_t i = 0; i < n;) {
+    size_t e = i;
+    while (e < n && v[e] != ',')
+      e++;
+    while (i < e && (v[i] == ' ' || v[i] == '\t'))
+      i++;
+    size_t t = i;
+    while (t < e && isalpha((unsigned char)v[t]))
+      t++;
+    int is_en = t - i == 2 && strncasecmp(v + i, "en", 2) == 0;
+    int is_ko = t - i == 2 && strncasecmp(v + i, "ko", 2) == 0;
+    if (is_en || is_ko) {
+      double q = qvalue(v, t, e);
+      if (q > best) {
+        best = q;
+        en = is_en;
+      }
+    }
+    i = e + 1;
+  }
+  return en;
+}
+
+static int request_prefers_en(const fcfs_request_t *r) {
+  const char *v = NULL;
+  size_t len = 0;
+  if (r->http) {
+    const http_header_t *h = http_req_header(r->http, "accept-language");
+    if (h) v = h->value, len = h->value_len;
+  } else if (r->conn->in) { /* a request that failed before it was whole */
+    v = http_in_header(r->conn->in, "accept-language", &len);
+  }
+  return v != NULL && prefers_en(v, len);
+}
+
+void fcfs_request_fail(fcfs_request_t *r, int status, const char *reason) {
+  const char *code = "ERROR", *msg = http_reason(status);
+  for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++)
+    if (errors[i].status == status) {
+      code = errors[i].code;
+      msg = request_prefers_en(r) ? errors[i].en : errors[i].ko;
+    }
+  char body[1024];
+  int len =
+      snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"", code, msg);
+  if (reason) {
+    char esc[256];
+    size_t n = json_escape(esc, sizeof(esc), reason, strlen(reason));
+    len += snprintf(body + len, sizeof(body) - (size_t)len, ",\"details\":{\"reason\":\"%.*s\"}",
+                    (int)n, esc);
+  }
+  len += snprintf(body + len, sizeof(body) - (size_t)len, "},\"request_id\":\"%s\"}", r->id);
   static const char ctype[] = "Content-Type: application/json; charset=utf-8\r\n";
   fcfs_request_respond(r, status, ctype, sizeof(ctype) - 1, body, (size_t)len);
 }
@@ -422,7 +523,7 @@ static void conn_error(fcfs_conn_t *c, int status) {
   c->req.start_ns = uv_hrtime();
   request_id(c, NULL);
   stop_timer(c);
-  fcfs_request_fail(&c->req, status, error_code(status), http_reason(status));
+  fcfs_request_fail(&c->req, status, c->in ? http_in_error(c->in) : NULL);
 }
 
 static void deadline_expired(fcfs_conn_t *c) {
@@ -430,7 +531,7 @@ static void deadline_expired(fcfs_conn_t *c) {
   fcfs_log_req(FCFS_LOG_ERROR, c->req.id, c->req.remote,
                fcfs_request_line(&c->req, line, sizeof(line)),
                "request deadline of %gs passed, answering 504", c->srv->w->conf->request_timeout);
-  fcfs_request_fail(&c->req, 504, "TIMEOUT", "the request took too long");
+  fcfs_request_fail(&c->req, 504, NULL);
 }
 
 static void timer_fired(uv_timer_t *t) {
@@ -451,6 +552,51 @@ static void timer_fired(uv_timer_t *t) {
   }
 }
 
+/* Behind trusted proxies, the client is the right-most address of
+ * real_ip_header (its last occurrence first) that is not itself a trusted
+ * proxy; the walk stops at anything that is not an address, keeping the
+ * last address it passed. */
+static void real_ip(fcfs_conn_t *c, const http_req_t *h) {
+  const char *name = c->srv->w->conf->real_ip_header;
+  size_t nl = strlen(name);
+  fcfs_request_t *r = &c->req;
+  memcpy(r->remote, c->peer, sizeof(r->remote));
+  for (size_t i = h->nheaders; i-- > 0;) {
+    const http_header_t *x = &h->headers[i];
+    if (x->name_len != nl || strncasecmp(x->name, name, nl) != 0) continue;
+    for (size_t e = x->value_len; e > 0;) {
+      size_t b = e;
+      while (b > 0 && x->value[b - 1] != ',')
+        b--;
+      size_t s = b, t = e;
+      e = b > 0 ? b - 1 : 0;
+      while (s < t && (x->value[s] == ' ' || x->value[s] == '\t'))
+        s++;
+      while (t > s && (x->value[t - 1] == ' ' || x->value[t - 1] == '\t'))
+        t--;
+      if (s == t) continue; /* "a, , b" */
+      char text[INET6_ADDRSTRLEN];
+      unsigned char addr[16];
+      int family = AF_INET;
+      if (t - s >= sizeof(text)) return;
+      memcpy(text, x->value + s, t - s);
+      text[t - s] = '\0';
+      if (inet_pton(AF_INET, text, addr) != 1) {
+        family = AF_INET6;
+        if (inet_pton(AF_INET6, text, addr) != 1) return;
+      }
+      inet_ntop(family, addr, r->remote, sizeof(r->remote));
+      if (!fcfs_conf_trusted(c->srv->w->conf, family, addr)) return;
+    }
+  }
+}
+
+/* /_host and everything under it: the admin listener's alone. */
+static int admin_path(const http_req_t *h) {
+  return h->path_len >= 6 && memcmp(h->path, "/_host", 6) == 0 &&
+         (h->path_len == 6 || h->path[6] == '/');
+}
+
 static void start_request(fcfs_conn_t *c, http_req_t *h) {
   fcfs_server_t *s = c->srv;
   const fcfs_conf_t *conf = s->w->conf;
@@ -466,6 +612,12 @@ static void start_request(fcfs_conn_t *c, http_req_t *h) {
   s->busy++;
   slot_gauges(s);
   set_timer(c, PHASE_HANDLER, conf->request_timeout);
+  if (c->trusted) real_ip(c, h);
+  if (!r->admin && admin_path(h)) {
+    r->route = "404";
+    fcfs_request_fail(r, 404, NULL);
+    return;
+  }
   fcfs_vm_request(s->w->vm, r);
 }
 
@@ -598,16 +750,21 @@ static void conn_process(fcfs_conn_t *c) {
 }
 
 static void on_connection(uv_stream_t *listener, int status) {
-  fcfs_server_t *s = listener->data;
+  listener_t *l = listener->data;
+  fcfs_server_t *s = l->srv;
   if (status != 0) return;
   fcfs_conn_t *c = calloc(1, sizeof(*c));
   if (c == NULL) return;
   c->srv = s;
-  uv_tcp_init(&s->w->loop, &c->tcp);
+  if (l->is_pipe)
+    uv_pipe_init(&s->w->loop, &c->pipe, 0);
+  else
+    uv_tcp_init(&s->w->loop, &c->tcp);
   uv_timer_init(&s->w->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
   c->handles = 2;
   c->req.conn = c;
+  c->req.admin = l->admin;
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) { /* another worker took it */
     c->closing = 1;
     uv_close((uv_handle_t *)&c->timer, conn_freed);
@@ -625,23 +782,69 @@ static void on_connection(uv_stream_t *listener, int status) {
     conn_close(c);
     return;
   }
-  uv_tcp_nodelay(&c->tcp, 1);
   struct sockaddr_storage ss;
   int len = sizeof(ss);
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-    if (ss.ss_family == AF_INET)
-      uv_ip4_name((struct sockaddr_in *)&ss, c->req.remote, sizeof(c->req.remote));
-    else if (ss.ss_family == AF_INET6)
-      uv_ip6_name((struct sockaddr_in6 *)&ss, c->req.remote, sizeof(c->req.remote));
+  if (!l->is_pipe) {
+    uv_tcp_nodelay(&c->tcp, 1);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) ss.ss_family = AF_UNSPEC;
+  } else {
+    ss.ss_family = AF_UNIX;
   }
-  if (c->req.remote[0] == '\0') snprintf(c->req.remote, sizeof(c->req.remote), "unix");
+  const fcfs_conf_t *conf = s->w->conf;
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    uv_ip4_name(a, c->peer, sizeof(c->peer));
+    c->trusted = fcfs_conf_trusted(conf, AF_INET, &a->sin_addr);
+  } else if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    uv_ip6_name(a, c->peer, sizeof(c->peer));
+    c->trusted = fcfs_conf_trusted(conf, AF_INET6, &a->sin6_addr);
+  } else {
+    snprintf(c->peer, sizeof(c->peer), "unix");
+  }
+  memcpy(c->req.remote, c->peer, sizeof(c->req.remote));
   set_timer(c, PHASE_IDLE, s->w->conf->header_timeout);
   uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 }
 
 /* ---- the server ------------------------------------------------------------ */
 
+/* A unix listening socket at path, owner-only (srw-------). A socket file
+ * left there by a node that died is replaced; one a live node listens on is
+ * not. */
+static int listen_unix(const char *path, int backlog, char *err, size_t errlen) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  struct stat st;
+  if (strlen(path) >= sizeof(sa.sun_path)) {
+    snprintf(err, errlen, "listen unix:%s: path too long", path);
+    return -1;
+  }
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) goto fail;
+  if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    if (probe >= 0) close(probe);
+    if (live) {
+      errno = EADDRINUSE;
+      goto fail;
+    }
+    unlink(path);
+  }
+  mode_t old = umask(0177);
+  int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+  umask(old);
+  if (rc != 0 || listen(fd, backlog) != 0) goto fail;
+  return fd;
+fail:
+  snprintf(err, errlen, "listen unix:%s: %s", path, strerror(errno));
+  if (fd >= 0) close(fd);
+  return -1;
+}
+
 int fcfs_listen_socket(const char *addr, int backlog, char *err, size_t errlen) {
+  if (strncmp(addr, "unix:", 5) == 0) return listen_unix(addr + 5, backlog, err, errlen);
   char host[256];
   const char *colon = strrchr(addr, ':');
   size_t hl = colon ? (size_t)(colon - addr) : 0;
@@ -678,7 +881,32 @@ int fcfs_listen_socket(const char *addr, int backlog, char *err, size_t errlen) 
   return fd;
 }
 
-fcfs_server_t *fcfs_server_new(fcfs_worker_t *w, int listen_fd, char *err, size_t errlen) {
+static int listener_open(fcfs_server_t *s, listener_t *l, int fd, const char *addr, int admin,
+                         char *err, size_t errlen) {
+  uv_loop_t *loop = &s->w->loop;
+  l->srv = s;
+  l->admin = admin;
+  l->is_pipe = strncmp(addr, "unix:", 5) == 0;
+  int rc = l->is_pipe ? uv_pipe_init(loop, &l->pipe, 0) : uv_tcp_init(loop, &l->tcp);
+  if (rc != 0) goto fail;
+  l->tcp.data = l;
+  l->open = 1;
+  rc = l->is_pipe ? uv_pipe_open(&l->pipe, fd) : uv_tcp_open(&l->tcp, fd);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&l->tcp, s->w->conf->backlog, on_connection);
+  if (rc == 0) return 0;
+fail:
+  snprintf(err, errlen, "listen %s: %s", addr, uv_strerror(rc));
+  return -1;
+}
+
+static void listener_close(listener_t *l) {
+  if (!l->open) return;
+  l->open = 0;
+  uv_close((uv_handle_t *)&l->tcp, NULL);
+}
+
+fcfs_server_t *fcfs_server_new(fcfs_worker_t *w, int listen_fd, int admin_fd, char *err,
+                               size_t errlen) {
   fcfs_server_t *s = calloc(1, sizeof(*s));
   if (s == NULL) {
     snprintf(err, errlen, "out of memory");
@@ -692,25 +920,20 @@ fcfs_server_t *fcfs_server_new(fcfs_worker_t *w, int listen_fd, char *err, size_
   s->limits.max_header_size = (size_t)c->max_header_size;
   s->limits.max_headers = (size_t)c->max_headers;
   s->limits.max_body = (size_t)c->max_body;
-  uv_tcp_init(&w->loop, &s->listener);
-  s->listener.data = s;
-  int rc = uv_tcp_open(&s->listener, listen_fd);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, c->backlog, on_connection);
-  if (rc != 0) {
-    snprintf(err, errlen, "listen %s: %s", c->listen, uv_strerror(rc));
-    uv_close((uv_handle_t *)&s->listener, NULL);
+  if (listener_open(s, &s->pub, listen_fd, c->listen, 0, err, errlen) != 0 ||
+      (admin_fd >= 0 &&
+       listener_open(s, &s->admin, admin_fd, c->admin_listen, 1, err, errlen) != 0)) {
+    fcfs_server_stop_accepting(s);
     uv_run(&w->loop, UV_RUN_NOWAIT);
     free(s);
     return NULL;
   }
-  s->listening = 1;
   return s;
 }
 
 void fcfs_server_stop_accepting(fcfs_server_t *s) {
-  if (!s->listening) return;
-  s->listening = 0;
-  uv_close((uv_handle_t *)&s->listener, NULL);
+  listener_close(&s->pub);
+  listener_close(&s->admin);
 }
 
 void fcfs_server_close_idle(fcfs_server_t *s) {

@@ -26,15 +26,19 @@ struct fcfs_request_s {
   const char *route;    /* label for metrics and the access log (static or VM-owned) */
   char route_buf[64];
   char id[40];
-  char remote[48];
+  char remote[48]; /* the client's address (from real_ip_header behind a trusted proxy) */
+  int admin;       /* came in on the admin listener */
 };
 
-/* A listening socket for "host:port" ("[::1]:port", "*:port"), non-blocking,
+/* A listening socket for "host:port" ("[::1]:port", "*:port") or
+ * "unix:PATH" (mode 0600; a stale socket file is replaced), non-blocking,
  * close-on-exec. Returns the fd, or -1 with a message in err. */
 int fcfs_listen_socket(const char *addr, int backlog, char *err, size_t errlen);
 
-/* Serve on listen_fd (the server does not own it: uv_tcp_open'ed). */
-fcfs_server_t *fcfs_server_new(fcfs_worker_t *w, int listen_fd, char *err, size_t errlen);
+/* Serve on listen_fd and, unless it is -1, on admin_fd (conf->admin_listen):
+ * the server takes both over (uv_tcp_open/uv_pipe_open) and closes them. */
+fcfs_server_t *fcfs_server_new(fcfs_worker_t *w, int listen_fd, int admin_fd, char *err,
+                               size_t errlen);
 void fcfs_server_stop_accepting(fcfs_server_t *s);
 /* Close connections that have no request in flight (QUIT); further ones are
  * closed as soon as their response is written. */
@@ -51,7 +55,9 @@ const char *fcfs_request_line(const fcfs_request_t *r, char *buf, size_t cap);
  * needs: the caller's buffers may go away on return. */
 void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, size_t hlen,
                           const char *body, size_t blen);
-/* Answer r with the JSON error body {"error":{code,message},"request_id"}. */
-void fcfs_request_fail(fcfs_request_t *r, int status, const char *code, const char *message);
+/* Answer r with the host's JSON error body for status: {"error":{code,
+ * message (Korean, or English when Accept-Language prefers it), details:
+ * {reason}},"request_id"}; reason (English, for developers) may be NULL. */
+void fcfs_request_fail(fcfs_request_t *r, int status, const char *reason);
 
 #endif

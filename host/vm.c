@@ -31,7 +31,7 @@
 #include "server.h"
 #include "timer.h"
 
-enum { TASK_REQUEST, TASK_TIMER, TASK_INIT };
+enum { TASK_REQUEST, TASK_TIMER, TASK_INIT, TASK_MAIN };
 
 #define SPARE_THREADS 128
 
@@ -61,6 +61,7 @@ struct fcfs_vm_s {
   int app_ref;
   int handle_ref;
   int init_ref;
+  int main_ref; /* the script of `fcfs run`, loaded instead of the app */
   int req_mt_ref;
   fcfs_task_t *tasks;
   int ntasks;
@@ -71,6 +72,8 @@ struct fcfs_vm_s {
   uv_timer_t *drain;
   fcfs_vm_init_cb init_done;
   void *init_arg;
+  fcfs_vm_run_cb run_done;
+  void *run_arg;
   int spare[SPARE_THREADS]; /* registry refs of finished coroutines, reset for reuse */
   int nspare;
 };
@@ -324,6 +327,21 @@ static void request_done(fcfs_task_t *t) {
   fcfs_request_respond(r, status, hbuf, hlen, body, blen);
 }
 
+static void run_finish(fcfs_vm_t *vm, int code, const char *err) {
+  fcfs_vm_run_cb done = vm->run_done;
+  vm->run_done = NULL;
+  if (done) done(vm, code, err, vm->run_arg);
+}
+
+/* The exit code a script's return values (on co) stand for. */
+static int exit_code(lua_State *co) {
+  if (lua_gettop(co) == 0) return 0;
+  if (lua_type(co, 1) == LUA_TBOOLEAN) return !lua_toboolean(co, 1);
+  if (lua_type(co, 1) != LUA_TNUMBER) return 0;
+  lua_Number n = lua_tonumber(co, 1);
+  return n >= 0 && n <= 255 ? (int)n : 1;
+}
+
 static void task_failed(fcfs_task_t *t, int status) {
   fcfs_vm_t *vm = t->vm;
   lua_State *co = t->co;
@@ -337,11 +355,13 @@ static void task_failed(fcfs_task_t *t, int status) {
     fcfs_request_t *r = detach_request(t);
     fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)),
                  "lua error: %s", tb);
-    fcfs_request_fail(r, 500, "INTERNAL", "internal error");
+    fcfs_request_fail(r, 500, NULL);
   } else if (t->kind == TASK_INIT) {
     fcfs_vm_init_cb done = vm->init_done;
     vm->init_done = NULL;
     if (done) done(vm, tb, vm->init_arg);
+  } else if (t->kind == TASK_MAIN) {
+    run_finish(vm, 1, tb);
   } else {
     fcfs_log(FCFS_LOG_ERROR, "timer callback failed: %s", tb);
   }
@@ -374,6 +394,8 @@ static void task_run(fcfs_task_t *t, int nargs) {
     fcfs_vm_init_cb done = vm->init_done;
     vm->init_done = NULL;
     if (done) done(vm, NULL, vm->init_arg);
+  } else if (t->kind == TASK_MAIN) {
+    run_finish(vm, exit_code(t->co), NULL);
   }
   task_end(t);
 }
@@ -425,7 +447,7 @@ static int req_index(lua_State *L) {
 void fcfs_vm_request(fcfs_vm_t *vm, fcfs_request_t *r) {
   fcfs_task_t *t = task_new(vm, TASK_REQUEST);
   if (t == NULL) {
-    fcfs_request_fail(r, 503, "UNAVAILABLE", "out of memory");
+    fcfs_request_fail(r, 503, "out of memory");
     return;
   }
   t->req = r;
@@ -449,6 +471,10 @@ void fcfs_vm_request(fcfs_vm_t *vm, fcfs_request_t *r) {
   lua_setfield(co, -2, "request_id");
   lua_pushstring(co, r->remote);
   lua_setfield(co, -2, "remote_addr");
+  if (r->admin) {
+    lua_pushboolean(co, 1);
+    lua_setfield(co, -2, "admin");
+  }
   lua_rawgeti(co, LUA_REGISTRYINDEX, vm->req_mt_ref);
   lua_setmetatable(co, -2);
   task_run(t, 2);
@@ -490,6 +516,21 @@ void fcfs_vm_init(fcfs_vm_t *vm, fcfs_vm_init_cb done, void *arg) {
   task_run(t, 1);
 }
 
+void fcfs_vm_run(fcfs_vm_t *vm, int argc, char **argv, fcfs_vm_run_cb done, void *arg) {
+  fcfs_task_t *t = vm->main_ref == LUA_NOREF ? NULL : task_new(vm, TASK_MAIN);
+  if (t == NULL) {
+    done(vm, 1, vm->main_ref == LUA_NOREF ? "no script loaded" : "out of memory", arg);
+    return;
+  }
+  vm->run_done = done;
+  vm->run_arg = arg;
+  lua_checkstack(t->co, argc + 1);
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, vm->main_ref);
+  for (int i = 0; i < argc; i++)
+    lua_pushstring(t->co, argv[i]);
+  task_run(t, argc);
+}
+
 /* ---- generations ---------------------------------------------------------- */
 
 static int traceback(lua_State *L) {
@@ -498,7 +539,20 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
-fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t errlen) {
+/* A VM build failed: the message on top of its stack goes to err, the VM is
+ * closed and freed. Returns NULL. */
+static fcfs_vm_t *vm_fail(fcfs_vm_t *vm, char *err, size_t errlen) {
+  const char *msg = lua_tostring(vm->L, -1);
+  snprintf(err, errlen, "%s", msg ? msg : "unknown error");
+  lua_close(vm->L);
+  free(vm);
+  return NULL;
+}
+
+/* A VM with nothing loaded yet: the libraries, package.path (lua_dir first),
+ * the host module, the host-aware coroutines, the request metatable; the
+ * traceback handler is left at stack index 1. NULL and err on failure. */
+static fcfs_vm_t *vm_open(fcfs_worker_t *w, uint64_t generation, char *err, size_t errlen) {
   fcfs_vm_t *vm = calloc(1, sizeof(*vm));
   if (vm == NULL) {
     snprintf(err, errlen, "out of memory");
@@ -506,7 +560,7 @@ fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t 
   }
   vm->w = w;
   vm->generation = generation;
-  vm->app_ref = vm->handle_ref = vm->init_ref = vm->req_mt_ref = LUA_NOREF;
+  vm->app_ref = vm->handle_ref = vm->init_ref = vm->req_mt_ref = vm->main_ref = LUA_NOREF;
   lua_State *L = vm->L = luaL_newstate();
   if (L == NULL) {
     free(vm);
@@ -518,6 +572,7 @@ fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t 
 
   /* package.path: the app first, then extra paths, then the system's. */
   const fcfs_conf_t *c = w->conf;
+  lua_pushcfunction(L, traceback);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
   lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s%s%s", c->lua_dir, c->lua_dir, c->lua_path,
@@ -529,29 +584,44 @@ fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t 
   lua_setfield(L, -2, "host");
   lua_pop(L, 2);
 
-  lua_pushcfunction(L, traceback);
-  int tb = lua_gettop(L);
-  if (luaL_loadbuffer(L, prelude, strlen(prelude), "=prelude") != 0) goto fail;
+  if (luaL_loadbuffer(L, prelude, strlen(prelude), "=prelude") != 0) return vm_fail(vm, err, errlen);
   lua_pushlightuserdata(L, &host_yield_key);
-  if (lua_pcall(L, 1, 0, tb) != 0) goto fail;
+  if (lua_pcall(L, 1, 0, 1) != 0) return vm_fail(vm, err, errlen);
 
   lua_newtable(L);
   lua_pushcfunction(L, req_index);
   lua_setfield(L, -2, "__index");
   vm->req_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return vm;
+}
 
+/* The last step of a VM build: strict globals from now on, an empty stack.
+ * vm, or NULL with the VM freed and the message in err. */
+static fcfs_vm_t *vm_seal(fcfs_vm_t *vm, char *err, size_t errlen) {
+  lua_State *L = vm->L;
+  if (luaL_loadbuffer(L, strict, strlen(strict), "=strict") != 0 || lua_pcall(L, 0, 0, 1) != 0)
+    return vm_fail(vm, err, errlen);
+  lua_settop(L, 0);
+  return vm;
+}
+
+fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t errlen) {
+  fcfs_vm_t *vm = vm_open(w, generation, err, errlen);
+  if (vm == NULL) return NULL;
+  lua_State *L = vm->L;
+  const char *dir = w->conf->lua_dir;
   lua_getglobal(L, "require");
   lua_pushliteral(L, "app");
-  if (lua_pcall(L, 1, 1, tb) != 0) goto fail;
+  if (lua_pcall(L, 1, 1, 1) != 0) return vm_fail(vm, err, errlen);
   if (!lua_istable(L, -1)) {
-    lua_pushfstring(L, "%s/app.lua must return the app (a table with :handle), got %s", c->lua_dir,
+    lua_pushfstring(L, "%s/app.lua must return the app (a table with :handle), got %s", dir,
                     luaL_typename(L, -1));
-    goto fail;
+    return vm_fail(vm, err, errlen);
   }
   lua_getfield(L, -1, "handle");
   if (!lua_isfunction(L, -1)) {
-    lua_pushfstring(L, "%s/app.lua: the app has no handle method", c->lua_dir);
-    goto fail;
+    lua_pushfstring(L, "%s/app.lua: the app has no handle method", dir);
+    return vm_fail(vm, err, errlen);
   }
   vm->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_getfield(L, -1, "run_init_worker");
@@ -560,17 +630,15 @@ fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t 
   else
     lua_pop(L, 1);
   vm->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return vm_seal(vm, err, errlen);
+}
 
-  if (luaL_loadbuffer(L, strict, strlen(strict), "=strict") != 0 || lua_pcall(L, 0, 0, tb) != 0)
-    goto fail;
-  lua_settop(L, 0);
-  return vm;
-
-fail:
-  snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "unknown error");
-  lua_close(L);
-  free(vm);
-  return NULL;
+fcfs_vm_t *fcfs_vm_new_script(fcfs_worker_t *w, const char *path, char *err, size_t errlen) {
+  fcfs_vm_t *vm = vm_open(w, 1, err, errlen);
+  if (vm == NULL) return NULL;
+  if (luaL_loadfile(vm->L, path) != 0) return vm_fail(vm, err, errlen);
+  vm->main_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
+  return vm_seal(vm, err, errlen);
 }
 
 static void drain_closed(uv_handle_t *h) {
@@ -597,7 +665,7 @@ static void cancel_all(fcfs_vm_t *vm, const char *why) {
     fcfs_request_t *r = t->req;
     int last = vm->ntasks == 1; /* its end closes the VM */
     task_cancel(t);
-    if (r) fcfs_request_fail(r, 503, "UNAVAILABLE", why);
+    if (r) fcfs_request_fail(r, 503, why);
     if (last) return;
   }
   vm_close(vm);

@@ -17,6 +17,18 @@ typedef struct fcfs_request_s fcfs_request_t;
  * could do I/O: init_worker functions run in fcfs_vm_init(). */
 fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t errlen);
 
+/* Create a VM for `fcfs run`: like fcfs_vm_new, but instead of app.lua it
+ * loads (without running) the script at path; lua_dir is on package.path. */
+fcfs_vm_t *fcfs_vm_new_script(fcfs_worker_t *w, const char *path, char *err, size_t errlen);
+
+/* Run the script of a VM made by fcfs_vm_new_script as one task, argv as its
+ * `...` (strings). done gets the exit code its first return value stands
+ * for (a number 0-255: that number, other numbers 1; false: 1; true, nil,
+ * nothing or anything else: 0), or 1 and the error with its traceback. done
+ * is called from inside the task: it must not free the VM itself. */
+typedef void (*fcfs_vm_run_cb)(fcfs_vm_t *vm, int code, const char *err, void *arg);
+void fcfs_vm_run(fcfs_vm_t *vm, int argc, char **argv, fcfs_vm_run_cb done, void *arg);
+
 /* Run the app's init_worker functions in a task; done gets NULL or the error.
  * done may be called before fcfs_vm_init returns. */
 typedef void (*fcfs_vm_init_cb)(fcfs_vm_t *vm, const char *err, void *arg);

@@ -2,7 +2,8 @@
  * VM generation, reloads, heartbeats and stops.
  *
  * In a node with a master, workers are started by re-executing the binary
- * with the listener on fd 3 and the shm segment on fd 4 (master.c). In
+ * with the listener on fd 3, the shm segment on fd 4 and the admin listener
+ * on fd 5 (master.c). In
  * single-process mode (workers = 0) the same code binds and creates them.
  *
  * Reload: a new VM is built and its init_worker run beside the serving one;
@@ -276,7 +277,7 @@ static void first_init_done(fcfs_vm_t *vm, const char *err, void *arg) {
   w->generation = fcfs_vm_generation(vm);
   w->slot->generation = w->generation;
   char msg[512] = "";
-  w->server = fcfs_server_new(w, w->listen_fd, msg, sizeof(msg));
+  w->server = fcfs_server_new(w, w->listen_fd, w->admin_fd, msg, sizeof(msg));
   if (w->server == NULL) {
     fcfs_log(FCFS_LOG_ERROR, "%s", msg);
     fprintf(stderr, "fcfs: %s\n", msg);
@@ -290,7 +291,8 @@ static void first_init_done(fcfs_vm_t *vm, const char *err, void *arg) {
            (unsigned long long)w->generation);
 }
 
-int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, int shm_fd) {
+int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, int admin_fd,
+                     int shm_fd) {
   fcfs_worker_t *w = calloc(1, sizeof(*w));
   if (w == NULL) return 1;
   int shm_own = shm_fd < 0;
@@ -317,6 +319,7 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
   w->id = id;
   w->count = count;
   w->listen_fd = listen_fd;
+  w->admin_fd = admin_fd;
   w->slot = &w->shm->w[id];
   w->slot->pid = getpid();
   w->slot->heartbeat_ms = fcfs_monotonic_ms();
@@ -371,41 +374,109 @@ fail:
   return 1;
 }
 
-int fcfs_worker_check(const fcfs_conf_t *conf, char *err, size_t errlen) {
+/* ---- workers outside a node: fcfs -t, fcfs run ----------------------------- */
+
+/* A worker without server, signals or timers, for a VM used outside of a
+ * node: its own loop, a private shm segment, the crypto keys, both pools. */
+static fcfs_worker_t *detached_new(const fcfs_conf_t *conf, char *err, size_t errlen) {
   fcfs_worker_t *w = calloc(1, sizeof(*w));
-  if (w == NULL) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
+  int shm_fd = -1;
+  if (w == NULL || (w->shm = fcfs_shm_create(&shm_fd)) == NULL) {
+    snprintf(err, errlen, w ? "cannot create shared memory" : "out of memory");
+    free(w);
+    return NULL;
   }
-  int rc = -1, shm_fd = -1;
+  close(shm_fd); /* the mapping stays; no child will inherit it */
+  if ((w->crypto = fcfs_crypto_new(conf, err, errlen)) == NULL) {
+    fcfs_shm_detach(w->shm);
+    free(w);
+    return NULL;
+  }
   uv_loop_init(&w->loop);
   w->conf = conf;
   w->count = 1;
-  w->shm = fcfs_shm_create(&shm_fd);
-  if (w->shm == NULL) {
-    snprintf(err, errlen, "cannot create shared memory");
-    goto done;
-  }
+  w->listen_fd = w->admin_fd = -1;
   w->slot = &w->shm->w[0];
+  w->slot->pid = getpid();
   w->redis = fcfs_redis_new(&w->loop, conf, &w->slot->redis);
   fcfs_mysql_opts_t mo;
   fcfs_mysql_opts_from_conf(&mo, conf);
   w->mysql = fcfs_mysql_new(&w->loop, &mo, &w->slot->mysql);
   w->finished = 1; /* nothing to stop: VM closes must not start a shutdown */
-  w->crypto = fcfs_crypto_new(conf, err, errlen);
-  fcfs_vm_t *vm = w->crypto ? fcfs_vm_new(w, 1, err, errlen) : NULL;
-  if (vm) {
-    fcfs_vm_free(vm);
-    rc = 0;
-  }
+  return w;
+}
+
+static void detached_close_pools(fcfs_worker_t *w) {
   if (w->redis) fcfs_redis_close(w->redis, redis_closed, NULL);
+  w->redis = NULL;
   if (w->mysql) fcfs_mysql_free(w->mysql);
+  w->mysql = NULL;
+}
+
+/* Run the loop until everything closed, then free w. */
+static void detached_free(fcfs_worker_t *w) {
   uv_run(&w->loop, UV_RUN_DEFAULT);
   uv_loop_close(&w->loop);
   fcfs_crypto_free(w->crypto);
   fcfs_shm_detach(w->shm);
-  close(shm_fd);
-done:
   free(w);
-  return rc;
+}
+
+int fcfs_worker_check(const fcfs_conf_t *conf, char *err, size_t errlen) {
+  fcfs_worker_t *w = detached_new(conf, err, errlen);
+  if (w == NULL) return -1;
+  fcfs_vm_t *vm = fcfs_vm_new(w, 1, err, errlen);
+  if (vm) fcfs_vm_free(vm);
+  detached_close_pools(w);
+  detached_free(w);
+  return vm ? 0 : -1;
+}
+
+typedef struct {
+  fcfs_worker_t *w;
+  fcfs_vm_t *vm;
+  uv_timer_t end;
+  int code;
+} run_t;
+
+/* From the loop, after the script's task ended: pending timers fire
+ * premature, tasks still running are cancelled, the pools close. */
+static void run_end(uv_timer_t *h) {
+  run_t *r = h->data;
+  fcfs_vm_free(r->vm);
+  r->vm = NULL;
+  detached_close_pools(r->w);
+  uv_close((uv_handle_t *)h, NULL);
+}
+
+static void run_done(fcfs_vm_t *vm, int code, const char *err, void *arg) {
+  run_t *r = arg;
+  (void)vm;
+  if (err) fprintf(stderr, "fcfs run: %s\n", err);
+  r->code = code;
+  uv_timer_start(&r->end, run_end, 0, 0);
+}
+
+int fcfs_worker_run(const fcfs_conf_t *conf, const char *script, int argc, char **argv) {
+  char err[4096];
+  if (fcfs_log_open("stderr", "off", conf->log_level, 0) != 0) return 1;
+  fcfs_worker_t *w = detached_new(conf, err, sizeof(err));
+  if (w == NULL) {
+    fprintf(stderr, "fcfs run: %s\n", err);
+    return 1;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  run_t r = {.w = w, .code = 1};
+  r.vm = fcfs_vm_new_script(w, script, err, sizeof(err));
+  if (r.vm == NULL) {
+    fprintf(stderr, "fcfs run: %s\n", err);
+    detached_close_pools(w);
+  } else {
+    uv_timer_init(&w->loop, &r.end);
+    r.end.data = &r;
+    fcfs_vm_run(r.vm, argc, argv, run_done, &r);
+  }
+  detached_free(w);
+  fcfs_log_close();
+  return r.code;
 }

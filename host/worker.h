@@ -37,7 +37,7 @@ typedef struct fcfs_worker_s {
   fcfs_vm_t *vm;       /* serving */
   fcfs_vm_t *loading;  /* being built by a reload, not serving yet */
   fcfs_vm_t *draining; /* the previous generation, finishing its requests */
-  int listen_fd;
+  int listen_fd, admin_fd;
   uint64_t generation;           /* of vm */
   fcfs_reload_waiter_t *waiters; /* callers of the reload in progress */
   int reload_again;              /* a reload was asked while one was loading */
@@ -54,13 +54,19 @@ typedef struct fcfs_worker_s {
 } fcfs_worker_t;
 
 /* Run a worker until it stops; returns the process exit code. listen_fd and
- * shm_fd are inherited descriptors, or -1 in single-process mode (the worker
- * then binds and creates them itself). */
-int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, int shm_fd);
+ * admin_fd (-1 when admin_listen is "") are listening sockets; shm_fd is
+ * inherited, or -1 in single-process mode (the worker then creates it). */
+int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, int admin_fd,
+                     int shm_fd);
 
 /* Load the app in a throwaway VM the way a worker would (no init_worker, no
  * I/O): for `fcfs -t` and before `fcfs -s reload`. 0, or -1 with err. */
 int fcfs_worker_check(const fcfs_conf_t *conf, char *err, size_t errlen);
+
+/* `fcfs run SCRIPT ARGS...`: run the script as one task of a worker that has
+ * the pools and no listener, logging to stderr. Returns the exit code (from
+ * the script's return value; 1 and a traceback on stderr when it failed). */
+int fcfs_worker_run(const fcfs_conf_t *conf, const char *script, int argc, char **argv);
 
 /* Build a new VM generation, run its init, swap it in; cb (may be NULL) gets
  * the outcome. Callers that ask while a reload is loading share its result. */

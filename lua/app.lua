@@ -9,9 +9,11 @@
 --   GET  /healthz       alive (no dependencies)
 --   GET  /readyz        every readiness check (see READY_CHECKS) -> 200 or 503
 --   GET  /hello         the benchmark route, kept minimal
---   GET  /metrics       Prometheus text from the host
---   POST /_host/reload  loopback only: build and swap in a new VM generation
---   GET  /_host/status  loopback only: which worker and generation answered
+--   GET  /metrics       admin listener only: Prometheus text from the host
+--   POST /_host/reload  admin listener only: build and swap in a new VM generation
+--   GET  /_host/status  admin listener only: which worker and generation answered
+-- "Admin listener only" routes answer 404 to requests from the public listener (req.admin is not
+-- set); the host itself already answers 404 to public requests for /_host/* before Lua runs.
 --
 -- Domain routes: users.lua (members, sessions, my page). Each route declares its own access
 -- (lib/auth.lua: auth.member / auth.admin around the handler; a bare handler is public).
@@ -23,13 +25,9 @@ local users = require "users"
 local mail = require "mail"
 local sessions = require "sessions"
 
-local pcall, tostring, type, find = pcall, tostring, type, string.find
+local pcall, tostring = pcall, tostring
 local fail = web.fail
-
-local MSG_LOOPBACK_ONLY = {
-    ko = "이 엔드포인트는 로컬에서만 사용할 수 있습니다.",
-    en = "This endpoint is only available from loopback.",
-}
+local MSG_NOT_FOUND = web.messages.NOT_FOUND
 
 local METRICS_HEADERS = { ["Content-Type"] = "text/plain; version=0.0.4" }
 
@@ -53,15 +51,12 @@ ready_check("mysql", function()
     return rows ~= nil and rows[1] ~= nil and rows[1].one == 1, err
 end)
 
-local function is_loopback(addr)
-    if type(addr) ~= "string" then return false end
-    return addr == "::1" or find(addr, "^127%.") ~= nil or find(addr, "^::ffff:127%.") ~= nil
-end
-
-local function loopback_only(fn)
+-- fn, answering only requests that came in on the admin listener (others: 404, as for a route
+-- that does not exist).
+local function admin_only(fn)
     return function(req)
-        if not is_loopback(req.remote_addr) then
-            fail(403, "FORBIDDEN", MSG_LOOPBACK_ONLY)
+        if not req.admin then
+            fail(404, "NOT_FOUND", MSG_NOT_FOUND)
         end
         return fn(req)
     end
@@ -88,11 +83,11 @@ end)
 local HELLO = { json = { ok = true } }
 app:get("/hello", function() return HELLO end)
 
-app:get("/metrics", function()
+app:get("/metrics", admin_only(function()
     return { body = host.metrics_text(), headers = METRICS_HEADERS }
-end)
+end))
 
-app:post("/_host/reload", loopback_only(function()
+app:post("/_host/reload", admin_only(function()
     local ok, generation, err = host.reload()
     return {
         status = ok and 200 or 500,
@@ -104,7 +99,7 @@ app:post("/_host/reload", loopback_only(function()
     }
 end))
 
-app:get("/_host/status", loopback_only(function()
+app:get("/_host/status", admin_only(function()
     return {
         json = {
             worker_id = host.worker_id,
@@ -123,6 +118,6 @@ app:init_worker(mail.start)
 app:init_worker(sessions.start)
 
 app.ready_check = ready_check
-app.is_loopback = is_loopback
+app.admin_only = admin_only
 
 return app

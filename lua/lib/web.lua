@@ -44,7 +44,7 @@ local MSG_BAD_JSON_SHAPE = {
     ko = "요청 본문은 JSON 객체 또는 배열이어야 합니다.",
     en = "The request body must be a JSON object or array.",
 }
-local MSG_INTERNAL = "internal error"
+local MSG_INTERNAL = { ko = "서버 내부 오류가 발생했습니다.", en = "An internal error occurred." }
 
 local ERR_BAD_RESULT = "handler must return a table or nothing, got "
 local ERR_BAD_BODY = "response body must be a string, got "

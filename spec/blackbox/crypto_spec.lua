@@ -133,7 +133,7 @@ end
 
 -- The keys' base64 text must never appear in /metrics, the logs or the process output.
 local function assert_not_leaked(s, keys)
-    local metrics_text = assert(http.request{ port = s.port, path = "/metrics" }).body
+    local metrics_text = s:metrics()
     assert.matches("fcfs_", metrics_text)
     for _, k in ipairs(keys) do
         for _, where in ipairs{ { "metrics", metrics_text }, { "error log", s:error_log() },

@@ -105,12 +105,6 @@ local function get_json(port, path, timeout)
     return http.json(res), res
 end
 
-local function metrics(port)
-    local res = assert(http.request{ port = port, path = "/metrics" })
-    assert.equal(200, res.status)
-    return res.body
-end
-
 -- An error answer of the host or the app: JSON {"error":{code, message}, "request_id"} whose id
 -- is the one in X-Request-Id.
 local function assert_error_body(res, status, code)
@@ -147,9 +141,9 @@ local function conn_per_worker(s, count)
     local deadline = socket.gettime() + 10
     while seen < count and socket.gettime() < deadline do
         local c = assert(http.connect(s.port))
-        local res = assert(c:request{ path = "/_host/status" })
+        local res = assert(c:request{ path = "/version" })
         assert.equal(200, res.status)
-        local id = http.json(res).worker_id
+        local id = http.json(res).worker
         if conns[id] then
             c:close()
         else
@@ -289,7 +283,7 @@ describe("host core, one worker", function()
 
     it("turns a Lua error into a logged JSON 500 and keeps the worker serving", function()
         local c = assert(http.connect(s.port))
-        local before = http.json(assert(c:request{ path = "/_host/status" }))
+        local before = http.json(assert(c:request{ path = "/version" }))
         local res = assert(c:request{ path = "/boom" })
         local body = assert_error_body(res, 500, "INTERNAL")
         local id = body.request_id
@@ -303,7 +297,7 @@ describe("host core, one worker", function()
         local ok = assert(c:request{ path = "/hello" })
         assert.equal(200, ok.status)
         assert.same({ ok = true }, http.json(ok))
-        local after = http.json(assert(c:request{ path = "/_host/status" }))
+        local after = http.json(assert(c:request{ path = "/version" }))
         assert.equal(before.pid, after.pid)
         c:close()
         s:assert_no_errors(ALLOWED)
@@ -381,17 +375,17 @@ describe("host core, one worker", function()
         end)
 
     it("cancels the request of a client that goes away while its handler sleeps", function()
-        local pid = get_json(s.port, "/_host/status").pid
+        local pid = get_json(s.port, "/version").pid
         local tag = tostring(os.time()) .. tostring(math.random(1e6))
         local c = assert(http.connect(s.port))
         assert(c:send_raw("GET /sleep?s=0.5&mark=first-" .. tag .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
         -- in flight: the sleeping request plus the /metrics request that looks
         eventually(function()
-            return (raw.metric(metrics(s.port), "fcfs_requests_in_flight") or 0) >= 2
+            return (raw.metric(s:metrics(), "fcfs_requests_in_flight") or 0) >= 2
         end, 5, "the sleeping request to be in flight")
         c:close()
         eventually(function()
-            return raw.metric(metrics(s.port), "fcfs_requests_in_flight") == 1 -- only /metrics itself
+            return raw.metric(s:metrics(), "fcfs_requests_in_flight") == 1 -- only /metrics itself
         end, 5, "the in-flight gauge to drop back")
         -- a second sleeper started after the first ends after it would have woken: by then the
         -- first has either logged its wake-up (not cancelled) or never will
@@ -401,7 +395,7 @@ describe("host core, one worker", function()
             return s:error_log():find("woke second-" .. tag, 1, true)
         end, 5, "the second sleeper's log line")
         assert.is_nil(s:error_log():find("woke first-" .. tag, 1, true), "the cancelled handler ran on")
-        assert.equal(pid, get_json(s.port, "/_host/status").pid) -- same worker, no crash
+        assert.equal(pid, get_json(s.port, "/version").pid) -- same worker, no crash
         s:assert_no_errors(ALLOWED)
     end)
 
@@ -528,9 +522,9 @@ describe("host core, two workers", function()
         assert.is_number(fresh)
         -- every request is served, and the new worker answers some
         eventually(function()
-            return get_json(s.port, "/_host/status").pid == fresh
+            return get_json(s.port, "/version").pid == fresh
         end, 10, "the new worker to answer")
-        assert.equal(1, raw.metric(metrics(s.port), "fcfs_worker_restarts_total"))
+        assert.equal(1, raw.metric(s:metrics(), "fcfs_worker_restarts_total"))
         s:stop()
         s:assert_no_errors{ "%(pid " .. victim .. "%) killed by signal 9" }
     end)
@@ -557,7 +551,7 @@ describe("host core, two workers", function()
         local other = stuck == before[1] and before[2] or before[1]
         local meanwhile = 0
         eventually(function()
-            local st = get_json(s.port, "/_host/status", 2)
+            local st = get_json(s.port, "/version", 2)
             assert.are_not.equal(stuck, st.pid)
             if alive(stuck) then
                 meanwhile = meanwhile + 1
@@ -577,7 +571,7 @@ describe("host core, two workers", function()
         end
         assert.is_number(fresh)
         eventually(function()
-            return get_json(s.port, "/_host/status").pid == fresh
+            return get_json(s.port, "/version").pid == fresh
         end, 10, "the new worker to answer")
         assert.matches("worker %d %(pid " .. stuck .. "%) missed its heartbeat", s:error_log())
         s:stop()
@@ -603,7 +597,7 @@ describe("host core, two workers", function()
                 assert.equal(gen, v.generation)
             end
 
-            local res = assert(http.request{ port = s.port, method = "POST", path = "/_host/reload" })
+            local res = assert(s:admin{ method = "POST", path = "/_host/reload" })
             local body = http.json(res)
             assert.is_false(body.ok)
             assert.is_string(body.error)
@@ -647,7 +641,7 @@ describe("host core, two workers", function()
                     local code, out = s:cli("-s reload")
                     assert.equal(0, code, out)
                 else
-                    local res = assert(http.request{ port = s.port, method = "POST", path = "/_host/reload" })
+                    local res = assert(s:admin{ method = "POST", path = "/_host/reload" })
                     assert.equal(200, res.status, res.body)
                     local body = http.json(res)
                     assert.is_true(body.ok)
@@ -668,7 +662,7 @@ describe("host core, two workers", function()
             for id = 0, 1 do
                 conns[id]:close()
             end
-            assert.equal(2, raw.metric(metrics(s.port), "fcfs_workers"))
+            assert.equal(2, raw.metric(s:metrics(), "fcfs_workers"))
             s:stop()
             s:assert_no_errors()
         end)
@@ -679,7 +673,7 @@ describe("host core, two workers", function()
             s:stop()
         end)
         local sample = 'fcfs_requests_total{route="/hello",status="200"}'
-        local base = raw.metric(metrics(s.port), sample) or 0
+        local base = raw.metric(s:metrics(), sample) or 0
         local conns = conn_per_worker(s, 2)
         local sent = { [0] = 3, [1] = 4 }
         for id = 0, 1 do
@@ -689,7 +683,7 @@ describe("host core, two workers", function()
             end
             conns[id]:close()
         end
-        local text = metrics(s.port)
+        local text = s:metrics()
         assert.equal(base + 7, raw.metric(text, sample))
         assert.equal(2, raw.metric(text, "fcfs_workers"))
         for id = 0, 1 do

@@ -209,9 +209,7 @@ local function urlencode(s)
 end
 
 local function circuit_state(s)
-    local res = assert(get(s, "/metrics"))
-    assert.equal(200, res.status)
-    return tonumber(res.body:match('fcfs_circuit_state{backend="mysql",worker="%d+"} (%d+)'))
+    return tonumber(s:metrics():match('fcfs_circuit_state{backend="mysql",worker="%d+"} (%d+)'))
 end
 
 ---------------------------------------------------------------------------------------------------

@@ -240,9 +240,7 @@ local function metric(text, sample)
 end
 
 local function pool_up(s)
-    local res = get(s, "/metrics")
-    assert.equal(200, res.status)
-    return metric(res.body, 'fcfs_pool_up{backend="redis"}')
+    return metric(s:metrics(), 'fcfs_pool_up{backend="redis"}')
 end
 
 local function sha1(s)
@@ -509,7 +507,7 @@ describe("host.redis", function()
         assert.equal(1, code, out)
         assert.matches("host.redis.call: host I/O is not allowed while modules load", out, 1, true)
         -- a reload to that app fails and the running generation keeps serving
-        local res = assert(http.request{ port = s.port, method = "POST", path = "/_host/reload", timeout = 10 })
+        local res = assert(s:admin{ method = "POST", path = "/_host/reload", timeout = 10 })
         local b = http.json(res)
         assert.equal(false, b.ok)
         assert.matches("not allowed while modules load", b.error, 1, true)

@@ -6,7 +6,10 @@
 --                                    body = '{"a":1}', timeout = 5 })
 --   res.status, res.headers["x-request-id"], res.body, http.json(res)
 --
+--   http.request{ unix = "/path/admin.sock", path = "/_host/status" }  -- over a unix socket
+--
 --   local c = assert(http.connect(s.port))       -- one keep-alive connection
+--   local a = assert(http.connect_unix(path))    -- the same, over a unix socket
 --   c:request{ path = "/a" }; c:request{ path = "/b" }
 --   c:send_raw("GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
 --   local r1, r2 = c:read_response(), c:read_response()
@@ -17,6 +20,7 @@
 -- convention: nil, "timeout" | "closed" | "bad response: ...". Nothing here hides server
 -- behaviour: no retries, no redirects, no decompression; http.request uses a fresh connection.
 local socket = require "socket"
+local unix = require "socket.unix"
 local cjson = require "cjson.safe"
 
 local concat, insert, tonumber = table.concat, table.insert, tonumber
@@ -39,6 +43,18 @@ function http.connect(port, host, timeout)
     end
     sock:setoption("tcp-nodelay", true)
     return setmetatable({ sock = sock, port = port, host = host or "127.0.0.1" }, Conn)
+end
+
+-- Open a connection to the unix stream socket at path.
+function http.connect_unix(path, timeout)
+    local sock = unix.stream()
+    sock:settimeout(timeout or DEFAULT_TIMEOUT)
+    local ok, err = sock:connect(path)
+    if not ok then
+        sock:close()
+        return nil, err
+    end
+    return setmetatable({ sock = sock, host = "localhost" }, Conn)
 end
 
 function Conn:settimeout(t)
@@ -84,7 +100,8 @@ function http.format_request(opts, port)
         end
     end
     if not have_host then
-        insert(lines, 2, "Host: " .. (opts.host or "127.0.0.1") .. ":" .. tostring(opts.port or port))
+        local p = opts.port or port
+        insert(lines, 2, "Host: " .. (opts.host or (p and "127.0.0.1" or "localhost")) .. (p and (":" .. p) or ""))
     end
     local body = opts.body
     if body and not have_length then
@@ -226,9 +243,15 @@ function Conn:close()
     self.sock:close()
 end
 
--- One request on a fresh connection: { port=, host=, method=, path=, headers=, body=, timeout= }.
+-- One request on a fresh connection: { port=, host=, method=, path=, headers=, body=, timeout= },
+-- or { unix = path, ... } over a unix socket.
 function http.request(opts)
-    local c, err = http.connect(opts.port, opts.host, opts.timeout)
+    local c, err
+    if opts.unix then
+        c, err = http.connect_unix(opts.unix, opts.timeout)
+    else
+        c, err = http.connect(opts.port, opts.host, opts.timeout)
+    end
     if not c then
         return nil, err
     end

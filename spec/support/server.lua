@@ -9,15 +9,18 @@
 --   }
 --   s.port, s.url, s.dir, s:pid(), s:worker_pids(), s:error_log(), s:write_lua(path, src),
 --   s:signal("HUP"), s:cli("-s reload") -> code, output, s:stop(), s:assert_no_errors{patterns}
+--   s.admin_sock, s:admin{ method=, path=, ... } -> res, err  (HTTP on the admin unix socket, where
+--   /_host/* and /metrics live), s:metrics() -> the Prometheus text
 --
 -- Each server gets its own directory from mktemp -d (under $TMPDIR; `etc/dev test` points that at
 -- its throw-away directory): lua/ mirrors the repository's lua/ as symlinks (so `require "lib.web"`
 -- works; s:write_lua replaces a symlink by a real file, never touching the repository), fcfs.lua
 -- is the config, error.log / access.log / stderr.log the logs, fcfs.pid and spawned.pid the pids.
--- The server listens on a free 127.0.0.1 port; Redis and MySQL come from FCFS_TEST_* (set by
--- `etc/dev test`). FCFS_* variables of the caller's environment are not passed on, so a spec sees
--- exactly its own config. The binary is $FCFS_BIN (default build/fcfs). s:stop() removes the
--- directory (keep it with FCFS_TEST_KEEP=1); the logs stay readable through s:error_log().
+-- The server listens on a free 127.0.0.1 port and, as admin, on dir/admin.sock; Redis and MySQL
+-- come from FCFS_TEST_* (set by `etc/dev test`). FCFS_* variables of the caller's environment
+-- are not passed on, so a spec sees exactly its own config. The binary is $FCFS_BIN (default
+-- build/fcfs). s:stop() removes the directory (keep it with FCFS_TEST_KEEP=1); the logs stay
+-- readable through s:error_log().
 local socket = require "socket"
 local http = require "spec.support.http"
 local shell = require "spec.support.shell"
@@ -188,6 +191,7 @@ function server.start(opts)
     s.url = "http://127.0.0.1:" .. s.port
     local conf = {
         listen = "127.0.0.1:" .. s.port,
+        admin_listen = "unix:" .. dir .. "/admin.sock",
         workers = 0,
         run_dir = dir,
         pid_file = dir .. "/fcfs.pid",
@@ -211,6 +215,7 @@ function server.start(opts)
         end
     end
     s.conf = conf
+    s.admin_sock = conf.admin_listen:match("^unix:(.*)$")
     write_file(s.conf_path, "-- written by spec/support/server.lua\nreturn " .. lua_value(conf) .. "\n")
 
     s.env_prefix = env_prefix(s.env)
@@ -267,6 +272,22 @@ function S:worker_pids()
     end
     table.sort(pids)
     return pids
+end
+
+-- One request on the admin listener (http.request options without port).
+function S:admin(opts)
+    local o = { unix = self.admin_sock }
+    for k, v in pairs(opts) do
+        o[k] = v
+    end
+    return http.request(o)
+end
+
+-- GET /metrics on the admin listener; the Prometheus text.
+function S:metrics()
+    local res = assert(self:admin{ path = "/metrics" })
+    assert(res.status == 200, "GET /metrics answered " .. res.status)
+    return res.body
 end
 
 function S:error_log()

@@ -125,8 +125,8 @@ helper.reset()
 helper.host = host
 package.loaded.host = host
 
--- helper.req{method=, path=, query=, body=, headers=, remote_addr=, request_id=}: a request table
--- shaped like the one C builds (header names lower-cased).
+-- helper.req{method=, path=, query=, body=, headers=, remote_addr=, request_id=, admin=}: a request
+-- table shaped like the one C builds (header names lower-cased; admin = true for the admin listener).
 function helper.req(t)
     t = t or {}
     local headers = {}
@@ -139,6 +139,7 @@ function helper.req(t)
         headers = headers,
         remote_addr = t.remote_addr or "127.0.0.1",
         request_id = t.request_id or "req-1",
+        admin = t.admin,
     }
 end
 
