@@ -82,6 +82,13 @@ return {
   real_ip_from = {},               -- trusted proxies (CIDRs), e.g. { "127.0.0.1/32", "::1/128" };
                                    -- only their requests may set the client address from ...
   real_ip_header = "X-Forwarded-For", -- ... this header (right-most address not itself trusted)
+  -- lifecycle: reloads, timers, clients that go away ------------------------------
+  reload_timeout = 30,             -- s: every worker must have loaded and run init_worker of a reload,
+                                   -- else it is refused everywhere (and `fcfs -s reload` says so)
+  max_pending_timers = 4096,       -- host.timer.at/every pending per worker; past it: nil, "too many timers"
+  client_abort = "finish",         -- a client gone mid-request: "finish" runs the handler to its end
+                                   -- (answer dropped), "cancel" stops it at its next I/O
+
 
   -- the application (host.config.app; free-form, read by the Lua side) ------------
   app = {

@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <lua.h>
 #include <lualib.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,10 @@ static const conf_key_t keys[] = {
     S(admin_listen, "unix:var/run/admin.sock"),
     L(real_ip_from, ""),
     S(real_ip_header, "X-Forwarded-For"),
+    /* lifecycle: reloads, timers, clients that go away */
+    N(reload_timeout, "30", 0.1, 3600),
+    I(max_pending_timers, "4096", 1, 10000000),
+    S(client_abort, "finish"),
 };
 
 #undef S
@@ -198,7 +203,7 @@ static int set_text(fcfs_conf_t *c, const conf_key_t *k, const char *v, const ch
   case CONF_NUM: {
     errno = 0;
     double d = strtod(v, &end);
-    if (errno != 0 || end == v || *end != '\0')
+    if (errno != 0 || end == v || *end != '\0' || !isfinite(d))
       return fail(err, errlen, "%s: %s must be a number, got \"%s\"", from, k->name, v);
     if (k->type == CONF_INT && d != (double)(long long)d)
       return fail(err, errlen, "%s: %s must be an integer, got \"%s\"", from, k->name, v);
@@ -405,6 +410,14 @@ static int check(fcfs_conf_t *c, char *err, size_t errlen) {
                   "real_ip_from: \"%s\" is not an IP address or CIDR (e.g. 10.0.0.0/8)",
                   c->real_ip_from[i]);
   c->real_ip_ncidrs = n;
+  unsigned char ip[16];
+  if (inet_pton(AF_INET, c->mysql_host, ip) != 1 && inet_pton(AF_INET6, c->mysql_host, ip) != 1)
+    return fail(err, errlen,
+                "mysql_host must be an IP address (a name would block the loop on DNS), got \"%s\"",
+                c->mysql_host);
+  if (strcmp(c->client_abort, "finish") != 0 && strcmp(c->client_abort, "cancel") != 0)
+    return fail(err, errlen, "client_abort must be \"finish\" or \"cancel\", got \"%s\"",
+                c->client_abort);
   return 0;
 }
 

@@ -95,6 +95,10 @@ typedef struct fcfs_conf_s {
   char *real_ip_header;       /* the header they put the client address in */
   fcfs_cidr_t *real_ip_cidrs; /* real_ip_from, parsed */
   int real_ip_ncidrs;
+  /* lifecycle: reloads, timers, clients that go away */
+  double reload_timeout;  /* s: every worker must have built and initialised a new generation */
+  int max_pending_timers; /* host.timer.at/every pending per worker */
+  char *client_abort;     /* "finish": a handler outlives its client; "cancel": it is cancelled */
 } fcfs_conf_t;
 
 /* Fill c from path (NULL: defaults only) and the environment. On error

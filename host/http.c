@@ -562,6 +562,17 @@ ssize_t http_format_head(char *buf, size_t cap, int status, const char *date, si
   return rc ? -1 : (ssize_t)(o.p - buf);
 }
 
+int http_head_has(const char *block, size_t len, const char *name, size_t name_len) {
+  for (size_t i = 0; i < len;) {
+    const char *line = block + i;
+    const char *nl = memchr(line, '\n', len - i);
+    size_t ll = nl ? (size_t)(nl - line) : len - i;
+    if (ll > name_len && line[name_len] == ':' && strncasecmp(line, name, name_len) == 0) return 1;
+    i += ll + 1;
+  }
+  return 0;
+}
+
 void http_format_date(char out[30], time_t t) {
   static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
   static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",

@@ -117,6 +117,10 @@ const char *http_reason(int status);
 ssize_t http_format_head(char *buf, size_t cap, int status, const char *date, size_t content_length,
                          int keep_alive, const char *extra, size_t extra_len);
 
+/* Whether a block of "Name: value\r\n" lines (the extra headers of a
+ * response) has a line named name, compared case-insensitively. */
+int http_head_has(const char *block, size_t len, const char *name, size_t name_len);
+
 /* IMF-fixdate of t, e.g. "Sun, 06 Nov 1994 08:49:37 GMT" (29 chars + NUL).
  * Locale-independent. */
 void http_format_date(char out[30], time_t t);

@@ -11,6 +11,7 @@
  *   host.time_left()              seconds before the request's deadline
  *   host.metrics_text()           Prometheus text of the whole node
  *   host.reload()                 new VM generation on every worker; yields
+ *   host.exiting()                true once this VM is retired or the worker stops
  *   host.redis, host.mysql        the data plane (lapi_redis.c, lapi_mysql.c)
  *   host.crypto                   passwords, sealing, tokens (lapi_crypto.c)
  *   host.tcp()                    an outbound TCP socket (lapi_tcp.c)
@@ -74,6 +75,11 @@ static int host_time_left(lua_State *L) {
   return 1;
 }
 
+static int host_exiting(lua_State *L) {
+  lua_pushboolean(L, fcfs_vm_exiting(fcfs_vm_of(L)));
+  return 1;
+}
+
 static int host_metrics_text(lua_State *L) {
   fcfs_worker_t *w = fcfs_vm_worker(fcfs_vm_of(L));
   size_t len;
@@ -134,6 +140,7 @@ int fcfs_lapi_host_open(lua_State *L) {
                                  {"time_left", host_time_left},
                                  {"metrics_text", host_metrics_text},
                                  {"reload", host_reload},
+                                 {"exiting", host_exiting},
                                  {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, fns);

@@ -6,7 +6,9 @@
  *                                  file:line on error
  *   fcfs [-c FILE] -s SIGNAL       reload | quit | stop | reopen the running
  *                                  node (pid file); reload first runs -t and
- *                                  exits 1 with the error instead of signalling
+ *                                  exits 1 with the error instead of signalling,
+ *                                  then waits for the node's outcome (exit 1
+ *                                  and the error when it refused the code)
  *   fcfs [-c FILE] migrate [status]
  *   fcfs [-c FILE] run SCRIPT.lua [ARGS...]
  *                                  run a script as one task with the pools
@@ -28,6 +30,7 @@
 #include "crypto.h"
 #include "master.h"
 #include "migrate.h"
+#include "reload.h"
 #include "server.h"
 #include "worker.h"
 
@@ -81,6 +84,30 @@ static int write_pid(const char *path) {
   return 0;
 }
 
+/* Wait for the node to decide a reload newer than `before` (the workers
+ * load the code and run init_worker, which -t cannot), bounded. */
+static int reload_outcome(const fcfs_conf_t *c, pid_t pid, uint64_t before) {
+  char err[4096];
+  int ticks = (int)(c->reload_timeout * 20) + 100; /* 50 ms each: reload_timeout + 5 s */
+  for (int i = 0; i < ticks && kill(pid, 0) == 0; i++) {
+    uint64_t gen;
+    int state;
+    if (fcfs_reload_status_read(c, &gen, &state, err, sizeof(err)) == 0 && gen > before &&
+        state != FCFS_RELOAD_PENDING) {
+      if (state == FCFS_RELOAD_OK) {
+        printf("fcfs: reloaded: generation %llu\n", (unsigned long long)gen);
+        return 0;
+      }
+      fprintf(stderr, "fcfs: reload failed, the running code keeps serving: %s\n", err);
+      return 1;
+    }
+    usleep(50000);
+  }
+  fprintf(stderr, "fcfs: reload: no outcome from pid %d within %g s\n", (int)pid,
+          c->reload_timeout + 5);
+  return 1;
+}
+
 static int send_signal(const fcfs_conf_t *c, const char *name) {
   static const struct {
     const char *name;
@@ -98,17 +125,21 @@ static int send_signal(const fcfs_conf_t *c, const char *name) {
     fprintf(stderr, "fcfs: not running (no live pid in %s)\n", c->pid_file);
     return 1;
   }
+  uint64_t before = 0;
   if (sig == SIGHUP) {
     char err[4096];
     if (fcfs_worker_check(c, err, sizeof(err)) != 0) {
       fprintf(stderr, "fcfs: reload refused, the running code keeps serving: %s\n", err);
       return 1;
     }
+    int state;
+    fcfs_reload_status_read(c, &before, &state, err, sizeof(err));
   }
   if (kill(pid, sig) != 0) {
     fprintf(stderr, "fcfs: kill %d: %s\n", (int)pid, strerror(errno));
     return 1;
   }
+  if (sig == SIGHUP) return reload_outcome(c, pid, before);
   if (sig == SIGQUIT || sig == SIGTERM) /* wait for it to go, bounded */
     for (int i = 0; i < (int)(c->drain_timeout * 10) + 100 && kill(pid, 0) == 0; i++)
       usleep(100000);

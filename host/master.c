@@ -12,9 +12,21 @@
  * `while true do end` cannot be interrupted any other way under the JIT --
  * and gets SIGKILL, then is restarted like any dead worker.
  *
- * Signals, as nginx: HUP reload (bumps the wanted generation in shm and
- * tells each worker), USR2 from a worker that reloaded itself (tell the
- * others), QUIT graceful stop, TERM/INT fast stop, USR1 reopen logs.
+ * Signals, as nginx: HUP reload, QUIT graceful stop, TERM/INT fast stop,
+ * USR1 reopen logs. A worker asks for a reload (POST /_host/reload) with
+ * HUP too, and sends USR2 when it has answered a reload.
+ *
+ * Reload, in two phases so that workers never run different code: the
+ * master copies lua_dir into a snapshot of the new generation (reload.h),
+ * bumps the wanted generation in shm and sends HUP to every worker. Each
+ * builds the generation beside the serving one, runs its init_worker, and
+ * writes "ready" or the error into its shm slot. When all workers are ready
+ * the master accepts the generation (shm->accepted, then shm->decided),
+ * otherwise -- one failure, or reload_timeout -- it refuses it; either way
+ * it sends USR2 and every worker swaps or drops what it built. A worker
+ * started later (respawn) runs the accepted snapshot. The outcome goes to
+ * run_dir/reload.status for `fcfs -s reload`. One reload at a time: a HUP
+ * during one starts another when it is decided.
  *
  * Ownership: the master struct lives on the stack of fcfs_master_main; each
  * uv_process_t is heap-allocated and freed in its close callback.
@@ -29,6 +41,7 @@
 #include <uv.h>
 
 #include "log.h"
+#include "reload.h"
 #include "shm.h"
 #include "watch.h"
 
@@ -39,9 +52,10 @@ typedef struct {
   uv_process_t *proc;
   uint64_t started_ms;
   uint64_t respawn_at_ms; /* 0: not waiting to be started */
-  uint64_t progress;       /* requests + accepts of the worker at the last check */
-  uint64_t progress_ms;    /* when that number last moved */
+  uint64_t progress;      /* requests + accepts of the worker at the last check */
+  uint64_t progress_ms;   /* when that number last moved */
   int killed;
+  int in_reload; /* was running when the pending reload started: its answer counts */
 } child_t;
 
 typedef struct {
@@ -58,6 +72,10 @@ typedef struct {
   int stopping; /* 1 graceful, 2 fast */
   uint64_t stop_deadline_ms;
   int closed;
+  uint64_t pending;             /* the generation being reloaded, 0 when none */
+  uint64_t pending_deadline_ms; /* refused when not every worker answered by then */
+  int reload_again;             /* a HUP came during the pending reload */
+  uint64_t previous;            /* accepted before shm->accepted: its snapshot is kept too */
 } master_t;
 
 static const int signums[NSIGS] = {SIGHUP, SIGUSR2, SIGQUIT, SIGTERM, SIGINT, SIGUSR1};
@@ -87,6 +105,7 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int signo) {
   if (id < 0) return;
   child_t *k = &m->kids[id];
   k->proc = NULL;
+  k->in_reload = 0;
   m->shm->w[id].pid = 0;
   if (m->stopping) {
     if (m->alive == 0) master_close(m);
@@ -164,6 +183,88 @@ static void each_worker(master_t *m, int signum) {
     if (m->kids[i].proc) uv_process_kill(m->kids[i].proc, signum);
 }
 
+static void reload(master_t *m);
+
+/* Accept or refuse the pending generation and tell the workers. */
+static void decide(master_t *m, int ok, const char *err) {
+  fcfs_shm_t *shm = m->shm;
+  uint64_t gen = m->pending;
+  m->pending = 0;
+  for (int i = 0; i < m->conf->workers; i++)
+    m->kids[i].in_reload = 0;
+  if (ok) {
+    if (m->previous) fcfs_reload_forget(m->conf, m->previous);
+    m->previous = shm->accepted;
+    shm->accepted = gen;
+    shm->decided_err[0] = '\0';
+    fcfs_log(FCFS_LOG_NOTICE, "reload: generation %llu accepted", (unsigned long long)gen);
+  } else {
+    fcfs_reload_forget(m->conf, gen);
+    snprintf(shm->decided_err, sizeof(shm->decided_err), "%s", err);
+    fcfs_log(FCFS_LOG_ERROR,
+             "reload failed: generation %llu refused, generation %llu keeps serving: %s",
+             (unsigned long long)gen, (unsigned long long)shm->accepted, err);
+  }
+  __atomic_store_n(&shm->decided, gen, __ATOMIC_RELEASE);
+  fcfs_reload_status_write(m->conf, gen, ok ? FCFS_RELOAD_OK : FCFS_RELOAD_FAILED, err);
+  each_worker(m, SIGUSR2);
+  if (m->reload_again && !m->stopping) {
+    m->reload_again = 0;
+    reload(m);
+  }
+}
+
+/* Decide the pending reload once every worker it counts on has answered. */
+static void reload_check(master_t *m) {
+  int waiting = 0, ready = 0;
+  for (int i = 0; i < m->conf->workers; i++) {
+    const fcfs_worker_slot_t *slot = &m->shm->w[i];
+    if (!m->kids[i].in_reload) continue;
+    if (__atomic_load_n(&slot->prepared, __ATOMIC_ACQUIRE) != m->pending) {
+      waiting++;
+    } else if (slot->prepared_state == FCFS_RELOAD_FAILED) {
+      char err[1200];
+      snprintf(err, sizeof(err), "worker %d: %s", i, slot->prepared_err);
+      decide(m, 0, err);
+      return;
+    } else {
+      ready++;
+    }
+  }
+  if (waiting == 0 && ready > 0) { /* code nobody ran (every worker died meanwhile) waits */
+    decide(m, 1, NULL);
+  } else if (fcfs_monotonic_ms() >= m->pending_deadline_ms) {
+    char err[128];
+    snprintf(err, sizeof(err), "%d worker(s) did not load and initialise it within %g s",
+             waiting ? waiting : m->conf->workers, m->conf->reload_timeout);
+    decide(m, 0, err);
+  }
+}
+
+static void reload(master_t *m) {
+  if (m->stopping) return;
+  if (m->pending) {
+    m->reload_again = 1;
+    return;
+  }
+  /* The wanted generation moves only once its snapshot is complete. */
+  uint64_t gen = m->shm->generation + 1;
+  fcfs_log(FCFS_LOG_NOTICE, "reload: generation %llu", (unsigned long long)gen);
+  m->pending = gen;
+  m->pending_deadline_ms = fcfs_monotonic_ms() + (uint64_t)(m->conf->reload_timeout * 1000);
+  char err[1024];
+  int rc = fcfs_reload_snapshot(m->conf, gen, err, sizeof(err));
+  __atomic_store_n(&m->shm->generation, gen, __ATOMIC_RELEASE);
+  if (rc != 0) {
+    decide(m, 0, err);
+    return;
+  }
+  fcfs_reload_status_write(m->conf, gen, FCFS_RELOAD_PENDING, NULL);
+  for (int i = 0; i < m->conf->workers; i++)
+    m->kids[i].in_reload = m->kids[i].proc != NULL;
+  each_worker(m, SIGHUP);
+}
+
 static void on_check(uv_timer_t *t) {
   master_t *m = t->data;
   uint64_t now = fcfs_monotonic_ms();
@@ -194,17 +295,12 @@ static void on_check(uv_timer_t *t) {
       uv_process_kill(k->proc, SIGKILL);
     }
   }
+  if (m->pending) reload_check(m);
   if (m->stopping && now >= m->stop_deadline_ms && m->alive > 0) {
     fcfs_log(FCFS_LOG_WARN, "workers still running after the stop deadline, killing them");
     each_worker(m, SIGKILL);
     m->stop_deadline_ms = UINT64_MAX;
   }
-}
-
-static void reload(master_t *m) {
-  __atomic_add_fetch(&m->shm->generation, 1, __ATOMIC_SEQ_CST);
-  fcfs_log(FCFS_LOG_NOTICE, "reload: generation %llu", (unsigned long long)m->shm->generation);
-  each_worker(m, SIGHUP);
 }
 
 static void stop(master_t *m, int how) {
@@ -223,7 +319,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     reload(m);
     break;
   case SIGUSR2:
-    each_worker(m, SIGHUP);
+    if (m->pending) reload_check(m);
     break;
   case SIGQUIT:
     stop(m, 1);
@@ -264,7 +360,16 @@ int fcfs_master_main(const fcfs_conf_t *conf, int listen_fd, int admin_fd) {
   }
   m.shm->master_pid = getpid();
   m.shm->generation = 1;
+  m.shm->accepted = 1;
   m.shm->workers = conf->workers;
+  char err[1024];
+  fcfs_reload_forget_all(conf); /* left by a node that was killed */
+  fcfs_reload_status_write(conf, 1, FCFS_RELOAD_OK, NULL);
+  if (fcfs_reload_snapshot(conf, 1, err, sizeof(err)) != 0) {
+    fcfs_log(FCFS_LOG_ERROR, "cannot copy %s: %s", conf->lua_dir, err);
+    fprintf(stderr, "fcfs: cannot copy %s: %s\n", conf->lua_dir, err);
+    return 1;
+  }
   uv_loop_init(&m.loop);
   uv_timer_init(&m.loop, &m.check);
   m.check.data = &m;
@@ -282,6 +387,7 @@ int fcfs_master_main(const fcfs_conf_t *conf, int listen_fd, int admin_fd) {
   if (conf->dev) m.watch = fcfs_watch_start(&m.loop, conf->lua_dir, on_lua_changed, &m);
   uv_run(&m.loop, UV_RUN_DEFAULT);
   uv_loop_close(&m.loop);
+  fcfs_reload_forget_all(conf);
   fcfs_shm_detach(m.shm);
   close(m.shm_fd);
   close(listen_fd);

@@ -21,7 +21,9 @@
  *
  * One uv_timer_t per connection carries whichever limit applies now: idle
  * (keep-alive, closed silently), header and body timeouts (408), and while a
- * handler runs, the request deadline (504, the task is cancelled).
+ * handler runs, the request deadline (504, the task is cancelled). A client
+ * that goes away while its handler runs cancels it only with client_abort =
+ * "cancel"; by default the handler finishes and the connection closes after.
  *
  * Responses are written with uv_try_write of [head, body]; only what the
  * kernel does not take at once is copied into a heap write request freed in
@@ -86,6 +88,7 @@ struct fcfs_conn_s {
   int handles;    /* open handles (tcp + timer) to wait for before freeing */
   int trusted;    /* the peer is in real_ip_from */
   char peer[48];  /* the peer's address (req.remote may come from a header) */
+  int eof;        /* the client closed or half-closed while a handler ran */
   fcfs_conn_t *prev, *next;
 };
 
@@ -106,6 +109,7 @@ struct fcfs_server_s {
   fcfs_conn_t *conns;
   int nconns, busy;
   int draining;
+  int abort_cancels; /* client_abort = "cancel" */
   char rbuf[READ_BUF_SIZE];
   int rbuf_used;
   char date[30];
@@ -200,6 +204,10 @@ static void shutdown_done(uv_shutdown_t *req, int status) {
 /* The response is out: stop sending, read and drop until EOF or LINGER_MS. */
 static void conn_linger(fcfs_conn_t *c) {
   if (c->closing || c->phase == PHASE_LINGER) return;
+  if (c->eof) { /* nothing more will come */
+    conn_close(c);
+    return;
+  }
   uv_shutdown_t *req = malloc(sizeof(*req));
   if (req == NULL || uv_shutdown(req, (uv_stream_t *)&c->tcp, shutdown_done) != 0) {
     free(req);
@@ -312,7 +320,7 @@ void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, si
   char extra[256];
   size_t elen = 0;
   /* X-Request-Id unless the handler set one. */
-  int has_id = headers && hlen >= 13 && memmem(headers, hlen, "X-Request-Id:", 13) != NULL;
+  int has_id = headers && http_head_has(headers, hlen, "X-Request-Id", 12);
   if (!has_id) {
     size_t idl = strlen(r->id);
     memcpy(extra, "X-Request-Id: ", 14);
@@ -703,13 +711,19 @@ static void keep_backlog(fcfs_conn_t *c, const char *data, size_t len) {
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   fcfs_conn_t *c = stream->data;
   fcfs_server_t *s = c->srv;
-  if (nread < 0) {
+  if (nread < 0 && c->in_flight && !s->abort_cancels) {
+    /* client_abort = "finish": the handler runs to its end (its writes to
+     * Redis or MySQL happen); the answer goes out or into the void, then
+     * the connection closes. Its deadline still cancels it. */
+    uv_read_stop(stream);
+    c->eof = c->must_close = 1;
+  } else if (nread < 0) {
     conn_close(c);
   } else if (nread > 0 && c->phase == PHASE_LINGER) {
     /* dropped */
   } else if (nread > 0) {
     size_t used = 0;
-    if (c->blen == c->boff && !c->in_flight) {
+    if (c->blen == c->boff && !c->in_flight && c->tcp.write_queue_size < MAX_WRITE_QUEUE) {
       c->processing = 1; /* conn_feed serves what it can of buf itself */
       int rc = conn_feed(c, buf->base, (size_t)nread, &used);
       c->processing = 0;
@@ -743,7 +757,7 @@ static void conn_process(fcfs_conn_t *c) {
   c->processing = 0;
   if (c->closing) return;
   if (c->boff == c->blen) c->boff = c->blen = 0;
-  if (c->read_stopped && c->blen - c->boff <= MAX_BACKLOG) {
+  if (c->read_stopped && !c->eof && c->blen - c->boff <= MAX_BACKLOG) {
     c->read_stopped = 0;
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
   }
@@ -916,6 +930,7 @@ fcfs_server_t *fcfs_server_new(fcfs_worker_t *w, int listen_fd, int admin_fd, ch
   snprintf(s->id_prefix, sizeof(s->id_prefix), "%02x%06x", (unsigned)w->id & 0xff,
            (unsigned)getpid() & 0xffffff);
   const fcfs_conf_t *c = w->conf;
+  s->abort_cancels = strcmp(c->client_abort, "cancel") == 0;
   s->limits.max_url = (size_t)c->max_url;
   s->limits.max_header_size = (size_t)c->max_header_size;
   s->limits.max_headers = (size_t)c->max_headers;

@@ -3,8 +3,9 @@
  * The master creates it (a memfd, so workers re-executed with uv_spawn get
  * it as an inherited descriptor) before it starts any worker; every process
  * maps it at start and unmaps it at exit. It holds what must outlive or be
- * seen across workers: heartbeats, the wanted VM generation, and the
- * counters /metrics sums. Each worker writes only its own slot.
+ * seen across workers: heartbeats, the wanted VM generation, the state of
+ * a reload (each worker's answer, the master's decision), and the counters
+ * /metrics sums. Each worker writes only its own slot.
  */
 #ifndef FCFS_SHM_H
 #define FCFS_SHM_H
@@ -39,6 +40,10 @@ typedef struct {
   fcfs_pool_stats_t redis, mysql;
   fcfs_route_stat_t routes[FCFS_ROUTE_SLOTS];
   uint64_t routes_overflow;
+  /* the reload in progress (master mode): what this worker made of it */
+  volatile uint64_t prepared;       /* generation built (or refused), written last */
+  volatile uint32_t prepared_state; /* FCFS_RELOAD_OK (ready to swap) or _FAILED */
+  char prepared_err[1024];
 } fcfs_worker_slot_t;
 
 typedef struct {
@@ -47,6 +52,10 @@ typedef struct {
   volatile int64_t master_pid;  /* 0 in single-process mode */
   int32_t workers;
   uint64_t worker_restarts;
+  /* reloads (master mode): workers prepare a generation, the master decides */
+  volatile uint64_t accepted; /* the generation every worker runs (its snapshot) */
+  volatile uint64_t decided;  /* the latest generation accepted or refused, written last */
+  char decided_err[1024];     /* why `decided` was refused */
   fcfs_worker_slot_t w[FCFS_MAX_WORKERS];
 } fcfs_shm_t;
 

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <uv.h>
 
 #include "lapi.h"
@@ -266,33 +267,95 @@ static void task_cancel(fcfs_task_t *t) {
   task_end(t);
 }
 
-/* Append "Name: value\r\n" for every string entry of the table at idx. */
-static size_t build_headers(lua_State *L, int idx, char *buf, size_t cap) {
-  size_t n = 0;
-  if (!lua_istable(L, idx)) return 0;
+/* ---- response headers ------------------------------------------------------ */
+
+/* Headers the host writes itself: a handler setting one is an error. */
+static const char *const host_owned[] = {
+    "Content-Length", "Transfer-Encoding", "Connection", "Date", "Server", NULL};
+
+static int is_tchar(unsigned char ch) { /* RFC 9110 5.6.2 */
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+         (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+typedef struct {
+  char *buf;
+  size_t cap, len;
+  char *err;
+  size_t errlen;
+} headers_t;
+
+static int header_fail(headers_t *h, const char *what, const char *name, size_t nl) {
+  snprintf(h->err, h->errlen, "response header \"%.*s\": %s", (int)(nl > 64 ? 64 : nl), name, what);
+  return -1;
+}
+
+/* One "Name: value\r\n" line; the value is the Lua value at the top of L. */
+static int header_line(headers_t *h, lua_State *L, const char *k, size_t kl) {
+  int t = lua_type(L, -1);
+  if (t != LUA_TSTRING && t != LUA_TNUMBER)
+    return header_fail(h, "values must be strings or numbers (or a list of them)", k, kl);
+  size_t vl;
+  const char *v = lua_tolstring(L, -1, &vl);
+  for (size_t i = 0; i < vl; i++) {
+    unsigned char ch = (unsigned char)v[i];
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+      return header_fail(h, "control character in the value", k, kl);
+  }
+  if (h->len + kl + vl + 4 > h->cap) return header_fail(h, "header block too long", k, kl);
+  char *p = h->buf + h->len;
+  memcpy(p, k, kl);
+  p[kl] = ':';
+  p[kl + 1] = ' ';
+  memcpy(p + kl + 2, v, vl);
+  p[kl + 2 + vl] = '\r';
+  p[kl + 3 + vl] = '\n';
+  h->len += kl + vl + 4;
+  return 0;
+}
+
+/* The header table at idx (nil: none) as "Name: value\r\n" lines; a list
+ * value gives one line per element (several Set-Cookie). Names are tokens,
+ * unique regardless of case and never one the host writes; values have no
+ * control characters; the block fits in cap. 0, or -1 with err. */
+static int build_headers(lua_State *L, int idx, headers_t *h) {
+  if (lua_isnil(L, idx)) return 0;
+  if (!lua_istable(L, idx)) return header_fail(h, "headers must be a table", "", 0);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    size_t kl, vl;
-    if (lua_type(L, -2) == LUA_TSTRING &&
-        (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
-      const char *k = lua_tolstring(L, -2, &kl);
-      const char *v = lua_tolstring(L, -1, &vl);
-      /* Header injection through a value is refused by dropping the header. */
-      if (n + kl + vl + 4 <= cap && !memchr(v, '\r', vl) && !memchr(v, '\n', vl) &&
-          !memchr(k, '\r', kl) && !memchr(k, '\n', kl) && !memchr(k, ':', kl)) {
-        memcpy(buf + n, k, kl);
-        n += kl;
-        buf[n++] = ':';
-        buf[n++] = ' ';
-        memcpy(buf + n, v, vl);
-        n += vl;
-        buf[n++] = '\r';
-        buf[n++] = '\n';
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      lua_pop(L, 2);
+      return header_fail(h, "names must be strings", "?", 1);
+    }
+    size_t kl;
+    const char *k = lua_tolstring(L, -2, &kl);
+    int rc = 0;
+    for (size_t i = 0; i < kl && rc == 0; i++)
+      if (!is_tchar((unsigned char)k[i])) rc = header_fail(h, "name is not a token", k, kl);
+    if (kl == 0) rc = header_fail(h, "empty name", k, kl);
+    for (int i = 0; host_owned[i] && rc == 0; i++)
+      if (strlen(host_owned[i]) == kl && strncasecmp(host_owned[i], k, kl) == 0)
+        rc = header_fail(h, "set by the host, not by handlers", k, kl);
+    if (rc == 0 && http_head_has(h->buf, h->len, k, kl))
+      rc = header_fail(h, "set twice (names are case-insensitive)", k, kl);
+    if (rc == 0 && lua_istable(L, -1)) {
+      int n = (int)lua_objlen(L, -1);
+      if (n == 0) rc = header_fail(h, "empty list", k, kl);
+      for (int i = 1; i <= n && rc == 0; i++) {
+        lua_rawgeti(L, -1, i);
+        rc = header_line(h, L, k, kl);
+        lua_pop(L, 1);
       }
+    } else if (rc == 0) {
+      rc = header_line(h, L, k, kl);
+    }
+    if (rc != 0) {
+      lua_pop(L, 2);
+      return -1;
     }
     lua_pop(L, 1);
   }
-  return n;
+  return 0;
 }
 
 /* Detach the request from its task before answering it, so that answering
@@ -318,13 +381,29 @@ static void request_done(fcfs_task_t *t) {
   size_t blen = 0;
   const char *body =
       top >= 2 && lua_type(co, 2) == LUA_TSTRING ? lua_tolstring(co, 2, &blen) : NULL;
-  char hbuf[8192];
-  size_t hlen = top >= 3 ? build_headers(co, 3, hbuf, sizeof(hbuf)) : 0;
+  char hbuf[8192], err[256];
+  headers_t hd = {hbuf, sizeof(hbuf), 0, err, sizeof(err)};
   if (top >= 4 && lua_type(co, 4) == LUA_TSTRING) {
     snprintf(r->route_buf, sizeof(r->route_buf), "%s", lua_tostring(co, 4));
     r->route = r->route_buf;
   }
-  fcfs_request_respond(r, status, hbuf, hlen, body, blen);
+  if (top >= 3 && build_headers(co, 3, &hd) != 0) {
+    char line[256];
+    fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)), "%s",
+                 err);
+    fcfs_request_fail(r, 500, NULL);
+    return;
+  }
+  fcfs_request_respond(r, status, hbuf, hd.len, body, blen);
+}
+
+/* Push the error of a failed task with its traceback on the VM's main state. */
+static const char *task_traceback(fcfs_task_t *t, int status) {
+  const char *msg = lua_tostring(t->co, -1);
+  if (msg == NULL)
+    msg = status == LUA_ERRMEM ? "not enough memory" : "(error object is not a string)";
+  luaL_traceback(t->vm->L, t->co, msg, 0);
+  return lua_tostring(t->vm->L, -1);
 }
 
 static void run_finish(fcfs_vm_t *vm, int code, const char *err) {
@@ -344,28 +423,35 @@ static int exit_code(lua_State *co) {
 
 static void task_failed(fcfs_task_t *t, int status) {
   fcfs_vm_t *vm = t->vm;
-  lua_State *co = t->co;
-  const char *msg = lua_tostring(co, -1);
-  if (msg == NULL)
-    msg = status == LUA_ERRMEM ? "not enough memory" : "(error object is not a string)";
-  luaL_traceback(vm->L, co, msg, 0);
-  const char *tb = lua_tostring(vm->L, -1);
+  const char *tb = task_traceback(t, status);
   if (t->kind == TASK_REQUEST) {
     char line[256];
     fcfs_request_t *r = detach_request(t);
     fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)),
                  "lua error: %s", tb);
     fcfs_request_fail(r, 500, NULL);
-  } else if (t->kind == TASK_INIT) {
-    fcfs_vm_init_cb done = vm->init_done;
-    vm->init_done = NULL;
-    if (done) done(vm, tb, vm->init_arg);
   } else if (t->kind == TASK_MAIN) {
     run_finish(vm, 1, tb);
   } else {
     fcfs_log(FCFS_LOG_ERROR, "timer callback failed: %s", tb);
   }
   lua_pop(vm->L, 1);
+}
+
+/* The init task is freed before its outcome is told: the callback may close
+ * the VM (a failed reload), which must not happen under the task's feet. */
+static void init_end(fcfs_task_t *t, int status) {
+  fcfs_vm_t *vm = t->vm;
+  char err[4096];
+  if (status != 0) {
+    snprintf(err, sizeof(err), "%s", task_traceback(t, status));
+    lua_pop(vm->L, 1);
+  }
+  fcfs_vm_init_cb done = vm->init_done;
+  void *arg = vm->init_arg;
+  vm->init_done = NULL;
+  task_end(t);
+  if (done) done(vm, status != 0 ? err : NULL, arg);
 }
 
 /* Resume t with nargs values on its coroutine and deal with the outcome. */
@@ -386,17 +472,16 @@ static void task_run(fcfs_task_t *t, int nargs) {
     status = LUA_ERRRUN;
   }
   t->reusable = 1;
-  if (status != 0) {
-    task_failed(t, status);
-  } else if (t->kind == TASK_REQUEST) {
-    request_done(t);
-  } else if (t->kind == TASK_INIT) {
-    fcfs_vm_init_cb done = vm->init_done;
-    vm->init_done = NULL;
-    if (done) done(vm, NULL, vm->init_arg);
-  } else if (t->kind == TASK_MAIN) {
-    run_finish(vm, exit_code(t->co), NULL);
+  if (t->kind == TASK_INIT) {
+    init_end(t, status);
+    return;
   }
+  if (status != 0)
+    task_failed(t, status);
+  else if (t->kind == TASK_REQUEST)
+    request_done(t);
+  else if (t->kind == TASK_MAIN)
+    run_finish(vm, exit_code(t->co), NULL);
   task_end(t);
 }
 
@@ -486,15 +571,17 @@ void fcfs_vm_cancel(fcfs_request_t *r) {
 
 /* ---- timers and init -------------------------------------------------------- */
 
-void fcfs_vm_spawn(fcfs_vm_t *vm, lua_State *from, int nargs) {
+int fcfs_vm_spawn(fcfs_vm_t *vm, lua_State *from, int nargs, fcfs_release_cb ended, void *res) {
   fcfs_task_t *t = task_new(vm, TASK_TIMER);
-  if (t == NULL) {
+  if (t == NULL || (ended && fcfs_task_on_end(t, ended, res) != 0)) {
     lua_pop(from, nargs + 1);
     fcfs_log(FCFS_LOG_ERROR, "timer callback dropped: out of memory");
-    return;
+    if (t) task_end(t);
+    return -1;
   }
   lua_xmove(from, t->co, nargs + 1);
   task_run(t, nargs);
+  return 0;
 }
 
 void fcfs_vm_init(fcfs_vm_t *vm, fcfs_vm_init_cb done, void *arg) {
@@ -549,10 +636,11 @@ static fcfs_vm_t *vm_fail(fcfs_vm_t *vm, char *err, size_t errlen) {
   return NULL;
 }
 
-/* A VM with nothing loaded yet: the libraries, package.path (lua_dir first),
+/* A VM with nothing loaded yet: the libraries, package.path (dir first),
  * the host module, the host-aware coroutines, the request metatable; the
  * traceback handler is left at stack index 1. NULL and err on failure. */
-static fcfs_vm_t *vm_open(fcfs_worker_t *w, uint64_t generation, char *err, size_t errlen) {
+static fcfs_vm_t *vm_open(fcfs_worker_t *w, uint64_t generation, const char *dir, char *err,
+                          size_t errlen) {
   fcfs_vm_t *vm = calloc(1, sizeof(*vm));
   if (vm == NULL) {
     snprintf(err, errlen, "out of memory");
@@ -575,7 +663,7 @@ static fcfs_vm_t *vm_open(fcfs_worker_t *w, uint64_t generation, char *err, size
   lua_pushcfunction(L, traceback);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s%s%s", c->lua_dir, c->lua_dir, c->lua_path,
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s%s%s", dir, dir, c->lua_path,
                   c->lua_path[0] ? ";" : "", lua_tostring(L, -1));
   lua_setfield(L, -3, "path");
   lua_pop(L, 1);
@@ -605,11 +693,11 @@ static fcfs_vm_t *vm_seal(fcfs_vm_t *vm, char *err, size_t errlen) {
   return vm;
 }
 
-fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t errlen) {
-  fcfs_vm_t *vm = vm_open(w, generation, err, errlen);
+fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, const char *dir, char *err,
+                       size_t errlen) {
+  fcfs_vm_t *vm = vm_open(w, generation, dir, err, errlen);
   if (vm == NULL) return NULL;
   lua_State *L = vm->L;
-  const char *dir = w->conf->lua_dir;
   lua_getglobal(L, "require");
   lua_pushliteral(L, "app");
   if (lua_pcall(L, 1, 1, 1) != 0) return vm_fail(vm, err, errlen);
@@ -634,7 +722,7 @@ fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t 
 }
 
 fcfs_vm_t *fcfs_vm_new_script(fcfs_worker_t *w, const char *path, char *err, size_t errlen) {
-  fcfs_vm_t *vm = vm_open(w, 1, err, errlen);
+  fcfs_vm_t *vm = vm_open(w, 1, w->conf->lua_dir, err, errlen);
   if (vm == NULL) return NULL;
   if (luaL_loadfile(vm->L, path) != 0) return vm_fail(vm, err, errlen);
   vm->main_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
@@ -688,8 +776,7 @@ void fcfs_vm_retire(fcfs_vm_t *vm, double drain_timeout) {
     vm_close(vm);
     return;
   }
-  vm->drain = malloc(sizeof(uv_timer_t));
-  if (vm->drain == NULL || drain_timeout <= 0) {
+  if (drain_timeout <= 0 || (vm->drain = malloc(sizeof(uv_timer_t))) == NULL) {
     cancel_all(vm, "the server is reloading or stopping");
     return;
   }
@@ -708,4 +795,8 @@ void fcfs_vm_free(fcfs_vm_t *vm) {
 
 int fcfs_vm_retired(const fcfs_vm_t *vm) {
   return vm->retired;
+}
+
+int fcfs_vm_exiting(const fcfs_vm_t *vm) {
+  return vm->retired || vm->w->stopping;
 }

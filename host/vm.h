@@ -12,10 +12,12 @@
 
 typedef struct fcfs_request_s fcfs_request_t;
 
-/* Create a VM and load lua_dir/app.lua and everything it requires. NULL and
- * a message (file:line and traceback) in err on failure. Nothing runs that
- * could do I/O: init_worker functions run in fcfs_vm_init(). */
-fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, char *err, size_t errlen);
+/* Create a VM and load dir/app.lua and everything it requires (dir: lua_dir
+ * or a generation's snapshot of it). NULL and a message (file:line and
+ * traceback) in err on failure. Nothing runs that could do I/O: init_worker
+ * functions run in fcfs_vm_init(). */
+fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, const char *dir, char *err,
+                       size_t errlen);
 
 /* Create a VM for `fcfs run`: like fcfs_vm_new, but instead of app.lua it
  * loads (without running) the script at path; lua_dir is on package.path. */
@@ -51,14 +53,18 @@ void fcfs_vm_free(fcfs_vm_t *vm);
 
 uint64_t fcfs_vm_generation(const fcfs_vm_t *vm);
 int fcfs_vm_retired(const fcfs_vm_t *vm); /* no new timers on a retired VM */
+/* Retired, or its worker is stopping: long-running loops should end. */
+int fcfs_vm_exiting(const fcfs_vm_t *vm);
 size_t fcfs_vm_memory(const fcfs_vm_t *vm);
 int fcfs_vm_live_tasks(const fcfs_vm_t *vm);
 fcfs_worker_t *fcfs_vm_worker(const fcfs_vm_t *vm);
 
 /* Start a detached task (a timer callback): the function and its nargs
  * arguments on top of `from` (any thread of vm) are moved into a new
- * coroutine and run. */
-void fcfs_vm_spawn(fcfs_vm_t *vm, lua_State *from, int nargs);
+ * coroutine and run. ended (may be NULL) is called with res when the task
+ * ends, which may be before fcfs_vm_spawn returns. -1 (ended not called,
+ * the values popped) when the task could not start. */
+int fcfs_vm_spawn(fcfs_vm_t *vm, lua_State *from, int nargs, fcfs_release_cb ended, void *res);
 
 /* The request a task answers, NULL for timers and init. */
 fcfs_request_t *fcfs_task_request(fcfs_task_t *t);

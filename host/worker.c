@@ -7,7 +7,9 @@
  * single-process mode (workers = 0) the same code binds and creates them.
  *
  * Reload: a new VM is built and its init_worker run beside the serving one;
- * only when both worked is it swapped in. The old VM is retired (it drains
+ * only when both worked is it swapped in -- under a master, only once every
+ * worker has (master.c decides; the code comes from its snapshot of lua_dir,
+ * reload.h). The old VM is retired (it drains
  * its requests, bounded by drain_timeout); a generation still draining when
  * the next swap comes is cut short, so at most one drains. Callers of a
  * reload in progress share its outcome.
@@ -32,81 +34,38 @@
 #include "log.h"
 #include "mysql.h"
 #include "redis.h"
+#include "reload.h"
 #include "server.h"
 #include "vm.h"
 #include "watch.h"
 
 #define TICK_MS 100
+#define NSIGS 6
 
-static const int signums[5] = {SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1};
+static const int signums[NSIGS] = {SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGUSR2};
 
 static void worker_finish(fcfs_worker_t *w);
 static void reload_start(uv_timer_t *h);
 
-/* ---- reload -------------------------------------------------------------- */
+/* ---- reload ------------------------------------------------------------- */
 
-static void reload_finish(fcfs_worker_t *w, int ok, uint64_t gen, const char *err) {
-  if (ok) {
-    w->slot->reloads++;
-    fcfs_log(FCFS_LOG_NOTICE, "reloaded: generation %llu", (unsigned long long)gen);
-  } else {
-    w->slot->reload_failures++;
-    fcfs_log(FCFS_LOG_ERROR, "reload failed, generation %llu keeps serving: %s",
-             (unsigned long long)w->generation, err);
-  }
-  fcfs_reload_waiter_t *list = w->waiters;
-  w->waiters = NULL;
-  while (list) {
-    fcfs_reload_waiter_t *next = list->next;
-    list->cb(list->arg, ok, ok ? gen : w->generation, err);
-    free(list);
-    list = next;
-  }
-  if (w->reload_again && !w->stopping) {
-    w->reload_again = 0;
-    fcfs_worker_reload(w, NULL, NULL);
-  }
+/* Under a master, reloads are decided node-wide (master.c): a worker builds
+ * the generation, answers "ready" or its error in its shm slot, and swaps it
+ * in or drops it on the master's decision (USR2). Alone (workers = 0), it
+ * swaps as soon as the generation is ready. */
+static int has_master(const fcfs_worker_t *w) {
+  return w->shm->master_pid != 0;
 }
 
-static void reload_init_done(fcfs_vm_t *vm, const char *err, void *arg) {
-  fcfs_worker_t *w = arg;
-  w->loading = NULL;
-  uint64_t gen = fcfs_vm_generation(vm);
-  if (err) {
-    char msg[4096];
-    snprintf(msg, sizeof(msg), "init_worker: %s", err);
-    fcfs_vm_free(vm);
-    reload_finish(w, 0, gen, msg);
-    return;
-  }
-  if (w->stopping) {
-    fcfs_vm_free(vm);
-    reload_finish(w, 0, gen, "worker stopping");
-    return;
-  }
-  fcfs_vm_t *old = w->vm, *older = w->draining;
-  w->vm = vm;
-  w->generation = gen;
-  w->slot->generation = gen;
-  w->draining = NULL;
-  if (older) fcfs_vm_free(older);
-  w->draining = old;
-  fcfs_vm_retire(old, w->conf->drain_timeout);
-  reload_finish(w, 1, gen, NULL);
+/* Where generation gen's Lua lives: the master's snapshot, or lua_dir. */
+static void code_dir(const fcfs_worker_t *w, uint64_t gen, char *buf, size_t len) {
+  if (has_master(w))
+    fcfs_reload_dir(w->conf, gen, buf, len);
+  else
+    snprintf(buf, len, "%s", w->conf->lua_dir);
 }
 
-void fcfs_worker_reload(fcfs_worker_t *w, fcfs_reload_cb cb, void *arg) {
-  if (cb) {
-    fcfs_reload_waiter_t *wt = malloc(sizeof(*wt));
-    if (wt == NULL) {
-      cb(arg, 0, w->generation, "out of memory");
-      return;
-    }
-    wt->cb = cb;
-    wt->arg = arg;
-    wt->next = w->waiters;
-    w->waiters = wt;
-  }
+static void start_reload(fcfs_worker_t *w) {
   if (w->loading) { /* the files may have changed since it started: go again after */
     w->reload_again = 1;
     return;
@@ -116,30 +75,178 @@ void fcfs_worker_reload(fcfs_worker_t *w, fcfs_reload_cb cb, void *arg) {
     uv_timer_start(&w->reload_timer, reload_start, 0, 0);
 }
 
+static void answer_waiters(fcfs_worker_t *w, int ok, uint64_t gen, const char *err) {
+  fcfs_reload_waiter_t *list = w->waiters;
+  w->waiters = NULL;
+  while (list) {
+    fcfs_reload_waiter_t *next = list->next;
+    list->cb(list->arg, ok, gen, err);
+    free(list);
+    list = next;
+  }
+}
+
+/* This worker is done with generation gen: log, count, and alone, answer. */
+static void reload_finish(fcfs_worker_t *w, int ok, uint64_t gen, const char *err) {
+  if (ok) {
+    w->slot->reloads++;
+    fcfs_log(FCFS_LOG_NOTICE, "reloaded: generation %llu", (unsigned long long)gen);
+  } else {
+    w->slot->reload_failures++;
+    fcfs_log(FCFS_LOG_ERROR, "reload failed, generation %llu keeps serving: %s",
+             (unsigned long long)w->generation, err);
+  }
+  if (!has_master(w)) {
+    fcfs_reload_status_write(w->conf, gen, ok ? FCFS_RELOAD_OK : FCFS_RELOAD_FAILED, err);
+    answer_waiters(w, ok, ok ? gen : w->generation, err);
+  }
+  if (w->reload_again && !w->stopping) {
+    w->reload_again = 0;
+    start_reload(w);
+  }
+}
+
+/* Tell the master what became of generation gen here (err NULL: ready). */
+static void answer_master(fcfs_worker_t *w, uint64_t gen, const char *err) {
+  fcfs_worker_slot_t *slot = w->slot;
+  size_t n = err ? strlen(err) : 0; /* cut long tracebacks to the slot */
+  if (n >= sizeof(slot->prepared_err)) n = sizeof(slot->prepared_err) - 1;
+  memcpy(slot->prepared_err, err ? err : "", n);
+  slot->prepared_err[n] = '\0';
+  slot->prepared_state = err ? FCFS_RELOAD_FAILED : FCFS_RELOAD_OK;
+  __atomic_store_n(&slot->prepared, gen, __ATOMIC_RELEASE);
+  kill((pid_t)w->shm->master_pid, SIGUSR2);
+}
+
+static void reload_failed(fcfs_worker_t *w, uint64_t gen, const char *err) {
+  if (has_master(w) && gen > w->shm->accepted) answer_master(w, gen, err);
+  reload_finish(w, 0, gen, err);
+}
+
+static void swap_in(fcfs_worker_t *w, fcfs_vm_t *vm) {
+  fcfs_vm_t *old = w->vm, *older = w->draining;
+  w->loading = NULL;
+  w->prepared = 0;
+  w->vm = vm;
+  w->generation = fcfs_vm_generation(vm);
+  w->slot->generation = w->generation;
+  w->draining = NULL;
+  if (older) fcfs_vm_free(older);
+  w->draining = old;
+  fcfs_vm_retire(old, w->conf->drain_timeout);
+  reload_finish(w, 1, w->generation, NULL);
+}
+
+/* Once the master has decided: swap in the prepared generation, or drop the
+ * one being built (prepared or not: an init_worker still running past
+ * reload_timeout is cancelled). The first load is left to first_init_done. */
+static void settle(fcfs_worker_t *w) {
+  fcfs_vm_t *vm = w->loading;
+  if (vm == NULL || w->vm == NULL) return;
+  uint64_t gen = fcfs_vm_generation(vm);
+  uint64_t decided = __atomic_load_n(&w->shm->decided, __ATOMIC_ACQUIRE);
+  uint64_t accepted = w->shm->accepted; /* written before decided */
+  if (accepted == gen) {
+    if (w->prepared) swap_in(w, vm);
+    return;
+  }
+  if (decided < gen && accepted < gen) return; /* not decided yet */
+  char err[sizeof(w->shm->decided_err)];
+  snprintf(err, sizeof(err), "%s",
+           decided == gen ? w->shm->decided_err : "superseded by a newer reload");
+  w->loading = NULL;
+  w->prepared = 0;
+  fcfs_vm_free(vm);
+  reload_finish(w, 0, gen, err);
+}
+
+/* The master decided a reload (USR2). */
+static void on_decision(fcfs_worker_t *w) {
+  settle(w);
+  uint64_t decided = __atomic_load_n(&w->shm->decided, __ATOMIC_ACQUIRE);
+  if (w->waiters && decided > w->waiters_after) {
+    char err[sizeof(w->shm->decided_err)];
+    snprintf(err, sizeof(err), "%s", w->shm->decided_err);
+    int ok = w->shm->accepted == decided;
+    answer_waiters(w, ok, ok ? decided : w->shm->accepted, ok ? NULL : err);
+  }
+  /* started while that reload was under way: catch up with the node */
+  if (!w->loading && w->shm->accepted > w->generation) start_reload(w);
+}
+
+static void reload_init_done(fcfs_vm_t *vm, const char *err, void *arg) {
+  fcfs_worker_t *w = arg;
+  uint64_t gen = fcfs_vm_generation(vm);
+  if (err || w->stopping) {
+    char msg[4096];
+    snprintf(msg, sizeof(msg), "%s%s", err ? "init_worker: " : "", err ? err : "worker stopping");
+    w->loading = NULL;
+    fcfs_vm_free(vm); /* its init task is over: vm.c calls us after it ended */
+    reload_failed(w, gen, msg);
+    return;
+  }
+  if (!has_master(w)) {
+    swap_in(w, vm);
+    return;
+  }
+  w->prepared = 1;
+  if (gen > w->shm->accepted) answer_master(w, gen, NULL);
+  settle(w);
+}
+
 static void reload_start(uv_timer_t *h) {
   fcfs_worker_t *w = h->data;
+  fcfs_shm_t *shm = w->shm;
   if (w->stopping) {
     reload_finish(w, 0, w->generation, "worker stopping");
     return;
   }
-  uint64_t gen = w->shm->generation;
-  if (gen <= w->generation) gen = w->generation + 1;
-  if (w->shm->generation < gen) w->shm->generation = gen;
-  char err[4096];
-  fcfs_vm_t *vm = fcfs_vm_new(w, gen, err, sizeof(err));
+  uint64_t gen;
+  if (has_master(w)) {
+    /* the reload under way, else the accepted generation (catching up) */
+    uint64_t decided = __atomic_load_n(&shm->decided, __ATOMIC_ACQUIRE);
+    gen = shm->generation > decided ? shm->generation : shm->accepted;
+    if (gen <= w->generation || gen == w->slot->prepared) return; /* nothing new */
+  } else {
+    gen = shm->generation;
+    if (gen <= w->generation) gen = w->generation + 1;
+    if (shm->generation < gen) shm->generation = gen;
+  }
+  char dir[4096], err[4096];
+  code_dir(w, gen, dir, sizeof(dir));
+  fcfs_vm_t *vm = fcfs_vm_new(w, gen, dir, err, sizeof(err));
   if (vm == NULL) {
-    reload_finish(w, 0, gen, err);
+    reload_failed(w, gen, err);
     return;
   }
   w->loading = vm;
   fcfs_vm_init(vm, reload_init_done, w);
 }
 
+static int add_waiter(fcfs_worker_t *w, fcfs_reload_cb cb, void *arg) {
+  fcfs_reload_waiter_t *wt = malloc(sizeof(*wt));
+  if (wt == NULL) {
+    cb(arg, 0, w->generation, "out of memory");
+    return -1;
+  }
+  if (w->waiters == NULL) w->waiters_after = __atomic_load_n(&w->shm->decided, __ATOMIC_ACQUIRE);
+  wt->cb = cb;
+  wt->arg = arg;
+  wt->next = w->waiters;
+  w->waiters = wt;
+  return 0;
+}
+
 void fcfs_worker_reload_all(fcfs_worker_t *w, fcfs_reload_cb cb, void *arg) {
+  if (add_waiter(w, cb, arg) != 0) return;
+  if (has_master(w)) {
+    /* the master runs the reload; its USR2 brings the outcome (on_decision) */
+    if (kill((pid_t)w->shm->master_pid, SIGHUP) != 0)
+      answer_waiters(w, 0, w->generation, "the master is gone");
+    return;
+  }
   __atomic_add_fetch(&w->shm->generation, 1, __ATOMIC_SEQ_CST);
-  fcfs_worker_reload(w, cb, arg);
-  pid_t master = (pid_t)w->shm->master_pid;
-  if (master > 0) kill(master, SIGUSR2); /* the master tells the other workers */
+  start_reload(w);
 }
 
 /* ---- stop ------------------------------------------------------------------ */
@@ -186,7 +293,7 @@ static void worker_finish(fcfs_worker_t *w) {
   uv_timer_stop(&w->tick);
   uv_close((uv_handle_t *)&w->tick, handle_closed);
   uv_close((uv_handle_t *)&w->reload_timer, handle_closed);
-  for (int i = 0; i < 5; i++)
+  for (int i = 0; i < NSIGS; i++)
     uv_close((uv_handle_t *)&w->sigs[i], handle_closed);
   fcfs_watch_stop(w->watch);
   w->watch = NULL;
@@ -218,9 +325,11 @@ static void on_signal(uv_signal_t *h, int signum) {
   fcfs_worker_t *w = h->data;
   switch (signum) {
   case SIGHUP:
-    if (w->shm->master_pid == 0) __atomic_add_fetch(&w->shm->generation, 1, __ATOMIC_SEQ_CST);
-    if (w->shm->generation > w->generation || w->shm->master_pid == 0)
-      fcfs_worker_reload(w, NULL, NULL);
+    if (!has_master(w)) __atomic_add_fetch(&w->shm->generation, 1, __ATOMIC_SEQ_CST);
+    start_reload(w);
+    break;
+  case SIGUSR2:
+    if (has_master(w)) on_decision(w);
     break;
   case SIGQUIT:
     worker_stop(w, 1);
@@ -260,7 +369,7 @@ static void on_lua_changed(void *arg) {
   fcfs_worker_t *w = arg;
   fcfs_log(FCFS_LOG_NOTICE, "dev: %s changed, reloading", w->conf->lua_dir);
   __atomic_add_fetch(&w->shm->generation, 1, __ATOMIC_SEQ_CST);
-  fcfs_worker_reload(w, NULL, NULL);
+  start_reload(w);
 }
 
 static void first_init_done(fcfs_vm_t *vm, const char *err, void *arg) {
@@ -289,6 +398,7 @@ static void first_init_done(fcfs_vm_t *vm, const char *err, void *arg) {
     w->watch = fcfs_watch_start(&w->loop, w->conf->lua_dir, on_lua_changed, w);
   fcfs_log(FCFS_LOG_NOTICE, "worker %d serving %s, generation %llu", w->id, w->conf->listen,
            (unsigned long long)w->generation);
+  if (has_master(w) && w->shm->accepted > w->generation) start_reload(w); /* accepted meanwhile */
 }
 
 int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, int admin_fd,
@@ -324,6 +434,7 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
   w->slot->pid = getpid();
   w->slot->heartbeat_ms = fcfs_monotonic_ms();
   if (w->shm->generation == 0) w->shm->generation = 1;
+  if (shm_own) fcfs_reload_status_write(conf, w->shm->generation, FCFS_RELOAD_OK, NULL);
 
   w->redis = fcfs_redis_new(&w->loop, conf, &w->slot->redis);
   fcfs_mysql_opts_t mo;
@@ -335,7 +446,7 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
   uv_timer_init(&w->loop, &w->reload_timer);
   w->reload_timer.data = w;
   uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
-  for (int i = 0; i < 5; i++) {
+  for (int i = 0; i < NSIGS; i++) {
     uv_signal_init(&w->loop, &w->sigs[i]);
     w->sigs[i].data = w;
     uv_signal_start(&w->sigs[i], on_signal, signums[i]);
@@ -345,7 +456,10 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
    * of connects spreads over the workers instead of landing on the first. */
   if (count > 1) setenv("UV_TCP_SINGLE_ACCEPT", "1", 0);
 
-  fcfs_vm_t *vm = fcfs_vm_new(w, w->shm->generation, err, sizeof(err));
+  char dir[4096];
+  uint64_t gen = has_master(w) ? w->shm->accepted : w->shm->generation;
+  code_dir(w, gen, dir, sizeof(dir));
+  fcfs_vm_t *vm = fcfs_vm_new(w, gen, dir, err, sizeof(err));
   if (vm == NULL) {
     fcfs_log(FCFS_LOG_ERROR, "loading %s/app.lua failed: %s", conf->lua_dir, err);
     fprintf(stderr, "fcfs: loading %s/app.lua failed: %s\n", conf->lua_dir, err);
@@ -425,7 +539,7 @@ static void detached_free(fcfs_worker_t *w) {
 int fcfs_worker_check(const fcfs_conf_t *conf, char *err, size_t errlen) {
   fcfs_worker_t *w = detached_new(conf, err, errlen);
   if (w == NULL) return -1;
-  fcfs_vm_t *vm = fcfs_vm_new(w, 1, err, errlen);
+  fcfs_vm_t *vm = fcfs_vm_new(w, 1, conf->lua_dir, err, errlen);
   if (vm) fcfs_vm_free(vm);
   detached_close_pools(w);
   detached_free(w);

@@ -40,17 +40,20 @@ typedef struct fcfs_worker_s {
   int listen_fd, admin_fd;
   uint64_t generation;           /* of vm */
   fcfs_reload_waiter_t *waiters; /* callers of the reload in progress */
+  uint64_t waiters_after;        /* under a master: they want a decision newer than this */
   int reload_again;              /* a reload was asked while one was loading */
+  int prepared;                  /* loading is built and initialised, waiting for the master */
   int finished;
 
   uv_timer_t tick;         /* heartbeat, access log flush, gauges, stop deadline */
   uv_timer_t reload_timer; /* starts a reload from the loop */
-  uv_signal_t sigs[5];
+  uv_signal_t sigs[6];
   struct fcfs_watch_s *watch; /* dev mode, single-process (the master watches otherwise) */
   int stopping;               /* 1 = draining (QUIT), 2 = stopping now */
   uint64_t stop_deadline_ms;
   int exit_code;
   uint64_t request_seq;
+  int pending_timers; /* host.timer.at/every not fired yet, over all generations */
 } fcfs_worker_t;
 
 /* Run a worker until it stops; returns the process exit code. listen_fd and
@@ -68,11 +71,9 @@ int fcfs_worker_check(const fcfs_conf_t *conf, char *err, size_t errlen);
  * the script's return value; 1 and a traceback on stderr when it failed). */
 int fcfs_worker_run(const fcfs_conf_t *conf, const char *script, int argc, char **argv);
 
-/* Build a new VM generation, run its init, swap it in; cb (may be NULL) gets
- * the outcome. Callers that ask while a reload is loading share its result. */
-void fcfs_worker_reload(fcfs_worker_t *w, fcfs_reload_cb cb, void *arg);
-
-/* Ask every worker of the node to reload (the master fans it out). */
+/* Reload the node: a new VM generation on every worker (under a master, all
+ * of them or none). cb gets the outcome; callers that ask while a reload is
+ * under way share its result. */
 void fcfs_worker_reload_all(fcfs_worker_t *w, fcfs_reload_cb cb, void *arg);
 
 /* Called by the server when a request or connection ended, so that a

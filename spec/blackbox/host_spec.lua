@@ -134,27 +134,6 @@ local function expect_error_and_close(port, bytes, status, code)
     return res
 end
 
--- One keep-alive connection per worker (keyed by worker id): connections are accepted by
--- whichever worker is quicker, so open them until each worker holds one.
-local function conn_per_worker(s, count)
-    local conns, seen = {}, 0
-    local deadline = socket.gettime() + 10
-    while seen < count and socket.gettime() < deadline do
-        local c = assert(http.connect(s.port))
-        local res = assert(c:request{ path = "/version" })
-        assert.equal(200, res.status)
-        local id = http.json(res).worker
-        if conns[id] then
-            c:close()
-        else
-            conns[id] = c
-            seen = seen + 1
-        end
-    end
-    assert.equal(count, seen, "could not reach every worker")
-    return conns
-end
-
 local function version_on(c)
     local res = assert(c:request{ path = "/version" })
     assert.equal(200, res.status)
@@ -374,7 +353,7 @@ describe("host core, one worker", function()
             s:assert_no_errors(ALLOWED)
         end)
 
-    it("cancels the request of a client that goes away while its handler sleeps", function()
+    it("lets the handler of a client that goes away run to its end (client_abort = finish)", function()
         local pid = get_json(s.port, "/version").pid
         local tag = tostring(os.time()) .. tostring(math.random(1e6))
         local c = assert(http.connect(s.port))
@@ -387,14 +366,8 @@ describe("host core, one worker", function()
         eventually(function()
             return raw.metric(s:metrics(), "fcfs_requests_in_flight") == 1 -- only /metrics itself
         end, 5, "the in-flight gauge to drop back")
-        -- a second sleeper started after the first ends after it would have woken: by then the
-        -- first has either logged its wake-up (not cancelled) or never will
-        local second = get_json(s.port, "/sleep?s=0.5&mark=second-" .. tag)
-        assert.equal(0.5, second.slept)
-        eventually(function()
-            return s:error_log():find("woke second-" .. tag, 1, true)
-        end, 5, "the second sleeper's log line")
-        assert.is_nil(s:error_log():find("woke first-" .. tag, 1, true), "the cancelled handler ran on")
+        -- the first handler woke and finished although nobody waits for its answer
+        assert.truthy(s:error_log():find("woke first-" .. tag, 1, true), "the handler was cancelled")
         assert.equal(pid, get_json(s.port, "/version").pid) -- same worker, no crash
         s:assert_no_errors(ALLOWED)
     end)
@@ -584,7 +557,7 @@ describe("host core, two workers", function()
             finally(function()
                 s:stop()
             end)
-            local conns = conn_per_worker(s, 2)
+            local conns = s:conn_per_worker(2)
             local gen = version_on(conns[0]).generation
             s:write_lua("app.lua", "local x = = 1\n" .. app_source("B"))
             local code, out = s:cli("-s reload")
@@ -627,7 +600,7 @@ describe("host core, two workers", function()
             end)
             local master = s:pid()
             local workers = s:worker_pids()
-            local conns = conn_per_worker(s, 2)
+            local conns = s:conn_per_worker(2)
             local gen = {}
             for id = 0, 1 do
                 local v = version_on(conns[id])
@@ -674,7 +647,7 @@ describe("host core, two workers", function()
         end)
         local sample = 'fcfs_requests_total{route="/hello",status="200"}'
         local base = raw.metric(s:metrics(), sample) or 0
-        local conns = conn_per_worker(s, 2)
+        local conns = s:conn_per_worker(2)
         local sent = { [0] = 3, [1] = 4 }
         for id = 0, 1 do
             for _ = 1, sent[id] do

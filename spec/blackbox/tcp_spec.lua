@@ -440,17 +440,18 @@ describe("host.tcp", function()
         end, 2, "the peer to see every socket closed")
     end)
 
-    it("is closed when the client goes away while the handler reads", function()
-        local c = assert(socket.connect("127.0.0.1", s.port))
-        assert(c:send(format("GET /wait?t=10&port=%d HTTP/1.1\r\nHost: x\r\n\r\n", PORT)))
-        server.wait_until(function()
-            return peer_count() == 1
-        end, 2, "the handler to connect")
-        c:close()
-        server.wait_until(function()
-            return peer_count() == 0
-        end, 2, "the peer to see the socket closed")
-    end)
+    it("is closed when the handler of a client gone away ends (client_abort = finish: at the deadline)",
+        function()
+            local c = assert(socket.connect("127.0.0.1", s.port))
+            assert(c:send(format("GET /wait?t=10&port=%d HTTP/1.1\r\nHost: x\r\n\r\n", PORT)))
+            server.wait_until(function()
+                return peer_count() == 1
+            end, 2, "the handler to connect")
+            c:close()
+            server.wait_until(function()
+                return peer_count() == 0
+            end, 5, "the peer to see the socket closed")
+        end)
 
     it("is closed at the request deadline while the handler reads (504)", function()
         local t0 = socket.gettime()

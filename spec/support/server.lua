@@ -4,10 +4,12 @@
 --   local s = server.start{
 --     app = [[ ... source of app.lua ... ]],     -- nil: the repository's lua/app.lua
 --     lua_files = { ["lib/extra.lua"] = "..." }, -- more files under the Lua directory
+--     base_module = "x_base",                    -- the repository's lua/app.lua as module x_base
 --     conf = { workers = 0 },                    -- config keys over the test defaults
 --     env = { FCFS_LOG_LEVEL = "info" },         -- environment of the server process
 --   }
---   s.port, s.url, s.dir, s:pid(), s:worker_pids(), s:error_log(), s:write_lua(path, src),
+--   s.port, s.url, s.dir, s:pid(), s:worker_pids(), s:conn_per_worker(n), s:error_log(),
+--   s:write_lua(path, src),
 --   s:signal("HUP"), s:cli("-s reload") -> code, output, s:stop(), s:assert_no_errors{patterns}
 --   s.admin_sock, s:admin{ method=, path=, ... } -> res, err  (HTTP on the admin unix socket, where
 --   /_host/* and /metrics live), s:metrics() -> the Prometheus text
@@ -183,6 +185,9 @@ function server.start(opts)
     if opts.app then
         s:write_lua("app.lua", opts.app)
     end
+    if opts.base_module then
+        s:write_lua(opts.base_module .. ".lua", server.repo_file("lua/app.lua"))
+    end
     for path, code in pairs(opts.lua_files or {}) do
         s:write_lua(path, code)
     end
@@ -288,6 +293,28 @@ function S:metrics()
     local res = assert(self:admin{ path = "/metrics" })
     assert(res.status == 200, "GET /metrics answered " .. res.status)
     return res.body
+end
+
+-- One keep-alive connection per worker, keyed by worker id (GET /version of the spec's app, which
+-- answers {worker = host.worker_id, ...}): connections are accepted by whichever worker is quicker,
+-- so open them until each worker holds one.
+function S:conn_per_worker(count)
+    local conns, seen = {}, 0
+    local deadline = socket.gettime() + 10
+    while seen < count and socket.gettime() < deadline do
+        local c = assert(http.connect(self.port))
+        local res = assert(c:request{ path = "/version" })
+        assert(res.status == 200, "GET /version: " .. tostring(res.status))
+        local id = http.json(res).worker
+        if conns[id] then
+            c:close()
+        else
+            conns[id] = c
+            seen = seen + 1
+        end
+    end
+    assert(seen == count, "could not reach every worker")
+    return conns
 end
 
 function S:error_log()
