@@ -120,10 +120,11 @@ function _M.purge()
 end
 
 -- sessions.start(): for app:init_worker -- purge every host.config.app.session_purge_interval
--- seconds (default 3600).
+-- seconds (etc/fcfs.lua: 3600); without that key, no purge timer.
 function _M.start()
     local app = host.config.app
-    local every = type(app) == "table" and tonumber(app.session_purge_interval) or 3600
+    local every = type(app) == "table" and tonumber(app.session_purge_interval)
+    if not every then return end
     host.timer.every(every, function(premature)
         if not premature then _M.purge() end
     end)

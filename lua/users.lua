@@ -338,12 +338,12 @@ local function resend(req)
 end
 
 -- A hash for unknown emails, so that they cost one verification like a known one; made once per
--- VM, by a timer at start (users.routes), so that no login pays for it.
+-- VM by a timer that init_worker starts (users.routes), so that no login pays for it.
 local dummy_hash
 
 local function make_dummy_hash(premature)
-    if premature or dummy_hash then return end
-    dummy_hash = host.crypto.password_hash(host.crypto.token(16))
+    if premature then return end
+    dummy_hash = dummy_hash or host.crypto.password_hash(host.crypto.token(16))
 end
 
 local function login(req)
