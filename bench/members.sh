@@ -38,8 +38,9 @@ fcfs_start "redis = \"unix:$svc/redis/redis.sock\"" "mysql_socket = \"$svc/mysql
 email="bench.$RANDOM@example.com" password="bench123!"
 curl -fsS -H 'Content-Type: application/json' -d "{\"email\":\"$email\",\"password\":\"$password\",\
 \"name\":\"bench\",\"phone\":\"010-1234-5678\",\"address\":\"Seoul\"}" "$FCFS_URL/api/users" >&2
-for _ in $(seq 50); do ls "$BENCH_TMP"/mail/*.eml >/dev/null 2>&1 && break; sleep 0.1; done
-code=$(sed -n '/^$/,$p' "$BENCH_TMP"/mail/*.eml | tr -d '\r\n' | base64 -d | grep -o '[0-9]\{6\}' | head -1)
+mail=$BENCH_TMP/mail/1.eml # the first outbox row
+for _ in $(seq 50); do [[ -f $mail ]] && break; sleep 0.1; done
+code=$(tr -d '\r' <"$mail" | sed -n '/^$/,$p' | tr -d '\n' | base64 -d | grep -o '[0-9]\{6\}' | head -1)
 curl -fsS -H 'Content-Type: application/json' -d "{\"email\":\"$email\",\"code\":\"$code\"}" \
   "$FCFS_URL/api/users/verify" >&2
 export LOGIN_BODY="{\"email\":\"$email\",\"password\":\"$password\"}"

@@ -94,6 +94,7 @@ return {
     -- members (lua/users.lua, lua/sessions.lua, lua/lib/auth.lua, lua/mail.lua)
     access_ttl = 900,                -- s an access token lives (revocations are kept that long)
     refresh_ttl = 1209600,           -- s a refresh token lives after its last use (14 days)
+    session_purge_interval = 3600,   -- s between purges of sessions over for a day (absent: none)
     code_ttl = 300,                  -- s a mailed verification code lives
     resend_interval = 60,            -- s between two verification mails to one address
     login_max_failures_email = 5,    -- failed logins per email within login_failure_window -> 429

@@ -28,6 +28,7 @@ local products = require "products"
 local wishlist = require "wishlist"
 local orders = require "orders"
 local lifecycle = require "jobs.lifecycle"
+local sessions = require "sessions"
 
 local pcall, tostring = pcall, tostring
 local fail = web.fail
@@ -119,6 +120,7 @@ end))
 users.routes(app)
 app:init_worker(auth.start)
 app:init_worker(mail.start)
+app:init_worker(sessions.start)
 
 -- commerce: catalog, wishlist, orders and the order lifecycle scheduler
 products.routes(app)

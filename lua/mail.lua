@@ -39,7 +39,7 @@ local FROM = "fcfs <no-reply@fcfs.invalid>"
 
 local function app_conf(name, default)
     local app = host.config.app
-    local v = type(app) == "table" and app[name]
+    local v = type(app) == "table" and app[name] or nil
     if v == nil then return default end
     return v
 end

@@ -4,6 +4,7 @@
 --   sessions.refresh(token)        -> a new pair for the session; the old refresh token is spent
 --   sessions.logout(claims)        -> ends the caller's session
 --   sessions.end_all(uid)          -> n: ends every session of the user (logout-all, new password)
+--   sessions.purge()               -> deletes sessions over for more than a day (a timer: start)
 --
 -- A refresh token is 32 random bytes (url-safe base64); the sessions table keeps only its SHA-256
 -- and the session's sliding expiry (refresh_ttl from the last use). On refresh the row is locked,
@@ -16,7 +17,7 @@ local web = require "lib.web"
 local auth = require "lib.auth"
 
 local check, fail = web.check, web.fail
-local tostring, type, sub = tostring, type, string.sub
+local tostring, tonumber, type, sub = tostring, tonumber, type, string.sub
 
 local _M = {}
 
@@ -104,6 +105,29 @@ function _M.end_all(uid)
     end))
     broadcast(ids)
     return n
+end
+
+-- sessions.purge() -> rows deleted: sessions expired or revoked more than a day ago (their spent
+-- refresh tokens go with them; no token of theirs can be valid any more), in batches.
+function _M.purge()
+    local total = 0
+    repeat
+        local r = check(host.mysql.query("DELETE FROM sessions WHERE expires_at < UTC_TIMESTAMP(3) - INTERVAL 1 DAY "
+            .. "OR revoked_at < UTC_TIMESTAMP(3) - INTERVAL 1 DAY LIMIT 1000"))
+        total = total + r.affected_rows
+    until r.affected_rows < 1000
+    return total
+end
+
+-- sessions.start(): for app:init_worker -- purge every host.config.app.session_purge_interval
+-- seconds (etc/fcfs.lua: 3600); without that key, no purge timer.
+function _M.start()
+    local app = host.config.app
+    local every = type(app) == "table" and tonumber(app.session_purge_interval)
+    if not every then return end
+    host.timer.every(every, function(premature)
+        if not premature then _M.purge() end
+    end)
 end
 
 return _M

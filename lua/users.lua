@@ -193,8 +193,9 @@ local function new_code()
     return format("%06d", (((b1 * 256 + b2) * 256 + b3) * 256 + b4) % 1000000)
 end
 
-local function code_hash(uid, code)
-    return host.crypto.hmac("vc1:" .. tostring(uid) .. ":" .. code)
+-- What the code's keyed hash covers: the user binds it to one account.
+local function code_msg(uid, code)
+    return "vc1:" .. tostring(uid) .. ":" .. code
 end
 
 local function urlencode(s)
@@ -206,7 +207,7 @@ local function issue_code(tx, uid, email)
     local code = new_code()
     check(tx:query("REPLACE INTO email_verifications (user_id, code_hash, expires_at, attempts, created_at) "
         .. "VALUES (?, ?, UTC_TIMESTAMP(3) + INTERVAL ? SECOND, 0, UTC_TIMESTAMP(3))",
-        uid, code_hash(uid, code), app_conf("code_ttl", 300)))
+        uid, host.crypto.hmac(code_msg(uid, code)), app_conf("code_ttl", 300)))
     local app = host.config.app
     local base = type(app) == "table" and app.public_url or "http://127.0.0.1:8080"
     local link = base .. "/api/users/verify?email=" .. urlencode(email) .. "&code=" .. code
@@ -229,7 +230,9 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Rate limits (Redis: they hold across hosts)
 
--- Failure counters: {key, limit} pairs; true when any is at its limit.
+-- Failure counters: {key, limit} pairs; true when any is at its limit. Only failures count (many
+-- devices may log in to one account at once); parallel tries that pass the check together can
+-- overshoot the limit by their number, once.
 local function over_limit(limits)
     local cmds = {}
     for i = 1, #limits do cmds[i] = { "GET", limits[i][1] } end
@@ -285,7 +288,7 @@ local function check_code(uid, code)
         if not row then return "none" end
         if row.attempts >= MAX_CODE_ATTEMPTS then return "locked" end
         if row.expired == 1 then return "expired" end
-        if not host.crypto.hmac_verify("vc1:" .. tostring(uid) .. ":" .. code, row.code_hash) then
+        if not host.crypto.hmac_verify(code_msg(uid, code), row.code_hash) then
             check(tx:query("UPDATE email_verifications SET attempts = attempts + 1 WHERE user_id = ?", uid))
             return row.attempts + 1 >= MAX_CODE_ATTEMPTS and "locked" or "wrong"
         end
@@ -298,10 +301,11 @@ end
 local VERIFIED = { json = { status = "VERIFIED" } }
 
 local function verify_with(v)
-    local rows = check(host.mysql.query("SELECT id, status FROM users WHERE email_blind = ?", blind_of(v.email)))
+    -- an unknown address and a verified one (whose code is gone) answer as a wrong code: the
+    -- endpoint does not tell which addresses are registered
+    local rows = check(host.mysql.query("SELECT id FROM users WHERE email_blind = ?", blind_of(v.email)))
     local u = rows[1]
     if not u then fail(400, "INVALID_CODE", MSG.INVALID_CODE) end
-    if u.status == "VERIFIED" then return VERIFIED end
     local outcome = check_code(u.id, v.code)
     if outcome == "ok" then return VERIFIED end
     if outcome == "locked" then too_many(app_conf("code_ttl", 300), MSG.CODE_LOCKED) end
@@ -334,12 +338,12 @@ local function resend(req)
 end
 
 -- A hash for unknown emails, so that they cost one verification like a known one; made once per
--- VM, by a timer at start (users.routes), so that no login pays for it.
+-- VM by a timer that init_worker starts (users.routes), so that no login pays for it.
 local dummy_hash
 
 local function make_dummy_hash(premature)
-    if premature or dummy_hash then return end
-    dummy_hash = host.crypto.password_hash(host.crypto.token(16))
+    if premature then return end
+    dummy_hash = dummy_hash or host.crypto.password_hash(host.crypto.token(16))
 end
 
 local function login(req)

@@ -170,11 +170,11 @@ local function apply_message(msg)
 end
 
 -- One subscription: subscribe, rebuild, then apply messages until the connection fails or the VM
--- generation retires (state.stopping). Returns the reason it ended.
+-- generation retires (host.exiting()). Returns the reason it ended.
 local function subscribe_once(state)
     local pin, err = host.redis.pin()
     if not pin then return err end
-    pin:set_timeout(1) -- the read below wakes up every second to look at state.stopping
+    pin:set_timeout(1) -- the read below wakes up every second to look at host.exiting()
     local ok
     ok, err = pin:call("SUBSCRIBE", _M.CHANNEL)
     if ok then
@@ -183,7 +183,7 @@ local function subscribe_once(state)
     if ok then
         state.subscribed = true
         state.backoff = 0.05
-        while not state.stopping do
+        while not host.exiting() do
             local msg
             msg, err = pin:read_reply()
             if msg then
@@ -198,14 +198,14 @@ local function subscribe_once(state)
     return err
 end
 
-local state = { stopping = false, subscribed = false, backoff = 0.05 }
+local state = { subscribed = false, backoff = 0.05 }
 _M.state = state
 
 local function subscriber(premature)
     if premature then return end
-    while not state.stopping do
+    while not host.exiting() do
         local err = subscribe_once(state)
-        if state.stopping then break end
+        if host.exiting() then break end
         host.log("warn", "revocation subscriber: ", tostring(err), "; resubscribing in ", state.backoff, " s")
         host.sleep(state.backoff)
         state.backoff = min(state.backoff * 2, 1)
@@ -213,7 +213,7 @@ local function subscriber(premature)
 end
 
 -- auth.start(): for app:init_worker -- starts this worker's subscriber; it ends when the VM
--- generation retires (a timer fired prematurely tells it). Without a host.shared.revoked dict (an
+-- generation retires (host.exiting()). Without a host.shared.revoked dict (an
 -- app run without sessions) it starts nothing, and every access token is refused (a 500 names the
 -- missing dict).
 function _M.start()
@@ -221,11 +221,11 @@ function _M.start()
         host.log("warn", "host.shared.revoked is not declared: no session revocation subscriber")
         return
     end
-    state.stopping = false
+    -- before the first request: a fresh node must not accept what another already revoked (the
+    -- subscriber rebuilds again once subscribed, for what is revoked in between)
+    local ok, err = _M.rebuild()
+    if not ok then host.log("warn", "revocation set not rebuilt at start: ", tostring(err)) end
     host.timer.at(0, subscriber)
-    host.timer.at(10 * 365 * 86400, function(premature)
-        if premature then state.stopping = true end
-    end)
 end
 
 return _M

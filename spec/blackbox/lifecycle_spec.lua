@@ -115,7 +115,7 @@ describe("lifecycle, reload whose init_worker raises", function()
             assert.are_not.equal(0, code, out)
             assert.matches("init-marker-51c2", out, 1, true)
 
-            local res = assert(http.request{ port = s.port, method = "POST", path = "/_host/reload", timeout = 40 })
+            local res = assert(s:admin{ method = "POST", path = "/_host/reload", timeout = 40 })
             assert.equal(500, res.status, res.body)
             local body = http.json(res)
             assert.is_false(body.ok)
@@ -139,8 +139,7 @@ describe("lifecycle, reload whose init_worker raises", function()
             end, 5, "the worker to be respawned")
             -- both workers answer "A" (the respawned one did not crash-loop on B's init)
             assert_both_workers_serve(s, "A")
-            assert.equal(1, raw.metric(assert(http.request{ port = s.port, path = "/metrics" }).body,
-                "fcfs_worker_restarts_total"))
+            assert.equal(1, raw.metric(s:metrics(), "fcfs_worker_restarts_total"))
         end)
 
     it("accepts the next good reload on every worker", function()
@@ -206,7 +205,7 @@ describe("lifecycle, drain_timeout = 0", function()
                 assert(conns[i]:send_raw("GET /sleep?s=2 HTTP/1.1\r\nHost: x\r\n\r\n"))
             end
             eventually(function()
-                local m = assert(http.request{ port = s.port, path = "/metrics" }).body
+                local m = s:metrics()
                 return (raw.metric(m, "fcfs_requests_in_flight") or 0) >= 6
             end, 5, "the sleepers to be in flight")
             s:write_lua("app.lua", app_source("B"))
@@ -267,7 +266,7 @@ end)
         local c = assert(http.connect(s.port))
         assert(c:send_raw("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n"))
         eventually(function()
-            local m = assert(http.request{ port = s.port, path = "/metrics" }).body
+            local m = s:metrics()
             return (raw.metric(m, "fcfs_requests_in_flight") or 0) >= 2
         end, 5, "the waiting request to be in flight")
         local pid = s:pid()
@@ -395,7 +394,7 @@ app:get("/big", function() return { body = BIG } end)
         end)
         local sample = 'fcfs_requests_total{route="/big",status="200"}'
         local function served()
-            local m = assert(http.request{ port = s.port, path = "/metrics" }).body
+            local m = s:metrics()
             return raw.metric(m, sample) or 0
         end
         local c = assert(socket.connect("127.0.0.1", s.port))
@@ -544,7 +543,7 @@ end)
         local c = assert(http.connect(s.port))
         assert(c:send_raw("GET " .. path .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
         eventually(function()
-            local m = assert(http.request{ port = s.port, path = "/metrics" }).body
+            local m = s:metrics()
             return (raw.metric(m, "fcfs_requests_in_flight") or 0) >= 2
         end, 5, "the request to be in flight")
         c:close()

@@ -87,7 +87,6 @@ describe("mail", function()
         s = server.start {
             conf = {
                 mysql_database = DBNAME,
-                shared_dicts = { revoked = "1m" },
                 app = { mail_transport = "smtp", smtp_port = tonumber(port), mail_interval = 0.1,
                     mail_retry_base = 0.5, mail_from = "fcfs <no-reply@fcfs.test>" },
             },

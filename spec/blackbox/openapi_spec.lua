@@ -77,10 +77,15 @@ describe("docs/openapi.yaml", function()
 
         local function call(method, pattern, opts)
             opts = opts or {}
-            local res = assert(http.request {
-                port = s.port, method = method, path = opts.path or pattern, headers = opts.headers,
-                body = opts.body,
-            })
+            local req = { port = s.port, method = method, path = opts.path or pattern, headers = opts.headers,
+                body = opts.body }
+            local res
+            if opts.admin then
+                req.port = nil
+                res = assert(s:admin(req))
+            else
+                res = assert(http.request(req))
+            end
             openapi.check_response(doc, method, pattern, res)
             return res
         end
@@ -89,7 +94,9 @@ describe("docs/openapi.yaml", function()
             assert.equal(200, call("GET", "/healthz").status)
             assert.equal(200, call("GET", "/readyz").status)
             assert.equal(200, call("GET", "/hello").status)
-            assert.equal(200, call("GET", "/metrics").status)
+            assert.equal(200, call("GET", "/metrics", { admin = true }).status)
+            assert.equal(200, call("GET", "/_host/status", { admin = true }).status)
+            assert.equal(404, call("GET", "/metrics").status)
         end)
 
         it("errors before any backend fit the error schema", function()

@@ -120,11 +120,22 @@ describe("members", function()
         return { text = text, body = body, code = body:match("(%d%d%d%d%d%d)"), link = body:match("(http%S+)") }
     end
 
+    local function verify(email, code)
+        return call("POST", "/api/users/verify", { json = { email = email, code = code } })
+    end
+
+    -- a fresh pending member: email, its user id, the mailed code
+    local function pending()
+        local email = new_email()
+        local uid = signup(email).json.user_id
+        return email, uid, mail_of(uid).code
+    end
+
     local function signup_verified(email)
         local res = signup(email)
         assert.equal(202, res.status, res.body)
         local m = mail_of(res.json.user_id)
-        local v = call("POST", "/api/users/verify", { json = { email = email, code = m.code } })
+        local v = verify(email, m.code)
         assert.equal(200, v.status, v.body)
         return res.json.user_id
     end
@@ -146,7 +157,8 @@ describe("members", function()
         db.exec(format("DROP DATABASE IF EXISTS %s", DBNAME), false)
         db.exec(format("CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", DBNAME), false)
         redis = ctl.start()
-        s = start(redis, { app = { mail_transport = "file", mail_interval = 0.1, public_url = "http://fcfs.test" } })
+        s = start(redis, { app = { mail_transport = "file", mail_interval = 0.1, public_url = "http://fcfs.test",
+            session_purge_interval = 0.5 } })
         local code, out = s:cli("migrate")
         assert(code == 0, out)
     end)
@@ -179,12 +191,15 @@ describe("members", function()
             expect_error(login(email, "wrong123!"), 401, "INVALID_CREDENTIALS")
             local code = mail_of(uid).code
             local wrong = code == "000000" and "000001" or "000000"
-            expect_error(call("POST", "/api/users/verify", { json = { email = email, code = wrong } }), 400,
-                "INVALID_CODE")
-            local v = call("POST", "/api/users/verify", { json = { email = email, code = code } })
+            expect_error(verify(email, wrong), 400, "INVALID_CODE")
+            local v = verify(email, code)
             assert.equal(200, v.status, v.body)
             assert.equal("VERIFIED", v.json.status)
             assert.equal(200, login(email).status)
+            -- spent: the code answers as wrong now, like any code for an unknown address
+            local again = expect_error(verify(email, code), 400, "INVALID_CODE")
+            local unknown = expect_error(verify(new_email(), code), 400, "INVALID_CODE")
+            assert.equal(unknown.message, again.message)
         end)
 
         it("verifies through the mailed link", function()
@@ -198,28 +213,18 @@ describe("members", function()
         end)
 
         it("answers 410 for an expired code", function()
-            local email = new_email()
-            local uid = signup(email).json.user_id
-            local code = mail_of(uid).code
+            local email, uid, code = pending()
             db.exec(format("UPDATE email_verifications SET expires_at = UTC_TIMESTAMP(3) - INTERVAL 1 SECOND "
                 .. "WHERE user_id = %d", uid), DBNAME)
-            expect_error(call("POST", "/api/users/verify", { json = { email = email, code = code } }), 410,
-                "CODE_EXPIRED")
+            expect_error(verify(email, code), 410, "CODE_EXPIRED")
         end)
 
         it("locks the code after 5 wrong tries (429), even for the right code", function()
-            local email = new_email()
-            local uid = signup(email).json.user_id
-            local code = mail_of(uid).code
+            local email, _, code = pending()
             local wrong = code == "999999" and "999998" or "999999"
-            for _ = 1, 4 do
-                expect_error(call("POST", "/api/users/verify", { json = { email = email, code = wrong } }), 400,
-                    "INVALID_CODE")
-            end
-            expect_error(call("POST", "/api/users/verify", { json = { email = email, code = wrong } }), 429,
-                "TOO_MANY_ATTEMPTS")
-            expect_error(call("POST", "/api/users/verify", { json = { email = email, code = code } }), 429,
-                "TOO_MANY_ATTEMPTS")
+            for _ = 1, 4 do expect_error(verify(email, wrong), 400, "INVALID_CODE") end
+            expect_error(verify(email, wrong), 429, "TOO_MANY_ATTEMPTS")
+            expect_error(verify(email, code), 429, "TOO_MANY_ATTEMPTS")
         end)
 
         it("resends a new code (202), rate-limited (429), with the same answer for unknown emails", function()
@@ -239,10 +244,9 @@ describe("members", function()
             assert.equal(r1.body, unknown.body)
             -- the old code is void, the new one works
             if first.code ~= second.code then
-                expect_error(call("POST", "/api/users/verify", { json = { email = email, code = first.code } }), 400,
-                    "INVALID_CODE")
+                expect_error(verify(email, first.code), 400, "INVALID_CODE")
             end
-            local ok = call("POST", "/api/users/verify", { json = { email = email, code = second.code } })
+            local ok = verify(email, second.code)
             assert.equal(200, ok.status, ok.body)
         end)
     end)
@@ -305,6 +309,20 @@ describe("members", function()
             expect_error(me(t.access_token), 401, "UNAUTHORIZED")
             expect_error(call("POST", "/api/auth/refresh", { json = { refresh_token = r1.json.refresh_token } }), 401,
                 "UNAUTHORIZED")
+        end)
+
+        it("purges sessions over for more than a day, with their spent refresh tokens", function()
+            local t = login(email).json
+            local sid = call("GET", "/api/auth/session", { token = t.access_token }).json.session_id
+            assert.equal(200, call("POST", "/api/auth/refresh", { json = { refresh_token = t.refresh_token } }).status)
+            local function rows()
+                return tonumber(db.exec(format("SELECT (SELECT COUNT(*) FROM sessions WHERE id = %d) + "
+                    .. "(SELECT COUNT(*) FROM session_spent_refresh WHERE session_id = %d)", sid, sid), DBNAME)[1][1])
+            end
+            assert.equal(2, rows())
+            db.exec(format("UPDATE sessions SET revoked_at = UTC_TIMESTAMP(3) - INTERVAL 25 HOUR WHERE id = %d", sid),
+                DBNAME)
+            db.wait_until(function() return rows() == 0 end, 5, "the purge")
         end)
 
         it("refuses missing, forged and expired tokens (401)", function()
@@ -554,22 +572,66 @@ describe("members", function()
         end)
     end)
 
+    describe("admin command (fcfs run lua/cli/admin.lua)", function()
+        -- runs the script against the spec's server config; password: env (or nil), stdin: text
+        local function admin(email, password, stdin)
+            local env = password and ("FCFS_ADMIN_PASSWORD=" .. shell.q(password)) or ""
+            local input = stdin and ("printf '%s\\n' " .. shell.q(stdin) .. " | ") or ""
+            return shell.sh(format("cd %s && %s %s %s %s -c %s run lua/cli/admin.lua create %s",
+                shell.q(s.dir), input, s.env_prefix, env, shell.q(s.bin), shell.q(s.conf_path),
+                shell.q(email) .. (stdin and "" or " </dev/null")))
+        end
+
+        it("creates a verified ADMIN from the environment's password, never twice", function()
+            local email = format("admin.%s@example.com", RUN)
+            local code, out = admin(email, "Admin123!")
+            assert.equal(0, code, out)
+            local res = login(email, "Admin123!")
+            assert.equal(200, res.status, res.body)
+            assert.equal("ADMIN", res.json.user.role)
+            assert.equal("ADMIN", call("GET", "/api/auth/session", { token = res.json.access_token }).json.role)
+            code, out = admin(email:upper(), "Admin123!")
+            assert.equal(2, code, out)
+        end)
+
+        it("reads the password from standard input and applies the password rules", function()
+            local email = format("admin2.%s@example.com", RUN)
+            local code, out = admin(email, nil, "weakpass")
+            assert.equal(1, code, out)
+            assert.matches("password", out)
+            code, out = admin("not-an-email", "Admin123!")
+            assert.equal(1, code, out)
+            code, out = admin(email, nil, "Stdin123!")
+            assert.equal(0, code, out)
+            assert.equal(200, login(email, "Stdin123!").status)
+        end)
+    end)
+
     describe("revocation", function()
-        it("reaches another host through pub/sub at once (the delay is printed)", function()
+        -- a second host on the same Redis and MySQL, and a member's tokens it accepts
+        local function second_host()
             local b = start(redis)
             finally(function() b:stop() end)
             local email = new_email()
             signup_verified(email)
             local t = login(email).json
             assert.equal(200, me(t.access_token, b).status)
+            return b, t
+        end
+
+        local function refused_by(srv, token)
+            local res = http.request { port = srv.port, path = "/api/auth/session",
+                headers = { authorization = "Bearer " .. token } }
+            return res and res.status == 401
+        end
+
+        it("reaches another host through pub/sub at once (the delay is printed)", function()
+            local b, t = second_host()
             local t0 = now()
             assert.equal(204, call("POST", "/api/auth/logout", { token = t.access_token }).status)
             local t1 = now()
-            local seen = db.wait_until(function()
-                local res = http.request { port = b.port, path = "/api/auth/session",
-                    headers = { authorization = "Bearer " .. t.access_token } }
-                return res and res.status == 401 and now()
-            end, 2, "the other host to refuse the token")
+            local seen = db.wait_until(function() return refused_by(b, t.access_token) and now() end, 2,
+                "the other host to refuse the token")
             print(format("\nrevocation: logout answered in %.1f ms; the other host refused the token %.1f ms "
                 .. "after the answer", (t1 - t0) * 1000, (seen - t1) * 1000))
             b:stop()
@@ -615,20 +677,12 @@ describe("members", function()
 
         it("a subscriber that lost its connection rebuilds the set, so a lost message lets nothing through",
             function()
-                local b = start(redis)
-                finally(function() b:stop() end)
-                local email = new_email()
-                signup_verified(email)
-                local t = login(email).json
-                assert.equal(200, me(t.access_token, b).status)
+                local b, t = second_host()
                 -- drop every subscriber connection, then revoke while they reconnect
                 redis:call("CLIENT", "KILL", "TYPE", "pubsub")
                 assert.equal(204, call("POST", "/api/auth/logout", { token = t.access_token }).status)
-                db.wait_until(function()
-                    local res = http.request { port = b.port, path = "/api/auth/session",
-                        headers = { authorization = "Bearer " .. t.access_token } }
-                    return res and res.status == 401
-                end, 5, "the other host to refuse the token after resubscribing")
+                db.wait_until(function() return refused_by(b, t.access_token) end, 5,
+                    "the other host to refuse the token after resubscribing")
                 b:stop()
                 b:assert_no_errors({ "revocation subscriber" })
             end)

@@ -55,15 +55,38 @@ local function fnv(s)
     for i = 1, #s do h = bit.tobit(bit.bxor(h, s:byte(i)) * 16777619) end
     return bit.tohex(h)
 end
-local function hex(s) return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+-- base64url without padding, as the real b64url_encode gives it
+local function b64url(s)
+    local out = {}
+    for i = 1, #s, 3 do
+        local a, b, c = s:byte(i, i + 2)
+        local n = a * 65536 + (b or 0) * 256 + (c or 0)
+        for j = 1, (c and 4) or (b and 3) or 2 do
+            local k = bit.band(bit.rshift(n, 18 - (j - 1) * 6), 63) + 1
+            out[#out + 1] = B64:sub(k, k)
+        end
+    end
+    return table.concat(out)
+end
 host.crypto = {
     hmac = function(msg) return "h" .. fnv("key" .. msg) .. fnv(msg .. "key") end,
     sha256 = function(s) return fnv(s) .. fnv("x" .. s) end,
     blind = function(s) return "b" .. fnv(s) end,
-    b64url_encode = function(s) return "x" .. hex(s) end,
+    b64url_encode = b64url,
     b64url_decode = function(s)
-        if not s:find("^x%x*$") or #s % 2 == 0 then return nil, "invalid" end
-        return (s:sub(2):gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end))
+        if s:find("[^%w%-_]") or #s % 4 == 1 then return nil, "invalid" end
+        local out, acc, bits = {}, 0, 0
+        for i = 1, #s do
+            acc = acc * 64 + B64:find(s:sub(i, i), 1, true) - 1
+            bits = bits + 6
+            if bits >= 8 then
+                bits = bits - 8
+                out[#out + 1] = string.char(bit.band(bit.rshift(acc, bits), 255))
+                acc = bit.band(acc, bit.lshift(1, bits) - 1)
+            end
+        end
+        return table.concat(out)
     end,
     token = function() helper.tokens = helper.tokens + 1 return "tok" .. helper.tokens end,
 }
