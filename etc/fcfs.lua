@@ -89,6 +89,7 @@ return {
   client_abort = "finish",         -- a client gone mid-request: "finish" runs the handler to its end
                                    -- (answer dropped), "cancel" stops it at its next I/O
 
+
   -- the application (host.config.app; free-form, read by the Lua side) ------------
   app = {
     -- members (lua/users.lua, lua/sessions.lua, lua/lib/auth.lua, lua/mail.lua)
