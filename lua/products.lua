@@ -156,7 +156,7 @@ local function stock_entry(id)
 end
 
 local function get_stock(req)
-    local id = req.params.id
+    local id = format("%d", tonumber(req.params.id)) -- "007" -> "7": the cache key and the JSON number
     local v = stock_entry(id)
     if v == "-" then not_found(tonumber(id)) end
     local kind, stock, starts, ends = match(v, "^(%u)|(%d+)|?([%d.]*)|?([%d.]*)$")

@@ -196,6 +196,8 @@ describe("commerce", function()
             local path = "/api/products/" .. p.id .. "/stock"
             local r = call("GET", "/api/products/{id}/stock", { path = path })
             assert.same({ product_id = p.id, remaining = 3, state = "OPEN" }, r.json)
+            r = call("GET", "/api/products/{id}/stock", { path = "/api/products/00" .. p.id .. "/stock" })
+            assert.same({ product_id = p.id, remaining = 3, state = "OPEN" }, r.json)
             local res = call("PUT", "/api/products/{id}/stock", { path = path, token = admin.token,
                 json = { quantity = 0 } })
             assert.equal(200, res.status, res.body)
