@@ -117,6 +117,13 @@ return {
     lifecycle_max_batches = 10,      -- ... and transactions per step and run (bounded catch-up)
     stock_cache_ttl = 1,             -- s GET /api/products/:id/stock may lag a write made on another host
     idempotency_ttl = 86400,         -- s an Idempotency-Key record is kept (at least)
+    -- flash purchase (lua/flash.lua, lua/payment.lua)
+    hold_seconds = 300,              -- s a flash hold waits for its payment, then the unit goes back
+    flash_sweep_interval = 0.5,      -- s between two expiry sweeps (every worker; also refreshes the gate)
+    payment = {                      -- the built-in payment simulator
+      failure_rate = 0.2,            -- probability that a charge is declined (402 PAYMENT_FAILED)
+      latency = 0,                   -- s a charge takes
+    },
   },
   -- host primitives: shared dictionaries, node identity ------------------------
   shared_dicts = {                 -- host.shared.NAME in every worker: name = size ("8m", "512k", bytes;
