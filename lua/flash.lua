@@ -13,18 +13,20 @@
 -- Redis command. Every script returns the product's remaining and version; the gate keeps the
 -- newest. A product's Redis state is created from MySQL on first use (init script).
 -- The expiry sweeper (flash.start, every worker) returns overdue holds and refreshes the gate of
--- every live FLASH product, so a reopen missed on this node is seen within app.flash_sweep_interval.
+-- every live FLASH product, so a reopen missed on this node is seen within app.flash_sweep_interval;
+-- the same timer drains the order events into MySQL (flash/events.lua).
 local web = require "lib.web"
 local json = require "lib.json"
 local clock = require "lib.clock"
 local auth = require "lib.auth"
 local scripts = require "redis.flash"
 local gate = require "flash.gate"
+local events = require "flash.events"
 local payment = require "payment"
 local host = require "host"
 
 local tonumber, tostring, type, floor, pcall, setmetatable = tonumber, tostring, type, math.floor, pcall, setmetatable
-local find = string.find
+local find, format, match = string.find, string.format, string.match
 local fail, check = web.fail, web.check
 local null = json.null
 local epoch_of_sql = clock.epoch_of_sql
@@ -68,6 +70,7 @@ local STATUS = {
     IDEMPOTENCY_KEY_REUSED = 422,
 }
 
+local JSON_HEADERS = web.JSON_HEADERS
 local ID_SPAN = 1000000000 -- order id = product id * ID_SPAN + the product's entry sequence
 
 local function app_conf(name, default)
@@ -136,8 +139,10 @@ local function init(pid, force)
     if not p then not_found(pid) end
     local rows = check(host.mysql.query("SELECT user_id, COUNT(*) AS n FROM flash_orders WHERE product_id = ? "
         .. "AND state = 'PAID' GROUP BY user_id", pid))
+    local seq = check(host.mysql.query("SELECT MAX(id) AS m FROM flash_orders WHERE product_id = ?", pid))[1].m
+    seq = seq ~= null and tonumber(seq) - pid * ID_SPAN or 0
     local args, paid = { p.stock, floor(p.starts * 1000), floor(p.ends * 1000), p.per_user_limit, 0,
-        force and 1 or 0 }, 0
+        force and 1 or 0, seq }, 0
     for i = 1, #rows do
         args[#args + 1] = rows[i].user_id
         args[#args + 1] = rows[i].n
@@ -145,7 +150,7 @@ local function init(pid, force)
     end
     args[5] = paid
     local k = keys_of(pid)
-    local r = run(S.init, { k.s, k.buyers, k.holds }, args)
+    local r = run(S.init, { k.s, k.buyers, k.holds, k.oid }, args)
     set_gate(pid, r[1], r[2], r[3])
     return r[1], r[2]
 end
@@ -232,8 +237,9 @@ local function entry(req)
         fail(STATUS[code], code, MSG[code] or MSG.REUSED, details,
             code == "SALE_PAUSED" and { ["Retry-After"] = "1" } or nil)
     end
-    return { status = 201, json = { order_id = tonumber(r[2]), status = "PAYMENT_PENDING",
-        pay_before = clock.rfc3339(r[3] / 1000) } }
+    -- the body is built as text so an idempotent replay answers the same bytes
+    return { status = 201, headers = JSON_HEADERS, body = format('{"order_id":%s,"status":"PAYMENT_PENDING",'
+        .. '"pay_before":"%s"}', r[2], clock.rfc3339(r[3] / 1000)) }
 end
 
 local function order_of(req)
@@ -245,15 +251,23 @@ end
 
 -- record(oid, pid, uid, p) -> the MySQL order id: the paid hold as an ordinary order (ORDERED, one
 -- item at the sale price) and its flash_orders row, in one transaction; a second call for the same
--- hold finds the row and answers the same order (idempotent by the flash order id).
+-- hold finds the row and answers the same order (idempotent by the flash order id). -> false when
+-- MySQL already holds as many paid orders as products.stock (the product row is locked for the
+-- count, so two pays cannot both take the last unit).
 local function record(oid, pid, uid, p)
     return check(host.mysql.tx(function(tx)
         check(tx:query("INSERT INTO flash_orders (id, product_id, user_id, state, created_at, updated_at) "
             .. "VALUES (?, ?, ?, 'HELD', UTC_TIMESTAMP(3), UTC_TIMESTAMP(3)) ON DUPLICATE KEY UPDATE id = id",
             oid, pid, uid))
-        local row = check(tx:query("SELECT order_id, UTC_TIMESTAMP(3) AS now FROM flash_orders WHERE id = ? FOR UPDATE",
-            oid))[1]
+        local row = check(tx:query("SELECT order_id, user_id, UTC_TIMESTAMP(3) AS now FROM flash_orders WHERE id = ? "
+            .. "FOR UPDATE", oid))[1]
+        if row.user_id ~= uid then error("flash order id " .. oid .. " reused for another member", 0) end
         if row.order_id ~= null then return row.order_id end
+        -- the last line against overselling, whatever Redis lost: paid orders never exceed the units
+        local stock = check(tx:query("SELECT stock FROM products WHERE id = ? FOR UPDATE", pid))[1].stock
+        local sold = check(tx:query("SELECT COUNT(*) AS n FROM flash_orders WHERE product_id = ? AND state = 'PAID'",
+            pid))[1].n
+        if sold >= stock then return false end
         local r = check(tx:query("INSERT INTO orders (user_id, status, total, ordered_at) VALUES (?, 'ORDERED', ?, ?)",
             uid, p.price, row.now))
         local moid = r.insert_id
@@ -275,7 +289,7 @@ local function record_retrying(oid, pid, uid, p)
     local err
     for i = 1, #RECORD_BACKOFF + 1 do
         local ok, moid = pcall(record, oid, pid, uid, p)
-        if ok then return moid end
+        if ok then return moid or nil end
         err = moid
         host.log("error", "flash order ", oid, " charged but not recorded yet (try ", i, "): ",
             tostring(web.is_fail(err) and err.code or err))
@@ -284,8 +298,9 @@ local function record_retrying(oid, pid, uid, p)
     error(err, 0)
 end
 
-local function paid_json(oid, moid)
-    return { order_id = tonumber(moid), flash_order_id = oid, status = "ORDERED" }
+local function paid(oid, moid)
+    return { headers = JSON_HEADERS, body = format('{"order_id":%s,"flash_order_id":%s,"status":"ORDERED"}',
+        format("%d", tonumber(moid)), format("%d", oid)) }
 end
 
 local function pay(req)
@@ -296,7 +311,7 @@ local function pay(req)
     local r = run(S.pay_begin, { k.s, k.holds, k.dl, k.buyers, k.ev, ikey or k.s }, { oid, uid, hash, pid })
     if r[1] == "DONE" then
         if r[2] == 402 then fail(402, "PAYMENT_FAILED", MSG.PAYMENT_FAILED) end
-        return { json = paid_json(oid, r[3]) }
+        return paid(oid, r[3])
     end
     if r[1] == "ERR" then
         if r[2] == "RESERVATION_EXPIRED" then set_gate(pid, r[3], r[4], r[5]) end
@@ -312,8 +327,18 @@ local function pay(req)
         fail(402, "PAYMENT_FAILED", MSG.PAYMENT_FAILED)
     end
     local moid = record_retrying(oid, pid, uid, p)
-    run(S.pay_done, { k.s, k.holds, k.ev, ikey or k.s }, { oid, uid, moid, hash, idem_ttl_ms(), pid })
-    return { json = paid_json(oid, moid) }
+    if not moid then
+        -- MySQL holds as many paid orders as the product has units: Redis lost a sale it had made
+        -- (data loss); nothing is sold twice -- the charge is refunded and the stock rebuilt
+        payment.refund(oid, p.price)
+        run(S.pay_failed, { k.s, k.holds, k.dl, k.buyers, k.ev, k.s }, { oid, uid, "", 0, pid })
+        init(pid, true)
+        out_of_stock()
+    end
+    if run(S.pay_done, { k.s, k.holds, k.ev, ikey or k.s }, { oid, uid, moid, hash, idem_ttl_ms(), pid }) ~= 1 then
+        init(pid, true) -- the hold vanished from Redis (data loss): recount from MySQL
+    end
+    return paid(oid, moid)
 end
 
 local NO_CONTENT = { status = 204 }
@@ -384,12 +409,102 @@ local function tick(premature)
     if premature or exiting() then return end
     local ok, err = pcall(_M.sweep_once)
     if not ok then host.log("warn", "flash sweep: ", tostring(web.is_fail(err) and err.code or err)) end
+    ok, err = pcall(function() return events.run_once(live_products()) end)
+    if not ok then host.log("warn", "flash events: ", tostring(web.is_fail(err) and err.code or err)) end
     host.timer.at(app_conf("flash_sweep_interval", 0.5), tick)
 end
 
+---------------------------------------------------------------------------------------------------
+-- Cross-host reopen and Redis data loss (worker 0 of each node)
+
+-- A unit coming back anywhere is published on CHANNEL as "pid|remaining|ver|paused" (redis/flash.lua);
+-- the subscriber feeds it into this node's gate. A lost message costs at most one sweep interval:
+-- the sweeper refreshes the gate of every live product from Redis.
+local CHANNEL = "flash:stock"
+
+local function on_message(msg)
+    if type(msg) ~= "table" or msg[1] ~= "message" or type(msg[3]) ~= "string" then return end
+    local pid, r, ver, paused = match(msg[3], "^(%d+)|(-?%d+)|(%d+)|(%d)$")
+    if pid then set_gate(tonumber(pid), tonumber(r), tonumber(ver), tonumber(paused)) end
+end
+
+local function subscribe_once()
+    local pin, err = host.redis.pin()
+    if not pin then return err end
+    pin:set_timeout(1) -- wakes up every second to look at host.exiting()
+    local ok
+    ok, err = pin:call("SUBSCRIBE", CHANNEL)
+    if ok then
+        while not exiting() do
+            local msg
+            msg, err = pin:read_reply()
+            if msg then
+                on_message(msg)
+            elseif err ~= "timeout" then
+                break
+            end
+        end
+    end
+    pin:release()
+    return err
+end
+
+local function subscriber(premature)
+    if premature then return end
+    local backoff = 0.05
+    while not exiting() do
+        local err = subscribe_once()
+        if exiting() then break end
+        host.log("warn", "flash stock subscriber: ", tostring(err), "; resubscribing in ", backoff, " s")
+        host.sleep(backoff)
+        backoff = math.min(backoff * 2, 1)
+    end
+end
+
+-- flash.recover(): after Redis lost data -- every live product paused (Redis flag and gate), then its
+-- state rebuilt from MySQL (initial - paid - holds Redis still has) and resumed. -> products rebuilt
+function _M.recover()
+    live_exp = 0
+    local ids = live_products()
+    for i = 1, #ids do
+        local k = keys_of(ids[i])
+        local r = run(S.set_flag, { k.s }, { "paused", 1 })
+        if r[1] then set_gate(ids[i], r[1], r[2], 1) end
+    end
+    for i = 1, #ids do init(ids[i], true) end
+    return #ids
+end
+
+local run_id -- the Redis run id this node last saw
+
+-- A new run id means a restarted (or failed-over) Redis, which may have lost its last writes.
+function _M.watch_redis()
+    local info = check(host.redis.call("INFO", "server"))
+    local id = match(info, "run_id:(%x+)")
+    if not id then return end
+    if run_id and id ~= run_id then
+        host.log("warn", "flash: Redis run id changed (", run_id, " -> ", id, "): pausing and rebuilding stock")
+        _M.recover()
+    end
+    run_id = id
+end
+
+local function watcher(premature)
+    if premature or exiting() then return end
+    local ok, err = pcall(_M.watch_redis)
+    if not ok then host.log("warn", "flash Redis watch: ", tostring(web.is_fail(err) and err.code or err)) end
+    host.timer.at(app_conf("flash_watch_interval", 1), watcher)
+end
+
+-- flash.start(): for app:init_worker -- the expiry sweeper on every worker; the stock subscriber
+-- and the Redis watch on worker 0.
 function _M.start()
     payment.start()
     host.timer.at(0, tick)
+    if tonumber(host.worker_id) == 0 then
+        host.timer.at(0, subscriber)
+        host.timer.at(0, watcher)
+    end
 end
 
 function _M.routes(app)

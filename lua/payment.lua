@@ -1,6 +1,7 @@
 -- payment.lua: the payment gateway interface of the flash purchase, with its built-in simulator.
 --
 --   payment.charge(order_id, amount) -> true | nil, "declined"
+--   payment.refund(order_id, amount) -> true
 --
 -- The simulator declines a charge with probability app.payment.failure_rate (default 0: every
 -- charge succeeds; the demo config sets 0.2) and, with app.payment.latency (s, default 0), takes that
@@ -23,6 +24,11 @@ function _M.charge(_, amount)
     if type(c.latency) == "number" and c.latency > 0 then host.sleep(c.latency) end
     if amount < 0 then return nil, "declined" end
     if random() < (tonumber(c.failure_rate) or 0) then return nil, "declined" end
+    return true
+end
+
+-- payment.refund(order_id, amount): gives a charge back (the simulator has nothing to do).
+function _M.refund(_, _)
     return true
 end
 
