@@ -380,7 +380,7 @@ local function live_products()
         .. "UTC_TIMESTAMP(3) - INTERVAL 1 DAY"))
     live = {}
     for i = 1, #rows do live[i] = rows[i].id end
-    live_exp = now + 5
+    live_exp = now + 1
     return live
 end
 

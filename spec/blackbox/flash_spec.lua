@@ -78,13 +78,13 @@ describe("flash purchase", function()
         return tonumber(env:sql(sql)[1][1])
     end
 
-    local function wait_for(what, fn, seconds)
+    local function wait_for(what, fn, seconds, last)
         local deadline = socket.gettime() + (seconds or 10)
         while socket.gettime() < deadline do
             if fn() then return end
             socket.sleep(0.05)
         end
-        error("timed out waiting for " .. what)
+        error("timed out waiting for " .. what .. (last and (": " .. tostring(last())) or ""))
     end
 
     lazy_setup(function()
@@ -237,7 +237,7 @@ describe("flash purchase", function()
             wait_for("the gate to reopen", function()
                 again = entry(a.token, p.id)
                 return again.status == 201
-            end, 3)
+            end, 3, function() return again.body end)
             assert.equal(200, pay(a.token, again.json.order_id).status)
             assert.equal(0, count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d AND state = 'PAID'", oid)))
         end)
@@ -305,14 +305,15 @@ describe("flash purchase", function()
             local pays = raw.fanout { port = env.s.port, n = n, requests = reqs, timeout = 30 }
             local paid, refused = 0, 0
             for i, r in ipairs(pays) do
+                local in_mysql = count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d AND state = 'PAID'",
+                    oids[i]))
                 if r.status == 200 then
                     paid = paid + 1
-                    assert.equal(1, count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d AND state = 'PAID'",
-                        oids[i])))
+                    assert.equal(1, in_mysql)
                 else
                     assert.equal(410, r.status, tostring(r.err or r.body))
                     refused = refused + 1
-                    assert.equal(0, count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d", oids[i])))
+                    assert.equal(0, in_mysql)
                 end
             end
             assert.equal(n, paid + refused)
