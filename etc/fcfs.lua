@@ -108,7 +108,7 @@ return {
     utc_offset = "+09:00",           -- the business time zone (Asia/Seoul) of the times the API shows
     -- commerce (lua/products.lua, lua/orders.lua, lua/wishlist.lua, lua/jobs/lifecycle.lua)
     day_seconds = 86400,             -- s in the order lifecycle's day D (SHIPPING at +1D, DELIVERED at +2D)
-    lifecycle_interval = 1,          -- s between two runs of the lifecycle scheduler (worker 0 of a node)
+    lifecycle_interval = 1,          -- s between two runs of the lifecycle scheduler (worker 0; absent: none)
     lifecycle_batch = 100,           -- orders per scheduler transaction ...
     lifecycle_max_batches = 10,      -- ... and transactions per step and run (bounded catch-up)
     stock_cache_ttl = 1,             -- s GET /api/products/:id/stock may lag a write made on another host
