@@ -44,6 +44,10 @@ return {
   redis_pinned_max = 16,           -- pinned (MULTI/blocking) connections per worker
   redis_connect_timeout = 1,       -- s
   redis_timeout = 1,               -- s per command
+  -- Redis: queue bound, AUTH, SELECT
+  redis_queue_max = 10000,         -- replies owed on one shared connection before calls get "busy"
+  redis_password = "",             -- AUTH <password> on every connection when not ""
+  redis_db = 0,                    -- SELECT <db> on every connection when not 0
 
   -- MySQL (etc/dev services: unix socket var/mysql/mysql.sock, TCP 127.0.0.1:3390)
   mysql_host = "127.0.0.1",        -- an IP, never a name (DNS would block the loop)
@@ -89,6 +93,13 @@ return {
   client_abort = "finish",         -- a client gone mid-request: "finish" runs the handler to its end
                                    -- (answer dropped), "cancel" stops it at its next I/O
 
+  -- host primitives: shared dictionaries, node identity ------------------------
+  shared_dicts = {                 -- host.shared.NAME in every worker: name = size ("8m", "512k", bytes;
+    revoked = "8m",                --   16k..1024m each, header and index included); made by the master,
+    limits = "4m",                 --   kept across reloads; env: FCFS_SHARED_DICTS="revoked=8m,limits=4m"
+    catalog = "8m",                --   lua/products.lua: the stock read's cache (app.stock_cache_ttl)
+  },
+  -- node_id = "shop-1",           -- host.node_id; omitted = the hostname
 
   -- the application (host.config.app; free-form, read by the Lua side) ------------
   app = {

@@ -2,6 +2,10 @@
  *
  *   rows | {affected_rows=, insert_id=} | nil, err[, errno]
  *       = host.mysql.query(sql, ...)          -- `?` filled with the values
+ *
+ * rows is a list of row tables (column name -> value) marked as a JSON
+ * array (metatable __name "json.array", see lua/lib/json.lua), so that an
+ * empty result encodes as [].
  *   ... = host.mysql.tx(function(tx) ... tx:query(sql, ...) ... end)
  *
  * Each call runs inside a task (request or timer coroutine) and yields
@@ -29,6 +33,8 @@
 #include "task.h"
 
 #define TX_MT "fcfs.mysql.tx"
+#define ROWS_MT                                                                                    \
+  "fcfs.mysql.rows"           /* __name "json.array": lib/json encodes it as an array, even empty */
 #define MAX_EXACT (1LL << 53) /* integers up to here are exact as doubles */
 
 enum { K_QUERY, K_ACQUIRE, K_BEGIN, K_FINISH };
@@ -117,6 +123,8 @@ static int push_result(lua_State *L, const fcfs_mysql_result_t *r) {
   uint64_t nr = mysql_num_rows(res);
   lua_createtable(L, nr < 1u << 26 ? (int)nr : 0, 0);
   int rows = lua_gettop(L);
+  luaL_getmetatable(L, ROWS_MT);
+  lua_setmetatable(L, rows);
   luaL_checkstack(L, (int)nf + 4, "too many columns");
   for (unsigned int j = 0; j < nf; j++)
     lua_pushlstring(L, f[j].name, f[j].name_length);
@@ -447,6 +455,11 @@ static const char tx_lua[] =
     "end\n";
 
 int fcfs_lapi_mysql_open(lua_State *L, fcfs_mysql_t *m) {
+  if (luaL_newmetatable(L, ROWS_MT)) {
+    lua_pushliteral(L, "json.array");
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
   if (luaL_newmetatable(L, TX_MT)) {
     lua_pushcfunction(L, tx_gc);
     lua_setfield(L, -2, "__gc");

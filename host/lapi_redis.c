@@ -2,10 +2,19 @@
  *
  *   host.redis.call(cmd, ...)            -> value | nil, err
  *   host.redis.pipeline({{cmd, ...}, ...}) -> {value, ...} | nil, err
- *   host.redis.script(name, src)         -> true   (no I/O: fine at require time)
- *   host.redis.run(name, keys, args)     -> value | nil, err
+ *   host.redis.script(src)               -> script (no I/O: fine at require time)
+ *   script.sha, script:run(keys, args)   -> value | nil, err
  *   host.redis.pin()                     -> pin | nil, err
- *   pin:call(...), pin:pipeline(...), pin:read_reply(), pin:set_timeout(s), pin:release()
+ *   pin:call(...), pin:pipeline(...), pin:run(script, keys, args), pin:read_reply(),
+ *   pin:set_timeout(s), pin:release()
+ *
+ * A pipeline entry is {cmd, ...} or {script, keys, args} (sent as EVAL, so
+ * that the commands after it see its effects whatever the server's script
+ * cache holds). Scripts are
+ * content-addressed (redis.c): the handle names the pool's entry for its
+ * SHA1, so VMs of different generations never replace each other's scripts.
+ * Numbers become command arguments exactly: integers (up to 2^53 and beyond
+ * while integral) as "%lld", others with 15 significant digits, or 17 when 15 are not exact.
  *
  * Replies map as in lua-resty-redis: status and bulk -> string, integer ->
  * number, nil -> host.null (lightuserdata NULL), array -> table, a server
@@ -22,6 +31,8 @@
 #include <lauxlib.h>
 #include <limits.h>
 #include <lua.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +40,7 @@
 #include "task.h"
 
 #define PIN_MT "fcfs.redis.pin"
+#define SCRIPT_MT "fcfs.redis.script"
 #define ARGV_STACK 32
 #define MAX_DEPTH 32
 
@@ -67,6 +79,23 @@ static int arg_ok(lua_State *L, int idx) {
   return t == LUA_TSTRING || t == LUA_TNUMBER;
 }
 
+/* The argument at idx as a string, converted in place; a number is written
+ * exactly (lua_tolstring would keep only 14 digits). */
+static const char *arg_string(lua_State *L, int idx, size_t *len) {
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    lua_Number d = lua_tonumber(L, idx);
+    char buf[32];
+    if (d == floor(d) && fabs(d) < 9.2e18)
+      snprintf(buf, sizeof buf, "%lld", (long long)d);
+    else if (snprintf(buf, sizeof buf, "%.15g", (double)d) > 0 && strtod(buf, NULL) != d)
+      snprintf(buf, sizeof buf, "%.17g", (double)d); /* the shortest of the two that is exact */
+    if (idx < 0) idx = lua_gettop(L) + idx + 1;
+    lua_pushstring(L, buf);
+    lua_replace(L, idx);
+  }
+  return lua_tolstring(L, idx, len);
+}
+
 static int push_err(lua_State *L, int rc) {
   lua_pushnil(L);
   lua_pushstring(L, fcfs_redis_strerror(rc));
@@ -90,7 +119,7 @@ static void args_from_stack(lua_State *L, int first, const char *what, args_t *a
                  luaL_typename(L, i));
   if (args_alloc(a, top - first + 1) < 0) luaL_error(L, "%s: out of memory", what);
   for (int i = first; i <= top; i++)
-    a->v[i - first] = lua_tolstring(L, i, &a->l[i - first]);
+    a->v[i - first] = arg_string(L, i, &a->l[i - first]);
 }
 
 /* Check t[1..n] are strings or numbers; raises. Returns n. */
@@ -116,7 +145,7 @@ static int check_list(lua_State *L, int tidx, const char *what, const char *labe
 static void list_to_args(lua_State *L, int tidx, int n, args_t *a, int off) {
   for (int j = 1; j <= n; j++) {
     lua_rawgeti(L, tidx, j);
-    a->v[off + j - 1] = lua_tolstring(L, -1, &a->l[off + j - 1]);
+    a->v[off + j - 1] = arg_string(L, -1, &a->l[off + j - 1]);
   }
 }
 
@@ -238,7 +267,84 @@ static void cancel_pipe(void *op) {
   pipe_free(p);
 }
 
-/* cmds at stack index idx; c == NULL: a shared connection. */
+/* ---- scripts ---- */
+
+typedef struct {
+  fcfs_redis_t *r;
+  int id;
+} script_ud_t;
+
+/* The script handle at idx, or NULL when it is something else. */
+static script_ud_t *to_script(lua_State *L, int idx) {
+  script_ud_t *s = lua_touserdata(L, idx);
+  if (!s || !lua_getmetatable(L, idx)) return NULL;
+  luaL_getmetatable(L, SCRIPT_MT);
+  int same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same ? s : NULL;
+}
+
+/* keys and args of a script call at kidx, aidx (tables or nil); raises. */
+static int check_script_lists(lua_State *L, int kidx, int aidx, const char *what, int *nk) {
+  int n[2] = {0, 0}, idx[2] = {kidx, aidx};
+  const char *label[2] = {"keys", "args"};
+  for (int k = 0; k < 2; k++) {
+    if (lua_isnoneornil(L, idx[k])) continue;
+    if (!lua_istable(L, idx[k])) luaL_error(L, "%s: %s must be a table", what, label[k]);
+    n[k] = check_list(L, idx[k], what, label[k], 0);
+  }
+  *nk = n[0];
+  return n[0] + n[1];
+}
+
+/* Queue script s with the lists at kidx/aidx (checked) on c (NULL: shared). */
+static int send_script(lua_State *L, script_ud_t *s, fcfs_redis_conn_t *c, int ordered, int kidx,
+                       int aidx, int nk, int n, double timeout, fcfs_redis_cb cb, void *arg,
+                       void **handle) {
+  args_t a;
+  if (args_alloc(&a, n) < 0) return FCFS_REDIS_ENOMEM;
+  if (nk) list_to_args(L, kidx, nk, &a, 0);
+  if (n > nk) list_to_args(L, aidx, n - nk, &a, nk);
+  int rc = fcfs_redis_run(s->r, c, s->id, ordered, nk, n, a.v, a.l, timeout, cb, arg, handle);
+  args_free(&a);
+  return rc;
+}
+
+/* script:run(keys, args) and pin:run(script, keys, args). */
+static int run_script(lua_State *L, script_ud_t *s, fcfs_redis_conn_t *c, fcfs_task_t *t, int first,
+                      double want, const char *what) {
+  int nk, n = check_script_lists(L, first, first + 1, what, &nk);
+  lua_settop(L, first + 1);
+  luaL_checkstack(L, n + 4, what);
+  void *h = NULL;
+  int rc =
+      send_script(L, s, c, 0, first, first + 1, nk, n, timeout_for(s->r, t, want), on_done, t, &h);
+  if (rc < 0) return push_err(L, rc);
+  return fcfs_task_wait(L, t, h, cancel_cmd);
+}
+
+static int script_run(lua_State *L) {
+  script_ud_t *s = luaL_checkudata(L, 1, SCRIPT_MT);
+  fcfs_task_t *t = fcfs_task_require(L, "script:run");
+  return run_script(L, s, NULL, t, 2, 0, "script:run");
+}
+
+static int script_index(lua_State *L) {
+  script_ud_t *s = luaL_checkudata(L, 1, SCRIPT_MT);
+  const char *k = lua_tostring(L, 2);
+  if (k && !strcmp(k, "sha"))
+    lua_pushstring(L, fcfs_redis_script_sha(s->r, s->id));
+  else if (k && !strcmp(k, "run"))
+    lua_pushcfunction(L, script_run);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+/* ---- pipelines (continued) ---- */
+
+/* cmds at stack index idx; c == NULL: a shared connection. An entry is
+ * {cmd, ...} or {script, keys, args}. */
 static int do_pipeline(lua_State *L, fcfs_redis_t *r, fcfs_task_t *t, fcfs_redis_conn_t *c, int idx,
                        double want, const char *what) {
   luaL_checktype(L, idx, LUA_TTABLE);
@@ -246,30 +352,41 @@ static int do_pipeline(lua_State *L, fcfs_redis_t *r, fcfs_task_t *t, fcfs_redis
   /* Check everything first: once a command is queued no Lua error may be raised. */
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, idx, i);
-    if (!lua_istable(L, -1)) luaL_error(L, "%s: command #%d is not a table", what, i);
-    int m = check_list(L, lua_gettop(L), what, "command", i);
+    int e = lua_gettop(L);
+    if (!lua_istable(L, e)) luaL_error(L, "%s: command #%d is not a table", what, i);
+    lua_rawgeti(L, e, 1);
+    script_ud_t *sc = to_script(L, -1);
+    lua_pop(L, 1);
+    if (sc) {
+      int nk;
+      lua_rawgeti(L, e, 2);
+      lua_rawgeti(L, e, 3);
+      int m = check_script_lists(L, e + 1, e + 2, what, &nk);
+      if (m > maxm) maxm = m;
+      lua_settop(L, e - 1);
+      continue;
+    }
+    int m = check_list(L, e, what, "command", i);
     if (m < 1) luaL_error(L, "%s: command #%d is empty", what, i);
     if (m > maxm) maxm = m;
     if (!c) {
       args_t a;
-      int base = lua_gettop(L);
       luaL_checkstack(L, m + 4, what);
       if (args_alloc(&a, m) < 0) luaL_error(L, "%s: out of memory", what);
-      list_to_args(L, base, m, &a, 0);
+      list_to_args(L, e, m, &a, 0);
       int pin = fcfs_redis_needs_pin(a.n, a.v, a.l);
       args_free(&a);
       if (pin)
         luaL_error(L, "%s: command #%d (%s) needs a connection of its own: use host.redis.pin()",
-                   what, i, lua_tostring(L, base + 1));
-      lua_settop(L, base);
+                   what, i, lua_tostring(L, e + 1));
     }
-    lua_pop(L, 1);
+    lua_settop(L, e - 1);
   }
   if (n == 0) {
     lua_newtable(L);
     return 1;
   }
-  luaL_checkstack(L, maxm + 4, what);
+  luaL_checkstack(L, maxm + 6, what);
   if (!c && !(c = fcfs_redis_shared(r))) return push_err(L, FCFS_REDIS_EUNAVAILABLE);
   pipe_t *p = calloc(1, sizeof *p + (size_t)n * sizeof(slot_t));
   if (!p) return push_err(L, FCFS_REDIS_ENOMEM);
@@ -278,22 +395,34 @@ static int do_pipeline(lua_State *L, fcfs_redis_t *r, fcfs_task_t *t, fcfs_redis
   double to = timeout_for(r, t, want);
   int base = lua_gettop(L), rc = 0, queued = 0;
   for (int i = 0; i < n && rc == 0; i++) {
-    args_t a;
     lua_rawgeti(L, idx, i + 1);
-    int m = (int)lua_objlen(L, -1);
-    if (args_alloc(&a, m) < 0) {
-      rc = FCFS_REDIS_ENOMEM;
-      break;
-    }
-    list_to_args(L, base + 1, m, &a, 0);
+    lua_rawgeti(L, base + 1, 1);
+    script_ud_t *sc = to_script(L, base + 2);
     p->s[i].p = p;
-    rc =
-        fcfs_redis_conn_command_argv(c, a.n, a.v, a.l, to, on_pipe_slot, &p->s[i], &p->s[i].handle);
+    if (sc) {
+      lua_rawgeti(L, base + 1, 2);
+      lua_rawgeti(L, base + 1, 3);
+      int nk = lua_istable(L, base + 3) ? (int)lua_objlen(L, base + 3) : 0;
+      int m = nk + (lua_istable(L, base + 4) ? (int)lua_objlen(L, base + 4) : 0);
+      rc = send_script(L, sc, c, 1, base + 3, base + 4, nk, m, to, on_pipe_slot, &p->s[i],
+                       &p->s[i].handle);
+    } else {
+      args_t a;
+      int m = (int)lua_objlen(L, base + 1);
+      lua_settop(L, base + 1);
+      if (args_alloc(&a, m) < 0) {
+        rc = FCFS_REDIS_ENOMEM;
+        break;
+      }
+      list_to_args(L, base + 1, m, &a, 0);
+      rc = fcfs_redis_conn_command_argv(c, a.n, a.v, a.l, to, on_pipe_slot, &p->s[i],
+                                        &p->s[i].handle);
+      args_free(&a);
+    }
     queued += rc == 0;
-    args_free(&a);
     lua_settop(L, base);
   }
-  if (rc < 0) { /* only the first command can fail for a reason other than memory */
+  if (rc < 0) { /* the first command, or memory, or redis_queue_max reached */
     lua_settop(L, base);
     for (int k = 0; k < queued; k++)
       fcfs_redis_cancel(p->s[k].handle);
@@ -335,41 +464,15 @@ static int l_pipeline(lua_State *L) {
 
 static int l_script(lua_State *L) {
   size_t len;
-  const char *name = luaL_checkstring(L, 1);
-  const char *src = luaL_checklstring(L, 2, &len);
-  if (fcfs_redis_script(pool(L), name, src, len) < 0)
-    return luaL_error(L, "host.redis.script: out of memory");
-  lua_pushboolean(L, 1);
+  const char *src = luaL_checklstring(L, 1, &len);
+  int id = fcfs_redis_script(pool(L), src, len);
+  if (id < 0) return luaL_error(L, "host.redis.script: out of memory");
+  script_ud_t *s = lua_newuserdata(L, sizeof *s);
+  s->r = pool(L);
+  s->id = id;
+  luaL_getmetatable(L, SCRIPT_MT);
+  lua_setmetatable(L, -2);
   return 1;
-}
-
-static int l_run(lua_State *L) {
-  fcfs_redis_t *r = pool(L);
-  fcfs_task_t *t = fcfs_task_require(L, "host.redis.run");
-  const char *name = luaL_checkstring(L, 1);
-  int nk = 0, na = 0;
-  if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    nk = check_list(L, 2, "host.redis.run", "keys", 0);
-  }
-  if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    na = check_list(L, 3, "host.redis.run", "args", 0);
-  }
-  if (!fcfs_redis_script_sha(r, name))
-    return luaL_error(
-        L, "host.redis.run: no script named '%s' (register it with host.redis.script)", name);
-  lua_settop(L, 3);
-  luaL_checkstack(L, nk + na + 4, "host.redis.run");
-  args_t a;
-  void *h = NULL;
-  if (args_alloc(&a, nk + na) < 0) return luaL_error(L, "host.redis.run: out of memory");
-  list_to_args(L, 2, nk, &a, 0);
-  list_to_args(L, 3, na, &a, nk);
-  int rc = fcfs_redis_run(r, name, nk, nk + na, a.v, a.l, timeout_for(r, t, 0), on_done, t, &h);
-  args_free(&a);
-  if (rc < 0) return push_err(L, rc);
-  return fcfs_task_wait(L, t, h, cancel_cmd);
 }
 
 /* ---- pinned connections ---- */
@@ -444,6 +547,14 @@ static int pin_pipeline(lua_State *L) {
   return do_pipeline(L, p->r, t, p->c, 2, p->timeout, "pin:pipeline");
 }
 
+static int pin_run(lua_State *L) {
+  fcfs_task_t *t = fcfs_task_require(L, "pin:run");
+  pin_t *p = check_pin(L, "pin:run");
+  script_ud_t *s = to_script(L, 2);
+  if (!s) return luaL_argerror(L, 2, "a script from host.redis.script() expected");
+  return run_script(L, s, p->c, t, 3, p->timeout, "pin:run");
+}
+
 static int pin_read_reply(lua_State *L) {
   fcfs_task_t *t = fcfs_task_require(L, "pin:read_reply");
   pin_t *p = check_pin(L, "pin:read_reply");
@@ -485,10 +596,14 @@ static int pin_gc(lua_State *L) {
 }
 
 int fcfs_lapi_redis_open(lua_State *L, fcfs_redis_t *r) {
-  static const luaL_Reg fns[] = {{"call", l_call}, {"pipeline", l_pipeline}, {"script", l_script},
-                                 {"run", l_run},   {"pin", l_pin},           {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"call", l_call},
+                                 {"pipeline", l_pipeline},
+                                 {"script", l_script},
+                                 {"pin", l_pin},
+                                 {NULL, NULL}};
   static const luaL_Reg methods[] = {{"call", pin_call},
                                      {"pipeline", pin_pipeline},
+                                     {"run", pin_run},
                                      {"read_reply", pin_read_reply},
                                      {"set_timeout", pin_set_timeout},
                                      {"release", pin_release_l},
@@ -503,6 +618,13 @@ int fcfs_lapi_redis_open(lua_State *L, fcfs_redis_t *r) {
     lua_pushcfunction(L, pin_gc);
     lua_setfield(L, -2, "__gc");
     lua_pushliteral(L, "redis pinned connection");
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, SCRIPT_MT)) {
+    lua_pushcfunction(L, script_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, "redis script");
     lua_setfield(L, -2, "__metatable");
   }
   lua_pop(L, 1);

@@ -9,11 +9,20 @@
  * poll/timer for them and, once the call reports completion, moves the
  * connection on (connect -> idle, query -> store result -> idle).
  *
- * A connection whose state is in doubt -- a statement timed out or was
- * cancelled mid-flight, a transport error, a transaction left open, results
- * left unread -- is closed, never pooled: mid-operation with mariadb_cancel()
- * + mysql_close() (the socket is shut down, so nothing blocks), otherwise
- * gracefully with mysql_close_start(). Reconnection happens on demand.
+ * A pooled statement whose caller is gone (timed out, cancelled) is
+ * abandoned, not closed: a side connection (one per pool, not counted in
+ * pool_size) sends KILL QUERY for it, its result is read and dropped, and
+ * the connection is reset and pooled again once the KILL was answered (so
+ * that the KILL cannot hit the next caller's statement). A connection whose
+ * session state changed (SET, user variables, named locks, temporary tables)
+ * is reset (COM_RESET_CONNECTION) before the next caller gets it.
+ *
+ * A connection whose state is in doubt -- a transport error, a statement on
+ * a pinned connection timed out or cancelled, a transaction left open,
+ * results left unread, an abandoned statement that did not end -- is
+ * closed, never pooled: mid-operation with mariadb_cancel() + mysql_close()
+ * (the socket is shut down, so nothing blocks), otherwise gracefully with
+ * mysql_close_start(). Reconnection happens on demand.
  *
  * Callbacks never run inside an fcfs_mysql_* call: completions that happen
  * during one (a refusal to a waiter, a statement that failed at once) are put
@@ -30,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <uv.h>
 
 #include "conf.h"
@@ -42,10 +52,24 @@ static const char e_nomem[] = "out of memory";
 static const char e_args[] = "placeholder count does not match the values";
 static const char e_inuse[] = "connection busy";
 
-enum { OP_NONE, OP_CONNECT, OP_QUERY, OP_STORE, OP_CLOSE };
+enum { OP_NONE, OP_CONNECT, OP_QUERY, OP_STORE, OP_CLOSE, OP_RESET, OP_INIT };
 enum { REQ_QUERY, REQ_ACQUIRE };
 
 #define CLOSE_TIMEOUT_MS 1000
+#define RESET_TIMEOUT_MS 1000
+/* A KILL QUERY is answered at once, except that MariaDB keeps trying for up
+ * to 2 s to wake a thread waiting on a condition (SLEEP, locks); past
+ * KILL_TIMEOUT_MS a fresh side connection sends it again. An abandoned
+ * statement must have ended DRAIN_TIMEOUT_MS after it was abandoned, or its
+ * connection is closed. */
+#define KILL_TIMEOUT_MS 3000
+#define DRAIN_TIMEOUT_MS 5000
+#define KILL_TRIES 2
+
+/* Run on every new connection and again after each reset: the server then
+ * flags statements that change session state (SERVER_SESSION_STATE_CHANGED);
+ * times (NOW(), TIMESTAMP columns) are UTC whatever the server's zone. */
+static const char init_sql[] = "SET session_track_state_change = ON, time_zone = '+00:00'";
 
 struct fcfs_mysql_conn_s {
   fcfs_mysql_t *m;
@@ -61,7 +85,14 @@ struct fcfs_mysql_conn_s {
   int counted;   /* counts toward pool_size */
   int pinned;    /* owned by an fcfs_mysql_acquire() caller */
   int idle;      /* on m->idle */
+  int dirty;     /* session state changed: reset before it is pooled again */
+  int abandoned; /* its statement's caller is gone: drained, then reset and pooled */
+  int kill_wait; /* a KILL QUERY for it is queued or running: not reusable until answered */
+  int side;      /* the pool's side connection that sends KILL QUERY */
+  int kill_tries;
+  char kill_sql[48];
   int nclose;    /* libuv handles still closing */
+  int destroyed; /* conn_destroy() ran: freed when nclose drops to 0 */
   MYSQL *cret;
   int qret;
   MYSQL_RES *res;
@@ -69,6 +100,7 @@ struct fcfs_mysql_conn_s {
   fcfs_mysql_req_t *req; /* statement running on it */
   fcfs_mysql_conn_t *prev, *next; /* m->conns */
   fcfs_mysql_conn_t *idle_next;   /* m->idle */
+  fcfs_mysql_conn_t *kill_next;   /* m->kill_head */
 };
 
 struct fcfs_mysql_req_s {
@@ -120,6 +152,9 @@ struct fcfs_mysql_s {
   uint64_t opened_at;
   int probe_inflight;
   int last_connect_ok;
+  fcfs_mysql_conn_t *side;                  /* side connection (not counted in pool_size) */
+  fcfs_mysql_conn_t *kill_head, *kill_tail; /* abandoned statements to KILL QUERY */
+  fcfs_mysql_conn_t *killing;               /* the one the side connection is killing now */
 };
 
 static void conn_step(fcfs_mysql_conn_t *c, int status);
@@ -131,7 +166,10 @@ static void conn_put(fcfs_mysql_conn_t *c);
 static void conn_kill(fcfs_mysql_conn_t *c);
 static void conn_close(fcfs_mysql_conn_t *c);
 static void maybe_connect(fcfs_mysql_t *m);
+static void side_run(fcfs_mysql_t *m);
+static void conn_open(fcfs_mysql_t *m, int side);
 static void req_done(fcfs_mysql_req_t *r);
+static int is_transport(unsigned int errnum);
 
 const char *fcfs_mysql_strerror(int rc) {
   switch (rc) {
@@ -189,9 +227,9 @@ static uint64_t left_ms(fcfs_mysql_t *m, uint64_t deadline) {
 static void stats_sync(fcfs_mysql_t *m) {
   uint64_t size = 0, busy = 0;
   for (fcfs_mysql_conn_t *c = m->conns; c; c = c->next) {
-    if (!c->connected || c->op == OP_CLOSE) continue;
+    if (!c->connected || c->op == OP_CLOSE || c->side) continue;
     size++;
-    if (c->pinned || c->req) busy++;
+    if (c->pinned || c->req || c->abandoned || c->op == OP_RESET || c->op == OP_INIT) busy++;
   }
   m->st->size = size;
   m->st->in_use = busy;
@@ -202,12 +240,11 @@ static void stats_sync(fcfs_mysql_t *m) {
 
 /* ---- placeholders ------------------------------------------------------ */
 
-/* Index of the next `?` at or after i that is not inside a quoted string,
- * a quoted identifier or a comment; len when there is none. */
-static size_t next_placeholder(const char *s, size_t len, size_t i) {
+/* Index of the next character at or after i that is SQL code: not inside a
+ * quoted string, a quoted identifier or a comment; len when there is none. */
+static size_t next_code(const char *s, size_t len, size_t i) {
   while (i < len) {
     char ch = s[i];
-    if (ch == '?') return i;
     if (ch == '\'' || ch == '"') {
       for (i++; i < len && s[i] != ch; i++)
         if (s[i] == '\\') i++;
@@ -226,10 +263,46 @@ static size_t next_placeholder(const char *s, size_t len, size_t i) {
       }
       i += 2;
     } else {
-      i++;
+      return i;
     }
   }
   return len;
+}
+
+/* Index of the next `?` placeholder at or after i; len when there is none. */
+static size_t next_placeholder(const char *s, size_t len, size_t i) {
+  for (i = next_code(s, len, i); i < len && s[i] != '?'; i = next_code(s, len, i + 1)) {
+  }
+  return i;
+}
+
+static int is_word_char(char ch) {
+  return isalnum((unsigned char)ch) || ch == '_' || ch == '$' || (unsigned char)ch >= 0x80;
+}
+
+/* 1 when a statement may leave session state the server does not flag
+ * with SERVER_SESSION_STATE_CHANGED: a user variable (`SELECT @v := 1`,
+ * `... INTO @v`), a named lock (GET_LOCK), LOCK TABLES, a procedure CALL. */
+static int may_change_session(const char *s, size_t len) {
+  static const char *const words[] = {"GET_LOCK", "LOCK", "CALL"};
+  size_t i = next_code(s, len, 0);
+  while (i < len) {
+    if (s[i] == '@') {
+      if (i + 1 >= len || s[i + 1] != '@') return 1;
+      i += 2; /* @@system_variable: flagged by the server when set */
+    } else if (is_word_char(s[i])) {
+      size_t j = i;
+      while (j < len && is_word_char(s[j]))
+        j++;
+      for (size_t k = 0; k < sizeof(words) / sizeof(words[0]); k++)
+        if (strlen(words[k]) == j - i && strncasecmp(s + i, words[k], j - i) == 0) return 1;
+      i = j;
+    } else {
+      i++;
+    }
+    i = next_code(s, len, i);
+  }
+  return 0;
 }
 
 int fcfs_mysql_count_placeholders(const char *sql, size_t len) {
@@ -299,6 +372,7 @@ static int breaker_admit(fcfs_mysql_t *m, int *probe) {
   }
   if (m->probe_inflight) return -1;
   m->probe_inflight = 1;
+  m->st->probes++;
   *probe = 1;
   return 0;
 }
@@ -483,7 +557,7 @@ static void maybe_free_pool(fcfs_mysql_t *m) {
 
 static void on_conn_handle_closed(uv_handle_t *h) {
   fcfs_mysql_conn_t *c = h->data;
-  if (--c->nclose > 0) return;
+  if (--c->nclose > 0 || !c->destroyed) return;
   fcfs_mysql_t *m = c->m;
   free(c);
   m->nlive--;
@@ -495,7 +569,7 @@ static void conn_uncount(fcfs_mysql_conn_t *c) {
     c->counted = 0;
     c->m->nconns--;
   }
-  if (c->op == OP_CONNECT) c->m->nconnecting--;
+  if (c->op == OP_CONNECT && !c->side) c->m->nconnecting--;
 }
 
 /* Free c once its handles are closed. MYSQL must be closed already. */
@@ -507,13 +581,20 @@ static void conn_destroy(fcfs_mysql_conn_t *c) {
     m->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   c->prev = c->next = NULL;
-  c->nclose = 2;
+  c->destroyed = 1;
+  c->nclose += 2;
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
   uv_close((uv_handle_t *)&c->libtimer, on_conn_handle_closed);
-  if (c->poll_init) {
-    c->nclose++;
-    uv_close((uv_handle_t *)&c->poll, on_conn_handle_closed);
-  }
+}
+
+/* The socket is about to be closed (or just was, with nothing opened since):
+ * close its poll handle now. Closing it later, once the fd number may belong
+ * to another socket, would epoll_ctl(DEL) that socket. */
+static void conn_close_poll(fcfs_mysql_conn_t *c) {
+  if (!c->poll_init) return;
+  c->poll_init = 0;
+  c->nclose++;
+  uv_close((uv_handle_t *)&c->poll, on_conn_handle_closed);
 }
 
 static void conn_stop_io(fcfs_mysql_conn_t *c) {
@@ -522,13 +603,149 @@ static void conn_stop_io(fcfs_mysql_conn_t *c) {
   uv_timer_stop(&c->timer);
 }
 
+/* ---- abandoned statements: KILL QUERY from the side connection --------- */
+
+/* c no longer waits for a KILL QUERY (it is being closed). */
+static void kill_forget(fcfs_mysql_conn_t *c) {
+  fcfs_mysql_t *m = c->m;
+  if (!c->kill_wait) return;
+  c->kill_wait = 0;
+  if (m->killing == c) {
+    m->killing = NULL;
+    return;
+  }
+  fcfs_mysql_conn_t **pp = &m->kill_head, *prev = NULL;
+  while (*pp && *pp != c) {
+    prev = *pp;
+    pp = &(*pp)->kill_next;
+  }
+  if (!*pp) return;
+  *pp = c->kill_next;
+  if (m->kill_tail == c) m->kill_tail = prev;
+  c->kill_next = NULL;
+}
+
+/* The abandoned statement on c is over and nothing will KILL it any more:
+ * give the connection back (conn_put resets it first). */
+static void abandon_done(fcfs_mysql_conn_t *c) {
+  c->abandoned = 0;
+  uv_timer_stop(&c->timer);
+  conn_put(c);
+  stats_sync(c->m);
+}
+
+/* The KILL QUERY for target was answered (or will never be sent). */
+static void kill_answered(fcfs_mysql_conn_t *target) {
+  target->kill_wait = 0;
+  if (target->abandoned && target->op == OP_NONE) abandon_done(target);
+}
+
+/* Every queued kill is dropped: their statements end by themselves or by
+ * the drain timeout. */
+static void kill_drop_all(fcfs_mysql_t *m) {
+  fcfs_mysql_conn_t *t = m->killing;
+  m->killing = NULL;
+  if (t) kill_answered(t);
+  while ((t = m->kill_head)) {
+    m->kill_head = t->kill_next;
+    if (!m->kill_head) m->kill_tail = NULL;
+    t->kill_next = NULL;
+    kill_answered(t);
+  }
+}
+
+static void kill_enqueue(fcfs_mysql_conn_t *c) {
+  fcfs_mysql_t *m = c->m;
+  c->kill_wait = 1;
+  c->kill_next = NULL;
+  if (m->kill_tail)
+    m->kill_tail->kill_next = c;
+  else
+    m->kill_head = c;
+  m->kill_tail = c;
+}
+
+/* The side connection is gone. A KILL QUERY that got no answer (the server
+ * can be slow to kill a thread waiting on a condition; MariaDB's own advice
+ * is a second KILL) is queued again for a fresh side connection; a side
+ * connection that could not connect drops every queued kill. */
+static void side_lost(fcfs_mysql_t *m, int connected) {
+  fcfs_mysql_conn_t *t = m->killing;
+  m->side = NULL;
+  m->killing = NULL;
+  if (t && connected && ++t->kill_tries < KILL_TRIES) {
+    kill_enqueue(t);
+    t = NULL;
+  }
+  if (t) kill_answered(t);
+  if (!connected)
+    kill_drop_all(m);
+  else
+    side_run(m);
+}
+
+/* Send the next queued KILL QUERY, connecting the side connection first. */
+static void side_run(fcfs_mysql_t *m) {
+  if (m->closing || m->killing || !m->kill_head) return;
+  fcfs_mysql_conn_t *s = m->side;
+  if (!s) {
+    conn_open(m, 1);
+    return;
+  }
+  if (s->op != OP_NONE) return; /* still connecting */
+  fcfs_mysql_conn_t *t = m->kill_head;
+  m->kill_head = t->kill_next;
+  if (!m->kill_head) m->kill_tail = NULL;
+  t->kill_next = NULL;
+  m->killing = t;
+  int n = snprintf(s->kill_sql, sizeof(s->kill_sql), "KILL QUERY %lu", mysql_thread_id(&t->my));
+  s->op = OP_QUERY;
+  uv_timer_start(&s->timer, on_op_timer, KILL_TIMEOUT_MS, 0);
+  conn_step(s, mysql_real_query_start(&s->qret, &s->my, s->kill_sql, (unsigned long)n));
+}
+
+static void side_done(fcfs_mysql_conn_t *s) {
+  fcfs_mysql_t *m = s->m;
+  uv_timer_stop(&s->timer);
+  s->op = OP_NONE;
+  unsigned int errnum = s->qret ? mysql_errno(&s->my) : 0;
+  fcfs_mysql_conn_t *t = m->killing;
+  m->killing = NULL;
+  if (t) kill_answered(t);
+  if (is_transport(errnum))
+    conn_kill(s);
+  else
+    side_run(m);
+}
+
+/* The caller of the statement running on the pooled connection c is gone
+ * (cancelled, or its deadline passed): stop the statement server-side with
+ * KILL QUERY from the side connection, read whatever it still returns, then
+ * reset the connection and pool it again. Bounded by DRAIN_TIMEOUT_MS, after
+ * which the connection is closed. */
+static void conn_abandon(fcfs_mysql_conn_t *c) {
+  fcfs_mysql_t *m = c->m;
+  c->req = NULL;
+  c->abandoned = 1;
+  c->dirty = 1; /* whatever the statement did before it stopped */
+  uv_timer_start(&c->timer, on_op_timer, DRAIN_TIMEOUT_MS, 0);
+  if (c->op == OP_QUERY) { /* possibly still executing (OP_STORE: only reading rows) */
+    c->kill_tries = 0;
+    kill_enqueue(c);
+    side_run(m);
+  }
+}
+
 /* Close at once, whatever is in progress (the socket is shut down first so
  * that mysql_close() cannot block). A pinned connection stays allocated,
  * disconnected, until its owner releases it. */
 static void conn_kill(fcfs_mysql_conn_t *c) {
   fcfs_mysql_t *m = c->m;
+  int was_connected = c->connected;
   conn_stop_io(c);
   conn_uncount(c);
+  kill_forget(c);
+  c->abandoned = 0;
   if (c->idle) {
     fcfs_mysql_conn_t **pp = &m->idle;
     while (*pp != c)
@@ -542,6 +759,7 @@ static void conn_kill(fcfs_mysql_conn_t *c) {
   }
   free(c->text);
   c->text = NULL;
+  conn_close_poll(c);
   if (c->my_open) {
     if (c->op != OP_NONE) mariadb_cancel(&c->my);
     mysql_close(&c->my);
@@ -550,6 +768,7 @@ static void conn_kill(fcfs_mysql_conn_t *c) {
   c->connected = 0;
   c->op = OP_NONE;
   if (!c->pinned) conn_destroy(c);
+  if (c->side) side_lost(m, was_connected);
   stats_sync(m);
 }
 
@@ -567,6 +786,8 @@ static void conn_close(fcfs_mysql_conn_t *c) {
 
 static void close_done(fcfs_mysql_conn_t *c) {
   conn_stop_io(c);
+  conn_close_poll(c);
+  if (c->side) c->m->side = NULL;
   c->my_open = 0;
   c->connected = 0;
   c->op = OP_NONE;
@@ -613,6 +834,12 @@ static void conn_continue(fcfs_mysql_conn_t *c, int ready) {
   case OP_CLOSE:
     st = mysql_close_cont(&c->my, ready);
     break;
+  case OP_RESET:
+    st = mysql_reset_connection_cont(&c->qret, &c->my, ready);
+    break;
+  case OP_INIT:
+    st = mysql_real_query_cont(&c->qret, &c->my, ready);
+    break;
   default:
     return;
   }
@@ -643,8 +870,17 @@ static int is_transport(unsigned int errnum) {
 static void connect_done(fcfs_mysql_conn_t *c) {
   fcfs_mysql_t *m = c->m;
   uv_timer_stop(&c->timer);
-  m->nconnecting--;
   c->op = OP_NONE;
+  if (c->side) {
+    if (!c->cret) {
+      conn_kill(c); /* drops the queued kills */
+      return;
+    }
+    c->connected = 1;
+    side_run(m);
+    return;
+  }
+  m->nconnecting--;
   if (!c->cret) {
     char text[sizeof(((fcfs_mysql_req_t *)0)->errbuf)];
     unsigned int errnum = mysql_errno(&c->my);
@@ -663,9 +899,48 @@ static void connect_done(fcfs_mysql_conn_t *c) {
   conn_put(c);
 }
 
+/* A reset (COM_RESET_CONNECTION, then init_sql again) finished a step. */
+static void reset_step(fcfs_mysql_conn_t *c) {
+  fcfs_mysql_t *m = c->m;
+  if (c->qret != 0) {
+    conn_kill(c);
+    maybe_connect(m);
+    return;
+  }
+  if (c->op == OP_RESET) {
+    c->op = OP_INIT;
+    conn_step(c, mysql_real_query_start(&c->qret, &c->my, init_sql, sizeof(init_sql) - 1));
+    return;
+  }
+  uv_timer_stop(&c->timer);
+  c->op = OP_NONE;
+  c->dirty = 0;
+  conn_put(c);
+}
+
+/* The statement of an abandoned connection ended: nobody wants its result. */
+static void abandoned_finish(fcfs_mysql_conn_t *c, MYSQL_RES *res) {
+  fcfs_mysql_t *m = c->m;
+  c->op = OP_NONE;
+  c->res = NULL;
+  if (res) mysql_free_result(res);
+  int failed = res == NULL && (c->qret != 0 || mysql_field_count(&c->my) > 0);
+  if ((failed && is_transport(mysql_errno(&c->my))) || mysql_more_results(&c->my)) {
+    conn_kill(c);
+    maybe_connect(m);
+  } else if (!c->kill_wait) {
+    abandon_done(c);
+  } /* else parked until the KILL QUERY is answered: it must not hit the next statement */
+  stats_sync(m);
+}
+
 static void query_finish(fcfs_mysql_conn_t *c, MYSQL_RES *res) {
   fcfs_mysql_t *m = c->m;
   fcfs_mysql_req_t *r = c->req;
+  if (c->abandoned) {
+    abandoned_finish(c, res);
+    return;
+  }
   uv_timer_stop(&c->timer);
   c->op = OP_NONE;
   c->req = NULL;
@@ -688,16 +963,18 @@ static void query_finish(fcfs_mysql_conn_t *c, MYSQL_RES *res) {
   unsigned int status = 0;
   mariadb_get_infov(&c->my, MARIADB_CONNECTION_SERVER_STATUS, &status);
   int transport = failed && is_transport(errnum);
-  int dirty =
+  int broken =
       transport || mysql_more_results(&c->my) ||
       (!r->pinned && ((status & SERVER_STATUS_IN_TRANS) || !(status & SERVER_STATUS_AUTOCOMMIT)));
+  if ((status & SERVER_SESSION_STATE_CHANGED) || may_change_session(r->sql, r->sqllen))
+    c->dirty = 1;
   if (transport) {
     breaker_failure(m);
     purge_idle(m);
   } else {
     breaker_success(m);
   }
-  if (dirty)
+  if (broken)
     conn_kill(c);
   else if (!c->pinned)
     conn_put(c);
@@ -721,7 +998,9 @@ static void conn_step(fcfs_mysql_conn_t *c, int status) {
     connect_done(c);
     break;
   case OP_QUERY:
-    if (c->qret == 0 && mysql_field_count(&c->my) > 0) {
+    if (c->side) {
+      side_done(c);
+    } else if (c->qret == 0 && mysql_field_count(&c->my) > 0) {
       c->op = OP_STORE;
       conn_step(c, mysql_store_result_start(&c->res, &c->my));
     } else {
@@ -733,6 +1012,10 @@ static void conn_step(fcfs_mysql_conn_t *c, int status) {
     break;
   case OP_CLOSE:
     close_done(c);
+    break;
+  case OP_RESET:
+  case OP_INIT:
+    reset_step(c);
     break;
   default:
     break;
@@ -754,10 +1037,18 @@ static void on_op_timer(uv_timer_t *t) {
   case OP_QUERY:
   case OP_STORE: {
     fcfs_mysql_req_t *r = c->req;
+    m->st->timeouts++;
+    if (!r) { /* an abandoned statement that did not end, or the side connection stuck */
+      conn_kill(c);
+      maybe_connect(m);
+      break;
+    }
     c->req = NULL;
     r->conn = NULL;
-    m->st->timeouts++;
-    conn_kill(c);
+    if (c->pinned)
+      conn_kill(c); /* its owner's transaction is lost: the server rolls it back */
+    else
+      conn_abandon(c);
     req_fail(r, fcfs_mysql_e_timeout, 0, NULL);
     maybe_connect(m);
     break;
@@ -765,16 +1056,33 @@ static void on_op_timer(uv_timer_t *t) {
   case OP_CLOSE:
     conn_kill(c);
     break;
+  case OP_RESET:
+  case OP_INIT:
+    m->st->timeouts++;
+    conn_kill(c);
+    maybe_connect(m);
+    break;
+  case OP_NONE:
+    if (c->abandoned) { /* drained, but the KILL QUERY was never answered */
+      conn_kill(c);
+      maybe_connect(m);
+    }
+    break;
   default:
     break;
   }
   stats_sync(m);
 }
 
-static void start_connect(fcfs_mysql_t *m) {
+/* Start a connection: one of the pool's, or (side) the one that sends
+ * KILL QUERY, which counts toward nothing and is never handed out. */
+static void conn_open(fcfs_mysql_t *m, int side) {
   fcfs_mysql_conn_t *c = calloc(1, sizeof(*c));
   if (!c) {
-    if (m->qhead) req_fail(m->qhead, e_nomem, 0, NULL);
+    if (side)
+      kill_drop_all(m);
+    else if (m->qhead)
+      req_fail(m->qhead, e_nomem, 0, NULL);
     return;
   }
   c->m = m;
@@ -785,14 +1093,21 @@ static void start_connect(fcfs_mysql_t *m) {
   if (m->conns) m->conns->prev = c;
   m->conns = c;
   m->nlive++;
-  m->nconns++;
-  m->nconnecting++;
-  c->counted = 1;
+  m->st->connects++;
+  if (side) {
+    c->side = 1;
+    m->side = c;
+  } else {
+    m->nconns++;
+    m->nconnecting++;
+    c->counted = 1;
+  }
   c->op = OP_CONNECT;
   mysql_init(&c->my);
   c->my_open = 1;
   mysql_options(&c->my, MYSQL_OPT_NONBLOCK, 0);
   mysql_options(&c->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+  mysql_options(&c->my, MYSQL_INIT_COMMAND, init_sql);
   unsigned int ct = (unsigned int)ceil(m->o.connect_timeout > 0 ? m->o.connect_timeout : 1);
   mysql_options(&c->my, MYSQL_OPT_CONNECT_TIMEOUT, &ct);
   int sock = m->o.socket && m->o.socket[0];
@@ -811,7 +1126,7 @@ static void maybe_connect(fcfs_mysql_t *m) {
   while (!m->closing && m->circuit != FCFS_CIRCUIT_OPEN && m->nwaiting > m->nconnecting &&
          m->nconns < m->o.pool_size) {
     if (m->circuit == FCFS_CIRCUIT_HALF_OPEN && m->nconnecting > 0) break;
-    start_connect(m);
+    conn_open(m, 0);
   }
 }
 
@@ -840,11 +1155,19 @@ static void start_query(fcfs_mysql_conn_t *c, fcfs_mysql_req_t *r) {
   conn_step(c, st);
 }
 
-/* c is connected and free: hand it to the first waiter, or park it. */
+/* c is connected and free: hand it to the first waiter, or park it. A
+ * connection whose session state changed is reset first (the server then
+ * drops user variables, named locks, temporary tables, session settings). */
 static void conn_put(fcfs_mysql_conn_t *c) {
   fcfs_mysql_t *m = c->m;
   if (m->closing) {
     conn_close(c);
+    return;
+  }
+  if (c->dirty) {
+    c->op = OP_RESET;
+    uv_timer_start(&c->timer, on_op_timer, RESET_TIMEOUT_MS, 0);
+    conn_step(c, mysql_reset_connection_start(&c->qret, &c->my));
     return;
   }
   fcfs_mysql_req_t *r = m->qhead;
@@ -922,16 +1245,22 @@ void fcfs_mysql_free(fcfs_mysql_t *m) {
   m->closing = 1;
   fail_waiters(m, fcfs_mysql_e_closed);
   purge_idle(m);
+  /* forget the queued kills without side effects: every conn is closed below */
+  for (fcfs_mysql_conn_t *c = m->conns; c; c = c->next)
+    c->kill_wait = 0;
+  m->kill_head = m->kill_tail = m->killing = NULL;
   fcfs_mysql_conn_t *c = m->conns;
   while (c) {
     fcfs_mysql_conn_t *next = c->next;
-    if (c->op == OP_QUERY || c->op == OP_STORE) {
-      fcfs_mysql_req_t *r = c->req;
+    fcfs_mysql_req_t *r = c->req;
+    if (r) {
       c->req = NULL;
       r->conn = NULL;
       conn_kill(c);
       req_fail(r, fcfs_mysql_e_closed, 0, NULL);
-    } else if (c->op == OP_CONNECT) {
+    } else if (c->side && c->op == OP_NONE) {
+      conn_close(c);
+    } else if ((c->op != OP_NONE && c->op != OP_CLOSE) || c->abandoned || c->side) {
       conn_kill(c);
     }
     c = next;
@@ -1110,7 +1439,10 @@ void fcfs_mysql_cancel(fcfs_mysql_req_t *r) {
   } else if (r->conn) {
     fcfs_mysql_conn_t *c = r->conn;
     c->req = NULL;
-    conn_kill(c); /* mid-statement: never pooled */
+    if (c->pinned)
+      conn_kill(c); /* mid-statement in its owner's transaction */
+    else
+      conn_abandon(c); /* stopped server-side, drained, pooled again */
     maybe_connect(m);
   }
   free(r);

@@ -134,7 +134,9 @@ void fcfs_mysql_release(fcfs_mysql_conn_t *conn, int reuse);
 int fcfs_mysql_conn_ok(const fcfs_mysql_conn_t *conn);
 
 /* Forget a request whose callback has not run: a waiting one leaves the
- * queue, a running statement's connection is closed (never pooled). */
+ * queue; a statement running on a pooled connection is stopped with KILL
+ * QUERY and its connection pooled again, reset; one running on a pinned
+ * connection closes it (the server rolls the transaction back). */
 void fcfs_mysql_cancel(fcfs_mysql_req_t *req);
 
 /* Number of `?` placeholders in sql, quoted strings, quoted identifiers and

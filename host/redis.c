@@ -19,6 +19,12 @@
  * doubling to 1 s); while no shared connection is up calls fail at once with
  * "unavailable" (before the very first connect attempt ends they are queued).
  *
+ * Every connection starts with AUTH (redis_password) and SELECT (redis_db)
+ * when configured, queued ahead of any command; an error reply to either
+ * closes it. A shared connection owing redis_queue_max replies refuses new
+ * commands with "busy" (the caller fails fast instead of queueing behind a
+ * stalled server).
+ *
  * Pinned connections (up to conf->redis_pinned_max, bound or idle) are
  * handed to one caller; given back, they go to an idle list if clean and are
  * closed otherwise; they are never reconnected.
@@ -108,7 +114,7 @@ struct fcfs_redis_conn_s {
 };
 
 typedef struct {
-  char *name, *src;
+  char *src;
   size_t srclen;
   char sha[41];
 } script_t;
@@ -232,7 +238,6 @@ static void maybe_finish(fcfs_redis_t *r) {
     free(q);
   }
   for (int i = 0; i < r->nscripts; i++) {
-    free(r->scripts[i].name);
     free(r->scripts[i].src);
   }
   free(r->scripts);
@@ -383,8 +388,11 @@ static void slot_push(fcfs_redis_conn_t *c, cmd_t *q) {
   timer_arm_at(c, q->deadline);
 }
 
-/* Queue the bytes of one command and its slot. */
+/* Queue the bytes of one command and its slot. A shared connection owing
+ * redis_queue_max replies already refuses with FCFS_REDIS_EBUSY. */
 static int conn_send(fcfs_redis_conn_t *c, cmd_t *q, const char *p, size_t len) {
+  int max = c->r->conf->redis_queue_max;
+  if (!c->pinned && max > 0 && c->npending >= (size_t)max) return FCFS_REDIS_EBUSY;
   int rc = out_append(c, p, len);
   if (rc < 0) return rc;
   slot_push(c, q);
@@ -704,6 +712,61 @@ static void on_connect(uv_connect_t *req, int status) {
   conn_sweep(c); /* re-arm for the command deadlines */
 }
 
+/* The reply to AUTH or SELECT sent first on every connection: an error
+ * closes the connection (it reconnects with backoff if shared). */
+static void on_setup_reply(void *arg, redisReply *rep, const char *err) {
+  fcfs_redis_conn_t *c = arg;
+  if (err) { /* "closed": gone already; "timeout": not usable without it */
+    if (err == fcfs_redis_etimeout) conn_teardown(c, fcfs_redis_eunavailable);
+    return;
+  }
+  if (rep->type == REDIS_REPLY_ERROR) {
+    c->r->stats->errors++;
+    fcfs_log(FCFS_LOG_ERROR, "redis: connection setup refused: %.*s", (int)rep->len, rep->str);
+    freeReplyObject(rep);
+    conn_teardown(c, fcfs_redis_eunavailable);
+    return;
+  }
+  freeReplyObject(rep);
+}
+
+/* Queue AUTH and SELECT ahead of anything else on a connection being opened. */
+static int conn_setup(fcfs_redis_conn_t *c) {
+  fcfs_redis_t *r = c->r;
+  char db[16];
+  const char *argv[2];
+  size_t argvlen[2];
+  for (int k = 0; k < 2; k++) {
+    if (k == 0) {
+      if (!r->conf->redis_password || !r->conf->redis_password[0]) continue;
+      argv[0] = "AUTH";
+      argv[1] = r->conf->redis_password;
+    } else {
+      if (r->conf->redis_db <= 0) continue;
+      snprintf(db, sizeof db, "%d", r->conf->redis_db);
+      argv[0] = "SELECT";
+      argv[1] = db;
+    }
+    argvlen[0] = strlen(argv[0]);
+    argvlen[1] = strlen(argv[1]);
+    char *buf = NULL;
+    int len = redisFormatCommandArgv(&buf, 2, argv, argvlen);
+    cmd_t *q = len < 0 ? NULL : cmd_alloc(r);
+    if (!q || out_append(c, buf, (size_t)len) < 0) {
+      if (q) cmd_free(r, q);
+      if (len >= 0) redisFreeCommand(buf);
+      return FCFS_REDIS_ENOMEM;
+    }
+    redisFreeCommand(buf);
+    q->kind = K_CMD;
+    q->cb = on_setup_reply;
+    q->arg = c;
+    q->deadline = c->connect_deadline;
+    slot_push(c, q);
+  }
+  return 0;
+}
+
 static void conn_connect(fcfs_redis_conn_t *c) {
   fcfs_redis_t *r = c->r;
   int rc;
@@ -717,10 +780,16 @@ static void conn_connect(fcfs_redis_conn_t *c) {
   c->creq.data = c;
   c->nhandles++;
   r->handles++;
+  r->stats->connects++;
   c->state = ST_CONNECTING;
   c->connect_deadline = uv_now(r->loop) + ms_of(r->conf->redis_connect_timeout);
   c->timer_due = 0;
   timer_arm_at(c, c->connect_deadline);
+  if (conn_setup(c) < 0) {
+    r->stats->errors++;
+    conn_teardown(c, fcfs_redis_eunavailable);
+    return;
+  }
   if (r->is_unix) {
     uv_pipe_connect(&c->creq, &c->h.pipe, r->path, on_connect); /* errors come to on_connect */
     return;
@@ -1050,7 +1119,7 @@ void fcfs_redis_unpin(fcfs_redis_conn_t *c) {
     pinned_destroy(c);
 }
 
-/* ---- named scripts ---- */
+/* ---- scripts, content-addressed ---- */
 
 static uint32_t rol32(uint32_t x, int n) {
   return (x << n) | (x >> (32 - n));
@@ -1121,47 +1190,37 @@ static void sha1_hex(const char *data, size_t len, char out[41]) {
   out[40] = 0;
 }
 
-static int script_find(const fcfs_redis_t *r, const char *name) {
+int fcfs_redis_script(fcfs_redis_t *r, const char *src, size_t srclen) {
+  char sha[41];
+  sha1_hex(src, srclen, sha);
   for (int i = 0; i < r->nscripts; i++)
-    if (!strcmp(r->scripts[i].name, name)) return i;
-  return -1;
-}
-
-int fcfs_redis_script(fcfs_redis_t *r, const char *name, const char *src, size_t srclen) {
-  int i = script_find(r, name);
+    if (!memcmp(r->scripts[i].sha, sha, 41)) return i;
+  if (r->nscripts == INT_MAX) return FCFS_REDIS_ENOMEM;
+  if (r->nscripts == r->scripts_cap) {
+    int cap = r->scripts_cap ? r->scripts_cap * 2 : 8;
+    script_t *n = realloc(r->scripts, (size_t)cap * sizeof *n);
+    if (!n) return FCFS_REDIS_ENOMEM;
+    r->scripts = n;
+    r->scripts_cap = cap;
+  }
   char *copy = malloc(srclen + 1);
   if (!copy) return FCFS_REDIS_ENOMEM;
   memcpy(copy, src, srclen);
   copy[srclen] = 0;
-  if (i < 0) {
-    if (r->nscripts == r->scripts_cap) {
-      int cap = r->scripts_cap ? r->scripts_cap * 2 : 8;
-      script_t *n = realloc(r->scripts, (size_t)cap * sizeof *n);
-      if (!n) goto nomem;
-      r->scripts = n;
-      r->scripts_cap = cap;
-    }
-    if (!(r->scripts[r->nscripts].name = strdup(name))) goto nomem;
-    i = r->nscripts++;
-  } else {
-    free(r->scripts[i].src); /* reloaded code may change a script */
-  }
-  r->scripts[i].src = copy;
-  r->scripts[i].srclen = srclen;
-  sha1_hex(copy, srclen, r->scripts[i].sha);
-  return 0;
-nomem:
-  free(copy);
-  return FCFS_REDIS_ENOMEM;
+  script_t *sc = &r->scripts[r->nscripts];
+  sc->src = copy;
+  sc->srclen = srclen;
+  memcpy(sc->sha, sha, 41);
+  return r->nscripts++;
 }
 
-const char *fcfs_redis_script_sha(const fcfs_redis_t *r, const char *name) {
-  int i = script_find(r, name);
-  return i < 0 ? NULL : r->scripts[i].sha;
+const char *fcfs_redis_script_sha(const fcfs_redis_t *r, int id) {
+  return id >= 0 && id < r->nscripts ? r->scripts[id].sha : NULL;
 }
 
-int fcfs_redis_run(fcfs_redis_t *r, const char *name, int nkeys, int n, const char **v,
-                   const size_t *vlen, double timeout, fcfs_redis_cb cb, void *arg, void **handle) {
+int fcfs_redis_run(fcfs_redis_t *r, fcfs_redis_conn_t *c, int id, int ordered, int nkeys, int n,
+                   const char **v, const size_t *vlen, double timeout, fcfs_redis_cb cb, void *arg,
+                   void **handle) {
   const char *sargv[ARGV_STACK];
   size_t slen[ARGV_STACK];
   const char **argv = sargv;
@@ -1171,21 +1230,25 @@ int fcfs_redis_run(fcfs_redis_t *r, const char *name, int nkeys, int n, const ch
   char *buf = NULL;
   cmd_t *q = NULL;
   if (r->closing) return FCFS_REDIS_ECLOSED;
-  int i = script_find(r, name);
-  if (i < 0) return FCFS_REDIS_ENOSCRIPT;
+  if (id < 0 || id >= r->nscripts) return FCFS_REDIS_ENOSCRIPT;
   if (nkeys < 0 || n < nkeys || n > INT_MAX - 3) return FCFS_REDIS_EINVAL;
-  fcfs_redis_conn_t *c = fcfs_redis_shared(r);
-  if (!c) return FCFS_REDIS_EUNAVAILABLE;
+  if (!c && !(c = fcfs_redis_shared(r))) return FCFS_REDIS_EUNAVAILABLE;
+  if (c->state != ST_UP && c->state != ST_CONNECTING) return FCFS_REDIS_ECLOSED;
+  int i = id;
+  /* A NOSCRIPT answer would be retried after the commands queued behind the
+   * EVALSHA (and inside MULTI it only shows in EXEC's reply): where order
+   * matters the source goes along, as EVAL. */
+  int eval = ordered || (c->pinned && c->multi);
   if (n + 3 > ARGV_STACK) {
     argv = malloc((size_t)(n + 3) * sizeof *argv);
     argvlen = malloc((size_t)(n + 3) * sizeof *argvlen);
     rc = FCFS_REDIS_ENOMEM;
     if (!argv || !argvlen) goto out;
   }
-  argv[0] = "EVALSHA";
-  argvlen[0] = 7;
-  argv[1] = r->scripts[i].sha;
-  argvlen[1] = 40;
+  argv[0] = eval ? "EVAL" : "EVALSHA";
+  argvlen[0] = eval ? 4 : 7;
+  argv[1] = eval ? r->scripts[i].src : r->scripts[i].sha;
+  argvlen[1] = eval ? r->scripts[i].srclen : 40;
   argvlen[2] = (size_t)snprintf(nk, sizeof nk, "%d", nkeys);
   argv[2] = nk;
   for (int k = 0; k < n; k++) {
@@ -1195,15 +1258,19 @@ int fcfs_redis_run(fcfs_redis_t *r, const char *name, int nkeys, int n, const ch
   rc = FCFS_REDIS_ENOMEM;
   len = redisFormatCommandArgv(&buf, n + 3, argv, argvlen);
   if (len < 0 || !(q = cmd_alloc(r))) goto out;
-  q->evalsha = buf; /* kept for a resend after NOSCRIPT; cmd_free() frees it */
-  buf = NULL;
-  q->evalshalen = (size_t)len;
   q->kind = K_CMD;
-  q->script = i + 1;
   q->cb = cb;
   q->arg = arg;
   q->deadline = deadline_of(r, timeout);
-  if ((rc = conn_send(c, q, q->evalsha, q->evalshalen)) < 0) goto out;
+  if (eval) {
+    if ((rc = conn_send(c, q, buf, (size_t)len)) < 0) goto out;
+  } else {
+    q->evalsha = buf; /* kept for a resend after NOSCRIPT; cmd_free() frees it */
+    buf = NULL;
+    q->evalshalen = (size_t)len;
+    q->script = i + 1;
+    if ((rc = conn_send(c, q, q->evalsha, q->evalshalen)) < 0) goto out;
+  }
   if (handle) *handle = q;
   q = NULL;
 out:

@@ -1,6 +1,6 @@
 /* redis.h -- the per-worker Redis pool: a few shared, pipelined connections
  * used by every request, pinned connections for transactions and blocking
- * commands, named scripts called by SHA. hiredis is only the RESP codec; the
+ * commands, content-addressed scripts called by SHA. hiredis is only the RESP codec; the
  * sockets are the host's own libuv streams (TCP or unix socket).
  *
  * Errors: functions return 0 or a negative FCFS_REDIS_E* code
@@ -24,8 +24,9 @@ typedef struct fcfs_redis_conn_s fcfs_redis_conn_t;
 enum {
   FCFS_REDIS_EUNAVAILABLE = -1, /* no connection is up: the server is down */
   FCFS_REDIS_ECLOSED = -2,      /* this (pinned) connection or the pool is closed */
-  FCFS_REDIS_EBUSY = -3,        /* redis_pinned_max pinned connections are in use */
-  FCFS_REDIS_ENOSCRIPT = -4,    /* run() of a name never registered with script() */
+  FCFS_REDIS_EBUSY = -3,        /* redis_pinned_max pinned connections in use, or redis_queue_max
+                                   replies owed on the shared connection */
+  FCFS_REDIS_ENOSCRIPT = -4,    /* run() of an id script() never returned */
   FCFS_REDIS_EINVAL = -5,       /* bad argument (argc < 1, bad address...) */
   FCFS_REDIS_ENOMEM = -6
 };
@@ -98,15 +99,21 @@ int fcfs_redis_conn_command_argv(fcfs_redis_conn_t *c, int argc, const char **ar
 int fcfs_redis_conn_read(fcfs_redis_conn_t *c, double timeout, fcfs_redis_cb cb, void *arg,
                          void **handle, redisReply **ready);
 
-/* Named scripts. script() only records name -> source (no I/O; allowed at
- * module load time, survives Lua reloads since the pool owns it); the SHA1 is
- * computed locally. run() sends EVALSHA on a shared connection; on NOSCRIPT
- * it sends SCRIPT LOAD + EVALSHA again, transparently. v holds the nkeys keys
- * then the arguments, n entries in all. */
-int fcfs_redis_script(fcfs_redis_t *r, const char *name, const char *src, size_t srclen);
-const char *fcfs_redis_script_sha(const fcfs_redis_t *r, const char *name); /* NULL if unknown */
-int fcfs_redis_run(fcfs_redis_t *r, const char *name, int nkeys, int n, const char **v,
-                   const size_t *vlen, double timeout, fcfs_redis_cb cb, void *arg, void **handle);
+/* Content-addressed scripts. script() records src under its SHA1 (computed
+ * locally: no I/O, fine at module load time) and returns its id (>= 0) or a
+ * negative code; the same source always gives the same id, and an entry is
+ * never replaced or removed while the pool lives, so the VMs of successive
+ * generations share scripts safely. run() sends EVALSHA on c (NULL: a shared
+ * connection); on NOSCRIPT it sends SCRIPT LOAD + EVALSHA again on the same
+ * connection, transparently. With ordered (a pipeline: later commands must
+ * see the script's effects) or inside MULTI on a pinned connection it sends
+ * EVAL with the source instead, which cannot meet NOSCRIPT. v holds the nkeys
+ * keys then the arguments, n entries in all. */
+int fcfs_redis_script(fcfs_redis_t *r, const char *src, size_t srclen);
+const char *fcfs_redis_script_sha(const fcfs_redis_t *r, int id); /* NULL if unknown */
+int fcfs_redis_run(fcfs_redis_t *r, fcfs_redis_conn_t *c, int id, int ordered, int nkeys, int n,
+                   const char **v, const size_t *vlen, double timeout, fcfs_redis_cb cb, void *arg,
+                   void **handle);
 
 /* lapi_redis.c: push the host.redis table for a VM. */
 struct lua_State;

@@ -15,7 +15,8 @@ enum { FCFS_CIRCUIT_CLOSED = 0, FCFS_CIRCUIT_OPEN = 1, FCFS_CIRCUIT_HALF_OPEN = 
 
 typedef struct fcfs_pool_stats_s {
   uint64_t size;     /* connections open now */
-  uint64_t in_use;   /* connections busy now (for pipelined Redis: with replies pending) */
+  uint64_t in_use;   /* connections busy now (for pipelined Redis: with replies pending; for
+                        MySQL: pinned, running, or being drained/reset) */
   uint64_t waiting;  /* callers queued for a connection now */
   uint64_t waits;    /* total callers that had to queue */
   uint64_t timeouts; /* total operations that timed out */
@@ -23,6 +24,8 @@ typedef struct fcfs_pool_stats_s {
   uint64_t requests; /* total commands/queries sent */
   uint64_t circuit;  /* FCFS_CIRCUIT_* now */
   uint64_t up;       /* 1 when at least one connection is established or the last connect worked */
+  uint64_t connects; /* total connection attempts */
+  uint64_t probes;   /* total half-open probes of the circuit breaker */
 } fcfs_pool_stats_t;
 
 #endif

@@ -10,7 +10,9 @@
 -- show); then it encodes again with the Lua encoder below, which follows cjson's rules except:
 --   * integral numbers print as integers ("%d"); other numbers with 14 significant digits,
 --     as cjson does; NaN and infinities are refused;
---   * json.array(t) marks t to encode as a JSON array, even when empty (t must hold only 1..n).
+--   * json.array(t) marks t to encode as a JSON array, even when empty (t must hold only 1..n);
+--     the mark is a metatable whose __name is "json.array" (host.mysql puts one on result row
+--     lists, so an empty result encodes as []).
 -- Shared rules: a table whose keys are all positive integers is an array (holes become null)
 -- unless it is excessively sparse (max key > 10 and > twice the key count), then it is an object;
 -- other tables are objects with string or number keys; an unmarked empty table is "{}";
@@ -22,7 +24,7 @@ local cjson_shared = require "cjson"
 local buffer = require "string.buffer"
 
 local type, next, pairs, tostring = type, next, pairs, tostring
-local error, getmetatable, setmetatable, pcall = error, getmetatable, setmetatable, pcall
+local error, getmetatable, setmetatable, pcall, rawget = error, getmetatable, setmetatable, pcall, rawget
 local char, find, format, gsub = string.char, string.find, string.format, string.gsub
 local huge = math.huge
 
@@ -50,6 +52,11 @@ local SPARSE_RATIO, SPARSE_SAFE = 2, 10
 
 local null = cjson_shared.null
 local array_mt = { __name = "json.array" }
+
+local function marked(t)
+    local mt = getmetatable(t)
+    return type(mt) == "table" and rawget(mt, "__name") == "json.array"
+end
 
 local _M = { null = null, array_mt = array_mt }
 
@@ -115,7 +122,7 @@ local function put_table(t, depth)
     if depth > MAX_DEPTH then error(ERR_DEPTH, 0) end
     depth = depth + 1
     local n
-    if getmetatable(t) == array_mt then n = #t else n = array_length(t) end
+    if marked(t) then n = #t else n = array_length(t) end
     if n then return put_array(t, n, depth) end
     buf:put("{")
     local first = true
@@ -182,7 +189,7 @@ end
 
 -- json.is_array(t): true when t carries the array mark.
 function _M.is_array(t)
-    return getmetatable(t) == array_mt
+    return marked(t)
 end
 
 -- json.quote(s) -> s as a JSON string literal (for callers that assemble fixed-shape bodies).

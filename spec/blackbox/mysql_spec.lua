@@ -3,11 +3,15 @@
 -- use the shared test server (FCFS_TEST_MYSQL_*, exported by `etc/dev test`); the fault block starts
 -- a private mariadbd of its own (spec/support/db.lua) so that it can stop and restart it. Covered:
 -- result typing through HTTP handlers and values stored verbatim (checked byte for byte with an
--- independent client), transactions rolled back by a Lua error or a web.fail, an exhausted pool,
--- a request deadline in the middle of a statement (the connection is never reused), the event loop
--- not blocked by a slow statement, mariadbd stopped and restarted (503 fast, circuit breaker in
--- /metrics, /readyz, recovery without a manual step), and `fcfs migrate`. Every block ends by
--- checking the error log for [error] lines it did not provoke itself.
+-- independent client), empty results as [], DATETIME(3) and UTC sessions, transactions rolled
+-- back by a Lua error or a web.fail, an exhausted pool, a request deadline in the middle of a
+-- statement (a transaction's connection is closed; a pooled statement is killed with KILL QUERY
+-- and its connection reset and reused: 200 abandoned requests cost no reconnects), session state
+-- (named locks, user variables, temporary tables, SET SESSION) never reaching the next request, the
+-- event loop not blocked by a slow statement, mariadbd stopped with a statement in flight and
+-- restarted under load (503 fast, circuit breaker in /metrics, /readyz, back within 2 s), and
+-- `fcfs migrate`. Every block ends by checking the error log for [error] lines it did not provoke
+-- itself.
 --
 --   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/mysql_spec.lua
 -- (needs the FCFS_TEST_MYSQL_* and FCFS_TEST_REDIS variables `etc/dev test` exports)
@@ -150,6 +154,40 @@ app:get("/session", function()
     return { json = { dirty = rows[1].dirty, cid = rows[1].cid, dirty_cid = opt(state.dirty_cid) } }
 end)
 
+-- 8: empty results, DATETIME(3), UTC
+app:get("/empty", function()
+    local rows = check(mysql.query("SELECT id FROM myspec_items WHERE id < 0"))
+    return { json = { rows = rows, n = #rows } }
+end)
+
+app:post("/times", function(req)
+    local r = check(mysql.query("INSERT INTO myspec_times (at) VALUES (?)", req:json().at))
+    local rows = check(mysql.query("SELECT at, @@session.time_zone AS tz, "
+        .. "UNIX_TIMESTAMP('2026-01-02 00:00:00') AS epoch, "
+        .. "TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), NOW()) AS tz_offset FROM myspec_times WHERE id = ?",
+        r.insert_id))
+    return { json = rows[1] }
+end)
+
+-- 7: session state left behind by one request
+app:get("/leave-state", function()
+    local rows = check(mysql.query("SELECT GET_LOCK('myspec_lock', 0) AS got, CONNECTION_ID() AS cid"))
+    check(mysql.query("SET @leak = 'from the previous request'"))
+    check(mysql.query("CREATE TEMPORARY TABLE myspec_tmp (a INT)"))
+    check(mysql.query("SET SESSION sql_mode = ''"))
+    return { json = rows[1] }
+end)
+
+app:get("/see-state", function()
+    local rows = check(mysql.query("SELECT IS_USED_LOCK('myspec_lock') AS holder, "
+        .. "IS_FREE_LOCK('myspec_lock') AS free, @leak AS leak, @@sql_mode <> '' AS strict, "
+        .. "CONNECTION_ID() AS cid"))
+    local _, terr = mysql.query("SELECT COUNT(*) FROM myspec_tmp")
+    local r = rows[1]
+    r.tmp_err = opt(terr)
+    return { json = r }
+end)
+
 -- 6: the route the fault spec calls
 app:get("/db", function()
     local rows = check(mysql.query("SELECT 1 AS one"))
@@ -165,6 +203,27 @@ local function start(conf)
         lua_files = { ["mysqlspec_base.lua"] = BASE_APP },
         conf = conf,
     }
+end
+
+-- A describe block's server: started before its first test with conf, stopped after the last;
+-- box.s is the server.
+local function serve(conf)
+    local box = {}
+    lazy_setup(function()
+        box.s = start(conf)
+    end)
+    lazy_teardown(function()
+        if box.s then box.s:stop() end
+    end)
+    return box
+end
+
+-- The closing test of a block: stop its server and find no [error] line but the allowed ones.
+local function logs_no_unexpected_error(box, allowed)
+    it("logs no unexpected error, through shutdown", function()
+        box.s:stop()
+        box.s:assert_no_errors(allowed)
+    end)
 end
 
 local function get(s, path, timeout)
@@ -231,6 +290,8 @@ describe("host.mysql", function()
             flag TINYINT(1) NULL,
             tag VARCHAR(64) NULL
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci]])
+        db.exec("DROP TABLE IF EXISTS myspec_times")
+        db.exec("CREATE TABLE myspec_times (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(3) NOT NULL)")
         db.exec("DROP TABLE IF EXISTS myspec_tx")
         db.exec("CREATE TABLE myspec_tx (k VARCHAR(64) NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB")
         s = start{}
@@ -293,6 +354,20 @@ describe("host.mysql", function()
             at = "2026-01-02 03:04:05",
             day = "2026-01-02",
         }, row)
+    end)
+
+    it("encodes an empty result as a JSON array", function()
+        local res = assert(get(s, "/empty"))
+        assert.equal(200, res.status, res.body)
+        assert.matches('"rows":[]', res.body, 1, true)
+        assert.same({ rows = {}, n = 0 }, http.json(res))
+    end)
+
+    it("round-trips DATETIME(3) with its milliseconds, in a UTC session", function()
+        local res = assert(post_json(s, "/times", { at = "2026-03-04 05:06:07.089" }))
+        assert.equal(200, res.status, res.body)
+        assert.same({ at = "2026-03-04 05:06:07.089", tz = "+00:00", epoch = 1767312000, tz_offset = 0 },
+            http.json(res))
     end)
 
     it("stores quotes, backslashes and SQL verbatim and still has its table", function()
@@ -405,26 +480,18 @@ end)
 ---------------------------------------------------------------------------------------------------
 
 describe("host.mysql with an exhausted pool", function()
-    local s
-
-    lazy_setup(function()
-        s = start{ mysql_pool_size = 1, mysql_wait_timeout = 0.3 }
-    end)
-
-    lazy_teardown(function()
-        if s then s:stop() end
-    end)
+    local box = serve{ mysql_pool_size = 1, mysql_wait_timeout = 0.3 }
 
     it("answers nil, \"timeout\" after mysql_wait_timeout while the only connection is held", function()
         -- the pool's one connection exists and works
-        local res = assert(get(s, "/one"))
+        local res = assert(get(box.s, "/one"))
         assert.equal(200, res.status, res.body)
         assert.same(1, http.json(res).one)
 
-        local hold = send_async(s, "/hold?s=1")
+        local hold = send_async(box.s, "/hold?s=1")
         assert.truthy(wait_running("mysqlspec_hold"), "the SLEEP(1) statement never showed up")
         local t0 = now()
-        res = assert(get(s, "/one"))
+        res = assert(get(box.s, "/one"))
         local dt = now() - t0
         assert.equal(200, res.status, res.body)
         local body = http.json(res)
@@ -439,7 +506,7 @@ describe("host.mysql with an exhausted pool", function()
         assert.is_true(took >= 0.95)
 
         -- the connection is free again
-        res = assert(get(s, "/one"))
+        res = assert(get(box.s, "/one"))
         body = http.json(res)
         assert.same({ 1, null }, { body.one, body.err })
     end)
@@ -452,75 +519,138 @@ describe("host.mysql with an exhausted pool", function()
             .. "ENGINE=InnoDB")
         local req = "POST /tx/conflict?k=mysqlspec-rollback HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
             .. "Content-Length: 0\r\n\r\n"
-        local results = raw.fanout { port = s.port, n = 10, request = req, timeout = 10 }
+        local results = raw.fanout { port = box.s.port, n = 10, request = req, timeout = 10 }
         for i, r in ipairs(results) do
             assert.equal(409, r.status, "request " .. i .. ": " .. tostring(r.err or r.body))
         end
     end)
 
-    it("logs no unexpected error, through shutdown", function()
-        s:stop()
-        s:assert_no_errors()
-    end)
+    logs_no_unexpected_error(box)
 end)
 
 ---------------------------------------------------------------------------------------------------
 
 describe("host.mysql when the request deadline passes mid-statement", function()
-    local s
-
-    lazy_setup(function()
-        s = start{ mysql_pool_size = 1, request_timeout = 0.3 }
-    end)
-
-    lazy_teardown(function()
-        if s then s:stop() end
-    end)
+    local box = serve{ mysql_pool_size = 1, request_timeout = 0.3 }
 
     local function expect_504(path)
         local t0 = now()
-        local res = assert(get(s, path))
+        local res = assert(get(box.s, path))
         local dt = now() - t0
         assert.equal(504, res.status, res.body)
         assert.equal("TIMEOUT", http.json(res).error.code)
         assert.is_true(dt < 1, format("504 after %.3f s", dt))
     end
 
-    local function expect_clean()
+    -- same_conn: the abandoned connection was reset and pooled again, not replaced
+    local function expect_clean(same_conn)
         local t0 = now()
-        local res = assert(get(s, "/session"))
+        local res = assert(get(box.s, "/session"))
         local dt = now() - t0
         assert.equal(200, res.status, res.body)
         local body = http.json(res)
         assert.equal(null, body.dirty)
         assert.is_number(body.dirty_cid)
         assert.is_number(body.cid)
-        assert.are_not.equal(body.dirty_cid, body.cid)
+        assert.equal(same_conn, body.dirty_cid == body.cid)
         assert.is_true(dt < 0.3, format("the next request took %.3f s", dt))
     end
 
     it("answers 504 inside a transaction and never reuses that connection", function()
         expect_504("/dirty-tx")
-        expect_clean()
+        expect_clean(false)
     end)
 
-    it("answers 504 on a pooled statement and never pools that connection again", function()
+    it("answers 504 on a pooled statement, kills it and pools that connection again, reset", function()
         -- a healthy pooled connection keeps its session: the same one comes back (pool of 1)
-        local res = assert(get(s, "/set-pooled"))
+        -- (user variables never outlive the statement's turn on the connection: it is reset)
+        local res = assert(get(box.s, "/set-pooled"))
         assert.equal(200, res.status, res.body)
         local set = http.json(res)
-        assert.equal(2, set.dirty)
-        res = assert(get(s, "/session"))
-        assert.same({ dirty = 2, cid = set.cid, dirty_cid = set.cid }, http.json(res))
+        assert.equal(null, set.dirty)
+        res = assert(get(box.s, "/session"))
+        assert.same({ dirty = null, cid = set.cid, dirty_cid = set.cid }, http.json(res))
 
         expect_504("/sleep-pooled")
-        expect_clean()
+        expect_clean(true)
     end)
 
-    it("logs no unexpected error, through shutdown", function()
-        s:stop()
-        s:assert_no_errors{ "request deadline of 0%.3s passed" }
+    logs_no_unexpected_error(box, { "request deadline of 0%.3s passed" })
+end)
+
+---------------------------------------------------------------------------------------------------
+
+describe("host.mysql with 200 requests abandoned mid-statement", function()
+    local POOL = 8
+    local box = serve{ mysql_pool_size = POOL, request_timeout = 0.2 }
+
+    local function pool_counter(name)
+        local body = box.s:metrics()
+        return tonumber(body:match(name .. '{backend="mysql"} (%d+)'))
+    end
+
+    it("keeps its connections (KILL QUERY, no reconnect) and leaves nothing running", function()
+        local connects0, requests0 = pool_counter("fcfs_pool_connects_total"), pool_counter("fcfs_pool_requests_total")
+        local codes = {}
+        for _ = 1, 200 / POOL do
+            local batch = {}
+            for i = 1, POOL do batch[i] = send_async(box.s, "/hold?s=1") end
+            for i = 1, POOL do
+                local res = assert(batch[i].finish())
+                codes[res.status] = (codes[res.status] or 0) + 1
+            end
+            -- the next batch once every abandoned connection is back (killed, drained, reset)
+            assert.truthy(server.wait_until(function()
+                return pool_counter("fcfs_pool_in_use") == 0
+            end, 5), "abandoned connections did not come back")
+        end
+        assert.same({ [504] = 200 }, codes)
+        local connects = pool_counter("fcfs_pool_connects_total") - connects0
+        local started = pool_counter("fcfs_pool_requests_total") - requests0
+        -- every statement reached the server; the pool opened its POOL connections and the side
+        -- connection once, not one per abandoned request
+        assert.is_true(started >= 200, "statements started: " .. started)
+        assert.is_true(connects <= POOL + 1, "connects during the run: " .. connects)
+        assert.is_true(pool_counter("fcfs_pool_connections") <= POOL)
+        local idle = db.wait_until(function()
+            local rows = db.exec("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                .. "WHERE INFO LIKE '%mysqlspec_hold%' AND ID <> CONNECTION_ID()")
+            return tonumber(rows[1][1]) == 0
+        end, 0.5)
+        assert.truthy(idle, "an abandoned SLEEP still runs on the server")
+        local res = assert(get(box.s, "/one"))
+        assert.equal(200, res.status, res.body)
+        assert.equal(1, http.json(res).one)
     end)
+
+    logs_no_unexpected_error(box, { "request deadline of 0%.2s passed" })
+end)
+
+---------------------------------------------------------------------------------------------------
+
+describe("host.mysql session state between requests", function()
+    local box = serve{ mysql_pool_size = 1 }
+
+    it("a named lock, a user variable, a temporary table and SET SESSION do not reach the next request", function()
+        local res = assert(get(box.s, "/leave-state"))
+        assert.equal(200, res.status, res.body)
+        local left = http.json(res)
+        assert.equal(1, left.got)
+        res = assert(get(box.s, "/see-state"))
+        assert.equal(200, res.status, res.body)
+        local seen = http.json(res)
+        assert.equal(null, seen.holder, "the lock is still held by connection " .. tostring(seen.holder))
+        assert.equal(1, seen.free)
+        assert.equal(null, seen.leak)
+        assert.equal(1, seen.strict)
+        assert.matches("doesn't exist", seen.tmp_err)
+        -- the same connection (pool of one), reset rather than replaced
+        assert.equal(left.cid, seen.cid)
+        -- and another client sees the lock free too
+        assert.same({ { "1" } }, db.exec("SELECT IS_FREE_LOCK('myspec_lock')"))
+    end)
+
+    logs_no_unexpected_error(box)
 end)
 
 ---------------------------------------------------------------------------------------------------
@@ -554,7 +684,15 @@ describe("host.mysql when mariadbd stops and comes back", function()
         assert.equal("ok", http.json(res).checks.mysql)
         assert.equal(0, circuit_state(s))
 
+        -- a statement in flight when mariadbd goes away
+        local inflight = send_async(s, "/hold?s=5")
+        socket.sleep(0.2)
+        local t_stop = now()
         m:stop()
+        local ires = inflight.finish()
+        assert.truthy(ires, "the request whose statement was in flight got no answer")
+        assert.are_not.equal(200, ires.status)
+        assert.is_true(now() - t_stop < 3, "the in-flight request hung")
 
         -- every answer while it is down: recorded here, checked after the recovery below
         local down, slowest = {}, 0
@@ -579,15 +717,23 @@ describe("host.mysql when mariadbd stops and comes back", function()
         assert.are_not.equal("ok", ready.checks.mysql)
 
         m:start()
-        local t_up = now()
-        local ok = db.wait_until(function()
-            local r = get(s, "/db", 2)
-            return r and r.status == 200
-        end, 3)
-        local recovered = now() - t_up
-        assert.truthy(ok, "no successful request within 3 s of the restart")
-        assert.is_true(recovered < 3, format("recovered %.3f s after the restart", recovered))
+        -- under concurrent load (10 requests in flight at a time) from the moment it is back
+        local t_up, recovered = now(), nil
+        while not recovered and now() - t_up < 5 do
+            local batch = {}
+            for i = 1, 10 do batch[i] = send_async(s, "/db") end
+            for i = 1, 10 do
+                local r = batch[i].finish()
+                if r and r.status == 200 and not recovered then recovered = now() - t_up end
+            end
+        end
+        assert.truthy(recovered, "no successful request within 5 s of the restart")
+        assert.is_true(recovered <= 2, format("recovered %.3f s after the restart", recovered))
         assert.equal(0, circuit_state(s))
+        -- the breaker went through half-open probes (the failed ones while down, the good one)
+        local probes = tonumber(s:metrics()
+            :match('fcfs_pool_half_open_probes_total{backend="mysql"} (%d+)'))
+        assert.is_true(probes >= 1, "half-open probes: " .. tostring(probes))
         res = assert(get(s, "/readyz"))
         assert.equal(200, res.status, res.body)
         assert.equal("ok", http.json(res).checks.mysql)

@@ -3,7 +3,8 @@
 -- starts itself (spec/support/redis_ctl.lua), so that it can count the connections fcfs opens and
 -- kill and restart the server. Covered: 1,000 concurrent requests over workers x
 -- redis_connections shared connections, transactions on pinned connections (MULTI/EXEC, WATCH
--- conflicts), named scripts surviving SCRIPT FLUSH, pipelines, reply types and server errors,
+-- conflicts), content-addressed scripts surviving SCRIPT FLUSH (in pipelines, on pinned
+-- connections, across a failed reload), numbers sent exactly, pipelines, reply types and server errors,
 -- Redis killed and restarted under load (503 fast, recovery, /readyz, /metrics), host I/O refused
 -- at module load, host I/O inside user coroutines. Every block ends by checking the error log for
 -- [error] lines it did not provoke itself.
@@ -37,10 +38,12 @@ local tonumber, tostring, pcall, type = tonumber, tostring, pcall, type
 local co_wrap, co_create, co_resume, co_yield = coroutine.wrap, coroutine.create, coroutine.resume,
     coroutine.yield
 
--- named scripts are registered at module load time: no I/O until they run
-redis.script("incr_by", ]==] .. format("%q", SCRIPT_INCR) .. [==[)
-redis.script("nested", "return {1, {'two', {3}}, 'four'}")
-redis.script("broken", "return +")
+-- scripts are created at module load time: no I/O until they run
+local scripts = {
+    incr_by = redis.script(]==] .. format("%q", SCRIPT_INCR) .. [==[),
+    nested = redis.script("return {1, {'two', {3}}, 'four'}"),
+    broken = redis.script("return +"),
+}
 
 local function opt(v) if v == nil then return host.null end return v end
 
@@ -51,9 +54,33 @@ app:get("/load", function(req)
     check(redis.call("SET", key, "v" .. i))
     local hold = tonumber(req:arg("hold"))
     if hold then host.sleep(hold) end
+    -- barrier=N: stay in flight until N requests have come this far (at most 10 s); the count
+    -- seen proves how many were in flight at once
+    local barrier, seen = tonumber(req:arg("barrier")), nil
+    if barrier then
+        seen = check(redis.call("INCR", "load:inflight"))
+        local deadline = host.now() + 10
+        while seen < barrier and host.now() < deadline do
+            host.sleep(0.05)
+            seen = tonumber(check(redis.call("GET", "load:inflight")))
+        end
+    end
     local v = check(redis.call("GET", key))
     check(redis.call("INCR", "load:count"))
-    return { json = { i = i, v = v } }
+    return { json = { i = i, v = v, seen = seen } }
+end)
+
+-- 1b: a barrier: count in at Redis, then wait (polling) until `n` requests have come in; the
+-- value each saw proves how many were in flight together
+app:get("/barrier", function(req)
+    local n, key = tonumber(req:arg("n")), req:arg("key")
+    local seen = check(redis.call("INCR", key))
+    local t0 = host.now()
+    while seen < n and host.now() - t0 < 15 do
+        host.sleep(0.05)
+        seen = tonumber(check(redis.call("GET", key)))
+    end
+    return { json = { seen = seen } }
 end)
 
 -- 6: the route the fault spec loads
@@ -92,7 +119,7 @@ app:get("/needs-pin", function()
     r.blpop = { ok, tostring(err) }
     ok, err = pcall(redis.pipeline, { { "GET", "k" }, { "EXEC" } })
     r.pipeline = { ok, tostring(err) }
-    ok, err = pcall(redis.run, "no-such-script", { "k" }, {})
+    ok, err = pcall(redis.pipeline, { { scripts.incr_by, "k" } })
     r.run = { ok, tostring(err) }
     return { json = r }
 end)
@@ -119,10 +146,36 @@ app:get("/watch", function(req)
     return { json = { exec = exec, after = check(redis.call("GET", key)), waited = waited } }
 end)
 
--- 3: named scripts
+-- 3: scripts
 app:get("/run", function(req)
-    local v, err = redis.run(req:arg("name"), { req:arg("key") or "k" }, { req:arg("by") or "1" })
+    local v, err = scripts[req:arg("name")]:run({ req:arg("key") or "k" }, { req:arg("by") or "1" })
     return { json = { v = opt(v), err = opt(err) } }
+end)
+
+app:get("/script-more", function(req)
+    local key = req:arg("key")
+    local o = { sha = scripts.incr_by.sha }
+    o.piped = check(redis.pipeline({ { "SET", key, "1" }, { scripts.incr_by, { key }, { 2 } },
+        { scripts.nested }, { "GET", key } }))
+    local p = check(redis.pin())
+    o.pinned = check(p:run(scripts.incr_by, { key }, { 10 }))
+    o.pinned_piped = check(p:pipeline({ { "MULTI" }, { scripts.incr_by, { key }, { 100 } }, { "EXEC" } }))
+    p:release()
+    return { json = o }
+end)
+
+-- numbers as command arguments: exact integers, shortest exact floats
+app:get("/numbers", function(req)
+    local key = req:arg("key")
+    local o = {}
+    for name, n in pairs({ p53 = 2 ^ 53, n15 = 123456789012345, neg = -9007199254740991,
+        tenth = 0.1, half = 1.5, big = 1e15 + 1 }) do
+        check(redis.call("SET", key .. ":" .. name, n))
+        o[name] = check(redis.call("GET", key .. ":" .. name))
+    end
+    o.incr = check(redis.call("INCRBY", key .. ":ctr", 2 ^ 40))
+    o.run = check(scripts.incr_by:run({ key .. ":ctr2" }, { 2 ^ 50 }))
+    return { json = o }
 end)
 
 -- 4: pipelines
@@ -177,7 +230,7 @@ app:get("/types", function(req)
     o.unknown = { v == nil, err }
     v, err = redis.call("INCR", k)
     o.not_integer = { v == nil, err }
-    o.script_nested = check(redis.run("nested", {}, {}))
+    o.script_nested = check(scripts.nested:run())
     if req:arg("conflict") then
         return { status = 409, json = { error = err } }
     end
@@ -298,17 +351,18 @@ describe("host.redis", function()
         end
     end)
 
-    it("serves 1,000 concurrent requests over at most workers x redis_connections connections", function()
+    it("serves 1,000 requests in flight at once over at most workers x redis_connections connections", function()
         local paths = {}
         for i = 1, 1000 do
-            paths[i] = "/load?hold=0.3&i=" .. i
+            paths[i] = "/load?barrier=1000&i=" .. i
         end
         local results, elapsed = ctl.fanout{ port = s.port, paths = paths, timeout = 20 }
         local bad = {}
         for i = 1, 1000 do
             local res = results[i]
             local body = res.status == 200 and cjson.decode(res.body)
-            if not (body and body.i == tostring(i) and body.v == "v" .. i) then
+            -- seen = 1000: the request was still in flight when the 1,000th arrived
+            if not (body and body.i == tostring(i) and body.v == "v" .. i and body.seen == 1000) then
                 bad[#bad + 1] = format("#%d: %s %s", i, tostring(res.status or res.err), tostring(res.body))
                 if #bad > 5 then
                     break
@@ -317,10 +371,35 @@ describe("host.redis", function()
         end
         assert.same({}, bad)
         assert.equal(1000, tonumber(r:call("GET", "load:count")))
-        -- every request held 0.3 s: run one after another they would take 300 s
+        assert.equal(1000, tonumber(r:call("GET", "load:inflight")))
         assert.is_true(elapsed < 15, "took " .. elapsed .. " s")
         local n = fcfs_clients(r, "127.0.0.1:")
         assert.is_true(n >= 1 and n <= WORKERS * CONNECTIONS, n .. " fcfs connections")
+        local opened = r:info("total_connections_received") - baseline
+        assert.is_true(opened <= WORKERS * CONNECTIONS, opened .. " connections opened")
+    end)
+
+    it("has 1,000 requests in flight at once (a Redis counter all of them wait on)", function()
+        r:call("DEL", "barrier")
+        local paths = {}
+        for i = 1, 1000 do
+            paths[i] = "/barrier?n=1000&key=barrier"
+        end
+        local results = ctl.fanout{ port = s.port, paths = paths, timeout = 30 }
+        -- a request answers only once the counter reached 1000 (or after 15 s): when the
+        -- 1000th came in, no request had finished, so all 1000 were in flight together
+        local full, other = 0, {}
+        for i = 1, 1000 do
+            local b = results[i].status == 200 and cjson.decode(results[i].body)
+            if b and b.seen >= 1000 then
+                full = full + 1
+            elseif #other < 5 then
+                other[#other + 1] = tostring(results[i].status or results[i].err) .. " " .. tostring(results[i].body)
+            end
+        end
+        assert.same({}, other)
+        assert.equal(1000, full)
+        assert.equal("1000", r:call("GET", "barrier"))
         local opened = r:info("total_connections_received") - baseline
         assert.is_true(opened <= WORKERS * CONNECTIONS, opened .. " connections opened")
     end)
@@ -375,7 +454,7 @@ describe("host.redis", function()
         assert.equal(false, b.pipeline[1])
         assert.matches("command #2 (EXEC) needs a connection of its own", b.pipeline[2], 1, true)
         assert.equal(false, b.run[1])
-        assert.matches("no script named 'no-such-script'", b.run[2], 1, true)
+        assert.matches("host.redis.pipeline: keys must be a table", b.run[2], 1, true)
     end)
 
     it("detects a WATCH conflict: a concurrent write makes EXEC return null", function()
@@ -400,7 +479,7 @@ describe("host.redis", function()
         assert.is_true(b.waited < 300)
     end)
 
-    it("runs named scripts, also after SCRIPT FLUSH", function()
+    it("runs scripts by SHA, also after SCRIPT FLUSH", function()
         local sha = sha1(SCRIPT_INCR)
         r:call("DEL", "sc")
         local b = get_json(s, "/run?name=incr_by&key=sc&by=5")
@@ -435,6 +514,40 @@ describe("host.redis", function()
         b = get_json(s, "/run?name=broken")
         assert.equal(null, b.v)
         assert.matches("^ERR", b.err)
+    end)
+
+    it("runs a script handle inside pipelines and on a pinned connection, after SCRIPT FLUSH", function()
+        assert.equal("OK", r:call("SCRIPT", "FLUSH"))
+        local b = get_json(s, "/script-more?key=scm")
+        assert.equal(sha1(SCRIPT_INCR), b.sha)
+        assert.same({ "OK", 3, { 1, { "two", { 3 } }, "four" }, "3" }, b.piped)
+        assert.equal(13, b.pinned)
+        assert.same({ "OK", "QUEUED", { 113 } }, b.pinned_piped)
+        assert.equal("113", r:call("GET", "scm"))
+    end)
+
+    it("sends numbers exactly (integers to 2^53 and beyond 14 digits, shortest floats)", function()
+        local b = get_json(s, "/numbers?key=num")
+        assert.same({
+            p53 = "9007199254740992", n15 = "123456789012345", neg = "-9007199254740991",
+            tenth = "0.1", half = "1.5", big = "1000000000000001",
+            incr = 1099511627776, run = 1125899906842624,
+        }, b)
+    end)
+
+    it("keeps the serving VM's scripts when a reload that changes them fails", function()
+        r:call("DEL", "rl")
+        assert.equal(1, get_json(s, "/run?name=incr_by&key=rl&by=1").v)
+        -- the new code would change incr_by, then fails to load
+        local broken = APP:gsub("INCRBY', KEYS%[1%], ARGV%[1%]%)", "SET', KEYS[1], 'replaced')", 1)
+            :gsub("\nreturn app%s*$", "\nerror('redisspec: this reload fails')\nreturn app\n")
+        assert.matches("this reload fails", broken, 1, true)
+        s:write_lua("app.lua", broken)
+        local res = assert(s:admin{ method = "POST", path = "/_host/reload", timeout = 10 })
+        assert.equal(false, http.json(res).ok)
+        assert.equal(2, get_json(s, "/run?name=incr_by&key=rl&by=1").v)
+        assert.equal("2", r:call("GET", "rl"))
+        s:write_lua("app.lua", APP)
     end)
 
     it("returns pipeline results in order, a failed slot as {false, err}", function()
@@ -523,6 +636,7 @@ describe("host.redis", function()
             "MULTI needs a connection of its own",
             "WRONGTYPE Operation against a key",
             "not allowed while modules load",
+            "redisspec: this reload fails",
         }
     end)
 end)

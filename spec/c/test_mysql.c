@@ -1,16 +1,18 @@
 /* test_mysql.c -- the MySQL pool (mysql.c) and migrations (migrate.c)
  * against a real mariadbd, printing TAP.
  *
- * With FCFS_TEST_MYSQL_SOCKET (and FCFS_TEST_MYSQL_USER, default root) it
- * uses that server; otherwise it starts a throwaway one under a temp dir
- * with mysql_tmp.sh (next to this file) and stops it at the end. The
- * circuit-breaker test stops and restarts the server, so it only runs on a
- * throwaway one. Everything goes through the C API on a uv loop.
+ * Always starts a throwaway server under a temp dir with mysql_tmp.sh (next
+ * to this file), listening on a unix socket and a free loopback port, and
+ * stops it at the end, whatever FCFS_TEST_MYSQL_* say: the TCP and
+ * circuit-breaker checks (which stop and restart it) need a server nobody
+ * else uses. Everything goes through the C API on a uv loop.
  */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -26,7 +28,6 @@ static char sockpath[320];
 static char script[512];
 static const char *user = "root";
 static const char *password = "";
-static int own_server;
 
 /* ---- running statements synchronously ---------------------------------- */
 
@@ -280,7 +281,29 @@ static void test_exhausted(void) {
   pool_free(m);
 }
 
-static void test_timeout_closes(void) {
+static double mono(void) {
+  uv_update_time(&loop);
+  return (double)uv_now(&loop) / 1000.0;
+}
+
+/* Statements running on the server that match like (other than ours). */
+static int running(fcfs_mysql_t *m, const char *like) {
+  qres_t q = {0};
+  fcfs_mysql_param_t p = pstr(like);
+  int n = -1;
+  if (query(m, NULL,
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE ? AND "
+            "ID <> CONNECTION_ID()",
+            &p, 1, 0, &q) == 0 &&
+      q.v[0])
+    n = atoi(q.v[0]);
+  qres_clear(&q);
+  return n;
+}
+
+/* A statement whose caller is gone (timeout, cancel) is stopped with KILL
+ * QUERY and its connection pooled again, reset: no reconnect. */
+static void test_abandoned(void) {
   fcfs_pool_stats_t st;
   fcfs_mysql_opts_t o = base_opts();
   o.pool_size = 1;
@@ -288,23 +311,85 @@ static void test_timeout_closes(void) {
   qres_t q = {0};
   CHECK(q_ok(m, "SET @marker = 42"), "session variable set");
   long id1 = conn_id(m, NULL);
-  int rc = query(m, NULL, "SELECT SLEEP(2)", NULL, 0, 0.2, &q);
-  CHECK(rc == 0 && q.err == fcfs_mysql_e_timeout, "SLEEP(2) with a 0.2 s timeout -> timeout");
+  uint64_t connects = st.connects;
+  double t0 = mono();
+  int rc = query(m, NULL, "SELECT SLEEP(5) AS ct_abandoned", NULL, 0, 0.2, &q);
+  CHECK(rc == 0 && q.err == fcfs_mysql_e_timeout, "SLEEP(5) with a 0.2 s timeout -> timeout");
   rc = query(m, NULL, "SELECT CONNECTION_ID(), @marker", NULL, 0, 0, &q);
-  CHECK(rc == 0 && !q.err && q.v[0] && atol(q.v[0]) != id1 && q.v[1] == NULL,
-        "timed-out connection closed: next query on a fresh one");
-  CHECK(st.timeouts == 1 && st.size == 1, "stats after timeout");
+  double took = mono() - t0;
+  CHECK(rc == 0 && !q.err && q.v[0] && atol(q.v[0]) == id1 && q.v[1] == NULL,
+        "timed-out statement killed: its connection serves the next query, reset");
+  printf("# timeout + next query took %.3f s\n", took);
+  CHECK(took < 1.0, "...at once, not after the 5 s statement");
+  CHECK(st.timeouts == 1 && st.size == 1 && st.connects == connects + 1,
+        "stats: one timeout, one pooled connection, only the side connection was opened");
 
   /* cancelled mid-flight */
-  long id2 = conn_id(m, NULL);
   fcfs_mysql_req_t *req = NULL;
   qres_t c = {0};
-  rc = fcfs_mysql_query(m, NULL, "SELECT SLEEP(2)", 15, NULL, 0, 5, on_q, &c, &req);
+  t0 = mono();
+  rc =
+      fcfs_mysql_query(m, NULL, "SELECT SLEEP(5) AS ct_cancelled", 31, NULL, 0, 10, on_q, &c, &req);
   sleep_loop(0.05);
   fcfs_mysql_cancel(req);
   long id3 = conn_id(m, NULL);
-  CHECK(rc == 0 && !c.done && id3 > 0 && id3 != id2,
-        "cancelled statement: connection closed, callback never called");
+  took = mono() - t0;
+  CHECK(rc == 0 && !c.done && id3 == id1 && took < 1.0,
+        "cancelled statement: killed, callback never called, connection reused");
+  CHECK(running(m, "%ct\\_abandoned%") == 0 && running(m, "%ct\\_cancelled%") == 0,
+        "no abandoned statement still runs on the server");
+  CHECK(st.connects == connects + 1, "still no reconnect");
+
+  /* many abandoned at once on a pool of 8 */
+  fcfs_mysql_free(m);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  o.pool_size = 8;
+  o.queue_size = 64;
+  m = fcfs_mysql_new(&loop, &o, &st);
+  q_ok(m, "SELECT 1");
+  connects = st.connects;
+  fcfs_mysql_req_t *reqs[40];
+  qres_t many[40];
+  memset(many, 0, sizeof(many));
+  for (int i = 0; i < 40; i++)
+    fcfs_mysql_query(m, NULL, "SELECT SLEEP(5) AS ct_many", 26, NULL, 0, 10, on_q, &many[i],
+                     &reqs[i]);
+  t0 = mono();
+  for (int i = 0; i < 40; i++) {
+    sleep_loop(0.01);
+    fcfs_mysql_cancel(reqs[i]);
+  }
+  int called = 0;
+  for (int i = 0; i < 40; i++)
+    called += many[i].done;
+  CHECK(q_ok(m, "SELECT 1") && called == 0 && mono() - t0 < 2.0,
+        "40 cancelled statements on a pool of 8: none answered, pool serves again");
+  while (st.in_use > 0) /* every abandoned one back */
+    uv_run(&loop, UV_RUN_ONCE);
+  CHECK(st.connects <= connects + 8 && running(m, "%ct\\_many%") == 0,
+        "...at most the pool's 7 new connections and the side one, nothing left running");
+
+  /* batches that all time out while running, each batch right after the last */
+  connects = st.connects;
+  uint64_t req0 = st.requests;
+  int timeouts = 0;
+  for (int b = 0; b < 25; b++) {
+    for (int i = 0; i < 8; i++)
+      fcfs_mysql_query(m, NULL, "SELECT SLEEP(1) AS ct_batch", 27, NULL, 0, 0.2, on_q, &many[i],
+                       NULL);
+    for (int i = 0; i < 8; i++) {
+      spin(&many[i].done);
+      timeouts += many[i].err == fcfs_mysql_e_timeout;
+      qres_clear(&many[i]);
+    }
+    while (st.in_use > 0) /* the abandoned ones come back */
+      uv_run(&loop, UV_RUN_ONCE);
+  }
+  printf("# 200 timed out: %d, started %d, connects %d\n", timeouts, (int)(st.requests - req0),
+         (int)(st.connects - connects));
+  CHECK(timeouts == 200 && st.requests - req0 == 200 && st.connects == connects &&
+            running(m, "%ct\\_batch%") == 0,
+        "25 batches of 8 statements timed out mid-SLEEP: no reconnect, nothing left running");
   qres_clear(&q);
   pool_free(m);
 }
@@ -322,11 +407,50 @@ static void on_acq(void *arg, fcfs_mysql_conn_t *conn, const char *err, unsigned
   a->err = err;
 }
 
+static void on_other_readable(uv_poll_t *p, int status, int events) {
+  char b[8];
+  if (read(p->io_watcher.fd, b, sizeof(b)) > 0) ++*(int *)p->data;
+}
+
 static fcfs_mysql_conn_t *acquire(fcfs_mysql_t *m) {
   acq_t a = {0};
   if (fcfs_mysql_acquire(m, 5, on_acq, &a, NULL) != 0) return NULL;
   spin(&a.done);
   return a.conn;
+}
+
+/* Session state left by one statement never reaches the next caller: the
+ * connection is reset (not replaced) before it is pooled again. */
+static void test_session_reset(void) {
+  fcfs_mysql_opts_t o = base_opts();
+  o.pool_size = 1;
+  fcfs_mysql_t *m = fcfs_mysql_new(&loop, &o, NULL);
+  qres_t q = {0};
+  long id = conn_id(m, NULL);
+  CHECK(q_ok(m, "SELECT GET_LOCK('ct_lock', 0)") && q_ok(m, "SELECT 7 INTO @into") &&
+            q_ok(m, "SELECT @assigned := 8") && q_ok(m, "SET @v = 1") &&
+            q_ok(m, "CREATE TEMPORARY TABLE ct_tmp (a INT)") &&
+            q_ok(m, "SET SESSION sql_mode = ''"),
+        "lock, user variables, temporary table, session setting, one statement each");
+  int rc = query(m, NULL,
+                 "SELECT IS_USED_LOCK('ct_lock'), IS_FREE_LOCK('ct_lock'), @into, @assigned, @v, "
+                 "@@sql_mode <> '', CONNECTION_ID()",
+                 NULL, 0, 0, &q);
+  CHECK(rc == 0 && !q.err && !q.v[0] && q.v[1] && !strcmp(q.v[1], "1") && !q.v[2] && !q.v[3] &&
+            !q.v[4] && q.v[5] && !strcmp(q.v[5], "1"),
+        "the next statement sees none of it");
+  CHECK(q.v[6] && atol(q.v[6]) == id, "on the same connection: reset, not reconnected");
+  rc = query(m, NULL, "SELECT * FROM ct_tmp", NULL, 0, 0, &q);
+  CHECK(rc == 0 && q.errnum == 1146, "the temporary table is gone");
+  fcfs_mysql_conn_t *c = acquire(m);
+  rc = query(m, c, "SET @in_tx = 1", NULL, 0, 0, &q);
+  rc |= query(m, c, "SELECT @in_tx", NULL, 0, 0, &q);
+  CHECK(rc == 0 && q.v[0] && !strcmp(q.v[0], "1"), "a pinned connection keeps its session");
+  fcfs_mysql_release(c, 1);
+  rc = query(m, NULL, "SELECT @in_tx, CONNECTION_ID()", NULL, 0, 0, &q);
+  CHECK(rc == 0 && !q.v[0] && q.v[1] && atol(q.v[1]) == id, "...until it is released");
+  qres_clear(&q);
+  pool_free(m);
 }
 
 static void test_pinned(void) {
@@ -355,12 +479,40 @@ static void test_pinned(void) {
   CHECK(conn_id(m, NULL) != pid, "...and that connection was closed, not pooled");
 
   c = acquire(m);
+  char was_open[256];
+  for (int fd = 0; fd < 256; fd++)
+    was_open[fd] = fcntl(fd, F_GETFD) != -1;
   rc = query(m, c, "SELECT SLEEP(2)", NULL, 0, 0.1, &q);
   CHECK(rc == 0 && q.err == fcfs_mysql_e_timeout && !fcfs_mysql_conn_ok(c),
         "timeout on a pinned connection closes it");
   CHECK(query(m, c, "SELECT 1", NULL, 0, 0, &q) == FCFS_MYSQL_ECLOSED,
         "later statements on it: closed");
+  /* its fd number is free now: a new socket gets it; releasing the dead
+   * connection must not touch that socket's epoll registration */
+  int sp[2], freed = -1;
+  uv_poll_t other;
+  int fired = 0;
+  for (int fd = 0; fd < 256; fd++)
+    if (was_open[fd] && fcntl(fd, F_GETFD) == -1) freed = fd;
+  socketpair(AF_UNIX, SOCK_STREAM, 0, sp);
+  if (freed >= 0 && sp[0] != freed && dup2(sp[0], freed) == freed) {
+    close(sp[0]);
+    sp[0] = freed;
+  }
+  CHECK(freed >= 0 && sp[0] == freed, "the killed connection's fd was closed and is reused");
+  uv_poll_init(&loop, &other, sp[0]);
+  other.data = &fired;
+  uv_poll_start(&other, UV_READABLE, on_other_readable);
+  uv_run(&loop, UV_RUN_NOWAIT); /* registered with epoll now */
   fcfs_mysql_release(c, 1);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  if (write(sp[1], "x", 1) != 1) fired = -1;
+  sleep_loop(0.1);
+  CHECK(fired == 1, "a socket that reused the killed connection's fd keeps its events");
+  uv_close((uv_handle_t *)&other, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  close(sp[0]);
+  close(sp[1]);
   CHECK(q_ok(m, "SELECT 1"), "pool fine afterwards");
   qres_clear(&q);
   pool_free(m);
@@ -485,55 +637,34 @@ int main(void) {
            "mysql_tmp.sh");
   snprintf(tmpdir, sizeof(tmpdir), "/tmp/fcfs-test-mysql-XXXXXX");
   if (!mkdtemp(tmpdir)) return 1;
-  int port = 0;
-  const char *ext = getenv("FCFS_TEST_MYSQL_SOCKET");
-  if (ext && *ext) {
-    snprintf(sockpath, sizeof(sockpath), "%s", ext);
-    if (getenv("FCFS_TEST_MYSQL_USER")) user = getenv("FCFS_TEST_MYSQL_USER");
-    if (getenv("FCFS_TEST_MYSQL_PASSWORD")) password = getenv("FCFS_TEST_MYSQL_PASSWORD");
-  } else {
-    own_server = 1;
-    snprintf(sockpath, sizeof(sockpath), "%s/mysql.sock", tmpdir);
-    /* a free port for the TCP test: bind :0, read it, release it */
-    uv_tcp_t t;
-    struct sockaddr_in a;
-    int len = sizeof(a);
-    uv_tcp_init(&loop, &t);
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_bind(&t, (struct sockaddr *)&a, 0);
-    uv_tcp_getsockname(&t, (struct sockaddr *)&a, &len);
-    port = ntohs(a.sin_port);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    char buf[1024];
-    snprintf(buf, sizeof(buf), "sh '%s' start '%s' %d", script, tmpdir, port);
-    if (system(buf) != 0) {
-      printf("Bail out! could not start mariadbd (%s)\n", buf);
-      return 1;
-    }
-    uv_update_time(&loop);
+  snprintf(sockpath, sizeof(sockpath), "%s/mysql.sock", tmpdir);
+  /* a free port for the TCP test: bind :0, read it, release it */
+  uv_tcp_t t;
+  struct sockaddr_in a;
+  int len = sizeof(a);
+  uv_tcp_init(&loop, &t);
+  uv_ip4_addr("127.0.0.1", 0, &a);
+  uv_tcp_bind(&t, (struct sockaddr *)&a, 0);
+  uv_tcp_getsockname(&t, (struct sockaddr *)&a, &len);
+  int port = ntohs(a.sin_port);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  char buf[1024];
+  snprintf(buf, sizeof(buf), "sh '%s' start '%s' %d", script, tmpdir, port);
+  if (system(buf) != 0) {
+    printf("Bail out! could not start mariadbd (%s)\n", buf);
+    return 1;
   }
+  uv_update_time(&loop);
   test_types();
-  if (port) test_tcp(port);
+  test_tcp(port);
   test_exhausted();
-  test_timeout_closes();
+  test_abandoned();
   test_pinned();
-  if (own_server) {
-    test_breaker();
-  } else {
-    printf("ok %d # skip breaker test needs a throwaway server\n", ++ntests);
-  }
+  test_session_reset();
+  test_breaker();
   test_migrations();
-  if (own_server) {
-    server("stop");
-  } else {
-    fcfs_mysql_opts_t o = base_opts();
-    o.database = "";
-    fcfs_mysql_t *m = fcfs_mysql_new(&loop, &o, NULL);
-    q_ok(m, "DROP DATABASE IF EXISTS fcfs_ctest");
-    pool_free(m);
-  }
-  char buf[512];
+  server("stop");
   snprintf(buf, sizeof(buf), "rm -rf '%s'", tmpdir);
   if (system(buf) != 0) nfail++;
   uv_loop_close(&loop);

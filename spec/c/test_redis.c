@@ -1,11 +1,11 @@
 /* test_redis.c -- the Redis pool (host/redis.c) against a real redis-server.
  *
- * Uses the server named by FCFS_TEST_REDIS ("unix:/path/redis.sock" or
- * "127.0.0.1:6399") if set; otherwise starts its own redis-server on a unix
- * socket and a free loopback port under a temporary directory and kills it at
- * the end. The kill/restart tests need a server of our own and are skipped
- * otherwise. A plain hiredis blocking connection is the "other client" used
- * to inspect the server (CLIENT LIST, SCRIPT LOAD, CLIENT PAUSE). Prints TAP.
+ * Always starts its own redis-server (a unix socket and a free loopback port
+ * under a temporary directory, killed at the end), whatever FCFS_TEST_REDIS
+ * says: the kill/restart, exact connection count, AUTH and TCP checks need a
+ * server nobody else uses. A plain hiredis blocking connection is the "other
+ * client" used to inspect the server (CLIENT LIST, SCRIPT LOAD, CLIENT
+ * PAUSE). Prints TAP.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -22,12 +22,6 @@
 
 #include "redis.h"
 #include "tap.h"
-
-#define SKIP(name)                                                                                 \
-  do {                                                                                             \
-    ntests++;                                                                                      \
-    printf("ok %d - %s # skip needs a redis-server of our own\n", ntests, name);                   \
-  } while (0)
 
 static uv_loop_t loop;
 static char tmpdir[] = "/tmp/fcfs-test-redis-XXXXXX";
@@ -296,12 +290,8 @@ static void test_concurrency(fcfs_redis_t *r) {
   int echo = clients_matching("cmd=echo");
   CHECK(echo >= 1 && echo <= conf.redis_connections,
         "at most redis_connections connections carried them (CLIENT LIST)");
-  if (server_pid) {
-    int total = clients_matching("id=");
-    CHECK(total == conf.redis_connections + 1, "server sees exactly the shared connections + 1");
-  } else {
-    SKIP("server sees exactly the shared connections + 1");
-  }
+  int total = clients_matching("id=");
+  CHECK(total == conf.redis_connections + 1, "server sees exactly the shared connections + 1");
   CHECK(stats.size == (uint64_t)conf.redis_connections && stats.up == 1, "stats: size and up");
 
   /* a pipeline: several commands on one connection execute in order */
@@ -413,6 +403,8 @@ static void test_pinned(fcfs_redis_t *r) {
         "fcfs_redis_needs_pin: blocking and XREAD BLOCK yes, XREAD STREAMS block / GET no");
 }
 
+static int kv_id = -1;
+
 static void test_scripts(fcfs_redis_t *r) {
   /* local SHA1 == the server's, around the 55/56/64-byte padding edges */
   int same = 0, tried = 0;
@@ -420,25 +412,28 @@ static void test_scripts(fcfs_redis_t *r) {
   for (int len = 40; len < 140; len++) {
     int m = snprintf(src, sizeof src, "return '%0*d'", len - 9, len);
     if (m != len) continue;
-    char name[16];
-    snprintf(name, sizeof name, "len%d", len);
-    fcfs_redis_script(r, name, src, (size_t)len);
+    int id = fcfs_redis_script(r, src, (size_t)len);
     redisReply *h = helper_cmd("SCRIPT LOAD %b", src, (size_t)len);
     tried++;
-    same += h && h->type == REDIS_REPLY_STRING && !strcmp(h->str, fcfs_redis_script_sha(r, name));
+    same += id >= 0 && h && h->type == REDIS_REPLY_STRING &&
+            !strcmp(h->str, fcfs_redis_script_sha(r, id));
     if (h) freeReplyObject(h);
   }
   CHECK(tried == 100 && same == tried, "script SHA1 equals SCRIPT LOAD's for 100 lengths");
 
   const char *s = "return {KEYS[1], ARGV[1], ARGV[2]}";
-  CHECK(fcfs_redis_script(r, "kv", s, strlen(s)) == 0, "register a script (no I/O)");
+  char again[64];
+  snprintf(again, sizeof again, "%s", s);
+  kv_id = fcfs_redis_script(r, s, strlen(s));
+  CHECK(kv_id >= 0 && fcfs_redis_script(r, again, strlen(again)) == kv_id,
+        "register a script (no I/O); the same source from elsewhere -> the same entry");
   redisReply *h = helper_cmd("SCRIPT FLUSH");
   if (h) freeReplyObject(h);
   const char *v[] = {"t:key", "a1", "a2"};
   size_t vl[] = {5, 2, 2};
   res_t a, b;
   memset(&a, 0, sizeof a);
-  CHECK(fcfs_redis_run(r, "kv", 1, 3, v, vl, 0, on_res, &a, NULL) == 0, "run queued");
+  CHECK(fcfs_redis_run(r, NULL, kv_id, 0, 1, 3, v, vl, 0, on_res, &a, NULL) == 0, "run queued");
   run_until(&a.done, 3000);
   CHECK(a.reply && a.reply->type == REDIS_REPLY_ARRAY && a.reply->elements == 3 &&
             is_str(a.reply->element[0], REDIS_REPLY_STRING, "t:key") &&
@@ -451,7 +446,7 @@ static void test_scripts(fcfs_redis_t *r) {
   int ok = 0;
   for (int i = 0; i < 50; i++) {
     memset(&conc[i], 0, sizeof conc[i]);
-    fcfs_redis_run(r, "kv", 1, 3, v, vl, 0, on_res, &conc[i], NULL);
+    fcfs_redis_run(r, NULL, kv_id, 0, 1, 3, v, vl, 0, on_res, &conc[i], NULL);
   }
   for (int spin = 0; spin < 300; spin++) {
     int all = 1;
@@ -467,15 +462,30 @@ static void test_scripts(fcfs_redis_t *r) {
   CHECK(ok == 50, "50 concurrent runs after SCRIPT FLUSH all succeed");
 
   const char *bad = "return +";
-  fcfs_redis_script(r, "bad", bad, strlen(bad));
+  int bad_id = fcfs_redis_script(r, bad, strlen(bad));
   memset(&b, 0, sizeof b);
-  fcfs_redis_run(r, "bad", 0, 0, NULL, NULL, 0, on_res, &b, NULL);
+  fcfs_redis_run(r, NULL, bad_id, 0, 0, 0, NULL, NULL, 0, on_res, &b, NULL);
   run_until(&b.done, 3000);
   CHECK(b.reply && b.reply->type == REDIS_REPLY_ERROR && strncmp(b.reply->str, "NOSCRIPT", 8),
         "a script that does not compile -> the SCRIPT LOAD error, not NOSCRIPT");
   res_clear(&b);
-  CHECK(fcfs_redis_run(r, "nope", 0, 0, NULL, NULL, 0, on_res, &b, NULL) == FCFS_REDIS_ENOSCRIPT,
-        "run of an unknown name -> FCFS_REDIS_ENOSCRIPT");
+  CHECK(fcfs_redis_run(r, NULL, 9999, 0, 0, 0, NULL, NULL, 0, on_res, &b, NULL) ==
+            FCFS_REDIS_ENOSCRIPT,
+        "run of an unknown id -> FCFS_REDIS_ENOSCRIPT");
+
+  /* on a pinned connection, after SCRIPT FLUSH: reloaded there */
+  h = helper_cmd("SCRIPT FLUSH");
+  if (h) freeReplyObject(h);
+  fcfs_redis_conn_t *c = NULL;
+  memset(&a, 0, sizeof a);
+  if (fcfs_redis_pin(r, &c) == 0) {
+    fcfs_redis_run(r, c, kv_id, 0, 1, 3, v, vl, 0, on_res, &a, NULL);
+    run_until(&a.done, 3000);
+    fcfs_redis_unpin(c);
+  }
+  CHECK(a.reply && a.reply->type == REDIS_REPLY_ARRAY && a.reply->elements == 3,
+        "run on a pinned connection, NOSCRIPT reloaded there");
+  res_clear(&a);
 }
 
 static void test_timeout_cancel(fcfs_redis_t *r) {
@@ -535,13 +545,8 @@ static void test_kill_restart(fcfs_redis_t *r) {
                          "and still while reconnecting with backoff",
                          "stats: up = 0, size = 0",
                          "server restarted: calls succeed again within 2 s",
-                         "named script works on the fresh server",
+                         "a script works on the fresh server",
                          "pinning works again"};
-  if (!server_pid) {
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-      SKIP(names[i]);
-    return;
-  }
   fcfs_redis_conn_t *c;
   res_t a, b;
   fcfs_redis_pin(r, &c);
@@ -583,7 +588,7 @@ static void test_kill_restart(fcfs_redis_t *r) {
   const char *v[] = {"k", "1", "2"};
   size_t vl[] = {1, 1, 1};
   memset(&a, 0, sizeof a);
-  fcfs_redis_run(r, "kv", 1, 3, v, vl, 0, on_res, &a, NULL);
+  fcfs_redis_run(r, NULL, kv_id, 0, 1, 3, v, vl, 0, on_res, &a, NULL);
   run_until(&a.done, 3000);
   CHECK(a.reply && a.reply->type == REDIS_REPLY_ARRAY && a.reply->elements == 3, names[5]);
   res_clear(&a);
@@ -598,11 +603,105 @@ static void on_closed(void *arg) {
   *(int *)arg = 1;
 }
 
-static void test_tcp(void) {
-  if (!server_pid) {
-    SKIP("TCP connection");
-    return;
+static void pool_close(fcfs_redis_t *p) {
+  int closed = 0;
+  fcfs_redis_close(p, on_closed, &closed);
+  run_until(&closed, 3000);
+}
+
+/* redis_queue_max: a shared connection owing that many replies says "busy". */
+static void test_queue_max(void) {
+  fcfs_conf_t qc = conf;
+  qc.redis_queue_max = 50;
+  fcfs_redis_t *p = fcfs_redis_new(&loop, &qc, NULL);
+  res_t a;
+  SEND(p, &a, "PING");
+  run_until(&a.done, 3000);
+  res_clear(&a);
+  redisReply *h = helper_cmd("CLIENT PAUSE 300");
+  if (h) freeReplyObject(h);
+  int ok = 0, busy = 0;
+  for (int i = 0; i < 150; i++) {
+    int rc = SEND(p, &conc[i], "ECHO", "queued");
+    ok += rc == 0;
+    busy += rc == FCFS_REDIS_EBUSY;
   }
+  CHECK(ok == 2 * 50 && busy == 50,
+        "2 shared connections x redis_queue_max 50: calls past 100 owed replies -> busy");
+  int good = 0;
+  for (int spin = 0; spin < 300 && good < ok; spin++) {
+    run_until(NULL, 10);
+    good = 0;
+    for (int i = 0; i < 150; i++)
+      good += is_str(conc[i].reply, REDIS_REPLY_STRING, "queued");
+  }
+  for (int i = 0; i < 150; i++)
+    res_clear(&conc[i]);
+  CHECK(good == ok && SEND(p, &a, "PING") == 0 && run_until(&a.done, 3000),
+        "the accepted ones are answered after the pause, then calls are accepted again");
+  res_clear(&a);
+  pool_close(p);
+}
+
+/* A hiredis helper connection that authenticates first. */
+static redisReply *auth_cmd(const char *pw, const char *cmd) {
+  redisContext *hc = helper_connect(addr);
+  redisReply *rep = NULL;
+  if (hc && !hc->err) {
+    rep = redisCommand(hc, "AUTH %s", pw);
+    if (rep) freeReplyObject(rep);
+    rep = redisCommand(hc, cmd);
+  }
+  if (hc) redisFree(hc);
+  return rep;
+}
+
+/* redis_password and redis_db: AUTH and SELECT before anything else. */
+static void test_auth_select(void) {
+  const char *pw = "fcfs-test-secret";
+  redisReply *h = helper_cmd("CONFIG SET requirepass %s", pw);
+  int set = h && h->type == REDIS_REPLY_STATUS;
+  if (h) freeReplyObject(h);
+  fcfs_conf_t ac = conf;
+  ac.redis_password = (char *)pw;
+  ac.redis_db = 3;
+  fcfs_redis_t *p = fcfs_redis_new(&loop, &ac, NULL);
+  res_t a, b;
+  SEND(p, &a, "SET", "t:db3", "in-three");
+  run_until(&a.done, 3000);
+  CHECK(set && is_str(a.reply, REDIS_REPLY_STATUS, "OK"),
+        "redis_password: the first call works on a server that requires a password");
+  res_clear(&a);
+  redisReply *d0 = auth_cmd(pw, "EXISTS t:db3"); /* a new connection is on db 0 */
+  CHECK(d0 && d0->type == REDIS_REPLY_INTEGER && d0->integer == 0,
+        "redis_db 3: the key is not in db 0");
+  if (d0) freeReplyObject(d0);
+  fcfs_redis_conn_t *c = NULL;
+  memset(&b, 0, sizeof b);
+  if (fcfs_redis_pin(p, &c) == 0) {
+    SEND_ON(c, &b, "GET", "t:db3");
+    run_until(&b.done, 3000);
+    fcfs_redis_unpin(c);
+  }
+  CHECK(is_str(b.reply, REDIS_REPLY_STRING, "in-three"),
+        "a pinned connection is authenticated and on db 3 too");
+  res_clear(&b);
+  pool_close(p);
+
+  fcfs_pool_stats_t ws = {0};
+  ac.redis_password = "wrong";
+  p = fcfs_redis_new(&loop, &ac, &ws);
+  int rc = SEND(p, &a, "PING");
+  if (rc == 0) run_until(&a.done, 3000);
+  CHECK((rc != 0 || (a.err && !a.reply)) && ws.errors > 0,
+        "a wrong password: the call fails, the connection is refused and counted");
+  res_clear(&a);
+  pool_close(p);
+  h = auth_cmd(pw, "CONFIG SET requirepass \"\"");
+  if (h) freeReplyObject(h);
+}
+
+static void test_tcp(void) {
   fcfs_conf_t tc = conf;
   tc.redis = tcp_addr;
   fcfs_redis_t *t = fcfs_redis_new(&loop, &tc, NULL);
@@ -620,25 +719,20 @@ int main(void) {
   signal(SIGPIPE, SIG_IGN);
   uv_loop_init(&loop);
   uv_timer_init(&loop, &guard);
-  const char *env = getenv("FCFS_TEST_REDIS");
-  if (env && *env) {
-    addr = env;
-  } else {
-    if (!mkdtemp(tmpdir)) {
-      perror("mkdtemp");
-      return 1;
-    }
-    snprintf(sockpath, sizeof sockpath, "%s/redis.sock", tmpdir);
-    snprintf(logpath, sizeof logpath, "%s/redis.log", tmpdir);
-    snprintf(unix_addr, sizeof unix_addr, "unix:%s", sockpath);
-    tcp_port = free_port();
-    snprintf(tcp_addr, sizeof tcp_addr, "127.0.0.1:%d", tcp_port);
-    addr = unix_addr;
-    if (start_server() < 0) {
-      printf("Bail out! cannot start redis-server\n");
-      kill_server(SIGKILL);
-      return 1;
-    }
+  if (!mkdtemp(tmpdir)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  snprintf(sockpath, sizeof sockpath, "%s/redis.sock", tmpdir);
+  snprintf(logpath, sizeof logpath, "%s/redis.log", tmpdir);
+  snprintf(unix_addr, sizeof unix_addr, "unix:%s", sockpath);
+  tcp_port = free_port();
+  snprintf(tcp_addr, sizeof tcp_addr, "127.0.0.1:%d", tcp_port);
+  addr = unix_addr;
+  if (start_server() < 0) {
+    printf("Bail out! cannot start redis-server\n");
+    kill_server(SIGKILL);
+    return 1;
   }
 
   conf.redis = (char *)addr;
@@ -667,6 +761,8 @@ int main(void) {
   test_timeout_cancel(r);
   test_kill_restart(r);
   test_tcp();
+  test_queue_max();
+  test_auth_select();
 
   /* closing: pending commands get "closed", a still-pinned connection is freed */
   res_t a, b;
@@ -683,12 +779,10 @@ int main(void) {
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&loop) == 0, "every handle closed");
 
-  if (server_pid) {
-    kill_server(SIGTERM);
-    unlink(sockpath);
-    unlink(logpath);
-    rmdir(tmpdir);
-  }
+  kill_server(SIGTERM);
+  unlink(sockpath);
+  unlink(logpath);
+  rmdir(tmpdir);
   printf("1..%d\n", ntests);
   return nfail ? 1 : 0;
 }
