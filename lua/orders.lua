@@ -369,6 +369,4 @@ function _M.routes(app)
     app:post("/api/orders/:id[%d]/return", auth.member(request_return))
 end
 
-_M.load = load
-
 return _M

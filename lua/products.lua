@@ -45,7 +45,6 @@ local MSG_SALE_ORDER = {
 }
 local MSG_FLASH_ONLY = { ko = "선착순 상품에만 지정할 수 있습니다.", en = "Only for FLASH products." }
 local MSG_TYPE = { ko = "NORMAL 또는 FLASH 중 하나여야 합니다.", en = "Must be NORMAL or FLASH." }
-_M.MSG_NOT_FOUND = MSG_NOT_FOUND
 
 local MAX_PRICE = 1e12
 local MAX_STOCK = 1e9
@@ -341,7 +340,5 @@ function _M.routes(app)
     app:patch("/api/products/:id[%d]", auth.admin(update))
     app:put("/api/products/:id[%d]/stock", auth.admin(set_stock))
 end
-
-_M.state_of = state_of
 
 return _M

@@ -40,7 +40,6 @@ local STEPS = {
     { from = "RETURN_REQUESTED", to = "RETURNED", col = "returned_at", base = "return_requested_at", days = 1,
         restock = true },
 }
-_M.STEPS = STEPS
 
 -- D in whole microseconds (INTERVAL ... MICROSECOND is exact; fractional SECOND intervals are not).
 function _M.day_us()

@@ -159,6 +159,4 @@ function shop.raw_request(method, path, token, body, headers)
     return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
 end
 
-shop.doc = doc
-
 return shop
