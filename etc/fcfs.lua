@@ -93,6 +93,13 @@ return {
   client_abort = "finish",         -- a client gone mid-request: "finish" runs the handler to its end
                                    -- (answer dropped), "cancel" stops it at its next I/O
 
+  -- host primitives: shared dictionaries, node identity ------------------------
+  shared_dicts = {                 -- host.shared.NAME in every worker: name = size ("8m", "512k", bytes;
+    revoked = "8m",                --   16k..1024m each, header and index included); made by the master,
+    limits = "4m",                 --   kept across reloads; env: FCFS_SHARED_DICTS="revoked=8m,limits=4m"
+    catalog = "8m",                --   lua/products.lua: the stock read's cache (app.stock_cache_ttl)
+  },
+  -- node_id = "shop-1",           -- host.node_id; omitted = the hostname
 
   -- the application (host.config.app; free-form, read by the Lua side) ------------
   app = {
@@ -112,7 +119,7 @@ return {
     utc_offset = "+09:00",           -- the business time zone (Asia/Seoul) of the times the API shows
     -- commerce (lua/products.lua, lua/orders.lua, lua/wishlist.lua, lua/jobs/lifecycle.lua)
     day_seconds = 86400,             -- s in the order lifecycle's day D (SHIPPING at +1D, DELIVERED at +2D)
-    lifecycle_interval = 1,          -- s between two runs of the lifecycle scheduler (worker 0 of a node)
+    lifecycle_interval = 1,          -- s between two runs of the lifecycle scheduler (worker 0; absent: none)
     lifecycle_batch = 100,           -- orders per scheduler transaction ...
     lifecycle_max_batches = 10,      -- ... and transactions per step and run (bounded catch-up)
     stock_cache_ttl = 1,             -- s GET /api/products/:id/stock may lag a write made on another host
@@ -125,10 +132,4 @@ return {
       latency = 0,                   -- s a charge takes
     },
   },
-  -- host primitives: shared dictionaries, node identity ------------------------
-  shared_dicts = {                 -- host.shared.NAME in every worker: name = size ("8m", "512k", bytes;
-    revoked = "8m",                --   16k..1024m each, header and index included); made by the master,
-    limits = "4m",                 --   kept across reloads; env: FCFS_SHARED_DICTS="revoked=8m,limits=4m"
-  },
-  -- node_id = "shop-1",           -- host.node_id; omitted = the hostname
 }

@@ -169,17 +169,15 @@ function _M.check_items(req, list)
     return out
 end
 
--- orders.place(req, tx, uid, items) -> order object, product ids (to invalidate after commit).
--- items as check_items returns them. Raises the 404/409 failures (the transaction rolls back).
--- The product rows are read without a lock (a short item fails here, locking nothing); the order is
--- written; only then is the stock taken, product by product in id order, each a conditional UPDATE
--- that locks its row until the commit. So a product's row lock is held for the last statements of
--- the transaction only, and a sold-out product costs no lock at all.
-function _M.place(req, tx, uid, items)
+local function products_sql(items)
     local list = {}
     for i = 1, #items do list[i] = format("%d", items[i].product_id) end
-    local rows = check(tx:query("SELECT id, name, price, type, stock, UTC_TIMESTAMP(3) AS now FROM products "
-        .. "WHERE id IN (" .. concat(list, ",") .. ")"))
+    return "SELECT id, name, price, type, stock, UTC_TIMESTAMP(3) AS now FROM products WHERE id IN ("
+        .. concat(list, ",") .. ")"
+end
+
+-- The order lines and total of items for the product rows read by products_sql; raises 404 / 409.
+local function lines_of(rows, items)
     local by_id = {}
     for i = 1, #rows do by_id[rows[i].id] = rows[i] end
     local total, out = 0, {}
@@ -194,16 +192,28 @@ function _M.place(req, tx, uid, items)
         total = total + p.price * it.quantity
         out[i] = { product_id = p.id, name = p.name, price = p.price, quantity = it.quantity }
     end
+    return out, total
+end
+
+-- orders.place(req, tx, uid, items) -> order object, product ids (to invalidate after commit).
+-- items as check_items returns them. Raises the 404/409 failures (the transaction rolls back).
+-- The product rows are read without a lock (a short item fails here, locking nothing); the order is
+-- written; only then is the stock taken, product by product in id order, each a conditional UPDATE
+-- that locks its row until the commit. So a product's row lock is held for the last statements of
+-- the transaction only, and a sold-out product costs no lock at all.
+function _M.place(req, tx, uid, items)
+    local rows = check(tx:query(products_sql(items)))
+    local out, total = lines_of(rows, items)
     local now = rows[1].now
     local r = check(tx:query("INSERT INTO orders (user_id, status, total, ordered_at) VALUES (?, 'ORDERED', ?, ?)",
         uid, total, now))
     local oid = r.insert_id
     local values, args = {}, {}
     for i = 1, #out do
-        local it = out[i]
+        local it, n = out[i], (i - 1) * 5
         values[i] = "(?, ?, ?, ?, ?)"
-        args[#args + 1], args[#args + 2], args[#args + 3], args[#args + 4], args[#args + 5] =
-            oid, it.product_id, it.name, it.price, it.quantity
+        args[n + 1], args[n + 2], args[n + 3], args[n + 4], args[n + 5] = oid, it.product_id, it.name, it.price,
+            it.quantity
     end
     check(tx:query("INSERT INTO order_items (order_id, product_id, name, price, quantity) VALUES "
         .. concat(values, ", "), unpack(args)))
@@ -228,6 +238,11 @@ end
 -- orders.create(req, uid, items, before): the idempotent transaction of a new order; before(tx), if
 -- given, runs first in it (the wishlist takes its row there). Returns the response.
 function _M.create(req, uid, items, before)
+    if items and not req.headers["idempotency-key"] then
+        -- refused at the cost of one pooled read, without a transaction (the sold-out crowd); the
+        -- transaction checks again under its conditional updates
+        lines_of(check(host.mysql.query(products_sql(items))), items)
+    end
     local changed
     local res = idempotency.tx(req, uid, function(tx)
         if before then items = before(tx) end
@@ -353,7 +368,5 @@ function _M.routes(app)
     app:post("/api/orders/:id[%d]/cancel", auth.member(cancel))
     app:post("/api/orders/:id[%d]/return", auth.member(request_return))
 end
-
-_M.load = load
 
 return _M

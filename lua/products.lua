@@ -3,7 +3,7 @@
 --   GET  /api/products                 list, cursor paging (id order)
 --   GET  /api/products/:id             detail, plus remaining and state
 --   GET  /api/products/:id/stock       the hot path: {product_id, remaining, state}, no MySQL per request
---   POST /api/products                 admin: create (409 PRODUCT_EXISTS on a taken name)
+--   POST /api/products                 admin: create (409 PRODUCT_EXISTS on a taken name; Idempotency-Key)
 --   PATCH /api/products/:id            admin: update fields
 --   PUT  /api/products/:id/stock       admin: set stock (409 SALE_IN_PROGRESS for an open FLASH sale)
 --
@@ -22,6 +22,7 @@ local validate = require "lib.validate"
 local fields = require "lib.fields"
 local clock = require "lib.clock"
 local auth = require "lib.auth"
+local idempotency = require "lib.idempotency"
 local host = require "host"
 
 local tonumber, tostring, type, pairs, concat, unpack = tonumber, tostring, type, pairs, table.concat, unpack
@@ -44,7 +45,6 @@ local MSG_SALE_ORDER = {
 }
 local MSG_FLASH_ONLY = { ko = "선착순 상품에만 지정할 수 있습니다.", en = "Only for FLASH products." }
 local MSG_TYPE = { ko = "NORMAL 또는 FLASH 중 하나여야 합니다.", en = "Must be NORMAL or FLASH." }
-_M.MSG_NOT_FOUND = MSG_NOT_FOUND
 
 local MAX_PRICE = 1e12
 local MAX_STOCK = 1e9
@@ -266,14 +266,19 @@ local DUPLICATE = 1062
 
 local function create(req)
     local v = check_product(req, req:json(), nil)
-    local r, err, errno = host.mysql.query("INSERT INTO products (name, description, price, type, stock, "
-        .. "sale_starts_at, sale_ends_at, per_user_limit, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
-        .. "UTC_TIMESTAMP(3), UTC_TIMESTAMP(3))", v.name, v.description, v.price, v.type or "NORMAL", v.stock,
-        v.sale_starts_at or null, v.sale_ends_at or null, v.per_user_limit or null)
-    if not r and errno == DUPLICATE then exists() end
-    check(r, err, errno)
-    _M.invalidate({ r.insert_id })
-    return { status = 201, json = _M.to_json(load(r.insert_id)) }
+    local id
+    local res = idempotency.tx(req, req.auth.uid, function(tx)
+        local r, err, errno = tx:query("INSERT INTO products (name, description, price, type, stock, "
+            .. "sale_starts_at, sale_ends_at, per_user_limit, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+            .. "UTC_TIMESTAMP(3), UTC_TIMESTAMP(3))", v.name, v.description, v.price, v.type or "NORMAL", v.stock,
+            v.sale_starts_at or null, v.sale_ends_at or null, v.per_user_limit or null)
+        if not r and errno == DUPLICATE then exists() end
+        id = check(r, err, errno).insert_id
+        local rows = check(tx:query("SELECT " .. COLUMNS .. " FROM products WHERE id = ?", id))
+        return 201, _M.to_json(rows[1])
+    end)
+    if id then _M.invalidate({ id }) end
+    return res
 end
 
 local function update(req)
@@ -335,7 +340,5 @@ function _M.routes(app)
     app:patch("/api/products/:id[%d]", auth.admin(update))
     app:put("/api/products/:id[%d]/stock", auth.admin(set_stock))
 end
-
-_M.state_of = state_of
 
 return _M

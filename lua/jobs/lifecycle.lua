@@ -17,7 +17,7 @@
 -- host.timer.at: the next run is armed when the previous one ended, so runs never overlap. Each run
 -- does at most app.lifecycle_max_batches (10) batches of app.lifecycle_batch (100) rows per step,
 -- so catching up after downtime is bounded and a reload (premature timer, host.exiting) stops it
--- between batches. Interval: app.lifecycle_interval seconds (default 1).
+-- between batches. Interval: app.lifecycle_interval seconds (etc/fcfs.lua: 1; absent: no scheduler).
 --
 -- lifecycle.advance(tx, id) applies the due transitions of one order whose row the caller has
 -- locked (cancel and return decide on the status the order has by now, not the last run's).
@@ -40,7 +40,6 @@ local STEPS = {
     { from = "RETURN_REQUESTED", to = "RETURNED", col = "returned_at", base = "return_requested_at", days = 1,
         restock = true },
 }
-_M.STEPS = STEPS
 
 -- D in whole microseconds (INTERVAL ... MICROSECOND is exact; fractional SECOND intervals are not).
 function _M.day_us()
@@ -134,9 +133,10 @@ local function tick(premature)
     host.timer.at(app_conf("lifecycle_interval", 1), tick)
 end
 
--- lifecycle.start(): for app:init_worker; the runner of this node is worker 0.
+-- lifecycle.start(): for app:init_worker; the runner of this node is worker 0. Without
+-- app.lifecycle_interval in the config there is no scheduler (and no permanent timer).
 function _M.start()
-    if tonumber(host.worker_id) ~= 0 then return end
+    if tonumber(host.worker_id) ~= 0 or app_conf("lifecycle_interval", nil) == nil then return end
     host.timer.at(0, tick)
 end
 

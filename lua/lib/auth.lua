@@ -170,10 +170,11 @@ local function apply_message(msg)
 end
 
 -- One subscription: subscribe, rebuild, then apply messages until the connection fails or the VM
--- generation retires (host.exiting()). Returns the reason it ended.
-local function subscribe_once(state)
+-- generation retires (host.exiting()). Returns whether it got as far as listening, and the reason
+-- it ended.
+local function subscribe_once()
     local pin, err = host.redis.pin()
-    if not pin then return err end
+    if not pin then return false, err end
     pin:set_timeout(1) -- the read below wakes up every second to look at host.exiting()
     local ok
     ok, err = pin:call("SUBSCRIBE", _M.CHANNEL)
@@ -181,8 +182,6 @@ local function subscribe_once(state)
         ok, err = _M.rebuild()
     end
     if ok then
-        state.subscribed = true
-        state.backoff = 0.05
         while not host.exiting() do
             local msg
             msg, err = pin:read_reply()
@@ -192,23 +191,21 @@ local function subscribe_once(state)
                 break
             end
         end
-        state.subscribed = false
     end
     pin:release()
-    return err
+    return ok and true or false, err
 end
-
-local state = { subscribed = false, backoff = 0.05 }
-_M.state = state
 
 local function subscriber(premature)
     if premature then return end
+    local backoff = 0.05
     while not host.exiting() do
-        local err = subscribe_once(state)
+        local listened, err = subscribe_once()
         if host.exiting() then break end
-        host.log("warn", "revocation subscriber: ", tostring(err), "; resubscribing in ", state.backoff, " s")
-        host.sleep(state.backoff)
-        state.backoff = min(state.backoff * 2, 1)
+        if listened then backoff = 0.05 end
+        host.log("warn", "revocation subscriber: ", tostring(err), "; resubscribing in ", backoff, " s")
+        host.sleep(backoff)
+        backoff = min(backoff * 2, 1)
     end
 end
 

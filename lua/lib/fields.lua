@@ -38,7 +38,6 @@ local MSG = {
     },
     CURSOR = { ko = "올바른 커서가 아닙니다.", en = "This is not a valid cursor." },
 }
-_M.MSG = MSG
 
 -- Configuration: host.config.app[name] as a number, or default.
 function _M.app_conf(name, default)
@@ -103,10 +102,6 @@ function Checker:text(field, v, rules)
     self.details = self.details or {}
     self.details[field] = res.details and res.details[field] or localize(self.req, validate.MSG.INVALID)
     return nil
-end
-
-function Checker:failed(field)
-    return self.details ~= nil and self.details[field] ~= nil
 end
 
 function Checker:done()

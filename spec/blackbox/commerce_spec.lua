@@ -450,6 +450,25 @@ describe("commerce", function()
                 { headers = { ["Idempotency-Key"] = "has space" } }), 400, "VALIDATION_FAILED")
         end)
 
+        it("holds for product creation and wishlist adds too", function()
+            local key = { ["Idempotency-Key"] = "k-" .. env.run .. "-2" }
+            local body = { name = "idem " .. env.run, price = 5, stock = 3 }
+            local r1 = call("POST", "/api/products", { token = admin.token, json = body, headers = key })
+            assert.equal(201, r1.status, r1.body)
+            local r2 = call("POST", "/api/products", { token = admin.token, json = body, headers = key })
+            assert.equal(201, r2.status, r2.body)
+            assert.equal(r1.body, r2.body)
+            body.price = 6
+            expect_error(call("POST", "/api/products", { token = admin.token, json = body, headers = key }), 422,
+                "IDEMPOTENCY_KEY_REUSED")
+            local w = { product_id = r1.json.id, quantity = 2 }
+            local w1 = call("POST", "/api/wishlist", { token = a.token, json = w, headers = key })
+            local w2 = call("POST", "/api/wishlist", { token = a.token, json = w, headers = key })
+            assert.equal(201, w2.status, w2.body)
+            assert.equal(w1.body, w2.body)
+            assert.equal(2, count(format("SELECT quantity FROM wishlist_items WHERE id = %d", w1.json.id)))
+        end)
+
         it("creates one order for 20 concurrent retries with one key, all with the same body", function()
             local p = product({ stock = 30 })
             local before = count("SELECT COUNT(*) FROM orders")
@@ -502,9 +521,6 @@ describe("commerce", function()
     end)
 
     it("logs no unexpected error", function()
-        for _, s in ipairs(env.servers) do
-            s:stop()
-            s:assert_no_errors()
-        end
+        env:assert_no_errors()
     end)
 end)

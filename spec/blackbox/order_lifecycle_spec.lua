@@ -165,8 +165,7 @@ describe("order lifecycle (D = 2 s, two hosts x 2 workers)", function()
             local fresh = {}
             for i = 1, 5 do fresh[i] = order(1) end
             local before = stock()
-            for _, s in ipairs(env.servers) do s:stop() end
-            env.servers = {}
+            env:stop_all()
             socket.sleep(3 * D)
             env.s = env:start({ workers = 2 }, APP)
             s2 = env:start({ workers = 2 }, APP)
@@ -188,9 +187,6 @@ describe("order lifecycle (D = 2 s, two hosts x 2 workers)", function()
         end)
 
     it("logs no unexpected error", function()
-        for _, s in ipairs(env.servers) do
-            s:stop()
-            s:assert_no_errors()
-        end
+        env:assert_no_errors()
     end)
 end)

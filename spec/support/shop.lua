@@ -10,6 +10,8 @@
 --                        path = "/api/orders?x", server = s2 })   -- res.status, res.json, res.body
 --   env:sql("SELECT ...")                   -- rows of strings (spec/support/db.lua)
 --   shop.epoch("2026-12-02T07:03:12.345+09:00")  -- seconds since the epoch
+--   env:stop_all()                          -- e.g. downtime; env:start() brings servers back
+--   env:assert_no_errors()                  -- stops all: no server logged an unexpected error
 --   env:teardown()
 --
 -- Members are made through the real signup and login; only the mailed verification (and the admin
@@ -68,8 +70,8 @@ Env.__index = Env
 function shop.setup(dbname, conf, app)
     db.exec(format("DROP DATABASE IF EXISTS %s", dbname), false)
     db.exec(format("CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", dbname), false)
-    local env = setmetatable({ dbname = dbname, servers = {}, run = format("%x%x", os.time(), math.random(1, 0xffff)),
-        n = 0 }, Env)
+    local env = setmetatable({ dbname = dbname, servers = {}, stopped = {}, n = 0,
+        run = format("%x%x", os.time(), math.random(1, 0xffff)) }, Env)
     env.redis = ctl.start()
     env.s = env:start(conf, app)
     local code, out = env.s:cli("migrate")
@@ -89,8 +91,23 @@ function Env:start(conf, app)
     return s
 end
 
+-- Stop every running server (their logs are kept for assert_no_errors).
+function Env:stop_all()
+    for _, s in ipairs(self.servers) do
+        s:stop()
+        self.stopped[#self.stopped + 1] = s
+    end
+    self.servers = {}
+end
+
+-- Stop everything; no server, stopped earlier or now, logged an unexpected error.
+function Env:assert_no_errors()
+    self:stop_all()
+    for _, s in ipairs(self.stopped) do s:assert_no_errors() end
+end
+
 function Env:teardown()
-    for _, s in ipairs(self.servers) do s:stop() end
+    self:stop_all()
     if self.redis then self.redis:stop() end
     db.query(format("DROP DATABASE IF EXISTS %s", self.dbname), false)
 end
@@ -141,7 +158,5 @@ function shop.raw_request(method, path, token, body, headers)
     for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
     return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
 end
-
-shop.doc = doc
 
 return shop
