@@ -3,8 +3,8 @@
 --   local raw = require "spec.support.raw"
 --   raw.free_port()                              -- a 127.0.0.1 port nothing listens on (now)
 --   local results, elapsed = raw.fanout{ port = p, n = 100, request = bytes, timeout = 5 }
---       -- n connections, the same request bytes on each (or requests[i] on the i-th), all in flight at once from this one
---       -- process (non-blocking sockets + socket.select); each result is
+--       -- n connections, the same request bytes on each (or requests[i] on the i-th), all in
+--       -- flight at once from this one process (non-blocking sockets + socket.select); each result is
 --       -- { status = 200, head = "...", body = "..." } or { err = "timeout" | "closed" | ... }
 --   raw.parse(bytes)                             -- status, head, body of one whole response
 --   raw.metric(text, 'name{label="v"}')          -- the value of one sample of Prometheus text
