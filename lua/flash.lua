@@ -19,13 +19,15 @@ local web = require "lib.web"
 local json = require "lib.json"
 local clock = require "lib.clock"
 local auth = require "lib.auth"
+local fields = require "lib.fields"
+local channel = require "lib.channel"
 local scripts = require "redis.flash"
 local gate = require "flash.gate"
 local events = require "flash.events"
 local payment = require "payment"
 local host = require "host"
 
-local tonumber, tostring, type, floor, pcall, setmetatable = tonumber, tostring, type, math.floor, pcall, setmetatable
+local tonumber, tostring, floor, pcall, setmetatable = tonumber, tostring, math.floor, pcall, setmetatable
 local find, format, match = string.find, string.format, string.match
 local fail, check = web.fail, web.check
 local null = json.null
@@ -73,12 +75,7 @@ local STATUS = {
 local JSON_HEADERS = web.JSON_HEADERS
 local ID_SPAN = 1000000000 -- order id = product id * ID_SPAN + the product's entry sequence
 
-local function app_conf(name, default)
-    local app = host.config.app
-    local v = type(app) == "table" and app[name] or nil
-    if v == nil then return default end
-    return v
-end
+local app_conf = fields.app_conf
 
 local function hold_ms() return floor(app_conf("hold_seconds", 300) * 1000) end
 local function idem_ttl_ms() return floor(app_conf("idempotency_ttl", 86400) * 1000) end
@@ -422,43 +419,9 @@ end
 -- the sweeper refreshes the gate of every live product from Redis.
 local CHANNEL = "flash:stock"
 
-local function on_message(msg)
-    if type(msg) ~= "table" or msg[1] ~= "message" or type(msg[3]) ~= "string" then return end
-    local pid, r, ver, paused = match(msg[3], "^(%d+)|(-?%d+)|(%d+)|(%d)$")
+local function on_message(payload)
+    local pid, r, ver, paused = match(payload, "^(%d+)|(-?%d+)|(%d+)|(%d)$")
     if pid then set_gate(tonumber(pid), tonumber(r), tonumber(ver), tonumber(paused)) end
-end
-
-local function subscribe_once()
-    local pin, err = host.redis.pin()
-    if not pin then return err end
-    pin:set_timeout(1) -- wakes up every second to look at host.exiting()
-    local ok
-    ok, err = pin:call("SUBSCRIBE", CHANNEL)
-    if ok then
-        while not exiting() do
-            local msg
-            msg, err = pin:read_reply()
-            if msg then
-                on_message(msg)
-            elseif err ~= "timeout" then
-                break
-            end
-        end
-    end
-    pin:release()
-    return err
-end
-
-local function subscriber(premature)
-    if premature then return end
-    local backoff = 0.05
-    while not exiting() do
-        local err = subscribe_once()
-        if exiting() then break end
-        host.log("warn", "flash stock subscriber: ", tostring(err), "; resubscribing in ", backoff, " s")
-        host.sleep(backoff)
-        backoff = math.min(backoff * 2, 1)
-    end
 end
 
 -- flash.recover(): after Redis lost data -- every live product paused (Redis flag and gate), then its
@@ -502,7 +465,7 @@ function _M.start()
     payment.start()
     host.timer.at(0, tick)
     if tonumber(host.worker_id) == 0 then
-        host.timer.at(0, subscriber)
+        host.timer.at(0, channel.follow(CHANNEL, { label = "flash stock subscriber", on_message = on_message }))
         host.timer.at(0, watcher)
     end
 end

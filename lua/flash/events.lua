@@ -13,6 +13,7 @@
 -- (XAUTOCLAIM). The backlog (the group's lag, summed over live products) is the gauge
 -- flash_events_lag, set by worker 0 of each node.
 local web = require "lib.web"
+local fields = require "lib.fields"
 local host = require "host"
 
 local tonumber, tostring, type, concat = tonumber, tostring, type, table.concat
@@ -27,12 +28,7 @@ local FINAL = "'PAID', 'EXPIRED', 'CANCELLED', 'FAILED'"
 local lag_gauge = host.metrics and host.metrics.gauge("flash_events_lag",
     "Flash order events not yet in MySQL (worker 0 of each node reports its node's view).")
 
-local function app_conf(name, default)
-    local app = host.config.app
-    local v = type(app) == "table" and app[name] or nil
-    if v == nil then return default end
-    return v
-end
+local app_conf = fields.app_conf
 
 local function consumer()
     return tostring(host.node_id or "node") .. "/" .. tostring(host.worker_id)

@@ -184,9 +184,10 @@ return {n, tonumber(st[1] or '0'), tonumber(st[2] or '0'), tonumber(st[3] or '0'
 -- init: KEYS s, buyers, holds, oid; ARGV initial, starts ms, ends ms, limit, paid (MySQL), force (0/1),
 -- the highest entry sequence MySQL knows, then user id, paid units pairs (MySQL). The entry counter
 -- never restarts below what MySQL has seen (an order id is never handed out twice). Creates the
--- product's state when absent (or, force, rebuilds it after Redis lost data): remaining = initial - paid - holds still live in Redis (never below 0),
--- buyers = paid per user + live holds; ver restarts above any version handed out before (the clock
--- in microseconds); paused cleared. -> {remaining, ver, paused, created (0/1)}
+-- product's state when absent (or, force, rebuilds it after Redis lost data): remaining = initial
+-- - paid - holds still live in Redis (never below 0), buyers = paid per user + live holds; ver
+-- restarts above any version handed out before (the clock in microseconds); paused cleared.
+-- -> {remaining, ver, paused, created (0/1)}
 _M.init = [==[
 local s = KEYS[1]
 if tonumber(redis.call('GET', KEYS[4]) or '0') < tonumber(ARGV[7]) then

@@ -6,7 +6,9 @@
 -- hold expiring returns its unit; 200 pays racing their holds' expiry (each either paid and in
 -- MySQL, or refused with its unit back -- never both, never neither); per_user_limit across
 -- workers; 1,000 sold-out entries costing a bounded number of Redis commands; a paid order once in
--- MySQL; stock exact under concurrent repeat clicks; payment failure returning the unit.
+-- MySQL; stock exact under concurrent repeat clicks; payment failure returning the unit; the order
+-- event pipeline into MySQL; reconcile; Redis restarted from an AOF lacking its last writes (no
+-- oversell: the stock is rebuilt from MySQL).
 --
 --   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/flash_spec.lua
 local socket = require "socket"
@@ -408,6 +410,26 @@ describe("flash purchase", function()
             assert.is_true(entries <= 2, tostring(entries))
         end)
     end)
+    describe("reconcile (fcfs run lua/cli/reconcile.lua)", function()
+        it("prints initial, remaining, held, paid and exits 0 when they add up, 1 when not", function()
+            local p = product({ stock = 3, per_user_limit = 3 })
+            local o = entry(a.token, p.id).json.order_id
+            assert.equal(200, pay(a.token, o).status)
+            assert.equal(201, entry(a.token, p.id).status)
+            local code, out = env.s:cli { "run", env.s.lua_dir .. "/cli/reconcile.lua", tostring(p.id) }
+            assert.equal(0, code, out)
+            assert.matches("initial 3, remaining 1, held 1, paid 1", out, 1, true)
+            -- Redis believing in a unit MySQL does not have
+            env.redis:call("HINCRBY", "{p:" .. p.id .. "}:s", "remaining", 1)
+            code, out = env.s:cli { "run", env.s.lua_dir .. "/cli/reconcile.lua", tostring(p.id) }
+            assert.equal(1, code, out)
+            assert.matches("MISMATCH", out, 1, true)
+            env.redis:call("HINCRBY", "{p:" .. p.id .. "}:s", "remaining", -1)
+            code = env.s:cli { "run", env.s.lua_dir .. "/cli/reconcile.lua", "x" }
+            assert.equal(2, code)
+        end)
+    end)
+
     describe("order event pipeline", function()
         it("brings holds, expiries, cancels and failures into MySQL once; the lag gauge drains", function()
             local p = product({ stock = 5, per_user_limit = 5 })
