@@ -101,7 +101,9 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Products (MySQL, cached per worker for a second: name, price and the sale window change rarely)
 
-local products = {} -- pid -> { row = row | false, exp = t }
+local products, cached = {}, 0 -- pid -> { row = row | false, exp = t }; entries (a scan of ids cannot grow it
+                                -- past MAX_CACHED)
+local MAX_CACHED = 10000
 
 local function product(pid, fresh)
     local e = products[pid]
@@ -114,6 +116,10 @@ local function product(pid, fresh)
     if row then
         row.starts = epoch_of_sql(row.sale_starts_at)
         row.ends = epoch_of_sql(row.sale_ends_at)
+    end
+    if not e then
+        cached = cached + 1
+        if cached > MAX_CACHED then products, cached = {}, 1 end
     end
     products[pid] = { row = row or false, exp = now + 1 }
     return row

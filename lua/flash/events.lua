@@ -11,7 +11,8 @@
 -- forward (HELD -> PAID | EXPIRED | CANCELLED | FAILED; a final state never changes). Events a dead
 -- consumer read but never acknowledged are taken over after app.flash_events_claim_idle seconds
 -- (XAUTOCLAIM). The backlog (the group's lag, summed over live products) is the gauge
--- flash_events_lag, set by worker 0 of each node.
+-- flash_events_lag, set by worker 0 of each node, which also trims each Stream below its oldest
+-- unacknowledged event.
 local web = require "lib.web"
 local fields = require "lib.fields"
 local host = require "host"
@@ -107,14 +108,25 @@ local function drain(pid, claim)
     return n
 end
 
-local function lag(pid)
-    local r = host.redis.call("XINFO", "GROUPS", "{p:" .. pid .. "}:ev")
+-- The product's backlog (events not yet read + read but not acknowledged); the Stream is trimmed
+-- below its oldest unacknowledged event (or the last one delivered): only written events go.
+local function lag_and_trim(pid)
+    local key = "{p:" .. pid .. "}:ev"
+    local r = host.redis.call("XINFO", "GROUPS", key)
     if type(r) ~= "table" then return 0 end
     for i = 1, #r do
         local g = r[i]
         local f = {}
         for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
-        if f.name == GROUP then return (tonumber(f.lag) or 0) + (tonumber(f.pending) or 0) end
+        if f.name == GROUP then
+            local floor_id = f["last-delivered-id"]
+            local p = host.redis.call("XPENDING", key, GROUP)
+            if type(p) == "table" and tonumber(p[1]) and tonumber(p[1]) > 0 then floor_id = p[2] end
+            if type(floor_id) == "string" and floor_id ~= "0-0" then
+                host.redis.call("XTRIM", key, "MINID", floor_id)
+            end
+            return (tonumber(f.lag) or 0) + (tonumber(f.pending) or 0)
+        end
     end
     return 0
 end
@@ -130,7 +142,7 @@ function _M.run_once(ids)
     for i = 1, #ids do n = n + drain(ids[i], claim) end
     if lag_gauge and tonumber(host.worker_id) == 0 then
         local total = 0
-        for i = 1, #ids do total = total + lag(ids[i]) end
+        for i = 1, #ids do total = total + lag_and_trim(ids[i]) end
         lag_gauge:set(total)
     end
     return n

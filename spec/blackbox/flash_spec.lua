@@ -455,6 +455,10 @@ describe("flash purchase", function()
                 raw_metrics = assert(env.s:admin { path = "/metrics" }).body
                 return raw.metric(raw_metrics, "flash_events_lag") == 0
             end, 5)
+            -- written events are trimmed from the Stream (at most the last delivered one stays)
+            wait_for("the Stream trimmed", function()
+                return tonumber(env.redis:call("XLEN", "{p:" .. p.id .. "}:ev")) <= 1
+            end, 5)
         end)
     end)
 
