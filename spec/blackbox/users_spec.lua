@@ -220,11 +220,22 @@ describe("members", function()
         end)
 
         it("locks the code after 5 wrong tries (429), even for the right code", function()
-            local email, _, code = pending()
+            local email, uid, code = pending()
             local wrong = code == "999999" and "999998" or "999999"
             for _ = 1, 4 do expect_error(verify(email, wrong), 400, "INVALID_CODE") end
-            expect_error(verify(email, wrong), 429, "TOO_MANY_ATTEMPTS")
+            local locked = expect_error(verify(email, wrong), 429, "TOO_MANY_ATTEMPTS")
             expect_error(verify(email, code), 429, "TOO_MANY_ATTEMPTS")
+            -- an unknown address locks the same way (the lock does not reveal registrations)
+            local nobody = new_email()
+            for _ = 1, 4 do expect_error(verify(nobody, wrong), 400, "INVALID_CODE") end
+            assert.equal(locked.message, expect_error(verify(nobody, wrong), 429, "TOO_MANY_ATTEMPTS").message)
+            -- a resend gives a new code and a new count
+            assert.equal(202, call("POST", "/api/users/verify/resend", { json = { email = email } }).status)
+            local fresh = db.wait_until(function()
+                local m = mail_of(uid)
+                return m.code ~= code and m.code
+            end, 10, "the new code")
+            assert.equal(200, verify(email, fresh).status)
         end)
 
         it("resends a new code (202), rate-limited (429), with the same answer for unknown emails", function()
