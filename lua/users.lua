@@ -23,7 +23,8 @@
 -- Limits (host.config.app, defaults in parentheses): login failures per email
 -- (login_max_failures_email, 5) and per client address (login_max_failures_ip, 20) within
 -- login_failure_window seconds (900) -> 429; resend at most once per resend_interval seconds (60)
--- per email address, known or not; a code lives code_ttl seconds (300) and 5 wrong tries lock it.
+-- per email address, known or not; a code lives code_ttl seconds (300) and 5 wrong tries lock it
+-- (its MySQL row counts them; a Redis counter per address does the same for unknown addresses).
 local host = require "host"
 local web = require "lib.web"
 local json = require "lib.json"
@@ -300,16 +301,25 @@ end
 
 local VERIFIED = { json = { status = "VERIFIED" } }
 
+-- Wrong codes per address, counted in Redis for known and unknown addresses alike (5 within
+-- code_ttl -> 429, as the code's own lock on its MySQL row does), so that the lock does not tell
+-- which addresses are registered; a resend clears it with the new code.
+local function verify_limit(blind)
+    return { { "rl:verify:" .. blind, MAX_CODE_ATTEMPTS } }
+end
+
 local function verify_with(v)
+    local blind = blind_of(v.email)
+    local limits, window = verify_limit(blind), app_conf("code_ttl", 300)
+    if over_limit(limits) then too_many(window, MSG.CODE_LOCKED) end
     -- an unknown address and a verified one (whose code is gone) answer as a wrong code: the
     -- endpoint does not tell which addresses are registered
-    local rows = check(host.mysql.query("SELECT id FROM users WHERE email_blind = ?", blind_of(v.email)))
-    local u = rows[1]
-    if not u then fail(400, "INVALID_CODE", MSG.INVALID_CODE) end
-    local outcome = check_code(u.id, v.code)
+    local rows = check(host.mysql.query("SELECT id FROM users WHERE email_blind = ?", blind))
+    local outcome = rows[1] and check_code(rows[1].id, v.code) or "none"
     if outcome == "ok" then return VERIFIED end
-    if outcome == "locked" then too_many(app_conf("code_ttl", 300), MSG.CODE_LOCKED) end
     if outcome == "expired" then fail(410, "CODE_EXPIRED", MSG.CODE_EXPIRED) end
+    if outcome ~= "locked" then count_failure(limits, window) end
+    if outcome == "locked" or over_limit(limits) then too_many(window, MSG.CODE_LOCKED) end
     fail(400, "INVALID_CODE", MSG.INVALID_CODE)
 end
 
@@ -325,6 +335,7 @@ local function resend(req)
     -- the limit applies to unknown addresses too, so the answers cannot tell them apart
     local ok = check(host.redis.call("SET", "rl:resend:" .. blind, "1", "EX", interval, "NX"))
     if ok == null then too_many(interval) end
+    check(host.redis.call("DEL", verify_limit(blind)[1][1]))
     local rows = check(host.mysql.query("SELECT id, status FROM users WHERE email_blind = ?", blind))
     local u = rows[1]
     if u and u.status == "PENDING_VERIFICATION" then

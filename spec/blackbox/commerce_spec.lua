@@ -218,6 +218,23 @@ describe("commerce", function()
                 token = admin.token, json = { quantity = 1 } }), 404, "PRODUCT_NOT_FOUND")
         end)
 
+        it("answers the stock read from the node's cache: one MySQL query per TTL window, not per read", function()
+            local p = product({ stock = 7 })
+            local quiet = env:start({ workers = 2 }, { lifecycle_interval = false }) -- no scheduler queries
+            local sample = 'fcfs_pool_requests_total{backend="mysql"}'
+            local q0 = raw.metric(quiet:metrics(), sample)
+            local t0 = socket.gettime()
+            for _ = 1, 300 do
+                local r = call("GET", "/api/products/{id}/stock", { path = "/api/products/" .. p.id .. "/stock",
+                    server = quiet })
+                assert.equal(7, r.json.remaining)
+            end
+            local windows = math.ceil(socket.gettime() - t0) + 1
+            local n = raw.metric(quiet:metrics(), sample) - q0
+            print(format("\n300 stock reads in %.2f s: %d MySQL queries", socket.gettime() - t0, n))
+            assert.is_true(n >= 1 and n <= windows, format("%d MySQL queries for 300 reads", n))
+        end)
+
         it("refuses a stock change of a FLASH product while its sale is open (409 SALE_IN_PROGRESS)", function()
             local p = product({ type = "FLASH", sale_starts_at = at(-10), sale_ends_at = at(600), stock = 5 })
             local path = "/api/products/" .. p.id .. "/stock"

@@ -9,17 +9,12 @@ local cjson = require "cjson.safe"
 local server = require "spec.support.server"
 local http = require "spec.support.http"
 local db = require "spec.support.db"
-local shell = require "spec.support.shell"
+local secrets = require "spec.support.secrets"
 
 local format = string.format
 
 local DBNAME = "fcfs_mail_spec"
 local RUN = format("%x%x", os.time(), math.random(1, 0xffff))
-
-local function random_key()
-    local _, out = shell.sh("head -c 32 /dev/urandom | base64 -w0")
-    return (out:gsub("%s+", ""))
-end
 
 -- One SMTP session on listener l: greets, takes one message, answers `data_reply` to its end of
 -- DATA. Returns { mail_from, rcpt, data } or nil, err.
@@ -79,8 +74,7 @@ describe("mail", function()
     end
 
     lazy_setup(function()
-        db.exec(format("DROP DATABASE IF EXISTS %s", DBNAME), false)
-        db.exec(format("CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", DBNAME), false)
+        db.fresh(DBNAME)
         sink = assert(socket.bind("127.0.0.1", 0))
         sink:settimeout(10)
         local _, port = sink:getsockname()
@@ -90,8 +84,7 @@ describe("mail", function()
                 app = { mail_transport = "smtp", smtp_port = tonumber(port), mail_interval = 0.1,
                     mail_retry_base = 0.5, mail_from = "fcfs <no-reply@fcfs.test>" },
             },
-            env = { FCFS_SECRET_SEAL_KEYS = "1:" .. random_key(), FCFS_SECRET_BLIND_KEY = random_key(),
-                FCFS_SECRET_TOKEN_KEY = random_key() },
+            env = secrets.env(),
         }
         local code, out = s:cli("migrate")
         assert(code == 0, out)

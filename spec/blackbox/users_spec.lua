@@ -21,6 +21,7 @@ local db = require "spec.support.db"
 local ctl = require "spec.support.redis_ctl"
 local shell = require "spec.support.shell"
 local openapi = require "spec.support.openapi"
+local secrets = require "spec.support.secrets"
 
 local format = string.format
 local now = socket.gettime
@@ -31,16 +32,8 @@ local RUN = format("%x%x", os.time(), math.random(1, 0xffff))
 
 local doc = openapi.load()
 
-local function random_key()
-    local _, out = shell.sh("head -c 32 /dev/urandom | base64 -w0")
-    return (out:gsub("%s+", ""))
-end
-
-local SECRETS = {
-    FCFS_SECRET_SEAL_KEYS = "1:" .. random_key(),
-    FCFS_SECRET_BLIND_KEY = random_key(),
-    FCFS_SECRET_TOKEN_KEY = random_key(),
-}
+-- one set of keys for every server of the spec: they are hosts of one deployment
+local SECRETS = secrets.env()
 
 local function hex(s)
     return (s:gsub(".", function(c) return format("%02X", c:byte()) end))
@@ -154,8 +147,7 @@ describe("members", function()
     end
 
     lazy_setup(function()
-        db.exec(format("DROP DATABASE IF EXISTS %s", DBNAME), false)
-        db.exec(format("CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", DBNAME), false)
+        db.fresh(DBNAME)
         redis = ctl.start()
         s = start(redis, { app = { mail_transport = "file", mail_interval = 0.1, public_url = "http://fcfs.test",
             session_purge_interval = 0.5 } })
@@ -220,11 +212,22 @@ describe("members", function()
         end)
 
         it("locks the code after 5 wrong tries (429), even for the right code", function()
-            local email, _, code = pending()
+            local email, uid, code = pending()
             local wrong = code == "999999" and "999998" or "999999"
             for _ = 1, 4 do expect_error(verify(email, wrong), 400, "INVALID_CODE") end
-            expect_error(verify(email, wrong), 429, "TOO_MANY_ATTEMPTS")
+            local locked = expect_error(verify(email, wrong), 429, "TOO_MANY_ATTEMPTS")
             expect_error(verify(email, code), 429, "TOO_MANY_ATTEMPTS")
+            -- an unknown address locks the same way (the lock does not reveal registrations)
+            local nobody = new_email()
+            for _ = 1, 4 do expect_error(verify(nobody, wrong), 400, "INVALID_CODE") end
+            assert.equal(locked.message, expect_error(verify(nobody, wrong), 429, "TOO_MANY_ATTEMPTS").message)
+            -- a resend gives a new code and a new count
+            assert.equal(202, call("POST", "/api/users/verify/resend", { json = { email = email } }).status)
+            local fresh = db.wait_until(function()
+                local m = mail_of(uid)
+                return m.code ~= code and m.code
+            end, 10, "the new code")
+            assert.equal(200, verify(email, fresh).status)
         end)
 
         it("resends a new code (202), rate-limited (429), with the same answer for unknown emails", function()

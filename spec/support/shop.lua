@@ -21,7 +21,7 @@ local server = require "spec.support.server"
 local http = require "spec.support.http"
 local db = require "spec.support.db"
 local ctl = require "spec.support.redis_ctl"
-local shell = require "spec.support.shell"
+local secrets = require "spec.support.secrets"
 local openapi = require "spec.support.openapi"
 
 local format = string.format
@@ -31,16 +31,8 @@ local shop = {}
 local doc = openapi.load()
 local PASSWORD = "secret12!"
 
-local function random_key()
-    local _, out = shell.sh("head -c 32 /dev/urandom | base64 -w0")
-    return (out:gsub("%s+", ""))
-end
-
-local SECRETS = {
-    FCFS_SECRET_SEAL_KEYS = "1:" .. random_key(),
-    FCFS_SECRET_BLIND_KEY = random_key(),
-    FCFS_SECRET_TOKEN_KEY = random_key(),
-}
+-- one set of fresh keys for every server of the spec (they share the database)
+local SECRETS = secrets.env()
 
 -- Days since 1970-01-01 of a civil date (H. Hinnant).
 local function days_from_civil(y, m, d)
@@ -68,8 +60,7 @@ local Env = {}
 Env.__index = Env
 
 function shop.setup(dbname, conf, app)
-    db.exec(format("DROP DATABASE IF EXISTS %s", dbname), false)
-    db.exec(format("CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", dbname), false)
+    db.fresh(dbname)
     local env = setmetatable({ dbname = dbname, servers = {}, stopped = {}, n = 0,
         run = format("%x%x", os.time(), math.random(1, 0xffff)) }, Env)
     env.redis = ctl.start()
