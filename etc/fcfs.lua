@@ -99,4 +99,22 @@ return {
     limits = "4m",                 --   kept across reloads; env: FCFS_SHARED_DICTS="revoked=8m,limits=4m"
   },
   -- node_id = "shop-1",           -- host.node_id; omitted = the hostname
+
+  -- the application (host.config.app; free-form, read by the Lua side) ------------
+  app = {
+    -- members (lua/users.lua, lua/sessions.lua, lua/lib/auth.lua, lua/mail.lua)
+    access_ttl = 900,                -- s an access token lives (revocations are kept that long)
+    refresh_ttl = 1209600,           -- s a refresh token lives after its last use (14 days)
+    session_purge_interval = 3600,   -- s between purges of sessions over for a day (absent: none)
+    code_ttl = 300,                  -- s a mailed verification code lives
+    resend_interval = 60,            -- s between two verification mails to one address
+    login_max_failures_email = 5,    -- failed logins per email within login_failure_window -> 429
+    login_max_failures_ip = 20,      -- failed logins per client address within the window -> 429
+    login_failure_window = 900,      -- s
+    mail_transport = "file",         -- "file": one .eml per message under <run_dir>/mail/
+    mail_interval = 1,               -- s between two outbox sweeps of a worker
+    mail_from = "fcfs <no-reply@fcfs.invalid>",
+    public_url = "http://127.0.0.1:8080", -- base of the links in mails
+    utc_offset = "+09:00",           -- the business time zone (Asia/Seoul) of the times the API shows
+  },
 }
