@@ -73,6 +73,8 @@ local STATUS = {
 }
 
 local JSON_HEADERS = web.JSON_HEADERS
+local LIVE_KEY = "flash:live"
+local live_exp -- when this worker's list of live products is read again (the sweeper's section)
 local ID_SPAN = 1000000000 -- order id = product id * ID_SPAN + the product's entry sequence
 
 local app_conf = fields.app_conf
@@ -154,6 +156,8 @@ local function init(pid, force)
     args[5] = paid
     local k = keys_of(pid)
     local r = run(S.init, { k.s, k.buyers, k.holds, k.oid }, args)
+    check(host.redis.call("SADD", LIVE_KEY, pid))
+    live_exp = 0
     set_gate(pid, r[1], r[2], r[3])
     return r[1], r[2]
 end
@@ -374,15 +378,17 @@ end
 ---------------------------------------------------------------------------------------------------
 -- The expiry sweeper (every worker; the script makes each expiry happen once)
 
-local live, live_exp = {}, 0
+-- The live products (a Redis set, LIVE_KEY: every product whose state init created, until a day
+-- after its sale ended), read at most once a second per worker. No MySQL: the timers cost Redis only.
+local live = {}
+live_exp = 0
 
 local function live_products()
     local now = host.now()
     if now < live_exp then return live end
-    local rows = check(host.mysql.query("SELECT id FROM products WHERE type = 'FLASH' AND sale_ends_at > "
-        .. "UTC_TIMESTAMP(3) - INTERVAL 1 DAY"))
+    local ids = check(host.redis.call("SMEMBERS", LIVE_KEY))
     live = {}
-    for i = 1, #rows do live[i] = rows[i].id end
+    for i = 1, #ids do live[i] = tonumber(ids[i]) end
     live_exp = now + 1
     return live
 end
@@ -398,15 +404,13 @@ function _M.sweep_once()
         if r[1] then
             n = n + r[1]
             set_gate(pid, r[2], r[3], r[4])
+            if r[5] + 86400000 < host.now() * 1000 and r[6] == 0 then check(host.redis.call("SREM", LIVE_KEY, pid)) end
         end
     end
     return n
 end
 
-local function exiting()
-    local f = host.exiting
-    return f ~= nil and f() or false
-end
+local exiting = host.exiting
 
 local function tick(premature)
     if premature or exiting() then return end
@@ -433,8 +437,10 @@ end
 -- flash.recover(): after Redis lost data -- every live product paused (Redis flag and gate), then its
 -- state rebuilt from MySQL (initial - paid - holds Redis still has) and resumed. -> products rebuilt
 function _M.recover()
-    live_exp = 0
-    local ids = live_products()
+    local rows = check(host.mysql.query("SELECT id FROM products WHERE type = 'FLASH' AND sale_ends_at > "
+        .. "UTC_TIMESTAMP(3) - INTERVAL 1 DAY"))
+    local ids = {}
+    for i = 1, #rows do ids[i] = rows[i].id end
     for i = 1, #ids do
         local k = keys_of(ids[i])
         local r = run(S.set_flag, { k.s }, { "paused", 1 })

@@ -161,7 +161,8 @@ return {'OK', remaining, ver, paused}
 
 -- sweep: KEYS s, holds, dl, buyers, ev; ARGV max holds, product id
 -- Every HELD hold past its deadline -> EXPIRED, its unit back; each exactly once (the state is
--- checked here, under the script's atomicity). -> {expired, remaining, ver, paused} | {} (no state)
+-- checked here, under the script's atomicity). -> {expired, remaining, ver, paused, ends ms, held}
+-- | {} (no state)
 _M.sweep = RELEASE .. [==[
 local k = { s = KEYS[1], holds = KEYS[2], dl = KEYS[3], buyers = KEYS[4], ev = KEYS[5] }
 if redis.call('EXISTS', k.s) == 0 then return {} end
@@ -177,8 +178,9 @@ for i = 1, #ids do
     redis.call('ZREM', k.dl, ids[i])
   end
 end
-local st = redis.call('HMGET', k.s, 'remaining', 'ver', 'paused')
-return {n, tonumber(st[1] or '0'), tonumber(st[2] or '0'), tonumber(st[3] or '0')}
+local st = redis.call('HMGET', k.s, 'remaining', 'ver', 'paused', 'ends', 'held')
+return {n, tonumber(st[1] or '0'), tonumber(st[2] or '0'), tonumber(st[3] or '0'), tonumber(st[4] or '0'),
+  tonumber(st[5] or '0')}
 ]==]
 
 -- init: KEYS s, buyers, holds, oid; ARGV initial, starts ms, ends ms, limit, paid (MySQL), force (0/1),
