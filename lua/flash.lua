@@ -472,9 +472,14 @@ local function watcher(premature)
 end
 
 -- flash.start(): for app:init_worker -- the expiry sweeper on every worker; the stock subscriber
--- and the Redis watch on worker 0.
+-- and the Redis watch on worker 0. A node without a stock gate (no host.stock, and no
+-- host.shared.catalog for the stand-in) sells no flash product and starts nothing.
 function _M.start()
     payment.start()
+    if not (host.stock or (host.shared and host.shared.catalog)) then
+        host.log("warn", "no stock gate (host.stock or shared dict catalog): flash purchase timers not started")
+        return
+    end
     host.timer.at(0, tick)
     if tonumber(host.worker_id) == 0 then
         host.timer.at(0, channel.follow(CHANNEL, { label = "flash stock subscriber", on_message = on_message }))
