@@ -645,7 +645,9 @@ describe("host.redis scripts and reloads", function()
 
     it("logs no unexpected error, through shutdown", function()
         s:stop()
-        s:assert_no_errors{ "redisspec: this reload fails" }
+        -- the one reload of this block fails on purpose, in every worker: a worker that loads after
+        -- the master refused the generation may report its snapshot gone instead of the error
+        s:assert_no_errors{ "redisspec: this reload fails", "reload failed, generation 1 keeps serving" }
     end)
 end)
 
