@@ -118,7 +118,7 @@ per_conn=$(awk -v h="$(sum_rss "$held")" -v i="$(sum_rss "$idle")" -v c="$CONNS"
 echo "RESULT conns=$CONNS workers=$nw client_answered=$(field answered "$cres")/$CONNS client_errors=$(field errors "$cres")" \
   "client_closed=$(field closed "$cres") client_rps=$(field rps "$cres") wrk_rps=$(field rps "$wres")" \
   "wrk_p99_ms=$(field p99_ms "$wres") wrk_sock_err=$(field sock_err "$wres") wrk_non2xx=$(field non2xx "$wres")" \
-  "rss_idle_kb=$(sum_rss "$idle") rss_held_kb=$(sum_rss "$held") kb_per_conn=$per_conn"
+  "rss_idle_kb=$(sum_rss "$idle") rss_held_kb=$(sum_rss "$held") kb_per_conn=$per_conn $BENCH_ID"
 if (( client_rc == 0 && $(field sock_err "$wres") == 0 && $(field non2xx "$wres") == 0 )); then
   echo PASS
 else

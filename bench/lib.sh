@@ -40,11 +40,27 @@ bench_init() {
   bench_machine
 }
 
+# The build type of FCFS_BIN, from the CMakeCache.txt beside it (with its sanitizer/coverage options).
+bench_build_type() {
+  local cache t
+  cache=$(dirname "$FCFS_BIN")/CMakeCache.txt
+  [[ -f $cache ]] || { echo unknown; return; }
+  t=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$cache")
+  grep -q '^FCFS_SANITIZE:BOOL=ON' "$cache" && t+="+asan"
+  grep -q '^FCFS_COVERAGE:BOOL=ON' "$cache" && t+="+coverage"
+  echo "${t:-unknown}"
+}
+
+# BENCH_ID: "commit=<hash>[-dirty] build=<type>", printed in the header and in every RESULT line.
 bench_machine() {
+  local commit
+  commit=$(git -C "$BENCH_ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+  git -C "$BENCH_ROOT" diff --quiet HEAD -- 2>/dev/null || commit+=-dirty
+  BENCH_ID="commit=$commit build=$(bench_build_type)"
   echo "# date:    $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "# machine: $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
   echo "# load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, before the run)"
-  echo "# fcfs:    $FCFS_BIN"
+  echo "# fcfs:    $FCFS_BIN ($BENCH_ID)"
 }
 
 # Print a command line, then run it.
@@ -157,37 +173,63 @@ wrk_result() {
 # field NAME "RESULT ... NAME=value ..." -> value
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
 
+# median of the numbers on stdin, one per line
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 # compare_targets: wrk each target of the array `order` (URLs in the associative array `url`) at
-# each of $CONNS connections, interleaved, $ROUNDS times, after a warm-up; keeps per target and
-# connection count the round with the median req/s in res[target-conns] (plus the server CPU per
-# request of its workers: fcfs_* targets are fcfs, the others the peer), prints the table, and
-# sets bad=1 if any run saw socket errors or 4xx/5xx.
-# shellcheck disable=SC2034,SC2154 # order/url come from the caller, res/bad go back to it
+# each of $CONNS connections, $ROUNDS times. Before measuring, every target is warmed up at every
+# connection count that is measured (WARMUP seconds each). Each round rotates `order` by one, so
+# no target always runs first. Per round and connection count, the req/s ratio of each pair
+# "a/b" in $RATIOS is printed (ROUND lines); ratio[pair-conns] gets the median of the per-round
+# ratios. res[target-conns] keeps the round with the median req/s, with the server CPU per request
+# of its workers (fcfs_* targets are fcfs, the others the peer) and, for each "name:pid" in
+# $EXTRA_CPU (e.g. redis:<pid>), that process's CPU per request as name_cpu_us. Prints the table
+# and the ratios; sets bad=1 if any run saw socket errors or 4xx/5xx.
+# shellcheck disable=SC2034,SC2154 # order/url/RATIOS come from the caller, res/ratio/bad go back to it
 compare_targets() {
-  local r c t pids c0 c1 line key l hz
-  declare -gA res
-  declare -A all
+  local r c t i n pids c0 c1 line key l hz pair a b x e round_order
+  declare -gA res ratio
+  declare -A all rounds cpu0
   bad=0
-  for t in "${order[@]}"; do # warm up JIT and connection pools
-    wrk -t"$THREADS" -c64 -d"${WARMUP}s" "${url[$t]}" >/dev/null
+  n=${#order[@]}
+  echo "# warm-up: every target ${WARMUP}s at each of $CONNS connections"
+  for c in $CONNS; do
+    for t in "${order[@]}"; do
+      wrk -t"$THREADS" -c"$c" -d"${WARMUP}s" "${url[$t]}" >/dev/null
+    done
   done
 
   hz=$(getconf CLK_TCK)
   for r in $(seq "$ROUNDS"); do
+    round_order=()
+    for ((i = 0; i < n; i++)); do round_order+=("${order[(i + r - 1) % n]}"); done
     for c in $CONNS; do
-      for t in "${order[@]}"; do
+      local -A rps=()
+      for t in "${round_order[@]}"; do
         if [[ $t = fcfs* ]]; then pids=$(fcfs_workers); else pids=$(peer_workers); fi
         # shellcheck disable=SC2086
         c0=$(cpu_ticks $pids)
+        for e in ${EXTRA_CPU:-}; do cpu0[$e]=$(cpu_ticks "${e#*:}"); done
         line=$(wrk_result "$t-$c-r$r" -t"$THREADS" -c"$c" -d"${DURATION}s" --timeout 5s "${url[$t]}")
         # shellcheck disable=SC2086
         c1=$(cpu_ticks $pids)
-        # server CPU (user + system, all workers) per request, in microseconds
-        line+=" cpu_us=$(awk -v d=$((c1 - c0)) -v hz="$hz" -v n="$(field requests "$line")" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')"
-        echo "$line"
+        # CPU (user + system) per request, in microseconds: the server's workers, then each extra
+        line+=" cpu_us=$(per_request $((c1 - c0)) "$hz" "$(field requests "$line")")"
+        for e in ${EXTRA_CPU:-}; do
+          line+=" ${e%%:*}_cpu_us=$(per_request $(($(cpu_ticks "${e#*:}") - cpu0[$e])) "$hz" "$(field requests "$line")")"
+        done
+        echo "$line round=$r"
         all[$t-$c]+="${line#* }"$'\n'
+        rps[$t]=$(field rps "$line")
         (( $(field sock_err "$line") == 0 && $(field non2xx "$line") == 0 )) || bad=1
       done
+      for pair in ${RATIOS:-}; do
+        a=${pair%/*} b=${pair#*/}
+        x=$(awk -v a="${rps[$a]}" -v b="${rps[$b]}" 'BEGIN { printf "%.2f", a / b }')
+        rounds[$pair-$c]+="$x"$'\n'
+        echo "ROUND round=$r conns=$c order=$(IFS=,; echo "${round_order[*]}") $pair=$x"
+      done
+      unset rps
     done
   done
   for key in "${!all[@]}"; do # the median round by req/s
@@ -196,14 +238,31 @@ compare_targets() {
   done
 
   echo
-  echo "median of $ROUNDS rounds, wrk -t$THREADS -d${DURATION}s"
-  echo "| target | conns | req/s | p50 ms | p99 ms | server CPU µs/req | sock err | non-2xx |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  echo "median round by req/s of $ROUNDS rounds, wrk -t$THREADS -d${DURATION}s ($BENCH_ID)"
+  local extra_head="" extra_sep=""
+  for e in ${EXTRA_CPU:-}; do extra_head+=" ${e%%:*} CPU µs/req |"; extra_sep+="---:|"; done
+  echo "| target | conns | req/s | p50 ms | p99 ms | server CPU µs/req |$extra_head sock err | non-2xx |"
+  echo "|---|---:|---:|---:|---:|---:|$extra_sep---:|---:|"
   for c in $CONNS; do
     for t in "${order[@]}"; do
       l=${res[$t-$c]}
-      printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$c" "$(field rps "$l")" "$(field p50_ms "$l")" \
-        "$(field p99_ms "$l")" "$(field cpu_us "$l")" "$(field sock_err "$l")" "$(field non2xx "$l")"
+      x=""
+      for e in ${EXTRA_CPU:-}; do x+=" $(field "${e%%:*}_cpu_us" "$l") |"; done
+      printf '| %s | %s | %s | %s | %s | %s |%s %s | %s |\n' "$t" "$c" "$(field rps "$l")" "$(field p50_ms "$l")" \
+        "$(field p99_ms "$l")" "$(field cpu_us "$l")" "$x" "$(field sock_err "$l")" "$(field non2xx "$l")"
     done
   done
+  if [[ -n ${RATIOS:-} ]]; then
+    echo
+    echo "req/s ratios per round, and their median ($BENCH_ID)"
+    for c in $CONNS; do
+      for pair in $RATIOS; do
+        ratio[$pair-$c]=$(sed '/^$/d' <<<"${rounds[$pair-$c]}" | median)
+        echo "$pair at $c conns: rounds $(sed '/^$/d' <<<"${rounds[$pair-$c]}" | paste -sd' ') -> median ${ratio[$pair-$c]}"
+      done
+    done
+  fi
 }
+
+# per_request TICKS HZ REQUESTS -> microseconds of CPU per request
+per_request() { awk -v d="$1" -v hz="$2" -v n="$3" 'BEGIN { printf "%.1f", (n > 0 ? d / hz * 1e6 / n : 0) }'; }

@@ -3,10 +3,13 @@
 # machine: fcfs GET /bench/stock/:id (a handler doing host.redis.call("GET",
 # "stock:"..id)) vs the peer's GET /products/:id/stock (lua-resty-redis GET with
 # set_keepalive). Both talk to the same redis-server (the one the peer's up.sh
-# starts, TCP loopback), both run 2 workers. Targets are interleaved and the sweep
-# repeated ROUNDS times; the table shows the median round by req/s and the server
-# CPU per request (workers only; Redis excluded). Exits 3 if fcfs has no
-# /bench/stock/:id route yet, 1 on socket errors or 4xx/5xx.
+# starts, TCP loopback), both run 2 workers. Every target is warmed up at every
+# measured connection count; the sweep is repeated ROUNDS times, each round
+# starting with the other target. The table shows the median round by req/s, the
+# server CPU per request (workers) and Redis's CPU per request beside it; the
+# fcfs/peer ratio (target: >= 1.5 at 256) is the median of the per-round ratios,
+# each round's ratio printed too. Every RESULT line names the commit and build
+# type. Exits 3 if fcfs has no /bench/stock/:id route yet, 1 on socket errors or 4xx/5xx.
 # env: DURATION=5 CONNS="64 256" THREADS=2 ROUNDS=3 WARMUP=1 STOCK_ID=1
 #      FCFS_BIN=build/fcfs PEER_DIR=../shared/peer PEER_WORKERS=2
 set -euo pipefail
@@ -38,11 +41,16 @@ declare -A url=(
   [peer_get]=$PEER_URL/products/$STOCK_ID/stock
 )
 order=(fcfs_get peer_get)
+RATIOS=fcfs_get/peer_get
+redis_pid=$(redis-cli -p "$PEER_REDIS_PORT" info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p')
+EXTRA_CPU="redis:$redis_pid"
 compare_targets
 echo
 for c in $CONNS; do
-  f=$(field rps "${res[fcfs_get-$c]}") p=$(field rps "${res[peer_get-$c]}")
-  echo "RESULT conns=$c fcfs_rps=$f peer_rps=$p fcfs_vs_peer=$(awk -v a="$f" -v b="$p" 'BEGIN { printf "%.2f", a / b }')" \
-    "fcfs_cpu_us=$(field cpu_us "${res[fcfs_get-$c]}") peer_cpu_us=$(field cpu_us "${res[peer_get-$c]}")"
+  r=${ratio[fcfs_get/peer_get-$c]}
+  echo "RESULT conns=$c fcfs_rps=$(field rps "${res[fcfs_get-$c]}") peer_rps=$(field rps "${res[peer_get-$c]}") fcfs_vs_peer=$r" \
+    "fcfs_cpu_us=$(field cpu_us "${res[fcfs_get-$c]}") fcfs_redis_cpu_us=$(field redis_cpu_us "${res[fcfs_get-$c]}")" \
+    "peer_cpu_us=$(field cpu_us "${res[peer_get-$c]}") peer_redis_cpu_us=$(field redis_cpu_us "${res[peer_get-$c]}")" \
+    "target=$(awk -v r="$r" -v c="$c" 'BEGIN { print (c != 256) ? "n/a" : (r >= 1.5) ? "met" : "missed" }') $BENCH_ID"
 done
 exit "$bad"

@@ -74,7 +74,7 @@ sock=$(field sock_err "$line") non2xx=$(field non2xx "$line") rps=$(field rps "$
 p99=$(field p99_ms "$line")
 errs=$(grep -cE '\[(error|crit|alert|emerg)\]' "$BENCH_TMP/error.log" || true)
 echo "# error log lines at error level or worse: $errs"
-echo "RESULT reloads_ok=$ok/$RELOADS reload_cmd_max_ms=$max_ms generations_ok=$gen_ok rps=$rps p99_ms=$p99 sock_err=$sock non2xx=$non2xx"
+echo "RESULT reloads_ok=$ok/$RELOADS reload_cmd_max_ms=$max_ms generations_ok=$gen_ok rps=$rps p99_ms=$p99 sock_err=$sock non2xx=$non2xx $BENCH_ID"
 if (( sock == 0 && non2xx == 0 && ok == RELOADS && gen_ok == 1 )); then
   echo "PASS"
 else

@@ -92,4 +92,11 @@ return {
   max_pending_timers = 4096,       -- host.timer.at/every pending per worker; past it: nil, "too many timers"
   client_abort = "finish",         -- a client gone mid-request: "finish" runs the handler to its end
                                    -- (answer dropped), "cancel" stops it at its next I/O
+
+  -- host primitives: shared dictionaries, node identity ------------------------
+  shared_dicts = {                 -- host.shared.NAME in every worker: name = size ("8m", "512k", bytes;
+    revoked = "8m",                --   16k..1024m each, header and index included); made by the master,
+    limits = "4m",                 --   kept across reloads; env: FCFS_SHARED_DICTS="revoked=8m,limits=4m"
+  },
+  -- node_id = "shop-1",           -- host.node_id; omitted = the hostname
 }

@@ -32,7 +32,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-typedef enum { CONF_STR, CONF_INT, CONF_NUM, CONF_BOOL, CONF_LIST } conf_type_t;
+/* CONF_LIST: a list of strings; CONF_DICTS: a table of name = size ("8m",
+ * "512k", bytes). Their text form (defaults, FCFS_<KEY>) is "a,b" and
+ * "name=8m,other=4m". */
+typedef enum { CONF_STR, CONF_INT, CONF_NUM, CONF_BOOL, CONF_LIST, CONF_DICTS } conf_type_t;
 
 typedef struct {
   const char *name;
@@ -52,6 +55,8 @@ typedef struct {
   { #k, CONF_BOOL, offsetof(fcfs_conf_t, k), d, 0, 1 }
 #define L(k, d)                                                                                    \
   { #k, CONF_LIST, offsetof(fcfs_conf_t, k), d, 0, 0 }
+#define D(k, d, lo, hi)                                                                            \
+  { #k, CONF_DICTS, offsetof(fcfs_conf_t, k), d, lo, hi }
 
 /* "" as the default of workers means "one per core", resolved below. */
 static const conf_key_t keys[] = {
@@ -119,6 +124,9 @@ static const conf_key_t keys[] = {
     N(reload_timeout, "30", 0.1, 3600),
     I(max_pending_timers, "4096", 1, 10000000),
     S(client_abort, "finish"),
+    /* host primitives: shared dictionaries (bytes each), node identity */
+    D(shared_dicts, "", 16384, 1 << 30),
+    S(node_id, ""),
 };
 
 #undef S
@@ -126,6 +134,7 @@ static const conf_key_t keys[] = {
 #undef N
 #undef B
 #undef L
+#undef D
 
 static const char *log_levels[] = {"debug", "info", "notice", "warn", "error", NULL};
 
@@ -175,6 +184,62 @@ static char **list_parse(const char *v) {
   return list;
 }
 
+/* "8m", "512k", "1g" or bytes; -1 when malformed. */
+static double parse_size(const char *v, const char *end) {
+  char *stop;
+  errno = 0;
+  double d = strtod(v, &stop);
+  if (errno != 0 || stop == v || d != (double)(long long)d) return -1;
+  if (stop < end) {
+    const char *units = "kmg";
+    const char *u = strchr(units, tolower((unsigned char)*stop));
+    if (*stop == '\0' || u == NULL || stop + 1 != end) return -1;
+    for (long i = 0; i <= u - units; i++)
+      d *= 1024;
+  }
+  return d;
+}
+
+static int by_name(const void *a, const void *b) {
+  return strcmp(a, b); /* name is the first member */
+}
+
+static int set_dicts(fcfs_conf_dicts_t *out, const conf_key_t *k, const char *v, const char *from,
+                     char *err, size_t errlen) {
+  fcfs_conf_dicts_t ds;
+  memset(&ds, 0, sizeof(ds));
+  for (const char *p = v; *p;) {
+    const char *comma = strchr(p, ',');
+    const char *end = comma ? comma : p + strlen(p);
+    const char *eq = memchr(p, '=', (size_t)(end - p));
+    if (eq == NULL || eq == p)
+      return fail(err, errlen, "%s: %s: expected name=size, got \"%.*s\"", from, k->name,
+                  (int)(end - p), p);
+    size_t nlen = (size_t)(eq - p);
+    int ok = nlen < FCFS_DICT_NAME && (isalpha((unsigned char)*p) || *p == '_');
+    for (size_t i = 0; i < nlen; i++)
+      ok &= isalnum((unsigned char)p[i]) || p[i] == '_';
+    if (!ok)
+      return fail(err, errlen, "%s: %s: bad dictionary name \"%.*s\"", from, k->name, (int)nlen, p);
+    if (ds.n == FCFS_MAX_DICTS)
+      return fail(err, errlen, "%s: %s: at most %d dictionaries", from, k->name, FCFS_MAX_DICTS);
+    memcpy(ds.d[ds.n].name, p, nlen);
+    for (int i = 0; i < ds.n; i++)
+      if (strcmp(ds.d[i].name, ds.d[ds.n].name) == 0)
+        return fail(err, errlen, "%s: %s: \"%s\" twice", from, k->name, ds.d[i].name);
+    double bytes = parse_size(eq + 1, end);
+    if (bytes < k->min || bytes > k->max)
+      return fail(
+          err, errlen, "%s: %s.%s must be a size between %gk and %gm (\"8m\"), got \"%.*s\"", from,
+          k->name, ds.d[ds.n].name, k->min / 1024, k->max / 1048576, (int)(end - eq - 1), eq + 1);
+    ds.d[ds.n++].bytes = (size_t)bytes;
+    p = comma ? comma + 1 : end;
+  }
+  qsort(ds.d, (size_t)ds.n, sizeof(ds.d[0]), by_name);
+  *out = ds;
+  return 0;
+}
+
 /* Set one key from its text form (defaults and env use this path). */
 static int set_text(fcfs_conf_t *c, const conf_key_t *k, const char *v, const char *from, char *err,
                     size_t errlen) {
@@ -195,6 +260,8 @@ static int set_text(fcfs_conf_t *c, const conf_key_t *k, const char *v, const ch
     *(char ***)p = list;
     return 0;
   }
+  case CONF_DICTS:
+    return set_dicts((fcfs_conf_dicts_t *)p, k, v, from, err, errlen);
   case CONF_BOOL:
     if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "on") == 0)
       *(int *)p = 1;
@@ -222,6 +289,36 @@ static int set_text(fcfs_conf_t *c, const conf_key_t *k, const char *v, const ch
   }
   }
   return fail(err, errlen, "%s: %s: bad type", from, k->name);
+}
+
+/* The text form of the name = size table at the top of L, into buf. */
+static int dicts_text(lua_State *L, const char *file, const char *key, char *buf, size_t len,
+                      char *err, size_t errlen) {
+  size_t n = 0;
+  buf[0] = '\0';
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    int tv = lua_type(L, -1);
+    if (lua_type(L, -2) != LUA_TSTRING || (tv != LUA_TSTRING && tv != LUA_TNUMBER)) {
+      lua_pop(L, 2);
+      return fail(err, errlen, "%s: %s must map names to sizes, e.g. { limits = \"4m\" }", file,
+                  key);
+    }
+    char num[32];
+    const char *v = lua_tostring(L, -1);
+    if (tv == LUA_TNUMBER) {
+      snprintf(num, sizeof(num), "%.17g", lua_tonumber(L, -1));
+      v = num;
+    }
+    int w = snprintf(buf + n, len - n, "%s%s=%s", n ? "," : "", lua_tostring(L, -2), v);
+    if (w < 0 || (size_t)w >= len - n) {
+      lua_pop(L, 2);
+      return fail(err, errlen, "%s: %s is too long", file, key);
+    }
+    n += (size_t)w;
+    lua_pop(L, 1);
+  }
+  return 0;
 }
 
 /* The array of strings on top of L as one comma-separated string, pushed. */
@@ -273,12 +370,20 @@ static int set_from_table(fcfs_conf_t *c, lua_State *L, const char *file, char *
       return -1;
     }
     int t = lua_type(L, -1);
-    if (k->type == CONF_BOOL && t == LUA_TBOOLEAN) {
+    char table_text[4096];
+    if (k->type == CONF_DICTS && t == LUA_TTABLE) {
+      if (dicts_text(L, file, name, table_text, sizeof(table_text), err, errlen) != 0) {
+        lua_pop(L, 2);
+        return -1;
+      }
+      v = table_text;
+    } else if (k->type == CONF_BOOL && t == LUA_TBOOLEAN) {
       v = lua_toboolean(L, -1) ? "true" : "false";
     } else if ((k->type == CONF_INT || k->type == CONF_NUM) && t == LUA_TNUMBER) {
       snprintf(text, sizeof(text), "%.17g", lua_tonumber(L, -1));
       v = text;
-    } else if ((k->type == CONF_STR || k->type == CONF_LIST) && t == LUA_TSTRING) {
+    } else if ((k->type == CONF_STR || k->type == CONF_LIST || k->type == CONF_DICTS) &&
+               t == LUA_TSTRING) {
       v = lua_tostring(L, -1);
     } else if (k->type == CONF_LIST && t == LUA_TTABLE) {
       if (list_join(L, file, name, err, errlen) != 0) {
@@ -441,6 +546,12 @@ static int derive(fcfs_conf_t *c, char *err, size_t errlen) {
     free(c->error_log);
     if ((c->error_log = strdup(buf)) == NULL) return fail(err, errlen, "out of memory");
   }
+  if (c->node_id[0] == '\0') {
+    if (gethostname(buf, sizeof(buf)) != 0) snprintf(buf, sizeof(buf), "localhost");
+    buf[sizeof(buf) - 1] = '\0';
+    free(c->node_id);
+    if ((c->node_id = strdup(buf)) == NULL) return fail(err, errlen, "out of memory");
+  }
   if (c->access_log[0] == '\0') {
     snprintf(buf, sizeof(buf), "%s/access.log", c->run_dir);
     free(c->access_log);
@@ -543,6 +654,15 @@ void fcfs_conf_push(lua_State *L, const fcfs_conf_t *c) {
       for (int j = 0; list[j]; j++) {
         lua_pushstring(L, list[j]);
         lua_rawseti(L, -2, j + 1);
+      }
+      break;
+    }
+    case CONF_DICTS: {
+      const fcfs_conf_dicts_t *ds = (const fcfs_conf_dicts_t *)p;
+      lua_createtable(L, 0, ds->n);
+      for (int j = 0; j < ds->n; j++) {
+        lua_pushnumber(L, (double)ds->d[j].bytes);
+        lua_setfield(L, -2, ds->d[j].name);
       }
       break;
     }

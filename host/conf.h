@@ -22,6 +22,18 @@ typedef struct {
   unsigned char addr[16];
 } fcfs_cidr_t;
 
+#define FCFS_MAX_DICTS 32
+#define FCFS_DICT_NAME 48
+
+/* shared_dicts = { name = "8m", ... }: sorted by name. */
+typedef struct {
+  int n;
+  struct {
+    char name[FCFS_DICT_NAME];
+    size_t bytes;
+  } d[FCFS_MAX_DICTS];
+} fcfs_conf_dicts_t;
+
 typedef struct fcfs_conf_s {
   char *conf_file; /* the file it was read from, absolute ("" if none) */
 
@@ -103,6 +115,9 @@ typedef struct fcfs_conf_s {
   double reload_timeout;  /* s: every worker must have built and initialised a new generation */
   int max_pending_timers; /* host.timer.at/every pending per worker */
   char *client_abort;     /* "finish": a handler outlives its client; "cancel": it is cancelled */
+  /* host primitives: shared dictionaries, node identity */
+  fcfs_conf_dicts_t shared_dicts; /* host.shared.NAME, laid out in shm by the master */
+  char *node_id;                  /* host.node_id; "" in the file = the hostname */
 } fcfs_conf_t;
 
 /* Fill c from path (NULL: defaults only) and the environment. On error

@@ -6,4 +6,10 @@
 
 int fcfs_lapi_host_open(lua_State *L);
 
+/* Push host.shared (lapi_shared.c): name -> dictionary of the region
+ * (fcfs_shm_dicts; NULL gives an empty table). */
+void fcfs_lapi_shared_open(lua_State *L, void *region);
+/* Push host.metrics (lapi_metrics.c). */
+void fcfs_lapi_metrics_open(lua_State *L);
+
 #endif

@@ -8,8 +8,11 @@
  *   host.null                     JSON null / SQL NULL / Redis nil (lightuserdata NULL)
  *   host.config                   read-only view of the configuration
  *   host.worker_id, worker_count, generation, pid
+ *   host.node_id                  config node_id (default: the hostname)
  *   host.time_left()              seconds before the request's deadline
  *   host.metrics_text()           Prometheus text of the whole node
+ *   host.metrics.counter/gauge    the app's metrics (lapi_metrics.c)
+ *   host.shared.NAME              shared dictionaries (lapi_shared.c)
  *   host.reload()                 new VM generation on every worker; yields
  *   host.exiting()                true once this VM is retired or the worker stops
  *   host.redis, host.mysql        the data plane (lapi_redis.c, lapi_mysql.c)
@@ -160,6 +163,12 @@ int fcfs_lapi_host_open(lua_State *L) {
   lua_setfield(L, -2, "generation");
   lua_pushinteger(L, (lua_Integer)getpid());
   lua_setfield(L, -2, "pid");
+  lua_pushstring(L, w->conf->node_id);
+  lua_setfield(L, -2, "node_id");
+  fcfs_lapi_shared_open(L, fcfs_shm_dicts(w->shm));
+  lua_setfield(L, -2, "shared");
+  fcfs_lapi_metrics_open(L);
+  lua_setfield(L, -2, "metrics");
   if (w->redis) {
     fcfs_lapi_redis_open(L, w->redis);
     lua_setfield(L, -2, "redis");

@@ -178,9 +178,15 @@ static int spawn(master_t *m, int id) {
   return 0;
 }
 
+/* Signal every live worker. HUP, USR1 and USR2 would kill a worker whose
+ * handlers are not installed yet (their default action), so a starting
+ * worker is skipped: it reads the reload state and reopens its logs itself
+ * once it is ready (worker.c first_init_done). */
 static void each_worker(master_t *m, int signum) {
+  int stop = signum == SIGQUIT || signum == SIGTERM || signum == SIGKILL;
   for (int i = 0; i < m->conf->workers; i++)
-    if (m->kids[i].proc) uv_process_kill(m->kids[i].proc, signum);
+    if (m->kids[i].proc && (stop || __atomic_load_n(&m->shm->w[i].signals_ready, __ATOMIC_SEQ_CST)))
+      uv_process_kill(m->kids[i].proc, signum);
 }
 
 static void reload(master_t *m);
@@ -353,7 +359,7 @@ int fcfs_master_main(const fcfs_conf_t *conf, int listen_fd, int admin_fd) {
     return 1;
   }
   if (fcfs_log_open(conf->error_log, "off", conf->log_level, -1) != 0) return 1;
-  m.shm = fcfs_shm_create(&m.shm_fd);
+  m.shm = fcfs_shm_create(conf, &m.shm_fd);
   if (m.shm == NULL) {
     fcfs_log(FCFS_LOG_ERROR, "cannot create the shared memory segment");
     return 1;

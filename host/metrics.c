@@ -3,9 +3,18 @@
  * Recording is on the hot path: a request adds to its worker's slot in
  * shared memory (shm.h), with no lock and no allocation: a route/status pair
  * is found by open addressing in a fixed table; when the table is full the
- * request is counted in routes_overflow instead. Rendering walks every live
- * worker slot, sums the counters and writes Prometheus text format 0.0.4
- * into one malloc'ed buffer owned by the caller.
+ * request is counted in routes_overflow instead
+ * (fcfs_requests_unlabelled_total). Rendering walks every live worker slot,
+ * sums the counters and writes Prometheus text format 0.0.4 into one
+ * malloc'ed buffer owned by the caller.
+ *
+ * App metrics (host.metrics, lapi_metrics.c) are claimed by name in a table
+ * of the shm segment without a lock: a slot goes FREE -> CLAIMED by
+ * compare-and-swap, gets its name, then its type; a declarer meeting a
+ * CLAIMED slot waits for the type before comparing names, so two workers
+ * declaring the same name at once get the same slot. Counters are one
+ * double per node (compare-and-swap add); gauges one per worker, summed.
+ * The shared dictionaries' counters (shared.c) are rendered here too.
  */
 #include "metrics.h"
 
@@ -14,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "shared.h"
 
 static const double lat_bounds[FCFS_LAT_BUCKETS - 1] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -51,6 +62,72 @@ void fcfs_metrics_request(fcfs_worker_slot_t *s, const char *route, int status, 
   s->routes_overflow++;
 }
 
+/* ---- app metrics ------------------------------------------------------------------------ */
+
+static int valid_name(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n >= FCFS_METRIC_NAME || strncmp(s, "fcfs_", 5) == 0) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
+             (i > 0 && c >= '0' && c <= '9');
+    if (!ok) return 0;
+  }
+  return 1;
+}
+
+int fcfs_metrics_declare(fcfs_shm_t *shm, const char *name, const char *help, int type,
+                         const char **err) {
+  if (!valid_name(name)) {
+    *err = "bad name (Prometheus [a-zA-Z_:][a-zA-Z0-9_:]*, under 64 bytes, not fcfs_*)";
+    return -1;
+  }
+  for (int i = 0; i < FCFS_APP_METRICS; i++) {
+    fcfs_app_metric_t *m = &shm->app[i];
+    uint32_t t = __atomic_load_n(&m->type, __ATOMIC_ACQUIRE);
+    /* Claimed by someone writing its name: a few hundred ns; one that died
+     * there leaves the slot unused for good, hence the bound. */
+    for (long spin = 0; t == FCFS_METRIC_CLAIMED && spin < 10000000; spin++)
+      t = __atomic_load_n(&m->type, __ATOMIC_ACQUIRE);
+    if (t == FCFS_METRIC_FREE) {
+      if (!__atomic_compare_exchange_n(&m->type, &t, FCFS_METRIC_CLAIMED, 0, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE)) {
+        i--; /* lost the race for this slot: look at it again */
+        continue;
+      }
+      snprintf(m->name, sizeof(m->name), "%s", name);
+      snprintf(m->help, sizeof(m->help), "%s", help);
+      __atomic_store_n(&m->type, (uint32_t)type, __ATOMIC_RELEASE);
+      return i;
+    }
+    if (t != FCFS_METRIC_CLAIMED && strcmp(m->name, name) == 0) {
+      if (t == (uint32_t)type) return i;
+      *err = t == FCFS_METRIC_COUNTER ? "already declared as a counter"
+                                      : "already declared as a gauge";
+      return -1;
+    }
+  }
+  *err = "too many metrics";
+  return -1;
+}
+
+static double bits_double(uint64_t b) {
+  double d;
+  memcpy(&d, &b, sizeof(d));
+  return d;
+}
+
+void fcfs_metrics_counter_add(fcfs_app_metric_t *m, double n) {
+  uint64_t old = __atomic_load_n(&m->counter_bits, __ATOMIC_RELAXED), next;
+  do {
+    double v = bits_double(old) + n;
+    memcpy(&next, &v, sizeof(next));
+  } while (!__atomic_compare_exchange_n(&m->counter_bits, &old, next, 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED));
+}
+
+/* ---- rendering --------------------------------------------------------------------------- */
+
 typedef struct {
   char *p;
   size_t len, cap;
@@ -85,6 +162,25 @@ static void out_label(buf_t *b, const char *s) {
   for (; *s; s++) {
     if (*s == '"' || *s == '\\')
       out(b, "\\%c", *s);
+    else if (*s == '\n')
+      out(b, "\\n");
+    else
+      out(b, "%c", *s);
+  }
+}
+
+static int route_cmp(const void *a, const void *b) {
+  const fcfs_route_stat_t *x = *(const fcfs_route_stat_t *const *)a;
+  const fcfs_route_stat_t *y = *(const fcfs_route_stat_t *const *)b;
+  int c = strncmp(x->route, y->route, sizeof(x->route));
+  return c ? c : (x->status > y->status) - (x->status < y->status);
+}
+
+/* HELP text escapes backslash and newline. */
+static void out_help(buf_t *b, const char *s) {
+  for (; *s; s++) {
+    if (*s == '\\')
+      out(b, "\\\\");
     else if (*s == '\n')
       out(b, "\\n");
     else
@@ -130,41 +226,94 @@ static void pool_metrics(buf_t *b, const fcfs_shm_t *shm, const char *name, size
 #undef P
 }
 
+static void shared_metrics(buf_t *b, const fcfs_shm_t *shm) {
+  static const struct {
+    const char *name, *type, *help;
+    size_t off;
+  } rows[] = {
+      {"fcfs_shared_capacity_bytes", "gauge", "Bytes a shared dictionary can hold.",
+       offsetof(fcfs_shared_stats_t, capacity_bytes)},
+      {"fcfs_shared_used_bytes", "gauge", "Bytes in use by its entries.",
+       offsetof(fcfs_shared_stats_t, used_bytes)},
+      {"fcfs_shared_entries", "gauge", "Entries (expired ones until they are met).",
+       offsetof(fcfs_shared_stats_t, entries)},
+      {"fcfs_shared_evictions_total", "counter",
+       "Unexpired entries evicted (least recently used) to make room.",
+       offsetof(fcfs_shared_stats_t, evictions)},
+      {"fcfs_shared_owner_deaths_total", "counter",
+       "Times a process found the dictionary's lock held by a dead process (and recovered it).",
+       offsetof(fcfs_shared_stats_t, owner_deaths)},
+      {"fcfs_shared_resets_total", "counter",
+       "Times a dictionary was emptied because a process died in the middle of changing it.",
+       offsetof(fcfs_shared_stats_t, resets)},
+  };
+  void *region = fcfs_shm_dicts(shm);
+  if (fcfs_shared_at(region, 0) == NULL) return;
+  for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+    out(b, "# HELP %s %s\n# TYPE %s %s\n", rows[r].name, rows[r].help, rows[r].name, rows[r].type);
+    fcfs_shared_dict_t *d;
+    for (int i = 0; (d = fcfs_shared_at(region, i)) != NULL; i++) {
+      fcfs_shared_stats_t st;
+      fcfs_shared_stats(d, &st);
+      uint64_t v;
+      memcpy(&v, (const char *)&st + rows[r].off, sizeof(v));
+      out(b, "%s{dict=\"%s\"} %llu\n", rows[r].name, fcfs_shared_name(d), (unsigned long long)v);
+    }
+  }
+}
+
+static void app_metrics(buf_t *b, const fcfs_shm_t *shm) {
+  for (int i = 0; i < FCFS_APP_METRICS; i++) {
+    const fcfs_app_metric_t *m = &shm->app[i];
+    uint32_t t = __atomic_load_n(&m->type, __ATOMIC_ACQUIRE);
+    if (t != FCFS_METRIC_COUNTER && t != FCFS_METRIC_GAUGE) continue;
+    double v = 0;
+    if (t == FCFS_METRIC_COUNTER)
+      v = bits_double(__atomic_load_n(&m->counter_bits, __ATOMIC_RELAXED));
+    else
+      for (int w = 0; w < FCFS_MAX_WORKERS; w++)
+        if (live(shm, w)) v += shm->w[w].app_gauges[i];
+    if (m->help[0]) {
+      out(b, "# HELP %s ", m->name);
+      out_help(b, m->help);
+      out(b, "\n");
+    }
+    out(b, "# TYPE %s %s\n%s %.17g\n", m->name, t == FCFS_METRIC_COUNTER ? "counter" : "gauge",
+        m->name, v);
+  }
+}
+
 char *fcfs_metrics_render(const fcfs_shm_t *shm, size_t *len) {
   buf_t b = {malloc(16384), 0, 16384, 0};
   if (b.p == NULL) return NULL;
 
   out(&b, "# HELP fcfs_requests_total Requests answered, by route pattern and status.\n"
           "# TYPE fcfs_requests_total counter\n");
-  /* Merge route/status pairs across workers: small tables, quadratic is fine. */
-  for (int i = 0; i < FCFS_MAX_WORKERS; i++) {
-    if (!live(shm, i)) continue;
-    for (int r = 0; r < FCFS_ROUTE_SLOTS; r++) {
-      const fcfs_route_stat_t *rs = &shm->w[i].routes[r];
-      if (!rs->used) continue;
-      int seen = 0;
-      for (int j = 0; j < i && !seen; j++) {
-        if (!live(shm, j)) continue;
-        for (int k = 0; k < FCFS_ROUTE_SLOTS && !seen; k++) {
-          const fcfs_route_stat_t *o = &shm->w[j].routes[k];
-          seen = o->used && o->status == rs->status && strcmp(o->route, rs->route) == 0;
-        }
-      }
-      if (seen) continue;
-      uint64_t total = 0;
-      for (int j = i; j < FCFS_MAX_WORKERS; j++) {
-        if (!live(shm, j)) continue;
-        for (int k = 0; k < FCFS_ROUTE_SLOTS; k++) {
-          const fcfs_route_stat_t *o = &shm->w[j].routes[k];
-          if (o->used && o->status == rs->status && strcmp(o->route, rs->route) == 0)
-            total += o->count;
-        }
-      }
-      out(&b, "fcfs_requests_total{route=\"");
-      out_label(&b, rs->route);
-      out(&b, "\",status=\"%u\"} %llu\n", rs->status, (unsigned long long)total);
-    }
+  /* Merge route/status pairs across workers: sort them all, sum runs. Room
+   * for the workers live now (one more may start meanwhile: bounded). */
+  size_t n = 0, cap = FCFS_ROUTE_SLOTS * (SUM(1) + 1);
+  const fcfs_route_stat_t **rs = malloc(sizeof(*rs) * cap);
+  if (rs == NULL) {
+    free(b.p);
+    return NULL;
   }
+  for (int i = 0; i < FCFS_MAX_WORKERS; i++)
+    for (int r = 0; live(shm, i) && r < FCFS_ROUTE_SLOTS && n < cap; r++)
+      if (shm->w[i].routes[r].used) rs[n++] = &shm->w[i].routes[r];
+  qsort(rs, n, sizeof(*rs), route_cmp);
+  for (size_t i = 0; i < n;) {
+    uint64_t total = 0;
+    size_t j = i;
+    for (; j < n && route_cmp(&rs[i], &rs[j]) == 0; j++)
+      total += rs[j]->count;
+    out(&b, "fcfs_requests_total{route=\"");
+    out_label(&b, rs[i]->route);
+    out(&b, "\",status=\"%u\"} %llu\n", rs[i]->status, (unsigned long long)total);
+    i = j;
+  }
+  free(rs);
+  out(&b, "# HELP fcfs_requests_unlabelled_total Requests beyond the route x status table "
+          "(FCFS_ROUTE_SLOTS per worker).\n# TYPE fcfs_requests_unlabelled_total counter\n");
   out(&b, "fcfs_requests_unlabelled_total %llu\n", (unsigned long long)SUM(w->routes_overflow));
 
   out(&b, "# HELP fcfs_request_duration_seconds Time from request parsed to response queued.\n"
@@ -206,6 +355,8 @@ char *fcfs_metrics_render(const fcfs_shm_t *shm, size_t *len) {
   out(&b, "# TYPE fcfs_pool_connections gauge\n");
   pool_metrics(&b, shm, "redis", offsetof(fcfs_worker_slot_t, redis));
   pool_metrics(&b, shm, "mysql", offsetof(fcfs_worker_slot_t, mysql));
+  shared_metrics(&b, shm);
+  app_metrics(&b, shm);
   if (b.oom) {
     free(b.p);
     return NULL;

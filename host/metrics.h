@@ -9,6 +9,14 @@
 
 void fcfs_metrics_request(fcfs_worker_slot_t *s, const char *route, int status, double seconds);
 
+/* The slot of the app metric called name, claimed for type when new (the
+ * same slot on every worker and across reloads); -1 with *err when the name
+ * is invalid, taken by the other type, or no slot is left. */
+int fcfs_metrics_declare(fcfs_shm_t *shm, const char *name, const char *help, int type,
+                         const char **err);
+/* Add n to an app counter, atomically across processes. */
+void fcfs_metrics_counter_add(fcfs_app_metric_t *m, double n);
+
 /* Render the whole node's metrics; returns a malloc'ed string (caller frees)
  * and its length, or NULL when out of memory. */
 char *fcfs_metrics_render(const fcfs_shm_t *shm, size_t *len);

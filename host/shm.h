@@ -10,14 +10,35 @@
 #ifndef FCFS_SHM_H
 #define FCFS_SHM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include "conf.h"
 #include "stats.h"
 
 #define FCFS_MAX_WORKERS 64
-#define FCFS_ROUTE_SLOTS 128
+/* Route x status pairs per worker (open addressing): a few hundred pairs at
+ * a low load factor. Pairs beyond are counted in routes_overflow. */
+#define FCFS_ROUTE_SLOTS 1024
 #define FCFS_ROUTE_LEN 64
 #define FCFS_LAT_BUCKETS 15
+/* host.metrics.counter/gauge of the application, keyed by name. */
+#define FCFS_APP_METRICS 256
+#define FCFS_METRIC_NAME 64
+#define FCFS_METRIC_HELP 160
+
+enum { FCFS_METRIC_FREE = 0, FCFS_METRIC_COUNTER = 1, FCFS_METRIC_GAUGE = 2, FCFS_METRIC_CLAIMED };
+
+/* Written once by the process that claims it (type last); counter is added
+ * to by every worker with a compare-and-swap; a gauge has one value per
+ * worker, in the worker's slot. */
+typedef struct {
+  char name[FCFS_METRIC_NAME];
+  char help[FCFS_METRIC_HELP];
+  uint32_t type; /* FCFS_METRIC_*, read and written atomically */
+  uint32_t pad;
+  uint64_t counter_bits; /* a double, as bits for the compare-and-swap */
+} fcfs_app_metric_t;
 
 typedef struct {
   char route[FCFS_ROUTE_LEN];
@@ -28,8 +49,9 @@ typedef struct {
 
 typedef struct {
   volatile int64_t pid;
-  volatile uint64_t heartbeat_ms; /* CLOCK_MONOTONIC, comparable across processes */
-  volatile uint64_t generation;   /* the VM generation this worker serves */
+  volatile uint64_t heartbeat_ms;  /* CLOCK_MONOTONIC, comparable across processes */
+  volatile uint64_t generation;    /* the VM generation this worker serves */
+  volatile uint32_t signals_ready; /* its HUP/USR1/USR2 handlers are in place (0 at spawn) */
   uint64_t reloads, reload_failures;
   uint64_t in_flight, connections, requests;
   uint64_t accepts; /* with requests: progress the master sees while a busy loop misses a beat */
@@ -44,10 +66,13 @@ typedef struct {
   volatile uint64_t prepared;       /* generation built (or refused), written last */
   volatile uint32_t prepared_state; /* FCFS_RELOAD_OK (ready to swap) or _FAILED */
   char prepared_err[1024];
+  double app_gauges[FCFS_APP_METRICS]; /* this worker's value of each app gauge */
 } fcfs_worker_slot_t;
 
 typedef struct {
   uint64_t magic;
+  uint64_t size;                /* bytes mapped, this struct and the dictionaries */
+  uint64_t dicts_off;           /* where the shared dictionaries start, 0 = none */
   volatile uint64_t generation; /* wanted by the latest reload order */
   volatile int64_t master_pid;  /* 0 in single-process mode */
   int32_t workers;
@@ -56,14 +81,18 @@ typedef struct {
   volatile uint64_t accepted; /* the generation every worker runs (its snapshot) */
   volatile uint64_t decided;  /* the latest generation accepted or refused, written last */
   char decided_err[1024];     /* why `decided` was refused */
+  fcfs_app_metric_t app[FCFS_APP_METRICS];
   fcfs_worker_slot_t w[FCFS_MAX_WORKERS];
 } fcfs_shm_t;
 
-/* Create a zeroed segment; *fd receives its descriptor (not close-on-exec
+/* Create a zeroed segment with room for, and the layout of, the shared
+ * dictionaries of conf; *fd receives its descriptor (not close-on-exec
  * is set by the caller that passes it on). NULL on failure. */
-fcfs_shm_t *fcfs_shm_create(int *fd);
+fcfs_shm_t *fcfs_shm_create(const fcfs_conf_t *conf, int *fd);
 fcfs_shm_t *fcfs_shm_attach(int fd);
 void fcfs_shm_detach(fcfs_shm_t *shm);
+/* The shared dictionaries' region (shared.h), or NULL when none. */
+void *fcfs_shm_dicts(const fcfs_shm_t *shm);
 
 uint64_t fcfs_monotonic_ms(void);
 

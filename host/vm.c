@@ -672,6 +672,11 @@ static fcfs_vm_t *vm_open(fcfs_worker_t *w, uint64_t generation, const char *dir
   lua_setfield(L, -2, "host");
   lua_pop(L, 2);
 
+  /* $FCFS_LUA_INIT: a Lua file run first in every VM, like LUA_INIT of the standalone
+   * interpreter (the test suite's line counter, spec/support/coverage.lua). */
+  const char *init = getenv("FCFS_LUA_INIT");
+  if (init && init[0] && (luaL_loadfile(L, init) != 0 || lua_pcall(L, 0, 0, 1) != 0))
+    return vm_fail(vm, err, errlen);
   if (luaL_loadbuffer(L, prelude, strlen(prelude), "=prelude") != 0) return vm_fail(vm, err, errlen);
   lua_pushlightuserdata(L, &host_yield_key);
   if (lua_pcall(L, 1, 0, 1) != 0) return vm_fail(vm, err, errlen);

@@ -398,7 +398,8 @@ static void first_init_done(fcfs_vm_t *vm, const char *err, void *arg) {
     w->watch = fcfs_watch_start(&w->loop, w->conf->lua_dir, on_lua_changed, w);
   fcfs_log(FCFS_LOG_NOTICE, "worker %d serving %s, generation %llu", w->id, w->conf->listen,
            (unsigned long long)w->generation);
-  if (has_master(w) && w->shm->accepted > w->generation) start_reload(w); /* accepted meanwhile */
+  /* a reload accepted or under way meanwhile (reload_start knows which) */
+  if (has_master(w)) start_reload(w);
 }
 
 int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, int admin_fd,
@@ -419,7 +420,7 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
              fcfs_crypto_seal_key_count(w->crypto),
              fcfs_crypto_has_blind_key(w->crypto) ? "set" : "not set",
              fcfs_crypto_has_token_key(w->crypto) ? "set" : "not set");
-  w->shm = shm_own ? fcfs_shm_create(&shm_fd) : fcfs_shm_attach(shm_fd);
+  w->shm = shm_own ? fcfs_shm_create(conf, &shm_fd) : fcfs_shm_attach(shm_fd);
   if (w->shm == NULL || id < 0 || id >= FCFS_MAX_WORKERS) {
     fcfs_log(FCFS_LOG_ERROR, "cannot map the shared memory segment");
     goto fail;
@@ -451,6 +452,8 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
     w->sigs[i].data = w;
     uv_signal_start(&w->sigs[i], on_signal, signums[i]);
   }
+  /* From now on the master signals us; what it decided before, we read below. */
+  __atomic_store_n(&w->slot->signals_ready, 1, __ATOMIC_SEQ_CST);
   signal(SIGPIPE, SIG_IGN);
   /* Workers share one listener: take one connection per wake-up so a burst
    * of connects spreads over the workers instead of landing on the first. */
@@ -495,7 +498,7 @@ fail:
 static fcfs_worker_t *detached_new(const fcfs_conf_t *conf, char *err, size_t errlen) {
   fcfs_worker_t *w = calloc(1, sizeof(*w));
   int shm_fd = -1;
-  if (w == NULL || (w->shm = fcfs_shm_create(&shm_fd)) == NULL) {
+  if (w == NULL || (w->shm = fcfs_shm_create(conf, &shm_fd)) == NULL) {
     snprintf(err, errlen, w ? "cannot create shared memory" : "out of memory");
     free(w);
     return NULL;

@@ -379,15 +379,8 @@ describe("host.crypto secrets at start", function()
         local f = assert(io.open(conf, "w"))
         f:write(conf_text)
         f:close()
-        local envs = { "env -u FCFS_SECRET_SEAL_KEYS -u FCFS_SECRET_BLIND_KEY -u FCFS_SECRET_TOKEN_KEY",
-            "-u FCFS_SECRETS_FILE -u FCFS_DEV" }
-        for k, v in pairs(env or {}) do
-            insert(envs, q(k .. "=" .. v))
-        end
-        local bin = os.getenv("FCFS_BIN") or "build/fcfs"
-        if bin:sub(1, 1) ~= "/" then bin = server.root .. "/" .. bin end
-        return sh(format("cd %s && timeout 20 %s %s -c %s %s </dev/null", q(dir), concat(envs, " "),
-            q(bin), q(conf), args or ""))
+        -- the caller's FCFS_* (secrets included) are not passed on
+        return server.run(format("-c %s %s", q(conf), args or ""), env, { cwd = dir, timeout = 20 })
     end
 
     local function conf(dev)

@@ -313,7 +313,7 @@ describe("host core, one worker", function()
         end
         assert.equal(100, ok)
         assert.is_true(elapsed >= 0.2, "finished in " .. elapsed .. " s, before the sleep could end")
-        assert.is_true(elapsed < 1.5, "100 x sleep(0.2) took " .. elapsed .. " s (serialised?)")
+        assert.is_true(elapsed <= 0.5, "100 x sleep(0.2) took " .. elapsed .. " s (serialised?)")
         s:assert_no_errors(ALLOWED)
     end)
 
@@ -381,11 +381,8 @@ describe("host core, one worker", function()
         local code, out = s:cli("-t") -- the good app passes
         assert.equal(0, code, out)
         -- the same config with the bad Lua directory (FCFS_<KEY> overrides the file)
-        local p = assert(io.popen(format("cd '%s' && %s FCFS_LUA_DIR='%s' '%s' -c '%s' -t 2>&1; echo \"rc=$?\"",
-            s.dir, s.env_prefix, dir, s.bin, s.conf_path)))
-        out = p:read("*a")
-        p:close()
-        assert.equal("1", out:match("rc=(%d+)%s*$"), out)
+        code, out = s:cli("-t", { FCFS_LUA_DIR = dir })
+        assert.equal(1, code, out)
         assert.matches("not allowed while modules load", out, 1, true)
         assert.matches("host.sleep", out, 1, true)
         assert.matches("app.lua:2", out, 1, true)
@@ -470,7 +467,7 @@ describe("host core, request deadline", function()
 end)
 
 describe("host core, two workers", function()
-    it("restarts a worker killed with SIGKILL within about a second, and keeps serving", function()
+    it("restarts a worker killed with SIGKILL within a second, and keeps serving", function()
         local s = start{ workers = 2 }
         finally(function()
             s:stop()
@@ -485,7 +482,7 @@ describe("host core, two workers", function()
             return #pids == 2 and not contains(pids, victim) and pids
         end, 5, "a new worker pid")
         local took = socket.gettime() - t0
-        assert.is_true(took < 1.5, "the new worker came after " .. took .. " s")
+        assert.is_true(took <= 1.0, "the new worker came after " .. took .. " s")
         local fresh
         for _, p in ipairs(now) do
             if not contains(before, p) then

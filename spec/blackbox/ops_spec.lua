@@ -119,18 +119,14 @@ describe("ops", function()
 end)
 
 describe("config", function()
-    local fcfs = os.getenv("FCFS_BIN") or "build/fcfs"
-
     local function run(conf_src, env)
         local path = os.tmpname()
         local f = assert(io.open(path, "w"))
         f:write(conf_src)
         f:close()
-        local p = assert(io.popen((env or "") .. " " .. fcfs .. " -c " .. path .. " -t 2>&1; echo rc=$?"))
-        local out = p:read("*a")
-        p:close()
+        local rc, out = server.run({ "-c", path, "-t" }, env)
         os.remove(path)
-        return tonumber(out:match("rc=(%d+)%s*$")), out
+        return rc, out
     end
 
     it("refuses an unknown key, naming it", function()
@@ -149,10 +145,10 @@ describe("config", function()
     end)
 
     it("takes FCFS_<KEY> from the environment over the file, and refuses a bad one", function()
-        local rc, out = run('return { lua_dir = "lua" }', "FCFS_LUA_DIR=/nonexistent")
+        local rc, out = run('return { lua_dir = "lua" }', { FCFS_LUA_DIR = "/nonexistent" })
         assert.equal(1, rc)
         assert.matches("/nonexistent", out, 1, true)
-        rc, out = run('return { lua_dir = "lua" }', "FCFS_HEADER_TIMEOUT=soon")
+        rc, out = run('return { lua_dir = "lua" }', { FCFS_HEADER_TIMEOUT = "soon" })
         assert.equal(1, rc)
         assert.matches("FCFS_HEADER_TIMEOUT", out, 1, true)
     end)

@@ -54,9 +54,20 @@ app:get("/load", function(req)
     check(redis.call("SET", key, "v" .. i))
     local hold = tonumber(req:arg("hold"))
     if hold then host.sleep(hold) end
+    -- barrier=N: stay in flight until N requests have come this far (at most 10 s); the count
+    -- seen proves how many were in flight at once
+    local barrier, seen = tonumber(req:arg("barrier")), nil
+    if barrier then
+        seen = check(redis.call("INCR", "load:inflight"))
+        local deadline = host.now() + 10
+        while seen < barrier and host.now() < deadline do
+            host.sleep(0.05)
+            seen = tonumber(check(redis.call("GET", "load:inflight")))
+        end
+    end
     local v = check(redis.call("GET", key))
     check(redis.call("INCR", "load:count"))
-    return { json = { i = i, v = v } }
+    return { json = { i = i, v = v, seen = seen } }
 end)
 
 -- 1b: a barrier: count in at Redis, then wait (polling) until `n` requests have come in; the
@@ -340,17 +351,18 @@ describe("host.redis", function()
         end
     end)
 
-    it("serves 1,000 concurrent requests over at most workers x redis_connections connections", function()
+    it("serves 1,000 requests in flight at once over at most workers x redis_connections connections", function()
         local paths = {}
         for i = 1, 1000 do
-            paths[i] = "/load?hold=0.3&i=" .. i
+            paths[i] = "/load?barrier=1000&i=" .. i
         end
         local results, elapsed = ctl.fanout{ port = s.port, paths = paths, timeout = 20 }
         local bad = {}
         for i = 1, 1000 do
             local res = results[i]
             local body = res.status == 200 and cjson.decode(res.body)
-            if not (body and body.i == tostring(i) and body.v == "v" .. i) then
+            -- seen = 1000: the request was still in flight when the 1,000th arrived
+            if not (body and body.i == tostring(i) and body.v == "v" .. i and body.seen == 1000) then
                 bad[#bad + 1] = format("#%d: %s %s", i, tostring(res.status or res.err), tostring(res.body))
                 if #bad > 5 then
                     break
@@ -359,7 +371,7 @@ describe("host.redis", function()
         end
         assert.same({}, bad)
         assert.equal(1000, tonumber(r:call("GET", "load:count")))
-        -- every request held 0.3 s: run one after another they would take 300 s
+        assert.equal(1000, tonumber(r:call("GET", "load:inflight")))
         assert.is_true(elapsed < 15, "took " .. elapsed .. " s")
         local n = fcfs_clients(r, "127.0.0.1:")
         assert.is_true(n >= 1 and n <= WORKERS * CONNECTIONS, n .. " fcfs connections")

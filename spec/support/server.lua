@@ -10,9 +10,10 @@
 --   }
 --   s.port, s.url, s.dir, s:pid(), s:worker_pids(), s:conn_per_worker(n), s:error_log(),
 --   s:write_lua(path, src),
---   s:signal("HUP"), s:cli("-s reload") -> code, output, s:stop(), s:assert_no_errors{patterns}
+--   s:signal("HUP"), s:cli("-s reload" [, env]) -> code, output, s:stop(), s:assert_no_errors{patterns}
 --   s.admin_sock, s:admin{ method=, path=, ... } -> res, err  (HTTP on the admin unix socket, where
 --   /_host/* and /metrics live), s:metrics() -> the Prometheus text
+--   server.run("-c file -t", env, { cwd =, timeout = }) -> code, output   -- outside any server
 --
 -- Each server gets its own directory from mktemp -d (under $TMPDIR; `etc/dev test` points that at
 -- its throw-away directory): lua/ mirrors the repository's lua/ as symlinks (so `require "lib.web"`
@@ -23,6 +24,9 @@
 -- are not passed on, so a spec sees exactly its own config. The binary is $FCFS_BIN (default
 -- build/fcfs). s:stop() removes the directory (keep it with FCFS_TEST_KEEP=1); the logs stay
 -- readable through s:error_log().
+-- Sanitizer reports of every process started here (server, s:cli, server.run) are written to
+-- files (ASAN_OPTIONS/UBSAN_OPTIONS log_path) and checked: s:cli and server.run raise after a
+-- command that left one, s:stop() raises when the server left one.
 local socket = require "socket"
 local http = require "spec.support.http"
 local shell = require "spec.support.shell"
@@ -142,6 +146,56 @@ local function lua_value(v, indent)
     error("config value of type " .. t)
 end
 
+-- Sanitizer reports go to files <dir>/sanitizer.<pid> (log_path), so the report of any process
+-- the suite starts is found, whether or not its output is looked at.
+local function sanitizer_env(env, dir)
+    for _, name in ipairs({ "ASAN_OPTIONS", "UBSAN_OPTIONS" }) do
+        if env[name] == nil then
+            local cur = os.getenv(name) or ""
+            env[name] = (cur ~= "" and cur .. ":" or "") .. "log_path=" .. dir .. "/sanitizer"
+        end
+    end
+    return env
+end
+
+-- Under `etc/dev test --coverage` ($FCFS_LUA_COVERAGE), the host runs spec/support/coverage.lua
+-- first in every VM.
+local function coverage_env(env)
+    local cov = os.getenv("FCFS_LUA_COVERAGE")
+    if cov and cov ~= "" and env.FCFS_LUA_INIT == nil then
+        env.FCFS_LUA_INIT = server.root .. "/spec/support/coverage.lua"
+        env.FCFS_LUA_COVERAGE = cov
+    end
+    return env
+end
+
+local function copy(t)
+    local c = {}
+    for k, v in pairs(t or {}) do
+        c[k] = v
+    end
+    return c
+end
+
+-- The sanitizer reports under dir and the sanitizer lines of the given output, as one text (nil
+-- when there is none).
+local SANITIZER = { "AddressSanitizer", "LeakSanitizer", "runtime error:" }
+
+local function sanitizer_reports(dir, output)
+    local found = {}
+    local _, files = sh("ls " .. q(dir) .. " 2>/dev/null | grep '^sanitizer\\.'")
+    for name in files:gmatch("[^\n]+") do
+        insert(found, "-- " .. dir .. "/" .. name .. ":\n" .. tail(read_file(dir .. "/" .. name), 40))
+    end
+    for _, word in ipairs(SANITIZER) do
+        if output and output:find(word, 1, true) then
+            insert(found, "-- sanitizer report in the output:\n" .. tail(output, 40))
+            break
+        end
+    end
+    return #found > 0 and concat(found, "\n") or nil
+end
+
 -- `env -u` for every FCFS_* variable of our environment that the spec did not ask for.
 local function env_prefix(env)
     local _, out = sh("env")
@@ -223,7 +277,7 @@ function server.start(opts)
     s.admin_sock = conf.admin_listen:match("^unix:(.*)$")
     write_file(s.conf_path, "-- written by spec/support/server.lua\nreturn " .. lua_value(conf) .. "\n")
 
-    s.env_prefix = env_prefix(s.env)
+    s.env_prefix = env_prefix(sanitizer_env(coverage_env(copy(s.env)), dir))
     -- a simple command after `&`, so $! is the pid of fcfs itself (env execs it)
     local _, out = sh(format("cd %s || exit 1; %s %s -c %s </dev/null >>%s 2>&1 & echo $! >%s; cat %s",
         q(dir), s.env_prefix, q(bin), q(s.conf_path), q(dir .. "/stderr.log"),
@@ -240,9 +294,10 @@ function server.start(opts)
         if gone or socket.gettime() > deadline then
             local why = gone and "exited" or "did not answer GET /healthz within "
                 .. (opts.start_timeout or 10) .. " s"
-            s:stop()
-            error(format("fcfs %s (%s -c %s)\n-- error.log:\n%s\n-- stderr:\n%s", why, bin, s.conf_path,
-                tail(s:error_log(), 30), tail(s:stderr(), 30)), 2)
+            pcall(s.stop, s)
+            error(format("fcfs %s (%s -c %s)\n-- error.log:\n%s\n-- stderr:\n%s%s", why, bin, s.conf_path,
+                tail(s:error_log(), 30), tail(s:stderr(), 30),
+                s.final_sanitizer and ("\n" .. s.final_sanitizer) or ""), 2)
         end
         socket.sleep(0.05)
     end
@@ -348,17 +403,49 @@ function S:signal(sig, pid)
     return sh(format("kill -s %s %d", sig, pid)) == 0
 end
 
--- Run `$FCFS_BIN -c <conf> <args>` (args: a string or a list of words); returns code, output.
-function S:cli(args)
+local function words(args)
     if type(args) == "table" then
-        local words = {}
+        local w = {}
         for i, a in ipairs(args) do
-            words[i] = q(a)
+            w[i] = q(a)
         end
-        args = concat(words, " ")
+        return concat(w, " ")
     end
-    return sh(format("cd %s && %s %s -c %s %s </dev/null", q(self.dir), self.env_prefix or "env",
-        q(self.bin), q(self.conf_path), args or ""))
+    return args or ""
+end
+
+-- Run `$FCFS_BIN -c <conf> <args>` (args: a string or a list of words) with the server's
+-- environment plus env (e.g. { FCFS_LUA_DIR = ... }); returns code, output. Raises when the
+-- command (or the server meanwhile) left a sanitizer report.
+function S:cli(args, env)
+    local extra = {}
+    for k, v in pairs(env or {}) do
+        insert(extra, q(k .. "=" .. tostring(v)))
+    end
+    local code, out = sh(format("cd %s && %s %s %s -c %s %s </dev/null", q(self.dir), self.env_prefix or "env",
+        concat(extra, " "), q(self.bin), q(self.conf_path), words(args)))
+    local report = sanitizer_reports(self.dir, out)
+    if report then
+        error("sanitizer report after fcfs " .. words(args) .. ":\n" .. report, 2)
+    end
+    return code, out
+end
+
+-- Run `$FCFS_BIN <args>` outside any server (e.g. `-c file -t`), env a table of variables (the
+-- caller's FCFS_* are not passed on); opts.cwd its directory, opts.timeout seconds before it is
+-- killed (default 60). Returns code, output; raises on a sanitizer report.
+function server.run(args, env, opts)
+    opts = opts or {}
+    local _, dir = sh("mktemp -d \"${TMPDIR:-/tmp}/fcfs-run.XXXXXX\"")
+    dir = dir:gsub("%s+$", "")
+    local code, out = sh(format("cd %s && %s timeout %d %s %s </dev/null", q(opts.cwd or dir),
+        env_prefix(sanitizer_env(coverage_env(copy(env)), dir)), opts.timeout or 60, q(binary()), words(args)))
+    local report = sanitizer_reports(dir, out)
+    sh("rm -rf " .. q(dir))
+    if report then
+        error("sanitizer report after fcfs " .. words(args) .. ":\n" .. report, 2)
+    end
+    return code, out
 end
 
 -- TERM the master, wait up to 5 s, then KILL it and any worker left. Keeps the logs in memory and
@@ -393,13 +480,16 @@ function S:stop()
     self.final_error_log = self:error_log()
     self.final_stderr = self:stderr()
     self.final_access_log = self:access_log()
+    self.final_sanitizer = sanitizer_reports(self.dir, self.final_stderr)
     if os.getenv("FCFS_TEST_KEEP") ~= "1" then
         sh("rm -rf " .. q(self.dir))
+    end
+    if self.final_sanitizer then
+        error("sanitizer report of fcfs:\n" .. self.final_sanitizer, 2)
     end
 end
 
 local BAD_LEVEL = { "%[error%]", "%[crit%]", "%[alert%]", "%[emerg%]" }
-local SANITIZER = { "AddressSanitizer", "LeakSanitizer", "runtime error:" }
 
 -- Fail when the error log has an [error] (or worse) line that matches none of the allowed Lua
 -- patterns, or the process output shows a sanitizer report. Call it after s:stop() to also cover
@@ -424,12 +514,9 @@ function S:assert_no_errors(allowed)
             end
         end
     end
-    local err = self:stderr()
-    for _, word in ipairs(SANITIZER) do
-        if err:find(word, 1, true) then
-            insert(bad, "sanitizer report in stderr:\n" .. tail(err, 40))
-            break
-        end
+    local report = self.final_sanitizer or (not self.stopped and sanitizer_reports(self.dir, self:stderr()))
+    if report then
+        insert(bad, "sanitizer report:\n" .. report)
     end
     if #bad > 0 then
         error("unexpected errors in the fcfs log:\n" .. concat(bad, "\n"), 2)
