@@ -31,21 +31,8 @@ ulimit -n "$want"
 bench_init
 client=$BENCH_TMP/flash_client
 bench_run cc -O2 -Wall -Wextra -o "$client" "$BENCH_ROOT/bench/flash_client.c"
-svc=$BENCH_TMP/svc
-FCFS_DEV_REDIS_PORT=0 FCFS_DEV_MYSQL_PORT=0 bash "$BENCH_ROOT/etc/dev" services start "$svc" >&2
-bench_on_exit "bash '$BENCH_ROOT/etc/dev' services stop '$svc'"
-key() { head -c 32 /dev/urandom | base64 -w0; }
-FCFS_SECRET_SEAL_KEYS="1:$(key)" FCFS_SECRET_BLIND_KEY=$(key) FCFS_SECRET_TOKEN_KEY=$(key)
-export FCFS_SECRET_SEAL_KEYS FCFS_SECRET_BLIND_KEY FCFS_SECRET_TOKEN_KEY
-pw=$(luajit -e "print(dofile('$BENCH_ROOT/etc/fcfs.lua').mysql_password)")
-db=$(luajit -e "print(dofile('$BENCH_ROOT/etc/fcfs.lua').mysql_database)")
-fcfs_start "redis = \"unix:$svc/redis/redis.sock\"" "mysql_socket = \"$svc/mysql/mysql.sock\"" \
-  "mysql_password = \"$pw\"" "migrations_dir = \"$BENCH_ROOT/migrations\"" \
-  "shared_dicts = { revoked = \"8m\", catalog = \"8m\" }" "mysql_wait_timeout = 5" \
-  "max_connections = $((N + 1000))" "idle_timeout = 300" \
-  "app = { hold_seconds = $HOLD_SECONDS, payment = { failure_rate = $FAILURE_RATE } }"
-"$FCFS_BIN" -c "$FCFS_CONF" migrate >&2
-sql() { mariadb --no-defaults --socket="$svc/mysql/mysql.sock" -u"$(id -un)" "$db" -N -e "$1"; }
+shop_start "shared_dicts = { revoked = \"8m\", catalog = \"8m\" }" "max_connections = $((N + 1000))" \
+  "idle_timeout = 300" "app = { hold_seconds = $HOLD_SECONDS, payment = { failure_rate = $FAILURE_RATE } }"
 
 tokens=$BENCH_TMP/tokens.txt
 setup=$(cd "$BENCH_ROOT" && "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_setup.lua "$N" "$S" "$OPENS_IN" "$tokens")
@@ -62,13 +49,13 @@ last_paid=$(date +%s.%N)
 # MySQL must hold exactly the paid orders within 2 s of the last successful payment
 paid_mysql=0
 for _ in $(seq 20); do
-  paid_mysql=$(sql "SELECT COUNT(*) FROM flash_orders WHERE product_id = $pid AND state = 'PAID'")
+  paid_mysql=$(shop_sql "SELECT COUNT(*) FROM flash_orders WHERE product_id = $pid AND state = 'PAID'")
   [[ $paid_mysql -ge $(sed -n 's/.* paid=\([0-9]*\).*/\1/p' <<<"$result") ]] && break
   sleep 0.1
 done
 in_time=$(awk -v a="$last_paid" -v b="$(date +%s.%N)" 'BEGIN { print (b - a <= 2) ? "yes" : "no" }')
 oversold=$((paid_mysql > S ? paid_mysql - S : 0))
-dups=$(sql "SELECT COUNT(*) FROM (SELECT user_id FROM flash_orders WHERE product_id = $pid AND state = 'PAID' \
+dups=$(shop_sql "SELECT COUNT(*) FROM (SELECT user_id FROM flash_orders WHERE product_id = $pid AND state = 'PAID' \
   GROUP BY user_id HAVING COUNT(*) > 1) d")
 rec=$(cd "$BENCH_ROOT" && "$FCFS_BIN" -c "$FCFS_CONF" run lua/cli/reconcile.lua "$pid" 2>&1) && rec_ok=OK || rec_ok=FAILED
 echo "# reconcile: $rec"
