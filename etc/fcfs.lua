@@ -124,5 +124,17 @@ return {
     lifecycle_max_batches = 10,      -- ... and transactions per step and run (bounded catch-up)
     stock_cache_ttl = 1,             -- s GET /api/products/:id/stock may lag a write made on another host
     idempotency_ttl = 86400,         -- s an Idempotency-Key record is kept (at least)
+    -- flash purchase (lua/flash.lua, lua/payment.lua)
+    hold_seconds = 300,              -- s a flash hold waits for its payment, then the unit goes back
+    flash_sweep_interval = 0.5,      -- s between two expiry sweeps (every worker; also refreshes the gate
+                                     --   and drains the order events into MySQL)
+    flash_watch_interval = 1,        -- s between two Redis run id checks (worker 0; a change -> rebuild)
+    flash_events_batch = 100,        -- order events per product per batch (one MySQL transaction)
+    flash_events_max_batches = 10,   -- ... and batches per product per run (bounded catch-up)
+    flash_events_claim_idle = 30,    -- s an event read by a consumer stays unacknowledged before another takes it
+    payment = {                      -- the built-in payment simulator
+      failure_rate = 0.2,            -- probability that a charge is declined (402 PAYMENT_FAILED)
+      latency = 0,                   -- s a charge takes
+    },
   },
 }

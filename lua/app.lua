@@ -29,6 +29,7 @@ local wishlist = require "wishlist"
 local orders = require "orders"
 local lifecycle = require "jobs.lifecycle"
 local sessions = require "sessions"
+local flash = require "flash"
 
 local pcall, tostring = pcall, tostring
 local fail = web.fail
@@ -127,6 +128,10 @@ products.routes(app)
 wishlist.routes(app)
 orders.routes(app)
 app:init_worker(lifecycle.start)
+
+-- the flash purchase: entry, pay, cancel, the hold expiry sweeper
+flash.routes(app)
+app:init_worker(flash.start)
 
 app.ready_check = ready_check
 app.admin_only = admin_only

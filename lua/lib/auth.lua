@@ -28,10 +28,11 @@
 -- Entries in host.shared.revoked expire with the access-token lifetime.
 local web = require "lib.web"
 local host = require "host"
+local channel = require "lib.channel"
 
 local tonumber, tostring, type, concat = tonumber, tostring, type, table.concat
 local find, match, sub, gmatch, format = string.find, string.match, string.sub, string.gmatch, string.format
-local floor, min = math.floor, math.min
+local floor = math.floor
 local fail = web.fail
 
 local _M = {
@@ -162,52 +163,13 @@ function _M.rebuild()
     return true
 end
 
-local function apply_message(msg)
-    -- {"message", channel, payload}; the SUBSCRIBE confirmation and others are ignored
-    if type(msg) ~= "table" or msg[1] ~= "message" or type(msg[3]) ~= "string" then return end
+local function apply_message(payload)
     local ttl = _M.access_ttl()
-    for sid in gmatch(msg[3], "%d+") do remember(sid, ttl) end
+    for sid in gmatch(payload, "%d+") do remember(sid, ttl) end
 end
 
--- One subscription: subscribe, rebuild, then apply messages until the connection fails or the VM
--- generation retires (host.exiting()). Returns whether it got as far as listening, and the reason
--- it ended.
-local function subscribe_once()
-    local pin, err = host.redis.pin()
-    if not pin then return false, err end
-    pin:set_timeout(1) -- the read below wakes up every second to look at host.exiting()
-    local ok
-    ok, err = pin:call("SUBSCRIBE", _M.CHANNEL)
-    if ok then
-        ok, err = _M.rebuild()
-    end
-    if ok then
-        while not host.exiting() do
-            local msg
-            msg, err = pin:read_reply()
-            if msg then
-                apply_message(msg)
-            elseif err ~= "timeout" then
-                break
-            end
-        end
-    end
-    pin:release()
-    return ok and true or false, err
-end
-
-local function subscriber(premature)
-    if premature then return end
-    local backoff = 0.05
-    while not host.exiting() do
-        local listened, err = subscribe_once()
-        if host.exiting() then break end
-        if listened then backoff = 0.05 end
-        host.log("warn", "revocation subscriber: ", tostring(err), "; resubscribing in ", backoff, " s")
-        host.sleep(backoff)
-        backoff = min(backoff * 2, 1)
-    end
-end
+local state = { subscribed = false, backoff = 0.05 }
+_M.state = state
 
 -- auth.start(): for app:init_worker -- starts this worker's subscriber; it ends when the VM
 -- generation retires (host.exiting()). Without a host.shared.revoked dict (an
@@ -222,7 +184,8 @@ function _M.start()
     -- subscriber rebuilds again once subscribed, for what is revoked in between)
     local ok, err = _M.rebuild()
     if not ok then host.log("warn", "revocation set not rebuilt at start: ", tostring(err)) end
-    host.timer.at(0, subscriber)
+    host.timer.at(0, channel.follow(_M.CHANNEL, { label = "revocation subscriber", on_message = apply_message,
+        on_subscribed = _M.rebuild, state = state }))
 end
 
 return _M
