@@ -97,6 +97,7 @@ return {
   shared_dicts = {                 -- host.shared.NAME in every worker: name = size ("8m", "512k", bytes;
     revoked = "8m",                --   16k..1024m each, header and index included); made by the master,
     limits = "4m",                 --   kept across reloads; env: FCFS_SHARED_DICTS="revoked=8m,limits=4m"
+    catalog = "8m",                --   lua/products.lua: the stock read's cache (app.stock_cache_ttl)
   },
   -- node_id = "shop-1",           -- host.node_id; omitted = the hostname
 
@@ -116,5 +117,12 @@ return {
     mail_from = "fcfs <no-reply@fcfs.invalid>",
     public_url = "http://127.0.0.1:8080", -- base of the links in mails
     utc_offset = "+09:00",           -- the business time zone (Asia/Seoul) of the times the API shows
+    -- commerce (lua/products.lua, lua/orders.lua, lua/wishlist.lua, lua/jobs/lifecycle.lua)
+    day_seconds = 86400,             -- s in the order lifecycle's day D (SHIPPING at +1D, DELIVERED at +2D)
+    lifecycle_interval = 1,          -- s between two runs of the lifecycle scheduler (worker 0; absent: none)
+    lifecycle_batch = 100,           -- orders per scheduler transaction ...
+    lifecycle_max_batches = 10,      -- ... and transactions per step and run (bounded catch-up)
+    stock_cache_ttl = 1,             -- s GET /api/products/:id/stock may lag a write made on another host
+    idempotency_ttl = 86400,         -- s an Idempotency-Key record is kept (at least)
   },
 }

@@ -348,17 +348,18 @@ void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, si
   int is_head = h ? h->is_head : 0;
   if (blen > 0 && !is_head && status != 204 && status != 304)
     bufs[nb++] = uv_buf_init((char *)body, (unsigned)blen);
-  int rc = n > 0 ? conn_write(c, bufs, nb) : UV_EINVAL;
-  if (hbuf != head) free(hbuf);
-
+  /* Counted before the write: a client that reads /metrics right after its
+   * answer sees its own request. */
   double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
   fcfs_metrics_request(s->w->slot, r->route ? r->route : "-", status, secs);
-  if (fcfs_access_log_on()) access_log(c, status, blen, secs);
   if (c->in_flight) {
     c->in_flight = 0;
     s->busy--;
     slot_gauges(s);
   }
+  int rc = n > 0 ? conn_write(c, bufs, nb) : UV_EINVAL;
+  if (hbuf != head) free(hbuf);
+  if (fcfs_access_log_on()) access_log(c, status, blen, secs);
   if (r->task) fcfs_vm_cancel(r); /* answered by the host (504/503) while the task ran */
   if (r->http) http_req_free(r->http);
   r->http = NULL;

@@ -15,7 +15,8 @@
 -- "Admin listener only" routes answer 404 to requests from the public listener (req.admin is not
 -- set); the host itself already answers 404 to public requests for /_host/* before Lua runs.
 --
--- Domain routes: users.lua (members, sessions, my page). Each route declares its own access
+-- Domain routes: users.lua (members, sessions, my page); products.lua, wishlist.lua, orders.lua
+-- (commerce) with the order lifecycle scheduler jobs/lifecycle.lua. Each route declares its own access
 -- (lib/auth.lua: auth.member / auth.admin around the handler; a bare handler is public).
 local web = require "lib.web"
 local json = require "lib.json"
@@ -23,6 +24,10 @@ local host = require "host"
 local auth = require "lib.auth"
 local users = require "users"
 local mail = require "mail"
+local products = require "products"
+local wishlist = require "wishlist"
+local orders = require "orders"
+local lifecycle = require "jobs.lifecycle"
 local sessions = require "sessions"
 
 local pcall, tostring = pcall, tostring
@@ -116,6 +121,12 @@ users.routes(app)
 app:init_worker(auth.start)
 app:init_worker(mail.start)
 app:init_worker(sessions.start)
+
+-- commerce: catalog, wishlist, orders and the order lifecycle scheduler
+products.routes(app)
+wishlist.routes(app)
+orders.routes(app)
+app:init_worker(lifecycle.start)
 
 app.ready_check = ready_check
 app.admin_only = admin_only

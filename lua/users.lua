@@ -457,7 +457,9 @@ local function change_password(req)
 end
 
 local function mypage(req)
-    return { json = { profile = load_profile(req.auth.uid), wishlist = json.array(), recent_orders = json.array() } }
+    local uid = req.auth.uid
+    return { json = { profile = load_profile(uid), wishlist = require("wishlist").items_of(uid, 20),
+        recent_orders = require("orders").recent(req, uid, 5) } }
 end
 
 -- users.routes(app): the routes of the table in the header.
