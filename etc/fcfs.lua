@@ -97,9 +97,47 @@ return {
   shared_dicts = {                 -- host.shared.NAME in every worker: name = size ("8m", "512k", bytes;
     revoked = "8m",                --   16k..1024m each, header and index included); made by the master,
     limits = "4m",                 --   kept across reloads; env: FCFS_SHARED_DICTS="revoked=8m,limits=4m"
+    catalog = "8m",                --   lua/products.lua: the stock read's cache (app.stock_cache_ttl)
   },
   -- node_id = "shop-1",           -- host.node_id; omitted = the hostname
 
   -- stock gates (host.stock): per-product remaining/version/paused in shared memory
   stock_slots = 1024,              -- products with a gate at once; one more update gets nil, "full"
+
+  -- the application (host.config.app; free-form, read by the Lua side) ------------
+  app = {
+    -- members (lua/users.lua, lua/sessions.lua, lua/lib/auth.lua, lua/mail.lua)
+    access_ttl = 900,                -- s an access token lives (revocations are kept that long)
+    refresh_ttl = 1209600,           -- s a refresh token lives after its last use (14 days)
+    session_purge_interval = 3600,   -- s between purges of sessions over for a day (absent: none)
+    code_ttl = 300,                  -- s a mailed verification code lives
+    resend_interval = 60,            -- s between two verification mails to one address
+    login_max_failures_email = 5,    -- failed logins per email within login_failure_window -> 429
+    login_max_failures_ip = 20,      -- failed logins per client address within the window -> 429
+    login_failure_window = 900,      -- s
+    mail_transport = "file",         -- "file": one .eml per message under <run_dir>/mail/
+    mail_interval = 1,               -- s between two outbox sweeps of a worker
+    mail_from = "fcfs <no-reply@fcfs.invalid>",
+    public_url = "http://127.0.0.1:8080", -- base of the links in mails
+    utc_offset = "+09:00",           -- the business time zone (Asia/Seoul) of the times the API shows
+    -- commerce (lua/products.lua, lua/orders.lua, lua/wishlist.lua, lua/jobs/lifecycle.lua)
+    day_seconds = 86400,             -- s in the order lifecycle's day D (SHIPPING at +1D, DELIVERED at +2D)
+    lifecycle_interval = 1,          -- s between two runs of the lifecycle scheduler (worker 0; absent: none)
+    lifecycle_batch = 100,           -- orders per scheduler transaction ...
+    lifecycle_max_batches = 10,      -- ... and transactions per step and run (bounded catch-up)
+    stock_cache_ttl = 1,             -- s GET /api/products/:id/stock may lag a write made on another host
+    idempotency_ttl = 86400,         -- s an Idempotency-Key record is kept (at least)
+    -- flash purchase (lua/flash.lua, lua/payment.lua)
+    hold_seconds = 300,              -- s a flash hold waits for its payment, then the unit goes back
+    flash_sweep_interval = 0.5,      -- s between two expiry sweeps (every worker; also refreshes the gate
+                                     --   and drains the order events into MySQL)
+    flash_watch_interval = 1,        -- s between two Redis run id checks (worker 0; a change -> rebuild)
+    flash_events_batch = 100,        -- order events per product per batch (one MySQL transaction)
+    flash_events_max_batches = 10,   -- ... and batches per product per run (bounded catch-up)
+    flash_events_claim_idle = 30,    -- s an event read by a consumer stays unacknowledged before another takes it
+    payment = {                      -- the built-in payment simulator
+      failure_rate = 0.2,            -- probability that a charge is declined (402 PAYMENT_FAILED)
+      latency = 0,                   -- s a charge takes
+    },
+  },
 }

@@ -76,6 +76,8 @@ typedef struct {
   uint64_t pending_deadline_ms; /* refused when not every worker answered by then */
   int reload_again;             /* a HUP came during the pending reload */
   uint64_t previous;            /* accepted before shm->accepted: its snapshot is kept too */
+  uint64_t refused;             /* the last refused generation: its snapshot goes at the next
+                                   decision (a sibling may still be loading from it now) */
 } master_t;
 
 static const int signums[NSIGS] = {SIGHUP, SIGUSR2, SIGQUIT, SIGTERM, SIGINT, SIGUSR1};
@@ -198,6 +200,10 @@ static void decide(master_t *m, int ok, const char *err) {
   m->pending = 0;
   for (int i = 0; i < m->conf->workers; i++)
     m->kids[i].in_reload = 0;
+  /* A refusal is decided at the first worker's error, while its siblings may still be loading
+   * (requiring modules) from the refused snapshot: it is removed one decision later. */
+  if (m->refused) fcfs_reload_forget(m->conf, m->refused);
+  m->refused = 0;
   if (ok) {
     if (m->previous) fcfs_reload_forget(m->conf, m->previous);
     m->previous = shm->accepted;
@@ -205,7 +211,7 @@ static void decide(master_t *m, int ok, const char *err) {
     shm->decided_err[0] = '\0';
     fcfs_log(FCFS_LOG_NOTICE, "reload: generation %llu accepted", (unsigned long long)gen);
   } else {
-    fcfs_reload_forget(m->conf, gen);
+    m->refused = gen;
     snprintf(shm->decided_err, sizeof(shm->decided_err), "%s", err);
     fcfs_log(FCFS_LOG_ERROR,
              "reload failed: generation %llu refused, generation %llu keeps serving: %s",

@@ -1417,6 +1417,9 @@ void fcfs_mysql_release(fcfs_mysql_conn_t *c, int reuse) {
     else
       conn_put(c);
   }
+  /* a closed connection leaves room in the pool: requests waiting for one
+   * must not wait for their timeout (every rolled-back transaction closes) */
+  maybe_connect(m);
   stats_sync(m);
   m->entered--;
 }

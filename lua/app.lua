@@ -14,9 +14,22 @@
 --   GET  /_host/status  admin listener only: which worker and generation answered
 -- "Admin listener only" routes answer 404 to requests from the public listener (req.admin is not
 -- set); the host itself already answers 404 to public requests for /_host/* before Lua runs.
+--
+-- Domain routes: users.lua (members, sessions, my page); products.lua, wishlist.lua, orders.lua
+-- (commerce) with the order lifecycle scheduler jobs/lifecycle.lua. Each route declares its own access
+-- (lib/auth.lua: auth.member / auth.admin around the handler; a bare handler is public).
 local web = require "lib.web"
 local json = require "lib.json"
 local host = require "host"
+local auth = require "lib.auth"
+local users = require "users"
+local mail = require "mail"
+local products = require "products"
+local wishlist = require "wishlist"
+local orders = require "orders"
+local lifecycle = require "jobs.lifecycle"
+local sessions = require "sessions"
+local flash = require "flash"
 
 local pcall, tostring = pcall, tostring
 local fail = web.fail
@@ -104,6 +117,21 @@ app:get("/_host/status", admin_only(function()
         },
     }
 end))
+
+users.routes(app)
+app:init_worker(auth.start)
+app:init_worker(mail.start)
+app:init_worker(sessions.start)
+
+-- commerce: catalog, wishlist, orders and the order lifecycle scheduler
+products.routes(app)
+wishlist.routes(app)
+orders.routes(app)
+app:init_worker(lifecycle.start)
+
+-- the flash purchase: entry, pay, cancel, the hold expiry sweeper
+flash.routes(app)
+app:init_worker(flash.start)
 
 app.ready_check = ready_check
 app.admin_only = admin_only

@@ -14,6 +14,8 @@
 -- match(method, path) -> route_handler, params, pattern
 --                      | nil, router.NOT_FOUND
 --                      | nil, router.METHOD_NOT_ALLOWED, allowed (sorted list of method names)
+-- r.routes lists every route ({method=, pattern=, handler=, ...}) in registration order (the API
+-- description spec compares it with docs/openapi.yaml).
 -- The path is raw (not percent-decoded); segments are matched raw, captured values are
 -- percent-decoded. params is a fresh table for routes with parameters and a shared read-only empty
 -- table otherwise. An all-literal path is one hash lookup (the exact table); other paths are split
@@ -158,7 +160,7 @@ function router:add(method, pattern, handler)
             node.methods[method].pattern .. ")", 2)
     end
     -- caps[i] is the segment index of the i-th parameter, negated for the splat (rest of the path)
-    local route = { handler = handler, pattern = pattern, names = names, caps = caps }
+    local route = { handler = handler, method = method, pattern = pattern, names = names, caps = caps }
     node.methods[method] = route
     if all_literal then self.exact[pattern] = node end
     self.routes[#self.routes + 1] = route

@@ -511,6 +511,20 @@ describe("host.mysql with an exhausted pool", function()
         assert.same({ 1, null }, { body.one, body.err })
     end)
 
+    it("gives the requests waiting for the connection a new one when a rollback closes it", function()
+        -- a rolled-back transaction closes its connection; before the fix the waiters stayed queued
+        -- until mysql_wait_timeout (503) although the pool had room again
+        local raw = require "spec.support.raw"
+        db.exec("CREATE TABLE IF NOT EXISTS myspec_tx (k VARCHAR(64) NOT NULL PRIMARY KEY, v INT NOT NULL) "
+            .. "ENGINE=InnoDB")
+        local req = "POST /tx/conflict?k=mysqlspec-rollback HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            .. "Content-Length: 0\r\n\r\n"
+        local results = raw.fanout { port = box.s.port, n = 10, request = req, timeout = 10 }
+        for i, r in ipairs(results) do
+            assert.equal(409, r.status, "request " .. i .. ": " .. tostring(r.err or r.body))
+        end
+    end)
+
     logs_no_unexpected_error(box)
 end)
 

@@ -6,6 +6,7 @@
 --   local rows = db.query("SELECT id, HEX(v) FROM t")    -- the shared test server (FCFS_TEST_MYSQL_*)
 --   rows[1][1], rows[1][2]                               -- every value a string, NULL -> db.NULL
 --   db.exec("CREATE DATABASE fcfs_x")                    -- raises with the client's output on error
+--   db.fresh("fcfs_x")                                   -- dropped if there, created empty (utf8mb4)
 --   db.conf()                                            -- fcfs config keys for the shared server
 --
 --   local m = db.private()        -- a fresh mariadbd on a unix socket under $TMPDIR (root, no password)
@@ -97,6 +98,12 @@ function db.exec(sql, database)
         error("mariadb: " .. tostring(err) .. "\nwhile running: " .. sql, 2)
     end
     return rows
+end
+
+-- db.fresh(name): drop the database name if it exists and create it empty (utf8mb4).
+function db.fresh(name)
+    db.exec(format("DROP DATABASE IF EXISTS %s", name), false)
+    db.exec(format("CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", name), false)
 end
 
 -- The fcfs config keys that point at the shared test server.

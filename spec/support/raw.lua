@@ -3,8 +3,8 @@
 --   local raw = require "spec.support.raw"
 --   raw.free_port()                              -- a 127.0.0.1 port nothing listens on (now)
 --   local results, elapsed = raw.fanout{ port = p, n = 100, request = bytes, timeout = 5 }
---       -- n connections, the same request bytes on each, all in flight at once from this one
---       -- process (non-blocking sockets + socket.select); each result is
+--       -- n connections, the same request bytes on each (or requests[i] on the i-th), all in
+--       -- flight at once from this one process (non-blocking sockets + socket.select); each result is
 --       -- { status = 200, head = "...", body = "..." } or { err = "timeout" | "closed" | ... }
 --   raw.parse(bytes)                             -- status, head, body of one whole response
 --   raw.metric(text, 'name{label="v"}')          -- the value of one sample of Prometheus text
@@ -70,7 +70,7 @@ function raw.fanout(opts)
     for i = 1, n do
         local s = socks[i]
         if s then
-            local _, err = s:send(opts.request)
+            local _, err = s:send(opts.requests and opts.requests[i] or opts.request)
             if err then
                 results[i] = { err = "send: " .. err }
                 s:close()

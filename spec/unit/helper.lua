@@ -4,8 +4,8 @@
 --
 -- Requiring it puts lua/ on package.path and installs package.loaded.host, a stand-in for the
 -- C module with the same fields (log, now, sleep, null, config, worker_id, worker_count,
--- generation, metrics_text, reload, timer). host.log records its calls in helper.logs;
--- helper.reset() clears the recording and restores the defaults. busted insulates every spec
+-- generation, metrics_text, reload, timer, redis, mysql, crypto, shared.revoked). host.log records
+-- its calls in helper.logs; helper.reset() clears the recording and restores the defaults. busted insulates every spec
 -- file, so each file gets a fresh copy.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 
@@ -34,9 +34,78 @@ function host.reload() return helper.reload_result() end
 function host.timer.at() return true end
 function host.timer.every() return true end
 
--- The data plane: answers come from helper.redis_reply / helper.mysql_reply.
-host.redis = { call = function(...) return helper.redis_reply(...) end }
+-- The data plane: answers come from helper.redis_reply / helper.mysql_reply (pipelines: one
+-- redis_reply per command, its arguments unpacked).
+host.redis = {
+    call = function(...) return helper.redis_reply(...) end,
+    pipeline = function(cmds)
+        helper.pipelines[#helper.pipelines + 1] = cmds
+        local res = {}
+        for i = 1, #cmds do res[i] = helper.redis_reply(unpack(cmds[i])) end
+        return res
+    end,
+}
 host.mysql = { query = function(...) return helper.mysql_reply(...) end }
+
+-- host.crypto stand-in: same names and shapes (hmac and token url-safe text, sha256 and blind hex),
+-- no real cryptography -- the specs check the logic around it, not the primitives.
+local bit = require "bit"
+local function fnv(s)
+    local h = 0x811c9dc5
+    for i = 1, #s do h = bit.tobit(bit.bxor(h, s:byte(i)) * 16777619) end
+    return bit.tohex(h)
+end
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+-- base64url without padding, as the real b64url_encode gives it
+local function b64url(s)
+    local out = {}
+    for i = 1, #s, 3 do
+        local a, b, c = s:byte(i, i + 2)
+        local n = a * 65536 + (b or 0) * 256 + (c or 0)
+        for j = 1, (c and 4) or (b and 3) or 2 do
+            local k = bit.band(bit.rshift(n, 18 - (j - 1) * 6), 63) + 1
+            out[#out + 1] = B64:sub(k, k)
+        end
+    end
+    return table.concat(out)
+end
+host.crypto = {
+    hmac = function(msg) return "h" .. fnv("key" .. msg) .. fnv(msg .. "key") end,
+    sha256 = function(s) return fnv(s) .. fnv("x" .. s) end,
+    blind = function(s) return "b" .. fnv(s) end,
+    b64url_encode = b64url,
+    b64url_decode = function(s)
+        if s:find("[^%w%-_]") or #s % 4 == 1 then return nil, "invalid" end
+        local out, acc, bits = {}, 0, 0
+        for i = 1, #s do
+            acc = acc * 64 + B64:find(s:sub(i, i), 1, true) - 1
+            bits = bits + 6
+            if bits >= 8 then
+                bits = bits - 8
+                out[#out + 1] = string.char(bit.band(bit.rshift(acc, bits), 255))
+                acc = bit.band(acc, bit.lshift(1, bits) - 1)
+            end
+        end
+        return table.concat(out)
+    end,
+    token = function() helper.tokens = helper.tokens + 1 return "tok" .. helper.tokens end,
+}
+function host.crypto.hmac_verify(msg, tag) return host.crypto.hmac(msg) == tag end
+
+-- host.shared stand-in: dicts whose entries expire against helper.clock.
+local Dict = {}
+Dict.__index = Dict
+function Dict:get(k)
+    local e = self.data[k]
+    if e and (not e.exp or e.exp > helper.clock) then return e.v end
+    return nil
+end
+function Dict:set(k, v, ttl)
+    self.data[k] = { v = v, exp = ttl and ttl > 0 and helper.clock + ttl or nil }
+    return true
+end
+function Dict:delete(k) self.data[k] = nil end
+function helper.dict() return setmetatable({ data = {} }, Dict) end
 
 function helper.reset()
     helper.logs = {}
@@ -45,6 +114,10 @@ function helper.reset()
     helper.reload_result = function() return true, 2, nil end
     helper.redis_reply = function() return "PONG" end
     helper.mysql_reply = function() return { { one = 1 } } end
+    helper.pipelines = {}
+    helper.tokens = 0
+    host.shared = { revoked = helper.dict() }
+    host.config = {}
     host.generation = 1
 end
 helper.reset()

@@ -1,0 +1,498 @@
+-- flash.lua: the flash purchase (API.md "Flash purchase", ARCHITECTURE §6).
+--
+--   GET  /api/flash/products/:id          {id, name, price, sale_starts_at, sale_ends_at, per_user_limit,
+--                                          remaining, state} from the stock gate (no auth)
+--   POST /api/flash/products/:id/entry    member: hold one unit -> 201 {order_id, status, pay_before}
+--   POST /api/flash/orders/:id/pay        owner: charge, record in MySQL -> 200 {order_id, status}
+--   POST /api/flash/orders/:id/cancel     owner: give the hold up -> 204
+--   POST /api/flash/products/:id/end      admin: end the sale now -> 200 (the product view)
+--
+-- Redis holds the race (redis/flash.lua: one script per step, each atomic), MySQL the record of
+-- paid orders (flash_orders + the ordinary order), the stock gate (flash/gate.lua, host.stock) the
+-- node's view of each product: an entry on a product the gate knows sold out is answered without a
+-- Redis command. Every script returns the product's remaining and version; the gate keeps the
+-- newest. A product's Redis state is created from MySQL on first use (init script).
+-- The expiry sweeper (flash.start, every worker) returns overdue holds and refreshes the gate of
+-- every live FLASH product, so a reopen missed on this node is seen within app.flash_sweep_interval;
+-- the same timer drains the order events into MySQL (flash/events.lua).
+local web = require "lib.web"
+local json = require "lib.json"
+local clock = require "lib.clock"
+local auth = require "lib.auth"
+local fields = require "lib.fields"
+local channel = require "lib.channel"
+local scripts = require "redis.flash"
+local gate = require "flash.gate"
+local events = require "flash.events"
+local payment = require "payment"
+local host = require "host"
+
+local tonumber, tostring, floor, pcall, setmetatable = tonumber, tostring, math.floor, pcall, setmetatable
+local find, format, match = string.find, string.format, string.match
+local fail, check = web.fail, web.check
+local null = json.null
+local epoch_of_sql = clock.epoch_of_sql
+
+local _M = {}
+
+local MSG = {
+    NOT_FOUND = { ko = "상품을 찾을 수 없습니다.", en = "The product was not found." },
+    ORDER_NOT_FOUND = { ko = "주문을 찾을 수 없습니다.", en = "The order was not found." },
+    SALE_NOT_OPEN = { ko = "아직 판매가 시작되지 않았습니다.", en = "The sale has not started yet." },
+    SALE_CLOSED = { ko = "판매가 종료되었습니다.", en = "The sale is over." },
+    SALE_PAUSED = {
+        ko = "판매가 잠시 중단되었습니다. 잠시 후 다시 시도해주세요.",
+        en = "The sale is paused for a moment. Please retry shortly.",
+    },
+    ALREADY_PURCHASED = { ko = "이미 구매한 상품입니다.", en = "You have already bought this product." },
+    OUT_OF_STOCK = { ko = "재고가 모두 소진되었습니다.", en = "Sold out." },
+    NOT_PAYMENT_PENDING = { ko = "결제 대기 중인 주문이 아닙니다.", en = "The order is not waiting for payment." },
+    ALREADY_PAID = { ko = "이미 결제된 주문입니다.", en = "The order is paid already." },
+    RESERVATION_EXPIRED = {
+        ko = "결제 가능 시간이 지났습니다.",
+        en = "The reservation expired before the payment.",
+    },
+    PAYMENT_FAILED = {
+        ko = "결제에 실패했습니다. 다시 시도해주세요.",
+        en = "The payment failed. Please try again.",
+    },
+    REUSED = {
+        ko = "같은 Idempotency-Key가 다른 요청에 사용되었습니다.",
+        en = "This Idempotency-Key was used for a different request.",
+    },
+    BAD_KEY = {
+        ko = "Idempotency-Key는 1~255자의 인쇄 가능한 ASCII 문자여야 합니다.",
+        en = "Idempotency-Key must be 1 to 255 printable ASCII characters.",
+    },
+}
+
+local STATUS = {
+    SALE_NOT_OPEN = 403, SALE_CLOSED = 410, SALE_PAUSED = 503, ALREADY_PURCHASED = 409, OUT_OF_STOCK = 409,
+    ORDER_NOT_FOUND = 404, NOT_PAYMENT_PENDING = 409, ALREADY_PAID = 409, RESERVATION_EXPIRED = 410,
+    IDEMPOTENCY_KEY_REUSED = 422,
+}
+
+local JSON_HEADERS = web.JSON_HEADERS
+local LIVE_KEY = "flash:live"
+local live_exp -- when this worker's list of live products is read again (the sweeper's section)
+local ID_SPAN = 1000000000 -- order id = product id * ID_SPAN + the product's entry sequence
+
+local app_conf = fields.app_conf
+
+local function hold_ms() return floor(app_conf("hold_seconds", 300) * 1000) end
+local function idem_ttl_ms() return floor(app_conf("idempotency_ttl", 86400) * 1000) end
+
+-- The scripts, by name: content-addressed handles, made on first use.
+local S = setmetatable({}, { __index = function(t, name)
+    local h = host.redis.script(scripts[name])
+    t[name] = h
+    return h
+end })
+
+local function keys_of(pid)
+    local t = "{p:" .. pid .. "}"
+    return { s = t .. ":s", buyers = t .. ":buyers", holds = t .. ":holds", dl = t .. ":dl", oid = t .. ":oid",
+        ev = t .. ":ev", tag = t }
+end
+_M.keys_of = keys_of
+
+local function run(script, keys, args)
+    return check(script:run(keys, args))
+end
+
+---------------------------------------------------------------------------------------------------
+-- Products (MySQL, cached per worker for a second: name, price and the sale window change rarely)
+
+local products, cached = {}, 0 -- pid -> { row = row | false, exp = t }; entries (a scan of ids cannot grow it
+                                -- past MAX_CACHED)
+local MAX_CACHED = 10000
+
+local function product(pid, fresh)
+    local e = products[pid]
+    local now = host.now()
+    if e and e.exp > now and not fresh then return e.row end
+    local rows = check(host.mysql.query("SELECT id, name, price, type, stock, sale_starts_at, sale_ends_at, "
+        .. "per_user_limit FROM products WHERE id = ?", pid))
+    local row = rows[1]
+    if row and row.type ~= "FLASH" then row = nil end
+    if row then
+        row.starts = epoch_of_sql(row.sale_starts_at)
+        row.ends = epoch_of_sql(row.sale_ends_at)
+    end
+    if not e then
+        cached = cached + 1
+        if cached > MAX_CACHED then products, cached = {}, 1 end
+    end
+    products[pid] = { row = row or false, exp = now + 1 }
+    return row
+end
+
+local function not_found(pid)
+    fail(404, "PRODUCT_NOT_FOUND", MSG.NOT_FOUND, { product_id = pid })
+end
+
+local function set_gate(pid, remaining, ver, paused)
+    if remaining == nil or ver == nil then return end
+    local ok, err = gate.update(pid, remaining, ver, paused == 1 or paused == true)
+    if ok == nil then host.log("warn", "flash gate update of ", pid, ": ", tostring(err)) end
+end
+
+-- init(pid [, force]) -> remaining, ver: the product's Redis state, created from MySQL when absent
+-- (force: rebuilt, after Redis lost data). Raises 404 for a product that is not FLASH.
+local function init(pid, force)
+    local p = product(pid, force)
+    if not p then not_found(pid) end
+    local rows = check(host.mysql.query("SELECT user_id, COUNT(*) AS n FROM flash_orders WHERE product_id = ? "
+        .. "AND state = 'PAID' GROUP BY user_id", pid))
+    local seq = check(host.mysql.query("SELECT MAX(id) AS m FROM flash_orders WHERE product_id = ?", pid))[1].m
+    seq = seq ~= null and tonumber(seq) - pid * ID_SPAN or 0
+    local args, paid = { p.stock, floor(p.starts * 1000), floor(p.ends * 1000), p.per_user_limit, 0,
+        force and 1 or 0, seq }, 0
+    for i = 1, #rows do
+        args[#args + 1] = rows[i].user_id
+        args[#args + 1] = rows[i].n
+        paid = paid + rows[i].n
+    end
+    args[5] = paid
+    local k = keys_of(pid)
+    local r = run(S.init, { k.s, k.buyers, k.holds, k.oid }, args)
+    check(host.redis.call("SADD", LIVE_KEY, pid))
+    live_exp = 0
+    set_gate(pid, r[1], r[2], r[3])
+    return r[1], r[2]
+end
+_M.init = init
+
+---------------------------------------------------------------------------------------------------
+-- Idempotency-Key (records in Redis, in the product's slot, written by the script that acts)
+
+local function idem(req, uid, kind, pid)
+    local key = req.headers and req.headers["idempotency-key"]
+    if key == nil then return "", nil end
+    if #key < 1 or #key > 255 or find(key, "[^\33-\126]") then
+        fail(400, "VALIDATION_FAILED", MSG.BAD_KEY, { ["Idempotency-Key"] = web.localize(req, MSG.BAD_KEY) })
+    end
+    local hash = host.crypto.sha256(req.method .. " " .. req.path .. "\n" .. (req.body or ""))
+    return hash, "{p:" .. pid .. "}:" .. kind .. ":" .. uid .. ":" .. key
+end
+
+---------------------------------------------------------------------------------------------------
+-- Routes
+
+local function state_of(p, remaining, paused, now)
+    if now < p.starts then return "UPCOMING" end
+    if now >= p.ends then return "CLOSED" end
+    if paused then return "PAUSED" end
+    return remaining > 0 and "OPEN" or "SOLD_OUT"
+end
+
+local last_read = {} -- pid -> when this worker last read the product's state from Redis
+
+local function view(pid)
+    local p = product(pid)
+    if not p then not_found(pid) end
+    local remaining, _, _, paused, age = gate.get(pid)
+    local now = host.now()
+    if remaining == nil or (age > 0.1 and now - (last_read[pid] or 0) >= 0.1) then
+        last_read[pid] = now
+        local k = keys_of(pid)
+        local st = check(host.redis.call("HMGET", k.s, "remaining", "ver", "paused", "ended"))
+        if st[1] == null or st[1] == nil then
+            init(pid)
+        else
+            set_gate(pid, tonumber(st[1]), tonumber(st[2]), tonumber(st[3]))
+            if st[4] == "1" and now < p.ends then p.ends = now end
+        end
+        remaining, _, _, paused = gate.get(pid)
+    end
+    remaining = remaining or 0
+    return {
+        id = p.id, name = p.name, price = p.price, sale_starts_at = clock.rfc3339(p.starts),
+        sale_ends_at = clock.rfc3339(p.ends), per_user_limit = p.per_user_limit,
+        remaining = remaining > 0 and remaining or 0, state = state_of(p, remaining, paused, now),
+    }
+end
+
+local function get_product(req)
+    return { json = view(tonumber(req.params.id)) }
+end
+
+local function out_of_stock()
+    fail(409, "OUT_OF_STOCK", MSG.OUT_OF_STOCK)
+end
+
+local function entry(req)
+    local pid = tonumber(req.params.id)
+    local uid = req.auth.uid
+    local hash, ikey = idem(req, uid, "ik", pid)
+    -- the sold-out crowd: answered from the node's gate, no Redis command (a request carrying an
+    -- Idempotency-Key goes to Redis: it may be the retry of an entry that won)
+    if ikey == nil and gate.sold_out(pid) then out_of_stock() end
+    local k = keys_of(pid)
+    local keys = { k.s, k.buyers, k.holds, k.dl, k.oid, k.ev, ikey or k.s }
+    local args = { uid, hold_ms(), hash, idem_ttl_ms(), pid }
+    local r = run(S.entry, keys, args)
+    if r[1] == "NOINIT" then
+        init(pid)
+        r = run(S.entry, keys, args)
+    end
+    set_gate(pid, r[4], r[5], r[6])
+    if r[1] == "ERR" then
+        local code = r[2]
+        local details
+        if code == "SALE_NOT_OPEN" then details = { starts_at = clock.rfc3339(r[3] / 1000) } end
+        fail(STATUS[code], code, MSG[code] or MSG.REUSED, details,
+            code == "SALE_PAUSED" and { ["Retry-After"] = "1" } or nil)
+    end
+    -- the body is built as text so an idempotent replay answers the same bytes
+    return { status = 201, headers = JSON_HEADERS, body = format('{"order_id":%s,"status":"PAYMENT_PENDING",'
+        .. '"pay_before":"%s"}', r[2], clock.rfc3339(r[3] / 1000)) }
+end
+
+local function order_of(req)
+    local oid = tonumber(req.params.id)
+    local pid = floor(oid / ID_SPAN)
+    if pid < 1 then fail(404, "ORDER_NOT_FOUND", MSG.ORDER_NOT_FOUND) end
+    return oid, pid
+end
+
+-- record(oid, pid, uid, p) -> the MySQL order id: the paid hold as an ordinary order (ORDERED, one
+-- item at the sale price) and its flash_orders row, in one transaction; a second call for the same
+-- hold finds the row and answers the same order (idempotent by the flash order id). -> false when
+-- MySQL already holds as many paid orders as products.stock (the product row is locked for the
+-- count, so two pays cannot both take the last unit).
+local function record(oid, pid, uid, p)
+    return check(host.mysql.tx(function(tx)
+        check(tx:query("INSERT INTO flash_orders (id, product_id, user_id, state, created_at, updated_at) "
+            .. "VALUES (?, ?, ?, 'HELD', UTC_TIMESTAMP(3), UTC_TIMESTAMP(3)) ON DUPLICATE KEY UPDATE id = id",
+            oid, pid, uid))
+        local row = check(tx:query("SELECT order_id, user_id, UTC_TIMESTAMP(3) AS now FROM flash_orders WHERE id = ? "
+            .. "FOR UPDATE", oid))[1]
+        if row.user_id ~= uid then error("flash order id " .. oid .. " reused for another member", 0) end
+        if row.order_id ~= null then return row.order_id end
+        -- the last line against overselling, whatever Redis lost: paid orders never exceed the units
+        local stock = check(tx:query("SELECT stock FROM products WHERE id = ? FOR UPDATE", pid))[1].stock
+        local sold = check(tx:query("SELECT COUNT(*) AS n FROM flash_orders WHERE product_id = ? AND state = 'PAID'",
+            pid))[1].n
+        if sold >= stock then return false end
+        local r = check(tx:query("INSERT INTO orders (user_id, status, total, ordered_at) VALUES (?, 'ORDERED', ?, ?)",
+            uid, p.price, row.now))
+        local moid = r.insert_id
+        check(tx:query("INSERT INTO order_items (order_id, product_id, name, price, quantity) VALUES (?, ?, ?, ?, 1)",
+            moid, pid, p.name, p.price))
+        check(tx:query("INSERT INTO order_transitions (order_id, from_status, to_status, at) VALUES (?, NULL, "
+            .. "'ORDERED', ?)", moid, row.now))
+        check(tx:query("UPDATE flash_orders SET state = 'PAID', order_id = ?, updated_at = ? WHERE id = ?", moid,
+            row.now, oid))
+        return moid
+    end))
+end
+
+-- The commit after a successful charge is retried (the hold stays PAYING, which never expires, until
+-- it is recorded); 5 tries over about 3 s, then 503 and the hold stays PAYING for the operator.
+local RECORD_BACKOFF = { 0.1, 0.2, 0.4, 0.8, 1.6 }
+
+local function record_retrying(oid, pid, uid, p)
+    local err
+    for i = 1, #RECORD_BACKOFF + 1 do
+        local ok, moid = pcall(record, oid, pid, uid, p)
+        if ok then return moid or nil end
+        err = moid
+        host.log("error", "flash order ", oid, " charged but not recorded yet (try ", i, "): ",
+            tostring(web.is_fail(err) and err.code or err))
+        if i <= #RECORD_BACKOFF then host.sleep(RECORD_BACKOFF[i]) end
+    end
+    error(err, 0)
+end
+
+local function paid(oid, moid)
+    return { headers = JSON_HEADERS, body = format('{"order_id":%s,"flash_order_id":%s,"status":"ORDERED"}',
+        format("%d", tonumber(moid)), format("%d", oid)) }
+end
+
+local function pay(req)
+    local oid, pid = order_of(req)
+    local uid = req.auth.uid
+    local hash, ikey = idem(req, uid, "pk", pid)
+    local k = keys_of(pid)
+    local r = run(S.pay_begin, { k.s, k.holds, k.dl, k.buyers, k.ev, ikey or k.s }, { oid, uid, hash, pid })
+    if r[1] == "DONE" then
+        if r[2] == 402 then fail(402, "PAYMENT_FAILED", MSG.PAYMENT_FAILED) end
+        return paid(oid, r[3])
+    end
+    if r[1] == "ERR" then
+        if r[2] == "RESERVATION_EXPIRED" then set_gate(pid, r[3], r[4], r[5]) end
+        fail(STATUS[r[2]], r[2], MSG[r[2]] or MSG.REUSED)
+    end
+    local p = product(pid)
+    if not p then not_found(pid) end
+    local ok = payment.charge(oid, p.price)
+    if not ok then
+        local f = run(S.pay_failed, { k.s, k.holds, k.dl, k.buyers, k.ev, ikey or k.s },
+            { oid, uid, hash, idem_ttl_ms(), pid })
+        set_gate(pid, f[1], f[2], f[3])
+        fail(402, "PAYMENT_FAILED", MSG.PAYMENT_FAILED)
+    end
+    local moid = record_retrying(oid, pid, uid, p)
+    if not moid then
+        -- MySQL holds as many paid orders as the product has units: Redis lost a sale it had made
+        -- (data loss); nothing is sold twice -- the charge is refunded and the stock rebuilt
+        payment.refund(oid, p.price)
+        run(S.pay_failed, { k.s, k.holds, k.dl, k.buyers, k.ev, k.s }, { oid, uid, "", 0, pid })
+        init(pid, true)
+        out_of_stock()
+    end
+    if run(S.pay_done, { k.s, k.holds, k.ev, ikey or k.s }, { oid, uid, moid, hash, idem_ttl_ms(), pid }) ~= 1 then
+        init(pid, true) -- the hold vanished from Redis (data loss): recount from MySQL
+    end
+    return paid(oid, moid)
+end
+
+local NO_CONTENT = { status = 204 }
+
+local function cancel(req)
+    local oid, pid = order_of(req)
+    local k = keys_of(pid)
+    local r = run(S.cancel, { k.s, k.holds, k.dl, k.buyers, k.ev }, { oid, req.auth.uid, pid })
+    if r[1] == "ERR" then fail(STATUS[r[2]], r[2], MSG[r[2]]) end
+    if r[1] == "OK" then set_gate(pid, r[2], r[3], r[4]) end
+    return NO_CONTENT
+end
+
+local function end_sale(req)
+    local pid = tonumber(req.params.id)
+    if not product(pid, true) then not_found(pid) end
+    check(host.mysql.query("UPDATE products SET sale_ends_at = UTC_TIMESTAMP(3), updated_at = UTC_TIMESTAMP(3) "
+        .. "WHERE id = ? AND sale_starts_at < UTC_TIMESTAMP(3) AND sale_ends_at > UTC_TIMESTAMP(3)", pid))
+    local k = keys_of(pid)
+    local r = run(S.set_flag, { k.s }, { "ended", 1 })
+    if r[1] == nil then
+        init(pid)
+        r = run(S.set_flag, { k.s }, { "ended", 1 })
+    end
+    set_gate(pid, r[1], r[2], r[3])
+    product(pid, true)
+    return { json = view(pid) }
+end
+
+---------------------------------------------------------------------------------------------------
+-- The expiry sweeper (every worker; the script makes each expiry happen once)
+
+-- The live products (a Redis set, LIVE_KEY: every product whose state init created, until a day
+-- after its sale ended), read at most once a second per worker. No MySQL: the timers cost Redis only.
+local live = {}
+live_exp = 0
+
+local function live_products()
+    local now = host.now()
+    if now < live_exp then return live end
+    local ids = check(host.redis.call("SMEMBERS", LIVE_KEY))
+    live = {}
+    for i = 1, #ids do live[i] = tonumber(ids[i]) end
+    live_exp = now + 1
+    return live
+end
+
+-- flash.sweep_once() -> holds expired by this call.
+function _M.sweep_once()
+    local n = 0
+    local ids = live_products()
+    for i = 1, #ids do
+        local pid = ids[i]
+        local k = keys_of(pid)
+        local r = run(S.sweep, { k.s, k.holds, k.dl, k.buyers, k.ev }, { 200, pid })
+        if r[1] then
+            n = n + r[1]
+            set_gate(pid, r[2], r[3], r[4])
+            if r[5] + 86400000 < host.now() * 1000 and r[6] == 0 then check(host.redis.call("SREM", LIVE_KEY, pid)) end
+        end
+    end
+    return n
+end
+
+local exiting = host.exiting
+
+local function tick(premature)
+    if premature or exiting() then return end
+    local ok, err = pcall(_M.sweep_once)
+    if not ok then host.log("warn", "flash sweep: ", tostring(web.is_fail(err) and err.code or err)) end
+    ok, err = pcall(function() return events.run_once(live_products()) end)
+    if not ok then host.log("warn", "flash events: ", tostring(web.is_fail(err) and err.code or err)) end
+    host.timer.at(app_conf("flash_sweep_interval", 0.5), tick)
+end
+
+---------------------------------------------------------------------------------------------------
+-- Cross-host reopen and Redis data loss (worker 0 of each node)
+
+-- A unit coming back anywhere is published on CHANNEL as "pid|remaining|ver|paused" (redis/flash.lua);
+-- the subscriber feeds it into this node's gate. A lost message costs at most one sweep interval:
+-- the sweeper refreshes the gate of every live product from Redis.
+local CHANNEL = "flash:stock"
+
+local function on_message(payload)
+    local pid, r, ver, paused = match(payload, "^(%d+)|(-?%d+)|(%d+)|(%d)$")
+    if pid then set_gate(tonumber(pid), tonumber(r), tonumber(ver), tonumber(paused)) end
+end
+
+-- flash.recover(): after Redis lost data -- every live product paused (Redis flag and gate), then its
+-- state rebuilt from MySQL (initial - paid - holds Redis still has) and resumed. -> products rebuilt
+function _M.recover()
+    local rows = check(host.mysql.query("SELECT id FROM products WHERE type = 'FLASH' AND sale_ends_at > "
+        .. "UTC_TIMESTAMP(3) - INTERVAL 1 DAY"))
+    local ids = {}
+    for i = 1, #rows do ids[i] = rows[i].id end
+    for i = 1, #ids do
+        local k = keys_of(ids[i])
+        local r = run(S.set_flag, { k.s }, { "paused", 1 })
+        if r[1] then set_gate(ids[i], r[1], r[2], 1) end
+    end
+    for i = 1, #ids do init(ids[i], true) end
+    return #ids
+end
+
+local run_id -- the Redis run id this node last saw
+
+-- A new run id means a restarted (or failed-over) Redis, which may have lost its last writes.
+function _M.watch_redis()
+    local info = check(host.redis.call("INFO", "server"))
+    local id = match(info, "run_id:(%x+)")
+    if not id then return end
+    if run_id and id ~= run_id then
+        host.log("warn", "flash: Redis run id changed (", run_id, " -> ", id, "): pausing and rebuilding stock")
+        _M.recover()
+    end
+    run_id = id
+end
+
+local function watcher(premature)
+    if premature or exiting() then return end
+    local ok, err = pcall(_M.watch_redis)
+    if not ok then host.log("warn", "flash Redis watch: ", tostring(web.is_fail(err) and err.code or err)) end
+    host.timer.at(app_conf("flash_watch_interval", 1), watcher)
+end
+
+-- flash.start(): for app:init_worker -- the expiry sweeper on every worker; the stock subscriber
+-- and the Redis watch on worker 0. A node without a stock gate (no host.stock, and no
+-- host.shared.catalog for the stand-in) sells no flash product and starts nothing.
+function _M.start()
+    payment.start()
+    if not (host.stock or (host.shared and host.shared.catalog)) then
+        host.log("warn", "no stock gate (host.stock or shared dict catalog): flash purchase timers not started")
+        return
+    end
+    host.timer.at(0, tick)
+    if tonumber(host.worker_id) == 0 then
+        host.timer.at(0, channel.follow(CHANNEL, { label = "flash stock subscriber", on_message = on_message }))
+        host.timer.at(0, watcher)
+    end
+end
+
+function _M.routes(app)
+    app:get("/api/flash/products/:id[%d]", get_product)
+    app:post("/api/flash/products/:id[%d]/entry", auth.member(entry))
+    app:post("/api/flash/products/:id[%d]/end", auth.admin(end_sale))
+    app:post("/api/flash/orders/:id[%d]/pay", auth.member(pay))
+    app:post("/api/flash/orders/:id[%d]/cancel", auth.member(cancel))
+end
+
+return _M

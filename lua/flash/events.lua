@@ -1,0 +1,152 @@
+-- flash/events.lua: the order event pipeline of the flash purchase -- the events the scripts append
+-- to each product's Stream ({p:P}:ev: HELD, EXPIRED, CANCELLED, FAILED, PAID) reach MySQL's
+-- flash_orders through the consumer group "mysql", drained by every worker of every node (consumer
+-- name: host.node_id .. "/" .. worker id).
+--
+-- Each run reads at most app.flash_events_batch events per product (XREADGROUP ... COUNT) and at
+-- most app.flash_events_max_batches batches: a backlog is worked off over the following runs,
+-- nothing is dropped (the Stream is never trimmed below an unacknowledged event). A batch is one
+-- MySQL transaction; its events are acknowledged (XACK) only after the commit, so a crash between
+-- the two replays them -- harmless, since the write is idempotent by order id and a state only moves
+-- forward (HELD -> PAID | EXPIRED | CANCELLED | FAILED; a final state never changes). Events a dead
+-- consumer read but never acknowledged are taken over after app.flash_events_claim_idle seconds
+-- (XAUTOCLAIM). The backlog (the group's lag, summed over live products) is the gauge
+-- flash_events_lag, set by worker 0 of each node, which also trims each Stream below its oldest
+-- unacknowledged event.
+local web = require "lib.web"
+local fields = require "lib.fields"
+local host = require "host"
+
+local tonumber, tostring, type, concat = tonumber, tostring, type, table.concat
+local floor, unpack = math.floor, unpack
+local check = web.check
+
+local _M = {}
+
+local GROUP = "mysql"
+local FINAL = "'PAID', 'EXPIRED', 'CANCELLED', 'FAILED'"
+
+local lag_gauge = host.metrics and host.metrics.gauge("flash_events_lag",
+    "Flash order events not yet in MySQL (worker 0 of each node reports its node's view).")
+
+local app_conf = fields.app_conf
+
+local function consumer()
+    return tostring(host.node_id or "node") .. "/" .. tostring(host.worker_id)
+end
+
+local groups = {} -- stream key -> true once the group is known to exist
+
+local function ensure_group(key)
+    if groups[key] then return end
+    local ok, err = host.redis.call("XGROUP", "CREATE", key, GROUP, "0", "MKSTREAM")
+    if not ok and not tostring(err):find("BUSYGROUP", 1, true) then check(ok, err) end
+    groups[key] = true
+end
+
+-- entries: {{id, {field, value, ...}}, ...} -> the ids written.
+local function apply(entries)
+    local values, args, ids = {}, {}, {}
+    for i = 1, #entries do
+        local e = entries[i]
+        ids[i] = e[1]
+        local f = {}
+        local kv = e[2]
+        if type(kv) == "table" then
+            for j = 1, #kv, 2 do f[kv[j]] = kv[j + 1] end
+        end
+        if f.order_id then
+            values[#values + 1] = "(?, ?, ?, ?, FROM_UNIXTIME(? / 1000), FROM_UNIXTIME(? / 1000))"
+            local n = #args
+            args[n + 1], args[n + 2], args[n + 3], args[n + 4] = tonumber(f.order_id), tonumber(f.product_id),
+                tonumber(f.user_id), f.type
+            args[n + 5], args[n + 6] = tonumber(f.at), tonumber(f.at)
+        end
+    end
+    if #values > 0 then
+        check(host.mysql.tx(function(tx)
+            check(tx:query("INSERT INTO flash_orders (id, product_id, user_id, state, created_at, updated_at) VALUES "
+                .. concat(values, ", ") .. " ON DUPLICATE KEY UPDATE "
+                .. "updated_at = IF(state = 'HELD' AND VALUES(state) IN (" .. FINAL .. "), VALUES(updated_at), "
+                .. "updated_at), state = IF(state = 'HELD' AND VALUES(state) IN (" .. FINAL .. "), VALUES(state), "
+                .. "state)", unpack(args)))
+            return true
+        end))
+    end
+    return ids
+end
+
+local function ack(key, ids)
+    if #ids == 0 then return end
+    check(host.redis.call("XACK", key, GROUP, unpack(ids)))
+end
+
+-- One product: claim idle entries of dead consumers, then read new ones, in bounded batches.
+-- -> events written
+local function drain(pid, claim)
+    local key = "{p:" .. pid .. "}:ev"
+    ensure_group(key)
+    local batch = app_conf("flash_events_batch", 100)
+    local n = 0
+    if claim then
+        local idle = floor(app_conf("flash_events_claim_idle", 30) * 1000)
+        local r = check(host.redis.call("XAUTOCLAIM", key, GROUP, consumer(), idle, "0-0", "COUNT", batch))
+        local entries = type(r) == "table" and r[2] or {}
+        if type(entries) == "table" and #entries > 0 then
+            ack(key, apply(entries))
+            n = n + #entries
+        end
+    end
+    for _ = 1, app_conf("flash_events_max_batches", 10) do
+        local r = check(host.redis.call("XREADGROUP", "GROUP", GROUP, consumer(), "COUNT", batch, "STREAMS", key, ">"))
+        local entries = type(r) == "table" and r[1] and r[1][2]
+        if type(entries) ~= "table" or #entries == 0 then break end
+        ack(key, apply(entries))
+        n = n + #entries
+        if #entries < batch then break end
+    end
+    return n
+end
+
+-- The product's backlog (events not yet read + read but not acknowledged); the Stream is trimmed
+-- below its oldest unacknowledged event (or the last one delivered): only written events go.
+local function lag_and_trim(pid)
+    local key = "{p:" .. pid .. "}:ev"
+    local r = host.redis.call("XINFO", "GROUPS", key)
+    if type(r) ~= "table" then return 0 end
+    for i = 1, #r do
+        local g = r[i]
+        local f = {}
+        for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
+        if f.name == GROUP then
+            local floor_id = f["last-delivered-id"]
+            local p = host.redis.call("XPENDING", key, GROUP)
+            if type(p) == "table" and tonumber(p[1]) and tonumber(p[1]) > 0 then floor_id = p[2] end
+            if type(floor_id) == "string" and floor_id ~= "0-0" then
+                host.redis.call("XTRIM", key, "MINID", floor_id)
+            end
+            return (tonumber(f.lag) or 0) + (tonumber(f.pending) or 0)
+        end
+    end
+    return 0
+end
+
+local last_claim = 0
+
+-- events.run_once(ids) -> events written (ids: the live FLASH product ids).
+function _M.run_once(ids)
+    local now = host.now()
+    local claim = now - last_claim >= 5
+    if claim then last_claim = now end
+    local n = 0
+    for i = 1, #ids do n = n + drain(ids[i], claim) end
+    if lag_gauge and tonumber(host.worker_id) == 0 then
+        local total = 0
+        for i = 1, #ids do total = total + lag_and_trim(ids[i]) end
+        lag_gauge:set(total)
+    end
+    return n
+end
+
+_M.consumer = consumer
+return _M

@@ -1,0 +1,191 @@
+-- lib/auth.lua: access tokens, route access and session revocation on every worker of every host.
+--
+--   app:get("/api/users/me", auth.member(function(req) ... req.auth.uid ... end))
+--   app:post("/api/products", auth.admin(fn))      -- a member whose role is ADMIN, else 403
+--   local token, exp = auth.issue(uid, sid, role)  -- a signed access token
+--   auth.revoke({sid, ...})                        -- refused everywhere from the next request on
+--   app:init_worker(auth.start)                    -- the revocation subscriber of this worker
+--
+-- Routes declare their access where they are declared (auth.member / auth.admin around the
+-- handler; a bare handler is public); there is no global filter.
+--
+-- Access token = b64url("at1:<uid>:<sid>:<role>:<exp>") .. "." .. host.crypto.hmac(that b64url part).
+-- It is checked locally: the tag (constant time, in C), the expiry, and the revocation set
+-- host.shared.revoked (shared memory of the node, key "s:<sid>") -- no Redis or MySQL round trip per
+-- request. Lifetime: host.config.app.access_ttl seconds (default 900).
+--
+-- Revocation (logout, logout-all, password change, refresh-token reuse) of session ids:
+--   1. the ids go into the Redis sorted set auth:revoked (score = revocation time in ms; entries
+--      older than the access-token lifetime are pruned: no token of theirs can still be valid), then
+--      are PUBLISHed on the channel auth:revoked;
+--   2. the revoking worker writes them into host.shared.revoked at once, so every worker of its node
+--      refuses them from the next request;
+--   3. every worker of every host holds a pinned Redis connection SUBSCRIBEd to the channel (a timer
+--      task started by auth.start) and writes what arrives into its node's host.shared.revoked.
+--      Whenever that subscription is (re)established, the whole set is rebuilt from the sorted set
+--      (entries younger than the access-token lifetime), so a message lost while a subscriber was
+--      disconnected cannot let a revoked token through.
+-- Entries in host.shared.revoked expire with the access-token lifetime.
+local web = require "lib.web"
+local host = require "host"
+local channel = require "lib.channel"
+
+local tonumber, tostring, type, concat = tonumber, tostring, type, table.concat
+local find, match, sub, gmatch, format = string.find, string.match, string.sub, string.gmatch, string.format
+local floor = math.floor
+local fail = web.fail
+
+local _M = {
+    REVOKED_KEY = "auth:revoked",
+    CHANNEL = "auth:revoked",
+}
+
+local MSG_UNAUTHORIZED = { ko = "로그인이 필요합니다.", en = "Authentication is required." }
+local MSG_FORBIDDEN = { ko = "접근 권한이 없습니다.", en = "You do not have access to this resource." }
+local UNAUTHORIZED_HEADERS = { ["WWW-Authenticate"] = 'Bearer realm="fcfs"' }
+
+-- Configuration: host.config.app.access_ttl / refresh_ttl (seconds).
+local function app_conf(name, default)
+    local app = host.config.app
+    local v = type(app) == "table" and tonumber(app[name]) or nil
+    return v or default
+end
+
+function _M.access_ttl() return app_conf("access_ttl", 900) end
+function _M.refresh_ttl() return app_conf("refresh_ttl", 14 * 86400) end
+
+local function revoked_dict()
+    local shared = host.shared
+    local d = shared and shared.revoked
+    if not d then error("host.shared.revoked is not declared (config: shared_dicts = { revoked = \"8m\" })", 2) end
+    return d
+end
+
+---------------------------------------------------------------------------------------------------
+-- Tokens
+
+-- auth.issue(uid, sid, role) -> token, exp (seconds since the epoch)
+function _M.issue(uid, sid, role)
+    local crypto = host.crypto
+    local exp = floor(host.now()) + _M.access_ttl()
+    local body = crypto.b64url_encode(concat({ "at1", tostring(uid), tostring(sid), role, tostring(exp) }, ":"))
+    return body .. "." .. crypto.hmac(body), exp
+end
+
+-- auth.verify(token) -> claims {uid=, sid=, role=, exp=} | nil, why ("malformed", "forged",
+-- "expired", "revoked")
+function _M.verify(token)
+    if type(token) ~= "string" or #token > 512 then return nil, "malformed" end
+    local dot = find(token, ".", 1, true)
+    if not dot then return nil, "malformed" end
+    local body, tag = sub(token, 1, dot - 1), sub(token, dot + 1)
+    local crypto = host.crypto
+    if not crypto.hmac_verify(body, tag) then return nil, "forged" end
+    local payload = crypto.b64url_decode(body)
+    local uid, sid, role, exp = match(payload or "", "^at1:(%d+):(%d+):(%u+):(%d+)$")
+    if not uid then return nil, "malformed" end
+    exp = tonumber(exp)
+    if exp <= host.now() then return nil, "expired" end
+    if revoked_dict():get("s:" .. sid) then return nil, "revoked" end
+    return { uid = tonumber(uid), sid = tonumber(sid), role = role, exp = exp }
+end
+
+local function bearer(req)
+    local h = req.headers and req.headers.authorization
+    if not h then return nil end
+    return match(h, "^[Bb][Ee][Aa][Rr][Ee][Rr]%s+(%S+)%s*$")
+end
+
+-- auth.identify(req) -> claims (also req.auth); raises 401 UNAUTHORIZED.
+function _M.identify(req)
+    local claims = _M.verify(bearer(req))
+    if not claims then fail(401, "UNAUTHORIZED", MSG_UNAUTHORIZED, nil, UNAUTHORIZED_HEADERS) end
+    req.auth = claims
+    return claims
+end
+
+-- auth.member(fn): fn runs only for a valid, unrevoked access token (req.auth holds its claims).
+function _M.member(fn)
+    return function(req)
+        _M.identify(req)
+        return fn(req)
+    end
+end
+
+-- auth.admin(fn): as member, and the role must be ADMIN (403 FORBIDDEN otherwise).
+function _M.admin(fn)
+    return function(req)
+        local claims = _M.identify(req)
+        if claims.role ~= "ADMIN" then fail(403, "FORBIDDEN", MSG_FORBIDDEN) end
+        return fn(req)
+    end
+end
+
+---------------------------------------------------------------------------------------------------
+-- Revocation
+
+local function now_ms() return floor(host.now() * 1000) end
+
+local function remember(sid, ttl)
+    if ttl > 0 then revoked_dict():set("s:" .. sid, true, ttl) end
+end
+
+-- auth.revoke(sids) -> true | nil, err (Redis unreachable: nothing was broadcast; retry).
+function _M.revoke(sids)
+    if #sids == 0 then return true end
+    local now, ttl = now_ms(), _M.access_ttl()
+    local cmds = {}
+    local zadd, score = { "ZADD", _M.REVOKED_KEY }, format("%d", now)
+    for i = 1, #sids do
+        zadd[#zadd + 1] = score
+        zadd[#zadd + 1] = tostring(sids[i])
+    end
+    cmds[1] = zadd
+    cmds[2] = { "ZREMRANGEBYSCORE", _M.REVOKED_KEY, "-inf", format("(%d", now - ttl * 1000) }
+    cmds[3] = { "PUBLISH", _M.CHANNEL, concat(sids, ",") }
+    local res, err = host.redis.pipeline(cmds)
+    if not res then return nil, err end
+    if type(res[1]) == "table" and res[1][1] == false then return nil, res[1][2] end
+    for i = 1, #sids do remember(sids[i], ttl) end
+    return true
+end
+
+-- Rebuilds host.shared.revoked from the sorted set: true | nil, err.
+function _M.rebuild()
+    local now, ttl = now_ms(), _M.access_ttl()
+    local res, err = host.redis.call("ZRANGEBYSCORE", _M.REVOKED_KEY, format("%d", now - ttl * 1000), "+inf",
+        "WITHSCORES")
+    if not res then return nil, err end
+    for i = 1, #res, 2 do
+        local left = (tonumber(res[i + 1]) + ttl * 1000 - now) / 1000
+        remember(res[i], left)
+    end
+    return true
+end
+
+local function apply_message(payload)
+    local ttl = _M.access_ttl()
+    for sid in gmatch(payload, "%d+") do remember(sid, ttl) end
+end
+
+local state = { subscribed = false, backoff = 0.05 }
+_M.state = state
+
+-- auth.start(): for app:init_worker -- starts this worker's subscriber; it ends when the VM
+-- generation retires (host.exiting()). Without a host.shared.revoked dict (an
+-- app run without sessions) it starts nothing, and every access token is refused (a 500 names the
+-- missing dict).
+function _M.start()
+    if not (host.shared and host.shared.revoked) then
+        host.log("warn", "host.shared.revoked is not declared: no session revocation subscriber")
+        return
+    end
+    -- before the first request: a fresh node must not accept what another already revoked (the
+    -- subscriber rebuilds again once subscribed, for what is revoked in between)
+    local ok, err = _M.rebuild()
+    if not ok then host.log("warn", "revocation set not rebuilt at start: ", tostring(err)) end
+    host.timer.at(0, channel.follow(_M.CHANNEL, { label = "revocation subscriber", on_message = apply_message,
+        on_subscribed = _M.rebuild, state = state }))
+end
+
+return _M

@@ -1,0 +1,233 @@
+-- redis/flash.lua: the server-side scripts of the flash purchase (sources; flash.lua loads them with
+-- host.redis.script). Each runs atomically in Redis, so every decision below is made on one state.
+--
+-- Keys of product P, all under the hash tag {p:P} (one slot: the scripts run on Redis Cluster):
+--   {p:P}:s       hash  initial, remaining, held (HELD + PAYING), paid, ver, paused (0/1), ended (0/1),
+--                       starts, ends (ms since the epoch), limit (per user)
+--   {p:P}:buyers  hash  user id -> units held, being paid or paid (the per-user limit)
+--   {p:P}:holds   hash  order id -> "STATE|uid|deadline_ms|mysql_order_id"
+--   {p:P}:dl      zset  order id -> deadline (ms), HELD holds only (the expiry sweeper's index)
+--   {p:P}:oid     counter of entries; order id = P * 10^9 + counter
+--   {p:P}:ev      stream of order events (type, order_id, user_id, product_id, at)
+--   {p:P}:ik:<uid>:<key>, {p:P}:pk:<uid>:<key>  Idempotency-Key records of entry and pay
+-- Every change of remaining or of paused bumps ver and returns it with remaining, so the caller can
+-- update the stock gate (host.stock) with a version that orders the updates. Times come from the
+-- Redis clock (TIME): the entry window, a hold's deadline, the pay and the sweeper all read one clock.
+-- A unit coming back is published on the channel "flash:stock" as "P|remaining|ver".
+local _M = {}
+
+-- Shared by the scripts that return a unit: release(KEYS s, holds, dl, buyers, ev; order id, uid,
+-- deadline, the new state) -> remaining, ver, paused (0/1).
+local RELEASE = [==[
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function release(k, oid, uid, dl, state, pid)
+  redis.call('HSET', k.holds, oid, state .. '|' .. uid .. '|' .. dl .. '|')
+  redis.call('ZREM', k.dl, oid)
+  local remaining = redis.call('HINCRBY', k.s, 'remaining', 1)
+  redis.call('HINCRBY', k.s, 'held', -1)
+  local ver = redis.call('HINCRBY', k.s, 'ver', 1)
+  if redis.call('HINCRBY', k.buyers, uid, -1) <= 0 then redis.call('HDEL', k.buyers, uid) end
+  redis.call('XADD', k.ev, '*', 'type', state, 'order_id', oid, 'user_id', uid, 'product_id', pid,
+    'at', now_ms())
+  local paused = tonumber(redis.call('HGET', k.s, 'paused') or '0')
+  redis.call('PUBLISH', 'flash:stock', pid .. '|' .. remaining .. '|' .. ver .. '|' .. paused)
+  return remaining, ver, paused
+end
+local function parse(h)
+  return string.match(h, '^(%u+)|(%d+)|(%d+)|(%d*)$')
+end
+]==]
+
+-- entry: KEYS s, buyers, holds, dl, oid, ev, idem (idem = s when no key)
+-- ARGV uid, hold_ms, idem hash ('' = none), idem ttl ms, product id
+-- -> {'OK'|'DONE', order id, deadline ms, remaining, ver, paused}
+--    | {'ERR', code, starts ms, remaining, ver, paused}
+--    | {'NOINIT'}. Every check comes before the first write.
+_M.entry = RELEASE .. [==[
+local s = KEYS[1]
+local st = redis.call('HMGET', s, 'remaining', 'ver', 'paused', 'starts', 'ends', 'limit', 'ended')
+if not st[1] then return {'NOINIT'} end
+local remaining, ver, paused = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
+local uid = ARGV[1]
+if ARGV[3] ~= '' then
+  local rec = redis.call('GET', KEYS[7])
+  if rec then
+    local h, oid, dl = string.match(rec, '^(%x+)|(%d+)|(%d+)$')
+    if h ~= ARGV[3] then return {'ERR', 'IDEMPOTENCY_KEY_REUSED', 0, remaining, ver, paused} end
+    return {'DONE', oid, tonumber(dl), remaining, ver, paused}
+  end
+end
+local now = now_ms()
+if now < tonumber(st[4]) then return {'ERR', 'SALE_NOT_OPEN', tonumber(st[4]), remaining, ver, paused} end
+if now >= tonumber(st[5]) or st[7] == '1' then return {'ERR', 'SALE_CLOSED', 0, remaining, ver, paused} end
+if paused == 1 then return {'ERR', 'SALE_PAUSED', 0, remaining, ver, paused} end
+if tonumber(redis.call('HGET', KEYS[2], uid) or '0') >= tonumber(st[6]) then
+  return {'ERR', 'ALREADY_PURCHASED', 0, remaining, ver, paused}
+end
+if remaining <= 0 then return {'ERR', 'OUT_OF_STOCK', 0, remaining, ver, paused} end
+local oid = ARGV[5] .. string.format('%09d', redis.call('INCR', KEYS[5]))
+local dl = now + tonumber(ARGV[2])
+remaining = redis.call('HINCRBY', s, 'remaining', -1)
+redis.call('HINCRBY', s, 'held', 1)
+ver = redis.call('HINCRBY', s, 'ver', 1)
+redis.call('HINCRBY', KEYS[2], uid, 1)
+redis.call('HSET', KEYS[3], oid, 'HELD|' .. uid .. '|' .. dl .. '|')
+redis.call('ZADD', KEYS[4], dl, oid)
+redis.call('XADD', KEYS[6], '*', 'type', 'HELD', 'order_id', oid, 'user_id', uid, 'product_id', ARGV[5],
+  'at', now)
+if ARGV[3] ~= '' then
+  redis.call('SET', KEYS[7], ARGV[3] .. '|' .. oid .. '|' .. dl, 'PX', ARGV[4])
+end
+return {'OK', oid, dl, remaining, ver, paused}
+]==]
+
+-- pay_begin: KEYS s, holds, dl, buyers, ev, idem; ARGV order id, uid, idem hash, product id
+-- HELD and before its deadline -> PAYING (out of the sweeper's index: it cannot expire any more).
+-- -> {'OK'} | {'DONE', status, mysql order id} (idempotent replay) | {'ERR', code, remaining, ver, paused}
+--    (an overdue HELD hold is expired right here, so the refusal and the unit's return are one step)
+_M.pay_begin = RELEASE .. [==[
+local k = { s = KEYS[1], holds = KEYS[2], dl = KEYS[3], buyers = KEYS[4], ev = KEYS[5] }
+local h = redis.call('HGET', k.holds, ARGV[1])
+if not h then return {'ERR', 'ORDER_NOT_FOUND'} end
+local state, uid, dl, moid = parse(h)
+if uid ~= ARGV[2] then return {'ERR', 'ORDER_NOT_FOUND'} end
+if ARGV[3] ~= '' then
+  local rec = redis.call('GET', KEYS[6])
+  if rec then
+    local hh, status, id = string.match(rec, '^(%x+)|(%d+)|(%d*)$')
+    if hh ~= ARGV[3] then return {'ERR', 'IDEMPOTENCY_KEY_REUSED'} end
+    return {'DONE', tonumber(status), id}
+  end
+end
+if state == 'PAID' then return {'ERR', 'ALREADY_PAID', moid} end
+if state == 'EXPIRED' then return {'ERR', 'RESERVATION_EXPIRED'} end
+if state ~= 'HELD' then return {'ERR', 'NOT_PAYMENT_PENDING'} end
+if now_ms() >= tonumber(dl) then
+  local remaining, ver, paused = release(k, ARGV[1], uid, dl, 'EXPIRED', ARGV[4])
+  return {'ERR', 'RESERVATION_EXPIRED', remaining, ver, paused}
+end
+redis.call('HSET', k.holds, ARGV[1], 'PAYING|' .. uid .. '|' .. dl .. '|')
+redis.call('ZREM', k.dl, ARGV[1])
+return {'OK'}
+]==]
+
+-- pay_failed: KEYS s, holds, dl, buyers, ev, idem; ARGV order id, uid, idem hash, idem ttl ms, product id
+-- PAYING -> FAILED, the unit back. -> {remaining, ver, paused} | {} (not PAYING: nothing done)
+_M.pay_failed = RELEASE .. [==[
+local k = { s = KEYS[1], holds = KEYS[2], dl = KEYS[3], buyers = KEYS[4], ev = KEYS[5] }
+local h = redis.call('HGET', k.holds, ARGV[1])
+if not h then return {} end
+local state, uid, dl = parse(h)
+if state ~= 'PAYING' or uid ~= ARGV[2] then return {} end
+local remaining, ver, paused = release(k, ARGV[1], uid, dl, 'FAILED', ARGV[5])
+if ARGV[3] ~= '' then redis.call('SET', KEYS[6], ARGV[3] .. '|402|', 'PX', ARGV[4]) end
+return {remaining, ver, paused}
+]==]
+
+-- pay_done: KEYS s, holds, ev, idem; ARGV order id, uid, mysql order id, idem hash, idem ttl ms, product id
+-- PAYING -> PAID (the order is in MySQL already). -> 1 | 0 (was not PAYING)
+_M.pay_done = RELEASE .. [==[
+local h = redis.call('HGET', KEYS[2], ARGV[1])
+if not h then return 0 end
+local state, uid, dl = parse(h)
+if state ~= 'PAYING' or uid ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], 'PAID|' .. uid .. '|' .. dl .. '|' .. ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'held', -1)
+redis.call('HINCRBY', KEYS[1], 'paid', 1)
+redis.call('XADD', KEYS[3], '*', 'type', 'PAID', 'order_id', ARGV[1], 'user_id', uid, 'product_id', ARGV[6],
+  'at', now_ms())
+if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4] .. '|200|' .. ARGV[3], 'PX', ARGV[5]) end
+return 1
+]==]
+
+-- cancel: KEYS s, holds, dl, buyers, ev; ARGV order id, uid, product id
+-- HELD -> CANCELLED, the unit back. -> {'OK', remaining, ver, paused} | {'GONE'} (already released)
+--    | {'ERR', code}
+_M.cancel = RELEASE .. [==[
+local k = { s = KEYS[1], holds = KEYS[2], dl = KEYS[3], buyers = KEYS[4], ev = KEYS[5] }
+local h = redis.call('HGET', k.holds, ARGV[1])
+if not h then return {'ERR', 'ORDER_NOT_FOUND'} end
+local state, uid, dl = parse(h)
+if uid ~= ARGV[2] then return {'ERR', 'ORDER_NOT_FOUND'} end
+if state == 'PAID' then return {'ERR', 'ALREADY_PAID'} end
+if state == 'PAYING' then return {'ERR', 'NOT_PAYMENT_PENDING'} end
+if state ~= 'HELD' then return {'GONE'} end
+local remaining, ver, paused = release(k, ARGV[1], uid, dl, 'CANCELLED', ARGV[3])
+return {'OK', remaining, ver, paused}
+]==]
+
+-- sweep: KEYS s, holds, dl, buyers, ev; ARGV max holds, product id
+-- Every HELD hold past its deadline -> EXPIRED, its unit back; each exactly once (the state is
+-- checked here, under the script's atomicity). -> {expired, remaining, ver, paused, ends ms, held}
+-- | {} (no state)
+_M.sweep = RELEASE .. [==[
+local k = { s = KEYS[1], holds = KEYS[2], dl = KEYS[3], buyers = KEYS[4], ev = KEYS[5] }
+if redis.call('EXISTS', k.s) == 0 then return {} end
+local ids = redis.call('ZRANGEBYSCORE', k.dl, '-inf', now_ms() - 1, 'LIMIT', 0, tonumber(ARGV[1]))
+local n = 0
+for i = 1, #ids do
+  local h = redis.call('HGET', k.holds, ids[i])
+  local state, uid, dl = parse(h or '')
+  if state == 'HELD' then
+    release(k, ids[i], uid, dl, 'EXPIRED', ARGV[2])
+    n = n + 1
+  else
+    redis.call('ZREM', k.dl, ids[i])
+  end
+end
+local st = redis.call('HMGET', k.s, 'remaining', 'ver', 'paused', 'ends', 'held')
+return {n, tonumber(st[1] or '0'), tonumber(st[2] or '0'), tonumber(st[3] or '0'), tonumber(st[4] or '0'),
+  tonumber(st[5] or '0')}
+]==]
+
+-- init: KEYS s, buyers, holds, oid; ARGV initial, starts ms, ends ms, limit, paid (MySQL), force (0/1),
+-- the highest entry sequence MySQL knows, then user id, paid units pairs (MySQL). The entry counter
+-- never restarts below what MySQL has seen (an order id is never handed out twice). Creates the
+-- product's state when absent (or, force, rebuilds it after Redis lost data): remaining = initial
+-- - paid - holds still live in Redis (never below 0), buyers = paid per user + live holds; ver
+-- restarts above any version handed out before (the clock in microseconds); paused cleared.
+-- -> {remaining, ver, paused, created (0/1)}
+_M.init = [==[
+local s = KEYS[1]
+if tonumber(redis.call('GET', KEYS[4]) or '0') < tonumber(ARGV[7]) then
+  redis.call('SET', KEYS[4], ARGV[7])
+end
+if ARGV[6] ~= '1' and redis.call('EXISTS', s) == 1 then
+  local st = redis.call('HMGET', s, 'remaining', 'ver', 'paused')
+  return {tonumber(st[1]), tonumber(st[2]), tonumber(st[3]), 0}
+end
+local held, buyers = 0, {}
+local all = redis.call('HGETALL', KEYS[3])
+for i = 1, #all, 2 do
+  local state, uid = string.match(all[i + 1], '^(%u+)|(%d+)|')
+  if state == 'HELD' or state == 'PAYING' then
+    held = held + 1
+    buyers[uid] = (buyers[uid] or 0) + 1
+  end
+end
+for i = 8, #ARGV, 2 do buyers[ARGV[i]] = (buyers[ARGV[i]] or 0) + tonumber(ARGV[i + 1]) end
+redis.call('DEL', KEYS[2])
+for uid, n in pairs(buyers) do redis.call('HSET', KEYS[2], uid, n) end
+local paid = tonumber(ARGV[5])
+local remaining = tonumber(ARGV[1]) - paid - held
+if remaining < 0 then remaining = 0 end
+local t = redis.call('TIME')
+local ver = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('HSET', s, 'initial', ARGV[1], 'remaining', remaining, 'held', held, 'paid', paid, 'ver', ver,
+  'paused', 0, 'ended', 0, 'starts', ARGV[2], 'ends', ARGV[3], 'limit', ARGV[4])
+return {remaining, ver, 0, 1}
+]==]
+
+-- set_flag: KEYS s; ARGV field ('paused' | 'ended'), value (0/1). -> {remaining, ver, paused} | {} (no state)
+_M.set_flag = [==[
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+local st = redis.call('HMGET', KEYS[1], 'remaining', 'paused')
+return {tonumber(st[1]), ver, tonumber(st[2])}
+]==]
+
+return _M

@@ -1,0 +1,507 @@
+-- Black-box specs of the flash purchase (API.md "Flash purchase"): the real binary with 2 workers,
+-- a private redis-server, a database of its own; hold_seconds = 2. Every response is checked
+-- against docs/openapi.yaml.
+--
+-- Covered: every error code of the Flash table; entry and pay idempotent under Idempotency-Key; a
+-- hold expiring returns its unit; 200 pays racing their holds' expiry (each either paid and in
+-- MySQL, or refused with its unit back -- never both, never neither); per_user_limit across
+-- workers; 1,000 sold-out entries costing a bounded number of Redis commands; a paid order once in
+-- MySQL; stock exact under concurrent repeat clicks; payment failure returning the unit; the order
+-- event pipeline into MySQL; reconcile; Redis restarted from an AOF lacking its last writes (no
+-- oversell: the stock is rebuilt from MySQL).
+--
+--   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/flash_spec.lua
+local socket = require "socket"
+local cjson = require "cjson.safe"
+local shop = require "spec.support.shop"
+local raw = require "spec.support.raw"
+
+local format = string.format
+
+describe("flash purchase", function()
+    local env, a, b, admin, failing
+
+    local function call(...) return env:call(...) end
+
+    local function expect_error(res, status, code)
+        assert.equal(status, res.status, res.body)
+        assert.equal(code, res.json.error.code, res.body)
+        return res.json.error
+    end
+
+    -- RFC 3339 in the business time zone, s seconds from now
+    local function at(s)
+        return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(socket.gettime() + s + 9 * 3600)) .. "+09:00"
+    end
+
+    local pn = 0
+    local function product(over)
+        pn = pn + 1
+        local body = { name = format("한정 %d %s", pn, env.run), description = "선착순", price = 5000, type = "FLASH",
+            stock = 3, sale_starts_at = at(-5), sale_ends_at = at(3600), per_user_limit = 1 }
+        for k, v in pairs(over or {}) do body[k] = v end
+        local res = call("POST", "/api/products", { token = admin.token, json = body })
+        assert.equal(201, res.status, res.body)
+        return res.json
+    end
+
+    local function entry(token, pid, opts)
+        opts = opts or {}
+        return call("POST", "/api/flash/products/{id}/entry", { path = "/api/flash/products/" .. pid .. "/entry",
+            token = token, headers = opts.headers, body = opts.body, server = opts.server })
+    end
+
+    local function pay(token, oid, opts)
+        opts = opts or {}
+        return call("POST", "/api/flash/orders/{id}/pay", { path = "/api/flash/orders/" .. oid .. "/pay",
+            token = token, headers = opts.headers, body = opts.body, server = opts.server })
+    end
+
+    local function cancel(token, oid)
+        return call("POST", "/api/flash/orders/{id}/cancel", { path = "/api/flash/orders/" .. oid .. "/cancel",
+            token = token })
+    end
+
+    local function view(pid)
+        local res = call("GET", "/api/flash/products/{id}", { path = "/api/flash/products/" .. pid })
+        assert.equal(200, res.status, res.body)
+        return res.json
+    end
+
+    -- the product's counters in Redis
+    local function state(pid)
+        local t = assert(env.redis:call("HGETALL", "{p:" .. pid .. "}:s"))
+        local s = {}
+        for i = 1, #t, 2 do s[t[i]] = tonumber(t[i + 1]) end
+        return s
+    end
+
+    local function count(sql)
+        return tonumber(env:sql(sql)[1][1])
+    end
+
+    local function wait_for(what, fn, seconds, last)
+        local deadline = socket.gettime() + (seconds or 10)
+        while socket.gettime() < deadline do
+            if fn() then return end
+            socket.sleep(0.05)
+        end
+        error("timed out waiting for " .. what .. (last and (": " .. tostring(last())) or ""))
+    end
+
+    lazy_setup(function()
+        env = shop.setup("fcfs_flash_spec", { workers = 2 }, { hold_seconds = 2, flash_sweep_interval = 0.2,
+            payment = { failure_rate = 0 } })
+        failing = env:start({ workers = 1 }, { hold_seconds = 2, payment = { failure_rate = 1 } })
+        a, b = env:member("a"), env:member("b")
+        admin = env:member("admin", "ADMIN")
+    end)
+
+    lazy_teardown(function()
+        if env then env:teardown() end
+    end)
+
+    describe("product view", function()
+        it("shows the sale from the gate, without auth; 404 for a NORMAL or unknown product", function()
+            local p = product({ stock = 7, sale_starts_at = at(3600), sale_ends_at = at(7200) })
+            local v = view(p.id)
+            assert.same({ p.id, p.name, 5000, 7, "UPCOMING", 1 },
+                { v.id, v.name, v.price, v.remaining, v.state, v.per_user_limit })
+            assert.equal(shop.epoch(p.sale_starts_at), shop.epoch(v.sale_starts_at))
+            local normal = call("POST", "/api/products", { token = admin.token,
+                json = { name = "보통 " .. env.run, price = 10, stock = 1 } })
+            expect_error(call("GET", "/api/flash/products/{id}", { path = "/api/flash/products/" .. normal.json.id }),
+                404, "PRODUCT_NOT_FOUND")
+            expect_error(call("GET", "/api/flash/products/{id}", { path = "/api/flash/products/999999" }), 404,
+                "PRODUCT_NOT_FOUND")
+            local open = product({ stock = 2 })
+            assert.equal("OPEN", view(open.id).state)
+        end)
+    end)
+
+    describe("entry", function()
+        it("answers 401 without a token", function()
+            local p = product()
+            expect_error(entry(nil, p.id), 401, "UNAUTHORIZED")
+        end)
+
+        it("holds one unit: 201 PAYMENT_PENDING with pay_before about hold_seconds ahead", function()
+            local p = product({ stock = 3 })
+            local t0 = socket.gettime()
+            local res = entry(a.token, p.id)
+            assert.equal(201, res.status, res.body)
+            assert.equal("PAYMENT_PENDING", res.json.status)
+            local due = shop.epoch(res.json.pay_before) - t0
+            assert.is_true(due > 1 and due < 3, tostring(due))
+            local s = state(p.id)
+            assert.same({ 3, 2, 1, 0 }, { s.initial, s.remaining, s.held, s.paid })
+        end)
+
+        it("refuses outside the sale window: 403 SALE_NOT_OPEN with details.starts_at, 410 SALE_CLOSED", function()
+            local p = product({ sale_starts_at = at(3600), sale_ends_at = at(7200) })
+            local e = expect_error(entry(a.token, p.id), 403, "SALE_NOT_OPEN")
+            assert.equal(shop.epoch(p.sale_starts_at), shop.epoch(e.details.starts_at))
+            local q = product()
+            local res = call("POST", "/api/flash/products/{id}/end", { path = "/api/flash/products/" .. q.id .. "/end",
+                token = admin.token })
+            assert.equal(200, res.status, res.body)
+            assert.equal("CLOSED", res.json.state)
+            expect_error(entry(a.token, q.id), 410, "SALE_CLOSED")
+            expect_error(call("POST", "/api/flash/products/{id}/end", { path = "/api/flash/products/" .. q.id .. "/end",
+                token = a.token }), 403, "FORBIDDEN")
+        end)
+
+        it("answers 409 ALREADY_PURCHASED over per_user_limit and 409 OUT_OF_STOCK when none is left", function()
+            local p = product({ stock = 2 })
+            assert.equal(201, entry(a.token, p.id).status)
+            expect_error(entry(a.token, p.id), 409, "ALREADY_PURCHASED")
+            assert.equal(201, entry(b.token, p.id).status)
+            expect_error(entry(b.token, p.id), 409, "OUT_OF_STOCK") -- sold out: the gate answers first
+            assert.equal(0, state(p.id).remaining)
+            assert.equal("SOLD_OUT", view(p.id).state)
+        end)
+
+        it("answers 503 SALE_PAUSED while the product's stock is being rebuilt", function()
+            local p = product()
+            view(p.id)
+            env.redis:call("HSET", "{p:" .. p.id .. "}:s", "paused", "1")
+            local e = expect_error(entry(a.token, p.id), 503, "SALE_PAUSED")
+            assert.is_string(e.message)
+            assert.equal(3, state(p.id).remaining)
+        end)
+
+        it("404 PRODUCT_NOT_FOUND for a product that is not FLASH", function()
+            expect_error(entry(a.token, 999999), 404, "PRODUCT_NOT_FOUND")
+        end)
+
+        it("is idempotent under Idempotency-Key: the same response, one unit; 422 for another body", function()
+            local p = product({ stock = 5, per_user_limit = 3 })
+            local h = { ["Idempotency-Key"] = "entry-" .. env.run }
+            local r1 = entry(a.token, p.id, { headers = h })
+            local r2 = entry(a.token, p.id, { headers = h })
+            assert.equal(201, r1.status, r1.body)
+            assert.equal(r1.status, r2.status)
+            assert.equal(r1.body, r2.body)
+            assert.equal(4, state(p.id).remaining)
+            expect_error(entry(a.token, p.id, { headers = h, body = '{"x":1}' }), 422, "IDEMPOTENCY_KEY_REUSED")
+            -- another member's same key is another request
+            assert.equal(201, entry(b.token, p.id, { headers = h }).status)
+            assert.equal(3, state(p.id).remaining)
+        end)
+    end)
+
+    describe("pay", function()
+        it("pays: 200 ORDERED, the order in MySQL exactly once; then 409 ALREADY_PAID", function()
+            local p = product({ stock = 2 })
+            local oid = entry(a.token, p.id).json.order_id
+            expect_error(pay(b.token, oid), 404, "ORDER_NOT_FOUND")
+            local res = pay(a.token, oid)
+            assert.equal(200, res.status, res.body)
+            assert.equal("ORDERED", res.json.status)
+            assert.equal(oid, res.json.flash_order_id)
+            expect_error(pay(a.token, oid), 409, "ALREADY_PAID")
+            assert.equal(1, count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d AND state = 'PAID' "
+                .. "AND order_id = %d", oid, res.json.order_id)))
+            assert.equal(1, count(format("SELECT COUNT(*) FROM orders o JOIN order_items i ON i.order_id = o.id "
+                .. "WHERE i.product_id = %d AND o.user_id = %d AND o.status = 'ORDERED'", p.id, a.id)))
+            local o = call("GET", "/api/orders/{id}", { path = "/api/orders/" .. res.json.order_id, token = a.token })
+            assert.equal(200, o.status, o.body)
+            assert.equal(5000, o.json.total)
+            local s = state(p.id)
+            assert.same({ 1, 0, 1 }, { s.remaining, s.held, s.paid })
+            expect_error(pay(a.token, 12345), 404, "ORDER_NOT_FOUND")
+        end)
+
+        it("is idempotent under Idempotency-Key: the same 200, one order; 422 for another body", function()
+            local p = product({ stock = 2 })
+            local oid = entry(a.token, p.id).json.order_id
+            local h = { ["Idempotency-Key"] = "pay-" .. env.run }
+            local r1 = pay(a.token, oid, { headers = h })
+            local r2 = pay(a.token, oid, { headers = h })
+            assert.equal(200, r1.status, r1.body)
+            assert.equal(r1.body, r2.body)
+            expect_error(pay(a.token, oid, { headers = h, body = '{"card":2}' }), 422, "IDEMPOTENCY_KEY_REUSED")
+            assert.equal(1, count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d AND state = 'PAID'", oid)))
+            assert.equal(1, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
+        end)
+
+        it("402 PAYMENT_FAILED returns the unit; the member may enter again; a retried key answers 402", function()
+            local p = product({ stock = 1 })
+            local oid = entry(a.token, p.id).json.order_id
+            local h = { ["Idempotency-Key"] = "fail-" .. env.run }
+            expect_error(pay(a.token, oid, { server = failing, headers = h }), 402, "PAYMENT_FAILED")
+            expect_error(pay(a.token, oid, { server = failing, headers = h }), 402, "PAYMENT_FAILED")
+            local s = state(p.id)
+            assert.same({ 1, 0, 0 }, { s.remaining, s.held, s.paid })
+            expect_error(pay(a.token, oid), 409, "NOT_PAYMENT_PENDING")
+            -- the other server's gate reopens through the published release (or its next sweep)
+            local again
+            wait_for("the gate to reopen", function()
+                again = entry(a.token, p.id)
+                return again.status == 201
+            end, 3, function() return again.body end)
+            assert.equal(200, pay(a.token, again.json.order_id).status)
+            assert.equal(0, count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d AND state = 'PAID'", oid)))
+        end)
+
+        it("410 RESERVATION_EXPIRED after hold_seconds, nothing charged; the unit is back", function()
+            local p = product({ stock = 1 })
+            local oid = entry(a.token, p.id).json.order_id
+            expect_error(entry(b.token, p.id), 409, "OUT_OF_STOCK")
+            socket.sleep(2.2)
+            expect_error(pay(a.token, oid), 410, "RESERVATION_EXPIRED")
+            assert.equal(1, state(p.id).remaining)
+            assert.equal(0, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
+            -- the gate reopened: b gets the unit
+            assert.equal(201, entry(b.token, p.id).status)
+        end)
+    end)
+
+    describe("cancel", function()
+        it("204 and the unit back; 409 once paying or paid; 404 for another member", function()
+            local p = product({ stock = 1 })
+            local oid = entry(a.token, p.id).json.order_id
+            expect_error(cancel(b.token, oid), 404, "ORDER_NOT_FOUND")
+            assert.equal(204, cancel(a.token, oid).status)
+            assert.equal(204, cancel(a.token, oid).status)
+            assert.equal(1, state(p.id).remaining)
+            expect_error(pay(a.token, oid), 409, "NOT_PAYMENT_PENDING")
+            local o2 = entry(a.token, p.id).json.order_id
+            assert.equal(200, pay(a.token, o2).status)
+            expect_error(cancel(a.token, o2), 409, "ALREADY_PAID")
+        end)
+    end)
+
+    describe("hold expiry", function()
+        it("returns the unit of an unpaid hold, once (the sweeper of every worker runs)", function()
+            local p = product({ stock = 2, per_user_limit = 2 })
+            assert.equal(201, entry(a.token, p.id).status)
+            assert.equal(201, entry(a.token, p.id).status)
+            expect_error(entry(b.token, p.id), 409, "OUT_OF_STOCK")
+            wait_for("the holds to expire", function() return state(p.id).remaining == 2 end, 6)
+            socket.sleep(0.5)
+            local s = state(p.id)
+            assert.same({ 2, 0, 0 }, { s.remaining, s.held, s.paid })
+            assert.equal(0, tonumber(env.redis:call("HLEN", "{p:" .. p.id .. "}:buyers")))
+            wait_for("the gate to reopen", function() return view(p.id).state == "OPEN" end, 3)
+            assert.equal(201, entry(b.token, p.id).status)
+        end)
+
+        it("races 200 pays against their holds' expiry: each paid or refused, never both, never neither", function()
+            local n = 200
+            local p = product({ stock = n, per_user_limit = 1000 })
+            local reqs = {}
+            for i = 1, n do reqs[i] = shop.raw_request("POST", "/api/flash/products/" .. p.id .. "/entry", a.token) end
+            local entries = raw.fanout { port = env.s.port, n = n, requests = reqs, timeout = 20 }
+            local oids, due = {}, {}
+            for i, r in ipairs(entries) do
+                assert.equal(201, r.status, tostring(r.err or r.body))
+                local j = cjson.decode(r.body)
+                oids[i] = j.order_id
+                due[#due + 1] = shop.epoch(j.pay_before)
+            end
+            table.sort(due)
+            local fire = due[math.floor(n / 2)] - 0.03
+            socket.sleep(math.max(0, fire - socket.gettime()))
+            for i = 1, n do reqs[i] = shop.raw_request("POST", "/api/flash/orders/" .. oids[i] .. "/pay", a.token) end
+            local pays = raw.fanout { port = env.s.port, n = n, requests = reqs, timeout = 30 }
+            local paid, refused = 0, 0
+            for i, r in ipairs(pays) do
+                local in_mysql = count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d AND state = 'PAID'",
+                    oids[i]))
+                if r.status == 200 then
+                    paid = paid + 1
+                    assert.equal(1, in_mysql)
+                else
+                    assert.equal(410, r.status, tostring(r.err or r.body))
+                    refused = refused + 1
+                    assert.equal(0, in_mysql)
+                end
+            end
+            assert.equal(n, paid + refused)
+            wait_for("no hold left", function() return state(p.id).held == 0 end, 6)
+            local s = state(p.id)
+            assert.same({ n, refused, 0, paid }, { s.initial, s.remaining, s.held, s.paid })
+            assert.equal(paid, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
+            print(format("# race: %d paid, %d refused", paid, refused))
+        end)
+    end)
+
+    describe("under concurrency (2 workers)", function()
+        it("keeps per_user_limit across workers: 30 simultaneous entries of one member -> one hold", function()
+            local p = product({ stock = 10, per_user_limit = 1 })
+            local req = shop.raw_request("POST", "/api/flash/products/" .. p.id .. "/entry", b.token)
+            local results = raw.fanout { port = env.s.port, n = 30, request = req, timeout = 20 }
+            local won = 0
+            for _, r in ipairs(results) do
+                if r.status == 201 then
+                    won = won + 1
+                else
+                    assert.equal(409, r.status, tostring(r.err or r.body))
+                    assert.equal("ALREADY_PURCHASED", cjson.decode(r.body).error.code)
+                end
+            end
+            assert.equal(1, won)
+            assert.equal(9, state(p.id).remaining)
+        end)
+
+        it("keeps stock exact under repeat clicks of many members", function()
+            local members = { a, b }
+            for i = 3, 8 do members[i] = env:member("m" .. i) end
+            local p = product({ stock = 5, per_user_limit = 1 })
+            local reqs = {}
+            for i = 1, 40 do
+                reqs[i] = shop.raw_request("POST", "/api/flash/products/" .. p.id .. "/entry",
+                    members[(i - 1) % #members + 1].token)
+            end
+            local results = raw.fanout { port = env.s.port, n = #reqs, requests = reqs, timeout = 20 }
+            local won, winners = {}, {}
+            for i, r in ipairs(results) do
+                if r.status == 201 then
+                    local who = (i - 1) % #members + 1
+                    assert.is_nil(winners[who], "a member won twice")
+                    winners[who] = true
+                    won[#won + 1] = { m = members[who], oid = cjson.decode(r.body).order_id }
+                else
+                    assert.equal(409, r.status, tostring(r.err or r.body))
+                end
+            end
+            assert.equal(5, #won)
+            local s = state(p.id)
+            assert.same({ 0, 5, 0 }, { s.remaining, s.held, s.paid })
+            for _, w in ipairs(won) do assert.equal(200, pay(w.m.token, w.oid).status) end
+            s = state(p.id)
+            assert.same({ 5, 0, 0, 5 }, { s.initial, s.remaining, s.held, s.paid })
+            assert.equal(5, count(format("SELECT COUNT(DISTINCT user_id) FROM flash_orders WHERE product_id = %d "
+                .. "AND state = 'PAID'", p.id)))
+        end)
+
+        it("answers 1,000 sold-out entries from the gate: a bounded number of Redis commands", function()
+            local p = product({ stock = 1 })
+            local won = entry(a.token, p.id)
+            assert.equal(200, pay(a.token, won.json.order_id).status) -- sold for good (no expiry)
+            expect_error(entry(b.token, p.id), 409, "OUT_OF_STOCK")
+            expect_error(entry(b.token, p.id, { server = failing }), 409, "OUT_OF_STOCK")
+            -- every command Redis runs, through MONITOR; the entry script is the only one given the
+            -- product's order counter key (the sweepers are not)
+            local unix = require "socket.unix"
+            local m = unix()
+            m:settimeout(5)
+            assert(m:connect(env.redis.sock))
+            assert(m:send("MONITOR\r\n"))
+            assert.equal("+OK", m:receive("*l"))
+            local req = shop.raw_request("POST", "/api/flash/products/" .. p.id .. "/entry", b.token)
+            for _ = 1, 10 do
+                local results = raw.fanout { port = env.s.port, n = 100, request = req, timeout = 20 }
+                for _, r in ipairs(results) do assert.equal(409, r.status, tostring(r.err or r.body)) end
+            end
+            assert(env.redis:call("SET", "flash-spec-mark", "1"))
+            local mark, total, entries = '"flash-spec-mark"', 0, 0
+            local key = '"{p:' .. p.id .. '}:oid"'
+            while true do
+                local line = assert(m:receive("*l"))
+                if line:find(mark, 1, true) then break end
+                total = total + 1
+                if line:find(key, 1, true) then entries = entries + 1 end
+            end
+            m:close()
+            print(format("# 1000 sold-out entries: %d entry scripts run, %d Redis commands in all (sweepers too)",
+                entries, total))
+            assert.is_true(entries <= 2, tostring(entries))
+        end)
+    end)
+    describe("reconcile (fcfs run lua/cli/reconcile.lua)", function()
+        it("prints initial, remaining, held, paid and exits 0 when they add up, 1 when not", function()
+            local p = product({ stock = 3, per_user_limit = 3 })
+            local o = entry(a.token, p.id).json.order_id
+            assert.equal(200, pay(a.token, o).status)
+            assert.equal(201, entry(a.token, p.id).status)
+            local code, out = env.s:cli { "run", env.s.lua_dir .. "/cli/reconcile.lua", tostring(p.id) }
+            assert.equal(0, code, out)
+            assert.matches("initial 3, remaining 1, held 1, paid 1", out, 1, true)
+            -- Redis believing in a unit MySQL does not have
+            env.redis:call("HINCRBY", "{p:" .. p.id .. "}:s", "remaining", 1)
+            code, out = env.s:cli { "run", env.s.lua_dir .. "/cli/reconcile.lua", tostring(p.id) }
+            assert.equal(1, code, out)
+            assert.matches("MISMATCH", out, 1, true)
+            env.redis:call("HINCRBY", "{p:" .. p.id .. "}:s", "remaining", -1)
+            code = env.s:cli { "run", env.s.lua_dir .. "/cli/reconcile.lua", "x" }
+            assert.equal(2, code)
+        end)
+    end)
+
+    describe("order event pipeline", function()
+        it("brings holds, expiries, cancels and failures into MySQL once; the lag gauge drains", function()
+            local p = product({ stock = 5, per_user_limit = 5 })
+            local held = entry(a.token, p.id).json.order_id
+            local cancelled = entry(a.token, p.id).json.order_id
+            assert.equal(204, cancel(a.token, cancelled).status)
+            local failed = entry(a.token, p.id).json.order_id
+            expect_error(pay(a.token, failed, { server = failing }), 402, "PAYMENT_FAILED")
+            local paid = entry(a.token, p.id).json.order_id
+            assert.equal(200, pay(a.token, paid).status)
+            local function state_of(oid)
+                local rows = env:sql(format("SELECT state FROM flash_orders WHERE id = %d", oid))
+                return rows[1] and rows[1][1]
+            end
+            wait_for("the events in MySQL", function()
+                return state_of(held) == "HELD" and state_of(cancelled) == "CANCELLED" and state_of(failed) == "FAILED"
+                    and state_of(paid) == "PAID"
+            end, 5)
+            wait_for("the expiry in MySQL", function() return state_of(held) == "EXPIRED" end, 6)
+            assert.equal(4, count(format("SELECT COUNT(*) FROM flash_orders WHERE product_id = %d", p.id)))
+            local raw_metrics
+            wait_for("lag 0", function()
+                raw_metrics = assert(env.s:admin { path = "/metrics" }).body
+                return raw.metric(raw_metrics, "flash_events_lag") == 0
+            end, 5)
+            -- written events are trimmed from the Stream (at most the last delivered one stays)
+            wait_for("the Stream trimmed", function()
+                return tonumber(env.redis:call("XLEN", "{p:" .. p.id .. "}:ev")) <= 1
+            end, 5)
+        end)
+    end)
+
+    describe("when Redis loses its last writes", function()
+        it("pauses, rebuilds the stock from MySQL and never oversells; every paid order stays in MySQL", function()
+            local r = env.redis
+            local p = product({ stock = 4, per_user_limit = 10 })
+            local function buy()
+                local e = entry(a.token, p.id)
+                if e.status ~= 201 then return e end
+                return pay(a.token, e.json.order_id)
+            end
+            -- the disk: an AOF written on every command, copied after the first payment
+            assert(r:call("CONFIG", "SET", "appendfsync", "always"))
+            assert(r:call("CONFIG", "SET", "appendonly", "yes"))
+            wait_for("the AOF rewrite", function()
+                return r:info("aof_rewrite_in_progress") == 0 and r:info("aof_rewrite_scheduled") == 0
+                    and r:info("aof_enabled") == 1
+            end)
+            assert.equal(200, buy().status)
+            local shell = require "spec.support.shell"
+            local dir = r.dir
+            assert(shell.sh(format("cp -r %s/appendonlydir %s/aof.copy", dir, dir)) == 0)
+            -- "the last second": two more payments the copy lacks
+            assert.equal(200, buy().status)
+            assert.equal(200, buy().status)
+            r:kill9()
+            assert(shell.sh(format("rm -rf %s/appendonlydir && mv %s/aof.copy %s/appendonlydir && "
+                .. "printf 'appendonly yes\\nappendfsync always\\n' >> %s/redis.conf", dir, dir, dir, dir)) == 0)
+            r:restart()
+            local s = state(p.id) -- what the copy remembers (3 left), unless the rebuild was quicker
+            assert.is_true(s.remaining == 3 or s.remaining == 1, tostring(s.remaining))
+            wait_for("the stock rebuilt from MySQL", function() return state(p.id).remaining == 1 end, 10)
+            -- sell what is left, and more: only one more unit goes
+            local sold = 0
+            for _ = 1, 4 do
+                local res = buy()
+                if res.status == 200 then sold = sold + 1 end
+            end
+            assert.equal(1, sold)
+            assert.equal(4, count(format("SELECT COUNT(*) FROM flash_orders WHERE product_id = %d AND state = 'PAID'",
+                p.id)))
+            assert.equal(4, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
+        end)
+    end)
+end)
