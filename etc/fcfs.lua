@@ -101,6 +101,9 @@ return {
   },
   -- node_id = "shop-1",           -- host.node_id; omitted = the hostname
 
+  -- stock gates (host.stock): per-product remaining/version/paused in shared memory
+  stock_slots = 1024,              -- products with a gate at once; one more update gets nil, "full"
+
   -- the application (host.config.app; free-form, read by the Lua side) ------------
   app = {
     -- members (lua/users.lua, lua/sessions.lua, lua/lib/auth.lua, lua/mail.lua)

@@ -127,6 +127,8 @@ static const conf_key_t keys[] = {
     /* host primitives: shared dictionaries (bytes each), node identity */
     D(shared_dicts, "", 16384, 1 << 30),
     S(node_id, ""),
+    /* stock gates (host.stock): products with a gate at once */
+    I(stock_slots, "1024", 1, 1 << 22),
 };
 
 #undef S

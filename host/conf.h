@@ -118,6 +118,8 @@ typedef struct fcfs_conf_s {
   /* host primitives: shared dictionaries, node identity */
   fcfs_conf_dicts_t shared_dicts; /* host.shared.NAME, laid out in shm by the master */
   char *node_id;                  /* host.node_id; "" in the file = the hostname */
+  /* stock gates (host.stock, stock.c) */
+  int stock_slots; /* products with a gate at once, laid out in shm by the master */
 } fcfs_conf_t;
 
 /* Fill c from path (NULL: defaults only) and the environment. On error

@@ -13,6 +13,7 @@
  *   host.metrics_text()           Prometheus text of the whole node
  *   host.metrics.counter/gauge    the app's metrics (lapi_metrics.c)
  *   host.shared.NAME              shared dictionaries (lapi_shared.c)
+ *   host.stock                    per-product stock gates, FFI fast path (lapi_stock.c)
  *   host.reload()                 new VM generation on every worker; yields
  *   host.exiting()                true once this VM is retired or the worker stops
  *   host.redis, host.mysql        the data plane (lapi_redis.c, lapi_mysql.c)
@@ -167,6 +168,8 @@ int fcfs_lapi_host_open(lua_State *L) {
   lua_setfield(L, -2, "node_id");
   fcfs_lapi_shared_open(L, fcfs_shm_dicts(w->shm));
   lua_setfield(L, -2, "shared");
+  fcfs_lapi_stock_open(L, fcfs_shm_stock(w->shm));
+  lua_setfield(L, -2, "stock");
   fcfs_lapi_metrics_open(L);
   lua_setfield(L, -2, "metrics");
   if (w->redis) {

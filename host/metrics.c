@@ -14,7 +14,9 @@
  * CLAIMED slot waits for the type before comparing names, so two workers
  * declaring the same name at once get the same slot. Counters are one
  * double per node (compare-and-swap add); gauges one per worker, summed.
- * The shared dictionaries' counters (shared.c) are rendered here too.
+ * The shared dictionaries' counters (shared.c) and the stock gates
+ * (stock.c, one series per gate: bounded by stock_slots) are rendered here
+ * too.
  */
 #include "metrics.h"
 
@@ -25,6 +27,7 @@
 #include <string.h>
 
 #include "shared.h"
+#include "stock.h"
 
 static const double lat_bounds[FCFS_LAT_BUCKETS - 1] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -262,6 +265,39 @@ static void shared_metrics(buf_t *b, const fcfs_shm_t *shm) {
   }
 }
 
+static void stock_metrics(buf_t *b, const fcfs_shm_t *shm) {
+  static const struct {
+    const char *name, *help;
+  } rows[] = {
+      {"fcfs_stock_remaining", "Last known remaining units of a product with a stock gate."},
+      {"fcfs_stock_paused", "1 while sales of the product are paused."},
+      {"fcfs_stock_version", "Version of the gate's last applied update."},
+  };
+  void *gate = fcfs_shm_stock(shm);
+  uint32_t used, capacity, n = fcfs_stock_slots(gate);
+  uint64_t deaths;
+  fcfs_stock_usage(gate, &used, &capacity, &deaths);
+  out(b,
+      "# HELP fcfs_stock_gates Products with a stock gate.\n# TYPE fcfs_stock_gates gauge\n"
+      "fcfs_stock_gates %u\n",
+      used);
+  out(b,
+      "# HELP fcfs_stock_gates_capacity Products that can have a gate at once (stock_slots).\n"
+      "# TYPE fcfs_stock_gates_capacity gauge\nfcfs_stock_gates_capacity %u\n",
+      capacity);
+  for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+    out(b, "# HELP %s %s\n# TYPE %s gauge\n", rows[r].name, rows[r].help, rows[r].name);
+    for (uint32_t i = 0; i < n; i++) {
+      int64_t id, remaining;
+      uint64_t version;
+      int paused;
+      if (fcfs_stock_at(gate, i, &id, &remaining, &version, &paused, NULL) != 1) continue;
+      long long v = r == 0 ? (long long)remaining : r == 1 ? paused : (long long)version;
+      out(b, "%s{product=\"%lld\"} %lld\n", rows[r].name, (long long)id, v);
+    }
+  }
+}
+
 static void app_metrics(buf_t *b, const fcfs_shm_t *shm) {
   for (int i = 0; i < FCFS_APP_METRICS; i++) {
     const fcfs_app_metric_t *m = &shm->app[i];
@@ -356,6 +392,7 @@ char *fcfs_metrics_render(const fcfs_shm_t *shm, size_t *len) {
   pool_metrics(&b, shm, "redis", offsetof(fcfs_worker_slot_t, redis));
   pool_metrics(&b, shm, "mysql", offsetof(fcfs_worker_slot_t, mysql));
   shared_metrics(&b, shm);
+  stock_metrics(&b, shm);
   app_metrics(&b, shm);
   if (b.oom) {
     free(b.p);

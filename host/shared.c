@@ -29,7 +29,6 @@
  */
 #include "shared.h"
 
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -117,13 +116,7 @@ int fcfs_shared_region_init(void *region, size_t size, const fcfs_conf_dicts_t *
     size_t bytes = round_up(dicts->d[i].bytes, PAGE);
     if (off + bytes > size) return -1;
     fcfs_shared_dict_t *d = (fcfs_shared_dict_t *)((char *)region + off);
-    pthread_mutexattr_t a;
-    if (pthread_mutexattr_init(&a) != 0) return -1;
-    int rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    if (rc == 0) rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    if (rc == 0) rc = pthread_mutex_init(&d->lock, &a);
-    pthread_mutexattr_destroy(&a);
-    if (rc != 0) return -1;
+    if (fcfs_shm_mutex_init(&d->lock) != 0) return -1;
     snprintf(d->name, sizeof(d->name), "%s", dicts->d[i].name);
     dict_layout(d, bytes);
     r->off[i] = off;
@@ -225,14 +218,9 @@ static void reset(fcfs_shared_dict_t *d) {
 }
 
 static int lock(fcfs_shared_dict_t *d) {
-  int rc = pthread_mutex_lock(&d->lock);
-  if (rc == 0) return 0;
-  if (rc != EOWNERDEAD) return -1;
-  /* The owner died holding it. Mark the mutex usable first: dying again
-   * during the repair must leave EOWNERDEAD for the next one, not a mutex
-   * that can never be locked again. */
-  pthread_mutex_consistent(&d->lock);
-  d->owner_deaths++;
+  int rc = fcfs_shm_mutex_lock(&d->lock);
+  if (rc <= 0) return rc;
+  d->owner_deaths++; /* it died holding the lock */
   if (d->dirty) reset(d);
   return 0;
 }

@@ -2,12 +2,12 @@
  * shm.h for what lives in it). A memfd is used rather than a named POSIX
  * segment so nothing is left behind in /dev/shm when a node is killed. The
  * segment is the fcfs_shm_t struct, then (page-aligned) the shared
- * dictionaries laid out by shared.c; its size is recorded in the struct and
- * learnt from the descriptor by processes that attach. Pages are committed
- * only when first touched, so unused worker slots and dictionary space cost
- * nothing. */
+ * dictionaries laid out by shared.c, then the stock gates (stock.c); its size is recorded in the
+ * struct and learnt from the descriptor by processes that attach. Pages are committed only when
+ * first touched, so unused worker slots and dictionary space cost nothing. */
 #include "shm.h"
 
+#include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -15,23 +15,27 @@
 #include <unistd.h>
 
 #include "shared.h"
+#include "stock.h"
 
-#define SHM_MAGIC 0x66636673686d3032ull /* "fcfsshm02" */
+#define SHM_MAGIC 0x66636673686d3033ull /* "fcfsshm03" */
 #define PAGE 4096
 
 fcfs_shm_t *fcfs_shm_create(const fcfs_conf_t *conf, int *fd) {
   size_t head = (sizeof(fcfs_shm_t) + PAGE - 1) / PAGE * PAGE;
   size_t dicts = fcfs_shared_region_size(&conf->shared_dicts);
+  size_t stock = fcfs_stock_region_size(conf->stock_slots);
   int f = memfd_create("fcfs-shm", 0);
   if (f < 0) return NULL;
-  if (ftruncate(f, (off_t)(head + dicts)) != 0) goto fail;
+  if (ftruncate(f, (off_t)(head + dicts + stock)) != 0) goto fail;
   fcfs_shm_t *shm = fcfs_shm_attach(f);
   if (shm == NULL) goto fail;
-  if (dicts && fcfs_shared_region_init((char *)shm + head, dicts, &conf->shared_dicts) != 0) {
+  if ((dicts && fcfs_shared_region_init((char *)shm + head, dicts, &conf->shared_dicts) != 0) ||
+      fcfs_stock_region_init((char *)shm + head + dicts, stock, conf->stock_slots) != 0) {
     fcfs_shm_detach(shm);
     goto fail;
   }
   shm->dicts_off = dicts ? head : 0;
+  shm->stock_off = head + dicts;
   shm->magic = SHM_MAGIC;
   *fd = f;
   return shm;
@@ -60,6 +64,31 @@ void fcfs_shm_detach(fcfs_shm_t *shm) {
 
 void *fcfs_shm_dicts(const fcfs_shm_t *shm) {
   return shm->dicts_off ? (char *)shm + shm->dicts_off : NULL;
+}
+
+void *fcfs_shm_stock(const fcfs_shm_t *shm) {
+  return (char *)shm + shm->stock_off;
+}
+
+int fcfs_shm_mutex_init(pthread_mutex_t *m) {
+  pthread_mutexattr_t a;
+  if (pthread_mutexattr_init(&a) != 0) return -1;
+  int rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  if (rc == 0) rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  if (rc == 0) rc = pthread_mutex_init(m, &a);
+  pthread_mutexattr_destroy(&a);
+  return rc == 0 ? 0 : -1;
+}
+
+int fcfs_shm_mutex_lock(pthread_mutex_t *m) {
+  int rc = pthread_mutex_lock(m);
+  if (rc == 0) return 0;
+  if (rc != EOWNERDEAD) return -1;
+  /* Mark the mutex usable before the caller repairs: dying again during
+   * the repair must leave EOWNERDEAD for the next one, not a mutex that can
+   * never be locked again. */
+  pthread_mutex_consistent(m);
+  return 1;
 }
 
 uint64_t fcfs_monotonic_ms(void) {

@@ -10,6 +10,7 @@
 #ifndef FCFS_SHM_H
 #define FCFS_SHM_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -73,6 +74,7 @@ typedef struct {
   uint64_t magic;
   uint64_t size;                /* bytes mapped, this struct and the dictionaries */
   uint64_t dicts_off;           /* where the shared dictionaries start, 0 = none */
+  uint64_t stock_off;           /* where the stock gates start (stock.h) */
   volatile uint64_t generation; /* wanted by the latest reload order */
   volatile int64_t master_pid;  /* 0 in single-process mode */
   int32_t workers;
@@ -86,13 +88,22 @@ typedef struct {
 } fcfs_shm_t;
 
 /* Create a zeroed segment with room for, and the layout of, the shared
- * dictionaries of conf; *fd receives its descriptor (not close-on-exec
+ * dictionaries and the stock gates of conf; *fd receives its descriptor (not close-on-exec
  * is set by the caller that passes it on). NULL on failure. */
 fcfs_shm_t *fcfs_shm_create(const fcfs_conf_t *conf, int *fd);
 fcfs_shm_t *fcfs_shm_attach(int fd);
 void fcfs_shm_detach(fcfs_shm_t *shm);
 /* The shared dictionaries' region (shared.h), or NULL when none. */
 void *fcfs_shm_dicts(const fcfs_shm_t *shm);
+/* The stock gates' table (stock.h). */
+void *fcfs_shm_stock(const fcfs_shm_t *shm);
+
+/* A process-shared robust mutex in the segment (shared.c, stock.c). init:
+ * 0 or -1. lock: 0; 1 when the previous owner died holding it (the mutex is
+ * already marked consistent: the caller repairs what it guards); -1 when it
+ * cannot be locked. */
+int fcfs_shm_mutex_init(pthread_mutex_t *m);
+int fcfs_shm_mutex_lock(pthread_mutex_t *m);
 
 uint64_t fcfs_monotonic_ms(void);
 

@@ -3,6 +3,10 @@
 -- GET /bench/shared?op=get|incr|set&n=N&keys=K times N operations on host.shared.bench in a Lua
 -- loop over K keys (bench/shared_ops.sh; needs shared_dicts = { bench = ... }).
 -- GET /bench/hash: one argon2id password_hash at the configured cost (bench/crypto.sh).
+-- GET /bench/gate/:id?remaining=R&version=V sets the product's stock gate (host.stock.update);
+-- GET /bench/soldout/:id answers what the sold-out crowd gets: host.stock.sold_out(id), no Redis
+-- (bench/stock.sh). It answers 200 so wrk counts it as a success; the flash entry answers the same
+-- check with an error status and a body of similar size.
 local web = require "lib.web"
 local host = require "host"
 
@@ -47,6 +51,25 @@ app:get("/bench/shared", function(req)
     local dt = now() - t0
     return { json = { op = opname, n = n, keys = nkeys, seconds = dt, ops_per_s = math.floor(n / dt),
                       worker = host.worker_id } }
+end)
+
+local stock = host.stock
+
+app:get("/bench/gate/:id[%d]", function(req)
+    local ok, err = stock.update(tonumber(req.params.id), tonumber(req:arg("remaining")) or 0,
+        tonumber(req:arg("version")) or 1)
+    if ok == nil then
+        web.fail(503, "UNAVAILABLE", { ko = "재고 게이트를 만들 수 없습니다.", en = err })
+    end
+    return { json = { applied = ok } }
+end)
+
+app:get("/bench/soldout/:id[%d]", function(req)
+    local id = tonumber(req.params.id)
+    if stock.sold_out(id) then
+        return { json = { product_id = id, sold_out = true } }
+    end
+    return { json = { product_id = id, sold_out = false } }
 end)
 
 app:get("/bench/hash", function()

@@ -15,6 +15,8 @@
 --   local r1, r2 = c:read_response(), c:read_response()
 --   c:close()
 --
+--   http.get_json(s.port or c, "/path")         -- GET, the decoded JSON of a 200 answer, else raises
+--
 -- Responses are { status, reason, version, headers (names lower-case; repeated headers joined
 -- with ", "), header_list ({name, value} pairs as received), body }. Errors follow the res, err
 -- convention: nil, "timeout" | "closed" | "bad response: ...". Nothing here hides server
@@ -268,6 +270,24 @@ function http.json(res)
         error(("response body is not JSON (%s): %q"):format(tostring(err), tostring(res.body)), 2)
     end
     return v
+end
+
+-- GET path on a port (a fresh connection) or an open connection; the decoded JSON of a 200
+-- answer. Raises on anything else, with the status and body shown.
+function http.get_json(where, path)
+    local res, err
+    if type(where) == "number" then
+        res, err = http.request{ port = where, path = path }
+    else
+        res, err = where:request{ path = path }
+    end
+    if res == nil then
+        error(("GET %s: %s"):format(path, tostring(err)), 2)
+    end
+    if res.status ~= 200 then
+        error(("GET %s answered %d: %s"):format(path, res.status, tostring(res.body)), 2)
+    end
+    return http.json(res)
 end
 
 return http

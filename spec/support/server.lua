@@ -8,7 +8,8 @@
 --     conf = { workers = 0 },                    -- config keys over the test defaults
 --     env = { FCFS_LOG_LEVEL = "info" },         -- environment of the server process
 --   }
---   s.port, s.url, s.dir, s:pid(), s:worker_pids(), s:conn_per_worker(n), s:error_log(),
+--   s.port, s.url, s.dir, s:pid(), s:worker_pids(), s:conn_per_worker(n), s:generations(n),
+--   s:reload_workers(n) (HUP, then wait until n workers serve a newer generation), s:error_log(),
 --   s:write_lua(path, src),
 --   s:signal("HUP"), s:cli("-s reload" [, env]) -> code, output, s:stop(), s:assert_no_errors{patterns}
 --   s.admin_sock, s:admin{ method=, path=, ... } -> res, err  (HTTP on the admin unix socket, where
@@ -370,6 +371,31 @@ function S:conn_per_worker(count)
     end
     assert(seen == count, "could not reach every worker")
     return conns
+end
+
+-- The VM generation each of count workers serves (GET /version of the spec's app), by worker id.
+function S:generations(count)
+    local conns = self:conn_per_worker(count)
+    local g = {}
+    for id, c in pairs(conns) do
+        g[id] = http.get_json(c, "/version").generation
+        c:close()
+    end
+    return g
+end
+
+-- HUP the master, then wait until each of count workers serves a newer generation.
+function S:reload_workers(count)
+    local before = self:generations(count)
+    assert(self:signal("HUP"))
+    server.wait_until(function()
+        for id, gen in pairs(self:generations(count)) do
+            if gen <= before[id] then
+                return false
+            end
+        end
+        return true
+    end, 10, "every worker on a new generation")
 end
 
 function S:error_log()
