@@ -32,7 +32,7 @@ bench_init
 client=$BENCH_TMP/flash_client
 bench_run cc -O2 -Wall -Wextra -o "$client" "$BENCH_ROOT/bench/flash_client.c"
 shop_start "shared_dicts = { revoked = \"8m\", catalog = \"8m\" }" "max_connections = $((N + 1000))" \
-  "idle_timeout = 300" "app = { hold_seconds = $HOLD_SECONDS, payment = { failure_rate = $FAILURE_RATE } }"
+  "idle_timeout = 300" "app = { hold_seconds = $HOLD_SECONDS, flash_sweep_interval = 0.5, payment = { failure_rate = $FAILURE_RATE } }"
 
 tokens=$BENCH_TMP/tokens.txt
 setup=$(cd "$BENCH_ROOT" && "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_setup.lua "$N" "$S" "$OPENS_IN" "$tokens")

@@ -8,7 +8,7 @@
 --   POST /api/flash/products/:id/end      admin: end the sale now -> 200 (the product view)
 --
 -- Redis holds the race (redis/flash.lua: one script per step, each atomic), MySQL the record of
--- paid orders (flash_orders + the ordinary order), the stock gate (flash/gate.lua, host.stock) the
+-- paid orders (flash_orders + the ordinary order), the stock gate (host.stock) the
 -- node's view of each product: an entry on a product the gate knows sold out is answered without a
 -- Redis command. Every script returns the product's remaining and version; the gate keeps the
 -- newest. A product's Redis state is created from MySQL on first use (init script).
@@ -22,10 +22,10 @@ local auth = require "lib.auth"
 local fields = require "lib.fields"
 local channel = require "lib.channel"
 local scripts = require "redis.flash"
-local gate = require "flash.gate"
 local events = require "flash.events"
 local payment = require "payment"
 local host = require "host"
+local gate = host.stock
 
 local tonumber, tostring, floor, pcall, setmetatable = tonumber, tostring, math.floor, pcall, setmetatable
 local find, format, match = string.find, string.format, string.match
@@ -418,7 +418,7 @@ local function tick(premature)
     if not ok then host.log("warn", "flash sweep: ", tostring(web.is_fail(err) and err.code or err)) end
     ok, err = pcall(function() return events.run_once(live_products()) end)
     if not ok then host.log("warn", "flash events: ", tostring(web.is_fail(err) and err.code or err)) end
-    host.timer.at(app_conf("flash_sweep_interval", 0.5), tick)
+    host.timer.at(app_conf("flash_sweep_interval"), tick)
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -472,14 +472,11 @@ local function watcher(premature)
 end
 
 -- flash.start(): for app:init_worker -- the expiry sweeper on every worker; the stock subscriber
--- and the Redis watch on worker 0. A node without a stock gate (no host.stock, and no
--- host.shared.catalog for the stand-in) sells no flash product and starts nothing.
+-- and the Redis watch on worker 0. They run when app.flash_sweep_interval is set (etc/fcfs.lua
+-- sets it; a node without it sells no flash product).
 function _M.start()
     payment.start()
-    if not (host.stock or (host.shared and host.shared.catalog)) then
-        host.log("warn", "no stock gate (host.stock or shared dict catalog): flash purchase timers not started")
-        return
-    end
+    if not app_conf("flash_sweep_interval") then return end
     host.timer.at(0, tick)
     if tonumber(host.worker_id) == 0 then
         host.timer.at(0, channel.follow(CHANNEL, { label = "flash stock subscriber", on_message = on_message }))
