@@ -72,10 +72,14 @@ function _M.issue(uid, sid, role)
     return body .. "." .. crypto.hmac(body), exp
 end
 
--- auth.verify(token) -> claims {uid=, sid=, role=, exp=} | nil, why ("malformed", "forged",
--- "expired", "revoked")
-function _M.verify(token)
-    if type(token) ~= "string" or #token > 512 then return nil, "malformed" end
+-- Tokens whose signature this VM has checked, with their claims: the HMAC and the parsing run
+-- once per token, later requests only check the expiry and the revocation set. Bounded: the table
+-- starts over when it holds VERIFIED_MAX tokens. Claims are shared by the requests of one token:
+-- read-only for handlers.
+local VERIFIED_MAX = 10000
+local verified, revoked_keys, nverified = {}, {}, 0
+
+local function parse(token)
     local dot = find(token, ".", 1, true)
     if not dot then return nil, "malformed" end
     local body, tag = sub(token, 1, dot - 1), sub(token, dot + 1)
@@ -84,10 +88,24 @@ function _M.verify(token)
     local payload = crypto.b64url_decode(body)
     local uid, sid, role, exp = match(payload or "", "^at1:(%d+):(%d+):(%u+):(%d+)$")
     if not uid then return nil, "malformed" end
-    exp = tonumber(exp)
-    if exp <= host.now() then return nil, "expired" end
-    if revoked_dict():get("s:" .. sid) then return nil, "revoked" end
-    return { uid = tonumber(uid), sid = tonumber(sid), role = role, exp = exp }
+    local claims = { uid = tonumber(uid), sid = tonumber(sid), role = role, exp = tonumber(exp) }
+    if nverified >= VERIFIED_MAX then verified, revoked_keys, nverified = {}, {}, 0 end
+    verified[token], revoked_keys[token], nverified = claims, "s:" .. sid, nverified + 1
+    return claims
+end
+
+-- auth.verify(token) -> claims {uid=, sid=, role=, exp=} | nil, why ("malformed", "forged",
+-- "expired", "revoked")
+function _M.verify(token)
+    if type(token) ~= "string" or #token > 512 then return nil, "malformed" end
+    local claims, why = verified[token]
+    if not claims then
+        claims, why = parse(token)
+        if not claims then return nil, why end
+    end
+    if claims.exp <= host.now() then return nil, "expired" end
+    if revoked_dict():get(revoked_keys[token]) then return nil, "revoked" end
+    return claims
 end
 
 local function bearer(req)

@@ -25,12 +25,21 @@ local function offset()
 end
 
 -- clock.rfc3339(t) -> RFC 3339 text with milliseconds in the business time zone.
+-- The last time formatted (and the offset setting it used) and its text: requests of one session
+-- show the same expiry, rows of one list often the same time.
+local last_t, last_setting, last_text
+
 function _M.rfc3339(t)
+    local app = host.config.app
+    local setting = type(app) == "table" and app.utc_offset
+    if t == last_t and setting == last_setting then return last_text end
     local secs, o = offset()
     local whole = floor(t)
     local ms = floor((t - whole) * 1000 + 0.5)
     if ms == 1000 then whole, ms = whole + 1, 0 end
-    return date("!%Y-%m-%dT%H:%M:%S", whole + secs) .. format(".%03d", ms) .. o
+    last_t, last_setting = t, setting
+    last_text = date("!%Y-%m-%dT%H:%M:%S", whole + secs) .. format(".%03d", ms) .. o
+    return last_text
 end
 
 -- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).

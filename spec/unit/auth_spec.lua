@@ -58,6 +58,20 @@ describe("lib.auth", function()
             host.shared.revoked:set("s:42", true, 900)
             assert.same({ nil, "revoked" }, { auth.verify(token) })
         end)
+
+        it("once verified, are still checked for expiry and revocation at every use", function()
+            local token = auth.issue(9, 77, "USER")
+            assert(auth.verify(token))
+            assert(auth.verify(token)) -- the signature is not checked again, the rest is
+            local body, tag = token:match("^(.-)%.(.*)$")
+            assert.same({ nil, "forged" }, { auth.verify(body .. "." .. tag:sub(2)) })
+            host.shared.revoked:set("s:77", true, 900)
+            assert.same({ nil, "revoked" }, { auth.verify(token) })
+            host.shared.revoked:delete("s:77")
+            assert(auth.verify(token))
+            helper.clock = helper.clock + 901
+            assert.same({ nil, "expired" }, { auth.verify(token) })
+        end)
     end)
 
     describe("route access", function()
