@@ -21,18 +21,8 @@ LOGIN_CONNS=${LOGIN_CONNS:-8}
 export BENCH_ROOT
 
 bench_init
-svc=$BENCH_TMP/svc
-FCFS_DEV_REDIS_PORT=0 FCFS_DEV_MYSQL_PORT=0 bash "$BENCH_ROOT/etc/dev" services start "$svc" >&2
-bench_on_exit "bash '$BENCH_ROOT/etc/dev' services stop '$svc'"
-key() { head -c 32 /dev/urandom | base64 -w0; }
-FCFS_SECRET_SEAL_KEYS="1:$(key)" FCFS_SECRET_BLIND_KEY=$(key) FCFS_SECRET_TOKEN_KEY=$(key)
-export FCFS_SECRET_SEAL_KEYS FCFS_SECRET_BLIND_KEY FCFS_SECRET_TOKEN_KEY
-pw=$(luajit -e "print(dofile('$BENCH_ROOT/etc/fcfs.lua').mysql_password)")
-fcfs_start "redis = \"unix:$svc/redis/redis.sock\"" "mysql_socket = \"$svc/mysql/mysql.sock\"" \
-  "mysql_password = \"$pw\"" "migrations_dir = \"$BENCH_ROOT/migrations\"" \
-  "shared_dicts = { revoked = \"8m\" }" \
+shop_start "shared_dicts = { revoked = \"8m\" }" \
   "app = { mail_transport = \"file\", mail_interval = 0.2, login_max_failures_ip = 1000000 }"
-"$FCFS_BIN" -c "$FCFS_CONF" migrate >&2
 
 # one verified member
 email="bench.$RANDOM@example.com" password="bench123!"

@@ -20,26 +20,14 @@ ORDER_CONNS=${ORDER_CONNS:-16}
 export BENCH_ROOT
 
 bench_init
-svc=$BENCH_TMP/svc
-FCFS_DEV_REDIS_PORT=0 FCFS_DEV_MYSQL_PORT=0 bash "$BENCH_ROOT/etc/dev" services start "$svc" >&2
-bench_on_exit "bash '$BENCH_ROOT/etc/dev' services stop '$svc'"
-key() { head -c 32 /dev/urandom | base64 -w0; }
-FCFS_SECRET_SEAL_KEYS="1:$(key)" FCFS_SECRET_BLIND_KEY=$(key) FCFS_SECRET_TOKEN_KEY=$(key)
-export FCFS_SECRET_SEAL_KEYS FCFS_SECRET_BLIND_KEY FCFS_SECRET_TOKEN_KEY
-pw=$(luajit -e "print(dofile('$BENCH_ROOT/etc/fcfs.lua').mysql_password)")
-db=$(luajit -e "print(dofile('$BENCH_ROOT/etc/fcfs.lua').mysql_database)")
-fcfs_start "redis = \"unix:$svc/redis/redis.sock\"" "mysql_socket = \"$svc/mysql/mysql.sock\"" \
-  "mysql_password = \"$pw\"" "migrations_dir = \"$BENCH_ROOT/migrations\"" \
-  "shared_dicts = { revoked = \"8m\", catalog = \"8m\" }" "mysql_wait_timeout = 5"
-"$FCFS_BIN" -c "$FCFS_CONF" migrate >&2
-sql() { mariadb --no-defaults --socket="$svc/mysql/mysql.sock" -u"$(id -un)" "$db" -e "$1"; }
+shop_start "shared_dicts = { revoked = \"8m\", catalog = \"8m\" }"
 json_field() { luajit -e "print(require('cjson').decode(io.read('*a')).$1)"; }
 
 # one member, verified and made ADMIN in MySQL (no public route does either), logged in
 email="bench.$RANDOM@example.com" password="bench123!"
 uid=$(curl -fsS -H 'Content-Type: application/json' -d "{\"email\":\"$email\",\"password\":\"$password\",\
 \"name\":\"bench\",\"phone\":\"010-1234-5678\",\"address\":\"Seoul\"}" "$FCFS_URL/api/users" | json_field user_id)
-sql "UPDATE users SET status = 'VERIFIED', role = 'ADMIN' WHERE id = $uid"
+shop_sql "UPDATE users SET status = 'VERIFIED', role = 'ADMIN' WHERE id = $uid"
 BENCH_TOKEN=$(curl -fsS -H 'Content-Type: application/json' -d "{\"email\":\"$email\",\"password\":\"$password\"}" \
   "$FCFS_URL/api/auth/login" | json_field access_token)
 export BENCH_TOKEN
@@ -63,7 +51,7 @@ orders=$(grep '^RESULT ' "$BENCH_TMP/wrk-orders.txt")
 echo "| orders | $ORDER_CONNS | $(field rps "$orders") | $(field p50_ms "$orders") | $(field p99_ms "$orders") | - |" \
   "$(field sock_err "$orders") | $(field non2xx "$orders") |"
 (($(field sock_err "$orders") == 0 && $(field non2xx "$orders") == 0)) || bad=1
-echo "orders in MySQL: $(sql 'SELECT COUNT(*) FROM orders' | tail -1)"
+echo "orders in MySQL: $(shop_sql 'SELECT COUNT(*) FROM orders')"
 
 c=${CONNS%% *}
 hc=$(field cpu_us "${res[fcfs_hello-$c]}") sc=$(field cpu_us "${res[fcfs_stock-$c]}")
