@@ -8,7 +8,8 @@
 # again); losers retry the entry every ~100 ms until S orders are paid.
 # Summary: attempts, req/s, p50/p99 per endpoint, time to sell out, paid orders in MySQL,
 # oversold, duplicate buyers, reconcile.
-# env: N=10000 S=100 OPENS_IN=5 HOLD_SECONDS=3 FAILURE_RATE=0.2 ABANDON=20 SECONDS=120 FD_LIMIT=30000
+# env: N=10000 S=100 OPENS_IN=5 HOLD_SECONDS=3 FAILURE_RATE=0.2 ABANDON=20 MAX_SECONDS=120 FD_LIMIT=30000
+# (MAX_SECONDS bounds the client run; not SECONDS, which is bash's own clock)
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -18,7 +19,7 @@ OPENS_IN=${OPENS_IN:-5}
 HOLD_SECONDS=${HOLD_SECONDS:-3}
 FAILURE_RATE=${FAILURE_RATE:-0.2}
 ABANDON=${ABANDON:-20}
-SECONDS_MAX=${SECONDS:-120}
+SECONDS_MAX=${MAX_SECONDS:-120}
 FD_LIMIT=${FD_LIMIT:-30000}
 export BENCH_ROOT
 
