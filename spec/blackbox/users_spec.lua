@@ -20,8 +20,8 @@ local http = require "spec.support.http"
 local db = require "spec.support.db"
 local ctl = require "spec.support.redis_ctl"
 local shell = require "spec.support.shell"
-local openapi = require "spec.support.openapi"
 local secrets = require "spec.support.secrets"
+local shop = require "spec.support.shop"
 
 local format = string.format
 local now = socket.gettime
@@ -30,7 +30,6 @@ local DBNAME = "fcfs_users_spec"
 local PASSWORD = "secret12!"
 local RUN = format("%x%x", os.time(), math.random(1, 0xffff))
 
-local doc = openapi.load()
 
 -- one set of keys for every server of the spec: they are hosts of one deployment
 local SECRETS = secrets.env()
@@ -60,22 +59,7 @@ describe("members", function()
 
     -- one request; the response is checked against docs/openapi.yaml (pattern = the route)
     local function call(method, pattern, opts)
-        opts = opts or {}
-        local headers = {}
-        for k, v in pairs(opts.headers or {}) do headers[k] = v end
-        local body = opts.body
-        if opts.json ~= nil then
-            body = cjson.encode(opts.json)
-            headers["content-type"] = "application/json"
-        elseif body ~= nil then
-            headers["content-type"] = headers["content-type"] or "application/json"
-        end
-        if opts.token then headers.authorization = "Bearer " .. opts.token end
-        local res = assert(http.request { port = (opts.server or s).port, method = method,
-            path = opts.path or pattern, headers = headers, body = body, timeout = 10 })
-        openapi.check_response(doc, method, pattern, res)
-        res.json = cjson.decode(res.body or "")
-        return res
+        return shop.call(opts and opts.server or s, method, pattern, opts)
     end
 
     local function expect_error(res, status, code)

@@ -107,8 +107,9 @@ function Env:sql(q)
     return db.exec(q, self.dbname)
 end
 
--- One request, checked against docs/openapi.yaml (pattern = the route).
-function Env:call(method, pattern, opts)
+-- One request to server, checked against docs/openapi.yaml (pattern = the route); opts: path,
+-- headers, body or json, token. The response gets .json.
+function shop.call(srv, method, pattern, opts)
     opts = opts or {}
     local headers = {}
     for k, v in pairs(opts.headers or {}) do headers[k] = v end
@@ -120,11 +121,16 @@ function Env:call(method, pattern, opts)
         headers["content-type"] = headers["content-type"] or "application/json"
     end
     if opts.token then headers.authorization = "Bearer " .. opts.token end
-    local res = assert(http.request { port = (opts.server or self.s).port, method = method,
+    local res = assert(http.request { port = srv.port, method = method,
         path = opts.path or pattern, headers = headers, body = body, timeout = 10 })
     openapi.check_response(doc, method, pattern, res)
     res.json = cjson.decode(res.body or "")
     return res
+end
+
+-- shop.call on the environment's server (or opts.server).
+function Env:call(method, pattern, opts)
+    return shop.call(opts and opts.server or self.s, method, pattern, opts)
 end
 
 -- A verified member (role USER or ADMIN), logged in: { id=, email=, token= }.
