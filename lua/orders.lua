@@ -169,14 +169,13 @@ function _M.check_items(req, list)
     return out
 end
 
-local function products_sql(items)
-    local list = {}
-    for i = 1, #items do list[i] = format("%d", items[i].product_id) end
-    return "SELECT id, name, price, type, stock, UTC_TIMESTAMP(3) AS now FROM products WHERE id IN ("
-        .. concat(list, ",") .. ")"
+local function product_rows(tx, items)
+    local ids = {}
+    for i = 1, #items do ids[i] = items[i].product_id end
+    return products.read(tx, ids)
 end
 
--- The order lines and total of items for the product rows read by products_sql; raises 404 / 409.
+-- The order lines and total of items for their product rows (product_rows); raises 404 / 409.
 local function lines_of(rows, items)
     local by_id = {}
     for i = 1, #rows do by_id[rows[i].id] = rows[i] end
@@ -202,7 +201,7 @@ end
 -- that locks its row until the commit. So a product's row lock is held for the last statements of
 -- the transaction only, and a sold-out product costs no lock at all.
 function _M.place(req, tx, uid, items)
-    local rows = check(tx:query(products_sql(items)))
+    local rows = product_rows(tx, items)
     local out, total = lines_of(rows, items)
     local now = rows[1].now
     local r = check(tx:query("INSERT INTO orders (user_id, status, total, ordered_at) VALUES (?, 'ORDERED', ?, ?)",
@@ -222,9 +221,7 @@ function _M.place(req, tx, uid, items)
     local ids = {}
     for i = 1, #out do
         local it = out[i]
-        r = check(tx:query("UPDATE products SET stock = stock - ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ? "
-            .. "AND stock >= ? AND type = 'NORMAL'", it.quantity, it.product_id, it.quantity))
-        if r.affected_rows ~= 1 then
+        if not products.take(tx, it.product_id, it.quantity) then
             fail(409, "OUT_OF_STOCK", MSG.OUT_OF_STOCK, { product_id = it.product_id, available = 0 })
         end
         ids[i] = it.product_id
@@ -241,7 +238,7 @@ function _M.create(req, uid, items, before)
     if items and not req.headers["idempotency-key"] then
         -- refused at the cost of one pooled read, without a transaction (the sold-out crowd); the
         -- transaction checks again under its conditional updates
-        lines_of(check(host.mysql.query(products_sql(items))), items)
+        lines_of(product_rows(nil, items), items)
     end
     local changed
     local res = idempotency.tx(req, uid, function(tx)

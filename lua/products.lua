@@ -127,6 +127,35 @@ local function cache()
     return shared and shared.catalog or worker_cache
 end
 
+---------------------------------------------------------------------------------------------------
+-- The catalog's Lua API: other modules (orders, wishlist, the lifecycle) never query the products
+-- table themselves; they call these, inside their own transaction when they pass tx (nil: pooled).
+
+local function run(tx, sql, ...)
+    if tx then return check(tx:query(sql, ...)) end
+    return check(host.mysql.query(sql, ...))
+end
+
+-- products.read(tx, ids) -> rows {id, name, price, type, stock, now} of the ids that exist (no lock).
+function _M.read(tx, ids)
+    local list = {}
+    for i = 1, #ids do list[i] = format("%d", ids[i]) end
+    return run(tx, "SELECT id, name, price, type, stock, UTC_TIMESTAMP(3) AS now FROM products WHERE id IN ("
+        .. concat(list, ",") .. ")")
+end
+
+-- products.take(tx, id, n) -> true when n units of the NORMAL product were taken (its row stays
+-- locked until tx ends), false when it has fewer.
+function _M.take(tx, id, n)
+    return run(tx, "UPDATE products SET stock = stock - ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ? "
+        .. "AND stock >= ? AND type = 'NORMAL'", n, id, n).affected_rows == 1
+end
+
+-- products.put_back(tx, id, n): n units go back to the product's stock (a cancel or a return).
+function _M.put_back(tx, id, n)
+    run(tx, "UPDATE products SET stock = stock + ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ?", n, id)
+end
+
 -- products.invalidate(ids): drop the cached stock of these product ids on this node (after commit).
 function _M.invalidate(ids)
     local c = cache()

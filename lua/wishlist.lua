@@ -40,19 +40,32 @@ local function not_found()
     fail(404, "WISHLIST_ITEM_NOT_FOUND", MSG_NOT_FOUND)
 end
 
-local ITEM_SQL = "SELECT w.id, w.product_id, w.quantity, w.created_at, p.name, p.price FROM wishlist_items w "
-    .. "JOIN products p ON p.id = w.product_id WHERE w.user_id = ?"
+-- Items are read from wishlist_items alone; their product summaries come from the catalog's Lua API
+-- (products.read), never from a join: the products table is the catalog module's.
+local ITEM_SQL = "SELECT id, product_id, quantity, created_at FROM wishlist_items WHERE user_id = ?"
 
-local function item_json(r)
-    return {
-        id = r.id, product_id = r.product_id, quantity = r.quantity, created_at = clock.from_sql(r.created_at),
-        product = { id = r.product_id, name = r.name, price = r.price },
-    }
+-- The JSON items of wishlist rows, with their product summaries (an item whose product is gone is left out).
+local function items_json(tx, rows)
+    if #rows == 0 then return {} end
+    local ids, by_id, out = {}, {}, {}
+    for i = 1, #rows do ids[i] = rows[i].product_id end
+    local ps = products.read(tx, ids)
+    for i = 1, #ps do by_id[ps[i].id] = ps[i] end
+    for i = 1, #rows do
+        local r, p = rows[i], by_id[rows[i].product_id]
+        if p then
+            out[#out + 1] = {
+                id = r.id, product_id = r.product_id, quantity = r.quantity, created_at = clock.from_sql(r.created_at),
+                product = { id = p.id, name = p.name, price = p.price },
+            }
+        end
+    end
+    return out
 end
 
-local function load(q, uid, id)
-    local rows = check(q(ITEM_SQL .. " AND w.id = ?", uid, id))
-    return rows[1] and item_json(rows[1])
+local function load(tx, uid, id)
+    local q = tx and function(...) return tx:query(...) end or host.mysql.query
+    return items_json(tx, check(q(ITEM_SQL .. " AND id = ?", uid, id)))[1]
 end
 
 -- Checks a body of exactly the fields named in `want` (name -> required).
@@ -79,28 +92,22 @@ end
 
 local function list(req)
     local limit, after = fields.page(req)
-    local rows = check(host.mysql.query(ITEM_SQL .. " AND w.id > ? ORDER BY w.id LIMIT ?", req.auth.uid, after or 0,
-        limit + 1))
-    local items = {}
-    for i = 1, #rows do items[i] = item_json(rows[i]) end
+    local items = items_json(nil, check(host.mysql.query(ITEM_SQL .. " AND id > ? ORDER BY id LIMIT ?", req.auth.uid,
+        after or 0, limit + 1)))
     local next_cursor = fields.cursor(items, limit)
     return { json = { items = json.array(items), next_cursor = next_cursor } }
 end
 
 -- wishlist.items_of(uid, n): the member's n newest items (my page).
 function _M.items_of(uid, n)
-    local rows = check(host.mysql.query(ITEM_SQL .. " ORDER BY w.id DESC LIMIT ?", uid, n))
-    local items = {}
-    for i = 1, #rows do items[i] = item_json(rows[i]) end
-    return json.array(items)
+    return json.array(items_json(nil, check(host.mysql.query(ITEM_SQL .. " ORDER BY id DESC LIMIT ?", uid, n))))
 end
 
 local function add(req)
     local uid = req.auth.uid
     local v = body_of(req, { product_id = true, quantity = false })
     return idempotency.tx(req, uid, function(tx)
-        local p = check(tx:query("SELECT id FROM products WHERE id = ?", v.product_id))
-        if not p[1] then products.not_found(v.product_id) end
+        if not products.read(tx, { v.product_id })[1] then products.not_found(v.product_id) end
         local r, err, errno = tx:query("INSERT INTO wishlist_items (user_id, product_id, quantity, created_at, "
             .. "updated_at) VALUES (?, ?, ?, UTC_TIMESTAMP(3), UTC_TIMESTAMP(3)) ON DUPLICATE KEY UPDATE "
             .. "quantity = quantity + VALUES(quantity), updated_at = VALUES(updated_at)", uid, v.product_id, v.quantity)
@@ -108,7 +115,7 @@ local function add(req)
         check(r, err, errno)
         local rows = check(tx:query("SELECT id FROM wishlist_items WHERE user_id = ? AND product_id = ?", uid,
             v.product_id))
-        return 201, load(function(...) return tx:query(...) end, uid, rows[1].id)
+        return 201, load(tx, uid, rows[1].id)
     end)
 end
 
@@ -117,7 +124,7 @@ local function update(req)
     local v = body_of(req, { quantity = true })
     check(host.mysql.query("UPDATE wishlist_items SET quantity = ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ? "
         .. "AND user_id = ?", v.quantity, id, uid))
-    local item = load(host.mysql.query, uid, id)
+    local item = load(nil, uid, id)
     if not item then not_found() end
     return { json = item }
 end

@@ -53,8 +53,7 @@ function _M.restock(tx, where, ...)
         .. where .. " GROUP BY product_id ORDER BY product_id", ...))
     local ids = {}
     for i = 1, #rows do
-        check(tx:query("UPDATE products SET stock = stock + ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ?",
-            rows[i].q, rows[i].product_id))
+        products.put_back(tx, rows[i].product_id, rows[i].q)
         ids[i] = rows[i].product_id
     end
     return ids
