@@ -12,6 +12,9 @@
 -- node's view of each product: an entry on a product the gate knows sold out is answered without a
 -- Redis command. Every script returns the product's remaining and version; the gate keeps the
 -- newest. A product's Redis state is created from MySQL on first use (init script).
+-- Tables: flash_orders is this module's; the product rows are read through the catalog's Lua API
+-- (products.load/lock_stock/end_sale/live_flash_ids) and a paid hold becomes an ordinary order through
+-- orders.record.
 -- The expiry sweeper (flash.start, every worker) returns overdue holds and refreshes the gate of
 -- every live FLASH product, so a reopen missed on this node is seen within app.flash_sweep_interval;
 -- the same timer drains the order events into MySQL (flash/events.lua).
@@ -24,6 +27,8 @@ local channel = require "lib.channel"
 local scripts = require "redis.flash"
 local events = require "flash.events"
 local payment = require "payment"
+local catalog = require "products"
+local orders = require "orders"
 local host = require "host"
 local gate = host.stock
 
@@ -111,9 +116,7 @@ local function product(pid, fresh)
     local e = products[pid]
     local now = host.now()
     if e and e.exp > now and not fresh then return e.row end
-    local rows = check(host.mysql.query("SELECT id, name, price, type, stock, sale_starts_at, sale_ends_at, "
-        .. "per_user_limit FROM products WHERE id = ?", pid))
-    local row = rows[1]
+    local row = catalog.load(pid)
     if row and row.type ~= "FLASH" then row = nil end
     if row then
         row.starts = epoch_of_sql(row.sale_starts_at)
@@ -271,17 +274,12 @@ local function record(oid, pid, uid, p)
         if row.user_id ~= uid then error("flash order id " .. oid .. " reused for another member", 0) end
         if row.order_id ~= null then return row.order_id end
         -- the last line against overselling, whatever Redis lost: paid orders never exceed the units
-        local stock = check(tx:query("SELECT stock FROM products WHERE id = ? FOR UPDATE", pid))[1].stock
+        local stock = catalog.lock_stock(tx, pid)
         local sold = check(tx:query("SELECT COUNT(*) AS n FROM flash_orders WHERE product_id = ? AND state = 'PAID'",
             pid))[1].n
         if sold >= stock then return false end
-        local r = check(tx:query("INSERT INTO orders (user_id, status, total, ordered_at) VALUES (?, 'ORDERED', ?, ?)",
-            uid, p.price, row.now))
-        local moid = r.insert_id
-        check(tx:query("INSERT INTO order_items (order_id, product_id, name, price, quantity) VALUES (?, ?, ?, ?, 1)",
-            moid, pid, p.name, p.price))
-        check(tx:query("INSERT INTO order_transitions (order_id, from_status, to_status, at) VALUES (?, NULL, "
-            .. "'ORDERED', ?)", moid, row.now))
+        local moid = orders.record(tx, uid, { { product_id = pid, name = p.name, price = p.price, quantity = 1 } },
+            p.price, row.now)
         check(tx:query("UPDATE flash_orders SET state = 'PAID', order_id = ?, updated_at = ? WHERE id = ?", moid,
             row.now, oid))
         return moid
@@ -362,8 +360,7 @@ end
 local function end_sale(req)
     local pid = tonumber(req.params.id)
     if not product(pid, true) then not_found(pid) end
-    check(host.mysql.query("UPDATE products SET sale_ends_at = UTC_TIMESTAMP(3), updated_at = UTC_TIMESTAMP(3) "
-        .. "WHERE id = ? AND sale_starts_at < UTC_TIMESTAMP(3) AND sale_ends_at > UTC_TIMESTAMP(3)", pid))
+    catalog.end_sale(pid)
     local k = keys_of(pid)
     local r = run(S.set_flag, { k.s }, { "ended", 1 })
     if r[1] == nil then
@@ -437,10 +434,7 @@ end
 -- flash.recover(): after Redis lost data -- every live product paused (Redis flag and gate), then its
 -- state rebuilt from MySQL (initial - paid - holds Redis still has) and resumed. -> products rebuilt
 function _M.recover()
-    local rows = check(host.mysql.query("SELECT id FROM products WHERE type = 'FLASH' AND sale_ends_at > "
-        .. "UTC_TIMESTAMP(3) - INTERVAL 1 DAY"))
-    local ids = {}
-    for i = 1, #rows do ids[i] = rows[i].id end
+    local ids = catalog.live_flash_ids()
     for i = 1, #ids do
         local k = keys_of(ids[i])
         local r = run(S.set_flag, { k.s }, { "paused", 1 })

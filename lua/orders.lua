@@ -194,6 +194,27 @@ local function lines_of(rows, items)
     return out, total
 end
 
+-- orders.record(tx, uid, lines, total, now) -> the new order id: an ORDERED order of the lines ({product_id,
+-- name, price, quantity}) with its items and first transition, written in tx. Also how the flash purchase
+-- records a paid hold: the orders tables are written only here.
+function _M.record(tx, uid, lines, total, now)
+    local r = check(tx:query("INSERT INTO orders (user_id, status, total, ordered_at) VALUES (?, 'ORDERED', ?, ?)",
+        uid, total, now))
+    local oid = r.insert_id
+    local values, args = {}, {}
+    for i = 1, #lines do
+        local it, n = lines[i], (i - 1) * 5
+        values[i] = "(?, ?, ?, ?, ?)"
+        args[n + 1], args[n + 2], args[n + 3], args[n + 4], args[n + 5] = oid, it.product_id, it.name, it.price,
+            it.quantity
+    end
+    check(tx:query("INSERT INTO order_items (order_id, product_id, name, price, quantity) VALUES "
+        .. concat(values, ", "), unpack(args)))
+    check(tx:query("INSERT INTO order_transitions (order_id, from_status, to_status, at) VALUES (?, NULL, 'ORDERED', "
+        .. "?)", oid, now))
+    return oid
+end
+
 -- orders.place(req, tx, uid, items) -> order object, product ids (to invalidate after commit).
 -- items as check_items returns them. Raises the 404/409 failures (the transaction rolls back).
 -- The product rows are read without a lock (a short item fails here, locking nothing); the order is
@@ -204,20 +225,7 @@ function _M.place(req, tx, uid, items)
     local rows = product_rows(tx, items)
     local out, total = lines_of(rows, items)
     local now = rows[1].now
-    local r = check(tx:query("INSERT INTO orders (user_id, status, total, ordered_at) VALUES (?, 'ORDERED', ?, ?)",
-        uid, total, now))
-    local oid = r.insert_id
-    local values, args = {}, {}
-    for i = 1, #out do
-        local it, n = out[i], (i - 1) * 5
-        values[i] = "(?, ?, ?, ?, ?)"
-        args[n + 1], args[n + 2], args[n + 3], args[n + 4], args[n + 5] = oid, it.product_id, it.name, it.price,
-            it.quantity
-    end
-    check(tx:query("INSERT INTO order_items (order_id, product_id, name, price, quantity) VALUES "
-        .. concat(values, ", "), unpack(args)))
-    check(tx:query("INSERT INTO order_transitions (order_id, from_status, to_status, at) VALUES (?, NULL, 'ORDERED', "
-        .. "?)", oid, now))
+    local oid = _M.record(tx, uid, out, total, now)
     local ids = {}
     for i = 1, #out do
         local it = out[i]

@@ -156,6 +156,29 @@ function _M.put_back(tx, id, n)
     run(tx, "UPDATE products SET stock = stock + ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ?", n, id)
 end
 
+-- products.load(id) -> the product row (every column) | nil.
+_M.load = load
+
+-- products.lock_stock(tx, id) -> the stock column, the row locked until tx ends.
+function _M.lock_stock(tx, id)
+    return run(tx, "SELECT stock FROM products WHERE id = ? FOR UPDATE", id)[1].stock
+end
+
+-- products.end_sale(id): an open sale of the product ends now (nothing when it is not open).
+function _M.end_sale(id)
+    run(nil, "UPDATE products SET sale_ends_at = UTC_TIMESTAMP(3), updated_at = UTC_TIMESTAMP(3) WHERE id = ? "
+        .. "AND sale_starts_at < UTC_TIMESTAMP(3) AND sale_ends_at > UTC_TIMESTAMP(3)", id)
+end
+
+-- products.live_flash_ids() -> ids of the FLASH products whose sale has not been over for a day.
+function _M.live_flash_ids()
+    local rows = run(nil, "SELECT id FROM products WHERE type = 'FLASH' AND sale_ends_at > UTC_TIMESTAMP(3) - "
+        .. "INTERVAL 1 DAY")
+    local ids = {}
+    for i = 1, #rows do ids[i] = rows[i].id end
+    return ids
+end
+
 -- products.invalidate(ids): drop the cached stock of these product ids on this node (after commit).
 function _M.invalidate(ids)
     local c = cache()
