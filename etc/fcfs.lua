@@ -106,6 +106,9 @@ return {
 
   -- the application (host.config.app; free-form, read by the Lua side) ------------
   app = {
+    -- services across hosts (etc/nginx/ is the gateway in front of them)
+    -- modules = { "users", "products", "wishlist", "orders", "flash" }, -- the modules this host serves
+                                     --   (routes and timers; also "users,products"); omitted = all
     -- members (lua/users.lua, lua/sessions.lua, lua/lib/auth.lua, lua/mail.lua)
     access_ttl = 900,                -- s an access token lives (revocations are kept that long)
     refresh_ttl = 1209600,           -- s a refresh token lives after its last use (14 days)

@@ -31,7 +31,7 @@ local lifecycle = require "jobs.lifecycle"
 local sessions = require "sessions"
 local flash = require "flash"
 
-local pcall, tostring = pcall, tostring
+local pcall, tostring, type, ipairs, error = pcall, tostring, type, ipairs, error
 local fail = web.fail
 local MSG_NOT_FOUND = web.messages.NOT_FOUND
 
@@ -118,20 +118,55 @@ app:get("/_host/status", admin_only(function()
     }
 end))
 
-users.routes(app)
+-- The domain modules this host serves: config app.modules, a list (or a comma-separated string) of
+-- module names; absent = all of them. A module not served here is still a library (the modules call
+-- each other's Lua API), only its routes and timers are left out, so one code base deploys as separate
+-- services behind a gateway (etc/nginx/). The revocation subscriber runs on every host: every module
+-- checks access tokens.
+local MODULES = {
+    { "users", function()
+        users.routes(app)
+        app:init_worker(mail.start)
+        app:init_worker(sessions.start)
+    end },
+    -- commerce: catalog, wishlist, orders and the order lifecycle scheduler
+    { "products", function() products.routes(app) end },
+    { "wishlist", function() wishlist.routes(app) end },
+    { "orders", function()
+        orders.routes(app)
+        app:init_worker(lifecycle.start)
+    end },
+    -- the flash purchase: entry, pay, cancel, the hold expiry sweeper
+    { "flash", function()
+        flash.routes(app)
+        app:init_worker(flash.start)
+    end },
+}
+
+-- The set of module names app.modules selects; raises on a name that is no module.
+local function served_modules(list)
+    local known, want = {}, {}
+    for i = 1, #MODULES do known[MODULES[i][1]] = true end
+    if list == nil then return known end
+    if type(list) == "string" then
+        local t = {}
+        for name in list:gmatch("[^,%s]+") do t[#t + 1] = name end
+        list = t
+    end
+    if type(list) ~= "table" then error("app.modules: a list of module names", 0) end
+    for _, name in ipairs(list) do
+        if not known[name] then error("app.modules: no module \"" .. tostring(name) .. "\"", 0) end
+        want[name] = true
+    end
+    return want
+end
+
 app:init_worker(auth.start)
-app:init_worker(mail.start)
-app:init_worker(sessions.start)
-
--- commerce: catalog, wishlist, orders and the order lifecycle scheduler
-products.routes(app)
-wishlist.routes(app)
-orders.routes(app)
-app:init_worker(lifecycle.start)
-
--- the flash purchase: entry, pay, cancel, the hold expiry sweeper
-flash.routes(app)
-app:init_worker(flash.start)
+local served = served_modules((host.config.app or {}).modules)
+for i = 1, #MODULES do
+    if served[MODULES[i][1]] then MODULES[i][2]() end
+end
+app.modules = served
 
 app.ready_check = ready_check
 app.admin_only = admin_only
