@@ -173,6 +173,23 @@ static int listen_admin(const fcfs_conf_t *c, int *fd) {
   return -1;
 }
 
+/* The public listener. A pid file naming a dead pid means the last master was killed (SIGKILL,
+ * OOM): its workers still hold the port until they notice, within 100 ms, stop accepting and drain.
+ * A master restarted at once by a supervisor (etc/fcfs.service) then waits for the port, at most
+ * drain_timeout, instead of failing; otherwise a taken port fails the start at once. */
+static int listen_public(const fcfs_conf_t *c, char *err, size_t errlen) {
+  pid_t old = read_pid(c->pid_file);
+  int stale = old > 0 && kill(old, 0) != 0 && errno == ESRCH;
+  for (int waited_ms = 0;; waited_ms += 50) {
+    int fd = fcfs_listen_socket(c->listen, c->backlog, err, errlen);
+    if (fd >= 0 || !stale || errno != EADDRINUSE || waited_ms >= c->drain_timeout * 1000) return fd;
+    if (waited_ms == 0)
+      fprintf(stderr, "fcfs: the killed master %d's workers still hold %s, waiting\n", (int)old,
+              c->listen);
+    usleep(50000);
+  }
+}
+
 /* 10,000 keep-alive connections need more than the usual 1024 descriptors. */
 static void raise_fd_limit(const fcfs_conf_t *c) {
   struct rlimit rl;
@@ -248,7 +265,7 @@ int main(int argc, char **argv) {
     raise_fd_limit(&conf);
     make_parent(conf.error_log);
     make_parent(conf.access_log);
-    int fd = fcfs_listen_socket(conf.listen, conf.backlog, err, sizeof(err)), admin = -1;
+    int fd = listen_public(&conf, err, sizeof(err)), admin = -1;
     const char *admin_unix =
         strncmp(conf.admin_listen, "unix:", 5) == 0 ? conf.admin_listen + 5 : 0;
     if (fd < 0) {

@@ -10,6 +10,7 @@
 --   }
 --   s.port, s.url, s.dir, s:pid(), s:worker_pids(), s:conn_per_worker(n), s:generations(n),
 --   s:reload_workers(n) (HUP, then wait until n workers serve a newer generation), s:error_log(),
+--   s:spawn() (start the process again, as a supervisor restarting it would),
 --   s:write_lua(path, src),
 --   s:signal("HUP"), s:cli("-s reload" [, env]) -> code, output, s:stop(), s:assert_no_errors{patterns}
 --   s.admin_sock, s:admin{ method=, path=, ... } -> res, err  (HTTP on the admin unix socket, where
@@ -279,11 +280,7 @@ function server.start(opts)
     write_file(s.conf_path, "-- written by spec/support/server.lua\nreturn " .. lua_value(conf) .. "\n")
 
     s.env_prefix = env_prefix(sanitizer_env(coverage_env(copy(s.env)), dir))
-    -- a simple command after `&`, so $! is the pid of fcfs itself (env execs it)
-    local _, out = sh(format("cd %s || exit 1; %s %s -c %s </dev/null >>%s 2>&1 & echo $! >%s; cat %s",
-        q(dir), s.env_prefix, q(bin), q(s.conf_path), q(dir .. "/stderr.log"),
-        q(dir .. "/spawned.pid"), q(dir .. "/spawned.pid")))
-    s.spawned_pid = tonumber(out:match("%d+"))
+    s:spawn()
 
     local deadline = socket.gettime() + (opts.start_timeout or 10)
     while true do
@@ -303,6 +300,16 @@ function server.start(opts)
         socket.sleep(0.05)
     end
     return s
+end
+
+-- Start the fcfs process of this server (again, as a supervisor would: same command, directory and
+-- config); does not wait for it.
+function S:spawn()
+    -- a simple command after `&`, so $! is the pid of fcfs itself (env execs it)
+    local _, out = sh(format("cd %s || exit 1; %s %s -c %s </dev/null >>%s 2>&1 & echo $! >%s; cat %s",
+        q(self.dir), self.env_prefix, q(self.bin), q(self.conf_path), q(self.dir .. "/stderr.log"),
+        q(self.dir .. "/spawned.pid"), q(self.dir .. "/spawned.pid")))
+    self.spawned_pid = tonumber(out:match("%d+"))
 end
 
 -- The master pid (from the pid file), or the spawned process while there is no pid file.

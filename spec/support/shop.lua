@@ -133,16 +133,17 @@ function Env:call(method, pattern, opts)
     return shop.call(opts and opts.server or self.s, method, pattern, opts)
 end
 
--- A verified member (role USER or ADMIN), logged in: { id=, email=, token= }.
-function Env:member(label, role)
+-- A verified member (role USER or ADMIN), logged in: { id=, email=, token= }; signed up and logged in
+-- through srv (default the environment's server).
+function Env:member(label, role, srv)
     self.n = self.n + 1
     local email = format("%s%d.%s@example.com", label, self.n, self.run)
     local res = self:call("POST", "/api/users", { json = { email = email, password = PASSWORD, name = "김민수",
-        phone = "010-1234-5678", address = "서울특별시 강남구 테헤란로 1" } })
+        phone = "010-1234-5678", address = "서울특별시 강남구 테헤란로 1" }, server = srv })
     assert(res.status == 202, res.body)
     local id = res.json.user_id
     self:sql(format("UPDATE users SET status = 'VERIFIED', role = '%s' WHERE id = %d", role or "USER", id))
-    local login = self:call("POST", "/api/auth/login", { json = { email = email, password = PASSWORD } })
+    local login = self:call("POST", "/api/auth/login", { json = { email = email, password = PASSWORD }, server = srv })
     assert(login.status == 200, login.body)
     return { id = id, email = email, token = login.json.access_token }
 end
