@@ -55,6 +55,21 @@ static pid_t read_pid(const char *path) {
   return (pid_t)pid;
 }
 
+/* pid runs: exists and is not a zombie (a killed master stays one until its parent reaps it, which
+ * a container's init may never do). */
+static int pid_alive(pid_t pid) {
+  if (pid <= 0 || kill(pid, 0) != 0) return 0;
+  char path[64], buf[256];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 1;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *paren = strrchr(buf, ')');
+  return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
+}
+
 /* mkdir -p for the directory part of path. */
 static void make_parent(const char *path) {
   char buf[4096];
@@ -69,7 +84,7 @@ static void make_parent(const char *path) {
 
 static int write_pid(const char *path) {
   pid_t old = read_pid(path);
-  if (old > 0 && old != getpid() && kill(old, 0) == 0) {
+  if (old > 0 && old != getpid() && pid_alive(old)) {
     fprintf(stderr, "fcfs: already running as pid %d (%s)\n", (int)old, path);
     return -1;
   }
@@ -89,7 +104,7 @@ static int write_pid(const char *path) {
 static int reload_outcome(const fcfs_conf_t *c, pid_t pid, uint64_t before) {
   char err[4096];
   int ticks = (int)(c->reload_timeout * 20) + 100; /* 50 ms each: reload_timeout + 5 s */
-  for (int i = 0; i < ticks && kill(pid, 0) == 0; i++) {
+  for (int i = 0; i < ticks && pid_alive(pid); i++) {
     uint64_t gen;
     int state;
     if (fcfs_reload_status_read(c, &gen, &state, err, sizeof(err)) == 0 && gen > before &&
@@ -121,7 +136,7 @@ static int send_signal(const fcfs_conf_t *c, const char *name) {
     return 1;
   }
   pid_t pid = read_pid(c->pid_file);
-  if (pid <= 0 || kill(pid, 0) != 0) {
+  if (!pid_alive(pid)) {
     fprintf(stderr, "fcfs: not running (no live pid in %s)\n", c->pid_file);
     return 1;
   }
@@ -141,7 +156,7 @@ static int send_signal(const fcfs_conf_t *c, const char *name) {
   }
   if (sig == SIGHUP) return reload_outcome(c, pid, before);
   if (sig == SIGQUIT || sig == SIGTERM) /* wait for it to go, bounded */
-    for (int i = 0; i < (int)(c->drain_timeout * 10) + 100 && kill(pid, 0) == 0; i++)
+    for (int i = 0; i < (int)(c->drain_timeout * 10) + 100 && pid_alive(pid); i++)
       usleep(100000);
   return 0;
 }
@@ -179,7 +194,7 @@ static int listen_admin(const fcfs_conf_t *c, int *fd) {
  * drain_timeout, instead of failing; otherwise a taken port fails the start at once. */
 static int listen_public(const fcfs_conf_t *c, char *err, size_t errlen) {
   pid_t old = read_pid(c->pid_file);
-  int stale = old > 0 && kill(old, 0) != 0 && errno == ESRCH;
+  int stale = old > 0 && !pid_alive(old);
   for (int waited_ms = 0;; waited_ms += 50) {
     int fd = fcfs_listen_socket(c->listen, c->backlog, err, errlen);
     if (fd >= 0 || !stale || errno != EADDRINUSE || waited_ms >= c->drain_timeout * 1000) return fd;

@@ -349,9 +349,10 @@ static void on_tick(uv_timer_t *h) {
   w->slot->heartbeat_ms = fcfs_monotonic_ms();
   if (w->vm) w->slot->lua_mem_bytes = fcfs_vm_memory(w->vm);
   fcfs_log_flush();
-  if (w->shm->master_pid > 0 && getppid() != (pid_t)w->shm->master_pid) {
+  /* Every worker must see it: the shm's master_pid stays (a worker zeroing it stopped its siblings
+   * from noticing). */
+  if (!w->stopping && w->shm->master_pid > 0 && getppid() != (pid_t)w->shm->master_pid) {
     fcfs_log(FCFS_LOG_WARN, "master is gone, stopping");
-    w->shm->master_pid = 0;
     worker_stop(w, 1);
   }
   if (ready_to_exit(w)) {
