@@ -20,8 +20,9 @@ local format = string.format
 local q, sh = shell.q, shell.sh
 
 local COMMERCE = { "users", "products", "wishlist", "orders" }
--- a long sweep: a gate that reopens within a second was reopened by the pub/sub message
-local FLASH = { modules = { "flash" }, hold_seconds = 30, flash_sweep_interval = 3, payment = { failure_rate = 0 } }
+-- the sweeps (which also refresh every gate from Redis) run at start and then once a minute: a gate
+-- that reopens within seconds was reopened by the pub/sub message
+local FLASH = { modules = { "flash" }, hold_seconds = 60, flash_sweep_interval = 60, payment = { failure_rate = 0 } }
 
 -- nginx under dir: the repository's gateway config with its listen line set to port and the
 -- upstreams pointing at the hosts; -> the gateway as a server-like { port = } and a stop function.
@@ -232,8 +233,7 @@ describe("services behind the gateway", function()
             return delay
         end, 5, "the gate of host C to reopen")
         print(format("# gate reopened on the other flash host %.0f ms after the release", delay * 1000))
-        print(c:error_log())
-        assert.is_true(delay < 1, tostring(delay))
+        assert.is_true(delay < 5, tostring(delay))
     end)
 
     it("logs no unexpected error", function()
