@@ -33,7 +33,8 @@ local function release(k, oid, uid, dl, state, pid)
   redis.call('XADD', k.ev, '*', 'type', state, 'order_id', oid, 'user_id', uid, 'product_id', pid,
     'at', now_ms())
   local paused = tonumber(redis.call('HGET', k.s, 'paused') or '0')
-  redis.call('PUBLISH', 'flash:stock', pid .. '|' .. remaining .. '|' .. ver .. '|' .. paused)
+  -- %d: Redis Lua numbers are doubles, and `..` would write a version past 14 digits as 1.7e+15
+  redis.call('PUBLISH', 'flash:stock', string.format('%d|%d|%d|%d', pid, remaining, ver, paused))
   return remaining, ver, paused
 end
 local function parse(h)
