@@ -16,7 +16,8 @@
 -- set); the host itself already answers 404 to public requests for /_host/* before Lua runs.
 --
 -- Domain routes: users.lua (members, sessions, my page); products.lua, wishlist.lua, orders.lua
--- (commerce) with the order lifecycle scheduler jobs/lifecycle.lua. Each route declares its own access
+-- (commerce) with the order lifecycle scheduler jobs/lifecycle.lua; flash.lua -- each registered
+-- only when config app.modules selects it (MODULES below). Each route declares its own access
 -- (lib/auth.lua: auth.member / auth.admin around the handler; a bare handler is public).
 local web = require "lib.web"
 local json = require "lib.json"
