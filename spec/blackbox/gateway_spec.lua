@@ -75,14 +75,6 @@ http {
     end
 end
 
-local function free_port()
-    local s = socket.tcp()
-    assert(s:bind("127.0.0.1", 0))
-    local _, port = s:getsockname()
-    s:close()
-    return tonumber(port)
-end
-
 -- The JSON access log line of host s with this request id (the log is flushed every 100 ms).
 local function access_line(s, id)
     local line
@@ -125,7 +117,7 @@ describe("services behind the gateway", function()
         a = env.s
         b = env:start(conf, FLASH)
         c = env:start(conf, FLASH)
-        gw, stop_gw = start_nginx(free_port(), a, { b, c })
+        gw, stop_gw = start_nginx(server.free_port(), a, { b, c })
         admin = env:member("admin", "ADMIN", gw)
     end)
 

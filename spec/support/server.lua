@@ -16,6 +16,7 @@
 --   s.admin_sock, s:admin{ method=, path=, ... } -> res, err  (HTTP on the admin unix socket, where
 --   /_host/* and /metrics live), s:metrics() -> the Prometheus text
 --   server.run("-c file -t", env, { cwd =, timeout = }) -> code, output   -- outside any server
+--   server.free_port()                                     -- a free port on 127.0.0.1
 --
 -- Each server gets its own directory from mktemp -d (under $TMPDIR; `etc/dev test` points that at
 -- its throw-away directory): lua/ mirrors the repository's lua/ as symlinks (so `require "lib.web"`
@@ -92,6 +93,7 @@ function server.wait_until(fn, timeout, what)
     return nil
 end
 
+-- A TCP port on 127.0.0.1 that nobody listens on right now.
 local function free_port()
     local s = socket.tcp()
     assert(s:bind("127.0.0.1", 0))
@@ -99,6 +101,7 @@ local function free_port()
     s:close()
     return tonumber(port)
 end
+server.free_port = free_port
 
 -- The repository root: two levels above this file.
 local function repo_root()
