@@ -455,7 +455,7 @@ function _M.sweep_once()
                 local oid = tonumber(stuck[j])
                 local ok, how = pcall(settle, pid, oid, tonumber(stuck[j + 1]))
                 if ok then settled = settled + 1 end
-                host.log("warn", "flash order ", oid, ": pay unfinished after ", settle_ms() / 1000, " s; settle: ",
+                host.log("warn", "flash order ", oid, ": pay unfinished past its settle time; settled: ",
                     ok and how or tostring(web.is_fail(how) and how.code or how))
             end
             if r[5] + 86400000 < host.now() * 1000 and r[6] == 0 then check(host.redis.call("SREM", LIVE_KEY, pid)) end
