@@ -323,6 +323,46 @@ describe("flash purchase", function()
         end)
     end)
 
+    describe("units coming back after the fact", function()
+        it("puts the unit of a paid flash order cancelled through the Orders routes back on sale at once", function()
+            local p = product({ stock = 1 })
+            local paid = pay(a.token, entry(a.token, p.id).json.order_id)
+            assert.equal(200, paid.status, paid.body)
+            expect_error(entry(b.token, p.id), 409, "OUT_OF_STOCK")
+            local res = call("POST", "/api/orders/{id}/cancel", { path = "/api/orders/" .. paid.json.order_id
+                .. "/cancel", token = a.token })
+            assert.equal(200, res.status, res.body)
+            local s = state(p.id)
+            assert.same({ 2, 1, 0, 1 }, { s.initial, s.remaining, s.held, s.paid })
+            local again
+            wait_for("the gates to reopen", function()
+                again = entry(b.token, p.id)
+                return again.status == 201
+            end, 3, function() return again.body end)
+            local code, out = env.s:cli { "run", env.s.lua_dir .. "/cli/reconcile.lua", tostring(p.id) }
+            assert.equal(0, code, out)
+            assert.matches("initial 2, remaining 0, held 1, paid 1", out, 1, true)
+        end)
+
+        it("takes an admin's stock change and sale window change into the sale's Redis state", function()
+            local p = product({ stock = 1, sale_starts_at = at(3000), sale_ends_at = at(3600) })
+            assert.equal("UPCOMING", view(p.id).state) -- the Redis state exists from here on
+            local res = call("PUT", "/api/products/{id}/stock", { path = "/api/products/" .. p.id .. "/stock",
+                token = admin.token, json = { quantity = 4 } })
+            assert.equal(200, res.status, res.body)
+            local s = state(p.id)
+            assert.same({ 4, 4 }, { s.initial, s.remaining })
+            expect_error(entry(a.token, p.id), 403, "SALE_NOT_OPEN")
+            res = call("PATCH", "/api/products/{id}", { path = "/api/products/" .. p.id, token = admin.token,
+                json = { sale_starts_at = at(-1), per_user_limit = 2 } })
+            assert.equal(200, res.status, res.body)
+            assert.equal(201, entry(a.token, p.id).status)
+            assert.equal(201, entry(a.token, p.id).status)
+            expect_error(entry(a.token, p.id), 409, "ALREADY_PURCHASED")
+            assert.equal(2, state(p.id).remaining)
+        end)
+    end)
+
     describe("cancel", function()
         it("204 and the unit back; 409 once paying or paid; 404 for another member", function()
             local p = product({ stock = 1 })
