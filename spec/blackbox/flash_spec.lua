@@ -8,7 +8,9 @@
 -- workers; 1,000 sold-out entries costing a bounded number of Redis commands; a paid order once in
 -- MySQL; stock exact under concurrent repeat clicks; payment failure returning the unit; the order
 -- event pipeline into MySQL; reconcile; Redis restarted from an AOF lacking its last writes (no
--- oversell: the stock is rebuilt from MySQL).
+-- oversell: the stock is rebuilt from MySQL); the settle of pays that never finished (a gateway
+-- slower than flash_settle_seconds, a worker killed mid-charge, a commit Redis never heard of);
+-- units coming back after the fact (a paid order cancelled, an admin stock or sale window change).
 --
 --   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/flash_spec.lua
 local socket = require "socket"
