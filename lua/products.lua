@@ -23,7 +23,6 @@ local fields = require "lib.fields"
 local clock = require "lib.clock"
 local auth = require "lib.auth"
 local idempotency = require "lib.idempotency"
-local flash_sale = require "flash"
 local host = require "host"
 
 local tonumber, tostring, type, pairs, concat, unpack = tonumber, tostring, type, pairs, table.concat, unpack
@@ -192,7 +191,8 @@ function _M.restocked(units)
     local ids = {}
     for id in pairs(units) do ids[#ids + 1] = id end
     _M.invalidate(ids)
-    flash_sale.units_back(units)
+    -- required at call time: the flash module requires this one (the catalog's Lua API) at load
+    require("flash").units_back(units)
 end
 
 local JSON_HEADERS = web.JSON_HEADERS
