@@ -33,6 +33,11 @@ local epoch_of_sql = clock.epoch_of_sql
 
 local _M = {}
 
+-- The flash module, required when first needed: it requires this one (the catalog's Lua API) at load.
+local function flash_sale()
+    return require "flash"
+end
+
 local MSG_NOT_FOUND = { ko = "상품을 찾을 수 없습니다.", en = "The product was not found." }
 local MSG_EXISTS = { ko = "이미 같은 이름의 상품이 있습니다.", en = "A product with this name already exists." }
 local MSG_SALE_OPEN = {
@@ -191,8 +196,7 @@ function _M.restocked(units)
     local ids = {}
     for id in pairs(units) do ids[#ids + 1] = id end
     _M.invalidate(ids)
-    -- required at call time: the flash module requires this one (the catalog's Lua API) at load
-    require("flash").units_back(units)
+    flash_sale().units_back(units)
 end
 
 local JSON_HEADERS = web.JSON_HEADERS
@@ -363,7 +367,7 @@ local function update(req)
         check(r, err, errno)
         _M.invalidate({ id })
         if current.type == "FLASH" and (v.sale_starts_at or v.sale_ends_at or v.per_user_limit) then
-            flash_sale.sale_changed(id)
+            flash_sale().sale_changed(id)
         end
     end
     return { json = _M.to_json(load(id)) }
