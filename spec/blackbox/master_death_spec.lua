@@ -9,13 +9,12 @@
 --
 --   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/master_death_spec.lua
 local socket = require "socket"
-local shop = require "spec.support.shop"
 local server = require "spec.support.server"
-local http = require "spec.support.http"
 local shell = require "spec.support.shell"
+local http = require "spec.support.http"
+local shop = require "spec.support.shop"
 
-local format = string.format
-local sh, alive = shell.sh, shell.alive
+local sh, alive, format = shell.sh, shell.alive, string.format
 
 describe("master death", function()
     local env, s, admin
