@@ -129,6 +129,12 @@ static const conf_key_t keys[] = {
     S(node_id, ""),
     /* stock gates (host.stock): products with a gate at once */
     I(stock_slots, "1024", 1, 1 << 22),
+    /* static files (static.c) and streamed answers (host.stream) */
+    S(static_dir, ""),
+    N(static_max_age, "0", 0, 31536000),
+    I(static_cache_size, "8388608", 0, 1 << 30),
+    N(stream_timeout, "3600", 1, 604800),
+    N(stream_send_timeout, "10", 0.001, 3600),
 };
 
 #undef S

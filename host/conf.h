@@ -120,6 +120,12 @@ typedef struct fcfs_conf_s {
   char *node_id;                  /* host.node_id; "" in the file = the hostname */
   /* stock gates (host.stock, stock.c) */
   int stock_slots; /* products with a gate at once, laid out in shm by the master */
+  /* static files (static.c) and streamed answers (host.stream) */
+  char *static_dir;           /* served for GET/HEAD no app route matches; "" = none */
+  double static_max_age;      /* s: Cache-Control max-age; 0 = "no-cache" (revalidate by ETag) */
+  int static_cache_size;      /* bytes of file contents cached per worker */
+  double stream_timeout;      /* s: the longest a streamed answer (SSE) lasts */
+  double stream_send_timeout; /* s: the longest host.stream.send waits for a slow client */
 } fcfs_conf_t;
 
 /* Fill c from path (NULL: defaults only) and the environment. On error

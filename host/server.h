@@ -28,6 +28,12 @@ struct fcfs_request_s {
   char id[40];
   char remote[48]; /* the client's address (from real_ip_header behind a trusted proxy) */
   int admin;       /* came in on the admin listener */
+  /* a streamed answer (fcfs_request_stream_open), chunk by chunk */
+  int streaming;
+  int stream_status;
+  size_t stream_bytes;
+  void (*drained)(void *arg); /* set by a writer waiting for the client: a write completed */
+  void *drained_arg;
 };
 
 /* A listening socket for "host:port" ("[::1]:port", "*:port") or
@@ -55,6 +61,22 @@ const char *fcfs_request_line(const fcfs_request_t *r, char *buf, size_t cap);
  * needs: the caller's buffers may go away on return. */
 void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, size_t hlen,
                           const char *body, size_t blen);
+/* Streamed answers (SSE): the head goes out at once with Transfer-Encoding:
+ * chunked, then each fcfs_request_stream_write() is one chunk. The stream
+ * ends when the request is answered (fcfs_request_respond/fail, i.e. when the
+ * handler returns, raises, or its deadline passes): with the last chunk, or,
+ * for a 500 or a stream whose write failed, by closing the connection (the
+ * client sees a truncated body). The request deadline becomes now + lifetime
+ * seconds. A client that goes away cancels a streaming handler whatever
+ * client_abort says. headers as for fcfs_request_respond. 0, or -1 (the
+ * status cannot carry a body, or the request is answered or streaming). */
+int fcfs_request_stream_open(fcfs_request_t *r, int status, const char *headers, size_t hlen,
+                             double lifetime);
+/* One chunk (len > 0); 0 or a libuv error (the connection is then closing). */
+int fcfs_request_stream_write(fcfs_request_t *r, const char *data, size_t len);
+/* Bytes accepted but not yet taken by the kernel (backpressure). */
+size_t fcfs_request_stream_queued(const fcfs_request_t *r);
+
 /* Answer r with the host's JSON error body for status: {"error":{code,
  * message (Korean, or English when Accept-Language prefers it), details:
  * {reason}},"request_id"}; reason (English, for developers) may be NULL. */

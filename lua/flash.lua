@@ -2,6 +2,7 @@
 --
 --   GET  /api/flash/products/:id          {id, name, price, sale_starts_at, sale_ends_at, per_user_limit,
 --                                          remaining, state} from the stock gate (no auth)
+--   GET  /api/flash/products/:id/events   server-sent events of remaining and state (no auth)
 --   POST /api/flash/products/:id/entry    member: hold one unit -> 201 {order_id, status, pay_before}
 --   POST /api/flash/orders/:id/pay        owner: charge, record in MySQL -> 200 {order_id, status}
 --   POST /api/flash/orders/:id/cancel     owner: give the hold up -> 204
@@ -215,6 +216,37 @@ end
 
 local function get_product(req)
     return { json = view(tonumber(req.params.id)) }
+end
+
+-- GET /api/flash/products/:id/events: server-sent events, a `stock` event {product_id, remaining,
+-- state} at once and at every change, read through view() (the gate; Redis at most every 100 ms per
+-- worker and product however many clients watch); a comment line every SSE_PING seconds keeps
+-- proxies from closing a quiet stream. Ends after CLOSED, at a reload or stop (the browser
+-- reconnects after `retry`), when a send fails, or when the client goes away (the host cancels it).
+local SSE_POLL, SSE_PING = 0.25, 15
+
+local function events(req)
+    local pid = tonumber(req.params.id)
+    local v = view(pid) -- 404 before the stream opens
+    return { stream = function(send)
+        local last, quiet = nil, 0
+        if not send("retry: 2000\n\n") then return end
+        while true do
+            local now = v.remaining .. " " .. v.state
+            if now ~= last then
+                local data = json.encode({ product_id = pid, remaining = v.remaining, state = v.state })
+                if not send(web.sse("stock", data)) then return end
+                last, quiet = now, 0
+            elseif quiet >= SSE_PING then
+                if not send(": ping\n\n") then return end
+                quiet = 0
+            end
+            if v.state == "CLOSED" or host.exiting() then return end
+            host.sleep(SSE_POLL)
+            quiet = quiet + SSE_POLL
+            v = view(pid)
+        end
+    end }
 end
 
 local function out_of_stock()
@@ -486,6 +518,7 @@ end
 
 function _M.routes(app)
     app:get("/api/flash/products/:id[%d]", get_product)
+    app:get("/api/flash/products/:id[%d]/events", events)
     app:post("/api/flash/products/:id[%d]/entry", auth.member(entry))
     app:post("/api/flash/products/:id[%d]/end", auth.admin(end_sale))
     app:post("/api/flash/orders/:id[%d]/pay", auth.member(pay))
