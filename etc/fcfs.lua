@@ -104,6 +104,15 @@ return {
   -- stock gates (host.stock): per-product remaining/version/paused in shared memory
   stock_slots = 1024,              -- products with a gate at once; one more update gets nil, "full"
 
+  -- static files (host/static.c) and streamed answers (host.stream, server-sent events)
+  static_dir = "www",              -- the storefront: GET/HEAD that no app route matches are looked up
+                                   --   here ("/" = index.html); "" = none. The app's routes win.
+  static_max_age = 0,              -- s of Cache-Control max-age; 0 = "no-cache" (revalidated by ETag)
+  static_cache_size = 8388608,     -- bytes of file contents each worker keeps in memory (LRU; a file
+                                   --   edited on disk is re-read at once: mtime, size and inode checked)
+  stream_timeout = 3600,           -- s a streamed answer lasts at most (instead of request_timeout)
+  stream_send_timeout = 10,        -- s host.stream.send waits for a slow client -> nil, "timeout"
+
   -- the application (host.config.app; free-form, read by the Lua side) ------------
   app = {
     -- members (lua/users.lua, lua/sessions.lua, lua/lib/auth.lua, lua/mail.lua)

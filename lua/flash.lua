@@ -225,7 +225,7 @@ end
 -- reconnects after `retry`), when a send fails, or when the client goes away (the host cancels it).
 local SSE_POLL, SSE_PING = 0.25, 15
 
-local function events(req)
+local function stock_events(req)
     local pid = tonumber(req.params.id)
     local v = view(pid) -- 404 before the stream opens
     return { stream = function(send)
@@ -518,7 +518,7 @@ end
 
 function _M.routes(app)
     app:get("/api/flash/products/:id[%d]", get_product)
-    app:get("/api/flash/products/:id[%d]/events", events)
+    app:get("/api/flash/products/:id[%d]/events", stock_events)
     app:post("/api/flash/products/:id[%d]/entry", auth.member(entry))
     app:post("/api/flash/products/:id[%d]/end", auth.admin(end_sale))
     app:post("/api/flash/orders/:id[%d]/pay", auth.member(pay))

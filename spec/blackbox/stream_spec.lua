@@ -198,7 +198,7 @@ describe("streamed answers through spec/support/http.lua", function()
         local s = server.start { app = APP }
         local res = assert(http.request{ port = s.port, path = "/count?n=2" })
         s:stop()
-        assert.equal("event: tick\nid: 1\ndata: line 1\ndata: second\n\nevent: tick\nid: 2\ndata: line 2\ndata: second\n\n",
-            res.body)
+        assert.equal("event: tick\nid: 1\ndata: line 1\ndata: second\n\n"
+            .. "event: tick\nid: 2\ndata: line 2\ndata: second\n\n", res.body)
     end)
 end)
