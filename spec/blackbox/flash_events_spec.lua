@@ -13,13 +13,9 @@ local format = string.format
 describe("flash events (SSE)", function()
     local env, a, admin
 
-    local function at(s)
-        return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(socket.gettime() + s + 9 * 3600)) .. "+09:00"
-    end
-
     local function product(over)
         local body = { name = "한정 " .. env.run .. math.random(1e6), description = "선착순", price = 5000,
-            type = "FLASH", stock = 3, sale_starts_at = at(-5), sale_ends_at = at(3600), per_user_limit = 1 }
+            type = "FLASH", stock = 3, sale_starts_at = shop.at(-5), sale_ends_at = shop.at(3600), per_user_limit = 1 }
         for k, v in pairs(over or {}) do body[k] = v end
         local res = env:call("POST", "/api/products", { token = admin.token, json = body })
         assert.equal(201, res.status, res.body)
@@ -81,7 +77,7 @@ describe("flash events (SSE)", function()
     end)
 
     it("shows the opening of an upcoming sale", function()
-        local p = product({ sale_starts_at = at(2) })
+        local p = product({ sale_starts_at = shop.at(2) })
         local st = assert(sse.open(env.s.port, "/api/flash/products/" .. p.id .. "/events"))
         assert.equal("UPCOMING", stock_event(st).state)
         assert.equal("OPEN", stock_event(st).state)
