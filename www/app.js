@@ -303,6 +303,8 @@
     const live = h("span", { class: "live", "data-testid": "live" });
     const enterBtn = h("button", { type: "button", "data-testid": "enter" }, t("enter"));
     const out = h("div", { "data-testid": "flash-result" });
+    const stateMsg = h("div", { class: "message info", "data-testid": "state-message", hidden: true });
+    const STATE_MESSAGE = { UPCOMING: "SALE_NOT_OPEN", SOLD_OUT: "OUT_OF_STOCK", CLOSED: "SALE_CLOSED", PAUSED: "SALE_PAUSED" };
     let hold = null; // { order_id, pay_before }
 
     function setState(s, n) {
@@ -312,6 +314,8 @@
       state.className = "badge " + s;
       state.dataset.state = s;
       enterBtn.disabled = s !== "OPEN" || hold !== null;
+      stateMsg.hidden = !STATE_MESSAGE[s];
+      stateMsg.textContent = STATE_MESSAGE[s] ? t(STATE_MESSAGE[s]) : "";
     }
 
     function tick() {
@@ -423,6 +427,7 @@
       h("div", {}, countdownLabel, countdown),
       h("div", { class: "remaining" }, t("remaining") + " ", remaining, " ", state, " ", live),
       h("div", { class: "row" }, enterBtn),
+      stateMsg,
       out));
     setState(p.state, p.remaining);
     tick();

@@ -124,10 +124,12 @@ try {
   console.log(`# flash state on arrival: ${before}, remaining ${remainingBefore}`);
   if (before !== "UPCOMING") throw new Error(`state before the opening: ${before}`);
   if (!(await page.isDisabled("[data-testid=enter]"))) throw new Error("entry enabled before the opening");
+  if (!/판매가 시작되지/.test(await page.textContent("[data-testid=state-message]"))) throw new Error("no 'not open' message");
   await shot(page, "flash-countdown");
 
   step = "wait for the opening (live, by SSE)";
   await page.waitForSelector("[data-testid=state][data-state=OPEN]", { timeout: 60000 });
+  if (await page.isVisible("[data-testid=state-message]")) throw new Error("a state message while open");
   const live = await page.textContent("[data-testid=live]");
   if (!/SSE/.test(live)) throw new Error(`live stock not by SSE: ${live}`);
   await shot(page, "flash-open");
@@ -144,9 +146,19 @@ try {
   await page.waitForSelector("[data-testid=paid]");
   await shot(page, "paid");
 
-  step = "order history";
+  step = "the paid order";
   await page.click("[data-testid=view-order]");
   await page.waitForSelector("[data-testid=order] [data-testid=order-status][data-status=ORDERED]");
+  await shot(page, "order");
+
+  step = "a second entry: the limit per member, said plainly";
+  await page.goBack();
+  await page.waitForSelector("[data-testid=state][data-state=OPEN]");
+  await page.click("[data-testid=enter]");
+  await page.waitForSelector("[data-testid=error]:has-text('이미 구매하셨습니다')");
+  await shot(page, "already-purchased");
+
+  step = "order history";
   await page.click("a[href='#/orders']");
   await page.waitForSelector("[data-testid=order-row]");
   const rows = await page.locator("[data-testid=order-row]").allTextContents();
