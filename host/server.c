@@ -1047,11 +1047,14 @@ void fcfs_server_free(fcfs_server_t *s) {
 int fcfs_request_stream_open(fcfs_request_t *r, int status, const char *headers, size_t hlen,
                              double lifetime) {
   fcfs_conn_t *c = r->conn;
-  if (r->streaming || !c->in_flight || c->closing || r->http == NULL || status < 200 ||
+  if (r->streaming || !c->in_flight || c->closing || c->eof || r->http == NULL || status < 200 ||
       status == 204 || status == 304)
     return -1;
-  int keep = keep_alive(c);
-  if (write_answer(c, status, headers, hlen, NULL, 0, HTTP_CHUNKED, keep) != 0) c->broken = 1;
+  r->stream_raw = r->http->http_minor == 0;
+  int keep = !r->stream_raw && keep_alive(c);
+  if (write_answer(c, status, headers, hlen, NULL, 0, r->stream_raw ? HTTP_UNTIL_CLOSE : HTTP_CHUNKED,
+                   keep) != 0)
+    c->broken = 1;
   if (!keep) c->must_close = 1;
   r->streaming = 1;
   r->stream_status = status;
@@ -1070,7 +1073,7 @@ int fcfs_request_stream_write(fcfs_request_t *r, const char *data, size_t len) {
   int n = snprintf(size, sizeof(size), "%zx\r\n", len);
   uv_buf_t bufs[3] = {uv_buf_init(size, (unsigned)n), uv_buf_init((char *)data, (unsigned)len),
                       uv_buf_init("\r\n", 2)};
-  int rc = conn_write(c, bufs, 3);
+  int rc = r->stream_raw ? conn_write(c, bufs + 1, 1) : conn_write(c, bufs, 3);
   if (rc != 0) {
     c->broken = 1;
     return rc;
@@ -1090,10 +1093,10 @@ static void stream_end(fcfs_request_t *r, int status) {
   r->streaming = 0;
   r->drained = NULL;
   int ok = status != 500 && !c->broken;
-  int keep = ok && keep_alive(c);
+  int keep = ok && !r->stream_raw && keep_alive(c);
   double secs = request_counted(c, r->stream_status);
   int rc = c->broken ? UV_EPIPE : 0;
-  if (ok && !r->http->is_head) {
+  if (ok && !r->stream_raw && !r->http->is_head) {
     uv_buf_t last = uv_buf_init("0\r\n\r\n", 5);
     rc = conn_write(c, &last, 1);
   }

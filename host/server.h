@@ -30,6 +30,7 @@ struct fcfs_request_s {
   int admin;       /* came in on the admin listener */
   /* a streamed answer (fcfs_request_stream_open), chunk by chunk */
   int streaming;
+  int stream_raw; /* HTTP/1.0 client: no chunks, the body ends at the close */
   int stream_status;
   size_t stream_bytes;
   void (*drained)(void *arg); /* set by a writer waiting for the client: a write completed */
@@ -66,7 +67,8 @@ void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, si
  * ends when the request is answered (fcfs_request_respond/fail, i.e. when the
  * handler returns, raises, or its deadline passes): with the last chunk, or,
  * for a 500 or a stream whose write failed, by closing the connection (the
- * client sees a truncated body). The request deadline becomes now + lifetime
+ * client sees a truncated body). An HTTP/1.0 client gets the bytes as they
+ * are, the close ending the body. The request deadline becomes now + lifetime
  * seconds. A client that goes away cancels a streaming handler whatever
  * client_abort says. headers as for fcfs_request_respond. 0, or -1 (the
  * status cannot carry a body, or the request is answered or streaming). */
