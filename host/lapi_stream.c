@@ -47,7 +47,7 @@ static void op_free(uv_handle_t *h) {
 }
 
 static void op_stop(send_op_t *op) {
-  op->r->drained = NULL;
+  fcfs_request_stream_on_drain(op->r, NULL, NULL);
   uv_timer_stop(&op->h);
   uv_close((uv_handle_t *)&op->h, op_free);
 }
@@ -106,14 +106,16 @@ static int stream_open(lua_State *L) {
     if ((unsigned char)type[i] < 0x20 || type[i] == 0x7f)
       return luaL_argerror(L, 2, "control character in the content type");
   if (tl == 0 || tl > 200) return luaL_argerror(L, 2, "1 to 200 bytes");
-  if (r->streaming) return luaL_error(L, "host.stream.open: the stream is open already");
+  if (fcfs_request_streaming(r))
+    return luaL_error(L, "host.stream.open: the stream is open already");
   char head[320];
   int n =
       snprintf(head, sizeof(head),
                "Content-Type: %s\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n", type);
-  const fcfs_conf_t *conf = fcfs_vm_worker(fcfs_task_vm(t))->conf;
+  const fcfs_conf_t *conf = fcfs_vm_env(fcfs_task_vm(t))->conf;
   if (fcfs_request_stream_open(r, status, head, (size_t)n, conf->stream_timeout) != 0)
     return closed(L);
+  fcfs_task_set_deadline(t, r->deadline_ms); /* its I/O is clamped to the stream's lifetime */
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -123,10 +125,11 @@ static int stream_send(lua_State *L) {
   fcfs_request_t *r = stream_request(L, "host.stream.send", &t);
   size_t len;
   const char *data = luaL_checklstring(L, 1, &len);
-  const fcfs_conf_t *conf = fcfs_vm_worker(fcfs_task_vm(t))->conf;
+  const fcfs_conf_t *conf = fcfs_vm_env(fcfs_task_vm(t))->conf;
   double timeout = luaL_optnumber(L, 2, conf->stream_send_timeout);
   if (!(timeout >= 0) || timeout > 1e6) return luaL_argerror(L, 2, "seconds, 0 to 1e6");
-  if (!r->streaming) return luaL_error(L, "host.stream.send: call host.stream.open first");
+  if (!fcfs_request_streaming(r))
+    return luaL_error(L, "host.stream.send: call host.stream.open first");
   if (fcfs_request_stream_write(r, data, len) != 0) return closed(L);
   if (fcfs_request_stream_queued(r) <= HIGH_WATER) {
     lua_pushboolean(L, 1);
@@ -139,8 +142,7 @@ static int stream_send(lua_State *L) {
   uv_timer_init(fcfs_task_loop(t), &op->h);
   op->task = t;
   op->r = r;
-  r->drained = send_drained;
-  r->drained_arg = op;
+  fcfs_request_stream_on_drain(r, send_drained, op);
   uv_timer_start(&op->h, send_timeout, (uint64_t)(timeout * 1000 + 0.5), 0);
   return fcfs_task_wait(L, t, op, send_cancel);
 }

@@ -56,7 +56,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "static.h"
-#include "vm.h"
 
 #define READ_BUF_SIZE 65536
 #define LINGER_MS 2000
@@ -90,7 +89,14 @@ struct fcfs_conn_s {
   int trusted;    /* the peer is in real_ip_from */
   char peer[48];  /* the peer's address (req.remote may come from a header) */
   int eof;        /* the client closed or half-closed while a handler ran */
-  int broken;     /* a write of a stream failed: close without its last chunk */
+  /* a streamed answer (fcfs_request_stream_open) */
+  int streaming;
+  int stream_raw; /* HTTP/1.0 client: no chunks, the body ends at the close */
+  int stream_status;
+  int broken; /* a write of the stream failed: close without its last chunk */
+  size_t stream_bytes;
+  void (*drained)(void *arg); /* a writer waiting for the client: a write completed */
+  void *drained_arg;
   fcfs_conn_t *prev, *next;
 };
 
@@ -105,7 +111,7 @@ typedef struct {
 } listener_t;
 
 struct fcfs_server_s {
-  fcfs_worker_t *w;
+  fcfs_server_env_t env;
   listener_t pub, admin;
   http_limits_t limits;
   fcfs_conn_t *conns;
@@ -116,7 +122,8 @@ struct fcfs_server_s {
   int rbuf_used;
   char date[30];
   uint64_t date_sec;
-  char id_prefix[9];      /* first half of generated request ids */
+  char id_prefix[9]; /* first half of generated request ids */
+  uint64_t request_seq;
   fcfs_static_t *statics; /* static_dir, NULL without one */
 };
 
@@ -131,7 +138,7 @@ static void conn_close(fcfs_conn_t *c);
 static void conn_process(fcfs_conn_t *c);
 
 static const char *date_now(fcfs_server_t *s) {
-  uint64_t sec = uv_now(&s->w->loop) / 1000;
+  uint64_t sec = uv_now(s->env.loop) / 1000;
   if (sec != s->date_sec || s->date[0] == '\0') {
     http_format_date(s->date, time(NULL));
     s->date_sec = sec;
@@ -147,9 +154,9 @@ static void timer_fired(uv_timer_t *t);
  * the timer, when it fires early, re-arms itself for what is left. */
 static void set_timer(fcfs_conn_t *c, phase_t phase, double seconds) {
   c->phase = phase;
-  c->deadline_ms = uv_now(&c->srv->w->loop) + (uint64_t)(seconds * 1000 + 0.5);
+  c->deadline_ms = uv_now(c->srv->env.loop) + (uint64_t)(seconds * 1000 + 0.5);
   if (c->armed_ms == 0 || c->deadline_ms < c->armed_ms) {
-    uv_timer_start(&c->timer, timer_fired, c->deadline_ms - uv_now(&c->srv->w->loop), 0);
+    uv_timer_start(&c->timer, timer_fired, c->deadline_ms - uv_now(c->srv->env.loop), 0);
     c->armed_ms = c->deadline_ms;
   }
 }
@@ -160,8 +167,8 @@ static void stop_timer(fcfs_conn_t *c) {
 }
 
 static void slot_gauges(fcfs_server_t *s) {
-  s->w->slot->connections = (uint64_t)s->nconns;
-  s->w->slot->in_flight = (uint64_t)s->busy;
+  s->env.slot->connections = (uint64_t)s->nconns;
+  s->env.slot->in_flight = (uint64_t)s->busy;
 }
 
 /* ---- closing -------------------------------------------------------------- */
@@ -179,7 +186,7 @@ static void conn_close(fcfs_conn_t *c) {
   c->closing = 1;
   fcfs_server_t *s = c->srv;
   if (c->in_flight) { /* client gone or server stopping: the handler is cancelled */
-    fcfs_vm_cancel(&c->req);
+    fcfs_request_cancel(&c->req);
     if (c->req.http) http_req_free(c->req.http);
     c->req.http = NULL;
     c->in_flight = 0;
@@ -195,7 +202,7 @@ static void conn_close(fcfs_conn_t *c) {
   stop_timer(c);
   uv_close((uv_handle_t *)&c->timer, conn_freed);
   uv_close((uv_handle_t *)&c->tcp, conn_freed);
-  fcfs_worker_maybe_exit(s->w);
+  s->env.idle(s->env.arg);
 }
 
 static void shutdown_done(uv_shutdown_t *req, int status) {
@@ -231,8 +238,8 @@ static void write_done(uv_write_t *req, int status) {
   if (c->closing) return;
   if (status != 0)
     conn_close(c);
-  else if (c->req.drained) /* a stream's writer waits for the client */
-    c->req.drained(c->req.drained_arg);
+  else if (c->drained) /* a stream's writer waits for the client */
+    c->drained(c->drained_arg);
   else if (c->must_close && c->writes == 0 && !c->in_flight)
     conn_linger(c);
   else if (!c->in_flight)
@@ -318,11 +325,12 @@ static void access_log(fcfs_conn_t *c, int status, size_t bytes, double seconds)
 static int keep_alive(const fcfs_conn_t *c) {
   const http_req_t *h = c->req.http;
   return !c->must_close && h != NULL && h->keep_alive && !c->srv->draining &&
-         c->nrequests < c->srv->w->conf->max_requests_per_conn;
+         c->nrequests < c->srv->env.conf->max_requests_per_conn;
 }
 
 /* Write the head of the current answer and its body; clen is the
- * Content-Length (HTTP_CHUNKED for a stream). 0 or a libuv error. */
+ * Content-Length (HTTP_CHUNKED or HTTP_UNTIL_CLOSE for a stream). 0 or a
+ * libuv error. */
 static int write_answer(fcfs_conn_t *c, int status, const char *headers, size_t hlen,
                         const char *body, size_t blen, size_t clen, int keep) {
   fcfs_request_t *r = &c->req;
@@ -369,7 +377,7 @@ static double request_counted(fcfs_conn_t *c, int status) {
   fcfs_request_t *r = &c->req;
   fcfs_server_t *s = c->srv;
   double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
-  fcfs_metrics_request(s->w->slot, r->route ? r->route : "-", status, secs);
+  fcfs_metrics_request(s->env.slot, r->route ? r->route : "-", status, secs);
   if (c->in_flight) {
     c->in_flight = 0;
     s->busy--;
@@ -385,7 +393,7 @@ static void request_finish(fcfs_conn_t *c, int status, size_t bytes, double secs
   fcfs_request_t *r = &c->req;
   fcfs_server_t *s = c->srv;
   if (fcfs_access_log_on()) access_log(c, status, bytes, secs);
-  if (r->task) fcfs_vm_cancel(r); /* answered by the host (504/503) while the task ran */
+  if (r->task) fcfs_request_cancel(r); /* answered by the host (504/503) while the task ran */
   if (r->http) http_req_free(r->http);
   r->http = NULL;
   if (rc != 0) {
@@ -395,21 +403,21 @@ static void request_finish(fcfs_conn_t *c, int status, size_t bytes, double secs
   if (!keep) {
     c->must_close = 1;
     if (c->writes == 0) conn_linger(c);
-    fcfs_worker_maybe_exit(s->w);
+    s->env.idle(s->env.arg);
     return;
   }
-  set_timer(c, PHASE_IDLE, s->w->conf->idle_timeout);
+  set_timer(c, PHASE_IDLE, s->env.conf->idle_timeout);
   conn_process(c); /* pipelined requests waiting in the backlog */
-  fcfs_worker_maybe_exit(s->w);
+  s->env.idle(s->env.arg);
 }
 
-static void stream_end(fcfs_request_t *r, int status);
+static void stream_end(fcfs_conn_t *c, int status);
 
-void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, size_t hlen,
-                          const char *body, size_t blen) {
+static void conn_respond(fcfs_request_t *r, int status, const char *headers, size_t hlen,
+                         const char *body, size_t blen) {
   fcfs_conn_t *c = r->conn;
-  if (r->streaming) {
-    stream_end(r, status);
+  if (c->streaming) {
+    stream_end(c, status);
     return;
   }
   /* static_dir: what no route of the app matched (the app's own "404"
@@ -510,7 +518,7 @@ static int request_prefers_en(const fcfs_request_t *r) {
   return v != NULL && prefers_en(v, len);
 }
 
-void fcfs_request_fail(fcfs_request_t *r, int status, const char *reason) {
+static void conn_fail(fcfs_request_t *r, int status, const char *reason) {
   const char *code = "ERROR", *msg = http_reason(status);
   for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++)
     if (errors[i].status == status) {
@@ -528,20 +536,10 @@ void fcfs_request_fail(fcfs_request_t *r, int status, const char *reason) {
   }
   len += snprintf(body + len, sizeof(body) - (size_t)len, "},\"request_id\":\"%s\"}", r->id);
   static const char ctype[] = "Content-Type: application/json; charset=utf-8\r\n";
-  fcfs_request_respond(r, status, ctype, sizeof(ctype) - 1, body, (size_t)len);
+  conn_respond(r, status, ctype, sizeof(ctype) - 1, body, (size_t)len);
 }
 
-const char *fcfs_request_line(const fcfs_request_t *r, char *buf, size_t cap) {
-  const http_req_t *h = r->http;
-  if (h == NULL) {
-    snprintf(buf, cap, "-");
-    return buf;
-  }
-  snprintf(buf, cap, "%.*s %.*s%s%.*s HTTP/1.%d", (int)h->method_len, h->method, (int)h->path_len,
-           h->path, h->query_len ? "?" : "", (int)h->query_len, h->query ? h->query : "",
-           h->http_minor);
-  return buf;
-}
+static const fcfs_request_ops_t conn_ops = {conn_respond, conn_fail};
 
 /* Request ids: client-supplied when sane (to follow a request across
  * services), else worker-unique. */
@@ -563,9 +561,10 @@ static void request_id(fcfs_conn_t *c, const http_req_t *h) {
   /* worker id and pid (fixed per server) + a sequence number, in hex */
   static const char hex[] = "0123456789abcdef";
   fcfs_server_t *s = c->srv;
-  uint32_t seq = (uint32_t)++s->w->request_seq;
+  uint32_t seq = (uint32_t)++s->request_seq;
   memcpy(c->req.id, s->id_prefix, 8);
-  for (int i = 0; i < 8; i++) c->req.id[8 + i] = hex[(seq >> (28 - 4 * i)) & 15];
+  for (int i = 0; i < 8; i++)
+    c->req.id[8 + i] = hex[(seq >> (28 - 4 * i)) & 15];
   c->req.id[16] = '\0';
 }
 
@@ -577,24 +576,24 @@ static void conn_error(fcfs_conn_t *c, int status) {
   c->req.start_ns = uv_hrtime();
   request_id(c, NULL);
   stop_timer(c);
-  fcfs_request_fail(&c->req, status, c->in ? http_in_error(c->in) : NULL);
+  conn_fail(&c->req, status, c->in ? http_in_error(c->in) : NULL);
 }
 
 static void deadline_expired(fcfs_conn_t *c) {
-  if (c->req.streaming) { /* its lifetime is over: the last chunk, the task cancelled */
-    stream_end(&c->req, 200);
+  if (c->streaming) { /* its lifetime is over: the last chunk, the task cancelled */
+    stream_end(c, 200);
     return;
   }
   char line[256];
   fcfs_log_req(FCFS_LOG_ERROR, c->req.id, c->req.remote,
                fcfs_request_line(&c->req, line, sizeof(line)),
-               "request deadline of %gs passed, answering 504", c->srv->w->conf->request_timeout);
-  fcfs_request_fail(&c->req, 504, NULL);
+               "request deadline of %gs passed, answering 504", c->srv->env.conf->request_timeout);
+  conn_fail(&c->req, 504, NULL);
 }
 
 static void timer_fired(uv_timer_t *t) {
   fcfs_conn_t *c = t->data;
-  uint64_t now = uv_now(&c->srv->w->loop);
+  uint64_t now = uv_now(c->srv->env.loop);
   c->armed_ms = 0;
   if (now < c->deadline_ms) { /* the limit moved on since it was armed */
     uv_timer_start(&c->timer, timer_fired, c->deadline_ms - now, 0);
@@ -603,10 +602,16 @@ static void timer_fired(uv_timer_t *t) {
   }
   switch (c->phase) {
   case PHASE_IDLE:
-  case PHASE_LINGER: conn_close(c); break;
+  case PHASE_LINGER:
+    conn_close(c);
+    break;
   case PHASE_HEADERS:
-  case PHASE_BODY: conn_error(c, 408); break;
-  case PHASE_HANDLER: deadline_expired(c); break;
+  case PHASE_BODY:
+    conn_error(c, 408);
+    break;
+  case PHASE_HANDLER:
+    deadline_expired(c);
+    break;
   }
 }
 
@@ -615,7 +620,7 @@ static void timer_fired(uv_timer_t *t) {
  * proxy; the walk stops at anything that is not an address, keeping the
  * last address it passed. */
 static void real_ip(fcfs_conn_t *c, const http_req_t *h) {
-  const char *name = c->srv->w->conf->real_ip_header;
+  const char *name = c->srv->env.conf->real_ip_header;
   size_t nl = strlen(name);
   fcfs_request_t *r = &c->req;
   memcpy(r->remote, c->peer, sizeof(r->remote));
@@ -644,7 +649,7 @@ static void real_ip(fcfs_conn_t *c, const http_req_t *h) {
         if (inet_pton(AF_INET6, text, addr) != 1) return;
       }
       inet_ntop(family, addr, r->remote, sizeof(r->remote));
-      if (!fcfs_conf_trusted(c->srv->w->conf, family, addr)) return;
+      if (!fcfs_conf_trusted(c->srv->env.conf, family, addr)) return;
     }
   }
 }
@@ -657,35 +662,35 @@ static int admin_path(const http_req_t *h) {
 
 static void start_request(fcfs_conn_t *c, http_req_t *h) {
   fcfs_server_t *s = c->srv;
-  const fcfs_conf_t *conf = s->w->conf;
+  const fcfs_conf_t *conf = s->env.conf;
   fcfs_request_t *r = &c->req;
   r->http = h;
   r->task = NULL;
   r->route = NULL;
-  r->streaming = 0;
-  r->drained = NULL;
+  c->streaming = 0;
+  c->drained = NULL;
   r->start_ns = uv_hrtime();
-  r->deadline_ms = uv_now(&s->w->loop) + (uint64_t)(conf->request_timeout * 1000);
+  r->deadline_ms = uv_now(s->env.loop) + (uint64_t)(conf->request_timeout * 1000);
   request_id(c, h);
   c->in_flight = 1;
   c->nrequests++;
-  s->w->slot->starts++;
+  s->env.slot->starts++;
   s->busy++;
   slot_gauges(s);
   set_timer(c, PHASE_HANDLER, conf->request_timeout);
   if (c->trusted) real_ip(c, h);
   if (!r->admin && admin_path(h)) {
     r->route = "404";
-    fcfs_request_fail(r, 404, NULL);
+    conn_fail(r, 404, NULL);
     return;
   }
-  fcfs_vm_request(s->w->vm, r);
+  s->env.request(s->env.arg, r);
 }
 
 /* Parse what is buffered; start at most one request. */
 static int conn_feed(fcfs_conn_t *c, const char *data, size_t len, size_t *used) {
   fcfs_server_t *s = c->srv;
-  const fcfs_conf_t *conf = s->w->conf;
+  const fcfs_conf_t *conf = s->env.conf;
   http_req_t *h = NULL;
   *used = 0;
   while (*used < len && !c->in_flight && !c->must_close && !c->closing) {
@@ -764,7 +769,7 @@ static void keep_backlog(fcfs_conn_t *c, const char *data, size_t len) {
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   fcfs_conn_t *c = stream->data;
   fcfs_server_t *s = c->srv;
-  if (nread < 0 && c->in_flight && !s->abort_cancels && !c->req.streaming) {
+  if (nread < 0 && c->in_flight && !s->abort_cancels && !c->streaming) {
     /* client_abort = "finish": the handler runs to its end (its writes to
      * Redis or MySQL happen); the answer goes out or into the void, then
      * the connection closes. Its deadline still cancels it. */
@@ -824,12 +829,13 @@ static void on_connection(uv_stream_t *listener, int status) {
   if (c == NULL) return;
   c->srv = s;
   if (l->is_pipe)
-    uv_pipe_init(&s->w->loop, &c->pipe, 0);
+    uv_pipe_init(s->env.loop, &c->pipe, 0);
   else
-    uv_tcp_init(&s->w->loop, &c->tcp);
-  uv_timer_init(&s->w->loop, &c->timer);
+    uv_tcp_init(s->env.loop, &c->tcp);
+  uv_timer_init(s->env.loop, &c->timer);
   c->tcp.data = c->timer.data = c;
   c->handles = 2;
+  c->req.ops = &conn_ops;
   c->req.conn = c;
   c->req.admin = l->admin;
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) { /* another worker took it */
@@ -838,13 +844,13 @@ static void on_connection(uv_stream_t *listener, int status) {
     uv_close((uv_handle_t *)&c->tcp, conn_freed);
     return;
   }
-  s->w->slot->accepts++;
+  s->env.slot->accepts++;
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
   s->nconns++;
   slot_gauges(s);
-  if (s->nconns > s->w->conf->max_connections || s->draining ||
+  if (s->nconns > s->env.conf->max_connections || s->draining ||
       !(c->in = http_in_new(&s->limits))) {
     conn_close(c);
     return;
@@ -857,7 +863,7 @@ static void on_connection(uv_stream_t *listener, int status) {
   } else {
     ss.ss_family = AF_UNIX;
   }
-  const fcfs_conf_t *conf = s->w->conf;
+  const fcfs_conf_t *conf = s->env.conf;
   if (ss.ss_family == AF_INET) {
     struct sockaddr_in *a = (struct sockaddr_in *)&ss;
     uv_ip4_name(a, c->peer, sizeof(c->peer));
@@ -870,7 +876,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     snprintf(c->peer, sizeof(c->peer), "unix");
   }
   memcpy(c->req.remote, c->peer, sizeof(c->req.remote));
-  set_timer(c, PHASE_IDLE, s->w->conf->header_timeout);
+  set_timer(c, PHASE_IDLE, s->env.conf->header_timeout);
   uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 }
 
@@ -950,7 +956,7 @@ int fcfs_listen_socket(const char *addr, int backlog, char *err, size_t errlen) 
 
 static int listener_open(fcfs_server_t *s, listener_t *l, int fd, const char *addr, int admin,
                          char *err, size_t errlen) {
-  uv_loop_t *loop = &s->w->loop;
+  uv_loop_t *loop = s->env.loop;
   l->srv = s;
   l->admin = admin;
   l->is_pipe = strncmp(addr, "unix:", 5) == 0;
@@ -959,7 +965,7 @@ static int listener_open(fcfs_server_t *s, listener_t *l, int fd, const char *ad
   l->tcp.data = l;
   l->open = 1;
   rc = l->is_pipe ? uv_pipe_open(&l->pipe, fd) : uv_tcp_open(&l->tcp, fd);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&l->tcp, s->w->conf->backlog, on_connection);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&l->tcp, s->env.conf->backlog, on_connection);
   if (rc == 0) return 0;
 fail:
   snprintf(err, errlen, "listen %s: %s", addr, uv_strerror(rc));
@@ -972,17 +978,17 @@ static void listener_close(listener_t *l) {
   uv_close((uv_handle_t *)&l->tcp, NULL);
 }
 
-fcfs_server_t *fcfs_server_new(fcfs_worker_t *w, int listen_fd, int admin_fd, char *err,
+fcfs_server_t *fcfs_server_new(const fcfs_server_env_t *env, int listen_fd, int admin_fd, char *err,
                                size_t errlen) {
   fcfs_server_t *s = calloc(1, sizeof(*s));
   if (s == NULL) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
-  s->w = w;
-  snprintf(s->id_prefix, sizeof(s->id_prefix), "%02x%06x", (unsigned)w->id & 0xff,
+  s->env = *env;
+  snprintf(s->id_prefix, sizeof(s->id_prefix), "%02x%06x", (unsigned)env->worker_id & 0xff,
            (unsigned)getpid() & 0xffffff);
-  const fcfs_conf_t *c = w->conf;
+  const fcfs_conf_t *c = env->conf;
   s->abort_cancels = strcmp(c->client_abort, "cancel") == 0;
   s->limits.max_url = (size_t)c->max_url;
   s->limits.max_header_size = (size_t)c->max_header_size;
@@ -996,7 +1002,7 @@ fcfs_server_t *fcfs_server_new(fcfs_worker_t *w, int listen_fd, int admin_fd, ch
       (admin_fd >= 0 &&
        listener_open(s, &s->admin, admin_fd, c->admin_listen, 1, err, errlen) != 0)) {
     fcfs_server_stop_accepting(s);
-    uv_run(&w->loop, UV_RUN_NOWAIT);
+    uv_run(env->loop, UV_RUN_NOWAIT);
     fcfs_static_free(s->statics);
     free(s);
     return NULL;
@@ -1047,58 +1053,65 @@ void fcfs_server_free(fcfs_server_t *s) {
 int fcfs_request_stream_open(fcfs_request_t *r, int status, const char *headers, size_t hlen,
                              double lifetime) {
   fcfs_conn_t *c = r->conn;
-  if (r->streaming || !c->in_flight || c->closing || c->eof || r->http == NULL || status < 200 ||
+  if (c->streaming || !c->in_flight || c->closing || c->eof || r->http == NULL || status < 200 ||
       status == 204 || status == 304)
     return -1;
-  r->stream_raw = r->http->http_minor == 0;
-  int keep = !r->stream_raw && keep_alive(c);
-  if (write_answer(c, status, headers, hlen, NULL, 0, r->stream_raw ? HTTP_UNTIL_CLOSE : HTTP_CHUNKED,
-                   keep) != 0)
-    c->broken = 1;
+  c->stream_raw = r->http->http_minor == 0;
+  int keep = !c->stream_raw && keep_alive(c);
+  size_t clen = c->stream_raw ? HTTP_UNTIL_CLOSE : HTTP_CHUNKED;
+  if (write_answer(c, status, headers, hlen, NULL, 0, clen, keep) != 0) c->broken = 1;
   if (!keep) c->must_close = 1;
-  r->streaming = 1;
-  r->stream_status = status;
-  r->stream_bytes = 0;
-  uint64_t now = uv_now(&c->srv->w->loop);
-  r->deadline_ms = now + (uint64_t)(lifetime * 1000);
+  c->streaming = 1;
+  c->stream_status = status;
+  c->stream_bytes = 0;
+  r->deadline_ms = uv_now(c->srv->env.loop) + (uint64_t)(lifetime * 1000);
   set_timer(c, PHASE_HANDLER, lifetime);
   return c->broken ? -1 : 0;
 }
 
 int fcfs_request_stream_write(fcfs_request_t *r, const char *data, size_t len) {
   fcfs_conn_t *c = r->conn;
-  if (!r->streaming || c->broken || c->closing) return UV_EPIPE;
+  if (!c->streaming || c->broken || c->closing) return UV_EPIPE;
   if (len == 0 || r->http->is_head) return 0;
   char size[24];
   int n = snprintf(size, sizeof(size), "%zx\r\n", len);
   uv_buf_t bufs[3] = {uv_buf_init(size, (unsigned)n), uv_buf_init((char *)data, (unsigned)len),
                       uv_buf_init("\r\n", 2)};
-  int rc = r->stream_raw ? conn_write(c, bufs + 1, 1) : conn_write(c, bufs, 3);
+  int rc = c->stream_raw ? conn_write(c, bufs + 1, 1) : conn_write(c, bufs, 3);
   if (rc != 0) {
     c->broken = 1;
     return rc;
   }
-  r->stream_bytes += len;
+  c->stream_bytes += len;
   return 0;
+}
+
+int fcfs_request_streaming(const fcfs_request_t *r) {
+  return r->conn->streaming;
 }
 
 size_t fcfs_request_stream_queued(const fcfs_request_t *r) {
   return r->conn->tcp.write_queue_size;
 }
 
+void fcfs_request_stream_on_drain(fcfs_request_t *r, void (*drained)(void *arg), void *arg) {
+  r->conn->drained = drained;
+  r->conn->drained_arg = arg;
+}
+
 /* The stream is over: the last chunk, unless the handler failed (500) or a
  * write did; then the connection closes and the client sees the body cut. */
-static void stream_end(fcfs_request_t *r, int status) {
-  fcfs_conn_t *c = r->conn;
-  r->streaming = 0;
-  r->drained = NULL;
+static void stream_end(fcfs_conn_t *c, int status) {
+  fcfs_request_t *r = &c->req;
+  c->streaming = 0;
+  c->drained = NULL;
   int ok = status != 500 && !c->broken;
-  int keep = ok && !r->stream_raw && keep_alive(c);
-  double secs = request_counted(c, r->stream_status);
+  int keep = ok && !c->stream_raw && keep_alive(c);
+  double secs = request_counted(c, c->stream_status);
   int rc = c->broken ? UV_EPIPE : 0;
-  if (ok && !r->stream_raw && !r->http->is_head) {
+  if (ok && !c->stream_raw && !r->http->is_head) {
     uv_buf_t last = uv_buf_init("0\r\n\r\n", 5);
     rc = conn_write(c, &last, 1);
   }
-  request_finish(c, r->stream_status, r->stream_bytes, secs, keep, rc);
+  request_finish(c, c->stream_status, c->stream_bytes, secs, keep, rc);
 }

@@ -44,6 +44,16 @@ app:get("/ticks", function(req)
     end }
 end)
 
+app:get("/pings", function()
+    return { stream = function(send)
+        for _ = 1, 8 do
+            local pong, err = host.redis.call("PING")
+            send(web.sse("ping", tostring(pong or err)))
+            host.sleep(0.1)
+        end
+    end }
+end)
+
 app:get("/flood", function()
     local chunk = rep("x", 65536)
     return { stream = function(send)
@@ -146,6 +156,15 @@ describe("streamed answers", function()
         assert.equal("end", how)
         assert.truthy(took > 0.8 and took < 4, "lasted " .. took)
         assert.truthy(#evs >= 5)
+    end)
+
+    it("clamps the handler's I/O to the stream's lifetime, not to request_timeout", function()
+        local st = assert(sse.open(s.port, "/pings"))
+        local evs, how = drain(st, 5)
+        st:close()
+        assert.equal("end", how)
+        assert.equal(8, #evs)
+        for _, ev in ipairs(evs) do assert.equal("PONG", ev.data) end -- past request_timeout (0.3 s) too
     end)
 
     it("is cut (no last chunk) when its handler raises", function()
