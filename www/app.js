@@ -11,6 +11,7 @@
       brand: "fcfs 스토어", nav_products: "상품", nav_wishlist: "위시리스트", nav_orders: "주문 내역",
       nav_login: "로그인", nav_signup: "회원가입", nav_logout: "로그아웃", lang_other: "English",
       products: "상품 목록", more: "더 보기", flash: "선착순", won: "원", loading: "불러오는 중…",
+      no_products: "등록된 상품이 없습니다.", starts_at: "판매 시작", price: "가격",
       stock: "재고", quantity: "수량", order: "주문하기", add_wishlist: "위시리스트에 담기",
       added_wishlist: "위시리스트에 담았습니다.", ordered: "주문이 완료되었습니다.",
       go_flash: "선착순 구매 페이지로", signup: "회원가입", email: "이메일", password: "비밀번호 (8자 이상)",
@@ -42,6 +43,7 @@
       brand: "fcfs store", nav_products: "Products", nav_wishlist: "Wishlist", nav_orders: "Orders",
       nav_login: "Log in", nav_signup: "Sign up", nav_logout: "Log out", lang_other: "한국어",
       products: "Products", more: "More", flash: "Flash sale", won: " KRW", loading: "Loading…",
+      no_products: "No products yet.", starts_at: "Sale starts", price: "Price",
       stock: "Stock", quantity: "Quantity", order: "Order", add_wishlist: "Add to wishlist",
       added_wishlist: "Added to your wishlist.", ordered: "Your order is placed.",
       go_flash: "Go to the flash sale", signup: "Sign up", email: "Email", password: "Password (8+ characters)",
@@ -224,7 +226,7 @@
           h("h2", {}, h("a", { href, "data-testid": "product-link" }, p.name)),
           h("p", { class: "muted" }, p.description),
           h("div", { class: "price" }, money(p.price)),
-          p.type === "FLASH" ? h("div", { class: "muted" }, t("opens_in") + ": " + when(p.sale_starts_at)) : null));
+          p.type === "FLASH" ? h("div", { class: "muted" }, t("starts_at") + ": " + when(p.sale_starts_at)) : null));
       }
       cursor = data.next_cursor;
       more.hidden = !cursor;
@@ -232,7 +234,8 @@
     more.addEventListener("click", () => page().catch((e) => notice(explain(e), "error")));
     try {
       await page();
-      show(h("h1", { text: t("products") }), grid, h("p", {}, more));
+      show(h("h1", { text: t("products") }), grid.children.length ? grid : message(t("no_products"), "info", "empty"),
+        h("p", {}, more));
     } catch (e) {
       show(h("h1", { text: t("products") }), failBox(e));
     }
@@ -537,7 +540,7 @@
             try { await api("DELETE", "/api/wishlist/" + it.id); wishlistPage(); } catch (e) { out.replaceChildren(failBox(e)); }
           } }, t("remove")))));
       show(h("h1", { text: t("wishlist") }), out,
-        h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, t("items")), h("th", {}, t("total")),
+        h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, t("items")), h("th", {}, t("price")),
           h("th", {}, t("quantity")), h("th", {}))), h("tbody", {}, rows)));
     } catch (e) {
       show(h("h1", { text: t("wishlist") }), failBox(e));
