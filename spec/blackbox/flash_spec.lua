@@ -19,7 +19,7 @@ local raw = require "spec.support.raw"
 local format = string.format
 
 describe("flash purchase", function()
-    local env, a, b, admin, failing
+    local env, a, b, admin, failing, slow
 
     local function call(...) return env:call(...) end
 
@@ -93,6 +93,9 @@ describe("flash purchase", function()
         env = shop.setup("fcfs_flash_spec", { workers = 2 }, { hold_seconds = 2, flash_sweep_interval = 0.2,
             payment = { failure_rate = 0 } })
         failing = env:start({ workers = 1 }, { hold_seconds = 2, payment = { failure_rate = 1 } })
+        -- a gateway slower than the settle: a pay still charging is taken for dead after 1 s
+        slow = env:start({ workers = 1 }, { hold_seconds = 2, flash_sweep_interval = 0.2, flash_settle_seconds = 1,
+            payment = { failure_rate = 0, latency = 2 } })
         a, b = env:member("a"), env:member("b")
         admin = env:member("admin", "ADMIN")
     end)
@@ -254,6 +257,69 @@ describe("flash purchase", function()
             assert.equal(0, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
             -- the gate reopened: b gets the unit
             assert.equal(201, entry(b.token, p.id).status)
+        end)
+    end)
+
+    describe("settle of a pay that never finished", function()
+        it("gives up a pay still charging after flash_settle_seconds: FAILED in MySQL, the unit back once, "
+            .. "then the late pay answers 402", function()
+            local p = product({ stock = 1 })
+            local oid = entry(a.token, p.id).json.order_id
+            local res = pay(a.token, oid, { server = slow })
+            expect_error(res, 402, "PAYMENT_FAILED")
+            local s = state(p.id)
+            assert.same({ 1, 0, 0 }, { s.remaining, s.held, s.paid })
+            assert.equal("FAILED", env:sql(format("SELECT state FROM flash_orders WHERE id = %d", oid))[1][1])
+            assert.equal(0, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
+            assert.equal(1, count(format("SELECT COUNT(*) FROM flash_orders WHERE product_id = %d", p.id)))
+            local logged = false -- by whichever server's sweeper settled it
+            for _, srv in ipairs(env.servers) do
+                logged = logged or srv:error_log():find("flash order " .. oid .. ": pay unfinished after 1 s; settle: "
+                    .. "FAILED", 1, true) ~= nil
+            end
+            assert.is_true(logged)
+            wait_for("the gate to reopen", function() return view(p.id).state == "OPEN" end, 3)
+            assert.equal(201, entry(b.token, p.id).status)
+        end)
+
+        it("settles a pay whose worker was killed mid-charge: the unit comes back with no manual step", function()
+            local p = product({ stock = 1 })
+            local oid = entry(a.token, p.id).json.order_id
+            local c = assert(socket.connect("127.0.0.1", slow.port))
+            assert(c:send(shop.raw_request("POST", "/api/flash/orders/" .. oid .. "/pay", a.token)))
+            wait_for("the pay to begin", function() return env.redis:call("HGET", "{p:" .. p.id .. "}:holds",
+                tostring(oid)):find("^PAYING") end, 3)
+            for _, pid in ipairs(slow:worker_pids()) do slow:signal("KILL", pid) end
+            c:settimeout(5)
+            assert.is_nil((c:receive("*l")))
+            c:close()
+            wait_for("the settle", function() return state(p.id).remaining == 1 end, 10)
+            local s = state(p.id)
+            assert.same({ 1, 0, 0 }, { s.remaining, s.held, s.paid })
+            assert.equal("FAILED", env:sql(format("SELECT state FROM flash_orders WHERE id = %d", oid))[1][1])
+            assert.equal(201, entry(b.token, p.id).status)
+        end)
+
+        it("marks paid in Redis a hold MySQL recorded whose pay died before telling Redis", function()
+            local p = product({ stock = 2 })
+            local oid = entry(a.token, p.id).json.order_id
+            assert.equal(200, pay(a.token, oid).status)
+            -- as if the worker died between the commit and pay_done: Redis still says PAYING
+            local t = "{p:" .. p.id .. "}"
+            local h = env.redis:call("HGET", t .. ":holds", tostring(oid))
+            local uid, dl = h:match("^PAID|(%d+)|(%d+)|%d+$")
+            assert.truthy(uid)
+            env.redis:call("HSET", t .. ":holds", tostring(oid), "PAYING|" .. uid .. "|" .. dl .. "|")
+            env.redis:call("HINCRBY", t .. ":s", "held", 1)
+            env.redis:call("HINCRBY", t .. ":s", "paid", -1)
+            env.redis:call("ZADD", t .. ":dl", 0, tostring(oid))
+            wait_for("the settle", function() return state(p.id).paid == 1 end, 5)
+            local s = state(p.id)
+            assert.same({ 1, 0, 1 }, { s.remaining, s.held, s.paid })
+            assert.truthy(env.redis:call("HGET", t .. ":holds", tostring(oid)):find("^PAID|"))
+            assert.equal(0, tonumber(env.redis:call("ZCARD", t .. ":dl")))
+            assert.equal(1, count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d AND state = 'PAID'", oid)))
+            assert.equal(1, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
         end)
     end)
 
