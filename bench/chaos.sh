@@ -28,7 +28,6 @@
 # env: N=400 S=80 OPENS_IN=3 HOLD_SECONDS=3 SETTLE_SECONDS=5 FAILURE_RATE=0.2 ABANDON=20
 #      MAX_SECONDS=40 FAULT_AT=2 RECOVER_SECONDS=30 TAP=1 (also print TAP lines, one per check)
 set -euo pipefail
-# shellcheck shell=bash
 SCENARIOS=(redis-kill-always redis-kill-everysec redis-failover mysql-stop mysql-restart worker-kill master-kill
   reloads)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -261,22 +260,27 @@ serves=no
 echo "# after the wait: /readyz $ready, an entry $entry; $paid_200 pays answered 200 ($dup_200 twice)," \
   "$found of them PAID in MySQL with their order"
 
+# the verdict: every check must hold; with TAP=1 each is also a TAP line
+n=0
 pass=PASS
-for ok in "$rec_ok = OK" "$oversold = 0" "$dups = 0" "$lost = 0" "$orphans = 0" "$leaked = 0" "$serves = yes"; do
-  # shellcheck disable=SC2086 # "a = b" is three words on purpose
-  [ $ok ] || pass=FAIL
-done
-if [[ ${TAP:-0} = 1 ]]; then
-  n=0
-  tap() { n=$((n + 1)); if [ $2 ]; then echo "ok $n - $scenario: $1"; else echo "not ok $n - $scenario: $1 ($3)"; fi; }
-  tap "reconcile OK" "$rec_ok = OK" "$rec"
-  tap "0 oversold, no buyer twice" "$((oversold + dups)) = 0" "oversold $oversold, duplicate buyers $dups"
-  tap "every pay answered 200 is PAID once in MySQL with its order" "$lost = 0" "$lost of $paid_200 missing"
-  tap "no order of the product without its PAID flash order" "$orphans = 0" "$orphans orphans"
-  tap "no hold HELD or PAYING after the wait" "$leaked = 0" "$leaked holds"
-  tap "serves again (readyz, entry) without a manual step" "$serves = yes" "/readyz $ready, entry $entry"
-  echo "1..$n"
-fi
+rec_good=$([[ $rec_ok = OK ]] && echo 1 || echo 0)
+serves_good=$([[ $serves = yes ]] && echo 1 || echo 0)
+check() { # check DESCRIPTION ARITHMETIC-CONDITION DETAIL
+  n=$((n + 1))
+  if (($2)); then
+    [[ ${TAP:-0} != 1 ]] || echo "ok $n - $scenario: $1"
+  else
+    pass=FAIL
+    [[ ${TAP:-0} != 1 ]] || echo "not ok $n - $scenario: $1 ($3)"
+  fi
+}
+check "reconcile OK" "$rec_good" "$rec"
+check "0 oversold, no buyer twice" "oversold + dups == 0" "oversold $oversold, duplicate buyers $dups"
+check "every pay answered 200 is PAID once in MySQL with its order" "lost == 0" "$lost of $paid_200 missing"
+check "no order of the product without its PAID flash order" "orphans == 0" "$orphans orphans"
+check "no hold HELD or PAYING after the wait" "leaked == 0" "$leaked holds"
+check "serves again (/readyz, an entry) with no manual step" "$serves_good" "/readyz $ready, entry $entry"
+[[ ${TAP:-0} != 1 ]] || echo "1..$n"
 echo "CHAOS scenario=$scenario result=$pass reconcile=$rec_ok oversold=$oversold duplicate_buyers=$dups" \
   "paid_200=$paid_200 paid_mysql=$paid_mysql lost=$lost orphans=$orphans leaked=$leaked serves=$serves" \
   "recovered_s=$recovered_s client_errors=$(field errors "$result") $BENCH_ID"
