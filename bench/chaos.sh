@@ -161,9 +161,8 @@ bench_on_exit "kill -KILL \$(cat '$BENCH_TMP/workers' 2>/dev/null) 2>/dev/null"
 fcfs_workers >"$BENCH_TMP/workers"
 
 tokens=$BENCH_TMP/tokens.txt
-setup=$(cd "$BENCH_ROOT" && "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_setup.lua "$N" "$S" "$OPENS_IN" "$tokens")
-pid=$(sed -n 's/.*product=\([0-9]*\).*/\1/p' <<<"$setup")
-opens_at=$(sed -n 's/.*opens_at=\([0-9]*\).*/\1/p' <<<"$setup")
+flash_setup "$N" "$S" "$OPENS_IN" "$tokens"
+pid=$FLASH_PID opens_at=$FLASH_OPENS_AT
 echo "# chaos $scenario: $N members, product $pid: $S units, opens at $(date -u -d "@$opens_at" '+%H:%M:%S') UTC," \
   "fault at +${FAULT_AT}s, hold_seconds $HOLD_SECONDS, settle $SETTLE_SECONDS s, failure_rate $FAILURE_RATE, abandon $ABANDON%"
 

@@ -287,3 +287,14 @@ shop_start() {
 }
 
 shop_sql() { mariadb --no-defaults --socket="$SHOP_SVC/mysql/mysql.sock" -u"$(id -un)" "$SHOP_DB" -N -e "$1"; }
+
+# flash_setup N UNITS OPENS_IN TOKENS_FILE: bench/flash_setup.lua on the shop of shop_start (N members
+# with their tokens in TOKENS_FILE, a FLASH product of UNITS units opening OPENS_IN s from now).
+# Sets FLASH_PID and FLASH_OPENS_AT (epoch seconds).
+flash_setup() {
+  local out
+  out=$(cd "$BENCH_ROOT" && "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_setup.lua "$@")
+  FLASH_PID=$(sed -n 's/.*product=\([0-9]*\).*/\1/p' <<<"$out")
+  FLASH_OPENS_AT=$(sed -n 's/.*opens_at=\([0-9]*\).*/\1/p' <<<"$out")
+  [[ -n $FLASH_PID && -n $FLASH_OPENS_AT ]]
+}

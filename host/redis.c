@@ -954,6 +954,15 @@ static void sentinel_moved(fcfs_redis_t *r) {
     conn_teardown(c, fcfs_redis_eclosed);
 }
 
+/* A connection that waited for the sentinels: dial, or fail it. */
+static void conn_resume(fcfs_redis_conn_t *c, int found) {
+  c->awaiting = 0;
+  if (found)
+    conn_dial(c);
+  else
+    conn_teardown(c, fcfs_redis_eunavailable);
+}
+
 /* The query ended: dial (found) or fail (not found) every connection waiting
  * for it. A failure tears them down: shared ones retry after their backoff. */
 static void sentinel_done(fcfs_redis_t *r, int found) {
@@ -964,25 +973,14 @@ static void sentinel_done(fcfs_redis_t *r, int found) {
     r->master_fresh = 1;
   else
     r->stats->errors++;
-  for (int i = 0; i < r->nshared; i++) {
-    fcfs_redis_conn_t *c = r->shared[i];
-    if (!c->awaiting) continue;
-    c->awaiting = 0;
-    if (found)
-      conn_dial(c);
-    else
-      conn_teardown(c, fcfs_redis_eunavailable);
-  }
+  for (int i = 0; i < r->nshared; i++)
+    if (r->shared[i]->awaiting) conn_resume(r->shared[i], found);
 again: /* a teardown's callbacks may unpin (and unlink) pinned connections */
-  for (fcfs_redis_conn_t *c = r->pinned; c; c = c->next_pinned) {
-    if (!c->awaiting) continue;
-    c->awaiting = 0;
-    if (found)
-      conn_dial(c);
-    else
-      conn_teardown(c, fcfs_redis_eunavailable);
-    goto again;
-  }
+  for (fcfs_redis_conn_t *c = r->pinned; c; c = c->next_pinned)
+    if (c->awaiting) {
+      conn_resume(c, found);
+      goto again;
+    }
 }
 
 static void sq_attempt(fcfs_redis_t *r);

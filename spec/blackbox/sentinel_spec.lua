@@ -21,14 +21,11 @@ local format = string.format
 
 local NAME = "specmaster"
 
+-- /where: which server answers (its TCP port), and a write + read on it (Redis down: 503)
 local APP = [==[
 local app = require "sentinelspec_base"
-local host = require "host"
-local web = require "lib.web"
-local check = web.check
-local redis = host.redis
+local redis, check = require("host").redis, require("lib.web").check
 
--- which server answers (its TCP port), and a write + read on it
 app:get("/where", function(req)
     local info = check(redis.call("INFO", "server"))
     local k = "sentinel:" .. req:arg("k")
