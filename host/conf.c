@@ -464,11 +464,12 @@ int fcfs_conf_ip_port(const char *a, struct sockaddr_storage *out) {
   if (!colon || colon == a) return -1;
   char host[64];
   size_t hl = (size_t)(colon - a);
-  if (a[0] == '[' && hl >= 2 && a[hl - 1] == ']') {
+  int bracketed = a[0] == '[' && hl >= 2 && a[hl - 1] == ']';
+  if (bracketed) {
     a++;
     hl -= 2;
   }
-  if (hl >= sizeof host) return -1;
+  if (hl >= sizeof host || (!bracketed && memchr(a, ':', hl))) return -1; /* IPv6: [addr]:port */
   memcpy(host, a, hl);
   host[hl] = 0;
   char *end;
