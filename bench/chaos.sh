@@ -26,7 +26,8 @@
 # at most RECOVER_SECONDS). One line per scenario: CHAOS scenario=... result=PASS|FAIL ...
 #
 # env: N=400 S=80 OPENS_IN=3 HOLD_SECONDS=3 SETTLE_SECONDS=5 FAILURE_RATE=0.2 ABANDON=20
-#      MAX_SECONDS=40 FAULT_AT=2 RECOVER_SECONDS=30 TAP=1 (also print TAP lines, one per check)
+#      MAX_SECONDS=40 FAULT_AT=2 RECOVER_SECONDS=30 WAIT_SECONDS (the wait before the checks)
+#      TAP=1 (also print TAP lines, one per check)
 set -euo pipefail
 SCENARIOS=(redis-kill-always redis-kill-everysec redis-failover mysql-stop mysql-restart worker-kill master-kill
   reloads)
@@ -228,8 +229,8 @@ echo "# recovered (/readyz 200) after: $recovered_s s"
 wait "$client_pid" || true
 result=$(grep '^RESULT ' "$BENCH_TMP/client.out" || echo "RESULT (the client printed none)")
 echo "$result"
-wait_s=$(awk -v h="$HOLD_SECONDS" -v s="$SETTLE_SECONDS" -v w="$SWEEP" 'BEGIN { print (h > s ? h : s) + w + 2 }')
-echo "# waiting ${wait_s}s (max(hold_seconds, flash_settle_seconds) + sweep interval + 2 s)"
+wait_s=${WAIT_SECONDS:-$(awk -v h="$HOLD_SECONDS" -v s="$SETTLE_SECONDS" -v w="$SWEEP" 'BEGIN { print (h > s ? h : s) + w + 2 }')}
+echo "# waiting ${wait_s}s (default: max(hold_seconds, flash_settle_seconds) + sweep interval + 2 s)"
 sleep "$wait_s"
 
 # the checks
