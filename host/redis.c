@@ -72,7 +72,8 @@ enum { K_CMD, K_READ, K_LOAD };
 #define STALL_MIN_MS 1000 /* STALL = max(2 * redis_timeout, 1 s) */
 #define READ_BUF_SIZE 65536
 #define INBOX_MAX 4096
-#define EARLY_FLUSH 32768 /* bytes queued in one iteration that leave without waiting for its end */
+#define EARLY_FLUSH 32768 /* bytes queued in one iteration that leave without waiting for its end  \
+                           */
 #define FREE_CMDS_MAX 4096
 #define ARGV_STACK 32
 #define SENTINEL_RECHECK_MS 1000
@@ -1031,9 +1032,10 @@ static int sq_take(fcfs_redis_t *r, const redisReply *rep) {
   int n = snprintf(name, sizeof name, strchr(rep->element[0]->str, ':') ? "[%s]:%s" : "%s:%s",
                    rep->element[0]->str, rep->element[1]->str);
   if (n < 0 || (size_t)n >= sizeof name || fcfs_conf_ip_port(name, &r->addr) != 0) return 0;
-  if (strcmp(name, r->name)) {
-    fcfs_log(FCFS_LOG_NOTICE, "redis: sentinel %d: master \"%s\" is %s", r->sq.index + 1,
-             r->conf->redis_master_name, name);
+  if (strcmp(name, r->name)) { /* a change is news; the first answer is not */
+    fcfs_log(r->sq.known ? FCFS_LOG_NOTICE : FCFS_LOG_INFO,
+             "redis: sentinel %d: master \"%s\" is %s", r->sq.index + 1, r->conf->redis_master_name,
+             name);
     memcpy(r->name, name, (size_t)n + 1);
     r->sq.moved = r->sq.known;
   }
