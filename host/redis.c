@@ -951,8 +951,10 @@ static void sentinel_moved(fcfs_redis_t *r) {
   fcfs_log(FCFS_LOG_NOTICE, "redis: the master moved to %s, reconnecting", r->name);
   for (int i = 0; i < r->nshared; i++)
     if (r->shared[i]->state == ST_UP) conn_teardown(r->shared[i], fcfs_redis_eclosed);
-  while ((c = r->idle)) /* unlinked by the teardown */
+  while ((c = r->idle)) {
+    idle_remove(c);
     conn_teardown(c, fcfs_redis_eclosed);
+  }
 }
 
 /* A connection that waited for the sentinels: dial, or fail it. */
