@@ -43,6 +43,7 @@
 #include "log.h"
 #include "reload.h"
 #include "shm.h"
+#include "shm_sync.h"
 #include "watch.h"
 
 #define CHECK_MS 100

@@ -98,13 +98,4 @@ void *fcfs_shm_dicts(const fcfs_shm_t *shm);
 /* The stock gates' table (stock.h). */
 void *fcfs_shm_stock(const fcfs_shm_t *shm);
 
-/* A process-shared robust mutex in the segment (shared.c, stock.c). init:
- * 0 or -1. lock: 0; 1 when the previous owner died holding it (the mutex is
- * already marked consistent: the caller repairs what it guards); -1 when it
- * cannot be locked. */
-int fcfs_shm_mutex_init(pthread_mutex_t *m);
-int fcfs_shm_mutex_lock(pthread_mutex_t *m);
-
-uint64_t fcfs_monotonic_ms(void);
-
 #endif

@@ -27,7 +27,7 @@ local payment = require "payment"
 local host = require "host"
 local gate = host.stock
 
-local tonumber, tostring, floor, pcall, setmetatable = tonumber, tostring, math.floor, pcall, setmetatable
+local tonumber, tostring, floor, pcall, pairs, setmetatable = tonumber, tostring, math.floor, pcall, pairs, setmetatable
 local find, format, match = string.find, string.format, string.match
 local fail, check = web.fail, web.check
 local null = json.null
@@ -394,6 +394,35 @@ local function end_sale(req)
     return { json = view(pid) }
 end
 
+-- flash.units_back(units): after a commit that changed products.stock ({[product id] = units}, units
+-- may be negative: a paid order cancelled or returned, an admin stock change), the same units in
+-- Redis, so they are on sale again at once and the gates reopen. For a product with no Redis state
+-- (NORMAL, or a sale not yet touched) nothing is done: its state, when made, reads MySQL. A failure
+-- (Redis down) is logged: those units then stay off sale until the product's next rebuild -- never
+-- the other way round.
+function _M.units_back(units)
+    for pid, n in pairs(units) do
+        local k = keys_of(pid)
+        local ok, r = pcall(run, S.restock, { k.s }, { n, pid })
+        if not ok then
+            host.log("warn", "flash: ", n, " unit(s) of product ", pid, " not put back on sale yet: ",
+                tostring(web.is_fail(r) and r.code or r))
+        elseif r[1] then
+            set_gate(pid, r[1], r[2], r[3])
+        end
+    end
+end
+
+-- flash.sale_changed(pid): after an admin changed a FLASH product's sale window or per-user limit in
+-- MySQL, the same in its Redis state (if it has one), which the entry script decides on.
+function _M.sale_changed(pid)
+    local p = product(pid, true)
+    if not p then return end
+    local k = keys_of(pid)
+    local r = run(S.set_sale, { k.s }, { floor(p.starts * 1000), floor(p.ends * 1000), p.per_user_limit })
+    if r[1] then set_gate(pid, r[1], r[2], r[3]) end
+end
+
 ---------------------------------------------------------------------------------------------------
 -- The expiry sweeper (every worker; the script makes each expiry happen once)
 
@@ -455,7 +484,7 @@ function _M.sweep_once()
                 local oid = tonumber(stuck[j])
                 local ok, how = pcall(settle, pid, oid, tonumber(stuck[j + 1]))
                 if ok then settled = settled + 1 end
-                host.log("warn", "flash order ", oid, ": pay unfinished after ", settle_ms() / 1000, " s; settle: ",
+                host.log("warn", "flash order ", oid, ": pay unfinished past its settle time; settled: ",
                     ok and how or tostring(web.is_fail(how) and how.code or how))
             end
             if r[5] + 86400000 < host.now() * 1000 and r[6] == 0 then check(host.redis.call("SREM", LIVE_KEY, pid)) end

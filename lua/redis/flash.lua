@@ -229,6 +229,32 @@ redis.call('HSET', s, 'initial', ARGV[1], 'remaining', remaining, 'held', held, 
 return {remaining, ver, 0, 1}
 ]==]
 
+-- restock: KEYS s; ARGV units (may be negative), product id. Units added to (or taken from) the sale
+-- after the fact -- a paid order cancelled or returned, an admin stock change: initial and remaining
+-- move together, so initial = remaining + held + paid still holds. A unit back is published like a
+-- release. -> {remaining, ver, paused} | {} (no state: nothing to do, the next init reads MySQL)
+_M.restock = [==[
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+redis.call('HINCRBY', KEYS[1], 'initial', ARGV[1])
+local remaining = redis.call('HINCRBY', KEYS[1], 'remaining', ARGV[1])
+local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+local paused = tonumber(redis.call('HGET', KEYS[1], 'paused') or '0')
+if tonumber(ARGV[1]) > 0 then
+  redis.call('PUBLISH', 'flash:stock', ARGV[2] .. '|' .. remaining .. '|' .. ver .. '|' .. paused)
+end
+return {remaining, ver, paused}
+]==]
+
+-- set_sale: KEYS s; ARGV starts ms, ends ms, limit: the sale window and per-user limit MySQL now has
+-- (an admin changed them). -> {remaining, ver, paused} | {} (no state: the next init reads MySQL)
+_M.set_sale = [==[
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+redis.call('HSET', KEYS[1], 'starts', ARGV[1], 'ends', ARGV[2], 'limit', ARGV[3])
+local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+local st = redis.call('HMGET', KEYS[1], 'remaining', 'paused')
+return {tonumber(st[1]), ver, tonumber(st[2])}
+]==]
+
 -- set_flag: KEYS s; ARGV field ('paused' | 'ended'), value (0/1). -> {remaining, ver, paused} | {} (no state)
 _M.set_flag = [==[
 if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
