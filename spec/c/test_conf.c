@@ -113,6 +113,22 @@ static void test_refusals(void) {
   }
 }
 
+/* Each of the n values, put in the config line fmt (one %s), is refused
+ * with a message naming key. */
+static void expect_refused(const char *fmt, const char *key, const char *const *bad, size_t n) {
+  char body[256], err[512];
+  fcfs_conf_t c;
+  for (size_t i = 0; i < n; i++) {
+    snprintf(body, sizeof(body), fmt, bad[i]);
+    int rc = load(&c, body, err, sizeof(err));
+    EXPECT(rc != 0 && strstr(err, key) != NULL);
+    if (rc == 0) {
+      printf("#   accepted %s\n", bad[i]);
+      fcfs_conf_free(&c);
+    }
+  }
+}
+
 static void test_admin_listen(void) {
   static const char *const good[] = {"unix:var/run/admin.sock",
                                      "unix:/tmp/a.sock",
@@ -137,22 +153,14 @@ static void test_admin_listen(void) {
     else
       printf("#   refused %s: %s\n", good[i], err);
   }
-  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    snprintf(body, sizeof(body), "admin_listen = '%s'", bad[i]);
-    int rc = load(&c, body, err, sizeof(err));
-    EXPECT(rc != 0 && strstr(err, "admin_listen") != NULL);
-    if (rc == 0) {
-      printf("#   accepted %s\n", bad[i]);
-      fcfs_conf_free(&c);
-    }
-  }
+  expect_refused("admin_listen = '%s'", "admin_listen", bad, sizeof(bad) / sizeof(bad[0]));
 }
 
 static void test_redis_sentinels(void) {
   static const char *const bad[] = {
       "sentinel.example:26379", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536",
       "127.0.0.1:1x",           "::1:26379", ":26379"};
-  char body[256], err[512] = "";
+  char err[512] = "";
   fcfs_conf_t c;
   EXPECT(load(&c, "", err, sizeof(err)) == 0);
   EXPECT(c.redis_sentinels[0] == NULL);
@@ -169,15 +177,8 @@ static void test_redis_sentinels(void) {
   EXPECT(fcfs_conf_ip_port(c.redis_sentinels[1], &ss) == 0 && ss.ss_family == AF_INET6 &&
          ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) == 26380);
   fcfs_conf_free(&c);
-  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    snprintf(body, sizeof(body), "redis_sentinels = { '%s' }", bad[i]);
-    int rc = load(&c, body, err, sizeof(err));
-    EXPECT(rc != 0 && strstr(err, "redis_sentinels") != NULL);
-    if (rc == 0) {
-      printf("#   accepted %s\n", bad[i]);
-      fcfs_conf_free(&c);
-    }
-  }
+  expect_refused("redis_sentinels = { '%s' }", "redis_sentinels", bad,
+                 sizeof(bad) / sizeof(bad[0]));
   EXPECT(load(&c, "redis_sentinels = { '127.0.0.1:26379' }, redis_master_name = ''", err,
               sizeof(err)) != 0 &&
          strstr(err, "redis_master_name") != NULL);
