@@ -18,11 +18,13 @@ local _M = {}
 
 -- Shared by the scripts that return a unit: release(KEYS s, holds, dl, buyers, ev; order id, uid,
 -- deadline, the new state) -> remaining, ver, paused (0/1).
-local RELEASE = [==[
+local NOW = [==[
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+]==]
+local RELEASE = NOW .. [==[
 local function release(k, oid, uid, dl, state, pid)
   redis.call('HSET', k.holds, oid, state .. '|' .. uid .. '|' .. dl .. '|')
   redis.call('ZREM', k.dl, oid)
@@ -45,10 +47,11 @@ end
 -- ARGV uid, hold_ms, idem hash ('' = none), idem ttl ms, product id
 -- -> {'OK'|'DONE', order id, deadline ms, remaining, ver, paused}
 --    | {'ERR', code, starts ms, remaining, ver, paused}
---    | {'NOINIT'}. Every check comes before the first write.
-_M.entry = RELEASE .. [==[
+--    | {'NOINIT'}. Every check comes before the first write; the writes are the fewest commands that
+-- do them (remaining, held and ver in one HSET: the values read above, under the script's atomicity).
+_M.entry = NOW .. [==[
 local s = KEYS[1]
-local st = redis.call('HMGET', s, 'remaining', 'ver', 'paused', 'starts', 'ends', 'limit', 'ended')
+local st = redis.call('HMGET', s, 'remaining', 'ver', 'paused', 'starts', 'ends', 'limit', 'ended', 'held')
 if not st[1] then return {'NOINIT'} end
 local remaining, ver, paused = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
 local uid = ARGV[1]
@@ -70,9 +73,8 @@ end
 if remaining <= 0 then return {'ERR', 'OUT_OF_STOCK', 0, remaining, ver, paused} end
 local oid = ARGV[5] .. string.format('%09d', redis.call('INCR', KEYS[5]))
 local dl = now + tonumber(ARGV[2])
-remaining = redis.call('HINCRBY', s, 'remaining', -1)
-redis.call('HINCRBY', s, 'held', 1)
-ver = redis.call('HINCRBY', s, 'ver', 1)
+remaining, ver = remaining - 1, ver + 1
+redis.call('HSET', s, 'remaining', remaining, 'held', tonumber(st[8]) + 1, 'ver', ver)
 redis.call('HINCRBY', KEYS[2], uid, 1)
 redis.call('HSET', KEYS[3], oid, 'HELD|' .. uid .. '|' .. dl .. '|')
 redis.call('ZADD', KEYS[4], dl, oid)
