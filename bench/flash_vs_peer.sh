@@ -8,7 +8,11 @@
 #           (10^7 units), each peer run a reset product (stock:1, open:1, buyers:1), so no member
 #           ever buys twice. The peer's requests come from its own wrk/purchase.lua.
 #   sold -- stock 0: fcfs answers 409 OUT_OF_STOCK from its stock gate (no Redis command), the
-#           peer runs its script, which answers 409 sold_out. Every answer must be a 409.
+#           peer runs its script, which answers 409 sold_out. Every answer must be a 409. The fcfs
+#           requests come from a crowd of SOLD_MEMBERS members clicking again and again (default
+#           10,000, the buyers of bench/flash_sale.sh; each worker then checks a token's signature
+#           once and finds it in its token cache afterwards); SOLD_MEMBERS=$TOKENS makes every
+#           sold-out request another member too (a signature check each). The peer checks no token.
 # Both servers run 2 workers and talk to one redis-server over TCP loopback: the one the peer's
 # up.sh starts (AOF, appendfsync everysec -- what etc/redis.conf.in configures for fcfs too), so
 # persistence and transport are the same. fcfs's MySQL (a private MariaDB, etc/dev services) only
@@ -19,9 +23,13 @@
 # times, each round starting with another target. The table shows the median round by req/s, the
 # server CPU per request (workers), Redis's CPU and commands per request; each fcfs/peer ratio
 # (targets at 256 connections: buy >= 1.5, sold >= 2.5) is the median of the per-round ratios.
+# Then bench/flash_entry_cpu.lua hands CPU_N entries of each path straight to the app's handler in
+# a `fcfs run` process and prints the CPU time per entry (CPU sold_us= buy_us=): the Lua side
+# alone, a figure a busy machine disturbs far less than req/s. PERF=1 adds perf profiles.
 # Every RESULT line names the commit and build type. Exits 1 on socket errors, on a non-2xx answer
 # on the buy path or a 2xx on the sold path.
 # env: DURATION=5 CONNS="64 256" THREADS=2 ROUNDS=3 WARMUP=1 TOKENS=400000 (members per run at most)
+#      SOLD_MEMBERS=10000 CPU_N=20000 PERF=0
 #      FCFS_BIN=build/fcfs PEER_DIR=../shared/peer PEER_WORKERS=2
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -32,6 +40,7 @@ THREADS=${THREADS:-2}
 WARMUP=${WARMUP:-1}
 ROUNDS=${ROUNDS:-3}
 TOKENS_N=${TOKENS:-400000}
+SOLD_MEMBERS=${SOLD_MEMBERS:-10000}
 UNITS=10000000
 
 bench_init
@@ -65,10 +74,12 @@ declare -A url=(
   [fcfs_sold]=$FCFS_URL/api/flash/products/$sold_pid/entry
   [peer_sold]=$PEER_URL/purchase
 )
+head -n "$SOLD_MEMBERS" "$TOKENS" >"$BENCH_TMP/crowd.txt"
 cat "$BENCH_ROOT/bench/flash_entry.lua" "$BENCH_ROOT/bench/report.lua" >"$BENCH_TMP/fcfs_entry.lua"
+{ echo "tokens_file = \"$BENCH_TMP/crowd.txt\""; cat "$BENCH_TMP/fcfs_entry.lua"; } >"$BENCH_TMP/fcfs_crowd.lua"
 cat "$PEER_DIR/wrk/purchase.lua" "$BENCH_ROOT/bench/report.lua" >"$BENCH_TMP/peer_purchase.lua"
 declare -A wrk_script=(
-  [fcfs_buy]=$BENCH_TMP/fcfs_entry.lua [fcfs_sold]=$BENCH_TMP/fcfs_entry.lua
+  [fcfs_buy]=$BENCH_TMP/fcfs_entry.lua [fcfs_sold]=$BENCH_TMP/fcfs_crowd.lua
   [peer_buy]=$BENCH_TMP/peer_purchase.lua [peer_sold]=$BENCH_TMP/peer_purchase.lua
 )
 
@@ -105,6 +116,12 @@ REDIS_CLI="redis-cli -p $PEER_REDIS_PORT"
 redis_pid=$(rcli info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p')
 EXTRA_CPU="redis:$redis_pid"
 compare_targets
+
+# the Lua side alone, in process (no HTTP, no load from wrk): CPU time per entry on both paths
+before_run fcfs_buy
+cpu=$(cd "$BENCH_ROOT" && "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_entry_cpu.lua "$sold_pid" "$buy_pid" "$TOKENS" \
+  "${CPU_N:-20000}")
+echo "$cpu $BENCH_ID"
 
 # PERF=1: one more run of each fcfs target at the last connection count under perf record (cpu-clock,
 # call graphs) of the fcfs workers and of redis-server; the top symbols of each are printed, the
