@@ -155,6 +155,7 @@ for c in $CONNS; do
     echo "RESULT path=$p conns=$c fcfs_rps=$(field rps "${res[fcfs_$p-$c]}") peer_rps=$(field rps "${res[peer_$p-$c]}")" \
       "fcfs_vs_peer=$r fcfs_cpu_us=$(field cpu_us "${res[fcfs_$p-$c]}") peer_cpu_us=$(field cpu_us "${res[peer_$p-$c]}")" \
       "fcfs_redis_cmds=$(field redis_cmds "${res[fcfs_$p-$c]}") peer_redis_cmds=$(field redis_cmds "${res[peer_$p-$c]}")" \
+      "fcfs_script_us=$(field redis_script_us "${res[fcfs_$p-$c]}") peer_script_us=$(field redis_script_us "${res[peer_$p-$c]}")" \
       "target=$(awk -v r="$r" -v c="$c" -v w="$want" 'BEGIN { print (c != 256) ? "n/a" : (r >= w) ? "met" : "missed" }')" \
       "$BENCH_ID"
   done

@@ -191,7 +191,8 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 # target (warm-up included: to reset state, it may change url[target]); ERRORS_EXPECTED = targets
 # whose every answer must be a 4xx/5xx (a sold-out path: bad=1 unless non2xx = requests);
 # REDIS_CLI = a redis-cli command line: its server's commands per request (INFO commandstats,
-# scripts' inner commands included) go into each RESULT line as redis_cmds.
+# scripts' inner commands included) and its time in scripts per request go into each RESULT line
+# as redis_cmds and redis_script_us.
 # shellcheck disable=SC2034,SC2154 # order/url/RATIOS come from the caller, res/ratio/bad go back to it
 compare_targets() {
   local r c t i n pids c0 c1 line key l hz pair a b x e round_order
@@ -229,7 +230,10 @@ compare_targets() {
         for e in ${EXTRA_CPU:-}; do
           line+=" ${e%%:*}_cpu_us=$(per_request $(($(cpu_ticks "${e#*:}") - cpu0[$e])) "$hz" "$(field requests "$line")")"
         done
-        if [[ -n ${REDIS_CLI:-} ]]; then line+=" redis_cmds=$(redis_cmds "$(field requests "$line")")"; fi
+        if [[ -n ${REDIS_CLI:-} ]]; then
+          line+=" redis_cmds=$(redis_cmds "$(field requests "$line")")"
+          line+=" redis_script_us=$(redis_script_us "$(field requests "$line")")"
+        fi
         echo "$line round=$r"
         all[$t-$c]+="${line#* }"$'\n'
         rps[$t]=$(field rps "$line")
@@ -254,7 +258,7 @@ compare_targets() {
   echo "median round by req/s of $ROUNDS rounds, wrk -t$THREADS -d${DURATION}s ($BENCH_ID)"
   local extra_head="" extra_sep=""
   for e in ${EXTRA_CPU:-}; do extra_head+=" ${e%%:*} CPU µs/req |"; extra_sep+="---:|"; done
-  if [[ -n ${REDIS_CLI:-} ]]; then extra_head+=" Redis cmds/req |"; extra_sep+="---:|"; fi
+  if [[ -n ${REDIS_CLI:-} ]]; then extra_head+=" Redis cmds/req | Redis script µs/req |"; extra_sep+="---:|---:|"; fi
   echo "| target | conns | req/s | p50 ms | p99 ms | server CPU µs/req |$extra_head sock err | non-2xx |"
   echo "|---|---:|---:|---:|---:|---:|$extra_sep---:|---:|"
   for c in $CONNS; do
@@ -262,7 +266,7 @@ compare_targets() {
       l=${res[$t-$c]}
       x=""
       for e in ${EXTRA_CPU:-}; do x+=" $(field "${e%%:*}_cpu_us" "$l") |"; done
-      if [[ -n ${REDIS_CLI:-} ]]; then x+=" $(field redis_cmds "$l") |"; fi
+      if [[ -n ${REDIS_CLI:-} ]]; then x+=" $(field redis_cmds "$l") | $(field redis_script_us "$l") |"; fi
       printf '| %s | %s | %s | %s | %s | %s |%s %s | %s |\n' "$t" "$c" "$(field rps "$l")" "$(field p50_ms "$l")" \
         "$(field p99_ms "$l")" "$(field cpu_us "$l")" "$x" "$(field sock_err "$l")" "$(field non2xx "$l")"
     done
@@ -284,6 +288,14 @@ compare_targets() {
 redis_cmds() {
   $REDIS_CLI info commandstats | tr -d '\r' | awk -F'[=,:]' -v n="$1" '
     /^cmdstat_/ && $1 != "cmdstat_config" && $1 != "cmdstat_info" { s += $3 }
+    END { printf "%.2f", (n > 0 ? s / n : 0) }'
+}
+
+# redis_script_us REQUESTS -> microseconds $REDIS_CLI's server spent running scripts (EVAL, EVALSHA:
+# their commands included; Redis's own clock, not disturbed by waiting for a CPU) per request
+redis_script_us() {
+  $REDIS_CLI info commandstats | tr -d '\r' | awk -F'[=,:]' -v n="$1" '
+    $1 == "cmdstat_evalsha" || $1 == "cmdstat_eval" { s += $5 }
     END { printf "%.2f", (n > 0 ? s / n : 0) }'
 }
 
