@@ -117,6 +117,13 @@ redis_pid=$(rcli info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p')
 EXTRA_CPU="redis:$redis_pid"
 compare_targets
 
+# what fcfs answered on the entry route (its /metrics): 201 on the buy path, 409 on the sold-out path;
+# anything else (a 503 is a Redis timeout on an overloaded machine) is explained by the error log
+echo "# fcfs answers to entries, by status (/metrics):" \
+  "$(curl -sS --unix-socket "$FCFS_ADMIN" http://fcfs/metrics | grep '^fcfs_requests_total{route="/api/flash/products/:id\[%d\]/entry"' |
+    sed 's/.*status="\([0-9]*\)"} \([0-9]*\)/\1:\2/' | paste -sd' ')"
+if ((bad)); then echo "# error log (last lines):"; tail -n 5 "$BENCH_TMP/error.log" | cut -c1-300; fi
+
 # the Lua side alone, in process (no HTTP, no load from wrk): CPU time per entry on both paths
 before_run fcfs_buy
 cpu=$(cd "$BENCH_ROOT" && "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_entry_cpu.lua "$sold_pid" "$buy_pid" "$TOKENS" \
