@@ -34,11 +34,7 @@
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
-DURATION=${DURATION:-5}
-CONNS=${CONNS:-64 256}
-THREADS=${THREADS:-2}
-WARMUP=${WARMUP:-1}
-ROUNDS=${ROUNDS:-3}
+compare_defaults
 TOKENS_N=${TOKENS:-400000}
 SOLD_MEMBERS=${SOLD_MEMBERS:-10000}
 UNITS=10000000

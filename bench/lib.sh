@@ -177,6 +177,16 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
 # median of the numbers on stdin, one per line
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+# compare_defaults: the knobs of compare_targets, from the environment or their defaults.
+# shellcheck disable=SC2034 # read by compare_targets and the scripts
+compare_defaults() {
+  DURATION=${DURATION:-5}
+  CONNS=${CONNS:-64 256}
+  THREADS=${THREADS:-2}
+  WARMUP=${WARMUP:-1}
+  ROUNDS=${ROUNDS:-3}
+}
+
 # compare_targets: wrk each target of the array `order` (URLs in the associative array `url`) at
 # each of $CONNS connections, $ROUNDS times. Before measuring, every target is warmed up at every
 # connection count that is measured (WARMUP seconds each). Each round rotates `order` by one, so
