@@ -153,10 +153,11 @@ _M.localize = localize
 local heads, nheads = {}, 0
 
 local function error_head(code, text)
+    code = tostring(code)
     local by_code = heads[code]
     local head = by_code and by_code[text]
     if head then return head end
-    head = '{"error":{"code":' .. quote(tostring(code)) .. ',"message":' .. quote(text)
+    head = '{"error":{"code":' .. quote(code) .. ',"message":' .. quote(text)
     if nheads >= 1000 then heads, nheads = {}, 0 end
     if not heads[code] then heads[code] = {} end
     heads[code][text], nheads = head, nheads + 1
