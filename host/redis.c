@@ -72,8 +72,9 @@ enum { K_CMD, K_READ, K_LOAD };
 #define STALL_MIN_MS 1000 /* STALL = max(2 * redis_timeout, 1 s) */
 #define READ_BUF_SIZE 65536
 #define INBOX_MAX 4096
-#define EARLY_FLUSH 32768 /* bytes queued in one iteration that leave without waiting for its end  \
-                           */
+#define EARLY_FLUSH                                                                                \
+  32768 /* bytes queued in one iteration that leave without waiting for its end                    \
+         */
 #define FREE_CMDS_MAX 4096
 #define ARGV_STACK 32
 #define SENTINEL_RECHECK_MS 1000
