@@ -34,7 +34,7 @@ local function start_nginx(port, users, flash)
     gw = gw:gsub("listen %[::%]:80;", ""):gsub("listen 80;", "listen 127.0.0.1:" .. port .. ";")
     local ups = assert(io.open(server.root .. "/etc/nginx/fcfs-upstreams.conf")):read("*a")
     ups = ups:gsub("(upstream fcfs_(%w+) {)(.-)(keepalive)", function(head, name, _, tail)
-        local hosts = name == "flash" and flash or { users }
+        local hosts = name == "flash" and flash or { users } -- users + commerce + the storefront: host A
         local lines = {}
         for i, s in ipairs(hosts) do lines[i] = format("    server 127.0.0.1:%d;\n", s.port) end
         return head .. "\n" .. table.concat(lines) .. "    " .. tail
@@ -114,7 +114,8 @@ describe("services behind the gateway", function()
 
     lazy_setup(function()
         local conf = { workers = 1, real_ip_from = { "127.0.0.1/32" } }
-        env = shop.setup("fcfs_gateway_spec", conf, { modules = COMMERCE })
+        env = shop.setup("fcfs_gateway_spec", { workers = 1, real_ip_from = conf.real_ip_from,
+            static_dir = server.root .. "/www" }, { modules = COMMERCE })
         a = env.s
         b = env:start(conf, FLASH)
         c = env:start(conf, FLASH)
@@ -145,7 +146,7 @@ describe("services behind the gateway", function()
         assert.truthy(out:find('app.modules: no module "wishlists"', 1, true), out)
     end)
 
-    it("routes each prefix to its service and blocks the admin paths", function()
+    it("routes each prefix to its service, the rest to the storefront; blocks the admin paths", function()
         assert.equal(200, call("GET", "/api/products").status)
         assert.equal(401, call("GET", "/api/users/me").status)
         assert.equal(401, call("GET", "/api/orders").status)
@@ -154,6 +155,10 @@ describe("services behind the gateway", function()
             local res = http.request { port = gw.port, path = path }
             assert.equal(404, res.status, path)
         end
+        local page = http.request { port = gw.port, path = "/" }
+        assert.equal(200, page.status)
+        assert.truthy(page.headers["content-type"]:find("text/html", 1, true))
+        assert.truthy(access_line(a, page.headers["x-request-id"]))
     end)
 
     it("passes X-Request-Id through, or makes one the host logs", function()
@@ -214,6 +219,26 @@ describe("services behind the gateway", function()
         assert.equal(2, hits)
         local code, out = a:cli { "run", a.lua_dir .. "/cli/reconcile.lua", tostring(pid) }
         assert.equal(0, code, out)
+    end)
+
+    it("streams the live stock (server-sent events) through the gateway unbuffered", function()
+        local pid = flash_product(3)
+        local sock = socket.tcp()
+        sock:settimeout(3)
+        assert(sock:connect("127.0.0.1", gw.port))
+        assert(sock:send("GET /api/flash/products/" .. pid .. "/events HTTP/1.1\r\nHost: x\r\n"
+            .. "Accept: text/event-stream\r\n\r\n"))
+        local t0, lines, event = socket.gettime(), {}, false
+        repeat
+            local line, err = sock:receive("*l")
+            assert(line, err)
+            lines[#lines + 1] = line
+            event = event or line == "event: stock"
+        until event and line:find("^data:")
+        sock:close()
+        assert.truthy(lines[1]:find(" 200 "), lines[1])
+        assert.truthy(lines[#lines]:find("\"remaining\":3", 1, true), lines[#lines])
+        assert.is_true(socket.gettime() - t0 < 2)
     end)
 
     it("reopens the sold-out gate of the other flash host when a unit comes back", function()
