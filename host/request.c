@@ -137,7 +137,11 @@ static void request_done(void *owner, lua_State *co) {
   char hbuf[8192], err[256];
   headers_t hd = {hbuf, sizeof(hbuf), 0, err, sizeof(err)};
   if (top >= 4 && lua_type(co, 4) == LUA_TSTRING) {
-    snprintf(r->route_buf, sizeof(r->route_buf), "%s", lua_tostring(co, 4));
+    size_t rl;
+    const char *route = lua_tolstring(co, 4, &rl);
+    if (rl >= sizeof(r->route_buf)) rl = sizeof(r->route_buf) - 1;
+    memcpy(r->route_buf, route, rl);
+    r->route_buf[rl] = '\0';
     r->route = r->route_buf;
   }
   if (top >= 3 && build_headers(co, 3, &hd) != 0) {
