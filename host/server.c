@@ -609,6 +609,7 @@ static void start_request(fcfs_conn_t *c, http_req_t *h) {
   request_id(c, h);
   c->in_flight = 1;
   c->nrequests++;
+  s->env.slot->starts++;
   s->busy++;
   slot_gauges(s);
   set_timer(c, PHASE_HANDLER, conf->request_timeout);
