@@ -13,6 +13,7 @@
 # (started through FCFS_LUA_INIT) under wrk, its trace aborts ("NYI" = not yet implemented in
 # the JIT: that code runs in the interpreter) counted and listed.
 # env: WARMUP=3 WINDOW=5 CONNS=64 CALLGRIND=1 (0 skips the instruction count) TOP=15 JITV=0 FCFS_BIN
+#      RESPOND_FN=conn_respond (the function whose calls count requests under callgrind)
 #      FCFS_LUA_DIR, EXTRA_CONF (config entries, Lua), PREPARE (paths GET once after the start)
 # The sold-out flash entry: FCFS_LUA_DIR=$PWD/bench/app EXTRA_CONF='redis = "127.0.0.1:1"'
 #   PREPARE='/bench/gate/42?remaining=0&version=1' bash bench/hello_cost.sh /bench/soldout/42
@@ -46,8 +47,8 @@ per() { awk -v a="$1" -v n="$2" 'BEGIN { printf "%.3f", (n > 0 ? a / n : -1) }';
 responses() {
   awk '/^c?fn=/ { s = $0; sub(/^c?fn=\(/, "", s); id = s; sub(/\).*/, "", id); nm = s; sub(/^[0-9]+\) ?/, "", nm)
                   if (nm != "") name[id] = nm; if ($0 ~ /^cfn=/) cur = id; next }
-       /^calls=/ { split($0, a, /[= ]/); if (name[cur] == "conn_respond") n += a[2] }
-       END { printf "%d\n", n }' "$1"
+       /^calls=/ { split($0, a, /[= ]/); if (name[cur] == RESPOND) n += a[2] }
+       END { printf "%d\n", n }' RESPOND="${RESPOND_FN:-conn_respond}" "$1"
 }
 
 prepare() { for p in ${PREPARE:-}; do curl -fsS -o /dev/null "$FCFS_URL$p"; done; }
