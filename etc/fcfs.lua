@@ -48,6 +48,11 @@ return {
   redis_queue_max = 10000,         -- replies owed on one shared connection before calls get "busy"
   redis_password = "",             -- AUTH <password> on every connection when not ""
   redis_db = 0,                    -- SELECT <db> on every connection when not 0
+  -- Redis: Sentinel. With sentinels listed, `redis` is not used: the master's address is asked for
+  -- (SENTINEL get-master-addr-by-name) before connecting, after every lost connection and every
+  -- second; a connection to a server that is not the master (ROLE) is closed.
+  redis_sentinels = {},            -- { "127.0.0.1:26379", ... } (IP:port, no names); {} = no Sentinel
+  redis_master_name = "mymaster",  -- the name the sentinels monitor the master under
 
   -- MySQL (etc/dev services: unix socket var/mysql/mysql.sock, TCP 127.0.0.1:3390)
   mysql_host = "127.0.0.1",        -- an IP, never a name (DNS would block the loop)

@@ -97,6 +97,21 @@ local function keys_of(pid)
 end
 _M.keys_of = keys_of
 
+-- The KEYS of the entry script for a request without Idempotency-Key, per product (the hot path makes
+-- no key strings); bounded like the product cache. Read-only: a request with a key builds its own.
+local entry_keys, nentry_keys = {}, 0
+
+local function entry_keys_of(pid)
+    local keys = entry_keys[pid]
+    if keys then return keys end
+    local k = keys_of(pid)
+    keys = { k.s, k.buyers, k.holds, k.dl, k.oid, k.ev, k.s }
+    nentry_keys = nentry_keys + 1
+    if nentry_keys > 10000 then entry_keys, nentry_keys = {}, 1 end
+    entry_keys[pid] = keys
+    return keys
+end
+
 local function run(script, keys, args)
     return check(script:run(keys, args))
 end
@@ -222,15 +237,27 @@ local function out_of_stock()
     fail(409, "OUT_OF_STOCK", MSG.OUT_OF_STOCK)
 end
 
+local RETRY_HEADERS = { ["Content-Type"] = JSON_HEADERS["Content-Type"], ["Retry-After"] = "1" }
+
+-- refusal(req, code [, details]) -> the error response of an entry refused with code: the bytes
+-- web.fail would answer, returned instead of raised (no error unwinding on the refusal paths,
+-- which are the busy ones of a sale: the sold-out crowd, repeat clicks)
+local function refusal(req, code, details)
+    return { status = STATUS[code] or 500, headers = code == "SALE_PAUSED" and RETRY_HEADERS or JSON_HEADERS,
+        body = web.error_body(req, code, MSG[code] or MSG.REUSED, details) }
+end
+
 local function entry(req)
     local pid = tonumber(req.params.id)
     local uid = req.auth.uid
     local hash, ikey = idem(req, uid, "ik", pid)
     -- the sold-out crowd: answered from the node's gate, no Redis command (a request carrying an
     -- Idempotency-Key goes to Redis: it may be the retry of an entry that won)
-    if ikey == nil and gate.sold_out(pid) then out_of_stock() end
-    local k = keys_of(pid)
-    local keys = { k.s, k.buyers, k.holds, k.dl, k.oid, k.ev, ikey or k.s }
+    if ikey == nil and gate.sold_out(pid) then return refusal(req, "OUT_OF_STOCK") end
+    local keys = entry_keys_of(pid)
+    if ikey ~= nil then
+        keys = { keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], ikey }
+    end
     local args = { uid, hold_ms(), hash, idem_ttl_ms(), pid }
     local r = run(S.entry, keys, args)
     if r[1] == "NOINIT" then
@@ -240,10 +267,7 @@ local function entry(req)
     set_gate(pid, r[4], r[5], r[6])
     if r[1] == "ERR" then
         local code = r[2]
-        local details
-        if code == "SALE_NOT_OPEN" then details = { starts_at = clock.rfc3339(r[3] / 1000) } end
-        fail(STATUS[code], code, MSG[code] or MSG.REUSED, details,
-            code == "SALE_PAUSED" and { ["Retry-After"] = "1" } or nil)
+        return refusal(req, code, code == "SALE_NOT_OPEN" and { starts_at = clock.rfc3339(r[3] / 1000) } or nil)
     end
     -- the body is built as text so an idempotent replay answers the same bytes
     return { status = 201, headers = JSON_HEADERS, body = format('{"order_id":%s,"status":"PAYMENT_PENDING",'

@@ -148,10 +148,26 @@ local function localize(req, message)
 end
 _M.localize = localize
 
+-- The start of error bodies, '{"error":{"code":..,"message":..', by code and message text: the
+-- refusals a busy route answers again and again are not escaped anew each time. Bounded.
+local heads, nheads = {}, 0
+
+local function error_head(code, text)
+    code = tostring(code)
+    local by_code = heads[code]
+    local head = by_code and by_code[text]
+    if head then return head end
+    head = '{"error":{"code":' .. quote(code) .. ',"message":' .. quote(text)
+    if nheads >= 1000 then heads, nheads = {}, 0 end
+    if not heads[code] then heads[code] = {} end
+    heads[code][text], nheads = head, nheads + 1
+    return head
+end
+
 -- The error body, assembled so that keys come out in the documented order.
 local function error_body(req, code, message, details)
     local id = req.request_id
-    local body = '{"error":{"code":' .. quote(tostring(code)) .. ',"message":' .. quote(localize(req, message))
+    local body = error_head(code, localize(req, message))
     if details ~= nil then
         body = body .. ',"details":' .. encode(details)
     end

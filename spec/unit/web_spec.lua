@@ -171,6 +171,14 @@ describe("lib.web", function()
             assert.equal('{"error":{"code":"FORBIDDEN","message":"no"},"request_id":"req-1"}', body)
         end)
 
+        it("error bodies of one code keep each message's own text, escaped, and each request's id", function()
+            local function body(id, message) return web.error_body({ request_id = id }, "X", message) end
+            assert.equal('{"error":{"code":"X","message":"say \\"hi\\""},"request_id":"a"}', body("a", 'say "hi"'))
+            assert.equal('{"error":{"code":"X","message":"other"},"request_id":"b"}', body("b", "other"))
+            assert.equal('{"error":{"code":"X","message":"say \\"hi\\""},"request_id":"c"}', body("c", 'say "hi"'))
+            assert.equal('{"error":{"code":"nil","message":"m"},"request_id":null}', web.error_body({}, nil, "m"))
+        end)
+
         it("web.check passes values through and maps backend failures to 503", function()
             assert.equal(7, web.check(7, nil))
             local app = web.new()
