@@ -77,7 +77,7 @@ free_port() {
 # Wait until URL answers 2xx, at most ~5 s.
 wait_http() {
   local url=$1 i
-  for i in $(seq 100); do
+  for i in $(seq "${WAIT_HTTP_TRIES:-100}"); do # 50 ms apart
     curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
     sleep 0.05
   done
@@ -87,6 +87,8 @@ wait_http() {
 
 # fcfs_start [KEY=VALUE...]: extra config entries as Lua (e.g. 'redis="127.0.0.1:6391"').
 # Sets FCFS_PORT, FCFS_CONF, FCFS_URL, FCFS_ADMIN (the admin unix socket: /_host/*, /metrics).
+# FCFS_WORKERS (default 2) is the workers key; FCFS_WRAP, when set, is a command the binary
+# runs under (e.g. "valgrind --tool=callgrind"), split on spaces.
 fcfs_start() {
   FCFS_PORT=$(free_port)
   FCFS_CONF=$BENCH_TMP/fcfs.lua
@@ -96,7 +98,7 @@ fcfs_start() {
   cat >"$FCFS_CONF" <<EOF
 return {
   listen = "127.0.0.1:$FCFS_PORT",
-  workers = 2,
+  workers = ${FCFS_WORKERS:-2},
   access_log = "off",
   error_log = "$BENCH_TMP/error.log",
   run_dir = "$BENCH_TMP",
@@ -107,7 +109,8 @@ return {
 $extra}
 EOF
   echo "\$ $FCFS_BIN -c $FCFS_CONF   # $(tr -s ' \n' ' ' <"$FCFS_CONF")" >&2
-  (cd "$BENCH_ROOT" && exec "$FCFS_BIN" -c "$FCFS_CONF") >"$BENCH_TMP/fcfs.out" 2>&1 &
+  # shellcheck disable=SC2086 # FCFS_WRAP is a command line
+  (cd "$BENCH_ROOT" && exec ${FCFS_WRAP:-} "$FCFS_BIN" -c "$FCFS_CONF") >"$BENCH_TMP/fcfs.out" 2>&1 &
   FCFS_PID=$!
   bench_on_exit "fcfs_stop"
   FCFS_URL=http://127.0.0.1:$FCFS_PORT

@@ -9,7 +9,10 @@
  * it grows. At on_message_complete the request is copied into a single heap
  * block (http_req_t + header array + strings), the parser is paused so
  * http_in_feed() returns right after that request, and the block is handed to
- * the caller, who frees it with http_req_free(). The buffer stays with the
+ * the caller, who frees it with http_req_free() or gives it back with
+ * http_in_recycle(): the connection keeps one such block (up to
+ * HTTP_BUF_KEEP bytes) for its next request, so a keep-alive connection
+ * allocates nothing per request once warm. The buffer stays with the
  * connection (released when it grew past HTTP_BUF_KEEP, so one big upload
  * does not pin memory for the connection's lifetime).
  *
@@ -63,7 +66,8 @@ struct http_in_s {
 
   int status; /* != 0 once in error */
   const char *err;
-  http_req_t *done; /* set by on_message_complete, taken by http_in_feed */
+  http_req_t *done;  /* set by on_message_complete, taken by http_in_feed */
+  http_req_t *spare; /* a recycled request block, reused by the next build */
 };
 
 static const char ERR_URL[] = "URL too long";
@@ -303,8 +307,14 @@ static http_req_t *build(http_in_t *in) {
   for (i = 0; i < in->nhdr; i++)
     total += in->hdr[i].name_len + in->hdr[i].value_len + 2;
 
-  http_req_t *r = malloc(total);
-  if (!r) return NULL;
+  http_req_t *r = in->spare;
+  if (r && r->block_size >= total) {
+    in->spare = NULL;
+  } else {
+    r = malloc(total);
+    if (!r) return NULL;
+    r->block_size = total;
+  }
   http_header_t *hs = (http_header_t *)(r + 1);
   char *w = (char *)(hs + in->nhdr);
 
@@ -398,6 +408,7 @@ http_in_t *http_in_new(const http_limits_t *lim) {
 void http_in_free(http_in_t *in) {
   if (!in) return;
   free(in->done);
+  free(in->spare);
   free(in->buf);
   free(in->hdr);
   free(in);
@@ -489,6 +500,20 @@ int http_in_take_continue(http_in_t *in) {
 }
 
 void http_req_free(http_req_t *r) {
+  free(r);
+}
+
+void http_in_recycle(http_in_t *in, http_req_t *r) {
+  if (r == NULL) return;
+  if (in->spare == NULL && r->block_size <= HTTP_BUF_KEEP) {
+    in->spare = r;
+    return;
+  }
+  if (in->spare && in->spare->block_size < r->block_size && r->block_size <= HTTP_BUF_KEEP) {
+    free(in->spare); /* keep the bigger one */
+    in->spare = r;
+    return;
+  }
   free(r);
 }
 

@@ -53,6 +53,7 @@ typedef struct http_req_s {
   int keep_alive; /* the connection stays open after the response */
   int http_minor; /* 0 or 1 (major is always 1) */
   int is_head;
+  size_t block_size; /* bytes of the heap block (for http_in_recycle) */
 } http_req_t;
 
 typedef enum { HTTP_IN_IDLE, HTTP_IN_HEADERS, HTTP_IN_BODY } http_in_state_t;
@@ -100,6 +101,9 @@ const char *http_in_header(const http_in_t *in, const char *name, size_t *len);
 int http_in_take_continue(http_in_t *in);
 
 void http_req_free(http_req_t *r);
+/* Done with r, a request in's feed returned: in keeps its block for the next
+ * request (or frees it). r may be NULL. */
+void http_in_recycle(http_in_t *in, http_req_t *r);
 
 /* First header named `name` (case-insensitive), or NULL. */
 const http_header_t *http_req_header(const http_req_t *r, const char *name);

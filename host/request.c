@@ -29,13 +29,35 @@ static char req_mt_key;
 /* ---- response headers ------------------------------------------------------ */
 
 /* Headers the host writes itself: a handler setting one is an error. */
-static const char *const host_owned[] = {
-    "Content-Length", "Transfer-Encoding", "Connection", "Date", "Server", NULL};
+static const struct {
+  const char *name;
+  size_t len;
+} host_owned[] = {{"Content-Length", 14},
+                  {"Transfer-Encoding", 17},
+                  {"Connection", 10},
+                  {"Date", 4},
+                  {"Server", 6}};
 
-static int is_tchar(unsigned char ch) { /* RFC 9110 5.6.2 */
-  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-         (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
+/* Byte classes, looked up once per byte: a name byte must be a token
+ * character (RFC 9110 5.6.2), a value byte anything but a control
+ * character other than tab. */
+enum { TCHAR = 1, VALUE_BAD = 2 };
+#define T TCHAR
+#define B VALUE_BAD
+/* clang-format off */
+static const unsigned char byte_class[256] = {
+    /* 0x00 */ B, B, B, B, B, B, B, B, B, 0, B, B, B, B, B, B,
+    /* 0x10 */ B, B, B, B, B, B, B, B, B, B, B, B, B, B, B, B,
+    /* 0x20  !"#$%&'()*+,-./ */ 0, T, 0, T, T, T, T, T, 0, 0, T, T, 0, T, T, 0,
+    /* 0x30 0-9:;<=>? */ T, T, T, T, T, T, T, T, T, T, 0, 0, 0, 0, 0, 0,
+    /* 0x40 @A-O */ 0, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T,
+    /* 0x50 P-Z[\]^_ */ T, T, T, T, T, T, T, T, T, T, T, 0, 0, 0, T, T,
+    /* 0x60 `a-o */ T, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T,
+    /* 0x70 p-z{|}~DEL */ T, T, T, T, T, T, T, T, T, T, T, 0, T, 0, T, B,
+};
+/* clang-format on */
+#undef T
+#undef B
 
 typedef struct {
   char *buf;
@@ -56,11 +78,9 @@ static int header_line(headers_t *h, lua_State *L, const char *k, size_t kl) {
     return header_fail(h, "values must be strings or numbers (or a list of them)", k, kl);
   size_t vl;
   const char *v = lua_tolstring(L, -1, &vl);
-  for (size_t i = 0; i < vl; i++) {
-    unsigned char ch = (unsigned char)v[i];
-    if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+  for (size_t i = 0; i < vl; i++)
+    if (byte_class[(unsigned char)v[i]] & VALUE_BAD)
       return header_fail(h, "control character in the value", k, kl);
-  }
   if (h->len + kl + vl + 4 > h->cap) return header_fail(h, "header block too long", k, kl);
   char *p = h->buf + h->len;
   memcpy(p, k, kl);
@@ -90,10 +110,11 @@ static int build_headers(lua_State *L, int idx, headers_t *h) {
     const char *k = lua_tolstring(L, -2, &kl);
     int rc = 0;
     for (size_t i = 0; i < kl && rc == 0; i++)
-      if (!is_tchar((unsigned char)k[i])) rc = header_fail(h, "name is not a token", k, kl);
+      if (!(byte_class[(unsigned char)k[i]] & TCHAR))
+        rc = header_fail(h, "name is not a token", k, kl);
     if (kl == 0) rc = header_fail(h, "empty name", k, kl);
-    for (int i = 0; host_owned[i] && rc == 0; i++)
-      if (strlen(host_owned[i]) == kl && strncasecmp(host_owned[i], k, kl) == 0)
+    for (size_t i = 0; i < sizeof(host_owned) / sizeof(host_owned[0]) && rc == 0; i++)
+      if (host_owned[i].len == kl && strncasecmp(host_owned[i].name, k, kl) == 0)
         rc = header_fail(h, "set by the host, not by handlers", k, kl);
     if (rc == 0 && http_head_has(h->buf, h->len, k, kl))
       rc = header_fail(h, "set twice (names are case-insensitive)", k, kl);
@@ -137,7 +158,11 @@ static void request_done(void *owner, lua_State *co) {
   char hbuf[8192], err[256];
   headers_t hd = {hbuf, sizeof(hbuf), 0, err, sizeof(err)};
   if (top >= 4 && lua_type(co, 4) == LUA_TSTRING) {
-    snprintf(r->route_buf, sizeof(r->route_buf), "%s", lua_tostring(co, 4));
+    size_t rl;
+    const char *route = lua_tolstring(co, 4, &rl);
+    if (rl >= sizeof(r->route_buf)) rl = sizeof(r->route_buf) - 1;
+    memcpy(r->route_buf, route, rl);
+    r->route_buf[rl] = '\0';
     r->route = r->route_buf;
   }
   if (top >= 3 && build_headers(co, 3, &hd) != 0) {

@@ -187,7 +187,7 @@ static void conn_close(fcfs_conn_t *c) {
   fcfs_server_t *s = c->srv;
   if (c->in_flight) { /* client gone or server stopping: the handler is cancelled */
     fcfs_request_cancel(&c->req);
-    if (c->req.http) http_req_free(c->req.http);
+    http_in_recycle(c->in, c->req.http);
     c->req.http = NULL;
     c->in_flight = 0;
     s->busy--;
@@ -335,30 +335,22 @@ static int write_answer(fcfs_conn_t *c, int status, const char *headers, size_t 
                         const char *body, size_t blen, size_t clen, int keep) {
   fcfs_request_t *r = &c->req;
   const http_req_t *h = r->http;
-  char extra[256];
-  size_t elen = 0;
-  /* X-Request-Id unless the handler set one. */
-  int has_id = headers && http_head_has(headers, hlen, "X-Request-Id", 12);
-  if (!has_id) {
-    size_t idl = strlen(r->id);
-    memcpy(extra, "X-Request-Id: ", 14);
-    memcpy(extra + 14, r->id, idl);
-    memcpy(extra + 14 + idl, "\r\n", 2);
-    elen = 16 + idl;
+  /* X-Request-Id unless the handler set one: it goes before the head's
+   * closing empty line, so the head is formatted once, in place. */
+  int add_id = !(headers && http_head_has(headers, hlen, "X-Request-Id", 12));
+  size_t idl = add_id ? strlen(r->id) : 0;
+  char head[16384];
+  char *hbuf = head;
+  size_t need = hlen + idl + 16 + 256;
+  if (need > sizeof(head) && (hbuf = malloc(need)) == NULL) return UV_ENOMEM;
+  ssize_t n = http_format_head(hbuf, need, status, date_now(c->srv), clen, keep, headers, hlen);
+  if (n > 0 && add_id) {
+    char *p = hbuf + n - 2; /* over the empty line */
+    memcpy(p, "X-Request-Id: ", 14);
+    memcpy(p + 14, r->id, idl);
+    memcpy(p + 14 + idl, "\r\n\r\n", 4);
+    n += 16 + (ssize_t)idl;
   }
-  /* One extra block: the handler's headers, then ours. */
-  char exbuf[8448], head[16384];
-  char *ex = exbuf, *hbuf = head;
-  size_t need = hlen + elen + 256;
-  if ((hlen + elen > sizeof(exbuf) && (ex = malloc(hlen + elen)) == NULL) ||
-      (need > sizeof(head) && (hbuf = malloc(need)) == NULL)) {
-    if (ex != exbuf) free(ex);
-    return UV_ENOMEM;
-  }
-  if (hlen) memcpy(ex, headers, hlen);
-  memcpy(ex + hlen, extra, elen);
-  ssize_t n = http_format_head(hbuf, need, status, date_now(c->srv), clen, keep, ex, hlen + elen);
-  if (ex != exbuf) free(ex);
   uv_buf_t bufs[2];
   int nb = 1;
   bufs[0] = uv_buf_init(hbuf, n > 0 ? (unsigned)n : 0);
@@ -394,7 +386,7 @@ static void request_finish(fcfs_conn_t *c, int status, size_t bytes, double secs
   fcfs_server_t *s = c->srv;
   if (fcfs_access_log_on()) access_log(c, status, bytes, secs);
   if (r->task) fcfs_request_cancel(r); /* answered by the host (504/503) while the task ran */
-  if (r->http) http_req_free(r->http);
+  http_in_recycle(c->in, r->http);
   r->http = NULL;
   if (rc != 0) {
     conn_close(c);

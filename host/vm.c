@@ -12,7 +12,9 @@
  * that sentinel up through user coroutines, so host I/O works inside them
  * too, and results always come back through the task's own coroutine.
  *
- * Ownership: the VM owns its tasks (freed in task_end()), each task owns the
+ * Ownership: the VM owns its tasks (ended in task_end(), their structs kept
+ * on a free list of up to SPARE_TASKS for the next ones and freed with the
+ * VM, so a request allocates no task), each task owns the
  * registry reference that anchors its coroutine and the list of resources
  * to release at its end (fcfs_task_on_end). A task may work for an owner (a
  * request, request.c): it only points at it until it tells the owner how it
@@ -35,6 +37,7 @@
 enum { TASK_OWNED, TASK_TIMER, TASK_INIT, TASK_MAIN };
 
 #define SPARE_THREADS 128
+#define SPARE_TASKS 256
 
 typedef struct {
   fcfs_release_cb release;
@@ -78,6 +81,8 @@ struct fcfs_vm_s {
   void *run_arg;
   int spare[SPARE_THREADS]; /* registry refs of finished coroutines, reset for reuse */
   int nspare;
+  fcfs_task_t *free_tasks; /* ended task structs (with their ends arrays), linked by next */
+  int nfree_tasks;
 };
 
 /* Registry key of the host-yield sentinel: its address is unique. The VM
@@ -227,8 +232,18 @@ void fcfs_task_off_end(fcfs_task_t *t, fcfs_release_cb release, void *res) {
 static void vm_close(fcfs_vm_t *vm);
 
 static fcfs_task_t *task_new(fcfs_vm_t *vm, int kind) {
-  fcfs_task_t *t = calloc(1, sizeof(*t));
-  if (t == NULL) return NULL;
+  fcfs_task_t *t = vm->free_tasks;
+  if (t) { /* recycled: keep its ends array, clear the rest */
+    task_end_t *ends = t->ends;
+    int capends = t->capends;
+    vm->free_tasks = t->next;
+    vm->nfree_tasks--;
+    memset(t, 0, sizeof(*t));
+    t->ends = ends;
+    t->capends = capends;
+  } else if ((t = calloc(1, sizeof(*t))) == NULL) {
+    return NULL;
+  }
   t->vm = vm;
   t->kind = kind;
   if (vm->nspare > 0) {
@@ -252,7 +267,6 @@ static void task_end(fcfs_task_t *t) {
   fcfs_vm_t *vm = t->vm;
   for (int i = t->nends - 1; i >= 0; i--)
     t->ends[i].release(t->ends[i].res);
-  free(t->ends);
   if (t->reusable && vm->nspare < SPARE_THREADS && !vm->retired) {
     lua_resetthread(vm->L, t->co);
     vm->spare[vm->nspare++] = t->co_ref;
@@ -265,7 +279,14 @@ static void task_end(fcfs_task_t *t) {
     vm->tasks = t->next;
   if (t->next) t->next->prev = t->prev;
   vm->ntasks--;
-  free(t);
+  if (vm->nfree_tasks < SPARE_TASKS && !vm->retired) {
+    t->next = vm->free_tasks;
+    vm->free_tasks = t;
+    vm->nfree_tasks++;
+  } else {
+    free(t->ends);
+    free(t);
+  }
   if (vm->retired && vm->ntasks == 0 && vm->hold == 0) vm_close(vm);
 }
 
@@ -574,6 +595,12 @@ static void vm_close(fcfs_vm_t *vm) {
   }
   lua_close(vm->L);
   vm->L = NULL;
+  while (vm->free_tasks) {
+    fcfs_task_t *t = vm->free_tasks;
+    vm->free_tasks = t->next;
+    free(t->ends);
+    free(t);
+  }
   vm->env.closed(vm->env.w, vm); /* forgets the pointer; may start the worker's exit */
   free(vm);
 }

@@ -7,6 +7,7 @@
 -- GET /bench/soldout/:id answers what the sold-out crowd gets: host.stock.sold_out(id), no Redis
 -- (bench/stock.sh). It answers 200 so wrk counts it as a success; the flash entry answers the same
 -- check with an error status and a body of similar size.
+-- GET /metrics: the host's Prometheus text (bench/hello_cost.sh counts requests with it).
 local web = require "lib.web"
 local host = require "host"
 
@@ -18,6 +19,8 @@ local redis = host.redis
 local app = web.new()
 
 app:get("/hello", function() return { json = { ok = true } } end)
+
+app:get("/metrics", function() return { body = host.metrics_text() } end)
 
 app:get("/bench/stock/:id[%d]", function(req)
     local id = req.params.id
