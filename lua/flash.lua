@@ -214,7 +214,7 @@ local function view(pid)
 end
 
 local function get_product(req)
-    return { json = view(tonumber(req.params.id)) }
+    return { json = view(fields.path_id(req, not_found)) }
 end
 
 local function out_of_stock()
@@ -222,7 +222,7 @@ local function out_of_stock()
 end
 
 local function entry(req)
-    local pid = tonumber(req.params.id)
+    local pid = fields.path_id(req, not_found)
     local uid = req.auth.uid
     local hash, ikey = idem(req, uid, "ik", pid)
     -- the sold-out crowd: answered from the node's gate, no Redis command (a request carrying an
@@ -250,9 +250,10 @@ local function entry(req)
 end
 
 local function order_of(req)
-    local oid = tonumber(req.params.id)
+    local function none() fail(404, "ORDER_NOT_FOUND", MSG.ORDER_NOT_FOUND) end
+    local oid = fields.path_id(req, none)
     local pid = floor(oid / ID_SPAN)
-    if pid < 1 then fail(404, "ORDER_NOT_FOUND", MSG.ORDER_NOT_FOUND) end
+    if pid < 1 then none() end
     return oid, pid
 end
 
@@ -360,7 +361,7 @@ local function cancel(req)
 end
 
 local function end_sale(req)
-    local pid = tonumber(req.params.id)
+    local pid = fields.path_id(req, not_found)
     if not product(pid, true) then not_found(pid) end
     check(host.mysql.query("UPDATE products SET sale_ends_at = UTC_TIMESTAMP(3), updated_at = UTC_TIMESTAMP(3) "
         .. "WHERE id = ? AND sale_starts_at < UTC_TIMESTAMP(3) AND sale_ends_at > UTC_TIMESTAMP(3)", pid))
