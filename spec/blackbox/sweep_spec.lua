@@ -703,6 +703,37 @@ describe("bad-input sweep over docs/openapi.yaml", function()
         end
     end
 
+    -- refresh tokens of the right form that are not a live session's: 401, nothing changes
+    local function refresh_cases(key, op)
+        for label, t in pairs { unknown = rep("A", 43), ["an access token"] = a.token, expired = tokens.expired,
+            ["a dot"] = ".", long = rep("r", 512) } do
+            try(key, op, "refresh_token " .. label, { body = cjson.encode { refresh_token = t } }, set(401))
+        end
+    end
+
+    -- malformed HTTP framing, answered by the host before any route (400 with the error body)
+    local function framing_cases(key)
+        local method, path = key:match("^(%S+) (%S+)$")
+        local head = method .. " " .. path .. " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " .. a.token
+            .. "\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        local body = cjson.encode(base_body(key))
+        for label, bytes in pairs {
+            ["two Content-Lengths"] = head .. "Content-Length: " .. #body .. "\r\nContent-Length: " .. (#body + 1)
+                .. "\r\n\r\n" .. body,
+            ["negative Content-Length"] = head .. "Content-Length: -1\r\n\r\n" .. body,
+            ["Content-Length abc"] = head .. "Content-Length: abc\r\n\r\n" .. body,
+            ["Content-Length and chunked"] = head .. "Content-Length: " .. #body
+                .. "\r\nTransfer-Encoding: chunked\r\n\r\n" .. format("%x\r\n%s\r\n0\r\n\r\n", #body, body),
+            ["bad chunk size"] = head .. "Transfer-Encoding: chunked\r\n\r\nzz\r\n" .. body .. "\r\n0\r\n\r\n",
+            ["space in a header name"] = head .. "Bad Name: x\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body,
+            ["NUL in a header value"] = head .. "X-A: a\0b\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body,
+            ["header without a colon"] = head .. "NoColon\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body,
+        } do
+            local res, err = send { raw = bytes }
+            expect(key, "framing: " .. label, res, err, set(400))
+        end
+    end
+
     ---------------------------------------------------------------------------------------------
 
     it("answers every bad input with a documented 4xx and the error body, and changes nothing", function()
@@ -724,6 +755,9 @@ describe("bad-input sweep over docs/openapi.yaml", function()
             end
         end
         for path, item in pairs(doc.paths) do method_cases(path, item) end
+        refresh_cases("POST /api/auth/refresh", ops["POST /api/auth/refresh"])
+        framing_cases("POST /api/orders")
+        framing_cases("PATCH /api/users/me")
         header_cases("GET /api/users/me", ops["GET /api/users/me"])
         header_cases("POST /api/orders", ops["POST /api/orders"])
 
