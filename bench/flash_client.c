@@ -6,12 +6,12 @@
  * One keep-alive connection per token (one member each; TOKENS_FILE holds one access token a line),
  * all connected before START_EPOCH (wall clock), one epoll loop. At START_EPOCH every connection
  * sends POST /api/flash/products/ID/entry. A 201 either abandons the hold (ABANDON_PCT percent of
- * winners, default 20: they never pay) or pays it at once (POST /api/flash/orders/OID/pay); a 402 or
- * 410 on pay enters again; 409 OUT_OF_STOCK, 403 and 503 retry the entry after 100 ms (+ jitter);
- * 409 ALREADY_PURCHASED and a paid order end the connection's work. It stops when UNITS orders are
- * paid, or after SECONDS. A progress line each second (stderr), then one line
- *   RESULT attempts=N entries=N pays=N rps=R won=N abandoned=N paid=N pay_failed=N expired=N
- *          sold_out=N errors=N entry_p50_ms= entry_p99_ms= pay_p50_ms= pay_p99_ms= sellout_s=
+ * winners, default 20: they never pay) or pays it at once (POST /api/flash/orders/OID/pay); a 402
+ * or 410 on pay enters again; 409 OUT_OF_STOCK, 403 and 503 retry the entry after 100 ms (+
+ * jitter); 409 ALREADY_PURCHASED and a paid order end the connection's work. It stops when UNITS
+ * orders are paid, or after SECONDS. A progress line each second (stderr), then one line RESULT
+ * attempts=N entries=N pays=N rps=R won=N abandoned=N paid=N pay_failed=N expired=N sold_out=N
+ * not_open=N unavailable=N errors=N entry_p50_ms= entry_p99_ms= pay_p50_ms= pay_p99_ms= sellout_s=
  * sellout_s is the time from START_EPOCH to the last successful payment.
  * Memory: the connection array and the latency arrays, freed at exit.
  */
@@ -49,7 +49,8 @@ typedef struct {
 static struct sockaddr_in addr;
 static const char *product;
 static int ep;
-static long attempts, entries, pays, won, abandoned, paid, pay_failed, expired, sold_out, errors;
+static long attempts, entries, pays, won, abandoned, paid, pay_failed, expired, sold_out, not_open,
+    unavailable, errors;
 static double last_paid_at;
 static lat_t lat_entry, lat_pay;
 
@@ -106,10 +107,11 @@ static void send_req(conn_t *c, double now) {
   char req[1024];
   int n;
   if (c->kind == ENTRY)
-    n = snprintf(req, sizeof req,
-                 "POST /api/flash/products/%s/entry HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer %s\r\n"
-                 "Content-Length: 0\r\n\r\n",
-                 product, c->token);
+    n = snprintf(
+        req, sizeof req,
+        "POST /api/flash/products/%s/entry HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer %s\r\n"
+        "Content-Length: 0\r\n\r\n",
+        product, c->token);
   else
     n = snprintf(req, sizeof req,
                  "POST /api/flash/orders/%s/pay HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer %s\r\n"
@@ -133,8 +135,10 @@ static void send_req(conn_t *c, double now) {
     return;
   }
   attempts++;
-  if (c->kind == ENTRY) entries++;
-  else pays++;
+  if (c->kind == ENTRY)
+    entries++;
+  else
+    pays++;
   c->sent_at = now;
   c->state = WAITING;
   c->len = 0;
@@ -168,7 +172,12 @@ static void answered(conn_t *c, int status, const char *body, double now, int ab
     } else if (status == 409 && strstr(body, "ALREADY_PURCHASED")) {
       c->state = DONE;
     } else if (status == 409 || status == 403 || status == 503) {
-      if (status == 409) sold_out++;
+      if (status == 409)
+        sold_out++;
+      else if (status == 403)
+        not_open++;
+      else
+        unavailable++;
       later(c, now, 0.1);
     } else if (status == 410) {
       c->state = DONE;
@@ -182,8 +191,10 @@ static void answered(conn_t *c, int status, const char *body, double now, int ab
       last_paid_at = now;
       c->state = DONE;
     } else if (status == 402 || status == 410) {
-      if (status == 402) pay_failed++;
-      else expired++;
+      if (status == 402)
+        pay_failed++;
+      else
+        expired++;
       c->kind = ENTRY;
       send_req(c, now);
     } else {
@@ -225,8 +236,9 @@ static void on_read(conn_t *c, double now, int abandon_pct) {
 
 int main(int argc, char **argv) {
   if (argc < 8) {
-    fprintf(stderr, "usage: flash_client HOST PORT PRODUCT_ID TOKENS_FILE START_EPOCH UNITS SECONDS "
-                    "[ABANDON_PCT]\n");
+    fprintf(stderr,
+            "usage: flash_client HOST PORT PRODUCT_ID TOKENS_FILE START_EPOCH UNITS SECONDS "
+            "[ABANDON_PCT]\n");
     return 2;
   }
   addr.sin_family = AF_INET;
@@ -313,20 +325,28 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < n; i++)
       if (conns[i].state == IDLE && conns[i].next_at <= now) send_req(&conns[i], now);
     if (now >= next_report) {
-      fprintf(stderr, "t=%4.0fs req/s=%ld won=%ld paid=%ld abandoned=%ld pay_failed=%ld sold_out=%ld errors=%ld\n",
-              now - t0, attempts - last_attempts, won, paid, abandoned, pay_failed, sold_out, errors);
+      fprintf(stderr,
+              "t=%4.0fs req/s=%ld won=%ld paid=%ld abandoned=%ld pay_failed=%ld sold_out=%ld "
+              "not_open=%ld "
+              "unavailable=%ld errors=%ld\n",
+              now - t0, attempts - last_attempts, won, paid, abandoned, pay_failed, sold_out,
+              not_open, unavailable, errors);
       last_attempts = attempts;
       next_report += 1;
     }
   }
   double took = wall() - t0;
-  printf("RESULT conns=%zu connected=%d attempts=%ld entries=%ld pays=%ld rps=%.0f won=%ld abandoned=%ld paid=%ld "
-         "pay_failed=%ld expired=%ld sold_out=%ld errors=%ld entry_p50_ms=%.2f entry_p99_ms=%.2f "
+  printf("RESULT conns=%zu connected=%d attempts=%ld entries=%ld pays=%ld rps=%.0f won=%ld "
+         "abandoned=%ld paid=%ld "
+         "pay_failed=%ld expired=%ld sold_out=%ld not_open=%ld unavailable=%ld errors=%ld "
+         "entry_p50_ms=%.2f entry_p99_ms=%.2f "
          "pay_p50_ms=%.2f pay_p99_ms=%.2f sellout_s=%.3f\n",
-         n, connected, attempts, entries, pays, (double)attempts / took, won, abandoned, paid, pay_failed, expired,
-         sold_out, errors, pct(&lat_entry, 0.5), pct(&lat_entry, 0.99), pct(&lat_pay, 0.5), pct(&lat_pay, 0.99),
+         n, connected, attempts, entries, pays, (double)attempts / took, won, abandoned, paid,
+         pay_failed, expired, sold_out, not_open, unavailable, errors, pct(&lat_entry, 0.5),
+         pct(&lat_entry, 0.99), pct(&lat_pay, 0.5), pct(&lat_pay, 0.99),
          last_paid_at > 0 ? last_paid_at - start : -1.0);
-  for (size_t i = 0; i < n; i++) drop(&conns[i]);
+  for (size_t i = 0; i < n; i++)
+    drop(&conns[i]);
   free(conns);
   free(lat_entry.v);
   free(lat_pay.v);

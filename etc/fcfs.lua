@@ -131,6 +131,8 @@ return {
     hold_seconds = 300,              -- s a flash hold waits for its payment, then the unit goes back
     flash_sweep_interval = 0.5,      -- s between two expiry sweeps (every worker; also refreshes the gate
                                      --   and drains the order events into MySQL)
+    flash_settle_seconds = 15,       -- s after a pay began that the sweeper settles it from MySQL (a pay that
+                                     --   never finished: paid there -> PAID; else FAILED, refunded, unit back)
     flash_watch_interval = 1,        -- s between two Redis run id checks (worker 0; a change -> rebuild)
     flash_events_batch = 100,        -- order events per product per batch (one MySQL transaction)
     flash_events_max_batches = 10,   -- ... and batches per product per run (bounded catch-up)

@@ -35,10 +35,11 @@
 #include "metrics.h"
 #include "mysql.h"
 #include "redis.h"
-#include "server.h"
+#include "request.h"
 #include "tcp.h"
 #include "timer.h"
 #include "vm.h"
+#include "worker.h"
 
 static int host_log(lua_State *L) {
   int level = fcfs_log_level_parse(luaL_checkstring(L, 1));

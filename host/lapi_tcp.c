@@ -27,6 +27,7 @@
 
 #include "tcp.h"
 #include "vm.h"
+#include "worker.h"
 
 #define SOCK_MT "fcfs.tcp"
 

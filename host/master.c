@@ -43,6 +43,7 @@
 #include "log.h"
 #include "reload.h"
 #include "shm.h"
+#include "shm_sync.h"
 #include "watch.h"
 
 #define CHECK_MS 100
@@ -52,7 +53,7 @@ typedef struct {
   uv_process_t *proc;
   uint64_t started_ms;
   uint64_t respawn_at_ms; /* 0: not waiting to be started */
-  uint64_t progress;      /* requests + accepts of the worker at the last check */
+  uint64_t progress;      /* requests + accepts + starts of the worker at the last check */
   uint64_t progress_ms;   /* when that number last moved */
   int killed;
   int in_reload; /* was running when the pending reload started: its answer counts */
@@ -287,11 +288,12 @@ static void on_check(uv_timer_t *t) {
       if (!m->stopping && k->respawn_at_ms && now >= k->respawn_at_ms) spawn(m, i);
       continue;
     }
-    /* A loop busy with a burst (10k connects at once) may miss its 100 ms
-     * beat for a while, but it still accepts and answers: that counts as
-     * alive. A handler that never yields does neither. */
+    /* A loop busy with a burst (10k connects, or 10k requests at the
+     * opening of a sale) may miss its 100 ms beat for a while, but it still
+     * accepts, starts and answers requests: that counts as alive. A handler
+     * that never yields does none of these. */
     const fcfs_worker_slot_t *slot = &m->shm->w[i];
-    uint64_t progress = slot->requests + slot->accepts;
+    uint64_t progress = slot->requests + slot->accepts + slot->starts;
     if (progress != k->progress) {
       k->progress = progress;
       k->progress_ms = now;

@@ -58,6 +58,7 @@ enum { K_CMD, K_READ, K_LOAD };
 #define STALL_MIN_MS 1000 /* STALL = max(2 * redis_timeout, 1 s) */
 #define READ_BUF_SIZE 65536
 #define INBOX_MAX 4096
+#define EARLY_FLUSH 32768 /* bytes queued in one iteration that leave without waiting for its end */
 #define FREE_CMDS_MAX 4096
 #define ARGV_STACK 32
 
@@ -321,6 +322,20 @@ fail:
   conn_teardown(c, fcfs_redis_eclosed);
 }
 
+/* A burst of requests in one loop iteration (thousands of entries at the
+ * opening of a sale) would hold its commands until the iteration ends, and
+ * their replies until the next: past EARLY_FLUSH bytes what the socket takes
+ * leaves at once, so Redis works while the loop still reads requests. Only a
+ * non-blocking write with nothing queued before it; a failure is left to
+ * the end-of-iteration flush, which reports it. */
+static void write_early(fcfs_redis_conn_t *c) {
+  uv_buf_t b = uv_buf_init(c->out, (unsigned)c->outlen);
+  int n = uv_try_write(&c->h.stream, &b, 1);
+  if (n <= 0) return;
+  c->outlen -= (size_t)n;
+  memmove(c->out, c->out + n, c->outlen);
+}
+
 static void flush_all(fcfs_redis_t *r) {
   fcfs_redis_conn_t *c;
   while ((c = r->flush_head)) {
@@ -397,7 +412,10 @@ static int conn_send(fcfs_redis_conn_t *c, cmd_t *q, const char *p, size_t len) 
   if (rc < 0) return rc;
   slot_push(c, q);
   c->r->stats->requests++;
-  if (c->state == ST_UP) queue_flush(c);
+  if (c->state == ST_UP) {
+    queue_flush(c);
+    if (c->outlen >= EARLY_FLUSH) write_early(c);
+  }
   return 0;
 }
 

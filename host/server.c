@@ -55,7 +55,6 @@
 
 #include "log.h"
 #include "metrics.h"
-#include "vm.h"
 
 #define READ_BUF_SIZE 65536
 #define LINGER_MS 2000
@@ -103,7 +102,7 @@ typedef struct {
 } listener_t;
 
 struct fcfs_server_s {
-  fcfs_worker_t *w;
+  fcfs_server_env_t env;
   listener_t pub, admin;
   http_limits_t limits;
   fcfs_conn_t *conns;
@@ -115,6 +114,7 @@ struct fcfs_server_s {
   char date[30];
   uint64_t date_sec;
   char id_prefix[9]; /* first half of generated request ids */
+  uint64_t request_seq;
 };
 
 typedef struct {
@@ -128,7 +128,7 @@ static void conn_close(fcfs_conn_t *c);
 static void conn_process(fcfs_conn_t *c);
 
 static const char *date_now(fcfs_server_t *s) {
-  uint64_t sec = uv_now(&s->w->loop) / 1000;
+  uint64_t sec = uv_now(s->env.loop) / 1000;
   if (sec != s->date_sec || s->date[0] == '\0') {
     http_format_date(s->date, time(NULL));
     s->date_sec = sec;
@@ -144,9 +144,9 @@ static void timer_fired(uv_timer_t *t);
  * the timer, when it fires early, re-arms itself for what is left. */
 static void set_timer(fcfs_conn_t *c, phase_t phase, double seconds) {
   c->phase = phase;
-  c->deadline_ms = uv_now(&c->srv->w->loop) + (uint64_t)(seconds * 1000 + 0.5);
+  c->deadline_ms = uv_now(c->srv->env.loop) + (uint64_t)(seconds * 1000 + 0.5);
   if (c->armed_ms == 0 || c->deadline_ms < c->armed_ms) {
-    uv_timer_start(&c->timer, timer_fired, c->deadline_ms - uv_now(&c->srv->w->loop), 0);
+    uv_timer_start(&c->timer, timer_fired, c->deadline_ms - uv_now(c->srv->env.loop), 0);
     c->armed_ms = c->deadline_ms;
   }
 }
@@ -157,8 +157,8 @@ static void stop_timer(fcfs_conn_t *c) {
 }
 
 static void slot_gauges(fcfs_server_t *s) {
-  s->w->slot->connections = (uint64_t)s->nconns;
-  s->w->slot->in_flight = (uint64_t)s->busy;
+  s->env.slot->connections = (uint64_t)s->nconns;
+  s->env.slot->in_flight = (uint64_t)s->busy;
 }
 
 /* ---- closing -------------------------------------------------------------- */
@@ -176,7 +176,7 @@ static void conn_close(fcfs_conn_t *c) {
   c->closing = 1;
   fcfs_server_t *s = c->srv;
   if (c->in_flight) { /* client gone or server stopping: the handler is cancelled */
-    fcfs_vm_cancel(&c->req);
+    fcfs_request_cancel(&c->req);
     if (c->req.http) http_req_free(c->req.http);
     c->req.http = NULL;
     c->in_flight = 0;
@@ -192,7 +192,7 @@ static void conn_close(fcfs_conn_t *c) {
   stop_timer(c);
   uv_close((uv_handle_t *)&c->timer, conn_freed);
   uv_close((uv_handle_t *)&c->tcp, conn_freed);
-  fcfs_worker_maybe_exit(s->w);
+  s->env.idle(s->env.arg);
 }
 
 static void shutdown_done(uv_shutdown_t *req, int status) {
@@ -309,11 +309,11 @@ static void access_log(fcfs_conn_t *c, int status, size_t bytes, double seconds)
   if (n > 0) fcfs_access_log(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
-void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, size_t hlen,
-                          const char *body, size_t blen) {
+static void conn_respond(fcfs_request_t *r, int status, const char *headers, size_t hlen,
+                         const char *body, size_t blen) {
   fcfs_conn_t *c = r->conn;
   fcfs_server_t *s = c->srv;
-  const fcfs_conf_t *conf = s->w->conf;
+  const fcfs_conf_t *conf = s->env.conf;
   const http_req_t *h = r->http;
   int keep = !c->must_close && h != NULL && h->keep_alive && !s->draining &&
              c->nrequests < conf->max_requests_per_conn;
@@ -351,7 +351,7 @@ void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, si
   /* Counted before the write: a client that reads /metrics right after its
    * answer sees its own request. */
   double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
-  fcfs_metrics_request(s->w->slot, r->route ? r->route : "-", status, secs);
+  fcfs_metrics_request(s->env.slot, r->route ? r->route : "-", status, secs);
   if (c->in_flight) {
     c->in_flight = 0;
     s->busy--;
@@ -360,7 +360,7 @@ void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, si
   int rc = n > 0 ? conn_write(c, bufs, nb) : UV_EINVAL;
   if (hbuf != head) free(hbuf);
   if (fcfs_access_log_on()) access_log(c, status, blen, secs);
-  if (r->task) fcfs_vm_cancel(r); /* answered by the host (504/503) while the task ran */
+  if (r->task) fcfs_request_cancel(r); /* answered by the host (504/503) while the task ran */
   if (r->http) http_req_free(r->http);
   r->http = NULL;
   if (rc != 0) {
@@ -370,12 +370,12 @@ void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, si
   if (!keep) {
     c->must_close = 1;
     if (c->writes == 0) conn_linger(c);
-    fcfs_worker_maybe_exit(s->w);
+    s->env.idle(s->env.arg);
     return;
   }
   set_timer(c, PHASE_IDLE, conf->idle_timeout);
   conn_process(c); /* pipelined requests waiting in the backlog */
-  fcfs_worker_maybe_exit(s->w);
+  s->env.idle(s->env.arg);
 }
 
 /* The host's own error answers, as API.md wants them: a stable code and a
@@ -465,7 +465,7 @@ static int request_prefers_en(const fcfs_request_t *r) {
   return v != NULL && prefers_en(v, len);
 }
 
-void fcfs_request_fail(fcfs_request_t *r, int status, const char *reason) {
+static void conn_fail(fcfs_request_t *r, int status, const char *reason) {
   const char *code = "ERROR", *msg = http_reason(status);
   for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++)
     if (errors[i].status == status) {
@@ -483,20 +483,10 @@ void fcfs_request_fail(fcfs_request_t *r, int status, const char *reason) {
   }
   len += snprintf(body + len, sizeof(body) - (size_t)len, "},\"request_id\":\"%s\"}", r->id);
   static const char ctype[] = "Content-Type: application/json; charset=utf-8\r\n";
-  fcfs_request_respond(r, status, ctype, sizeof(ctype) - 1, body, (size_t)len);
+  conn_respond(r, status, ctype, sizeof(ctype) - 1, body, (size_t)len);
 }
 
-const char *fcfs_request_line(const fcfs_request_t *r, char *buf, size_t cap) {
-  const http_req_t *h = r->http;
-  if (h == NULL) {
-    snprintf(buf, cap, "-");
-    return buf;
-  }
-  snprintf(buf, cap, "%.*s %.*s%s%.*s HTTP/1.%d", (int)h->method_len, h->method, (int)h->path_len,
-           h->path, h->query_len ? "?" : "", (int)h->query_len, h->query ? h->query : "",
-           h->http_minor);
-  return buf;
-}
+static const fcfs_request_ops_t conn_ops = {conn_respond, conn_fail};
 
 /* Request ids: client-supplied when sane (to follow a request across
  * services), else worker-unique. */
@@ -518,9 +508,10 @@ static void request_id(fcfs_conn_t *c, const http_req_t *h) {
   /* worker id and pid (fixed per server) + a sequence number, in hex */
   static const char hex[] = "0123456789abcdef";
   fcfs_server_t *s = c->srv;
-  uint32_t seq = (uint32_t)++s->w->request_seq;
+  uint32_t seq = (uint32_t)++s->request_seq;
   memcpy(c->req.id, s->id_prefix, 8);
-  for (int i = 0; i < 8; i++) c->req.id[8 + i] = hex[(seq >> (28 - 4 * i)) & 15];
+  for (int i = 0; i < 8; i++)
+    c->req.id[8 + i] = hex[(seq >> (28 - 4 * i)) & 15];
   c->req.id[16] = '\0';
 }
 
@@ -532,20 +523,20 @@ static void conn_error(fcfs_conn_t *c, int status) {
   c->req.start_ns = uv_hrtime();
   request_id(c, NULL);
   stop_timer(c);
-  fcfs_request_fail(&c->req, status, c->in ? http_in_error(c->in) : NULL);
+  conn_fail(&c->req, status, c->in ? http_in_error(c->in) : NULL);
 }
 
 static void deadline_expired(fcfs_conn_t *c) {
   char line[256];
   fcfs_log_req(FCFS_LOG_ERROR, c->req.id, c->req.remote,
                fcfs_request_line(&c->req, line, sizeof(line)),
-               "request deadline of %gs passed, answering 504", c->srv->w->conf->request_timeout);
-  fcfs_request_fail(&c->req, 504, NULL);
+               "request deadline of %gs passed, answering 504", c->srv->env.conf->request_timeout);
+  conn_fail(&c->req, 504, NULL);
 }
 
 static void timer_fired(uv_timer_t *t) {
   fcfs_conn_t *c = t->data;
-  uint64_t now = uv_now(&c->srv->w->loop);
+  uint64_t now = uv_now(c->srv->env.loop);
   c->armed_ms = 0;
   if (now < c->deadline_ms) { /* the limit moved on since it was armed */
     uv_timer_start(&c->timer, timer_fired, c->deadline_ms - now, 0);
@@ -554,10 +545,16 @@ static void timer_fired(uv_timer_t *t) {
   }
   switch (c->phase) {
   case PHASE_IDLE:
-  case PHASE_LINGER: conn_close(c); break;
+  case PHASE_LINGER:
+    conn_close(c);
+    break;
   case PHASE_HEADERS:
-  case PHASE_BODY: conn_error(c, 408); break;
-  case PHASE_HANDLER: deadline_expired(c); break;
+  case PHASE_BODY:
+    conn_error(c, 408);
+    break;
+  case PHASE_HANDLER:
+    deadline_expired(c);
+    break;
   }
 }
 
@@ -566,7 +563,7 @@ static void timer_fired(uv_timer_t *t) {
  * proxy; the walk stops at anything that is not an address, keeping the
  * last address it passed. */
 static void real_ip(fcfs_conn_t *c, const http_req_t *h) {
-  const char *name = c->srv->w->conf->real_ip_header;
+  const char *name = c->srv->env.conf->real_ip_header;
   size_t nl = strlen(name);
   fcfs_request_t *r = &c->req;
   memcpy(r->remote, c->peer, sizeof(r->remote));
@@ -595,7 +592,7 @@ static void real_ip(fcfs_conn_t *c, const http_req_t *h) {
         if (inet_pton(AF_INET6, text, addr) != 1) return;
       }
       inet_ntop(family, addr, r->remote, sizeof(r->remote));
-      if (!fcfs_conf_trusted(c->srv->w->conf, family, addr)) return;
+      if (!fcfs_conf_trusted(c->srv->env.conf, family, addr)) return;
     }
   }
 }
@@ -608,32 +605,33 @@ static int admin_path(const http_req_t *h) {
 
 static void start_request(fcfs_conn_t *c, http_req_t *h) {
   fcfs_server_t *s = c->srv;
-  const fcfs_conf_t *conf = s->w->conf;
+  const fcfs_conf_t *conf = s->env.conf;
   fcfs_request_t *r = &c->req;
   r->http = h;
   r->task = NULL;
   r->route = NULL;
   r->start_ns = uv_hrtime();
-  r->deadline_ms = uv_now(&s->w->loop) + (uint64_t)(conf->request_timeout * 1000);
+  r->deadline_ms = uv_now(s->env.loop) + (uint64_t)(conf->request_timeout * 1000);
   request_id(c, h);
   c->in_flight = 1;
   c->nrequests++;
+  s->env.slot->starts++;
   s->busy++;
   slot_gauges(s);
   set_timer(c, PHASE_HANDLER, conf->request_timeout);
   if (c->trusted) real_ip(c, h);
   if (!r->admin && admin_path(h)) {
     r->route = "404";
-    fcfs_request_fail(r, 404, NULL);
+    conn_fail(r, 404, NULL);
     return;
   }
-  fcfs_vm_request(s->w->vm, r);
+  s->env.request(s->env.arg, r);
 }
 
 /* Parse what is buffered; start at most one request. */
 static int conn_feed(fcfs_conn_t *c, const char *data, size_t len, size_t *used) {
   fcfs_server_t *s = c->srv;
-  const fcfs_conf_t *conf = s->w->conf;
+  const fcfs_conf_t *conf = s->env.conf;
   http_req_t *h = NULL;
   *used = 0;
   while (*used < len && !c->in_flight && !c->must_close && !c->closing) {
@@ -772,12 +770,13 @@ static void on_connection(uv_stream_t *listener, int status) {
   if (c == NULL) return;
   c->srv = s;
   if (l->is_pipe)
-    uv_pipe_init(&s->w->loop, &c->pipe, 0);
+    uv_pipe_init(s->env.loop, &c->pipe, 0);
   else
-    uv_tcp_init(&s->w->loop, &c->tcp);
-  uv_timer_init(&s->w->loop, &c->timer);
+    uv_tcp_init(s->env.loop, &c->tcp);
+  uv_timer_init(s->env.loop, &c->timer);
   c->tcp.data = c->timer.data = c;
   c->handles = 2;
+  c->req.ops = &conn_ops;
   c->req.conn = c;
   c->req.admin = l->admin;
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) { /* another worker took it */
@@ -786,13 +785,13 @@ static void on_connection(uv_stream_t *listener, int status) {
     uv_close((uv_handle_t *)&c->tcp, conn_freed);
     return;
   }
-  s->w->slot->accepts++;
+  s->env.slot->accepts++;
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
   s->nconns++;
   slot_gauges(s);
-  if (s->nconns > s->w->conf->max_connections || s->draining ||
+  if (s->nconns > s->env.conf->max_connections || s->draining ||
       !(c->in = http_in_new(&s->limits))) {
     conn_close(c);
     return;
@@ -805,7 +804,7 @@ static void on_connection(uv_stream_t *listener, int status) {
   } else {
     ss.ss_family = AF_UNIX;
   }
-  const fcfs_conf_t *conf = s->w->conf;
+  const fcfs_conf_t *conf = s->env.conf;
   if (ss.ss_family == AF_INET) {
     struct sockaddr_in *a = (struct sockaddr_in *)&ss;
     uv_ip4_name(a, c->peer, sizeof(c->peer));
@@ -818,7 +817,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     snprintf(c->peer, sizeof(c->peer), "unix");
   }
   memcpy(c->req.remote, c->peer, sizeof(c->req.remote));
-  set_timer(c, PHASE_IDLE, s->w->conf->header_timeout);
+  set_timer(c, PHASE_IDLE, s->env.conf->header_timeout);
   uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 }
 
@@ -898,7 +897,7 @@ int fcfs_listen_socket(const char *addr, int backlog, char *err, size_t errlen) 
 
 static int listener_open(fcfs_server_t *s, listener_t *l, int fd, const char *addr, int admin,
                          char *err, size_t errlen) {
-  uv_loop_t *loop = &s->w->loop;
+  uv_loop_t *loop = s->env.loop;
   l->srv = s;
   l->admin = admin;
   l->is_pipe = strncmp(addr, "unix:", 5) == 0;
@@ -907,7 +906,7 @@ static int listener_open(fcfs_server_t *s, listener_t *l, int fd, const char *ad
   l->tcp.data = l;
   l->open = 1;
   rc = l->is_pipe ? uv_pipe_open(&l->pipe, fd) : uv_tcp_open(&l->tcp, fd);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&l->tcp, s->w->conf->backlog, on_connection);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&l->tcp, s->env.conf->backlog, on_connection);
   if (rc == 0) return 0;
 fail:
   snprintf(err, errlen, "listen %s: %s", addr, uv_strerror(rc));
@@ -920,17 +919,17 @@ static void listener_close(listener_t *l) {
   uv_close((uv_handle_t *)&l->tcp, NULL);
 }
 
-fcfs_server_t *fcfs_server_new(fcfs_worker_t *w, int listen_fd, int admin_fd, char *err,
+fcfs_server_t *fcfs_server_new(const fcfs_server_env_t *env, int listen_fd, int admin_fd, char *err,
                                size_t errlen) {
   fcfs_server_t *s = calloc(1, sizeof(*s));
   if (s == NULL) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
-  s->w = w;
-  snprintf(s->id_prefix, sizeof(s->id_prefix), "%02x%06x", (unsigned)w->id & 0xff,
+  s->env = *env;
+  snprintf(s->id_prefix, sizeof(s->id_prefix), "%02x%06x", (unsigned)env->worker_id & 0xff,
            (unsigned)getpid() & 0xffffff);
-  const fcfs_conf_t *c = w->conf;
+  const fcfs_conf_t *c = env->conf;
   s->abort_cancels = strcmp(c->client_abort, "cancel") == 0;
   s->limits.max_url = (size_t)c->max_url;
   s->limits.max_header_size = (size_t)c->max_header_size;
@@ -940,7 +939,7 @@ fcfs_server_t *fcfs_server_new(fcfs_worker_t *w, int listen_fd, int admin_fd, ch
       (admin_fd >= 0 &&
        listener_open(s, &s->admin, admin_fd, c->admin_listen, 1, err, errlen) != 0)) {
     fcfs_server_stop_accepting(s);
-    uv_run(&w->loop, UV_RUN_NOWAIT);
+    uv_run(env->loop, UV_RUN_NOWAIT);
     free(s);
     return NULL;
   }

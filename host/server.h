@@ -6,29 +6,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "http.h"
-#include "task.h"
-#include "worker.h"
+#include <uv.h>
 
-typedef struct fcfs_conn_s fcfs_conn_t;
-typedef struct fcfs_request_s fcfs_request_t;
+#include "conf.h"
+#include "request.h"
+#include "shm.h"
 
-/* The request a connection is serving now (one at a time per connection:
- * pipelined requests wait in the read buffer, so answers stay in order). It
- * lives inside its connection; the VM sees it between fcfs_vm_request() and
- * its answer. */
-struct fcfs_request_s {
-  fcfs_conn_t *conn;
-  http_req_t *http;
-  fcfs_task_t *task;
-  uint64_t start_ns;
-  uint64_t deadline_ms; /* uv_now() value at which the handler gets 504 */
-  const char *route;    /* label for metrics and the access log (static or VM-owned) */
-  char route_buf[64];
-  char id[40];
-  char remote[48]; /* the client's address (from real_ip_header behind a trusted proxy) */
-  int admin;       /* came in on the admin listener */
-};
+typedef struct fcfs_server_s fcfs_server_t;
+
+/* What a server gets from its worker: copied by fcfs_server_new. */
+typedef struct {
+  uv_loop_t *loop;
+  const fcfs_conf_t *conf;
+  fcfs_worker_slot_t *slot; /* gauges, counters */
+  int worker_id;            /* in generated request ids */
+  /* A whole request arrived: hand it to the app (fcfs_request_start). */
+  void (*request)(void *arg, fcfs_request_t *r);
+  /* A request or a connection ended (a stopping worker may finish now). */
+  void (*idle)(void *arg);
+  void *arg;
+} fcfs_server_env_t;
 
 /* A listening socket for "host:port" ("[::1]:port", "*:port") or
  * "unix:PATH" (mode 0600; a stale socket file is replaced), non-blocking,
@@ -37,7 +34,7 @@ int fcfs_listen_socket(const char *addr, int backlog, char *err, size_t errlen);
 
 /* Serve on listen_fd and, unless it is -1, on admin_fd (conf->admin_listen):
  * the server takes both over (uv_tcp_open/uv_pipe_open) and closes them. */
-fcfs_server_t *fcfs_server_new(fcfs_worker_t *w, int listen_fd, int admin_fd, char *err,
+fcfs_server_t *fcfs_server_new(const fcfs_server_env_t *env, int listen_fd, int admin_fd, char *err,
                                size_t errlen);
 void fcfs_server_stop_accepting(fcfs_server_t *s);
 /* Close connections that have no request in flight (QUIT); further ones are
@@ -47,17 +44,5 @@ int fcfs_server_busy(const fcfs_server_t *s);  /* requests in flight */
 int fcfs_server_conns(const fcfs_server_t *s); /* connections open */
 void fcfs_server_close(fcfs_server_t *s);      /* all connections and the listener */
 void fcfs_server_free(fcfs_server_t *s);       /* after the loop ran the close callbacks */
-
-/* "GET /path?query HTTP/1.1" for logs, into buf. */
-const char *fcfs_request_line(const fcfs_request_t *r, char *buf, size_t cap);
-
-/* Answer r. headers are "Name: value\r\n" lines (may be NULL). Copies what it
- * needs: the caller's buffers may go away on return. */
-void fcfs_request_respond(fcfs_request_t *r, int status, const char *headers, size_t hlen,
-                          const char *body, size_t blen);
-/* Answer r with the host's JSON error body for status: {"error":{code,
- * message (Korean, or English when Accept-Language prefers it), details:
- * {reason}},"request_id"}; reason (English, for developers) may be NULL. */
-void fcfs_request_fail(fcfs_request_t *r, int status, const char *reason);
 
 #endif

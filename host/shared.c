@@ -34,7 +34,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "shm.h"
+#include "shm_sync.h"
 
 #define REGION_MAGIC 0x66636673646963ull /* "fcfsdic" */
 #define PAGE 4096

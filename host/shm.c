@@ -7,11 +7,9 @@
  * first touched, so unused worker slots and dictionary space cost nothing. */
 #include "shm.h"
 
-#include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "shared.h"
@@ -68,31 +66,4 @@ void *fcfs_shm_dicts(const fcfs_shm_t *shm) {
 
 void *fcfs_shm_stock(const fcfs_shm_t *shm) {
   return (char *)shm + shm->stock_off;
-}
-
-int fcfs_shm_mutex_init(pthread_mutex_t *m) {
-  pthread_mutexattr_t a;
-  if (pthread_mutexattr_init(&a) != 0) return -1;
-  int rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-  if (rc == 0) rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-  if (rc == 0) rc = pthread_mutex_init(m, &a);
-  pthread_mutexattr_destroy(&a);
-  return rc == 0 ? 0 : -1;
-}
-
-int fcfs_shm_mutex_lock(pthread_mutex_t *m) {
-  int rc = pthread_mutex_lock(m);
-  if (rc == 0) return 0;
-  if (rc != EOWNERDEAD) return -1;
-  /* Mark the mutex usable before the caller repairs: dying again during
-   * the repair must leave EOWNERDEAD for the next one, not a mutex that can
-   * never be locked again. */
-  pthread_mutex_consistent(m);
-  return 1;
-}
-
-uint64_t fcfs_monotonic_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }

@@ -55,7 +55,7 @@ typedef struct {
   volatile uint32_t signals_ready; /* its HUP/USR1/USR2 handlers are in place (0 at spawn) */
   uint64_t reloads, reload_failures;
   uint64_t in_flight, connections, requests;
-  uint64_t accepts; /* with requests: progress the master sees while a busy loop misses a beat */
+  uint64_t accepts, starts; /* with requests: progress the master sees while a busy loop misses a beat */
   uint64_t lua_mem_bytes;
   uint64_t lat_buckets[FCFS_LAT_BUCKETS];
   uint64_t lat_count;
@@ -97,14 +97,5 @@ void fcfs_shm_detach(fcfs_shm_t *shm);
 void *fcfs_shm_dicts(const fcfs_shm_t *shm);
 /* The stock gates' table (stock.h). */
 void *fcfs_shm_stock(const fcfs_shm_t *shm);
-
-/* A process-shared robust mutex in the segment (shared.c, stock.c). init:
- * 0 or -1. lock: 0; 1 when the previous owner died holding it (the mutex is
- * already marked consistent: the caller repairs what it guards); -1 when it
- * cannot be locked. */
-int fcfs_shm_mutex_init(pthread_mutex_t *m);
-int fcfs_shm_mutex_lock(pthread_mutex_t *m);
-
-uint64_t fcfs_monotonic_ms(void);
 
 #endif

@@ -35,7 +35,7 @@
 
 #include <pthread.h>
 
-#include "shm.h"
+#include "shm_sync.h"
 
 #define TABLE_MAGIC 0x6663667373746b31ull /* "fcfsstk1" */
 #define TOMB (-1)

@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "task.h"
+#include "vm.h"
 
 #define MAX_DELAY 1e9 /* s, about 31 years: keeps the milliseconds in a uint64_t */
 
@@ -114,7 +115,7 @@ static void timer_call(host_timer_t *ht, int premature, int track) {
 
 static void timer_free(host_timer_t *ht) {
   timer_unlink(ht);
-  fcfs_vm_worker(ht->vm)->pending_timers--;
+  (*fcfs_vm_env(ht->vm)->pending_timers)--;
   luaL_unref(fcfs_vm_state(ht->vm), LUA_REGISTRYINDEX, ht->fn_ref);
   uv_timer_stop(&ht->h);
   ht->h.data = NULL;
@@ -146,14 +147,14 @@ static int timer_new(lua_State *L, int every) {
   int64_t ms = delay_ms(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   fcfs_vm_t *vm = fcfs_vm_of(L);
-  fcfs_worker_t *w = fcfs_vm_worker(vm);
+  const fcfs_vm_env_t *env = fcfs_vm_env(vm);
   if (ms < 0 || (every && ms < 1)) return luaL_argerror(L, 1, "delay out of range");
   if (fcfs_vm_retired(vm)) {
     lua_pushnil(L);
     lua_pushliteral(L, "process exiting");
     return 2;
   }
-  if (w->pending_timers >= w->conf->max_pending_timers) {
+  if (*env->pending_timers >= env->conf->max_pending_timers) {
     lua_pushnil(L);
     lua_pushliteral(L, "too many timers");
     return 2;
@@ -174,8 +175,8 @@ static int timer_new(lua_State *L, int every) {
   ht->next = *head;
   if (ht->next) ht->next->prev = ht;
   *head = ht;
-  w->pending_timers++;
-  uv_timer_init(&w->loop, &ht->h);
+  (*env->pending_timers)++;
+  uv_timer_init(env->loop, &ht->h);
   ht->h.data = ht;
   uv_timer_start(&ht->h, timer_fired, (uint64_t)ms, every ? (uint64_t)ms : 0);
   lua_pushboolean(L, 1);

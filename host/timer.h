@@ -4,7 +4,7 @@
 
 #include <lua.h>
 
-#include "vm.h"
+#include "task.h"
 
 int fcfs_lapi_sleep(lua_State *L);
 /* Push the host.timer table. */

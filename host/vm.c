@@ -14,8 +14,10 @@
  *
  * Ownership: the VM owns its tasks (freed in task_end()), each task owns the
  * registry reference that anchors its coroutine and the list of resources
- * to release at its end (fcfs_task_on_end). A request (server.h) belongs to
- * its connection; a task only points at it until it answers or is cancelled.
+ * to release at its end (fcfs_task_on_end). A task may work for an owner (a
+ * request, request.c): it only points at it until it tells the owner how it
+ * ended (fcfs_task_hooks_t) or the owner cancels it. The VM knows its
+ * worker only through fcfs_vm_env_t.
  */
 #include "vm.h"
 
@@ -29,10 +31,8 @@
 
 #include "lapi.h"
 #include "log.h"
-#include "server.h"
-#include "timer.h"
 
-enum { TASK_REQUEST, TASK_TIMER, TASK_INIT, TASK_MAIN };
+enum { TASK_OWNED, TASK_TIMER, TASK_INIT, TASK_MAIN };
 
 #define SPARE_THREADS 128
 
@@ -49,21 +49,22 @@ struct fcfs_task_s {
   int reusable; /* the coroutine ran to its end: it may serve another task */
   void *op;
   fcfs_cancel_cb cancel;
-  fcfs_request_t *req;
+  const fcfs_task_hooks_t *hooks; /* TASK_OWNED: how to tell owner the task ended */
+  void *owner;                    /* NULL once told, or once the owner cancelled */
+  uint64_t deadline_ms;           /* loop time I/O is clamped to; 0 = none */
   task_end_t *ends;
   int nends, capends;
   fcfs_task_t *prev, *next;
 };
 
 struct fcfs_vm_s {
-  fcfs_worker_t *w;
+  fcfs_vm_env_t env;
   lua_State *L;
   uint64_t generation;
   int app_ref;
   int handle_ref;
   int init_ref;
   int main_ref; /* the script of `fcfs run`, loaded instead of the app */
-  int req_mt_ref;
   fcfs_task_t *tasks;
   int ntasks;
   fcfs_task_t *current;
@@ -136,7 +137,16 @@ int fcfs_vm_live_tasks(const fcfs_vm_t *vm) {
 }
 
 fcfs_worker_t *fcfs_vm_worker(const fcfs_vm_t *vm) {
-  return vm->w;
+  return vm->env.w;
+}
+
+const fcfs_vm_env_t *fcfs_vm_env(const fcfs_vm_t *vm) {
+  return &vm->env;
+}
+
+void fcfs_vm_push_handler(fcfs_vm_t *vm, lua_State *co) {
+  lua_rawgeti(co, LUA_REGISTRYINDEX, vm->handle_ref);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, vm->app_ref);
 }
 
 /* ---- task.h ----------------------------------------------------------- */
@@ -163,8 +173,8 @@ int fcfs_task_wait(lua_State *L, fcfs_task_t *t, void *op, fcfs_cancel_cb cancel
   return lua_yield(L, 1);
 }
 
-fcfs_request_t *fcfs_task_request(fcfs_task_t *t) {
-  return t->req;
+void *fcfs_task_owner(const fcfs_task_t *t, const fcfs_task_hooks_t *hooks) {
+  return t->hooks == hooks ? t->owner : NULL;
 }
 
 lua_State *fcfs_task_thread(fcfs_task_t *t) {
@@ -176,13 +186,13 @@ fcfs_vm_t *fcfs_task_vm(fcfs_task_t *t) {
 }
 
 struct uv_loop_s *fcfs_task_loop(fcfs_task_t *t) {
-  return &t->vm->w->loop;
+  return t->vm->env.loop;
 }
 
 double fcfs_task_time_left(fcfs_task_t *t) {
-  if (t->req == NULL) return 1e9;
-  uint64_t now = uv_now(&t->vm->w->loop);
-  return t->req->deadline_ms > now ? (double)(t->req->deadline_ms - now) / 1000.0 : 0.0;
+  if (t->deadline_ms == 0) return 1e9;
+  uint64_t now = uv_now(t->vm->env.loop);
+  return t->deadline_ms > now ? (double)(t->deadline_ms - now) / 1000.0 : 0.0;
 }
 
 int fcfs_task_on_end(fcfs_task_t *t, fcfs_release_cb release, void *res) {
@@ -239,7 +249,6 @@ static void task_end(fcfs_task_t *t) {
   for (int i = t->nends - 1; i >= 0; i--)
     t->ends[i].release(t->ends[i].res);
   free(t->ends);
-  if (t->req) t->req->task = NULL;
   if (t->reusable && vm->nspare < SPARE_THREADS && !vm->retired) {
     lua_resetthread(vm->L, t->co);
     vm->spare[vm->nspare++] = t->co_ref;
@@ -267,134 +276,11 @@ static void task_cancel(fcfs_task_t *t) {
   task_end(t);
 }
 
-/* ---- response headers ------------------------------------------------------ */
-
-/* Headers the host writes itself: a handler setting one is an error. */
-static const char *const host_owned[] = {
-    "Content-Length", "Transfer-Encoding", "Connection", "Date", "Server", NULL};
-
-static int is_tchar(unsigned char ch) { /* RFC 9110 5.6.2 */
-  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-         (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
-typedef struct {
-  char *buf;
-  size_t cap, len;
-  char *err;
-  size_t errlen;
-} headers_t;
-
-static int header_fail(headers_t *h, const char *what, const char *name, size_t nl) {
-  snprintf(h->err, h->errlen, "response header \"%.*s\": %s", (int)(nl > 64 ? 64 : nl), name, what);
-  return -1;
-}
-
-/* One "Name: value\r\n" line; the value is the Lua value at the top of L. */
-static int header_line(headers_t *h, lua_State *L, const char *k, size_t kl) {
-  int t = lua_type(L, -1);
-  if (t != LUA_TSTRING && t != LUA_TNUMBER)
-    return header_fail(h, "values must be strings or numbers (or a list of them)", k, kl);
-  size_t vl;
-  const char *v = lua_tolstring(L, -1, &vl);
-  for (size_t i = 0; i < vl; i++) {
-    unsigned char ch = (unsigned char)v[i];
-    if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-      return header_fail(h, "control character in the value", k, kl);
-  }
-  if (h->len + kl + vl + 4 > h->cap) return header_fail(h, "header block too long", k, kl);
-  char *p = h->buf + h->len;
-  memcpy(p, k, kl);
-  p[kl] = ':';
-  p[kl + 1] = ' ';
-  memcpy(p + kl + 2, v, vl);
-  p[kl + 2 + vl] = '\r';
-  p[kl + 3 + vl] = '\n';
-  h->len += kl + vl + 4;
-  return 0;
-}
-
-/* The header table at idx (nil: none) as "Name: value\r\n" lines; a list
- * value gives one line per element (several Set-Cookie). Names are tokens,
- * unique regardless of case and never one the host writes; values have no
- * control characters; the block fits in cap. 0, or -1 with err. */
-static int build_headers(lua_State *L, int idx, headers_t *h) {
-  if (lua_isnil(L, idx)) return 0;
-  if (!lua_istable(L, idx)) return header_fail(h, "headers must be a table", "", 0);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    if (lua_type(L, -2) != LUA_TSTRING) {
-      lua_pop(L, 2);
-      return header_fail(h, "names must be strings", "?", 1);
-    }
-    size_t kl;
-    const char *k = lua_tolstring(L, -2, &kl);
-    int rc = 0;
-    for (size_t i = 0; i < kl && rc == 0; i++)
-      if (!is_tchar((unsigned char)k[i])) rc = header_fail(h, "name is not a token", k, kl);
-    if (kl == 0) rc = header_fail(h, "empty name", k, kl);
-    for (int i = 0; host_owned[i] && rc == 0; i++)
-      if (strlen(host_owned[i]) == kl && strncasecmp(host_owned[i], k, kl) == 0)
-        rc = header_fail(h, "set by the host, not by handlers", k, kl);
-    if (rc == 0 && http_head_has(h->buf, h->len, k, kl))
-      rc = header_fail(h, "set twice (names are case-insensitive)", k, kl);
-    if (rc == 0 && lua_istable(L, -1)) {
-      int n = (int)lua_objlen(L, -1);
-      if (n == 0) rc = header_fail(h, "empty list", k, kl);
-      for (int i = 1; i <= n && rc == 0; i++) {
-        lua_rawgeti(L, -1, i);
-        rc = header_line(h, L, k, kl);
-        lua_pop(L, 1);
-      }
-    } else if (rc == 0) {
-      rc = header_line(h, L, k, kl);
-    }
-    if (rc != 0) {
-      lua_pop(L, 2);
-      return -1;
-    }
-    lua_pop(L, 1);
-  }
-  return 0;
-}
-
-/* Detach the request from its task before answering it, so that answering
- * does not cancel the task that is answering. */
-static fcfs_request_t *detach_request(fcfs_task_t *t) {
-  fcfs_request_t *r = t->req;
-  t->req = NULL;
-  r->task = NULL;
-  return r;
-}
-
-static void request_done(fcfs_task_t *t) {
-  lua_State *co = t->co;
-  fcfs_request_t *r = detach_request(t);
-  int top = lua_gettop(co);
-  int status = top >= 1 ? (int)lua_tointeger(co, 1) : 0;
-  if (status < 100 || status > 999) {
-    char line[256];
-    fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)),
-                 "handler returned no valid status (got %s)", luaL_typename(co, 1));
-    status = 500;
-  }
-  size_t blen = 0;
-  const char *body =
-      top >= 2 && lua_type(co, 2) == LUA_TSTRING ? lua_tolstring(co, 2, &blen) : NULL;
-  char hbuf[8192], err[256];
-  headers_t hd = {hbuf, sizeof(hbuf), 0, err, sizeof(err)};
-  if (top >= 4 && lua_type(co, 4) == LUA_TSTRING) {
-    snprintf(r->route_buf, sizeof(r->route_buf), "%s", lua_tostring(co, 4));
-    r->route = r->route_buf;
-  }
-  if (top >= 3 && build_headers(co, 3, &hd) != 0) {
-    char line[256];
-    fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)), "%s",
-                 err);
-    fcfs_request_fail(r, 500, NULL);
-    return;
-  }
-  fcfs_request_respond(r, status, hbuf, hd.len, body, blen);
+/* The task ended: it no longer points at its owner when the owner hears of it. */
+static void *detach_owner(fcfs_task_t *t) {
+  void *owner = t->owner;
+  t->owner = NULL;
+  return owner;
 }
 
 /* Push the error of a failed task with its traceback on the VM's main state. */
@@ -424,12 +310,9 @@ static int exit_code(lua_State *co) {
 static void task_failed(fcfs_task_t *t, int status) {
   fcfs_vm_t *vm = t->vm;
   const char *tb = task_traceback(t, status);
-  if (t->kind == TASK_REQUEST) {
-    char line[256];
-    fcfs_request_t *r = detach_request(t);
-    fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)),
-                 "lua error: %s", tb);
-    fcfs_request_fail(r, 500, NULL);
+  void *owner = detach_owner(t);
+  if (t->kind == TASK_OWNED) {
+    if (owner) t->hooks->failed(owner, tb);
   } else if (t->kind == TASK_MAIN) {
     run_finish(vm, 1, tb);
   } else {
@@ -478,9 +361,10 @@ static void task_run(fcfs_task_t *t, int nargs) {
   }
   if (status != 0)
     task_failed(t, status);
-  else if (t->kind == TASK_REQUEST)
-    request_done(t);
-  else if (t->kind == TASK_MAIN)
+  else if (t->kind == TASK_OWNED) {
+    void *owner = detach_owner(t);
+    if (owner) t->hooks->done(owner, t->co);
+  } else if (t->kind == TASK_MAIN)
     run_finish(vm, exit_code(t->co), NULL);
   task_end(t);
 }
@@ -491,82 +375,25 @@ void fcfs_task_resume(fcfs_task_t *t, int nresults) {
   task_run(t, nresults);
 }
 
-/* ---- requests -------------------------------------------------------------- */
+/* ---- owned tasks ---------------------------------------------------------------- */
 
-/* __index of request tables: `headers` is built on first use, from the
- * request of the running task (a request table kept past its request finds
- * no headers). */
-static int req_index(lua_State *L) {
-  const char *k = lua_tostring(L, 2);
-  if (k == NULL || strcmp(k, "headers") != 0) return 0;
-  fcfs_task_t *t = fcfs_task_current(L);
-  lua_newtable(L);
-  if (t && t->req && t->req->http) {
-    const http_req_t *h = t->req->http;
-    char name[128];
-    for (size_t i = 0; i < h->nheaders; i++) {
-      size_t nl = h->headers[i].name_len < sizeof(name) ? h->headers[i].name_len : sizeof(name) - 1;
-      for (size_t j = 0; j < nl; j++) {
-        char c = h->headers[i].name[j];
-        name[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-      }
-      lua_pushlstring(L, name, nl);
-      lua_pushvalue(L, -1);
-      lua_rawget(L, -3);
-      if (lua_isstring(L, -1)) { /* repeated header: join with ", " */
-        lua_pushliteral(L, ", ");
-        lua_pushlstring(L, h->headers[i].value, h->headers[i].value_len);
-        lua_concat(L, 3);
-      } else {
-        lua_pop(L, 1);
-        lua_pushlstring(L, h->headers[i].value, h->headers[i].value_len);
-      }
-      lua_rawset(L, -3);
-    }
-  }
-  lua_pushvalue(L, -1);
-  lua_setfield(L, 1, "headers");
-  return 1;
+fcfs_task_t *fcfs_vm_task(fcfs_vm_t *vm, const fcfs_task_hooks_t *hooks, void *owner,
+                          uint64_t deadline_ms) {
+  fcfs_task_t *t = task_new(vm, TASK_OWNED);
+  if (t == NULL) return NULL;
+  t->hooks = hooks;
+  t->owner = owner;
+  t->deadline_ms = deadline_ms;
+  return t;
 }
 
-void fcfs_vm_request(fcfs_vm_t *vm, fcfs_request_t *r) {
-  fcfs_task_t *t = task_new(vm, TASK_REQUEST);
-  if (t == NULL) {
-    fcfs_request_fail(r, 503, "out of memory");
-    return;
-  }
-  t->req = r;
-  r->task = t;
-  lua_State *co = t->co;
-  const http_req_t *h = r->http;
-  lua_rawgeti(co, LUA_REGISTRYINDEX, vm->handle_ref);
-  lua_rawgeti(co, LUA_REGISTRYINDEX, vm->app_ref);
-  lua_createtable(co, 0, 8);
-  lua_pushlstring(co, h->method, h->method_len);
-  lua_setfield(co, -2, "method");
-  lua_pushlstring(co, h->path, h->path_len);
-  lua_setfield(co, -2, "path");
-  lua_pushlstring(co, h->query ? h->query : "", h->query_len);
-  lua_setfield(co, -2, "query");
-  if (h->body) {
-    lua_pushlstring(co, h->body, h->body_len);
-    lua_setfield(co, -2, "body");
-  }
-  lua_pushstring(co, r->id);
-  lua_setfield(co, -2, "request_id");
-  lua_pushstring(co, r->remote);
-  lua_setfield(co, -2, "remote_addr");
-  if (r->admin) {
-    lua_pushboolean(co, 1);
-    lua_setfield(co, -2, "admin");
-  }
-  lua_rawgeti(co, LUA_REGISTRYINDEX, vm->req_mt_ref);
-  lua_setmetatable(co, -2);
-  task_run(t, 2);
+void fcfs_task_start(fcfs_task_t *t, int nargs) {
+  task_run(t, nargs);
 }
 
-void fcfs_vm_cancel(fcfs_request_t *r) {
-  if (r->task) task_cancel(r->task);
+void fcfs_task_cancel(fcfs_task_t *t) {
+  t->owner = NULL;
+  task_cancel(t);
 }
 
 /* ---- timers and init -------------------------------------------------------- */
@@ -637,18 +464,18 @@ static fcfs_vm_t *vm_fail(fcfs_vm_t *vm, char *err, size_t errlen) {
 }
 
 /* A VM with nothing loaded yet: the libraries, package.path (dir first),
- * the host module, the host-aware coroutines, the request metatable; the
+ * the host module, the host-aware coroutines; the
  * traceback handler is left at stack index 1. NULL and err on failure. */
-static fcfs_vm_t *vm_open(fcfs_worker_t *w, uint64_t generation, const char *dir, char *err,
+static fcfs_vm_t *vm_open(const fcfs_vm_env_t *env, uint64_t generation, const char *dir, char *err,
                           size_t errlen) {
   fcfs_vm_t *vm = calloc(1, sizeof(*vm));
   if (vm == NULL) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
-  vm->w = w;
+  vm->env = *env;
   vm->generation = generation;
-  vm->app_ref = vm->handle_ref = vm->init_ref = vm->req_mt_ref = vm->main_ref = LUA_NOREF;
+  vm->app_ref = vm->handle_ref = vm->init_ref = vm->main_ref = LUA_NOREF;
   lua_State *L = vm->L = luaL_newstate();
   if (L == NULL) {
     free(vm);
@@ -659,7 +486,7 @@ static fcfs_vm_t *vm_open(fcfs_worker_t *w, uint64_t generation, const char *dir
   lua_setexdata(L, vm);
 
   /* package.path: the app first, then extra paths, then the system's. */
-  const fcfs_conf_t *c = w->conf;
+  const fcfs_conf_t *c = env->conf;
   lua_pushcfunction(L, traceback);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
@@ -677,14 +504,10 @@ static fcfs_vm_t *vm_open(fcfs_worker_t *w, uint64_t generation, const char *dir
   const char *init = getenv("FCFS_LUA_INIT");
   if (init && init[0] && (luaL_loadfile(L, init) != 0 || lua_pcall(L, 0, 0, 1) != 0))
     return vm_fail(vm, err, errlen);
-  if (luaL_loadbuffer(L, prelude, strlen(prelude), "=prelude") != 0) return vm_fail(vm, err, errlen);
+  if (luaL_loadbuffer(L, prelude, strlen(prelude), "=prelude") != 0)
+    return vm_fail(vm, err, errlen);
   lua_pushlightuserdata(L, &host_yield_key);
   if (lua_pcall(L, 1, 0, 1) != 0) return vm_fail(vm, err, errlen);
-
-  lua_newtable(L);
-  lua_pushcfunction(L, req_index);
-  lua_setfield(L, -2, "__index");
-  vm->req_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return vm;
 }
 
@@ -698,9 +521,9 @@ static fcfs_vm_t *vm_seal(fcfs_vm_t *vm, char *err, size_t errlen) {
   return vm;
 }
 
-fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, const char *dir, char *err,
+fcfs_vm_t *fcfs_vm_new(const fcfs_vm_env_t *env, uint64_t generation, const char *dir, char *err,
                        size_t errlen) {
-  fcfs_vm_t *vm = vm_open(w, generation, dir, err, errlen);
+  fcfs_vm_t *vm = vm_open(env, generation, dir, err, errlen);
   if (vm == NULL) return NULL;
   lua_State *L = vm->L;
   lua_getglobal(L, "require");
@@ -726,8 +549,9 @@ fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, const char *dir, c
   return vm_seal(vm, err, errlen);
 }
 
-fcfs_vm_t *fcfs_vm_new_script(fcfs_worker_t *w, const char *path, char *err, size_t errlen) {
-  fcfs_vm_t *vm = vm_open(w, 1, w->conf->lua_dir, err, errlen);
+fcfs_vm_t *fcfs_vm_new_script(const fcfs_vm_env_t *env, const char *path, char *err,
+                              size_t errlen) {
+  fcfs_vm_t *vm = vm_open(env, 1, env->conf->lua_dir, err, errlen);
   if (vm == NULL) return NULL;
   if (luaL_loadfile(vm->L, path) != 0) return vm_fail(vm, err, errlen);
   vm->main_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
@@ -744,21 +568,22 @@ static void vm_close(fcfs_vm_t *vm) {
     uv_close((uv_handle_t *)vm->drain, drain_closed);
     vm->drain = NULL;
   }
-  fcfs_worker_t *w = vm->w;
   lua_close(vm->L);
   vm->L = NULL;
-  fcfs_worker_vm_closed(w, vm); /* forgets the pointer; may start the worker's exit */
+  vm->env.closed(vm->env.w, vm); /* forgets the pointer; may start the worker's exit */
   free(vm);
 }
 
-/* Cancel every task of a retired VM (requests get 503), then close it. */
+/* Cancel every task of a retired VM (owners hear why: requests get 503),
+ * then close it. */
 static void cancel_all(fcfs_vm_t *vm, const char *why) {
   while (vm->tasks) {
     fcfs_task_t *t = vm->tasks;
-    fcfs_request_t *r = t->req;
+    const fcfs_task_hooks_t *hooks = t->hooks;
+    void *owner = detach_owner(t);
     int last = vm->ntasks == 1; /* its end closes the VM */
     task_cancel(t);
-    if (r) fcfs_request_fail(r, 503, why);
+    if (owner) hooks->dropped(owner, why);
     if (last) return;
   }
   vm_close(vm);
@@ -775,7 +600,7 @@ void fcfs_vm_retire(fcfs_vm_t *vm, double drain_timeout) {
   if (vm->retired) return;
   vm->retired = 1;
   vm->hold++;
-  fcfs_timers_fire_premature(vm);
+  vm->env.retiring(vm);
   vm->hold--;
   if (vm->ntasks == 0) {
     vm_close(vm);
@@ -785,7 +610,7 @@ void fcfs_vm_retire(fcfs_vm_t *vm, double drain_timeout) {
     cancel_all(vm, "the server is reloading or stopping");
     return;
   }
-  uv_timer_init(&vm->w->loop, vm->drain);
+  uv_timer_init(vm->env.loop, vm->drain);
   vm->drain->data = vm;
   uv_timer_start(vm->drain, drain_expired, (uint64_t)(drain_timeout * 1000), 0);
 }
@@ -793,7 +618,7 @@ void fcfs_vm_retire(fcfs_vm_t *vm, double drain_timeout) {
 void fcfs_vm_free(fcfs_vm_t *vm) {
   vm->retired = 1;
   vm->hold++;
-  fcfs_timers_fire_premature(vm);
+  vm->env.retiring(vm);
   vm->hold--;
   cancel_all(vm, "the server is stopping");
 }
@@ -803,5 +628,5 @@ int fcfs_vm_retired(const fcfs_vm_t *vm) {
 }
 
 int fcfs_vm_exiting(const fcfs_vm_t *vm) {
-  return vm->retired || vm->w->stopping;
+  return vm->retired || *vm->env.stopping;
 }

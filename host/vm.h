@@ -1,27 +1,44 @@
 /* vm.h -- a Lua VM generation: one lua_State with the app loaded, the
  * tasks (request and timer coroutines) running on it, and its retirement
- * after a reload. task.h is the face tasks show to host I/O modules. */
+ * after a reload. task.h is the face tasks show to host I/O modules. The
+ * VM knows nothing of HTTP (request.c marshals requests into tasks) and
+ * reaches its worker only through fcfs_vm_env_t. */
 #ifndef FCFS_VM_H
 #define FCFS_VM_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "task.h"
-#include "worker.h"
+#include <uv.h>
 
-typedef struct fcfs_request_s fcfs_request_t;
+#include "conf.h"
+#include "task.h"
+
+/* The worker that owns the VM; opaque here (the lapi_* modules reach the
+ * worker's pools through fcfs_vm_worker()). */
+typedef struct fcfs_worker_s fcfs_worker_t;
+
+/* What a VM gets from its owner: copied by fcfs_vm_new*. */
+typedef struct {
+  fcfs_worker_t *w;
+  uv_loop_t *loop;
+  const fcfs_conf_t *conf;
+  const int *stopping;             /* nonzero: the worker is stopping */
+  int *pending_timers;             /* host.timer.at/every not fired yet, over all generations */
+  void (*retiring)(fcfs_vm_t *vm); /* retired: fire its pending timers (premature) */
+  void (*closed)(fcfs_worker_t *w, fcfs_vm_t *vm); /* closed, about to be freed: forget it */
+} fcfs_vm_env_t;
 
 /* Create a VM and load dir/app.lua and everything it requires (dir: lua_dir
  * or a generation's snapshot of it). NULL and a message (file:line and
  * traceback) in err on failure. Nothing runs that could do I/O: init_worker
  * functions run in fcfs_vm_init(). */
-fcfs_vm_t *fcfs_vm_new(fcfs_worker_t *w, uint64_t generation, const char *dir, char *err,
+fcfs_vm_t *fcfs_vm_new(const fcfs_vm_env_t *env, uint64_t generation, const char *dir, char *err,
                        size_t errlen);
 
 /* Create a VM for `fcfs run`: like fcfs_vm_new, but instead of app.lua it
  * loads (without running) the script at path; lua_dir is on package.path. */
-fcfs_vm_t *fcfs_vm_new_script(fcfs_worker_t *w, const char *path, char *err, size_t errlen);
+fcfs_vm_t *fcfs_vm_new_script(const fcfs_vm_env_t *env, const char *path, char *err, size_t errlen);
 
 /* Run the script of a VM made by fcfs_vm_new_script as one task, argv as its
  * `...` (strings). done gets the exit code its first return value stands
@@ -36,13 +53,33 @@ void fcfs_vm_run(fcfs_vm_t *vm, int argc, char **argv, fcfs_vm_run_cb done, void
 typedef void (*fcfs_vm_init_cb)(fcfs_vm_t *vm, const char *err, void *arg);
 void fcfs_vm_init(fcfs_vm_t *vm, fcfs_vm_init_cb done, void *arg);
 
-/* Start handling r in a new task. The VM answers r exactly once, through
- * fcfs_request_respond() (from the handler's result, a 500 or a 504) unless
- * fcfs_vm_cancel(r) is called first. */
-void fcfs_vm_request(fcfs_vm_t *vm, fcfs_request_t *r);
-void fcfs_vm_cancel(fcfs_request_t *r);
+/* How a task that works for an owner (a request: request.c) ended, told
+ * exactly once unless the owner cancels it first; the task no longer points
+ * at owner when a hook runs. done: it returned, its results are co's stack
+ * (1..top, read them before returning). failed: it raised (the message
+ * with its traceback). dropped: the VM cancelled it (drain timeout or
+ * destroy), why says so. */
+typedef struct {
+  void (*done)(void *owner, lua_State *co);
+  void (*failed)(void *owner, const char *traceback);
+  void (*dropped)(void *owner, const char *why);
+} fcfs_task_hooks_t;
 
-/* Take a VM out of service: pending timers fire with premature = true, live
+/* A new task of vm working for owner; deadline_ms (loop time, 0: none)
+ * bounds its I/O (fcfs_task_time_left). Push the function and its nargs
+ * arguments on fcfs_task_thread(t), then fcfs_task_start(t, nargs). NULL on
+ * out of memory. */
+fcfs_task_t *fcfs_vm_task(fcfs_vm_t *vm, const fcfs_task_hooks_t *hooks, void *owner,
+                          uint64_t deadline_ms);
+void fcfs_task_start(fcfs_task_t *t, int nargs);
+/* End t from its owner before it finished: its op is cancelled, no hook runs. */
+void fcfs_task_cancel(fcfs_task_t *t);
+/* t's owner if t works with hooks, else NULL. */
+void *fcfs_task_owner(const fcfs_task_t *t, const fcfs_task_hooks_t *hooks);
+/* Push the app's handle method and the app (for a request task). */
+void fcfs_vm_push_handler(fcfs_vm_t *vm, lua_State *co);
+
+/* Take a VM out of service: pending timers fire with premature = true (env.retiring), live
  * tasks go on until they end or drain_timeout passes (then they are
  * cancelled: requests get 503); then the VM is closed and freed. With
  * drain_timeout 0, everything is cancelled at once (destroy). */
@@ -58,6 +95,7 @@ int fcfs_vm_exiting(const fcfs_vm_t *vm);
 size_t fcfs_vm_memory(const fcfs_vm_t *vm);
 int fcfs_vm_live_tasks(const fcfs_vm_t *vm);
 fcfs_worker_t *fcfs_vm_worker(const fcfs_vm_t *vm);
+const fcfs_vm_env_t *fcfs_vm_env(const fcfs_vm_t *vm);
 
 /* Start a detached task (a timer callback): the function and its nargs
  * arguments on top of `from` (any thread of vm) are moved into a new
@@ -65,9 +103,6 @@ fcfs_worker_t *fcfs_vm_worker(const fcfs_vm_t *vm);
  * ends, which may be before fcfs_vm_spawn returns. -1 (ended not called,
  * the values popped) when the task could not start. */
 int fcfs_vm_spawn(fcfs_vm_t *vm, lua_State *from, int nargs, fcfs_release_cb ended, void *res);
-
-/* The request a task answers, NULL for timers and init. */
-fcfs_request_t *fcfs_task_request(fcfs_task_t *t);
 
 /* The VM's main state (for pushing values into new tasks). */
 lua_State *fcfs_vm_state(fcfs_vm_t *vm);

@@ -35,9 +35,14 @@
 #include "mysql.h"
 #include "redis.h"
 #include "reload.h"
+#include "request.h"
 #include "server.h"
+#include "shm_sync.h"
+#include "timer.h"
 #include "vm.h"
 #include "watch.h"
+
+static void vm_env(fcfs_worker_t *w, fcfs_vm_env_t *env);
 
 #define TICK_MS 100
 #define NSIGS 6
@@ -214,7 +219,9 @@ static void reload_start(uv_timer_t *h) {
   }
   char dir[4096], err[4096];
   code_dir(w, gen, dir, sizeof(dir));
-  fcfs_vm_t *vm = fcfs_vm_new(w, gen, dir, err, sizeof(err));
+  fcfs_vm_env_t env;
+  vm_env(w, &env);
+  fcfs_vm_t *vm = fcfs_vm_new(&env, gen, dir, err, sizeof(err));
   if (vm == NULL) {
     reload_failed(w, gen, err);
     return;
@@ -251,11 +258,34 @@ void fcfs_worker_reload_all(fcfs_worker_t *w, fcfs_reload_cb cb, void *arg) {
 
 /* ---- stop ------------------------------------------------------------------ */
 
-void fcfs_worker_vm_closed(fcfs_worker_t *w, fcfs_vm_t *vm) {
+static void maybe_exit(fcfs_worker_t *w);
+
+static void vm_closed(fcfs_worker_t *w, fcfs_vm_t *vm) {
   if (w->draining == vm) w->draining = NULL;
   if (w->vm == vm) w->vm = NULL;
   if (w->loading == vm) w->loading = NULL;
-  fcfs_worker_maybe_exit(w);
+  maybe_exit(w);
+}
+
+/* What a VM of w gets from it (vm.h). */
+static void vm_env(fcfs_worker_t *w, fcfs_vm_env_t *env) {
+  *env = (fcfs_vm_env_t){.w = w,
+                         .loop = &w->loop,
+                         .conf = w->conf,
+                         .stopping = &w->stopping,
+                         .pending_timers = &w->pending_timers,
+                         .retiring = fcfs_timers_fire_premature,
+                         .closed = vm_closed};
+}
+
+/* The server's calls back (server.h). */
+static void serve_request(void *arg, fcfs_request_t *r) {
+  fcfs_worker_t *w = arg;
+  fcfs_request_start(w->vm, r);
+}
+
+static void server_idle(void *arg) {
+  maybe_exit(arg);
 }
 
 static int ready_to_exit(fcfs_worker_t *w) {
@@ -267,7 +297,7 @@ static void on_tick(uv_timer_t *h);
 
 /* Called from deep inside a request's end (its task still on the stack):
  * the exit itself runs from the loop, on the next tick, made immediate. */
-void fcfs_worker_maybe_exit(fcfs_worker_t *w) {
+static void maybe_exit(fcfs_worker_t *w) {
   if (ready_to_exit(w)) uv_timer_start(&w->tick, on_tick, 0, TICK_MS);
 }
 
@@ -316,7 +346,7 @@ static void worker_stop(fcfs_worker_t *w, int graceful) {
     fcfs_server_stop_accepting(w->server);
     fcfs_server_close_idle(w->server);
   }
-  fcfs_worker_maybe_exit(w);
+  maybe_exit(w);
 }
 
 /* ---- events -------------------------------------------------------------------- */
@@ -386,7 +416,8 @@ static void first_init_done(fcfs_vm_t *vm, const char *err, void *arg) {
   w->generation = fcfs_vm_generation(vm);
   w->slot->generation = w->generation;
   char msg[512] = "";
-  w->server = fcfs_server_new(w, w->listen_fd, w->admin_fd, msg, sizeof(msg));
+  fcfs_server_env_t env = {&w->loop, w->conf, w->slot, w->id, serve_request, server_idle, w};
+  w->server = fcfs_server_new(&env, w->listen_fd, w->admin_fd, msg, sizeof(msg));
   if (w->server == NULL) {
     fcfs_log(FCFS_LOG_ERROR, "%s", msg);
     fprintf(stderr, "fcfs: %s\n", msg);
@@ -462,7 +493,9 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
   char dir[4096];
   uint64_t gen = has_master(w) ? w->shm->accepted : w->shm->generation;
   code_dir(w, gen, dir, sizeof(dir));
-  fcfs_vm_t *vm = fcfs_vm_new(w, gen, dir, err, sizeof(err));
+  fcfs_vm_env_t env;
+  vm_env(w, &env);
+  fcfs_vm_t *vm = fcfs_vm_new(&env, gen, dir, err, sizeof(err));
   if (vm == NULL) {
     fcfs_log(FCFS_LOG_ERROR, "loading %s/app.lua failed: %s", conf->lua_dir, err);
     fprintf(stderr, "fcfs: loading %s/app.lua failed: %s\n", conf->lua_dir, err);
@@ -542,7 +575,9 @@ static void detached_free(fcfs_worker_t *w) {
 int fcfs_worker_check(const fcfs_conf_t *conf, char *err, size_t errlen) {
   fcfs_worker_t *w = detached_new(conf, err, errlen);
   if (w == NULL) return -1;
-  fcfs_vm_t *vm = fcfs_vm_new(w, 1, conf->lua_dir, err, errlen);
+  fcfs_vm_env_t env;
+  vm_env(w, &env);
+  fcfs_vm_t *vm = fcfs_vm_new(&env, 1, conf->lua_dir, err, errlen);
   if (vm) fcfs_vm_free(vm);
   detached_close_pools(w);
   detached_free(w);
@@ -584,7 +619,9 @@ int fcfs_worker_run(const fcfs_conf_t *conf, const char *script, int argc, char 
   }
   signal(SIGPIPE, SIG_IGN);
   run_t r = {.w = w, .code = 1};
-  r.vm = fcfs_vm_new_script(w, script, err, sizeof(err));
+  fcfs_vm_env_t env;
+  vm_env(w, &env);
+  r.vm = fcfs_vm_new_script(&env, script, err, sizeof(err));
   if (r.vm == NULL) {
     fprintf(stderr, "fcfs run: %s\n", err);
     detached_close_pools(w);

@@ -76,10 +76,4 @@ int fcfs_worker_run(const fcfs_conf_t *conf, const char *script, int argc, char 
  * under way share its result. */
 void fcfs_worker_reload_all(fcfs_worker_t *w, fcfs_reload_cb cb, void *arg);
 
-/* Called by the server when a request or connection ended, so that a
- * stopping worker can finish. */
-void fcfs_worker_maybe_exit(fcfs_worker_t *w);
-/* Called by the VM layer when vm has been closed. */
-void fcfs_worker_vm_closed(fcfs_worker_t *w, fcfs_vm_t *vm);
-
 #endif

@@ -27,7 +27,7 @@ local payment = require "payment"
 local host = require "host"
 local gate = host.stock
 
-local tonumber, tostring, floor, pcall, setmetatable = tonumber, tostring, math.floor, pcall, setmetatable
+local tonumber, tostring, floor, pcall, pairs, setmetatable = tonumber, tostring, math.floor, pcall, pairs, setmetatable
 local find, format, match = string.find, string.format, string.match
 local fail, check = web.fail, web.check
 local null = json.null
@@ -80,6 +80,7 @@ local ID_SPAN = 1000000000 -- order id = product id * ID_SPAN + the product's en
 local app_conf = fields.app_conf
 
 local function hold_ms() return floor(app_conf("hold_seconds", 300) * 1000) end
+local function settle_ms() return floor(app_conf("flash_settle_seconds", 15) * 1000) end
 local function idem_ttl_ms() return floor(app_conf("idempotency_ttl", 86400) * 1000) end
 
 -- The scripts, by name: content-addressed handles, made on first use.
@@ -257,25 +258,35 @@ local function order_of(req)
     return oid, pid
 end
 
+-- locked(tx, oid, pid, uid) -> the hold's flash_orders row (state, order_id, now), created HELD when
+-- the event pipeline has not written it yet, and locked until the transaction ends: the pay's record
+-- and the settle of a stuck PAYING hold meet here, and whichever comes second sees what the first did.
+local function locked(tx, oid, pid, uid)
+    check(tx:query("INSERT INTO flash_orders (id, product_id, user_id, state, created_at, updated_at) "
+        .. "VALUES (?, ?, ?, 'HELD', UTC_TIMESTAMP(3), UTC_TIMESTAMP(3)) ON DUPLICATE KEY UPDATE id = id",
+        oid, pid, uid))
+    local row = check(tx:query("SELECT state, order_id, user_id, UTC_TIMESTAMP(3) AS now FROM flash_orders "
+        .. "WHERE id = ? FOR UPDATE", oid))[1]
+    if row.user_id ~= uid then error("flash order id " .. oid .. " reused for another member", 0) end
+    return row
+end
+
 -- record(oid, pid, uid, p) -> the MySQL order id: the paid hold as an ordinary order (ORDERED, one
 -- item at the sale price) and its flash_orders row, in one transaction; a second call for the same
--- hold finds the row and answers the same order (idempotent by the flash order id). -> false when
--- MySQL already holds as many paid orders as products.stock (the product row is locked for the
--- count, so two pays cannot both take the last unit).
+-- hold finds the row and answers the same order (idempotent by the flash order id). -> false,
+-- "sold out" when MySQL already holds as many paid orders as products.stock (the product row is
+-- locked for the count, so two pays cannot both take the last unit); false, "void" when the settle
+-- gave the hold up first (flash_orders FAILED: the unit went back, the charge is refunded).
 local function record(oid, pid, uid, p)
     return check(host.mysql.tx(function(tx)
-        check(tx:query("INSERT INTO flash_orders (id, product_id, user_id, state, created_at, updated_at) "
-            .. "VALUES (?, ?, ?, 'HELD', UTC_TIMESTAMP(3), UTC_TIMESTAMP(3)) ON DUPLICATE KEY UPDATE id = id",
-            oid, pid, uid))
-        local row = check(tx:query("SELECT order_id, user_id, UTC_TIMESTAMP(3) AS now FROM flash_orders WHERE id = ? "
-            .. "FOR UPDATE", oid))[1]
-        if row.user_id ~= uid then error("flash order id " .. oid .. " reused for another member", 0) end
+        local row = locked(tx, oid, pid, uid)
         if row.order_id ~= null then return row.order_id end
+        if row.state ~= "HELD" then return false, "void" end
         -- the last line against overselling, whatever Redis lost: paid orders never exceed the units
         local stock = check(tx:query("SELECT stock FROM products WHERE id = ? FOR UPDATE", pid))[1].stock
         local sold = check(tx:query("SELECT COUNT(*) AS n FROM flash_orders WHERE product_id = ? AND state = 'PAID'",
             pid))[1].n
-        if sold >= stock then return false end
+        if sold >= stock then return false, "sold out" end
         local r = check(tx:query("INSERT INTO orders (user_id, status, total, ordered_at) VALUES (?, 'ORDERED', ?, ?)",
             uid, p.price, row.now))
         local moid = r.insert_id
@@ -290,14 +301,15 @@ local function record(oid, pid, uid, p)
 end
 
 -- The commit after a successful charge is retried (the hold stays PAYING, which never expires, until
--- it is recorded); 5 tries over about 3 s, then 503 and the hold stays PAYING for the operator.
+-- it is recorded); 5 tries over about 3 s, then 503 and the hold stays PAYING until the settle
+-- (app.flash_settle_seconds after the pay began) finds its fate in MySQL.
 local RECORD_BACKOFF = { 0.1, 0.2, 0.4, 0.8, 1.6 }
 
 local function record_retrying(oid, pid, uid, p)
     local err
     for i = 1, #RECORD_BACKOFF + 1 do
-        local ok, moid = pcall(record, oid, pid, uid, p)
-        if ok then return moid or nil end
+        local ok, moid, why = pcall(record, oid, pid, uid, p)
+        if ok then return moid, why end
         err = moid
         host.log("error", "flash order ", oid, " charged but not recorded yet (try ", i, "): ",
             tostring(web.is_fail(err) and err.code or err))
@@ -316,7 +328,8 @@ local function pay(req)
     local uid = req.auth.uid
     local hash, ikey = idem(req, uid, "pk", pid)
     local k = keys_of(pid)
-    local r = run(S.pay_begin, { k.s, k.holds, k.dl, k.buyers, k.ev, ikey or k.s }, { oid, uid, hash, pid })
+    local r = run(S.pay_begin, { k.s, k.holds, k.dl, k.buyers, k.ev, ikey or k.s },
+        { oid, uid, hash, pid, settle_ms() })
     if r[1] == "DONE" then
         if r[2] == 402 then fail(402, "PAYMENT_FAILED", MSG.PAYMENT_FAILED) end
         return paid(oid, r[3])
@@ -334,7 +347,12 @@ local function pay(req)
         set_gate(pid, f[1], f[2], f[3])
         fail(402, "PAYMENT_FAILED", MSG.PAYMENT_FAILED)
     end
-    local moid = record_retrying(oid, pid, uid, p)
+    local moid, why = record_retrying(oid, pid, uid, p)
+    if why == "void" then
+        -- the settle took this hold for a dead pay and gave the unit back: the charge goes back too
+        payment.refund(oid, p.price)
+        fail(402, "PAYMENT_FAILED", MSG.PAYMENT_FAILED)
+    end
     if not moid then
         -- MySQL holds as many paid orders as the product has units: Redis lost a sale it had made
         -- (data loss); nothing is sold twice -- the charge is refunded and the stock rebuilt
@@ -343,7 +361,8 @@ local function pay(req)
         init(pid, true)
         out_of_stock()
     end
-    if run(S.pay_done, { k.s, k.holds, k.ev, ikey or k.s }, { oid, uid, moid, hash, idem_ttl_ms(), pid }) ~= 1 then
+    if run(S.pay_done, { k.s, k.holds, k.ev, ikey or k.s, k.dl }, { oid, uid, moid, hash, idem_ttl_ms(), pid })
+        ~= 1 then
         init(pid, true) -- the hold vanished from Redis (data loss): recount from MySQL
     end
     return paid(oid, moid)
@@ -376,6 +395,35 @@ local function end_sale(req)
     return { json = view(pid) }
 end
 
+-- flash.units_back(units): after a commit that changed products.stock ({[product id] = units}, units
+-- may be negative: a paid order cancelled or returned, an admin stock change), the same units in
+-- Redis, so they are on sale again at once and the gates reopen. For a product with no Redis state
+-- (NORMAL, or a sale not yet touched) nothing is done: its state, when made, reads MySQL. A failure
+-- (Redis down) is logged: those units then stay off sale until the product's next rebuild -- never
+-- the other way round.
+function _M.units_back(units)
+    for pid, n in pairs(units) do
+        local k = keys_of(pid)
+        local ok, r = pcall(run, S.restock, { k.s }, { n, pid })
+        if not ok then
+            host.log("warn", "flash: ", n, " unit(s) of product ", pid, " not put back on sale yet: ",
+                tostring(web.is_fail(r) and r.code or r))
+        elseif r[1] then
+            set_gate(pid, r[1], r[2], r[3])
+        end
+    end
+end
+
+-- flash.sale_changed(pid): after an admin changed a FLASH product's sale window or per-user limit in
+-- MySQL, the same in its Redis state (if it has one), which the entry script decides on.
+function _M.sale_changed(pid)
+    local p = product(pid, true)
+    if not p then return end
+    local k = keys_of(pid)
+    local r = run(S.set_sale, { k.s }, { floor(p.starts * 1000), floor(p.ends * 1000), p.per_user_limit })
+    if r[1] then set_gate(pid, r[1], r[2], r[3]) end
+end
+
 ---------------------------------------------------------------------------------------------------
 -- The expiry sweeper (every worker; the script makes each expiry happen once)
 
@@ -394,21 +442,56 @@ local function live_products()
     return live
 end
 
--- flash.sweep_once() -> holds expired by this call.
+-- settle(pid, oid, uid) -> "PAID" | "FAILED": the fate of a hold whose pay began
+-- app.flash_settle_seconds ago and never finished (its worker was killed mid-pay, or its record
+-- ran out of retries). MySQL decides, under the row lock the pay's record takes too: a hold recorded
+-- there is marked paid in Redis; any other is marked FAILED in MySQL first (a record coming later
+-- finds it and answers 402), then its charge is refunded (payment.refund is idempotent by order
+-- id: a gateway refunds an order at most once and never one it did not charge) and its unit goes
+-- back. Several workers may settle one hold: the scripts act only on a PAYING hold.
+local function settle(pid, oid, uid)
+    local moid = check(host.mysql.tx(function(tx)
+        local row = locked(tx, oid, pid, uid)
+        if row.order_id ~= null then return row.order_id end
+        check(tx:query("UPDATE flash_orders SET state = 'FAILED', updated_at = ? WHERE id = ? AND state = 'HELD'",
+            row.now, oid))
+        return false
+    end))
+    local k = keys_of(pid)
+    if moid then
+        run(S.pay_done, { k.s, k.holds, k.ev, k.s, k.dl }, { oid, uid, moid, "", 0, pid })
+        return "PAID"
+    end
+    local p = product(pid)
+    payment.refund(oid, p and p.price or 0)
+    local f = run(S.pay_failed, { k.s, k.holds, k.dl, k.buyers, k.ev, k.s }, { oid, uid, "", 0, pid })
+    set_gate(pid, f[1], f[2], f[3])
+    return "FAILED"
+end
+
+-- flash.sweep_once() -> holds expired by this call, holds settled by this call.
 function _M.sweep_once()
-    local n = 0
+    local n, settled = 0, 0
     local ids = live_products()
     for i = 1, #ids do
         local pid = ids[i]
         local k = keys_of(pid)
-        local r = run(S.sweep, { k.s, k.holds, k.dl, k.buyers, k.ev }, { 200, pid })
+        local r = run(S.sweep, { k.s, k.holds, k.dl, k.buyers, k.ev }, { 200, pid, settle_ms() })
         if r[1] then
             n = n + r[1]
             set_gate(pid, r[2], r[3], r[4])
+            local stuck = r[7]
+            for j = 1, #stuck, 2 do
+                local oid = tonumber(stuck[j])
+                local ok, how = pcall(settle, pid, oid, tonumber(stuck[j + 1]))
+                if ok then settled = settled + 1 end
+                host.log("warn", "flash order ", oid, ": pay unfinished past its settle time; settled: ",
+                    ok and how or tostring(web.is_fail(how) and how.code or how))
+            end
             if r[5] + 86400000 < host.now() * 1000 and r[6] == 0 then check(host.redis.call("SREM", LIVE_KEY, pid)) end
         end
     end
-    return n
+    return n, settled
 end
 
 local exiting = host.exiting

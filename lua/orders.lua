@@ -333,7 +333,7 @@ local function change(req, act)
         changed = act(tx, id, now.status) or changed
         return load(req, tx, uid, id)
     end))
-    if changed then products.invalidate(changed) end
+    if changed then products.restocked(changed) end
     return { json = o }
 end
 

@@ -1,7 +1,8 @@
 -- payment.lua: the payment gateway interface of the flash purchase, with its built-in simulator.
 --
 --   payment.charge(order_id, amount) -> true | nil, "declined"
---   payment.refund(order_id, amount) -> true
+--   payment.refund(order_id, amount) -> true (by order id: an order is refunded at most once, and an
+--                                           order never charged is not refunded; flash.lua may ask twice)
 --
 -- The simulator declines a charge with probability app.payment.failure_rate (default 0: every
 -- charge succeeds; the demo config sets 0.2) and, with app.payment.latency (s, default 0), takes that

@@ -23,6 +23,7 @@ local fields = require "lib.fields"
 local clock = require "lib.clock"
 local auth = require "lib.auth"
 local idempotency = require "lib.idempotency"
+local flash_sale = require "flash"
 local host = require "host"
 
 local tonumber, tostring, type, pairs, concat, unpack = tonumber, tostring, type, pairs, table.concat, unpack
@@ -131,6 +132,15 @@ end
 function _M.invalidate(ids)
     local c = cache()
     for i = 1, #ids do c:delete("s:" .. tostring(ids[i])) end
+end
+
+-- products.restocked(units): after a commit that changed products.stock by {[product id] = units}:
+-- the cached stock dropped, and the flash sale of a FLASH product told (flash.units_back).
+function _M.restocked(units)
+    local ids = {}
+    for id in pairs(units) do ids[#ids + 1] = id end
+    _M.invalidate(ids)
+    flash_sale.units_back(units)
 end
 
 local JSON_HEADERS = web.JSON_HEADERS
@@ -297,6 +307,9 @@ local function update(req)
         if not r and errno == DUPLICATE then exists() end
         check(r, err, errno)
         _M.invalidate({ id })
+        if current.type == "FLASH" and (v.sale_starts_at or v.sale_ends_at or v.per_user_limit) then
+            flash_sale.sale_changed(id)
+        end
     end
     return { json = _M.to_json(load(id)) }
 end
@@ -319,12 +332,21 @@ local function set_stock(req)
         host.now()) == "OPEN" then
         sale_open()
     end
-    -- the statement decides again (the sale may have opened meanwhile)
-    local r = check(host.mysql.query("UPDATE products SET stock = ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ? "
-        .. "AND NOT (type = 'FLASH' AND sale_starts_at <= UTC_TIMESTAMP(3) AND sale_ends_at > UTC_TIMESTAMP(3))",
-        qty, id))
-    if r.affected_rows == 0 and row.stock ~= qty then sale_open() end
-    _M.invalidate({ id })
+    -- the statement decides again (the sale may have opened meanwhile); the old stock is read under
+    -- the row lock, so the change handed to the flash sale is exact whatever other writers do
+    local delta = check(host.mysql.tx(function(tx)
+        local old = check(tx:query("SELECT stock FROM products WHERE id = ? FOR UPDATE", id))[1].stock
+        local r = check(tx:query("UPDATE products SET stock = ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ? "
+            .. "AND NOT (type = 'FLASH' AND sale_starts_at <= UTC_TIMESTAMP(3) AND sale_ends_at > UTC_TIMESTAMP(3))",
+            qty, id))
+        if r.affected_rows == 0 and old ~= qty then sale_open() end
+        return qty - old
+    end))
+    if row.type == "FLASH" and delta ~= 0 then
+        _M.restocked({ [id] = delta })
+    else
+        _M.invalidate({ id })
+    end
     return { json = _M.to_json(load(id)) }
 end
 

@@ -47,17 +47,19 @@ function _M.day_us()
 end
 
 -- lifecycle.restock(tx, where): the units of the orders matched by `where` (on order_items) go back
--- to stock, products locked in id order; returns the product ids (for products.invalidate).
+-- to stock, products locked in id order; returns {[product id] = units} (for products.restocked,
+-- after the commit), or nil when none.
 function _M.restock(tx, where, ...)
     local rows = check(tx:query("SELECT product_id, CAST(SUM(quantity) AS UNSIGNED) AS q FROM order_items WHERE "
         .. where .. " GROUP BY product_id ORDER BY product_id", ...))
-    local ids = {}
+    if #rows == 0 then return nil end
+    local units = {}
     for i = 1, #rows do
         check(tx:query("UPDATE products SET stock = stock + ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ?",
             rows[i].q, rows[i].product_id))
-        ids[i] = rows[i].product_id
+        units[rows[i].product_id] = rows[i].q
     end
-    return ids
+    return units
 end
 
 -- Applies one step to the rows of `where` that are in its `from` status and due: count, product ids.
@@ -69,26 +71,26 @@ local function apply(tx, step, where, ...)
     if r.affected_rows == 0 then return 0, nil end
     check(tx:query(format("INSERT INTO order_transitions (order_id, from_status, to_status, at) SELECT id, '%s', "
         .. "'%s', %s FROM orders WHERE %s AND status = '%s'", step.from, step.to, step.col, where, step.to), ...))
-    local ids
+    local units
     if step.restock then
-        ids = _M.restock(tx, "order_id IN (SELECT id FROM orders WHERE " .. where .. " AND status = 'RETURNED')", ...)
+        units = _M.restock(tx, "order_id IN (SELECT id FROM orders WHERE " .. where .. " AND status = 'RETURNED')", ...)
     end
-    return r.affected_rows, ids
+    return r.affected_rows, units
 end
 
--- lifecycle.advance(tx, id) -> product ids whose stock changed (or nil); the caller holds the row lock.
+-- lifecycle.advance(tx, id) -> {[product id] = units back} (or nil); the caller holds the row lock.
 function _M.advance(tx, id)
     local changed
     for i = 1, #STEPS do
-        local _, ids = apply(tx, STEPS[i], "id = ?", id)
-        changed = ids or changed
+        local _, units = apply(tx, STEPS[i], "id = ?", id)
+        changed = units or changed
     end
     return changed
 end
 
 -- One batch of one step: number of orders moved.
 local function batch(step, size)
-    local n, ids = check(host.mysql.tx(function(tx)
+    local n, units = check(host.mysql.tx(function(tx)
         local d = _M.day_us() * step.days
         local rows = check(tx:query(format("SELECT id FROM orders WHERE status = '%s' AND %s <= UTC_TIMESTAMP(3) "
             .. "- INTERVAL %d MICROSECOND ORDER BY %s LIMIT %d FOR UPDATE SKIP LOCKED", step.from, step.base, d,
@@ -99,7 +101,7 @@ local function batch(step, size)
         local moved, changed = apply(tx, step, "id IN (" .. concat(list, ",") .. ")")
         return moved == 0 and 0 or #rows, changed
     end))
-    if ids then products.invalidate(ids) end
+    if units then products.restocked(units) end
     return n
 end
 

@@ -6,7 +6,8 @@
 --                       starts, ends (ms since the epoch), limit (per user)
 --   {p:P}:buyers  hash  user id -> units held, being paid or paid (the per-user limit)
 --   {p:P}:holds   hash  order id -> "STATE|uid|deadline_ms|mysql_order_id"
---   {p:P}:dl      zset  order id -> deadline (ms), HELD holds only (the expiry sweeper's index)
+--   {p:P}:dl      zset  order id -> when the sweeper looks at it (ms): a HELD hold's deadline, a PAYING
+--                       hold's settle time (pay_begin + settle ms; the sweeper hands it to the settle)
 --   {p:P}:oid     counter of entries; order id = P * 10^9 + counter
 --   {p:P}:ev      stream of order events (type, order_id, user_id, product_id, at)
 --   {p:P}:ik:<uid>:<key>, {p:P}:pk:<uid>:<key>  Idempotency-Key records of entry and pay
@@ -84,8 +85,9 @@ end
 return {'OK', oid, dl, remaining, ver, paused}
 ]==]
 
--- pay_begin: KEYS s, holds, dl, buyers, ev, idem; ARGV order id, uid, idem hash, product id
--- HELD and before its deadline -> PAYING (out of the sweeper's index: it cannot expire any more).
+-- pay_begin: KEYS s, holds, dl, buyers, ev, idem; ARGV order id, uid, idem hash, product id, settle ms
+-- HELD and before its deadline -> PAYING: it cannot expire any more; its index entry now says when the
+-- sweeper hands it to the settle (flash.lua), should the pay never finish (a worker killed mid-pay).
 -- -> {'OK'} | {'DONE', status, mysql order id} (idempotent replay) | {'ERR', code, remaining, ver, paused}
 --    (an overdue HELD hold is expired right here, so the refusal and the unit's return are one step)
 _M.pay_begin = RELEASE .. [==[
@@ -110,7 +112,7 @@ if now_ms() >= tonumber(dl) then
   return {'ERR', 'RESERVATION_EXPIRED', remaining, ver, paused}
 end
 redis.call('HSET', k.holds, ARGV[1], 'PAYING|' .. uid .. '|' .. dl .. '|')
-redis.call('ZREM', k.dl, ARGV[1])
+redis.call('ZADD', k.dl, now_ms() + tonumber(ARGV[5]), ARGV[1])
 return {'OK'}
 ]==]
 
@@ -127,14 +129,15 @@ if ARGV[3] ~= '' then redis.call('SET', KEYS[6], ARGV[3] .. '|402|', 'PX', ARGV[
 return {remaining, ver, paused}
 ]==]
 
--- pay_done: KEYS s, holds, ev, idem; ARGV order id, uid, mysql order id, idem hash, idem ttl ms, product id
--- PAYING -> PAID (the order is in MySQL already). -> 1 | 0 (was not PAYING)
+-- pay_done: KEYS s, holds, ev, idem, dl; ARGV order id, uid, mysql order id, idem hash, idem ttl ms,
+-- product id. PAYING -> PAID (the order is in MySQL already). -> 1 | 0 (was not PAYING)
 _M.pay_done = RELEASE .. [==[
 local h = redis.call('HGET', KEYS[2], ARGV[1])
 if not h then return 0 end
 local state, uid, dl = parse(h)
 if state ~= 'PAYING' or uid ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], 'PAID|' .. uid .. '|' .. dl .. '|' .. ARGV[3])
+redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'held', -1)
 redis.call('HINCRBY', KEYS[1], 'paid', 1)
 redis.call('XADD', KEYS[3], '*', 'type', 'PAID', 'order_id', ARGV[1], 'user_id', uid, 'product_id', ARGV[6],
@@ -159,28 +162,33 @@ local remaining, ver, paused = release(k, ARGV[1], uid, dl, 'CANCELLED', ARGV[3]
 return {'OK', remaining, ver, paused}
 ]==]
 
--- sweep: KEYS s, holds, dl, buyers, ev; ARGV max holds, product id
+-- sweep: KEYS s, holds, dl, buyers, ev; ARGV max holds, product id, settle ms
 -- Every HELD hold past its deadline -> EXPIRED, its unit back; each exactly once (the state is
--- checked here, under the script's atomicity). -> {expired, remaining, ver, paused, ends ms, held}
--- | {} (no state)
+-- checked here, under the script's atomicity). A PAYING hold past its settle time is returned for the
+-- settle and its time pushed settle ms on (MySQL decides its fate, once: flash.lua settle).
+-- -> {expired, remaining, ver, paused, ends ms, held, {order id, uid, ...} to settle} | {} (no state)
 _M.sweep = RELEASE .. [==[
 local k = { s = KEYS[1], holds = KEYS[2], dl = KEYS[3], buyers = KEYS[4], ev = KEYS[5] }
 if redis.call('EXISTS', k.s) == 0 then return {} end
 local ids = redis.call('ZRANGEBYSCORE', k.dl, '-inf', now_ms() - 1, 'LIMIT', 0, tonumber(ARGV[1]))
-local n = 0
+local n, settle = 0, {}
 for i = 1, #ids do
   local h = redis.call('HGET', k.holds, ids[i])
   local state, uid, dl = parse(h or '')
   if state == 'HELD' then
     release(k, ids[i], uid, dl, 'EXPIRED', ARGV[2])
     n = n + 1
+  elseif state == 'PAYING' then
+    settle[#settle + 1] = ids[i]
+    settle[#settle + 1] = uid
+    redis.call('ZADD', k.dl, now_ms() + tonumber(ARGV[3]), ids[i])
   else
     redis.call('ZREM', k.dl, ids[i])
   end
 end
 local st = redis.call('HMGET', k.s, 'remaining', 'ver', 'paused', 'ends', 'held')
 return {n, tonumber(st[1] or '0'), tonumber(st[2] or '0'), tonumber(st[3] or '0'), tonumber(st[4] or '0'),
-  tonumber(st[5] or '0')}
+  tonumber(st[5] or '0'), settle}
 ]==]
 
 -- init: KEYS s, buyers, holds, oid; ARGV initial, starts ms, ends ms, limit, paid (MySQL), force (0/1),
@@ -219,6 +227,32 @@ local ver = tonumber(t[1]) * 1000000 + tonumber(t[2])
 redis.call('HSET', s, 'initial', ARGV[1], 'remaining', remaining, 'held', held, 'paid', paid, 'ver', ver,
   'paused', 0, 'ended', 0, 'starts', ARGV[2], 'ends', ARGV[3], 'limit', ARGV[4])
 return {remaining, ver, 0, 1}
+]==]
+
+-- restock: KEYS s; ARGV units (may be negative), product id. Units added to (or taken from) the sale
+-- after the fact -- a paid order cancelled or returned, an admin stock change: initial and remaining
+-- move together, so initial = remaining + held + paid still holds. A unit back is published like a
+-- release. -> {remaining, ver, paused} | {} (no state: nothing to do, the next init reads MySQL)
+_M.restock = [==[
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+redis.call('HINCRBY', KEYS[1], 'initial', ARGV[1])
+local remaining = redis.call('HINCRBY', KEYS[1], 'remaining', ARGV[1])
+local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+local paused = tonumber(redis.call('HGET', KEYS[1], 'paused') or '0')
+if tonumber(ARGV[1]) > 0 then
+  redis.call('PUBLISH', 'flash:stock', ARGV[2] .. '|' .. remaining .. '|' .. ver .. '|' .. paused)
+end
+return {remaining, ver, paused}
+]==]
+
+-- set_sale: KEYS s; ARGV starts ms, ends ms, limit: the sale window and per-user limit MySQL now has
+-- (an admin changed them). -> {remaining, ver, paused} | {} (no state: the next init reads MySQL)
+_M.set_sale = [==[
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+redis.call('HSET', KEYS[1], 'starts', ARGV[1], 'ends', ARGV[2], 'limit', ARGV[3])
+local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+local st = redis.call('HMGET', KEYS[1], 'remaining', 'paused')
+return {tonumber(st[1]), ver, tonumber(st[2])}
 ]==]
 
 -- set_flag: KEYS s; ARGV field ('paused' | 'ended'), value (0/1). -> {remaining, ver, paused} | {} (no state)

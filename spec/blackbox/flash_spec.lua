@@ -8,7 +8,9 @@
 -- workers; 1,000 sold-out entries costing a bounded number of Redis commands; a paid order once in
 -- MySQL; stock exact under concurrent repeat clicks; payment failure returning the unit; the order
 -- event pipeline into MySQL; reconcile; Redis restarted from an AOF lacking its last writes (no
--- oversell: the stock is rebuilt from MySQL).
+-- oversell: the stock is rebuilt from MySQL); the settle of pays that never finished (a gateway
+-- slower than flash_settle_seconds, a worker killed mid-charge, a commit Redis never heard of);
+-- units coming back after the fact (a paid order cancelled, an admin stock or sale window change).
 --
 --   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/flash_spec.lua
 local socket = require "socket"
@@ -19,7 +21,7 @@ local raw = require "spec.support.raw"
 local format = string.format
 
 describe("flash purchase", function()
-    local env, a, b, admin, failing
+    local env, a, b, admin, failing, slow
 
     local function call(...) return env:call(...) end
 
@@ -93,6 +95,9 @@ describe("flash purchase", function()
         env = shop.setup("fcfs_flash_spec", { workers = 2 }, { hold_seconds = 2, flash_sweep_interval = 0.2,
             payment = { failure_rate = 0 } })
         failing = env:start({ workers = 1 }, { hold_seconds = 2, payment = { failure_rate = 1 } })
+        -- a gateway slower than the settle: a pay still charging is taken for dead after 1 s
+        slow = env:start({ workers = 1 }, { hold_seconds = 2, flash_sweep_interval = 0.2, flash_settle_seconds = 1,
+            payment = { failure_rate = 0, latency = 2 } })
         a, b = env:member("a"), env:member("b")
         admin = env:member("admin", "ADMIN")
     end)
@@ -254,6 +259,109 @@ describe("flash purchase", function()
             assert.equal(0, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
             -- the gate reopened: b gets the unit
             assert.equal(201, entry(b.token, p.id).status)
+        end)
+    end)
+
+    describe("settle of a pay that never finished", function()
+        it("gives up a pay still charging after flash_settle_seconds: FAILED in MySQL, the unit back once, "
+            .. "then the late pay answers 402", function()
+            local p = product({ stock = 1 })
+            local oid = entry(a.token, p.id).json.order_id
+            local res = pay(a.token, oid, { server = slow })
+            expect_error(res, 402, "PAYMENT_FAILED")
+            local s = state(p.id)
+            assert.same({ 1, 0, 0 }, { s.remaining, s.held, s.paid })
+            assert.equal("FAILED", env:sql(format("SELECT state FROM flash_orders WHERE id = %d", oid))[1][1])
+            assert.equal(0, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
+            assert.equal(1, count(format("SELECT COUNT(*) FROM flash_orders WHERE product_id = %d", p.id)))
+            local logged = false -- by whichever server's sweeper settled it
+            for _, srv in ipairs(env.servers) do
+                logged = logged or srv:error_log():find("flash order " .. oid
+                    .. ": pay unfinished past its settle time; settled: FAILED", 1, true) ~= nil
+            end
+            assert.is_true(logged)
+            wait_for("the gate to reopen", function() return view(p.id).state == "OPEN" end, 3)
+            assert.equal(201, entry(b.token, p.id).status)
+        end)
+
+        it("settles a pay whose worker was killed mid-charge: the unit comes back with no manual step", function()
+            local p = product({ stock = 1 })
+            local oid = entry(a.token, p.id).json.order_id
+            local c = assert(socket.connect("127.0.0.1", slow.port))
+            assert(c:send(shop.raw_request("POST", "/api/flash/orders/" .. oid .. "/pay", a.token)))
+            wait_for("the pay to begin", function() return env.redis:call("HGET", "{p:" .. p.id .. "}:holds",
+                tostring(oid)):find("^PAYING") end, 3)
+            for _, pid in ipairs(slow:worker_pids()) do slow:signal("KILL", pid) end
+            c:settimeout(5)
+            assert.is_nil((c:receive("*l")))
+            c:close()
+            wait_for("the settle", function() return state(p.id).remaining == 1 end, 10)
+            local s = state(p.id)
+            assert.same({ 1, 0, 0 }, { s.remaining, s.held, s.paid })
+            assert.equal("FAILED", env:sql(format("SELECT state FROM flash_orders WHERE id = %d", oid))[1][1])
+            assert.equal(201, entry(b.token, p.id).status)
+        end)
+
+        it("marks paid in Redis a hold MySQL recorded whose pay died before telling Redis", function()
+            local p = product({ stock = 2 })
+            local oid = entry(a.token, p.id).json.order_id
+            assert.equal(200, pay(a.token, oid).status)
+            -- as if the worker died between the commit and pay_done: Redis still says PAYING
+            local t = "{p:" .. p.id .. "}"
+            local h = env.redis:call("HGET", t .. ":holds", tostring(oid))
+            local uid, dl = h:match("^PAID|(%d+)|(%d+)|%d+$")
+            assert.truthy(uid)
+            env.redis:call("HSET", t .. ":holds", tostring(oid), "PAYING|" .. uid .. "|" .. dl .. "|")
+            env.redis:call("HINCRBY", t .. ":s", "held", 1)
+            env.redis:call("HINCRBY", t .. ":s", "paid", -1)
+            env.redis:call("ZADD", t .. ":dl", 0, tostring(oid))
+            wait_for("the settle", function() return state(p.id).paid == 1 end, 5)
+            local s = state(p.id)
+            assert.same({ 1, 0, 1 }, { s.remaining, s.held, s.paid })
+            assert.truthy(env.redis:call("HGET", t .. ":holds", tostring(oid)):find("^PAID|"))
+            assert.equal(0, tonumber(env.redis:call("ZCARD", t .. ":dl")))
+            assert.equal(1, count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d AND state = 'PAID'", oid)))
+            assert.equal(1, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
+        end)
+    end)
+
+    describe("units coming back after the fact", function()
+        it("puts the unit of a paid flash order cancelled through the Orders routes back on sale at once", function()
+            local p = product({ stock = 1 })
+            local paid = pay(a.token, entry(a.token, p.id).json.order_id)
+            assert.equal(200, paid.status, paid.body)
+            expect_error(entry(b.token, p.id), 409, "OUT_OF_STOCK")
+            local res = call("POST", "/api/orders/{id}/cancel", { path = "/api/orders/" .. paid.json.order_id
+                .. "/cancel", token = a.token })
+            assert.equal(200, res.status, res.body)
+            local s = state(p.id)
+            assert.same({ 2, 1, 0, 1 }, { s.initial, s.remaining, s.held, s.paid })
+            local again
+            wait_for("the gates to reopen", function()
+                again = entry(b.token, p.id)
+                return again.status == 201
+            end, 3, function() return again.body end)
+            local code, out = env.s:cli { "run", env.s.lua_dir .. "/cli/reconcile.lua", tostring(p.id) }
+            assert.equal(0, code, out)
+            assert.matches("initial 2, remaining 0, held 1, paid 1", out, 1, true)
+        end)
+
+        it("takes an admin's stock change and sale window change into the sale's Redis state", function()
+            local p = product({ stock = 1, sale_starts_at = at(3000), sale_ends_at = at(3600) })
+            assert.equal("UPCOMING", view(p.id).state) -- the Redis state exists from here on
+            local res = call("PUT", "/api/products/{id}/stock", { path = "/api/products/" .. p.id .. "/stock",
+                token = admin.token, json = { quantity = 4 } })
+            assert.equal(200, res.status, res.body)
+            local s = state(p.id)
+            assert.same({ 4, 4 }, { s.initial, s.remaining })
+            expect_error(entry(a.token, p.id), 403, "SALE_NOT_OPEN")
+            res = call("PATCH", "/api/products/{id}", { path = "/api/products/" .. p.id, token = admin.token,
+                json = { sale_starts_at = at(-1), per_user_limit = 2 } })
+            assert.equal(200, res.status, res.body)
+            assert.equal(201, entry(a.token, p.id).status)
+            assert.equal(201, entry(a.token, p.id).status)
+            expect_error(entry(a.token, p.id), 409, "ALREADY_PURCHASED")
+            assert.equal(2, state(p.id).remaining)
         end)
     end)
 

@@ -1,0 +1,278 @@
+/* request.c -- request marshalling between the server and the Lua app.
+ *
+ * fcfs_request_start() builds the request table (method, path, query, body,
+ * request_id, remote_addr, admin; `headers` built on first use by the
+ * metatable's __index) and runs app:handle(req) as a task of the VM. The
+ * task's end comes back through request_hooks: the handler's results
+ * (status, body, headers, route) are read and checked here and handed to
+ * the server through r->ops; a Lua error is a 500, a VM drained under a
+ * running handler a 503.
+ *
+ * Ownership: a request belongs to its connection (server.c); its task
+ * belongs to the VM. They point at each other from fcfs_request_start()
+ * until the task ends or is cancelled, and both links are cut before the
+ * request is answered, so that answering cannot cancel the task that is
+ * answering. */
+#include "request.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "vm.h"
+
+/* Registry key of the request tables' metatable (one per VM): its address is unique. */
+static char req_mt_key;
+
+/* ---- response headers ------------------------------------------------------ */
+
+/* Headers the host writes itself: a handler setting one is an error. */
+static const char *const host_owned[] = {
+    "Content-Length", "Transfer-Encoding", "Connection", "Date", "Server", NULL};
+
+static int is_tchar(unsigned char ch) { /* RFC 9110 5.6.2 */
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+         (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+typedef struct {
+  char *buf;
+  size_t cap, len;
+  char *err;
+  size_t errlen;
+} headers_t;
+
+static int header_fail(headers_t *h, const char *what, const char *name, size_t nl) {
+  snprintf(h->err, h->errlen, "response header \"%.*s\": %s", (int)(nl > 64 ? 64 : nl), name, what);
+  return -1;
+}
+
+/* One "Name: value\r\n" line; the value is the Lua value at the top of L. */
+static int header_line(headers_t *h, lua_State *L, const char *k, size_t kl) {
+  int t = lua_type(L, -1);
+  if (t != LUA_TSTRING && t != LUA_TNUMBER)
+    return header_fail(h, "values must be strings or numbers (or a list of them)", k, kl);
+  size_t vl;
+  const char *v = lua_tolstring(L, -1, &vl);
+  for (size_t i = 0; i < vl; i++) {
+    unsigned char ch = (unsigned char)v[i];
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+      return header_fail(h, "control character in the value", k, kl);
+  }
+  if (h->len + kl + vl + 4 > h->cap) return header_fail(h, "header block too long", k, kl);
+  char *p = h->buf + h->len;
+  memcpy(p, k, kl);
+  p[kl] = ':';
+  p[kl + 1] = ' ';
+  memcpy(p + kl + 2, v, vl);
+  p[kl + 2 + vl] = '\r';
+  p[kl + 3 + vl] = '\n';
+  h->len += kl + vl + 4;
+  return 0;
+}
+
+/* The header table at idx (nil: none) as "Name: value\r\n" lines; a list
+ * value gives one line per element (several Set-Cookie). Names are tokens,
+ * unique regardless of case and never one the host writes; values have no
+ * control characters; the block fits in cap. 0, or -1 with err. */
+static int build_headers(lua_State *L, int idx, headers_t *h) {
+  if (lua_isnil(L, idx)) return 0;
+  if (!lua_istable(L, idx)) return header_fail(h, "headers must be a table", "", 0);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      lua_pop(L, 2);
+      return header_fail(h, "names must be strings", "?", 1);
+    }
+    size_t kl;
+    const char *k = lua_tolstring(L, -2, &kl);
+    int rc = 0;
+    for (size_t i = 0; i < kl && rc == 0; i++)
+      if (!is_tchar((unsigned char)k[i])) rc = header_fail(h, "name is not a token", k, kl);
+    if (kl == 0) rc = header_fail(h, "empty name", k, kl);
+    for (int i = 0; host_owned[i] && rc == 0; i++)
+      if (strlen(host_owned[i]) == kl && strncasecmp(host_owned[i], k, kl) == 0)
+        rc = header_fail(h, "set by the host, not by handlers", k, kl);
+    if (rc == 0 && http_head_has(h->buf, h->len, k, kl))
+      rc = header_fail(h, "set twice (names are case-insensitive)", k, kl);
+    if (rc == 0 && lua_istable(L, -1)) {
+      int n = (int)lua_objlen(L, -1);
+      if (n == 0) rc = header_fail(h, "empty list", k, kl);
+      for (int i = 1; i <= n && rc == 0; i++) {
+        lua_rawgeti(L, -1, i);
+        rc = header_line(h, L, k, kl);
+        lua_pop(L, 1);
+      }
+    } else if (rc == 0) {
+      rc = header_line(h, L, k, kl);
+    }
+    if (rc != 0) {
+      lua_pop(L, 2);
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* ---- the task's end ---------------------------------------------------------- */
+
+/* The handler returned: status, body, headers, route on co. */
+static void request_done(void *owner, lua_State *co) {
+  fcfs_request_t *r = owner;
+  r->task = NULL;
+  int top = lua_gettop(co);
+  int status = top >= 1 ? (int)lua_tointeger(co, 1) : 0;
+  if (status < 100 || status > 999) {
+    char line[256];
+    fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)),
+                 "handler returned no valid status (got %s)", luaL_typename(co, 1));
+    status = 500;
+  }
+  size_t blen = 0;
+  const char *body =
+      top >= 2 && lua_type(co, 2) == LUA_TSTRING ? lua_tolstring(co, 2, &blen) : NULL;
+  char hbuf[8192], err[256];
+  headers_t hd = {hbuf, sizeof(hbuf), 0, err, sizeof(err)};
+  if (top >= 4 && lua_type(co, 4) == LUA_TSTRING) {
+    snprintf(r->route_buf, sizeof(r->route_buf), "%s", lua_tostring(co, 4));
+    r->route = r->route_buf;
+  }
+  if (top >= 3 && build_headers(co, 3, &hd) != 0) {
+    char line[256];
+    fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)), "%s",
+                 err);
+    fcfs_request_fail(r, 500, NULL);
+    return;
+  }
+  fcfs_request_respond(r, status, hbuf, hd.len, body, blen);
+}
+
+static void request_failed(void *owner, const char *traceback) {
+  fcfs_request_t *r = owner;
+  char line[256];
+  r->task = NULL;
+  fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)),
+               "lua error: %s", traceback);
+  fcfs_request_fail(r, 500, NULL);
+}
+
+static void request_dropped(void *owner, const char *why) {
+  fcfs_request_t *r = owner;
+  r->task = NULL;
+  fcfs_request_fail(r, 503, why);
+}
+
+static const fcfs_task_hooks_t request_hooks = {request_done, request_failed, request_dropped};
+
+fcfs_request_t *fcfs_task_request(fcfs_task_t *t) {
+  return fcfs_task_owner(t, &request_hooks);
+}
+
+/* ---- the request table ------------------------------------------------------- */
+
+/* __index of request tables: `headers` is built on first use, from the
+ * request of the running task (a request table kept past its request finds
+ * no headers). */
+static int req_index(lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  if (k == NULL || strcmp(k, "headers") != 0) return 0;
+  fcfs_task_t *t = fcfs_task_current(L);
+  fcfs_request_t *r = t ? fcfs_task_request(t) : NULL;
+  lua_newtable(L);
+  if (r && r->http) {
+    const http_req_t *h = r->http;
+    char name[128];
+    for (size_t i = 0; i < h->nheaders; i++) {
+      size_t nl = h->headers[i].name_len < sizeof(name) ? h->headers[i].name_len : sizeof(name) - 1;
+      for (size_t j = 0; j < nl; j++) {
+        char c = h->headers[i].name[j];
+        name[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+      }
+      lua_pushlstring(L, name, nl);
+      lua_pushvalue(L, -1);
+      lua_rawget(L, -3);
+      if (lua_isstring(L, -1)) { /* repeated header: join with ", " */
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, h->headers[i].value, h->headers[i].value_len);
+        lua_concat(L, 3);
+      } else {
+        lua_pop(L, 1);
+        lua_pushlstring(L, h->headers[i].value, h->headers[i].value_len);
+      }
+      lua_rawset(L, -3);
+    }
+  }
+  lua_pushvalue(L, -1);
+  lua_setfield(L, 1, "headers");
+  return 1;
+}
+
+/* Push the request tables' metatable of L's VM, made on first use. */
+static void push_req_mt(lua_State *L) {
+  lua_pushlightuserdata(L, &req_mt_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (!lua_isnil(L, -1)) return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, req_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushlightuserdata(L, &req_mt_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+void fcfs_request_start(fcfs_vm_t *vm, fcfs_request_t *r) {
+  fcfs_task_t *t = fcfs_vm_task(vm, &request_hooks, r, r->deadline_ms);
+  if (t == NULL) {
+    fcfs_request_fail(r, 503, "out of memory");
+    return;
+  }
+  r->task = t;
+  lua_State *co = fcfs_task_thread(t);
+  const http_req_t *h = r->http;
+  fcfs_vm_push_handler(vm, co);
+  lua_createtable(co, 0, 8);
+  lua_pushlstring(co, h->method, h->method_len);
+  lua_setfield(co, -2, "method");
+  lua_pushlstring(co, h->path, h->path_len);
+  lua_setfield(co, -2, "path");
+  lua_pushlstring(co, h->query ? h->query : "", h->query_len);
+  lua_setfield(co, -2, "query");
+  if (h->body) {
+    lua_pushlstring(co, h->body, h->body_len);
+    lua_setfield(co, -2, "body");
+  }
+  lua_pushstring(co, r->id);
+  lua_setfield(co, -2, "request_id");
+  lua_pushstring(co, r->remote);
+  lua_setfield(co, -2, "remote_addr");
+  if (r->admin) {
+    lua_pushboolean(co, 1);
+    lua_setfield(co, -2, "admin");
+  }
+  push_req_mt(co);
+  lua_setmetatable(co, -2);
+  fcfs_task_start(t, 2);
+}
+
+void fcfs_request_cancel(fcfs_request_t *r) {
+  fcfs_task_t *t = r->task;
+  if (t == NULL) return;
+  r->task = NULL;
+  fcfs_task_cancel(t);
+}
+
+const char *fcfs_request_line(const fcfs_request_t *r, char *buf, size_t cap) {
+  const http_req_t *h = r->http;
+  if (h == NULL) {
+    snprintf(buf, cap, "-");
+    return buf;
+  }
+  snprintf(buf, cap, "%.*s %.*s%s%.*s HTTP/1.%d", (int)h->method_len, h->method, (int)h->path_len,
+           h->path, h->query_len ? "?" : "", (int)h->query_len, h->query ? h->query : "",
+           h->http_minor);
+  return buf;
+}
