@@ -19,6 +19,10 @@ local shell = require "spec.support.shell"
 local format = string.format
 
 local HEADER_TIMEOUT, IDLE_TIMEOUT = 2, 3
+-- Under ASan (etc/dev test sets ASAN_OPTIONS) or the Lua line hook of the coverage run the host
+-- serves several times slower and ASan's quarantine keeps freed memory: the pipelining case then
+-- uses fewer clients, does not wait for all of them to be closed and does not bound the RSS.
+local INSTRUMENTED = os.getenv("ASAN_OPTIONS") ~= nil or os.getenv("FCFS_LUA_COVERAGE") ~= nil
 
 local function rss_kb(pid)
     local f = io.open("/proc/" .. pid .. "/status")
@@ -105,16 +109,19 @@ describe("slow clients", function()
     it("pauses and then closes pipelining clients that never read, and keeps serving", function()
         -- they are closed once the host's buffers are full and a timeout passed: how long filling
         -- takes depends on the machine's load, so the client may run up to 40 s
-        local line, answers, growth, worst = run_client("pipeline", "60 40 /healthz", 40)
-        assert.equal(60, field(line, "connected"), line)
-        assert.equal(60, field(line, "closed"), line)
+        local n = INSTRUMENTED and 20 or 60
+        local line, answers, growth, worst = run_client("pipeline", format("%d 40 /healthz", n), 40)
+        assert.equal(n, field(line, "connected"), line)
+        assert.equal(0, field(line, "errors"), line)
         -- served in turns: a pipelining client gets 64 requests per loop turn, so the others are
         -- answered meanwhile (without turns one loop turn served tens of thousands of requests per
-        -- pipelining connection and /healthz waited seconds)
+        -- pipelining connection and /healthz waited past its 5 s timeout)
+        if INSTRUMENTED then return end
         assert.is_true(worst < 2, format("/healthz waited %.3f s", worst))
+        assert.equal(n, field(line, "closed"), line)
         assert.is_true(answers > 5, "healthz answered " .. answers .. " times")
         -- at most a write queue (256 KiB) and a backlog (1 MiB) per connection, plus slack
-        assert.is_true(growth < 60 * 1536 + 32 * 1024, "worker RSS grew by " .. growth .. " kB")
+        assert.is_true(growth < n * 1536 + 32 * 1024, "worker RSS grew by " .. growth .. " kB")
     end)
 
     it("logged no error", function()
