@@ -373,7 +373,10 @@ static void conn_respond(fcfs_request_t *r, int status, const char *headers, siz
   }
   if (!keep) {
     c->must_close = 1;
-    if (c->writes == 0) conn_linger(c);
+    if (c->writes == 0)
+      conn_linger(c);
+    else /* write_done lingers; a client that never reads is closed at idle_timeout */
+      set_timer(c, PHASE_IDLE, conf->idle_timeout);
     s->env.idle(s->env.arg);
     return;
   }
