@@ -186,6 +186,8 @@ local function check_value(rule, v)
         return nil, MSG.NOT_STRING
     end
     if type(v) ~= "string" then return nil, MSG.NOT_STRING end
+    -- too long whatever its characters (4 bytes each at most): refused before any byte is read
+    if #v > rule.max * 4 then return nil, MSG.TOO_LONG, rule.max end
     local n = utf8_len(v)
     if not n then return nil, MSG.NOT_UTF8 end
     -- C0 controls and DEL; a multi-line field may hold line breaks and tabs
