@@ -1,7 +1,7 @@
 /* flash_client.c -- the load client of bench/flash_sale.sh (built by that script with cc; not part
  * of the fcfs build).
  *
- *   flash_client HOST PORT PRODUCT_ID TOKENS_FILE START_EPOCH UNITS SECONDS [ABANDON_PCT]
+ *   flash_client HOST PORT PRODUCT_ID TOKENS_FILE START_EPOCH UNITS SECONDS [ABANDON_PCT [PAID_LOG]]
  *
  * One keep-alive connection per token (one member each; TOKENS_FILE holds one access token a line),
  * all connected before START_EPOCH (wall clock), one epoll loop. At START_EPOCH every connection
@@ -12,7 +12,8 @@
  * orders are paid, or after SECONDS. A progress line each second (stderr), then one line RESULT
  * attempts=N entries=N pays=N rps=R won=N abandoned=N paid=N pay_failed=N expired=N sold_out=N
  * not_open=N unavailable=N errors=N entry_p50_ms= entry_p99_ms= pay_p50_ms= pay_p99_ms= sellout_s=
- * sellout_s is the time from START_EPOCH to the last successful payment.
+ * sellout_s is the time from START_EPOCH to the last successful payment. With PAID_LOG, every pay
+ * answered 200 appends "FLASH_ORDER_ID ORDER_ID" to that file (bench/chaos.sh checks them in MySQL).
  * Memory: the connection array and the latency arrays, freed at exit.
  */
 #define _GNU_SOURCE
@@ -53,6 +54,7 @@ static long attempts, entries, pays, won, abandoned, paid, pay_failed, expired, 
     unavailable, errors;
 static double last_paid_at;
 static lat_t lat_entry, lat_pay;
+static FILE *paid_log;
 
 static double wall(void) {
   struct timespec ts;
@@ -188,6 +190,10 @@ static void answered(conn_t *c, int status, const char *body, double now, int ab
   } else {
     if (status == 200) {
       paid++;
+      const char *p = strstr(body, "\"order_id\":");
+      if (paid_log)
+        fprintf(paid_log, "%s %.*s\n", c->oid, p ? (int)strspn(p + 11, "0123456789") : 0,
+                p ? p + 11 : "");
       last_paid_at = now;
       c->state = DONE;
     } else if (status == 402 || status == 410) {
@@ -238,7 +244,7 @@ int main(int argc, char **argv) {
   if (argc < 8) {
     fprintf(stderr,
             "usage: flash_client HOST PORT PRODUCT_ID TOKENS_FILE START_EPOCH UNITS SECONDS "
-            "[ABANDON_PCT]\n");
+            "[ABANDON_PCT [PAID_LOG]]\n");
     return 2;
   }
   addr.sin_family = AF_INET;
@@ -249,6 +255,10 @@ int main(int argc, char **argv) {
   long units = atol(argv[6]);
   double seconds = atof(argv[7]);
   int abandon_pct = argc > 8 ? atoi(argv[8]) : 20;
+  if (argc > 9 && !(paid_log = fopen(argv[9], "w"))) {
+    perror("paid log");
+    return 2;
+  }
   srand((unsigned)getpid());
 
   FILE *f = fopen(argv[4], "r");
@@ -348,6 +358,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < n; i++)
     drop(&conns[i]);
   free(conns);
+  if (paid_log) fclose(paid_log);
   free(lat_entry.v);
   free(lat_pay.v);
   return 0;

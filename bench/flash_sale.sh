@@ -36,9 +36,8 @@ shop_start "shared_dicts = { revoked = \"8m\", catalog = \"8m\" }" "max_connecti
   "idle_timeout = 300" "app = { hold_seconds = $HOLD_SECONDS, flash_sweep_interval = 0.5, payment = { failure_rate = $FAILURE_RATE } }"
 
 tokens=$BENCH_TMP/tokens.txt
-setup=$(cd "$BENCH_ROOT" && "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_setup.lua "$N" "$S" "$OPENS_IN" "$tokens")
-pid=$(sed -n 's/.*product=\([0-9]*\).*/\1/p' <<<"$setup")
-opens_at=$(sed -n 's/.*opens_at=\([0-9]*\).*/\1/p' <<<"$setup")
+flash_setup "$N" "$S" "$OPENS_IN" "$tokens"
+pid=$FLASH_PID opens_at=$FLASH_OPENS_AT
 echo "# $N members, product $pid: $S units, opens at $(date -u -d "@$opens_at" '+%H:%M:%S') UTC," \
   "hold_seconds $HOLD_SECONDS, failure_rate $FAILURE_RATE, abandon $ABANDON%"
 

@@ -15,11 +15,7 @@
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
-DURATION=${DURATION:-5}
-CONNS=${CONNS:-64 256}
-THREADS=${THREADS:-2}
-WARMUP=${WARMUP:-1}
-ROUNDS=${ROUNDS:-3}
+compare_defaults
 
 bench_init
 # shellcheck disable=SC2119

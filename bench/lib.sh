@@ -155,13 +155,14 @@ peer_start() {
   wait_http "$PEER_URL/hello"
 }
 
-# wrk_result LABEL wrk-args...: run wrk with bench/report.lua, print its RESULT line
-# prefixed with the label; the full wrk output goes to BENCH_TMP/wrk-LABEL.txt.
+# wrk_result LABEL wrk-args...: run wrk with bench/report.lua (or the script WRK_SCRIPT, which must
+# end with report.lua's done()), print its RESULT line prefixed with the label; the full wrk output
+# goes to BENCH_TMP/wrk-LABEL.txt.
 wrk_result() {
-  local label=$1
+  local label=$1 script=${WRK_SCRIPT:-$BENCH_ROOT/bench/report.lua}
   shift
-  echo "\$ wrk -s bench/report.lua $*" >&2
-  wrk -s "$BENCH_ROOT/bench/report.lua" "$@" >"$BENCH_TMP/wrk-$label.txt" 2>&1 || {
+  echo "\$ wrk -s ${script#"$BENCH_ROOT"/} $*" >&2
+  wrk -s "$script" "$@" >"$BENCH_TMP/wrk-$label.txt" 2>&1 || {
     cat "$BENCH_TMP/wrk-$label.txt" >&2
     return 1
   }
@@ -176,6 +177,16 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
 # median of the numbers on stdin, one per line
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+# compare_defaults: the knobs of compare_targets, from the environment or their defaults.
+# shellcheck disable=SC2034 # read by compare_targets and the scripts
+compare_defaults() {
+  DURATION=${DURATION:-5}
+  CONNS=${CONNS:-64 256}
+  THREADS=${THREADS:-2}
+  WARMUP=${WARMUP:-1}
+  ROUNDS=${ROUNDS:-3}
+}
+
 # compare_targets: wrk each target of the array `order` (URLs in the associative array `url`) at
 # each of $CONNS connections, $ROUNDS times. Before measuring, every target is warmed up at every
 # connection count that is measured (WARMUP seconds each). Each round rotates `order` by one, so
@@ -185,17 +196,25 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 # of its workers (fcfs_* targets are fcfs, the others the peer) and, for each "name:pid" in
 # $EXTRA_CPU (e.g. redis:<pid>), that process's CPU per request as name_cpu_us. Prints the table
 # and the ratios; sets bad=1 if any run saw socket errors or 4xx/5xx.
+# Optional, from the caller: wrk_script[target] = a wrk script to run instead of bench/report.lua
+# (ending with report.lua's done()); a function before_run TARGET, called before every run of the
+# target (warm-up included: to reset state, it may change url[target]); ERRORS_EXPECTED = targets
+# whose every answer must be a 4xx/5xx (a sold-out path: bad=1 unless non2xx = requests);
+# REDIS_CLI = a redis-cli command line: its server's commands per request (INFO commandstats,
+# scripts' inner commands included) and its time in scripts per request go into each RESULT line
+# as redis_cmds and redis_script_us.
 # shellcheck disable=SC2034,SC2154 # order/url/RATIOS come from the caller, res/ratio/bad go back to it
 compare_targets() {
   local r c t i n pids c0 c1 line key l hz pair a b x e round_order
-  declare -gA res ratio
+  declare -gA res ratio wrk_script
   declare -A all rounds cpu0
   bad=0
   n=${#order[@]}
   echo "# warm-up: every target ${WARMUP}s at each of $CONNS connections"
   for c in $CONNS; do
     for t in "${order[@]}"; do
-      wrk -t"$THREADS" -c"$c" -d"${WARMUP}s" "${url[$t]}" >/dev/null
+      if declare -F before_run >/dev/null; then before_run "$t"; fi
+      wrk -t"$THREADS" -c"$c" -d"${WARMUP}s" ${wrk_script[$t]:+-s "${wrk_script[$t]}"} "${url[$t]}" >/dev/null
     done
   done
 
@@ -209,8 +228,11 @@ compare_targets() {
         if [[ $t = fcfs* ]]; then pids=$(fcfs_workers); else pids=$(peer_workers); fi
         # shellcheck disable=SC2086
         c0=$(cpu_ticks $pids)
+        if declare -F before_run >/dev/null; then before_run "$t"; fi
+        if [[ -n ${REDIS_CLI:-} ]]; then $REDIS_CLI config resetstat >/dev/null; fi
         for e in ${EXTRA_CPU:-}; do cpu0[$e]=$(cpu_ticks "${e#*:}"); done
-        line=$(wrk_result "$t-$c-r$r" -t"$THREADS" -c"$c" -d"${DURATION}s" --timeout 5s "${url[$t]}")
+        line=$(WRK_SCRIPT=${wrk_script[$t]:-} wrk_result "$t-$c-r$r" -t"$THREADS" -c"$c" -d"${DURATION}s" \
+          --timeout 5s "${url[$t]}")
         # shellcheck disable=SC2086
         c1=$(cpu_ticks $pids)
         # CPU (user + system) per request, in microseconds: the server's workers, then each extra
@@ -218,10 +240,15 @@ compare_targets() {
         for e in ${EXTRA_CPU:-}; do
           line+=" ${e%%:*}_cpu_us=$(per_request $(($(cpu_ticks "${e#*:}") - cpu0[$e])) "$hz" "$(field requests "$line")")"
         done
+        if [[ -n ${REDIS_CLI:-} ]]; then
+          line+=" redis_cmds=$(redis_cmds "$(field requests "$line")")"
+          line+=" redis_script_us=$(redis_script_us "$(field requests "$line")")"
+        fi
         echo "$line round=$r"
         all[$t-$c]+="${line#* }"$'\n'
         rps[$t]=$(field rps "$line")
-        (( $(field sock_err "$line") == 0 && $(field non2xx "$line") == 0 )) || bad=1
+        if [[ " ${ERRORS_EXPECTED:-} " = *" $t "* ]]; then x=$(field requests "$line"); else x=0; fi
+        (( $(field sock_err "$line") == 0 && $(field non2xx "$line") == x )) || bad=1
       done
       for pair in ${RATIOS:-}; do
         a=${pair%/*} b=${pair#*/}
@@ -241,6 +268,7 @@ compare_targets() {
   echo "median round by req/s of $ROUNDS rounds, wrk -t$THREADS -d${DURATION}s ($BENCH_ID)"
   local extra_head="" extra_sep=""
   for e in ${EXTRA_CPU:-}; do extra_head+=" ${e%%:*} CPU µs/req |"; extra_sep+="---:|"; done
+  if [[ -n ${REDIS_CLI:-} ]]; then extra_head+=" Redis cmds/req | Redis script µs/req |"; extra_sep+="---:|---:|"; fi
   echo "| target | conns | req/s | p50 ms | p99 ms | server CPU µs/req |$extra_head sock err | non-2xx |"
   echo "|---|---:|---:|---:|---:|---:|$extra_sep---:|---:|"
   for c in $CONNS; do
@@ -248,6 +276,7 @@ compare_targets() {
       l=${res[$t-$c]}
       x=""
       for e in ${EXTRA_CPU:-}; do x+=" $(field "${e%%:*}_cpu_us" "$l") |"; done
+      if [[ -n ${REDIS_CLI:-} ]]; then x+=" $(field redis_cmds "$l") | $(field redis_script_us "$l") |"; fi
       printf '| %s | %s | %s | %s | %s | %s |%s %s | %s |\n' "$t" "$c" "$(field rps "$l")" "$(field p50_ms "$l")" \
         "$(field p99_ms "$l")" "$(field cpu_us "$l")" "$x" "$(field sock_err "$l")" "$(field non2xx "$l")"
     done
@@ -262,6 +291,22 @@ compare_targets() {
       done
     done
   fi
+}
+
+# redis_cmds REQUESTS -> the commands $REDIS_CLI's server ran since its last CONFIG RESETSTAT, per
+# request (the RESETSTAT and this INFO themselves not counted)
+redis_cmds() {
+  $REDIS_CLI info commandstats | tr -d '\r' | awk -F'[=,:]' -v n="$1" '
+    /^cmdstat_/ && $1 != "cmdstat_config" && $1 != "cmdstat_info" { s += $3 }
+    END { printf "%.2f", (n > 0 ? s / n : 0) }'
+}
+
+# redis_script_us REQUESTS -> microseconds $REDIS_CLI's server spent running scripts (EVAL, EVALSHA:
+# their commands included; Redis's own clock, not disturbed by waiting for a CPU) per request
+redis_script_us() {
+  $REDIS_CLI info commandstats | tr -d '\r' | awk -F'[=,:]' -v n="$1" '
+    $1 == "cmdstat_evalsha" || $1 == "cmdstat_eval" { s += $5 }
+    END { printf "%.2f", (n > 0 ? s / n : 0) }'
 }
 
 # per_request TICKS HZ REQUESTS -> microseconds of CPU per request
@@ -287,3 +332,14 @@ shop_start() {
 }
 
 shop_sql() { mariadb --no-defaults --socket="$SHOP_SVC/mysql/mysql.sock" -u"$(id -un)" "$SHOP_DB" -N -e "$1"; }
+
+# flash_setup N UNITS OPENS_IN TOKENS_FILE: bench/flash_setup.lua on the shop of shop_start (N members
+# with their tokens in TOKENS_FILE, a FLASH product of UNITS units opening OPENS_IN s from now).
+# Sets FLASH_PID and FLASH_OPENS_AT (epoch seconds).
+flash_setup() {
+  local out
+  out=$(cd "$BENCH_ROOT" && "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_setup.lua "$@")
+  FLASH_PID=$(sed -n 's/.*product=\([0-9]*\).*/\1/p' <<<"$out")
+  FLASH_OPENS_AT=$(sed -n 's/.*opens_at=\([0-9]*\).*/\1/p' <<<"$out")
+  [[ -n $FLASH_PID && -n $FLASH_OPENS_AT ]]
+}

@@ -48,6 +48,11 @@ return {
   redis_queue_max = 10000,         -- replies owed on one shared connection before calls get "busy"
   redis_password = "",             -- AUTH <password> on every connection when not ""
   redis_db = 0,                    -- SELECT <db> on every connection when not 0
+  -- Redis: Sentinel. With sentinels listed, `redis` is not used: the master's address is asked for
+  -- (SENTINEL get-master-addr-by-name) before connecting, after every lost connection and every
+  -- second; a connection to a server that is not the master (ROLE) is closed.
+  redis_sentinels = {},            -- { "127.0.0.1:26379", ... } (IP:port, no names); {} = no Sentinel
+  redis_master_name = "mymaster",  -- the name the sentinels monitor the master under
 
   -- MySQL (etc/dev services: unix socket var/mysql/mysql.sock, TCP 127.0.0.1:3390)
   mysql_host = "127.0.0.1",        -- an IP, never a name (DNS would block the loop)
@@ -103,6 +108,15 @@ return {
 
   -- stock gates (host.stock): per-product remaining/version/paused in shared memory
   stock_slots = 1024,              -- products with a gate at once; one more update gets nil, "full"
+
+  -- static files (host/static.c) and streamed answers (host.stream, server-sent events)
+  static_dir = "www",              -- the storefront: GET/HEAD that no app route matches are looked up
+                                   --   here ("/" = index.html); "" = none. The app's routes win.
+  static_max_age = 0,              -- s of Cache-Control max-age; 0 = "no-cache" (revalidated by ETag)
+  static_cache_size = 8388608,     -- bytes of file contents each worker keeps in memory (LRU; a file
+                                   --   edited on disk is re-read at once: mtime, size and inode checked)
+  stream_timeout = 3600,           -- s a streamed answer lasts at most (instead of request_timeout)
+  stream_send_timeout = 10,        -- s host.stream.send waits for a slow client -> nil, "timeout"
 
   -- the application (host.config.app; free-form, read by the Lua side) ------------
   app = {

@@ -24,7 +24,9 @@
 #include <lua.h>
 #include <lualib.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +94,9 @@ static const conf_key_t keys[] = {
     I(redis_queue_max, "10000", 1, 10000000),
     S(redis_password, ""),
     I(redis_db, "0", 0, 1000000),
+    /* redis: Sentinel (issue 11) */
+    L(redis_sentinels, ""),
+    S(redis_master_name, "mymaster"),
     S(mysql_host, "127.0.0.1"),
     I(mysql_port, "3306", 1, 65535),
     S(mysql_socket, ""),
@@ -129,6 +134,12 @@ static const conf_key_t keys[] = {
     S(node_id, ""),
     /* stock gates (host.stock): products with a gate at once */
     I(stock_slots, "1024", 1, 1 << 22),
+    /* static files (static.c) and streamed answers (host.stream) */
+    S(static_dir, ""),
+    N(static_max_age, "0", 0, 31536000),
+    I(static_cache_size, "8388608", 0, 1 << 30),
+    N(stream_timeout, "3600", 1, 604800),
+    N(stream_send_timeout, "10", 0.001, 3600),
 };
 
 #undef S
@@ -452,6 +463,41 @@ static int parse_cidr(const char *s, fcfs_cidr_t *out) {
   return 0;
 }
 
+int fcfs_conf_ip_port(const char *a, struct sockaddr_storage *out) {
+  struct sockaddr_storage tmp;
+  if (!out) out = &tmp;
+  const char *colon = a ? strrchr(a, ':') : NULL;
+  if (!colon || colon == a) return -1;
+  char host[64];
+  size_t hl = (size_t)(colon - a);
+  int bracketed = a[0] == '[' && hl >= 2 && a[hl - 1] == ']';
+  if (bracketed) {
+    a++;
+    hl -= 2;
+  }
+  if (hl >= sizeof host || (!bracketed && memchr(a, ':', hl))) return -1; /* IPv6: [addr]:port */
+  memcpy(host, a, hl);
+  host[hl] = 0;
+  char *end;
+  errno = 0;
+  long port = strtol(colon + 1, &end, 10);
+  if (errno || end == colon + 1 || *end || port <= 0 || port > 65535) return -1;
+  memset(out, 0, sizeof *out);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)port);
+    return 0;
+  }
+  if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)port);
+    return 0;
+  }
+  return -1;
+}
+
 int fcfs_conf_trusted(const fcfs_conf_t *c, int family, const void *addr) {
   static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   const unsigned char *a = addr;
@@ -509,6 +555,11 @@ static int check(fcfs_conf_t *c, char *err, size_t errlen) {
   if (strchr(c->listen, ':') == NULL)
     return fail(err, errlen, "listen must be host:port, got \"%s\"", c->listen);
   if (c->redis[0] == '\0') return fail(err, errlen, "redis must not be empty");
+  for (char **p = c->redis_sentinels; *p; p++)
+    if (fcfs_conf_ip_port(*p, NULL) != 0)
+      return fail(err, errlen, "redis_sentinels: \"%s\" is not IP:port (an IP, never a name)", *p);
+  if (c->redis_sentinels[0] && !c->redis_master_name[0])
+    return fail(err, errlen, "redis_master_name must not be empty with redis_sentinels");
   if (check_admin_listen(c->admin_listen, err, errlen) != 0) return -1;
   int n = 0;
   while (c->real_ip_from[n])

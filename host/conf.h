@@ -78,6 +78,9 @@ typedef struct fcfs_conf_s {
   int redis_queue_max;  /* replies owed on one shared connection before calls get "busy" */
   char *redis_password; /* AUTH on connect when not "" */
   int redis_db;         /* SELECT on connect when not 0 */
+  /* redis: Sentinel (issue 11) */
+  char **redis_sentinels;  /* "IP:port" of each sentinel (NULL-terminated); none: use `redis` */
+  char *redis_master_name; /* the master's name in the sentinels */
 
   /* MySQL */
   char *mysql_host; /* IP, never a name (DNS would block) */
@@ -120,6 +123,12 @@ typedef struct fcfs_conf_s {
   char *node_id;                  /* host.node_id; "" in the file = the hostname */
   /* stock gates (host.stock, stock.c) */
   int stock_slots; /* products with a gate at once, laid out in shm by the master */
+  /* static files (static.c) and streamed answers (host.stream) */
+  char *static_dir;           /* served for GET/HEAD no app route matches; "" = none */
+  double static_max_age;      /* s: Cache-Control max-age; 0 = "no-cache" (revalidate by ETag) */
+  int static_cache_size;      /* bytes of file contents cached per worker */
+  double stream_timeout;      /* s: the longest a streamed answer (SSE) lasts */
+  double stream_send_timeout; /* s: the longest host.stream.send waits for a slow client */
 } fcfs_conf_t;
 
 /* Fill c from path (NULL: defaults only) and the environment. On error
@@ -130,6 +139,11 @@ void fcfs_conf_free(fcfs_conf_t *c);
 
 /* 1 when the address is in real_ip_from. family is AF_INET (addr: 4 bytes)
  * or AF_INET6 (16 bytes; an IPv4-mapped address is matched as IPv4). */
+/* "IP:port" or "[IPv6]:port" (no names: DNS would block) into *out (may be
+ * NULL: just check). 0 or -1. */
+struct sockaddr_storage;
+int fcfs_conf_ip_port(const char *a, struct sockaddr_storage *out);
+
 int fcfs_conf_trusted(const fcfs_conf_t *c, int family, const void *addr);
 
 /* Push a read-only table view of c on L (host.config). */

@@ -549,7 +549,9 @@ ssize_t http_format_head(char *buf, size_t cap, int status, const char *date, si
   rc |= PUT_LIT(&o, "\r\nServer: fcfs\r\nDate: ");
   rc |= put(&o, date, strlen(date));
   rc |= PUT_LIT(&o, "\r\n");
-  if (status >= 200 && status != 204) {
+  if (status >= 200 && status != 204 && content_length == HTTP_CHUNKED) {
+    rc |= PUT_LIT(&o, "Transfer-Encoding: chunked\r\n");
+  } else if (status >= 200 && status != 204 && content_length != HTTP_UNTIL_CLOSE) {
     rc |= PUT_LIT(&o, "Content-Length: ");
     rc |= put_uint(&o, content_length);
     rc |= PUT_LIT(&o, "\r\n");

@@ -107,10 +107,16 @@ const http_header_t *http_req_header(const http_req_t *r, const char *name);
 /* "OK", "Not Found", ... (static); "Unknown" for codes without a phrase. */
 const char *http_reason(int status);
 
+/* content_length of a streamed body: "Transfer-Encoding: chunked" instead;
+ * or, for an HTTP/1.0 client, no length at all (the body ends at the close). */
+#define HTTP_CHUNKED ((size_t)-1)
+#define HTTP_UNTIL_CLOSE ((size_t)-2)
+
 /* Status line and headers into buf (not NUL-terminated); the length, or -1 if
  * cap is too small or status is not 100..999. Writes, in order:
  *   HTTP/1.1 <status> <reason>, Server: fcfs, Date: <date>,
- *   Content-Length: <content_length> (left out for 1xx and 204, RFC 9110 8.6),
+ *   Content-Length: <content_length> (left out for 1xx and 204, RFC 9110 8.6;
+ *   Transfer-Encoding: chunked for HTTP_CHUNKED, neither for HTTP_UNTIL_CLOSE),
  *   Connection: keep-alive|close, then `extra` verbatim (complete
  *   "Name: value\r\n" lines, may be NULL), then the empty line.
  * `date` is a NUL-terminated IMF-fixdate (see http_format_date). */

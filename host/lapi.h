@@ -14,5 +14,7 @@ void fcfs_lapi_shared_open(lua_State *L, void *region);
 void fcfs_lapi_stock_open(lua_State *L, void *gate);
 /* Push host.metrics (lapi_metrics.c). */
 void fcfs_lapi_metrics_open(lua_State *L);
+/* Push host.stream (lapi_stream.c). */
+void fcfs_lapi_stream_open(lua_State *L);
 
 #endif

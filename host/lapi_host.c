@@ -19,6 +19,7 @@
  *   host.redis, host.mysql        the data plane (lapi_redis.c, lapi_mysql.c)
  *   host.crypto                   passwords, sealing, tokens (lapi_crypto.c)
  *   host.tcp()                    an outbound TCP socket (lapi_tcp.c)
+ *   host.stream.open/send         a streamed answer, e.g. SSE (lapi_stream.c)
  *
  * The table is built once per VM when first required; it holds no C
  * pointers that outlive the VM (the worker outlives all its VMs).
@@ -173,6 +174,8 @@ int fcfs_lapi_host_open(lua_State *L) {
   lua_setfield(L, -2, "stock");
   fcfs_lapi_metrics_open(L);
   lua_setfield(L, -2, "metrics");
+  fcfs_lapi_stream_open(L);
+  lua_setfield(L, -2, "stream");
   if (w->redis) {
     fcfs_lapi_redis_open(L, w->redis);
     lua_setfield(L, -2, "redis");

@@ -25,12 +25,26 @@
  * commands with "busy" (the caller fails fast instead of queueing behind a
  * stalled server).
  *
+ * Sentinel (conf->redis_sentinels): the address of the master is asked for
+ * (SENTINEL get-master-addr-by-name, one sentinel after the other, each with
+ * redis_connect_timeout for connect + answer) before the first connect and
+ * before every connect that follows the loss of a connection (a failover
+ * closes the clients of the old master: they reconnect and ask again); one
+ * query at a time, the connections waiting for it stay "connecting". Every
+ * connection then starts with ROLE: one to a server that is not a master is
+ * closed, and the next connect asks again. The sentinels are also asked every
+ * SENTINEL_RECHECK_MS: a graceful failover (SENTINEL FAILOVER) leaves the old
+ * master up and accepting writes until the sentinels demote it, seconds
+ * later; when the answer names another master, the shared and idle pinned
+ * connections are closed and reconnect to it.
+ *
  * Pinned connections (up to conf->redis_pinned_max, bound or idle) are
  * handed to one caller; given back, they go to an idle list if clean and are
  * closed otherwise; they are never reconnected.
  *
  * Memory: the pool owns conns, slots (cmd_t, recycled through a free list),
- * output buffers and the script table; replies pass to the callback. A conn
+ * output buffers, the script table and the sentinel addresses and query
+ * (one stream, one timer, one reader); replies pass to the callback. A conn
  * is freed when its handles are closed and nobody holds it (pinned: unpinned;
  * shared: pool closed); the pool is freed once its last handle is closed.
  */
@@ -58,9 +72,12 @@ enum { K_CMD, K_READ, K_LOAD };
 #define STALL_MIN_MS 1000 /* STALL = max(2 * redis_timeout, 1 s) */
 #define READ_BUF_SIZE 65536
 #define INBOX_MAX 4096
-#define EARLY_FLUSH 32768 /* bytes queued in one iteration that leave without waiting for its end */
+#define EARLY_FLUSH                                                                                \
+  32768 /* bytes queued in one iteration that leave without waiting for its end                    \
+         */
 #define FREE_CMDS_MAX 4096
 #define ARGV_STACK 32
+#define SENTINEL_RECHECK_MS 1000
 
 typedef struct cmd_s cmd_t;
 struct cmd_s {
@@ -100,6 +117,7 @@ struct fcfs_redis_conn_s {
   int nhandles; /* of h and timer, not yet closed */
   unsigned gen; /* bumped on teardown: loops over slots stop when it moves */
   int pinned, bound, destroying, busy_counted, flush_queued, in_idle, was_up;
+  int awaiting;             /* connecting: waits for a sentinel's answer before dialling */
   int counted;              /* pinned: counts against redis_pinned_max (bound or idle) */
   int multi, watch, sticky; /* pinned: state that forbids reuse */
   cmd_t *head, *tail;       /* slots in send order */
@@ -120,6 +138,29 @@ typedef struct {
   char sha[41];
 } script_t;
 
+/* The sentinel query of a pool: one at a time, on one stream. */
+typedef struct {
+  struct sockaddr_storage *addrs;
+  int n;
+  int index, tried; /* the sentinel asked now; how many were asked in this query */
+  int active;       /* a query is under way (an attempt, or its stream closing) */
+  int open;         /* the stream is initialised and not closing */
+  int found;        /* the attempt got the master's address */
+  int moved;        /* ... and it is not the one the connections used */
+  int known;        /* some sentinel answered once */
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+  } h;
+  uv_connect_t creq;
+  uv_write_t wreq;
+  uv_timer_t timer;
+  redisReader *reader;
+  char *cmd; /* SENTINEL get-master-addr-by-name NAME, formatted once */
+  int cmdlen;
+} sentinel_t;
+
 struct fcfs_redis_s {
   uv_loop_t *loop;
   const fcfs_conf_t *conf;
@@ -128,6 +169,9 @@ struct fcfs_redis_s {
   int is_unix;
   char *path; /* unix socket */
   struct sockaddr_storage addr;
+  char name[80];    /* addr as text, for the logs */
+  sentinel_t sq;    /* sq.n > 0: addr comes from the sentinels */
+  int master_fresh; /* addr was asked for after the last connection loss */
   fcfs_redis_conn_t **shared;
   int nshared, nup_shared, starting;
   fcfs_redis_conn_t *pinned; /* every pinned conn alive */
@@ -152,6 +196,7 @@ static void conn_teardown(fcfs_redis_conn_t *c, const char *err);
 static void conn_sweep(fcfs_redis_conn_t *c);
 static void on_timer(uv_timer_t *t);
 static void pinned_destroy(fcfs_redis_conn_t *c);
+static void sentinel_ask(fcfs_redis_t *r);
 
 const char *fcfs_redis_strerror(int rc) {
   switch (rc) {
@@ -243,6 +288,8 @@ static void maybe_finish(fcfs_redis_t *r) {
   }
   free(r->scripts);
   free(r->path);
+  free(r->sq.addrs);
+  if (r->sq.cmd) redisFreeCommand(r->sq.cmd);
   void (*done)(void *) = r->done;
   void *arg = r->done_arg;
   free(r);
@@ -674,6 +721,9 @@ static void conn_teardown(fcfs_redis_conn_t *c, const char *err) {
     }
   }
   if (!c->pinned && c->state == ST_CONNECTING) r->starting = 0;
+  /* a loss (not a clean unpin or the pool closing): the next connect asks the sentinels */
+  if (!r->closing && (!c->pinned || c->bound)) r->master_fresh = 0;
+  c->awaiting = 0;
   c->state = ST_CLOSING;
   idle_remove(c);
   uv_timer_stop(&c->timer);
@@ -704,8 +754,7 @@ static void on_connect(uv_connect_t *req, int status) {
   if (status < 0) {
     r->stats->errors++;
     if (!c->pinned && r->starting)
-      fcfs_log(FCFS_LOG_WARN, "redis: connect to %s failed: %s", r->conf->redis,
-               uv_strerror(status));
+      fcfs_log(FCFS_LOG_WARN, "redis: connect to %s failed: %s", r->name, uv_strerror(status));
     conn_teardown(c, fcfs_redis_eunavailable);
     return;
   }
@@ -721,7 +770,7 @@ static void on_connect(uv_connect_t *req, int status) {
     r->starting = 0;
     if (r->nup_shared++ == 0) {
       r->stats->up = 1;
-      fcfs_log(FCFS_LOG_INFO, "redis: connected to %s", r->conf->redis);
+      fcfs_log(FCFS_LOG_INFO, "redis: connected to %s", r->name);
     }
   }
   if (c->outlen) queue_flush(c);
@@ -748,27 +797,52 @@ static void on_setup_reply(void *arg, redisReply *rep, const char *err) {
   freeReplyObject(rep);
 }
 
-/* Queue AUTH and SELECT ahead of anything else on a connection being opened. */
+/* The reply to ROLE (Sentinel only): a server that is not the master (a
+ * sentinel answered with an old address, or it was demoted since) is left. */
+static void on_role_reply(void *arg, redisReply *rep, const char *err) {
+  fcfs_redis_conn_t *c = arg;
+  if (err) {
+    if (err == fcfs_redis_etimeout) conn_teardown(c, fcfs_redis_eunavailable);
+    return;
+  }
+  int master = rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+               rep->element[0]->type == REDIS_REPLY_STRING &&
+               !strcmp(rep->element[0]->str, "master");
+  if (!master) {
+    c->r->stats->errors++;
+    fcfs_log(FCFS_LOG_WARN, "redis: %s is not the master, asking the sentinels again", c->r->name);
+    conn_teardown(c, fcfs_redis_eunavailable);
+  }
+  freeReplyObject(rep);
+}
+
+/* Queue AUTH, SELECT and (Sentinel) ROLE ahead of anything else on a
+ * connection being opened. */
 static int conn_setup(fcfs_redis_conn_t *c) {
   fcfs_redis_t *r = c->r;
   char db[16];
   const char *argv[2];
   size_t argvlen[2];
-  for (int k = 0; k < 2; k++) {
+  for (int k = 0; k < 3; k++) {
+    int argc = 2;
     if (k == 0) {
       if (!r->conf->redis_password || !r->conf->redis_password[0]) continue;
       argv[0] = "AUTH";
       argv[1] = r->conf->redis_password;
-    } else {
+    } else if (k == 1) {
       if (r->conf->redis_db <= 0) continue;
       snprintf(db, sizeof db, "%d", r->conf->redis_db);
       argv[0] = "SELECT";
       argv[1] = db;
+    } else {
+      if (!r->sq.n) continue;
+      argv[0] = "ROLE";
+      argc = 1;
     }
-    argvlen[0] = strlen(argv[0]);
-    argvlen[1] = strlen(argv[1]);
+    for (int i = 0; i < argc; i++)
+      argvlen[i] = strlen(argv[i]);
     char *buf = NULL;
-    int len = redisFormatCommandArgv(&buf, 2, argv, argvlen);
+    int len = redisFormatCommandArgv(&buf, argc, argv, argvlen);
     cmd_t *q = len < 0 ? NULL : cmd_alloc(r);
     if (!q || out_append(c, buf, (size_t)len) < 0) {
       if (q) cmd_free(r, q);
@@ -777,13 +851,15 @@ static int conn_setup(fcfs_redis_conn_t *c) {
     }
     redisFreeCommand(buf);
     q->kind = K_CMD;
-    q->cb = on_setup_reply;
+    q->cb = k == 2 ? on_role_reply : on_setup_reply;
     q->arg = c;
     q->deadline = c->connect_deadline;
     slot_push(c, q);
   }
   return 0;
 }
+
+static void conn_dial(fcfs_redis_conn_t *c);
 
 static void conn_connect(fcfs_redis_conn_t *c) {
   fcfs_redis_t *r = c->r;
@@ -808,6 +884,18 @@ static void conn_connect(fcfs_redis_conn_t *c) {
     conn_teardown(c, fcfs_redis_eunavailable);
     return;
   }
+  if (r->sq.n && !r->master_fresh) { /* dialled by sentinel_done() */
+    c->awaiting = 1;
+    sentinel_ask(r);
+    return;
+  }
+  conn_dial(c);
+}
+
+/* Connect the initialised stream of c to r->addr (or r->path). */
+static void conn_dial(fcfs_redis_conn_t *c) {
+  fcfs_redis_t *r = c->r;
+  int rc;
   if (r->is_unix) {
     uv_pipe_connect(&c->creq, &c->h.pipe, r->path, on_connect); /* errors come to on_connect */
     return;
@@ -851,32 +939,216 @@ static void pinned_destroy(fcfs_redis_conn_t *c) {
   uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }
 
+/* ---- Sentinel: where is the master? ---- */
+
+static void sq_on_recheck(uv_timer_t *t) {
+  sentinel_ask(t->data);
+}
+
+/* The master moved while connections were up: close them (shared ones
+ * reconnect at once, to the new address). */
+static void sentinel_moved(fcfs_redis_t *r) {
+  fcfs_redis_conn_t *c;
+  fcfs_log(FCFS_LOG_NOTICE, "redis: the master moved to %s, reconnecting", r->name);
+  for (int i = 0; i < r->nshared; i++)
+    if (r->shared[i]->state == ST_UP) conn_teardown(r->shared[i], fcfs_redis_eclosed);
+  while ((c = r->idle)) {
+    idle_remove(c);
+    conn_teardown(c, fcfs_redis_eclosed);
+  }
+}
+
+/* A connection that waited for the sentinels: dial, or fail it. */
+static void conn_resume(fcfs_redis_conn_t *c, int found) {
+  c->awaiting = 0;
+  if (found)
+    conn_dial(c);
+  else
+    conn_teardown(c, fcfs_redis_eunavailable);
+}
+
+/* The query ended: dial (found) or fail (not found) every connection waiting
+ * for it. A failure tears them down: shared ones retry after their backoff. */
+static void sentinel_done(fcfs_redis_t *r, int found) {
+  r->sq.active = 0;
+  uv_timer_start(&r->sq.timer, sq_on_recheck, SENTINEL_RECHECK_MS, 0);
+  if (found && r->sq.moved) sentinel_moved(r);
+  if (found)
+    r->master_fresh = 1;
+  else
+    r->stats->errors++;
+  for (int i = 0; i < r->nshared; i++)
+    if (r->shared[i]->awaiting) conn_resume(r->shared[i], found);
+again: /* a teardown's callbacks may unpin (and unlink) pinned connections */
+  for (fcfs_redis_conn_t *c = r->pinned; c; c = c->next_pinned)
+    if (c->awaiting) {
+      conn_resume(c, found);
+      goto again;
+    }
+}
+
+static void sq_attempt(fcfs_redis_t *r);
+
+static void sq_on_closed(uv_handle_t *h) {
+  fcfs_redis_t *r = h->data;
+  r->handles--;
+  if (r->closing) {
+    maybe_finish(r);
+    return;
+  }
+  if (r->sq.found) {
+    sentinel_done(r, 1);
+  } else if (++r->sq.tried < r->sq.n) {
+    r->sq.index = (r->sq.index + 1) % r->sq.n;
+    sq_attempt(r);
+  } else {
+    fcfs_log(FCFS_LOG_WARN, "redis: no sentinel knows the master \"%s\"",
+             r->conf->redis_master_name);
+    sentinel_done(r, 0);
+  }
+}
+
+/* End the attempt on the current sentinel (its stream closes; then the next
+ * sentinel is asked, or the waiting connections are told). */
+static void sq_end(fcfs_redis_t *r, int found) {
+  if (!r->sq.open) return;
+  r->sq.open = 0;
+  r->sq.found = found;
+  uv_timer_stop(&r->sq.timer);
+  if (r->sq.reader) redisReaderFree(r->sq.reader);
+  r->sq.reader = NULL;
+  uv_close(&r->sq.h.handle, sq_on_closed);
+}
+
+static void sq_on_timeout(uv_timer_t *t) {
+  fcfs_redis_t *r = t->data;
+  fcfs_log(FCFS_LOG_WARN, "redis: sentinel %d: no answer in time", r->sq.index + 1);
+  sq_end(r, 0);
+}
+
+/* The answer: [ip, port] (nil: the sentinel does not know the name). */
+static int sq_take(fcfs_redis_t *r, const redisReply *rep) {
+  if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+      rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
+    return 0;
+  char name[sizeof r->name];
+  int n = snprintf(name, sizeof name, strchr(rep->element[0]->str, ':') ? "[%s]:%s" : "%s:%s",
+                   rep->element[0]->str, rep->element[1]->str);
+  if (n < 0 || (size_t)n >= sizeof name || fcfs_conf_ip_port(name, &r->addr) != 0) return 0;
+  if (strcmp(name, r->name)) { /* a change is news; the first answer is not */
+    fcfs_log(r->sq.known ? FCFS_LOG_NOTICE : FCFS_LOG_INFO,
+             "redis: sentinel %d: master \"%s\" is %s", r->sq.index + 1, r->conf->redis_master_name,
+             name);
+    memcpy(r->name, name, (size_t)n + 1);
+    r->sq.moved = r->sq.known;
+  }
+  r->sq.known = 1;
+  return 1;
+}
+
+static void sq_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  fcfs_redis_t *r = h->data;
+  (void)hint;
+  *buf = uv_buf_init(r->readbuf, sizeof r->readbuf);
+}
+
+static void sq_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  fcfs_redis_t *r = s->data;
+  void *rep = NULL;
+  if (nread == 0) return;
+  if (nread < 0 || redisReaderFeed(r->sq.reader, buf->base, (size_t)nread) != REDIS_OK ||
+      redisReaderGetReply(r->sq.reader, &rep) != REDIS_OK) {
+    sq_end(r, 0);
+    return;
+  }
+  if (!rep) return; /* more to come */
+  int found = sq_take(r, rep);
+  if (!found)
+    fcfs_log(FCFS_LOG_WARN, "redis: sentinel %d does not know the master \"%s\"", r->sq.index + 1,
+             r->conf->redis_master_name);
+  freeReplyObject(rep);
+  sq_end(r, found);
+}
+
+static void sq_on_write(uv_write_t *req, int status) {
+  fcfs_redis_t *r = req->data;
+  if (status < 0 && status != UV_ECANCELED) sq_end(r, 0);
+}
+
+static void sq_on_connect(uv_connect_t *req, int status) {
+  fcfs_redis_t *r = req->data;
+  if (status == UV_ECANCELED || !r->sq.open) return;
+  if (status < 0) {
+    fcfs_log(FCFS_LOG_WARN, "redis: sentinel %d: %s", r->sq.index + 1, uv_strerror(status));
+    sq_end(r, 0);
+    return;
+  }
+  uv_buf_t b = uv_buf_init(r->sq.cmd, (unsigned)r->sq.cmdlen);
+  if (!(r->sq.reader = redisReaderCreate()) ||
+      uv_write(&r->sq.wreq, &r->sq.h.stream, &b, 1, sq_on_write) < 0 ||
+      uv_read_start(&r->sq.h.stream, sq_on_alloc, sq_on_read) < 0)
+    sq_end(r, 0);
+}
+
+/* Ask sentinel sq.index, within redis_connect_timeout. */
+static void sq_attempt(fcfs_redis_t *r) {
+  sentinel_t *sq = &r->sq;
+  if (uv_tcp_init(r->loop, &sq->h.tcp) < 0) {
+    sentinel_done(r, 0);
+    return;
+  }
+  sq->h.handle.data = r;
+  sq->creq.data = sq->wreq.data = r;
+  sq->open = 1;
+  sq->found = sq->moved = 0;
+  r->handles++;
+  uv_timer_start(&sq->timer, sq_on_timeout, ms_of(r->conf->redis_connect_timeout), 0);
+  if (uv_tcp_connect(&sq->creq, &sq->h.tcp, (const struct sockaddr *)&sq->addrs[sq->index],
+                     sq_on_connect) < 0)
+    sq_end(r, 0);
+}
+
+/* Start a query unless one is under way; it begins with the sentinel that
+ * answered last. */
+static void sentinel_ask(fcfs_redis_t *r) {
+  if (r->sq.active || r->closing) return;
+  r->sq.active = 1;
+  r->sq.tried = 0;
+  sq_attempt(r);
+}
+
 /* ---- public API ---- */
 
 static int parse_addr(fcfs_redis_t *r, const char *a) {
   if (!a || !*a) return -1;
+  snprintf(r->name, sizeof r->name, "%s", a);
   if (!strncmp(a, "unix:", 5)) {
     r->is_unix = 1;
     r->path = strdup(a + 5);
     return r->path && *r->path ? 0 : -1;
   }
-  const char *colon = strrchr(a, ':');
-  if (!colon || colon == a) return -1;
-  char host[64];
-  size_t hl = (size_t)(colon - a);
-  if (a[0] == '[' && hl >= 2 && a[hl - 1] == ']') {
-    a++;
-    hl -= 2;
-  }
-  if (hl >= sizeof host) return -1;
-  memcpy(host, a, hl);
-  host[hl] = 0;
-  char *end;
-  long port = strtol(colon + 1, &end, 10);
-  if (*end || port <= 0 || port > 65535) return -1;
-  if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&r->addr) == 0) return 0;
-  if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&r->addr) == 0) return 0;
-  return -1;
+  return fcfs_conf_ip_port(a, &r->addr);
+}
+
+/* The sentinels of conf->redis_sentinels, and the query sent to them. */
+static int sentinel_init(fcfs_redis_t *r) {
+  const fcfs_conf_t *conf = r->conf;
+  int n = 0;
+  while (conf->redis_sentinels && conf->redis_sentinels[n])
+    n++;
+  if (!n) return 0;
+  if (!(r->sq.addrs = calloc((size_t)n, sizeof *r->sq.addrs))) return -1;
+  for (int i = 0; i < n; i++)
+    if (fcfs_conf_ip_port(conf->redis_sentinels[i], &r->sq.addrs[i]) != 0) {
+      fcfs_log(FCFS_LOG_ERROR, "redis: bad sentinel address \"%s\"", conf->redis_sentinels[i]);
+      return -1;
+    }
+  const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", conf->redis_master_name};
+  size_t argvlen[3] = {8, 23, strlen(conf->redis_master_name)};
+  if ((r->sq.cmdlen = redisFormatCommandArgv(&r->sq.cmd, 3, argv, argvlen)) < 0) return -1;
+  snprintf(r->name, sizeof r->name, "master \"%s\" (sentinels)", conf->redis_master_name);
+  r->sq.n = n;
+  return 0;
 }
 
 fcfs_redis_t *fcfs_redis_new(uv_loop_t *loop, const fcfs_conf_t *conf, fcfs_pool_stats_t *stats) {
@@ -885,7 +1157,8 @@ fcfs_redis_t *fcfs_redis_new(uv_loop_t *loop, const fcfs_conf_t *conf, fcfs_pool
   r->loop = loop;
   r->conf = conf;
   r->stats = stats ? stats : &r->own_stats;
-  if (parse_addr(r, conf->redis) < 0) {
+  if (sentinel_init(r) < 0) goto fail;
+  if (!r->sq.n && parse_addr(r, conf->redis) < 0) {
     fcfs_log(FCFS_LOG_ERROR, "redis: bad address \"%s\"", conf->redis ? conf->redis : "");
     goto fail;
   }
@@ -895,6 +1168,12 @@ fcfs_redis_t *fcfs_redis_new(uv_loop_t *loop, const fcfs_conf_t *conf, fcfs_pool
   uv_check_init(loop, &r->check);
   r->prepare.data = r->check.data = r;
   r->handles = 2;
+  if (r->sq.n) {
+    uv_timer_init(loop, &r->sq.timer);
+    uv_unref((uv_handle_t *)&r->sq.timer); /* the recheck keeps no loop alive */
+    r->sq.timer.data = r;
+    r->handles++;
+  }
   r->starting = 1;
   r->stats->circuit = FCFS_CIRCUIT_CLOSED;
   for (int i = 0; i < r->nshared; i++) {
@@ -909,6 +1188,8 @@ fcfs_redis_t *fcfs_redis_new(uv_loop_t *loop, const fcfs_conf_t *conf, fcfs_pool
   return r;
 fail:
   free(r->path);
+  free(r->sq.addrs);
+  if (r->sq.cmd) redisFreeCommand(r->sq.cmd);
   free(r);
   return NULL;
 }
@@ -946,6 +1227,10 @@ void fcfs_redis_close(fcfs_redis_t *r, void (*done)(void *), void *arg) {
     uv_close((uv_handle_t *)&r->shared[i]->timer, on_timer_closed);
   }
   r->stats->up = 0;
+  if (r->sq.n) {
+    sq_end(r, 0); /* sq_on_closed sees r->closing */
+    uv_close((uv_handle_t *)&r->sq.timer, on_pool_handle_closed);
+  }
   uv_close((uv_handle_t *)&r->prepare, on_pool_handle_closed);
   uv_close((uv_handle_t *)&r->check, on_pool_handle_closed);
 }

@@ -55,6 +55,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "static.h"
 
 #define READ_BUF_SIZE 65536
 #define LINGER_MS 2000
@@ -83,15 +84,23 @@ struct fcfs_conn_s {
   int closing;    /* uv_close called */
   int must_close; /* close once the current response is written */
   int read_stopped;
-  int processing;   /* inside conn_process */
-  int writes;       /* uv_write requests pending */
-  int handles;      /* open handles (tcp + timer) to wait for before freeing */
-  int trusted;      /* the peer is in real_ip_from */
-  char peer[48];    /* the peer's address (req.remote may come from a header) */
-  int eof;          /* the client closed or half-closed while a handler ran */
+  int processing; /* inside conn_process */
+  int writes;     /* uv_write requests pending */
+  int handles;    /* open handles (tcp + timer) to wait for before freeing */
+  int trusted;    /* the peer is in real_ip_from */
+  char peer[48];  /* the peer's address (req.remote may come from a header) */
+  int eof;        /* the client closed or half-closed while a handler ran */
+  /* a streamed answer (fcfs_request_stream_open) */
+  int streaming;
+  int stream_raw; /* HTTP/1.0 client: no chunks, the body ends at the close */
+  int stream_status;
+  int broken; /* a write of the stream failed: close without its last chunk */
+  size_t stream_bytes;
+  void (*drained)(void *arg); /* a writer waiting for the client: a write completed */
+  void *drained_arg;
   uint64_t turn_ms; /* loop time of the turn the connection's last requests started in */
   int turn_started; /* requests started in that turn */
-  int resume;       /* its turn ran out: the timer fires at once to serve the rest */
+  int resume;       /* its turn ran out: the timer fires in the next turn to serve the rest */
   fcfs_conn_t *prev, *next;
 };
 
@@ -119,6 +128,7 @@ struct fcfs_server_s {
   uint64_t date_sec;
   char id_prefix[9]; /* first half of generated request ids */
   uint64_t request_seq;
+  fcfs_static_t *statics; /* static_dir, NULL without one */
 };
 
 typedef struct {
@@ -232,6 +242,8 @@ static void write_done(uv_write_t *req, int status) {
   if (c->closing) return;
   if (status != 0)
     conn_close(c);
+  else if (c->drained) /* a stream's writer waits for the client */
+    c->drained(c->drained_arg);
   else if (c->must_close && c->writes == 0 && !c->in_flight)
     conn_linger(c);
   else if (!c->in_flight)
@@ -313,14 +325,20 @@ static void access_log(fcfs_conn_t *c, int status, size_t bytes, double seconds)
   if (n > 0) fcfs_access_log(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
-static void conn_respond(fcfs_request_t *r, int status, const char *headers, size_t hlen,
-                         const char *body, size_t blen) {
-  fcfs_conn_t *c = r->conn;
-  fcfs_server_t *s = c->srv;
-  const fcfs_conf_t *conf = s->env.conf;
+/* Whether the connection stays open after the current answer. */
+static int keep_alive(const fcfs_conn_t *c) {
+  const http_req_t *h = c->req.http;
+  return !c->must_close && h != NULL && h->keep_alive && !c->srv->draining &&
+         c->nrequests < c->srv->env.conf->max_requests_per_conn;
+}
+
+/* Write the head of the current answer and its body; clen is the
+ * Content-Length (HTTP_CHUNKED or HTTP_UNTIL_CLOSE for a stream). 0 or a
+ * libuv error. */
+static int write_answer(fcfs_conn_t *c, int status, const char *headers, size_t hlen,
+                        const char *body, size_t blen, size_t clen, int keep) {
+  fcfs_request_t *r = &c->req;
   const http_req_t *h = r->http;
-  int keep = !c->must_close && h != NULL && h->keep_alive && !s->draining &&
-             c->nrequests < conf->max_requests_per_conn;
   char extra[256];
   size_t elen = 0;
   /* X-Request-Id unless the handler set one. */
@@ -339,12 +357,11 @@ static void conn_respond(fcfs_request_t *r, int status, const char *headers, siz
   if ((hlen + elen > sizeof(exbuf) && (ex = malloc(hlen + elen)) == NULL) ||
       (need > sizeof(head) && (hbuf = malloc(need)) == NULL)) {
     if (ex != exbuf) free(ex);
-    conn_close(c);
-    return;
+    return UV_ENOMEM;
   }
   if (hlen) memcpy(ex, headers, hlen);
   memcpy(ex + hlen, extra, elen);
-  ssize_t n = http_format_head(hbuf, need, status, date_now(s), blen, keep, ex, hlen + elen);
+  ssize_t n = http_format_head(hbuf, need, status, date_now(c->srv), clen, keep, ex, hlen + elen);
   if (ex != exbuf) free(ex);
   uv_buf_t bufs[2];
   int nb = 1;
@@ -352,8 +369,17 @@ static void conn_respond(fcfs_request_t *r, int status, const char *headers, siz
   int is_head = h ? h->is_head : 0;
   if (blen > 0 && !is_head && status != 204 && status != 304)
     bufs[nb++] = uv_buf_init((char *)body, (unsigned)blen);
-  /* Counted before the write: a client that reads /metrics right after its
-   * answer sees its own request. */
+  int rc = n > 0 ? conn_write(c, bufs, nb) : UV_EINVAL;
+  if (hbuf != head) free(hbuf);
+  return rc;
+}
+
+/* Count the current request as answered; its duration in seconds. Done
+ * before the write: a client that reads /metrics right after its answer sees
+ * its own request. */
+static double request_counted(fcfs_conn_t *c, int status) {
+  fcfs_request_t *r = &c->req;
+  fcfs_server_t *s = c->srv;
   double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
   fcfs_metrics_request(s->env.slot, r->route ? r->route : "-", status, secs);
   if (c->in_flight) {
@@ -361,9 +387,16 @@ static void conn_respond(fcfs_request_t *r, int status, const char *headers, siz
     s->busy--;
     slot_gauges(s);
   }
-  int rc = n > 0 ? conn_write(c, bufs, nb) : UV_EINVAL;
-  if (hbuf != head) free(hbuf);
-  if (fcfs_access_log_on()) access_log(c, status, blen, secs);
+  return secs;
+}
+
+/* The answer is written (rc: the outcome): log it, let the request go, and
+ * go on with the connection (the next pipelined request, or closing). */
+static void request_finish(fcfs_conn_t *c, int status, size_t bytes, double secs, int keep,
+                           int rc) {
+  fcfs_request_t *r = &c->req;
+  fcfs_server_t *s = c->srv;
+  if (fcfs_access_log_on()) access_log(c, status, bytes, secs);
   if (r->task) fcfs_request_cancel(r); /* answered by the host (504/503) while the task ran */
   if (r->http) http_req_free(r->http);
   r->http = NULL;
@@ -376,13 +409,33 @@ static void conn_respond(fcfs_request_t *r, int status, const char *headers, siz
     if (c->writes == 0)
       conn_linger(c);
     else /* write_done lingers; a client that never reads is closed at idle_timeout */
-      set_timer(c, PHASE_IDLE, conf->idle_timeout);
+      set_timer(c, PHASE_IDLE, s->env.conf->idle_timeout);
     s->env.idle(s->env.arg);
     return;
   }
-  set_timer(c, PHASE_IDLE, conf->idle_timeout);
+  set_timer(c, PHASE_IDLE, s->env.conf->idle_timeout);
   conn_process(c); /* pipelined requests waiting in the backlog */
   s->env.idle(s->env.arg);
+}
+
+static void stream_end(fcfs_conn_t *c, int status);
+
+static void conn_respond(fcfs_request_t *r, int status, const char *headers, size_t hlen,
+                         const char *body, size_t blen) {
+  fcfs_conn_t *c = r->conn;
+  if (c->streaming) {
+    stream_end(c, status);
+    return;
+  }
+  /* static_dir: what no route of the app matched (the app's own "404"
+   * label, never the host's) is looked up there. */
+  if (status == 404 && c->srv->statics && r->route == r->route_buf &&
+      strcmp(r->route_buf, "404") == 0 && fcfs_static_serve(c->srv->statics, r))
+    return;
+  int keep = keep_alive(c);
+  double secs = request_counted(c, status);
+  int rc = write_answer(c, status, headers, hlen, body, blen, blen, keep);
+  request_finish(c, status, blen, secs, keep, rc);
 }
 
 /* The host's own error answers, as API.md wants them: a stable code and a
@@ -534,6 +587,10 @@ static void conn_error(fcfs_conn_t *c, int status) {
 }
 
 static void deadline_expired(fcfs_conn_t *c) {
+  if (c->streaming) { /* its lifetime is over: the last chunk, the task cancelled */
+    stream_end(c, 200);
+    return;
+  }
   char line[256];
   fcfs_log_req(FCFS_LOG_ERROR, c->req.id, c->req.remote,
                fcfs_request_line(&c->req, line, sizeof(line)),
@@ -626,6 +683,8 @@ static void start_request(fcfs_conn_t *c, http_req_t *h) {
   r->http = h;
   r->task = NULL;
   r->route = NULL;
+  c->streaming = 0;
+  c->drained = NULL;
   r->start_ns = uv_hrtime();
   r->deadline_ms = uv_now(s->env.loop) + (uint64_t)(conf->request_timeout * 1000);
   request_id(c, h);
@@ -751,7 +810,7 @@ static void keep_backlog(fcfs_conn_t *c, const char *data, size_t len) {
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   fcfs_conn_t *c = stream->data;
   fcfs_server_t *s = c->srv;
-  if (nread < 0 && c->in_flight && !s->abort_cancels) {
+  if (nread < 0 && c->in_flight && !s->abort_cancels && !c->streaming) {
     /* client_abort = "finish": the handler runs to its end (its writes to
      * Redis or MySQL happen); the answer goes out or into the void, then
      * the connection closes. Its deadline still cancels it. */
@@ -976,11 +1035,16 @@ fcfs_server_t *fcfs_server_new(const fcfs_server_env_t *env, int listen_fd, int 
   s->limits.max_header_size = (size_t)c->max_header_size;
   s->limits.max_headers = (size_t)c->max_headers;
   s->limits.max_body = (size_t)c->max_body;
+  if (c->static_dir[0] && (s->statics = fcfs_static_new(c, err, errlen)) == NULL) {
+    free(s);
+    return NULL;
+  }
   if (listener_open(s, &s->pub, listen_fd, c->listen, 0, err, errlen) != 0 ||
       (admin_fd >= 0 &&
        listener_open(s, &s->admin, admin_fd, c->admin_listen, 1, err, errlen) != 0)) {
     fcfs_server_stop_accepting(s);
     uv_run(env->loop, UV_RUN_NOWAIT);
+    fcfs_static_free(s->statics);
     free(s);
     return NULL;
   }
@@ -1021,5 +1085,74 @@ void fcfs_server_close(fcfs_server_t *s) {
 }
 
 void fcfs_server_free(fcfs_server_t *s) {
+  fcfs_static_free(s->statics);
   free(s);
+}
+
+/* ---- streamed answers --------------------------------------------------------- */
+
+int fcfs_request_stream_open(fcfs_request_t *r, int status, const char *headers, size_t hlen,
+                             double lifetime) {
+  fcfs_conn_t *c = r->conn;
+  if (c->streaming || !c->in_flight || c->closing || c->eof || r->http == NULL || status < 200 ||
+      status == 204 || status == 304)
+    return -1;
+  c->stream_raw = r->http->http_minor == 0;
+  int keep = !c->stream_raw && keep_alive(c);
+  size_t clen = c->stream_raw ? HTTP_UNTIL_CLOSE : HTTP_CHUNKED;
+  if (write_answer(c, status, headers, hlen, NULL, 0, clen, keep) != 0) c->broken = 1;
+  if (!keep) c->must_close = 1;
+  c->streaming = 1;
+  c->stream_status = status;
+  c->stream_bytes = 0;
+  r->deadline_ms = uv_now(c->srv->env.loop) + (uint64_t)(lifetime * 1000);
+  set_timer(c, PHASE_HANDLER, lifetime);
+  return c->broken ? -1 : 0;
+}
+
+int fcfs_request_stream_write(fcfs_request_t *r, const char *data, size_t len) {
+  fcfs_conn_t *c = r->conn;
+  if (!c->streaming || c->broken || c->closing) return UV_EPIPE;
+  if (len == 0 || r->http->is_head) return 0;
+  char size[24];
+  int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+  uv_buf_t bufs[3] = {uv_buf_init(size, (unsigned)n), uv_buf_init((char *)data, (unsigned)len),
+                      uv_buf_init("\r\n", 2)};
+  int rc = c->stream_raw ? conn_write(c, bufs + 1, 1) : conn_write(c, bufs, 3);
+  if (rc != 0) {
+    c->broken = 1;
+    return rc;
+  }
+  c->stream_bytes += len;
+  return 0;
+}
+
+int fcfs_request_streaming(const fcfs_request_t *r) {
+  return r->conn->streaming;
+}
+
+size_t fcfs_request_stream_queued(const fcfs_request_t *r) {
+  return r->conn->tcp.write_queue_size;
+}
+
+void fcfs_request_stream_on_drain(fcfs_request_t *r, void (*drained)(void *arg), void *arg) {
+  r->conn->drained = drained;
+  r->conn->drained_arg = arg;
+}
+
+/* The stream is over: the last chunk, unless the handler failed (500) or a
+ * write did; then the connection closes and the client sees the body cut. */
+static void stream_end(fcfs_conn_t *c, int status) {
+  fcfs_request_t *r = &c->req;
+  c->streaming = 0;
+  c->drained = NULL;
+  int ok = status != 500 && !c->broken;
+  int keep = ok && !c->stream_raw && keep_alive(c);
+  double secs = request_counted(c, c->stream_status);
+  int rc = c->broken ? UV_EPIPE : 0;
+  if (ok && !c->stream_raw && !r->http->is_head) {
+    uv_buf_t last = uv_buf_init("0\r\n\r\n", 5);
+    rc = conn_write(c, &last, 1);
+  }
+  request_finish(c, c->stream_status, c->stream_bytes, secs, keep, rc);
 }

@@ -45,4 +45,26 @@ int fcfs_server_conns(const fcfs_server_t *s); /* connections open */
 void fcfs_server_close(fcfs_server_t *s);      /* all connections and the listener */
 void fcfs_server_free(fcfs_server_t *s);       /* after the loop ran the close callbacks */
 
+/* Streamed answers (SSE) of a request the server owns: the head goes out at
+ * once with Transfer-Encoding: chunked, then each fcfs_request_stream_write()
+ * is one chunk. The stream ends when the request is answered (its respond or
+ * fail op: the handler returned, raised, or the deadline passed): with the
+ * last chunk, or, for a 500 or a stream whose write failed, by closing the
+ * connection (the client sees a truncated body). An HTTP/1.0 client gets the
+ * bytes as they are, the close ending the body. The request deadline becomes
+ * now + lifetime seconds. A client that goes away cancels a streaming handler
+ * whatever client_abort says. headers: "Name: value\r\n" lines. 0, or -1
+ * (the status cannot carry a body, the client is gone, or the request is
+ * answered or streaming already). */
+int fcfs_request_stream_open(fcfs_request_t *r, int status, const char *headers, size_t hlen,
+                             double lifetime);
+/* One chunk (len > 0); 0 or a libuv error (the stream is then broken). */
+int fcfs_request_stream_write(fcfs_request_t *r, const char *data, size_t len);
+int fcfs_request_streaming(const fcfs_request_t *r);
+/* Bytes accepted but not yet taken by the kernel (backpressure). */
+size_t fcfs_request_stream_queued(const fcfs_request_t *r);
+/* drained(arg) after each write of the connection completes, until set to
+ * NULL (a writer waiting for a slow client); cleared when the stream ends. */
+void fcfs_request_stream_on_drain(fcfs_request_t *r, void (*drained)(void *arg), void *arg);
+
 #endif

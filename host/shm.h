@@ -55,7 +55,8 @@ typedef struct {
   volatile uint32_t signals_ready; /* its HUP/USR1/USR2 handlers are in place (0 at spawn) */
   uint64_t reloads, reload_failures;
   uint64_t in_flight, connections, requests;
-  uint64_t accepts, starts; /* with requests: progress the master sees while a busy loop misses a beat */
+  uint64_t accepts,
+      starts; /* with requests: progress the master sees while a busy loop misses a beat */
   uint64_t lua_mem_bytes;
   uint64_t lat_buckets[FCFS_LAT_BUCKETS];
   uint64_t lat_count;

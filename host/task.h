@@ -24,6 +24,7 @@
 #define FCFS_TASK_H
 
 #include <lua.h>
+#include <stdint.h>
 
 typedef struct fcfs_task_s fcfs_task_t;
 typedef struct fcfs_vm_s fcfs_vm_t;
@@ -54,6 +55,9 @@ void fcfs_task_resume(fcfs_task_t *t, int nresults);
 /* Seconds left before the task's deadline (a large number when none). I/O
  * timeouts are clamped to it. */
 double fcfs_task_time_left(fcfs_task_t *t);
+/* Move the task's deadline (loop time in ms; 0: none), e.g. for a streamed
+ * answer, which outlives request_timeout. */
+void fcfs_task_set_deadline(fcfs_task_t *t, uint64_t deadline_ms);
 
 /* The VM and the libuv loop a task runs on. */
 fcfs_vm_t *fcfs_task_vm(fcfs_task_t *t);

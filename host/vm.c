@@ -195,6 +195,10 @@ double fcfs_task_time_left(fcfs_task_t *t) {
   return t->deadline_ms > now ? (double)(t->deadline_ms - now) / 1000.0 : 0.0;
 }
 
+void fcfs_task_set_deadline(fcfs_task_t *t, uint64_t deadline_ms) {
+  t->deadline_ms = deadline_ms;
+}
+
 int fcfs_task_on_end(fcfs_task_t *t, fcfs_release_cb release, void *res) {
   if (t->nends == t->capends) {
     int cap = t->capends ? t->capends * 2 : 4;

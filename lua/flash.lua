@@ -2,6 +2,7 @@
 --
 --   GET  /api/flash/products/:id          {id, name, price, sale_starts_at, sale_ends_at, per_user_limit,
 --                                          remaining, state} from the stock gate (no auth)
+--   GET  /api/flash/products/:id/events   server-sent events of remaining and state (no auth)
 --   POST /api/flash/products/:id/entry    member: hold one unit -> 201 {order_id, status, pay_before}
 --   POST /api/flash/orders/:id/pay        owner: charge, record in MySQL -> 200 {order_id, status}
 --   POST /api/flash/orders/:id/cancel     owner: give the hold up -> 204
@@ -96,6 +97,21 @@ local function keys_of(pid)
         ev = t .. ":ev", tag = t }
 end
 _M.keys_of = keys_of
+
+-- The KEYS of the entry script for a request without Idempotency-Key, per product (the hot path makes
+-- no key strings); bounded like the product cache. Read-only: a request with a key builds its own.
+local entry_keys, nentry_keys = {}, 0
+
+local function entry_keys_of(pid)
+    local keys = entry_keys[pid]
+    if keys then return keys end
+    local k = keys_of(pid)
+    keys = { k.s, k.buyers, k.holds, k.dl, k.oid, k.ev, k.s }
+    nentry_keys = nentry_keys + 1
+    if nentry_keys > 10000 then entry_keys, nentry_keys = {}, 1 end
+    entry_keys[pid] = keys
+    return keys
+end
 
 local function run(script, keys, args)
     return check(script:run(keys, args))
@@ -218,8 +234,49 @@ local function get_product(req)
     return { json = view(fields.path_id(req, not_found)) }
 end
 
+-- GET /api/flash/products/:id/events: server-sent events, a `stock` event {product_id, remaining,
+-- state} at once and at every change, read through view() (the gate; Redis at most every 100 ms per
+-- worker and product however many clients watch); a comment line every SSE_PING seconds keeps
+-- proxies from closing a quiet stream. Ends after CLOSED, at a reload or stop (the browser
+-- reconnects after `retry`), when a send fails, or when the client goes away (the host cancels it).
+local SSE_POLL, SSE_PING = 0.25, 15
+
+local function stock_events(req)
+    local pid = tonumber(req.params.id)
+    local v = view(pid) -- 404 before the stream opens
+    return { stream = function(send)
+        local last, quiet = nil, 0
+        if not send("retry: 2000\n\n") then return end
+        while true do
+            local now = v.remaining .. " " .. v.state
+            if now ~= last then
+                local data = json.encode({ product_id = pid, remaining = v.remaining, state = v.state })
+                if not send(web.sse("stock", data)) then return end
+                last, quiet = now, 0
+            elseif quiet >= SSE_PING then
+                if not send(": ping\n\n") then return end
+                quiet = 0
+            end
+            if v.state == "CLOSED" or host.exiting() then return end
+            host.sleep(SSE_POLL)
+            quiet = quiet + SSE_POLL
+            v = view(pid)
+        end
+    end }
+end
+
 local function out_of_stock()
     fail(409, "OUT_OF_STOCK", MSG.OUT_OF_STOCK)
+end
+
+local RETRY_HEADERS = { ["Content-Type"] = JSON_HEADERS["Content-Type"], ["Retry-After"] = "1" }
+
+-- refusal(req, code [, details]) -> the error response of an entry refused with code: the bytes
+-- web.fail would answer, returned instead of raised (no error unwinding on the refusal paths,
+-- which are the busy ones of a sale: the sold-out crowd, repeat clicks)
+local function refusal(req, code, details)
+    return { status = STATUS[code] or 500, headers = code == "SALE_PAUSED" and RETRY_HEADERS or JSON_HEADERS,
+        body = web.error_body(req, code, MSG[code] or MSG.REUSED, details) }
 end
 
 local function entry(req)
@@ -228,9 +285,11 @@ local function entry(req)
     local hash, ikey = idem(req, uid, "ik", pid)
     -- the sold-out crowd: answered from the node's gate, no Redis command (a request carrying an
     -- Idempotency-Key goes to Redis: it may be the retry of an entry that won)
-    if ikey == nil and gate.sold_out(pid) then out_of_stock() end
-    local k = keys_of(pid)
-    local keys = { k.s, k.buyers, k.holds, k.dl, k.oid, k.ev, ikey or k.s }
+    if ikey == nil and gate.sold_out(pid) then return refusal(req, "OUT_OF_STOCK") end
+    local keys = entry_keys_of(pid)
+    if ikey ~= nil then
+        keys = { keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], ikey }
+    end
     local args = { uid, hold_ms(), hash, idem_ttl_ms(), pid }
     local r = run(S.entry, keys, args)
     if r[1] == "NOINIT" then
@@ -240,10 +299,7 @@ local function entry(req)
     set_gate(pid, r[4], r[5], r[6])
     if r[1] == "ERR" then
         local code = r[2]
-        local details
-        if code == "SALE_NOT_OPEN" then details = { starts_at = clock.rfc3339(r[3] / 1000) } end
-        fail(STATUS[code], code, MSG[code] or MSG.REUSED, details,
-            code == "SALE_PAUSED" and { ["Retry-After"] = "1" } or nil)
+        return refusal(req, code, code == "SALE_NOT_OPEN" and { starts_at = clock.rfc3339(r[3] / 1000) } or nil)
     end
     -- the body is built as text so an idempotent replay answers the same bytes
     return { status = 201, headers = JSON_HEADERS, body = format('{"order_id":%s,"status":"PAYMENT_PENDING",'
@@ -570,6 +626,7 @@ end
 
 function _M.routes(app)
     app:get("/api/flash/products/:id[%d]", get_product)
+    app:get("/api/flash/products/:id[%d]/events", stock_events)
     app:post("/api/flash/products/:id[%d]/entry", auth.member(entry))
     app:post("/api/flash/products/:id[%d]/end", auth.admin(end_sale))
     app:post("/api/flash/orders/:id[%d]/pay", auth.member(pay))

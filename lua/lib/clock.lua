@@ -26,19 +26,25 @@ end
 
 -- clock.rfc3339(t) -> RFC 3339 text with milliseconds in the business time zone.
 -- The last time formatted (and the offset setting it used) and its text: requests of one session
--- show the same expiry, rows of one list often the same time.
+-- show the same expiry, rows of one list often the same time. The date and time of day of the last
+-- whole second too: the times of one busy second (say the deadlines of a sale's holds) differ in
+-- their milliseconds only.
 local last_t, last_setting, last_text
+local last_whole, last_day, last_offset
 
 function _M.rfc3339(t)
     local app = host.config.app
     local setting = type(app) == "table" and app.utc_offset
     if t == last_t and setting == last_setting then return last_text end
-    local secs, o = offset()
     local whole = floor(t)
     local ms = floor((t - whole) * 1000 + 0.5)
     if ms == 1000 then whole, ms = whole + 1, 0 end
+    if whole ~= last_whole or setting ~= last_setting then
+        local secs, o = offset()
+        last_whole, last_day, last_offset = whole, date("!%Y-%m-%dT%H:%M:%S", whole + secs), o
+    end
     last_t, last_setting = t, setting
-    last_text = date("!%Y-%m-%dT%H:%M:%S", whole + secs) .. format(".%03d", ms) .. o
+    last_text = last_day .. format(".%03d", ms) .. last_offset
     return last_text
 end
 

@@ -17,6 +17,15 @@
 -- raises is logged with a traceback and answered 500 INTERNAL. A message may be a string or a
 -- {ko=, en=} table, picked by the request's Accept-Language (Korean by default).
 --
+-- A handler may stream its answer instead (server-sent events): it returns
+-- {status=, content_type=, stream=function(send) ... end} (status 200 and content type
+-- text/event-stream by default; other headers are not sent). The head goes out, then the function
+-- runs, still in the request's coroutine, and writes with send(data) -> true | nil, "closed" |
+-- "timeout" (host.stream.send: it yields while the client is slow, never longer than
+-- stream_send_timeout). The answer ends when the function returns; if it raises, the client sees
+-- the stream cut. web.sse(event, data [, id]) formats one event. A streaming function should loop
+-- `while not host.exiting()` so a reload or stop ends it, and give up when send fails.
+--
 -- Returned header tables may be shared constants: C must only read them.
 local router = require "lib.router"
 local json = require "lib.json"
@@ -48,6 +57,7 @@ local MSG_INTERNAL = { ko = "서버 내부 오류가 발생했습니다.", en = 
 
 local ERR_BAD_RESULT = "handler must return a table or nothing, got "
 local ERR_BAD_BODY = "response body must be a string, got "
+local ERR_BAD_STREAM = "response stream must be a function, got "
 
 local _M = {
     JSON_CONTENT_TYPE = JSON_CONTENT_TYPE,
@@ -148,10 +158,26 @@ local function localize(req, message)
 end
 _M.localize = localize
 
+-- The start of error bodies, '{"error":{"code":..,"message":..', by code and message text: the
+-- refusals a busy route answers again and again are not escaped anew each time. Bounded.
+local heads, nheads = {}, 0
+
+local function error_head(code, text)
+    code = tostring(code)
+    local by_code = heads[code]
+    local head = by_code and by_code[text]
+    if head then return head end
+    head = '{"error":{"code":' .. quote(code) .. ',"message":' .. quote(text)
+    if nheads >= 1000 then heads, nheads = {}, 0 end
+    if not heads[code] then heads[code] = {} end
+    heads[code][text], nheads = head, nheads + 1
+    return head
+end
+
 -- The error body, assembled so that keys come out in the documented order.
 local function error_body(req, code, message, details)
     local id = req.request_id
-    local body = '{"error":{"code":' .. quote(tostring(code)) .. ',"message":' .. quote(localize(req, message))
+    local body = error_head(code, localize(req, message))
     if details ~= nil then
         body = body .. ',"details":' .. encode(details)
     end
@@ -323,13 +349,33 @@ local function render(res)
     return status, body, headers
 end
 
+-- A streamed answer (see the header): the head now, then the stream function; the status returned
+-- to the host is ignored once the stream is open.
+local function stream(res)
+    local fn = res.stream
+    if type(fn) ~= "function" then error(ERR_BAD_STREAM .. type(fn), 0) end
+    local host_stream = host.stream
+    if host_stream.open(res.status or 200, res.content_type) then fn(host_stream.send) end
+    return 200
+end
+
 local function run(app, handler, req)
     local filters = app.filters
     for i = 1, #filters do
         local res = filters[i](req)
         if res ~= nil then return render(res) end
     end
-    return render(handler(req))
+    local res = handler(req)
+    if type(res) == "table" and res.stream ~= nil then return stream(res) end
+    return render(res)
+end
+
+-- web.sse(event, data [, id]) -> one server-sent event: "event:", "id:" and one "data:" line per
+-- line of data, then the blank line that ends it.
+function _M.sse(event, data, id)
+    local out = "event: " .. event .. "\n"
+    if id ~= nil then out = out .. "id: " .. tostring(id) .. "\n" end
+    return out .. "data: " .. gsub(data, "\r?\n", "\ndata: ") .. "\n\n"
 end
 
 local function error_reply(req, status, code, message, details, headers)

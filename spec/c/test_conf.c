@@ -1,7 +1,8 @@
 /* test_conf.c -- unit tests of the list-valued and address keys of
  * host/conf.c: real_ip_from from a Lua array and from the environment, its
  * CIDR matching (fcfs_conf_trusted, IPv4, IPv6, IPv4-mapped), refusals
- * naming the key, and admin_listen (unix socket or loopback only). Prints
+ * naming the key, admin_listen (unix socket or loopback only), and
+ * redis_sentinels (IP:port entries, fcfs_conf_ip_port). Prints
  * TAP; exits non-zero on failure.
  */
 #include "conf.h"
@@ -112,6 +113,22 @@ static void test_refusals(void) {
   }
 }
 
+/* Each of the n values, put in the config line fmt (one %s), is refused
+ * with a message naming key. */
+static void expect_refused(const char *fmt, const char *key, const char *const *bad, size_t n) {
+  char body[256], err[512];
+  fcfs_conf_t c;
+  for (size_t i = 0; i < n; i++) {
+    snprintf(body, sizeof(body), fmt, bad[i]);
+    int rc = load(&c, body, err, sizeof(err));
+    EXPECT(rc != 0 && strstr(err, key) != NULL);
+    if (rc == 0) {
+      printf("#   accepted %s\n", bad[i]);
+      fcfs_conf_free(&c);
+    }
+  }
+}
+
 static void test_admin_listen(void) {
   static const char *const good[] = {"unix:var/run/admin.sock",
                                      "unix:/tmp/a.sock",
@@ -136,26 +153,49 @@ static void test_admin_listen(void) {
     else
       printf("#   refused %s: %s\n", good[i], err);
   }
-  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    snprintf(body, sizeof(body), "admin_listen = '%s'", bad[i]);
-    int rc = load(&c, body, err, sizeof(err));
-    EXPECT(rc != 0 && strstr(err, "admin_listen") != NULL);
-    if (rc == 0) {
-      printf("#   accepted %s\n", bad[i]);
-      fcfs_conf_free(&c);
-    }
-  }
+  expect_refused("admin_listen = '%s'", "admin_listen", bad, sizeof(bad) / sizeof(bad[0]));
+}
+
+static void test_redis_sentinels(void) {
+  static const char *const bad[] = {
+      "sentinel.example:26379", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536",
+      "127.0.0.1:1x",           "::1:26379", ":26379"};
+  char err[512] = "";
+  fcfs_conf_t c;
+  EXPECT(load(&c, "", err, sizeof(err)) == 0);
+  EXPECT(c.redis_sentinels[0] == NULL);
+  EXPECT_STR(c.redis_master_name, "mymaster");
+  fcfs_conf_free(&c);
+  EXPECT(load(&c, "redis_sentinels = { '10.0.0.5:26379', '[::1]:26380' }, redis_master_name = 'm'",
+              err, sizeof(err)) == 0);
+  EXPECT_STR(c.redis_sentinels[1], "[::1]:26380");
+  EXPECT(c.redis_sentinels[2] == NULL);
+  EXPECT_STR(c.redis_master_name, "m");
+  struct sockaddr_storage ss;
+  EXPECT(fcfs_conf_ip_port(c.redis_sentinels[0], &ss) == 0 && ss.ss_family == AF_INET &&
+         ntohs(((struct sockaddr_in *)&ss)->sin_port) == 26379);
+  EXPECT(fcfs_conf_ip_port(c.redis_sentinels[1], &ss) == 0 && ss.ss_family == AF_INET6 &&
+         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) == 26380);
+  fcfs_conf_free(&c);
+  expect_refused("redis_sentinels = { '%s' }", "redis_sentinels", bad,
+                 sizeof(bad) / sizeof(bad[0]));
+  EXPECT(load(&c, "redis_sentinels = { '127.0.0.1:26379' }, redis_master_name = ''", err,
+              sizeof(err)) != 0 &&
+         strstr(err, "redis_master_name") != NULL);
 }
 
 int main(void) {
   snprintf(conf_path, sizeof(conf_path), "/tmp/fcfs-test-conf-%d.lua", (int)getpid());
   unsetenv("FCFS_REAL_IP_FROM");
   unsetenv("FCFS_ADMIN_LISTEN");
+  unsetenv("FCFS_REDIS_SENTINELS");
+  unsetenv("FCFS_REDIS_MASTER_NAME");
   run("real_ip_from from a Lua array: CIDRs, single addresses, IPv6, mapped IPv4",
       test_real_ip_from_table);
   run("real_ip_from from the environment: comma-separated, blanks skipped", test_real_ip_from_env);
   run("bad real_ip_from entries are refused, naming the key", test_refusals);
   run("admin_listen: unix sockets and loopback ports only", test_admin_listen);
+  run("redis_sentinels: IP:port entries ([IPv6]:port), a master name", test_redis_sentinels);
   unlink(conf_path);
   return tap_done();
 }

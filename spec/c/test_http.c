@@ -543,9 +543,19 @@ static void t_format_head(void) {
          "Connection: keep-alive\r\n\r\n";
   EXPECT(n == (ssize_t)strlen(want) && memcmp(buf, want, strlen(want)) == 0);
 
-  n = http_format_head(buf, sizeof(buf), 599, DATE, 18446744073709551615ull, 1, NULL, 0);
+  n = http_format_head(buf, sizeof(buf), 599, DATE, 18446744073709551613ull, 1, NULL, 0);
   want = "HTTP/1.1 599 Unknown\r\nServer: fcfs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
-         "Content-Length: 18446744073709551615\r\nConnection: keep-alive\r\n\r\n";
+         "Content-Length: 18446744073709551613\r\nConnection: keep-alive\r\n\r\n";
+  EXPECT(n == (ssize_t)strlen(want) && memcmp(buf, want, strlen(want)) == 0);
+
+  /* a streamed body: chunked instead of a length */
+  n = http_format_head(buf, sizeof(buf), 200, DATE, HTTP_CHUNKED, 1, NULL, 0);
+  want = "HTTP/1.1 200 OK\r\nServer: fcfs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+         "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n";
+  EXPECT(n == (ssize_t)strlen(want) && memcmp(buf, want, strlen(want)) == 0);
+  n = http_format_head(buf, sizeof(buf), 200, DATE, HTTP_UNTIL_CLOSE, 0, NULL, 0);
+  want = "HTTP/1.1 200 OK\r\nServer: fcfs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+         "Connection: close\r\n\r\n";
   EXPECT(n == (ssize_t)strlen(want) && memcmp(buf, want, strlen(want)) == 0);
 
   /* Every capacity short of the full length fails and writes nothing past it. */

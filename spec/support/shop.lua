@@ -10,12 +10,14 @@
 --                        path = "/api/orders?x", server = s2 })   -- res.status, res.json, res.body
 --   env:sql("SELECT ...")                   -- rows of strings (spec/support/db.lua)
 --   shop.epoch("2026-12-02T07:03:12.345+09:00")  -- seconds since the epoch
+--   shop.at(60)                             -- RFC 3339 (+09:00) of a minute from now
 --   env:stop_all()                          -- e.g. downtime; env:start() brings servers back
 --   env:assert_no_errors()                  -- stops all: no server logged an unexpected error
 --   env:teardown()
 --
 -- Members are made through the real signup and login; only the mailed verification (and the admin
 -- role, which no public route grants) are set in MySQL directly.
+local socket = require "socket"
 local cjson = require "cjson.safe"
 local server = require "spec.support.server"
 local http = require "spec.support.http"
@@ -54,6 +56,11 @@ function shop.epoch(s)
     if frac ~= "" then t = t + tonumber("0" .. frac) end
     local off = oh * 3600 + om * 60
     return sign == "+" and t - off or t + off
+end
+
+-- RFC 3339 in the business time zone (+09:00), s seconds from now (whole seconds).
+function shop.at(s)
+    return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(socket.gettime() + s + 9 * 3600)) .. "+09:00"
 end
 
 local Env = {}

@@ -119,6 +119,18 @@ function helper.reset()
     host.shared = { revoked = helper.dict() }
     host.config = {}
     host.generation = 1
+    -- host.stream stand-in: what a streamed answer opened and sent, in helper.stream
+    helper.stream = { sent = {} }
+    host.stream = {
+        open = function(status, content_type)
+            helper.stream.status, helper.stream.content_type = status, content_type
+            return true
+        end,
+        send = function(data)
+            helper.stream.sent[#helper.stream.sent + 1] = data
+            return true
+        end,
+    }
 end
 helper.reset()
 

@@ -23,6 +23,19 @@ describe("lib.clock", function()
         helper.host.config = { app = { utc_offset = "-05:30" } }
         assert.equal("1969-12-31T18:30:00.250-05:30", clock.rfc3339(0.25))
     end)
+
+    it("formats the times of one second, of the next and under a changed offset each right", function()
+        local t = 1796171963 -- 2026-12-02T00:39:23Z
+        assert.equal("2026-12-02T09:39:23.100+09:00", clock.rfc3339(t + 0.1))
+        assert.equal("2026-12-02T09:39:23.999+09:00", clock.rfc3339(t + 0.999))
+        assert.equal("2026-12-02T09:39:24.000+09:00", clock.rfc3339(t + 0.9996))
+        assert.equal("2026-12-02T09:39:24.001+09:00", clock.rfc3339(t + 1.001))
+        helper.host.config = { app = { utc_offset = "-05:30" } }
+        assert.equal("2026-12-01T19:09:24.002-05:30", clock.rfc3339(t + 1.002))
+        assert.equal("2026-12-01T19:09:24.002-05:30", clock.rfc3339(t + 1.002))
+        helper.host.config = { app = { utc_offset = "+09:00" } }
+        assert.equal("2026-12-02T09:39:24.002+09:00", clock.rfc3339(t + 1.002))
+    end)
 end)
 
 describe("mail", function()

@@ -1,0 +1,50 @@
+-- bench/flash_entry_cpu.lua: the CPU time of the flash entry's Lua, in process (run with `fcfs run`,
+-- not part of the app; bench/flash_vs_peer.sh runs it after the comparison).
+--
+--   fcfs -c CONF run bench/flash_entry_cpu.lua SOLD_PID BUY_PID TOKENS_FILE [N]
+--
+-- Hands N requests (default 20000) at a time straight to the app's handler, the way the host does
+-- for POST /api/flash/products/:id/entry: to SOLD_PID (stock 0: the stock gate's answer) by N
+-- members (the first N lines of TOKENS_FILE), then by a crowd of 1,000 members clicking again (their
+-- tokens in the token cache), then to BUY_PID (plenty of stock: one entry script each, one request
+-- at a time) by the next N members. Prints the process CPU time per request (os.clock: no HTTP, no
+-- socket, not the Redis server's time), which a busy machine disturbs far less than req/s:
+--   CPU sold_new_us=.. sold_again_us=.. buy_us=.. (Lua + Redis client, per entry)
+local host = require "host"
+local app = require "app"
+
+local sold, buy, file, n = tonumber((...)), tonumber((select(2, ...))), select(3, ...), tonumber((select(4, ...)))
+n = n or 20000
+if not (sold and buy and file) then
+    io.stderr:write("usage: fcfs -c CONF run bench/flash_entry_cpu.lua SOLD_PID BUY_PID TOKENS_FILE [N]\n")
+    return 2
+end
+local tokens = {}
+for line in io.lines(file) do
+    tokens[#tokens + 1] = "Bearer " .. line
+    if #tokens == 2 * n then break end
+end
+assert(#tokens == 2 * n, "need " .. 2 * n .. " tokens")
+
+-- per request CPU microseconds of N entries to pid by the members of tokens from..from+crowd-1 in
+-- turn; every answer must be want
+local function measure(pid, from, want, crowd)
+    local path = "/api/flash/products/" .. pid .. "/entry"
+    local clock = os.clock
+    local t0 = clock()
+    for i = 0, n - 1 do
+        local status, body = app:handle({ method = "POST", path = path, query = "", request_id = "bench" .. i,
+            remote_addr = "127.0.0.1", headers = { host = "bench", authorization = tokens[from + i % crowd] } })
+        if status ~= want then error(("entry %d: %s %s"):format(i, tostring(status), tostring(body)), 0) end
+    end
+    return (clock() - t0) * 1e6 / n
+end
+
+local s1 = measure(sold, 1, 409, n)
+measure(sold, 1, 409, 1000) -- the crowd's tokens into the cache
+local s2 = measure(sold, 1, 409, 1000)
+host.sleep(0.01) -- back to the event loop, whose clock the long loops above left behind (Redis timeouts)
+local b = measure(buy, n + 1, 201, n)
+print(("CPU sold_new_us=%.2f sold_again_us=%.2f buy_us=%.2f n=%d (in process: Lua + Redis client, per entry)")
+    :format(s1, s2, b, n))
+return 0
