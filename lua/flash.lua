@@ -242,7 +242,7 @@ end
 local SSE_POLL, SSE_PING = 0.25, 15
 
 local function stock_events(req)
-    local pid = tonumber(req.params.id)
+    local pid = fields.path_id(req, not_found)
     local v = view(pid) -- 404 before the stream opens
     return { stream = function(send)
         local last, quiet = nil, 0
