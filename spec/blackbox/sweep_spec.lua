@@ -25,6 +25,7 @@ local cjson = require "cjson.safe"
 local shop = require "spec.support.shop"
 local http = require "spec.support.http"
 local openapi = require "spec.support.openapi"
+local mime = require "mime"
 
 local format, rep, concat = string.format, string.rep, table.concat
 
@@ -34,34 +35,14 @@ local MAX_BODY = 1048576 -- the host's max_body default
 ---------------------------------------------------------------------------------------------------
 -- small helpers
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-
+-- base64url without padding (the tokens' and cursors' form), through luasocket's mime
 local function b64url(s)
-    local out = {}
-    for i = 1, #s, 3 do
-        local a, b, c = s:byte(i, i + 2)
-        local n = a * 65536 + (b or 0) * 256 + (c or 0)
-        local chars = 2 + (b and 1 or 0) + (c and 1 or 0)
-        for j = 1, chars do
-            local k = math.floor(n / 2 ^ (18 - 6 * (j - 1))) % 64
-            out[#out + 1] = B64:sub(k + 1, k + 1)
-        end
-    end
-    return concat(out)
+    return (mime.b64(s):gsub("+", "-"):gsub("/", "_"):gsub("=", ""))
 end
 
 local function unb64url(s)
-    local bits, out = {}, {}
-    for i = 1, #s do
-        local k = B64:find(s:sub(i, i), 1, true) - 1
-        for j = 5, 0, -1 do bits[#bits + 1] = math.floor(k / 2 ^ j) % 2 end
-    end
-    for i = 1, #bits - 7, 8 do
-        local n = 0
-        for j = 0, 7 do n = n * 2 + bits[i + j] end
-        out[#out + 1] = string.char(n)
-    end
-    return concat(out)
+    s = s:gsub("-", "+"):gsub("_", "/")
+    return (mime.unb64(s .. string.rep("=", (4 - #s % 4) % 4)))
 end
 
 local function copy(t)
