@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #define PATH_LEN 4096
+#define MAX_DEPTH 32 /* lua_dir's nesting: past it, a symlink loop or run_dir inside lua_dir */
 
 void fcfs_reload_dir(const fcfs_conf_t *c, uint64_t gen, char *buf, size_t len) {
   snprintf(buf, len, "%s/lua.%llu", c->run_dir, (unsigned long long)gen);
@@ -64,8 +65,15 @@ static int copy_file(const char *from, const char *to) {
   return rc;
 }
 
-/* Copy the tree at from into to (created), following symlinks. */
-static int copy_tree(const char *from, const char *to, char *err, size_t errlen) {
+/* Copy the tree at from into to (created), following symlinks, at most
+ * MAX_DEPTH levels deep (a loop would recurse until the stack ends). */
+static int copy_tree(const char *from, const char *to, int depth, char *err, size_t errlen) {
+  if (depth > MAX_DEPTH) {
+    snprintf(err, errlen,
+             "%s: more than %d directories deep (a symlink loop, or run_dir inside lua_dir?)", from,
+             MAX_DEPTH);
+    return -1;
+  }
   if (mkdir(to, 0755) != 0 && errno != EEXIST) {
     snprintf(err, errlen, "mkdir %s: %s", to, strerror(errno));
     return -1;
@@ -85,7 +93,7 @@ static int copy_tree(const char *from, const char *to, char *err, size_t errlen)
     struct stat st;
     if (stat(src, &st) != 0) continue; /* a dangling symlink */
     if (S_ISDIR(st.st_mode)) {
-      rc = copy_tree(src, dst, err, errlen);
+      rc = copy_tree(src, dst, depth + 1, err, errlen);
     } else if (S_ISREG(st.st_mode) && copy_file(src, dst) != 0) {
       snprintf(err, errlen, "copying %s: %s", src, strerror(errno));
       rc = -1;
@@ -100,7 +108,7 @@ int fcfs_reload_snapshot(const fcfs_conf_t *c, uint64_t gen, char *err, size_t e
   fcfs_reload_dir(c, gen, dir, sizeof(dir));
   mkdir(c->run_dir, 0755);
   remove_tree(dir); /* left over by a node that was killed */
-  if (copy_tree(c->lua_dir, dir, err, errlen) != 0) {
+  if (copy_tree(c->lua_dir, dir, 0, err, errlen) != 0) {
     remove_tree(dir);
     return -1;
   }

@@ -61,6 +61,7 @@
 #define LINGER_MS 2000
 #define MAX_BACKLOG (1 << 20)
 #define MAX_WRITE_QUEUE (256 << 10) /* bytes unsent before pipelined requests wait */
+#define FAIR_BATCH 64               /* pipelined requests one connection may start per loop turn */
 
 typedef enum { PHASE_IDLE, PHASE_HEADERS, PHASE_BODY, PHASE_HANDLER, PHASE_LINGER } phase_t;
 
@@ -97,6 +98,9 @@ struct fcfs_conn_s {
   size_t stream_bytes;
   void (*drained)(void *arg); /* a writer waiting for the client: a write completed */
   void *drained_arg;
+  uint64_t turn_ms; /* loop time of the turn the connection's last requests started in */
+  int turn_started; /* requests started in that turn */
+  int resume;       /* its turn ran out: the timer fires in the next turn to serve the rest */
   fcfs_conn_t *prev, *next;
 };
 
@@ -394,7 +398,10 @@ static void request_finish(fcfs_conn_t *c, int status, size_t bytes, double secs
   }
   if (!keep) {
     c->must_close = 1;
-    if (c->writes == 0) conn_linger(c);
+    if (c->writes == 0)
+      conn_linger(c);
+    else /* write_done lingers; a client that never reads is closed at idle_timeout */
+      set_timer(c, PHASE_IDLE, s->env.conf->idle_timeout);
     s->env.idle(s->env.arg);
     return;
   }
@@ -587,6 +594,15 @@ static void timer_fired(uv_timer_t *t) {
   fcfs_conn_t *c = t->data;
   uint64_t now = uv_now(c->srv->env.loop);
   c->armed_ms = 0;
+  if (c->resume) { /* a new turn for pipelined requests that waited */
+    c->resume = 0;
+    conn_process(c);
+    if (c->closing || c->armed_ms != 0) return;
+    now = uv_now(c->srv->env.loop);
+    uv_timer_start(&c->timer, timer_fired, c->deadline_ms > now ? c->deadline_ms - now : 0, 0);
+    c->armed_ms = c->deadline_ms;
+    return;
+  }
   if (now < c->deadline_ms) { /* the limit moved on since it was armed */
     uv_timer_start(&c->timer, timer_fired, c->deadline_ms - now, 0);
     c->armed_ms = c->deadline_ms;
@@ -679,13 +695,37 @@ static void start_request(fcfs_conn_t *c, http_req_t *h) {
   s->env.request(s->env.arg, r);
 }
 
+/* Fairness: a client pipelining requests back to back gets FAIR_BATCH of
+ * them served per loop turn. Past that its turn is over: reading stops (libuv
+ * would otherwise read it again and again while each read fills the buffer)
+ * and its timer fires in the next loop turn, after the other connections had
+ * theirs, to serve the rest from the backlog. -> 1 when the turn is over. */
+static int turn_over(fcfs_conn_t *c) {
+  uint64_t now = uv_now(c->srv->env.loop);
+  if (c->turn_ms != now) {
+    c->turn_ms = now;
+    c->turn_started = 0;
+  }
+  if (c->turn_started < FAIR_BATCH) return 0;
+  if (!c->read_stopped) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->read_stopped = 1;
+  }
+  if (!c->resume) { /* 1 ms: a 0 ms timer started in a timer callback would run in the same pass */
+    c->resume = 1;
+    uv_timer_start(&c->timer, timer_fired, 1, 0);
+    c->armed_ms = now + 1;
+  }
+  return 1;
+}
+
 /* Parse what is buffered; start at most one request. */
 static int conn_feed(fcfs_conn_t *c, const char *data, size_t len, size_t *used) {
   fcfs_server_t *s = c->srv;
   const fcfs_conf_t *conf = s->env.conf;
   http_req_t *h = NULL;
   *used = 0;
-  while (*used < len && !c->in_flight && !c->must_close && !c->closing) {
+  while (*used < len && !c->in_flight && !c->must_close && !c->closing && !turn_over(c)) {
     http_in_state_t before = http_in_state(c->in);
     ssize_t n = http_in_feed(c->in, data + *used, len - *used, &h);
     if (n < 0) {
@@ -702,6 +742,7 @@ static int conn_feed(fcfs_conn_t *c, const char *data, size_t len, size_t *used)
       }
     }
     if (h) {
+      c->turn_started++;
       start_request(c, h);
       return 0;
     }
@@ -807,7 +848,7 @@ static void conn_process(fcfs_conn_t *c) {
   c->processing = 0;
   if (c->closing) return;
   if (c->boff == c->blen) c->boff = c->blen = 0;
-  if (c->read_stopped && !c->eof && c->blen - c->boff <= MAX_BACKLOG) {
+  if (c->read_stopped && !c->eof && !c->resume && c->blen - c->boff <= MAX_BACKLOG) {
     c->read_stopped = 0;
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
   }

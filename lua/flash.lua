@@ -234,7 +234,7 @@ local function view(pid)
 end
 
 local function get_product(req)
-    return { json = view(tonumber(req.params.id)) }
+    return { json = view(fields.path_id(req, not_found)) }
 end
 
 -- GET /api/flash/products/:id/events: server-sent events, a `stock` event {product_id, remaining,
@@ -245,7 +245,7 @@ end
 local SSE_POLL, SSE_PING = 0.25, 15
 
 local function stock_events(req)
-    local pid = tonumber(req.params.id)
+    local pid = fields.path_id(req, not_found)
     local v = view(pid) -- 404 before the stream opens
     return { stream = function(send)
         local last, quiet = nil, 0
@@ -283,7 +283,7 @@ local function refusal(req, code, details)
 end
 
 local function entry(req)
-    local pid = tonumber(req.params.id)
+    local pid = fields.path_id(req, not_found)
     local uid = req.auth.uid
     local hash, ikey = idem(req, uid, "ik", pid)
     -- the sold-out crowd: answered from the node's gate, no Redis command (a request carrying an
@@ -310,9 +310,10 @@ local function entry(req)
 end
 
 local function order_of(req)
-    local oid = tonumber(req.params.id)
+    local function none() fail(404, "ORDER_NOT_FOUND", MSG.ORDER_NOT_FOUND) end
+    local oid = fields.path_id(req, none)
     local pid = floor(oid / ID_SPAN)
-    if pid < 1 then fail(404, "ORDER_NOT_FOUND", MSG.ORDER_NOT_FOUND) end
+    if pid < 1 then none() end
     return oid, pid
 end
 
@@ -433,7 +434,7 @@ local function cancel(req)
 end
 
 local function end_sale(req)
-    local pid = tonumber(req.params.id)
+    local pid = fields.path_id(req, not_found)
     if not product(pid, true) then not_found(pid) end
     catalog.end_sale(pid)
     local k = keys_of(pid)

@@ -25,7 +25,7 @@ local products = require "products"
 local lifecycle = require "jobs.lifecycle"
 local host = require "host"
 
-local type, pairs, tonumber, sort, concat, unpack = type, pairs, tonumber, table.sort, table.concat, unpack
+local type, pairs, sort, concat, unpack = type, pairs, table.sort, table.concat, unpack
 local format = string.format
 local fail, check, lang = web.fail, web.check, web.lang
 local null = json.null
@@ -150,7 +150,7 @@ function _M.check_items(req, list)
             for k in pairs(it) do
                 if k ~= "product_id" and k ~= "quantity" then f:bad(name, MSG.ITEM) end
             end
-            local pid = f:int(name .. ".product_id", it.product_id, 1, 2 ^ 53)
+            local pid = f:int(name .. ".product_id", it.product_id, 1, fields.MAX_ID)
             local qty = f:int(name .. ".quantity", it.quantity, 1, MAX_QUANTITY)
             if pid and qty then
                 local m = merged[pid]
@@ -260,10 +260,9 @@ function _M.create(req, uid, items, before)
 end
 
 local function create(req)
-    local body = req:json()
+    local body = validate.object(req)
     local f = fields.new(req)
-    if type(body) ~= "table" or json.is_array(body) then f:bad("body", validate.MSG.NOT_OBJECT) end
-    for k in pairs(type(body) == "table" and body or {}) do
+    for k in pairs(body) do
         if k ~= "items" then f:bad(type(k) == "string" and #k <= 64 and k or "_other", validate.MSG.NOT_ALLOWED) end
     end
     f:done()
@@ -319,7 +318,7 @@ local function list(req)
 end
 
 local function detail(req)
-    local o = load(req, nil, req.auth.uid, tonumber(req.params.id))
+    local o = load(req, nil, req.auth.uid, fields.path_id(req, not_found))
     if not o then not_found() end
     return { json = o }
 end
@@ -329,7 +328,7 @@ end
 
 -- Locks the caller's order, applies what is due, then act(tx, status, row) decides; answers the order.
 local function change(req, act)
-    local uid, id = req.auth.uid, tonumber(req.params.id)
+    local uid, id = req.auth.uid, fields.path_id(req, not_found)
     local changed
     local o = check(host.mysql.tx(function(tx)
         local rows = check(tx:query("SELECT id FROM orders WHERE id = ? AND user_id = ? FOR UPDATE", id, uid))

@@ -222,7 +222,7 @@ local function stock_entry(id)
 end
 
 local function get_stock(req)
-    local id = format("%d", tonumber(req.params.id)) -- "007" -> "7": the cache key and the JSON number
+    local id = format("%d", fields.path_id(req, not_found)) -- "007" -> "7": the cache key and the JSON number
     local v = stock_entry(id)
     if v == "-" then not_found(tonumber(id)) end
     local kind, stock, starts, ends = match(v, "^(%u)|(%d+)|?([%d.]*)|?([%d.]*)$")
@@ -261,8 +261,9 @@ local function list(req)
 end
 
 local function detail(req)
-    local row = load(req.params.id)
-    if not row then not_found(tonumber(req.params.id)) end
+    local id = fields.path_id(req, not_found)
+    local row = load(id)
+    if not row then not_found(id) end
     return { json = detail_json(row) }
 end
 
@@ -273,10 +274,6 @@ end
 -- returns the column values to write.
 local function check_product(req, body, current)
     local f = fields.new(req)
-    if type(body) ~= "table" or json.is_array(body) then
-        f:bad("body", validate.MSG.NOT_OBJECT)
-        f:done()
-    end
     local allowed = { name = true, description = true, price = true, sale_starts_at = true, sale_ends_at = true,
         per_user_limit = true, type = not current, stock = not current }
     for k in pairs(body) do
@@ -331,7 +328,7 @@ end
 local DUPLICATE = 1062
 
 local function create(req)
-    local v = check_product(req, req:json(), nil)
+    local v = check_product(req, validate.object(req), nil)
     local id
     local res = idempotency.tx(req, req.auth.uid, function(tx)
         local r, err, errno = tx:query("INSERT INTO products (name, description, price, type, stock, "
@@ -348,10 +345,10 @@ local function create(req)
 end
 
 local function update(req)
-    local id = tonumber(req.params.id)
+    local id = fields.path_id(req, not_found)
     local current = load(id)
     if not current then not_found(id) end
-    local v = check_product(req, req:json(), current)
+    local v = check_product(req, validate.object(req), current)
     local sets, args = {}, {}
     for _, col in pairs { "name", "description", "price", "sale_starts_at", "sale_ends_at", "per_user_limit" } do
         if v[col] ~= nil then
@@ -374,10 +371,9 @@ local function update(req)
 end
 
 local function set_stock(req)
-    local id = tonumber(req.params.id)
-    local body = req:json()
+    local id = fields.path_id(req, not_found)
+    local body = validate.object(req)
     local f = fields.new(req)
-    if type(body) ~= "table" or json.is_array(body) then f:bad("body", validate.MSG.NOT_OBJECT) f:done() end
     for k in pairs(body) do
         if k ~= "quantity" then f:bad(type(k) == "string" and #k <= 64 and k or "_other", validate.MSG.NOT_ALLOWED) end
     end

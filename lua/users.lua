@@ -324,7 +324,10 @@ local function verify_with(v)
 end
 
 local function verify(req) return verify_with(validate.body(req, VERIFY)) end
-local function verify_link(req) return verify_with(validate.check(req, req:args(), VERIFY)) end
+-- the link's own arguments only: a mail client or a tracker may append others (ignored, as everywhere)
+local function verify_link(req)
+    return verify_with(validate.check(req, { email = req:arg("email"), code = req:arg("code") }, VERIFY))
+end
 
 local RESENT = { status = 202, json = { status = "ACCEPTED" } }
 

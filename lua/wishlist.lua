@@ -22,7 +22,7 @@ local products = require "products"
 local orders = require "orders"
 local host = require "host"
 
-local type, pairs, tonumber = type, pairs, tonumber
+local type, pairs = type, pairs
 local fail, check = web.fail, web.check
 
 local _M = {}
@@ -70,17 +70,13 @@ end
 
 -- Checks a body of exactly the fields named in `want` (name -> required).
 local function body_of(req, want)
-    local body = req:json()
+    local body = validate.object(req)
     local f = fields.new(req)
-    if type(body) ~= "table" or json.is_array(body) then
-        f:bad("body", validate.MSG.NOT_OBJECT)
-        f:done()
-    end
     for k in pairs(body) do
         if want[k] == nil then f:bad(type(k) == "string" and #k <= 64 and k or "_other", validate.MSG.NOT_ALLOWED) end
     end
     local v = {}
-    if want.product_id ~= nil then v.product_id = f:int("product_id", body.product_id, 1, 2 ^ 53) end
+    if want.product_id ~= nil then v.product_id = f:int("product_id", body.product_id, 1, fields.MAX_ID) end
     if body.quantity ~= nil or want.quantity then
         v.quantity = f:int("quantity", body.quantity, 1, MAX_QUANTITY)
     else
@@ -120,7 +116,7 @@ local function add(req)
 end
 
 local function update(req)
-    local uid, id = req.auth.uid, tonumber(req.params.id)
+    local uid, id = req.auth.uid, fields.path_id(req, not_found)
     local v = body_of(req, { quantity = true })
     check(host.mysql.query("UPDATE wishlist_items SET quantity = ?, updated_at = UTC_TIMESTAMP(3) WHERE id = ? "
         .. "AND user_id = ?", v.quantity, id, uid))
@@ -131,12 +127,12 @@ end
 
 local function remove(req)
     local r = check(host.mysql.query("DELETE FROM wishlist_items WHERE id = ? AND user_id = ?",
-        tonumber(req.params.id), req.auth.uid))
+        fields.path_id(req, not_found), req.auth.uid))
     if r.affected_rows == 0 then not_found() end
 end
 
 local function order(req)
-    local uid, id = req.auth.uid, tonumber(req.params.id)
+    local uid, id = req.auth.uid, fields.path_id(req, not_found)
     return orders.create(req, uid, nil, function(tx)
         local rows = check(tx:query("SELECT product_id, quantity FROM wishlist_items WHERE id = ? AND user_id = ? "
             .. "FOR UPDATE", id, uid))

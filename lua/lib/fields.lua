@@ -9,6 +9,7 @@
 --   f:done()                                     -- raises 400 VALIDATION_FAILED if any failed
 --
 --   local limit, after = fields.page(req)        -- ?limit= (default 20, max 100), ?cursor= -> id
+--   local id = fields.path_id(req, not_found)    -- the route's :id, or not_found() past 2^53
 --   fields.cursor(rows, limit)                   -- next_cursor of a page (json.null at the end)
 --
 --   fields.sql_time(t) -> "YYYY-MM-DD HH:MM:SS.mmm" (UTC) for MySQL; fields.app_conf(name, default)
@@ -69,7 +70,17 @@ function Checker:int(field, v, lo, hi)
     return v
 end
 
--- RFC 3339 with a mandatory offset (Z or +hh:mm), optional fraction: seconds since the epoch.
+-- Times before 1970 are refused: no sale happens then, and MySQL's DATETIME stops at year 1000.
+local MIN_YEAR = 1970
+local MONTH_DAYS = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
+
+local function days_in_month(y, m)
+    if m == 2 and y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0) then return 29 end
+    return MONTH_DAYS[m]
+end
+
+-- RFC 3339 with a mandatory offset (Z or +hh:mm), optional fraction, a day that the month has
+-- (2026-02-31 is refused, not read as March 3), year 1970 or later: seconds since the epoch.
 function Checker:time(field, v)
     local y, mo, d, h, mi, s, frac, z, sign, oh, om
     if type(v) == "string" then
@@ -82,9 +93,9 @@ function Checker:time(field, v)
             sign, oh, om = match(z, "^([+-])(%d%d):(%d%d)$")
         end
     end
-    local ok = sign and tonumber(mo) >= 1 and tonumber(mo) <= 12 and tonumber(d) >= 1 and tonumber(d) <= 31
-        and tonumber(h) <= 23 and tonumber(mi) <= 59 and tonumber(s) <= 59 and tonumber(oh) <= 23
-        and tonumber(om) <= 59
+    local ok = sign and tonumber(y) >= MIN_YEAR and tonumber(mo) >= 1 and tonumber(mo) <= 12 and tonumber(d) >= 1
+        and tonumber(d) <= days_in_month(tonumber(y), tonumber(mo)) and tonumber(h) <= 23 and tonumber(mi) <= 59
+        and tonumber(s) <= 59 and tonumber(oh) <= 23 and tonumber(om) <= 59
     if not ok then
         self:bad(field, MSG.TIME)
         return nil
@@ -109,6 +120,29 @@ function Checker:done()
 end
 
 ---------------------------------------------------------------------------------------------------
+-- Ids
+
+-- Ids are integers below 2^53 (JSON numbers stay exact there; AUTO_INCREMENT never gets that
+-- far): anything past fields.MAX_ID names nothing.
+local MAX_ID = 2 ^ 53 - 1
+_M.MAX_ID = MAX_ID
+
+-- fields.id(s) -> the id that the digits s spell, or nil when s is nil, empty or past MAX_ID.
+function _M.id(s)
+    local n = s and #s <= 16 and tonumber(s)
+    if not n or n > MAX_ID then return nil end
+    return n
+end
+
+-- fields.path_id(req, not_found) -> the route's :id as a number; calls not_found() (which raises
+-- the route's 404) for an id that cannot exist.
+function _M.path_id(req, not_found)
+    local id = _M.id(req.params.id)
+    if not id then not_found() end
+    return id
+end
+
+---------------------------------------------------------------------------------------------------
 -- Paging
 
 -- fields.page(req) -> limit, after_id (nil for the first page); raises 400 on bad input.
@@ -120,7 +154,7 @@ function _M.page(req)
     local c = req:arg("cursor")
     if c ~= nil and c ~= "" then
         local plain = host.crypto.b64url_decode(c)
-        after = tonumber(plain and match(plain, "^c1:(%d+)$"))
+        after = _M.id(plain and match(plain, "^c1:(%d+)$"))
         if not after then f:bad("cursor", MSG.CURSOR) end
     end
     f:done()

@@ -186,6 +186,8 @@ local function check_value(rule, v)
         return nil, MSG.NOT_STRING
     end
     if type(v) ~= "string" then return nil, MSG.NOT_STRING end
+    -- too long whatever its characters (4 bytes each at most): refused before any byte is read
+    if #v > rule.max * 4 then return nil, MSG.TOO_LONG, rule.max end
     local n = utf8_len(v)
     if not n then return nil, MSG.NOT_UTF8 end
     -- C0 controls and DEL; a multi-line field may hold line breaks and tabs
@@ -245,9 +247,20 @@ function _M.check(req, input, rules)
     return out
 end
 
--- validate.body(req, rules): validate.check on req:json() (415 / 400 BAD_JSON come from there).
+-- validate.object(req) -> req:json() when the body is a JSON object; else raises 400
+-- VALIDATION_FAILED {body = NOT_OBJECT} (415 / 400 BAD_JSON come from req:json()). The decoder
+-- cannot tell [] from {}: the body's first byte does.
+function _M.object(req)
+    local v = req:json()
+    if is_array(v) or find(req.body, "^%s*%[") then
+        fail(400, "VALIDATION_FAILED", MSG.INVALID, { body = localize(lang(req), MSG.NOT_OBJECT) })
+    end
+    return v
+end
+
+-- validate.body(req, rules): validate.check on validate.object(req).
 function _M.body(req, rules)
-    return _M.check(req, req:json(), rules)
+    return _M.check(req, _M.object(req), rules)
 end
 
 -- validate.fail(req, field, msg [, arg]): raise VALIDATION_FAILED for one field (checks that need

@@ -51,11 +51,32 @@ describe("lib.fields", function()
         assert.equal(1798074000.25, f:time("t", "2026-12-24T01:00:00.25Z"))
         assert.equal(1798074000, f:time("t", "2026-12-23T20:00:00-05:00"))
         for _, bad in ipairs { "2026-12-24 10:00:00", "2026-12-24T10:00:00", "2026-13-01T00:00:00Z", "tomorrow", 5,
-            "2026-12-24T10:00:00+9:00", "2026-12-24T10:00:00.Z" } do
+            "2026-12-24T10:00:00+9:00", "2026-12-24T10:00:00.Z", "2026-02-31T10:00:00Z", "2027-02-29T10:00:00Z",
+            "2026-04-31T10:00:00Z", "0000-01-01T00:00:00Z", "1969-12-31T23:59:59Z" } do
             local g = fields.new(req())
             assert.is_nil(g:time("t", bad), tostring(bad))
             assert.is_string(failure(function() g:done() end).t)
         end
+    end)
+
+    it("takes the days each month has, leap days included", function()
+        local f = fields.new(req())
+        assert.equal(1709164800, f:time("t", "2024-02-29T00:00:00Z"))
+        assert.equal(951782400, f:time("t", "2000-02-29T00:00:00Z"))
+        assert.is_nil(f:time("t", "1900-02-29T00:00:00Z"))
+        assert.is_number(f:time("u", "2026-12-31T23:59:59Z"))
+    end)
+
+    it("reads ids below 2^53 and nothing else", function()
+        assert.equal(7, fields.id("007"))
+        assert.equal(2 ^ 53 - 1, fields.id("9007199254740991"))
+        for _, bad in ipairs { "9007199254740992", "99999999999999999999", string.rep("9", 400), "", "x" } do
+            assert.is_nil(fields.id(bad), bad)
+        end
+        assert.is_nil(fields.id(nil))
+        local missing = function() error("404") end
+        assert.equal(12, fields.path_id({ params = { id = "12" } }, missing))
+        assert.has_error(function() fields.path_id({ params = { id = string.rep("9", 30) } }, missing) end, "404")
     end)
 
     it("formats UTC DATETIME(3) literals", function()
@@ -74,5 +95,7 @@ describe("lib.fields", function()
         assert.is_string(failure(function() fields.page(req("limit=101")) end).limit)
         assert.is_string(failure(function() fields.page(req("limit=0")) end).limit)
         assert.is_string(failure(function() fields.page(req("cursor=zz")) end).cursor)
+        local past = require("host").crypto.b64url_encode("c1:" .. string.rep("9", 400))
+        assert.is_string(failure(function() fields.page(req("cursor=" .. past)) end).cursor)
     end)
 end)

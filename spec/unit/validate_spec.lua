@@ -122,6 +122,21 @@ describe("lib.validate", function()
         assert.equal("제어 문자는 사용할 수 없습니다.", details_of(with { description = "a\27b" }).description)
     end)
 
+    it("takes a JSON object body and refuses an array, even an empty one", function()
+        local function body_req(text)
+            local r = helper.json_req("POST", "/x", text)
+            r.json = function(self) return json.decode(self.body) end
+            return r
+        end
+        assert.same({}, validate.object(body_req("{}")))
+        for _, text in ipairs { "[]", " \n[]", "[1]", '[{"a":1}]' } do
+            local ok, e = pcall(validate.object, body_req(text))
+            assert.is_false(ok, text)
+            assert.equal("VALIDATION_FAILED", e.code, text)
+            assert.is_string(e.details.body, text)
+        end
+    end)
+
     it("refuses fields the rules do not name", function()
         local d = details_of(with { role = "ADMIN", [string.rep("x", 100)] = 1 })
         assert.equal("허용되지 않는 항목입니다.", d.role)
