@@ -12,7 +12,7 @@
 #   mysql-stop           SIGSTOP mariadbd for 5 s, then SIGCONT
 #   mysql-restart        stop mariadbd (TERM) while pays are in flight, start it again
 #   worker-kill          kill -9 of a worker (worker 0: it also runs the flash watch and subscriber)
-#   master-kill          kill -9 of the fcfs master
+#   master-kill          kill -9 of the fcfs master, restarted 100 ms later as etc/fcfs.service would
 #   reloads              10 reloads (fcfs -s reload), one every 0.5 s
 # Then, after the client ends and max(hold_seconds, flash_settle_seconds) + the sweep interval + 2 s:
 #   reconcile            fcfs run lua/cli/reconcile.lua PID exits 0 (initial = remaining + held + paid)
@@ -207,7 +207,14 @@ case $scenario in
     FCFS_DEV_MYSQL_PORT=0 bash "$BENCH_ROOT/etc/dev" services start "$SVC" >&2
     ;;
   worker-kill) kill -KILL "$(pgrep -P "$master_pid" | head -1)" ;;
-  master-kill) kill -KILL "$master_pid" ;;
+  master-kill)
+    # then what the supervisor does (etc/fcfs.service: Restart=always, RestartSec=100ms): a new
+    # master on the same config, while the old workers drain
+    kill -KILL "$master_pid"
+    sleep 0.1
+    (cd "$BENCH_ROOT" && exec "$FCFS_BIN" -c "$FCFS_CONF") >>"$BENCH_TMP/fcfs.out" 2>&1 &
+    FCFS_PID=$!
+    ;;
   reloads)
     for i in $(seq 10); do
       (cd "$BENCH_ROOT" && "$FCFS_BIN" -c "$FCFS_CONF" -s reload) >&2 || echo "# reload $i failed"
