@@ -183,6 +183,24 @@ local function init(pid, force)
 end
 _M.init = init
 
+-- init_once(pid): init(pid) for the requests that find no Redis state, once per worker at a time: at
+-- the opening of a sale nobody has viewed, thousands of entries find none in the same instant, and
+-- each building it would be two MySQL queries and a script apiece (the pool's queue overflows:
+-- 503 busy). The others wait for the one in progress (at most about 5 s), then retry.
+local building = {} -- pid -> true while this worker builds the product's Redis state
+
+local function init_once(pid)
+    if not building[pid] then
+        building[pid] = true
+        local ok, err = pcall(init, pid)
+        building[pid] = nil
+        if not ok then error(err, 0) end
+        return
+    end
+    local deadline = host.now() + 5
+    while building[pid] and host.now() < deadline do host.sleep(0.005) end
+end
+
 ---------------------------------------------------------------------------------------------------
 -- Idempotency-Key (records in Redis, in the product's slot, written by the script that acts)
 
@@ -218,7 +236,7 @@ local function view(pid)
         local k = keys_of(pid)
         local st = check(host.redis.call("HMGET", k.s, "remaining", "ver", "paused", "ended"))
         if st[1] == null or st[1] == nil then
-            init(pid)
+            init_once(pid)
         else
             set_gate(pid, tonumber(st[1]), tonumber(st[2]), tonumber(st[3]))
             if st[4] == "1" and now < p.ends then p.ends = now end
@@ -296,8 +314,9 @@ local function entry(req)
     local args = { uid, hold_ms(), hash, idem_ttl_ms(), pid }
     local r = run(S.entry, keys, args)
     if r[1] == "NOINIT" then
-        init(pid)
+        init_once(pid)
         r = run(S.entry, keys, args)
+        if r[1] == "NOINIT" then return refusal(req, "SALE_PAUSED") end -- the build in progress timed out
     end
     set_gate(pid, r[4], r[5], r[6])
     if r[1] == "ERR" then

@@ -458,6 +458,20 @@ describe("flash purchase", function()
             assert.equal(9, state(p.id).remaining)
         end)
 
+        it("builds a never-viewed product's Redis state once per worker when 100 entries open it at once",
+            function()
+            -- a node whose MySQL queue holds 4 waiting queries: 100 entries each building the state
+            -- (two queries apiece) overflowed it and answered 503 busy
+            local narrow = env:start({ workers = 1, mysql_pool_size = 1, mysql_queue_size = 4 },
+                { hold_seconds = 60, flash_sweep_interval = 0.2 })
+            local p = product({ stock = 100, per_user_limit = 100 })
+            local req = shop.raw_request("POST", "/api/flash/products/" .. p.id .. "/entry", a.token)
+            local results = raw.fanout { port = narrow.port, n = 100, request = req, timeout = 20 }
+            for _, r in ipairs(results) do assert.equal(201, r.status, tostring(r.err or r.body)) end
+            local s = state(p.id)
+            assert.same({ 0, 100 }, { s.remaining, s.held })
+        end)
+
         it("keeps stock exact under repeat clicks of many members", function()
             local members = { a, b }
             for i = 3, 8 do members[i] = env:member("m" .. i) end
