@@ -22,7 +22,7 @@ local HEADER_TIMEOUT, IDLE_TIMEOUT = 2, 3
 -- Under ASan (etc/dev test sets ASAN_OPTIONS) or the Lua line hook of the coverage run the host
 -- serves several times slower and ASan's quarantine keeps freed memory: the pipelining case then
 -- uses fewer clients, gives them more time and bounds neither the wait nor the RSS.
-local INSTRUMENTED = os.getenv("ASAN_OPTIONS") ~= nil or os.getenv("FCFS_LUA_COVERAGE") ~= nil
+local INSTRUMENTED = server.instrumented
 
 local function rss_kb(pid)
     local f = io.open("/proc/" .. pid .. "/status")

@@ -443,6 +443,10 @@ describe("members", function()
             assert.is_true(mu < 2 * mw and mw < 2 * mu, format("unknown %.4f s vs wrong %.4f s", mu, mw))
         end)
 
+        -- The bound is the members acceptance, a property of the shipped (plain) build. Under ASan or
+        -- the coverage run's Lua line hook every step on the loop is several times slower; there the
+        -- spec asserts what the bound stands for: no probe waited as long as the fastest login took
+        -- (one argon2 hash at least), which fails as soon as a hash runs on the loop.
         it("keeps /healthz under 50 ms during 20 concurrent logins", function()
             local email = new_email()
             signup_verified(email)
@@ -450,6 +454,7 @@ describe("members", function()
             local req = format("POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 .. "Content-Length: %d\r\nConnection: close\r\n\r\n%s", #body, body)
             local socks, answers = {}, {}
+            local sent, fastest = now(), math.huge
             for i = 1, 20 do
                 local c = assert(socket.tcp())
                 c:settimeout(5)
@@ -474,6 +479,7 @@ describe("members", function()
                         c:close()
                         socks[i] = nil
                         left = left - 1
+                        fastest = math.min(fastest, now() - sent)
                     end
                 end
                 socket.sleep(0.005)
@@ -482,8 +488,14 @@ describe("members", function()
             for i = 1, 20 do
                 assert.matches("^HTTP/1.1 200", table.concat(answers[i]))
             end
-            print(format("\n/healthz during 20 concurrent logins: %d probes, worst %.1f ms", probes, worst * 1000))
-            assert.is_true(worst < 0.05, format("worst /healthz %.1f ms", worst * 1000))
+            print(format("\n/healthz during 20 concurrent logins: %d probes, worst %.1f ms (fastest login %.1f ms)",
+                probes, worst * 1000, fastest * 1000))
+            if server.instrumented then
+                assert.is_true(worst < fastest, format("worst /healthz %.1f ms, fastest login %.1f ms",
+                    worst * 1000, fastest * 1000))
+            else
+                assert.is_true(worst < 0.05, format("worst /healthz %.1f ms", worst * 1000))
+            end
         end)
 
         it("limits failures per email (429) and per client address (429)", function()
