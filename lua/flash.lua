@@ -98,8 +98,8 @@ end })
 
 local function keys_of(pid)
     local t = "{p:" .. pid .. "}"
-    return { s = t .. ":s", buyers = t .. ":buyers", holds = t .. ":holds", dl = t .. ":dl", oid = t .. ":oid",
-        ev = t .. ":ev", tag = t }
+    return { s = t .. ":s", buyers = t .. ":buyers", holds = t .. ":holds", dl = t .. ":dl", ev = t .. ":ev",
+        tag = t }
 end
 _M.keys_of = keys_of
 
@@ -111,7 +111,7 @@ local function entry_keys_of(pid)
     local keys = entry_keys[pid]
     if keys then return keys end
     local k = keys_of(pid)
-    keys = { k.s, k.buyers, k.holds, k.dl, k.oid, k.ev, k.s }
+    keys = { k.s, k.buyers, k.holds, k.dl, k.ev }
     nentry_keys = nentry_keys + 1
     if nentry_keys > 10000 then entry_keys, nentry_keys = {}, 1 end
     entry_keys[pid] = keys
@@ -120,6 +120,30 @@ end
 
 local function run(script, keys, args)
     return check(script:run(keys, args))
+end
+
+-- redis_now_ms() -> the Redis clock now (ms since the epoch), read on this host: host.now() plus
+-- the offset between the two clocks, measured by a TIME probe at most once a second per worker
+-- (the entry script gets the time from here and makes no TIME call of its own: it is what Redis
+-- runs per entry). The offset is taken at its lower bound: Redis read its clock somewhere between
+-- the probe's send and its reply, so clock - reply time is never more than the true offset. The
+-- estimate is therefore never ahead of Redis -- no host opens a sale early -- and behind it by at
+-- most the probe's round trip (a hold's deadline that much shorter); between two probes it moves
+-- with this host's clock, so a step of that clock (an NTP step) counts until the next probe, a
+-- second later. (The millisecond host.now() truncates is taken off the offset too.)
+local clock_offset, clock_next, probing = nil, 0, false
+
+local function redis_now_ms()
+    local now = host.now()
+    if now >= clock_next and not (probing and clock_offset) then
+        probing = true
+        local t, err = host.redis.call("TIME")
+        probing = false
+        check(t, err)
+        now = host.now()
+        clock_offset, clock_next = tonumber(t[1]) + tonumber(t[2]) / 1e6 - now - 0.001, now + 1
+    end
+    return floor((now + clock_offset) * 1000)
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -175,7 +199,7 @@ local function init(pid, force)
     end
     args[5] = paid
     local k = keys_of(pid)
-    local r = run(S.init, { k.s, k.buyers, k.holds, k.oid }, args)
+    local r = run(S.init, { k.s, k.buyers, k.holds }, args)
     check(host.redis.call("SADD", LIVE_KEY, pid))
     live_exp = 0
     set_gate(pid, r[1], r[2], r[3])
@@ -308,17 +332,19 @@ local function entry(req)
     -- Idempotency-Key goes to Redis: it may be the retry of an entry that won)
     if ikey == nil and gate.sold_out(pid) then return refusal(req, "OUT_OF_STOCK") end
     local keys = entry_keys_of(pid)
+    local now = redis_now_ms()
+    local args = { uid, format("%d", now), format("%d", now + hold_ms()), pid }
     if ikey ~= nil then
-        keys = { keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], ikey }
+        keys = { keys[1], keys[2], keys[3], keys[4], keys[5], ikey }
+        args[5], args[6] = hash, idem_ttl_ms()
     end
-    local args = { uid, hold_ms(), hash, idem_ttl_ms(), pid }
     local r = run(S.entry, keys, args)
     if r[1] == "NOINIT" then
         init_once(pid)
         r = run(S.entry, keys, args)
         if r[1] == "NOINIT" then return refusal(req, "SALE_PAUSED") end -- the build in progress timed out
     end
-    set_gate(pid, r[4], r[5], r[6])
+    set_gate(pid, tonumber(r[4]), tonumber(r[5]), tonumber(r[6]))
     if r[1] == "ERR" then
         local code = r[2]
         return refusal(req, code, code == "SALE_NOT_OPEN" and { starts_at = clock.rfc3339(r[3] / 1000) } or nil)
@@ -434,7 +460,7 @@ local function pay(req)
         init(pid, true)
         out_of_stock()
     end
-    if run(S.pay_done, { k.s, k.holds, k.ev, ikey or k.s, k.dl }, { oid, uid, moid, hash, idem_ttl_ms(), pid })
+    if run(S.pay_done, { k.s, k.holds, k.ev, ikey or k.s, k.dl }, { oid, uid, moid, hash, idem_ttl_ms() })
         ~= 1 then
         init(pid, true) -- the hold vanished from Redis (data loss): recount from MySQL
     end
@@ -531,7 +557,7 @@ local function settle(pid, oid, uid)
     end))
     local k = keys_of(pid)
     if moid then
-        run(S.pay_done, { k.s, k.holds, k.ev, k.s, k.dl }, { oid, uid, moid, "", 0, pid })
+        run(S.pay_done, { k.s, k.holds, k.ev, k.s, k.dl }, { oid, uid, moid, "", 0 })
         return "PAID"
     end
     local p = product(pid)

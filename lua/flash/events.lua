@@ -18,7 +18,7 @@ local fields = require "lib.fields"
 local host = require "host"
 
 local tonumber, tostring, type, concat = tonumber, tostring, type, table.concat
-local floor, unpack = math.floor, unpack
+local floor, unpack, match = math.floor, unpack, string.match
 local check = web.check
 
 local _M = {}
@@ -44,23 +44,20 @@ local function ensure_group(key)
     groups[key] = true
 end
 
--- entries: {{id, {field, value, ...}}, ...} -> the ids written.
-local function apply(entries)
+-- entries of product pid: {{id, {event, "order id|user id"}}, ...} (redis/flash.lua; the event's time
+-- is its id's, milliseconds of the Redis clock) -> the ids written.
+local function apply(pid, entries)
     local values, args, ids = {}, {}, {}
     for i = 1, #entries do
         local e = entries[i]
         ids[i] = e[1]
-        local f = {}
         local kv = e[2]
-        if type(kv) == "table" then
-            for j = 1, #kv, 2 do f[kv[j]] = kv[j + 1] end
-        end
-        if f.order_id then
+        local oid, uid = match(type(kv) == "table" and type(kv[2]) == "string" and kv[2] or "", "^(%d+)|(%d+)$")
+        if oid then
             values[#values + 1] = "(?, ?, ?, ?, FROM_UNIXTIME(? / 1000), FROM_UNIXTIME(? / 1000))"
-            local n = #args
-            args[n + 1], args[n + 2], args[n + 3], args[n + 4] = tonumber(f.order_id), tonumber(f.product_id),
-                tonumber(f.user_id), f.type
-            args[n + 5], args[n + 6] = tonumber(f.at), tonumber(f.at)
+            local n, at = #args, tonumber(match(e[1], "^%d+"))
+            args[n + 1], args[n + 2], args[n + 3], args[n + 4] = tonumber(oid), pid, tonumber(uid), kv[1]
+            args[n + 5], args[n + 6] = at, at
         end
     end
     if #values > 0 then
@@ -93,7 +90,7 @@ local function drain(pid, claim)
         local r = check(host.redis.call("XAUTOCLAIM", key, GROUP, consumer(), idle, "0-0", "COUNT", batch))
         local entries = type(r) == "table" and r[2] or {}
         if type(entries) == "table" and #entries > 0 then
-            ack(key, apply(entries))
+            ack(key, apply(pid, entries))
             n = n + #entries
         end
     end
@@ -101,7 +98,7 @@ local function drain(pid, claim)
         local r = check(host.redis.call("XREADGROUP", "GROUP", GROUP, consumer(), "COUNT", batch, "STREAMS", key, ">"))
         local entries = type(r) == "table" and r[1] and r[1][2]
         if type(entries) ~= "table" or #entries == 0 then break end
-        ack(key, apply(entries))
+        ack(key, apply(pid, entries))
         n = n + #entries
         if #entries < batch then break end
     end

@@ -2,23 +2,29 @@
 -- host.redis.script). Each runs atomically in Redis, so every decision below is made on one state.
 --
 -- Keys of product P, all under the hash tag {p:P} (one slot: the scripts run on Redis Cluster):
---   {p:P}:s       hash  initial, remaining, held (HELD + PAYING), paid, ver, paused (0/1), ended (0/1),
---                       starts, ends (ms since the epoch), limit (per user)
+--   {p:P}:s       hash  remaining, ver, paused (0/1), starts, ends (ms since the epoch), limit (per
+--                       user), ended (0/1), held (HELD + PAYING), seq (entries so far: order id = P * 10^9
+--                       + seq), initial, paid -- created in that order, the entry's fields first (a small
+--                       hash is a listpack, searched from its head)
 --   {p:P}:buyers  hash  user id -> units held, being paid or paid (the per-user limit)
 --   {p:P}:holds   hash  order id -> "STATE|uid|deadline_ms|mysql_order_id"
 --   {p:P}:dl      zset  order id -> when the sweeper looks at it (ms): a HELD hold's deadline, a PAYING
 --                       hold's settle time (pay_begin + settle ms; the sweeper hands it to the settle)
---   {p:P}:oid     counter of entries; order id = P * 10^9 + counter
---   {p:P}:ev      stream of order events (type, order_id, user_id, product_id, at)
---   {p:P}:ik:<uid>:<key>, {p:P}:pk:<uid>:<key>  Idempotency-Key records of entry and pay
+--   {p:P}:ev      stream of order events, one field each: the event (HELD, EXPIRED, CANCELLED, FAILED,
+--                 PAID) -> "order id|user id"; the product is the key's, the time the entry id's (ms,
+--                 Redis clock)
+--   {p:P}:ik:<uid>:<key>, {p:P}:pk:<uid>:<key>  Idempotency-Key records of entry and pay (only when the
+--                 request carried the header)
 -- Every change of remaining or of paused bumps ver and returns it with remaining, so the caller can
--- update the stock gate (host.stock) with a version that orders the updates. Times come from the
--- Redis clock (TIME): the entry window, a hold's deadline, the pay and the sweeper all read one clock.
+-- update the stock gate (host.stock) with a version that orders the updates. Times are the Redis
+-- clock: read with TIME by every script but the entry, which is handed it by the host (flash.lua
+-- redis_now: the host's clock plus its offset to the Redis clock, taken at its lower bound), so
+-- the entry window, a hold's deadline, the pay and the sweeper all read one clock.
 -- A unit coming back is published on the channel "flash:stock" as "P|remaining|ver".
 local _M = {}
 
 -- Shared by the scripts that return a unit: release(KEYS s, holds, dl, buyers, ev; order id, uid,
--- deadline, the new state) -> remaining, ver, paused (0/1).
+-- deadline, the new state, product id) -> remaining, ver, paused (0/1).
 local NOW = [==[
 local function now_ms()
   local t = redis.call('TIME')
@@ -33,8 +39,7 @@ local function release(k, oid, uid, dl, state, pid)
   redis.call('HINCRBY', k.s, 'held', -1)
   local ver = redis.call('HINCRBY', k.s, 'ver', 1)
   if redis.call('HINCRBY', k.buyers, uid, -1) <= 0 then redis.call('HDEL', k.buyers, uid) end
-  redis.call('XADD', k.ev, '*', 'type', state, 'order_id', oid, 'user_id', uid, 'product_id', pid,
-    'at', now_ms())
+  redis.call('XADD', k.ev, '*', state, oid .. '|' .. uid)
   local paused = tonumber(redis.call('HGET', k.s, 'paused') or '0')
   -- %d: Redis Lua numbers are doubles, and `..` would write a version past 14 digits as 1.7e+15
   redis.call('PUBLISH', 'flash:stock', string.format('%d|%d|%d|%d', pid, remaining, ver, paused))
@@ -45,51 +50,58 @@ local function parse(h)
 end
 ]==]
 
--- entry: KEYS s, buyers, holds, dl, oid, ev, idem (idem = s when no key)
--- ARGV uid, hold_ms, idem hash ('' = none), idem ttl ms, product id
+-- entry: KEYS s, buyers, holds, dl, ev [, idem]; ARGV uid, now ms, deadline ms (now + hold), product id
+-- [, idem hash, idem ttl ms] (the idempotency pair only when the request carried a key)
 -- -> {'OK'|'DONE', order id, deadline ms, remaining, ver, paused}
 --    | {'ERR', code, starts ms, remaining, ver, paused}
---    | {'NOINIT'}. Every check comes before the first write; the writes are the fewest commands that
--- do them (remaining, held and ver in one HSET: the values read above, under the script's atomicity).
--- The times (13-digit ms) go to redis.call and into text formatted once with '%d': Redis's '%.17g'
--- and Lua's '%.14g' of such a number cost about a microsecond each, three times per entry.
-_M.entry = NOW .. [==[
+--    | {'NOINIT'}   (numbers as integers or their decimal strings: the caller converts)
+-- Every check comes before the first write: the window, the flags and the stock from one HMGET, then
+-- the member's count -- for a limit of 1 (a flash sale's usual) HSETNX, which checks and marks in one
+-- command and writes nothing when the member has a unit already. This script is what Redis runs per
+-- entry, so it is kept to the fewest commands (6) and the least work in Redis's one thread: the
+-- host hands it the time and the deadline as text (no TIME, no number formatting here), values
+-- read only to be handed back stay strings, and the writes are one HSET of the product's counters
+-- (the order counter is one of them), the hold, its deadline and the event.
+_M.entry = [==[
 local s = KEYS[1]
-local st = redis.call('HMGET', s, 'remaining', 'ver', 'paused', 'starts', 'ends', 'limit', 'ended', 'held')
-if not st[1] then return {'NOINIT'} end
-local remaining, ver, paused = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
-local uid = ARGV[1]
-if ARGV[3] ~= '' then
-  local rec = redis.call('GET', KEYS[7])
+local st = redis.call('HMGET', s, 'remaining', 'ver', 'paused', 'starts', 'ends', 'limit', 'ended', 'held', 'seq')
+local remaining = tonumber(st[1])
+if not remaining then return {'NOINIT'} end
+if KEYS[6] then
+  local rec = redis.call('GET', KEYS[6])
   if rec then
     local h, oid, dl = string.match(rec, '^(%x+)|(%d+)|(%d+)$')
-    if h ~= ARGV[3] then return {'ERR', 'IDEMPOTENCY_KEY_REUSED', 0, remaining, ver, paused} end
-    return {'DONE', oid, tonumber(dl), remaining, ver, paused}
+    if h ~= ARGV[5] then return {'ERR', 'IDEMPOTENCY_KEY_REUSED', 0, remaining, st[2], st[3]} end
+    return {'DONE', oid, dl, remaining, st[2], st[3]}
   end
 end
-local now = now_ms()
-if now < tonumber(st[4]) then return {'ERR', 'SALE_NOT_OPEN', tonumber(st[4]), remaining, ver, paused} end
-if now >= tonumber(st[5]) or st[7] == '1' then return {'ERR', 'SALE_CLOSED', 0, remaining, ver, paused} end
-if paused == 1 then return {'ERR', 'SALE_PAUSED', 0, remaining, ver, paused} end
-if tonumber(redis.call('HGET', KEYS[2], uid) or '0') >= tonumber(st[6]) then
-  return {'ERR', 'ALREADY_PURCHASED', 0, remaining, ver, paused}
+local now = tonumber(ARGV[2])
+if now < tonumber(st[4]) then return {'ERR', 'SALE_NOT_OPEN', st[4], remaining, st[2], st[3]} end
+if now >= tonumber(st[5]) or st[7] == '1' then return {'ERR', 'SALE_CLOSED', 0, remaining, st[2], st[3]} end
+if st[3] == '1' then return {'ERR', 'SALE_PAUSED', 0, remaining, st[2], st[3]} end
+if remaining <= 0 then return {'ERR', 'OUT_OF_STOCK', 0, remaining, st[2], st[3]} end
+local uid = ARGV[1]
+if st[6] == '1' then
+  if redis.call('HSETNX', KEYS[2], uid, '1') == 0 then
+    return {'ERR', 'ALREADY_PURCHASED', 0, remaining, st[2], st[3]}
+  end
+else
+  if tonumber(redis.call('HGET', KEYS[2], uid) or '0') >= tonumber(st[6]) then
+    return {'ERR', 'ALREADY_PURCHASED', 0, remaining, st[2], st[3]}
+  end
+  redis.call('HINCRBY', KEYS[2], uid, 1)
 end
-if remaining <= 0 then return {'ERR', 'OUT_OF_STOCK', 0, remaining, ver, paused} end
 local fmt = string.format
-local oid = ARGV[5] .. fmt('%09d', redis.call('INCR', KEYS[5]))
-local dl = now + tonumber(ARGV[2])
-local dl_s = fmt('%d', dl)
-remaining, ver = remaining - 1, ver + 1
-redis.call('HSET', s, 'remaining', remaining, 'held', tonumber(st[8]) + 1, 'ver', ver)
-redis.call('HINCRBY', KEYS[2], uid, 1)
-redis.call('HSET', KEYS[3], oid, 'HELD|' .. uid .. '|' .. dl_s .. '|')
-redis.call('ZADD', KEYS[4], dl_s, oid)
-redis.call('XADD', KEYS[6], '*', 'type', 'HELD', 'order_id', oid, 'user_id', uid, 'product_id', ARGV[5],
-  'at', fmt('%d', now))
-if ARGV[3] ~= '' then
-  redis.call('SET', KEYS[7], ARGV[3] .. '|' .. oid .. '|' .. dl_s, 'PX', ARGV[4])
-end
-return {'OK', oid, dl, remaining, ver, paused}
+local seq, ver, dl = st[9] + 1, st[2] + 1, ARGV[3]
+local oid = ARGV[4] .. fmt('%09d', seq)
+remaining = remaining - 1
+redis.call('HSET', s, 'remaining', fmt('%d', remaining), 'ver', fmt('%d', ver), 'held', fmt('%d', st[8] + 1),
+  'seq', fmt('%d', seq))
+redis.call('HSET', KEYS[3], oid, 'HELD|' .. uid .. '|' .. dl .. '|')
+redis.call('ZADD', KEYS[4], dl, oid)
+redis.call('XADD', KEYS[5], '*', 'HELD', oid .. '|' .. uid)
+if KEYS[6] then redis.call('SET', KEYS[6], ARGV[5] .. '|' .. oid .. '|' .. dl, 'PX', ARGV[6]) end
+return {'OK', oid, dl, remaining, ver, st[3]}
 ]==]
 
 -- pay_begin: KEYS s, holds, dl, buyers, ev, idem; ARGV order id, uid, idem hash, product id, settle ms
@@ -136,8 +148,8 @@ if ARGV[3] ~= '' then redis.call('SET', KEYS[6], ARGV[3] .. '|402|', 'PX', ARGV[
 return {remaining, ver, paused}
 ]==]
 
--- pay_done: KEYS s, holds, ev, idem, dl; ARGV order id, uid, mysql order id, idem hash, idem ttl ms,
--- product id. PAYING -> PAID (the order is in MySQL already). -> 1 | 0 (was not PAYING)
+-- pay_done: KEYS s, holds, ev, idem, dl; ARGV order id, uid, mysql order id, idem hash, idem ttl ms.
+-- PAYING -> PAID (the order is in MySQL already). -> 1 | 0 (was not PAYING)
 _M.pay_done = RELEASE .. [==[
 local h = redis.call('HGET', KEYS[2], ARGV[1])
 if not h then return 0 end
@@ -147,8 +159,7 @@ redis.call('HSET', KEYS[2], ARGV[1], 'PAID|' .. uid .. '|' .. dl .. '|' .. ARGV[
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'held', -1)
 redis.call('HINCRBY', KEYS[1], 'paid', 1)
-redis.call('XADD', KEYS[3], '*', 'type', 'PAID', 'order_id', ARGV[1], 'user_id', uid, 'product_id', ARGV[6],
-  'at', now_ms())
+redis.call('XADD', KEYS[3], '*', 'PAID', ARGV[1] .. '|' .. uid)
 if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4] .. '|200|' .. ARGV[3], 'PX', ARGV[5]) end
 return 1
 ]==]
@@ -198,20 +209,19 @@ return {n, tonumber(st[1] or '0'), tonumber(st[2] or '0'), tonumber(st[3] or '0'
   tonumber(st[5] or '0'), settle}
 ]==]
 
--- init: KEYS s, buyers, holds, oid; ARGV initial, starts ms, ends ms, limit, paid (MySQL), force (0/1),
--- the highest entry sequence MySQL knows, then user id, paid units pairs (MySQL). The entry counter
--- never restarts below what MySQL has seen (an order id is never handed out twice). Creates the
--- product's state when absent (or, force, rebuilds it after Redis lost data): remaining = initial
+-- init: KEYS s, buyers, holds; ARGV initial, starts ms, ends ms, limit, paid (MySQL), force (0/1), the
+-- highest entry sequence MySQL knows, then user id, paid units pairs (MySQL). The entry counter (seq)
+-- never restarts below what Redis or MySQL has seen (an order id is never handed out twice). Creates
+-- the product's state when absent (or, force, rebuilds it after Redis lost data): remaining = initial
 -- - paid - holds still live in Redis (never below 0), buyers = paid per user + live holds; ver
 -- restarts above any version handed out before (the clock in microseconds); paused cleared.
 -- -> {remaining, ver, paused, created (0/1)}
 _M.init = [==[
 local s = KEYS[1]
-if tonumber(redis.call('GET', KEYS[4]) or '0') < tonumber(ARGV[7]) then
-  redis.call('SET', KEYS[4], ARGV[7])
-end
-if ARGV[6] ~= '1' and redis.call('EXISTS', s) == 1 then
-  local st = redis.call('HMGET', s, 'remaining', 'ver', 'paused')
+local st = redis.call('HMGET', s, 'remaining', 'ver', 'paused', 'seq')
+local seq = math.max(tonumber(st[4] or '0'), tonumber(ARGV[7]))
+if ARGV[6] ~= '1' and st[1] then
+  if seq > tonumber(st[4] or '0') then redis.call('HSET', s, 'seq', seq) end
   return {tonumber(st[1]), tonumber(st[2]), tonumber(st[3]), 0}
 end
 local held, buyers = 0, {}
@@ -231,8 +241,9 @@ local remaining = tonumber(ARGV[1]) - paid - held
 if remaining < 0 then remaining = 0 end
 local t = redis.call('TIME')
 local ver = tonumber(t[1]) * 1000000 + tonumber(t[2])
-redis.call('HSET', s, 'initial', ARGV[1], 'remaining', remaining, 'held', held, 'paid', paid, 'ver', ver,
-  'paused', 0, 'ended', 0, 'starts', ARGV[2], 'ends', ARGV[3], 'limit', ARGV[4])
+redis.call('HSET', s, 'remaining', remaining, 'ver', string.format('%d', ver), 'paused', 0, 'starts', ARGV[2],
+  'ends', ARGV[3], 'limit', ARGV[4], 'ended', 0, 'held', held, 'seq', string.format('%d', seq),
+  'initial', ARGV[1], 'paid', paid)
 return {remaining, ver, 0, 1}
 ]==]
 

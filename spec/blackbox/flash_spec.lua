@@ -527,7 +527,7 @@ describe("flash purchase", function()
             end
             assert(env.redis:call("SET", "flash-spec-mark", "1"))
             local mark, total, entries = '"flash-spec-mark"', 0, 0
-            local key = '"{p:' .. p.id .. '}:oid"'
+            local key = '"{p:' .. p.id .. '}:s" "{p:' .. p.id .. '}:buyers"' -- the entry script's first KEYS
             while true do
                 local line = assert(m:receive("*l"))
                 if line:find(mark, 1, true) then break end
