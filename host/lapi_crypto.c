@@ -46,18 +46,18 @@ static void push_b64url(lua_State *L, const unsigned char *bin, size_t len) {
   lua_remove(L, -2);
 }
 
-/* Decode url-safe base64 without padding into a scratch buffer on the
- * stack; NULL (and nothing pushed) when s is not canonical base64url. */
-static unsigned char *b64url_decode(lua_State *L, const char *s, size_t len, size_t *outlen) {
-  unsigned char *out = scratch(L, len / 4 * 3 + 3);
+/* Room b64url_decode needs for len characters. */
+#define B64URL_ROOM(len) ((len) / 4 * 3 + 3)
+
+/* Decode url-safe base64 without padding into out (B64URL_ROOM(len) bytes); -1 when s is not
+ * canonical base64url. */
+static int b64url_decode(unsigned char *out, const char *s, size_t len, size_t *outlen) {
   const char *end;
-  if (sodium_base642bin(out, len / 4 * 3 + 3, s, len, NULL, outlen, &end,
+  if (sodium_base642bin(out, B64URL_ROOM(len), s, len, NULL, outlen, &end,
                         sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-      end != s + len) {
-    lua_pop(L, 1);
-    return NULL;
-  }
-  return out;
+      end != s + len)
+    return -1;
+  return 0;
 }
 
 static int nil_err(lua_State *L, const char *err) {
@@ -171,13 +171,18 @@ static int c_hmac(lua_State *L) {
   return 1;
 }
 
+/* A tag's length in base64url (no padding): 43. */
+#define TAG_CHARS                                                                                  \
+  (sodium_base64_ENCODED_LEN(FCFS_HMAC_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING) - 1)
+
 static int c_hmac_verify(lua_State *L) {
   size_t len, n;
-  unsigned char tag[FCFS_HMAC_BYTES];
-  hmac_of(L, tag);
+  unsigned char tag[FCFS_HMAC_BYTES], bin[B64URL_ROOM(TAG_CHARS)];
   const char *given = luaL_checklstring(L, 2, &len);
-  const unsigned char *bin = b64url_decode(L, given, len, &n);
-  lua_pushboolean(L, bin != NULL && n == FCFS_HMAC_BYTES && crypto_verify_32(bin, tag) == 0);
+  hmac_of(L, tag);
+  /* decoded on the C stack (no scratch userdata: this runs for every new access token) */
+  lua_pushboolean(L, len == TAG_CHARS && b64url_decode(bin, given, len, &n) == 0 &&
+                         n == FCFS_HMAC_BYTES && crypto_verify_32(bin, tag) == 0);
   return 1;
 }
 
@@ -234,9 +239,12 @@ static int c_b64url_encode(lua_State *L) {
 static int c_b64url_decode(lua_State *L) {
   size_t len, n;
   const char *s = luaL_checklstring(L, 1, &len);
-  const unsigned char *bin = b64url_decode(L, s, len, &n);
-  if (bin == NULL) return nil_err(L, "invalid");
-  lua_pushlstring(L, (const char *)bin, n);
+  /* an access token's body (at most 512 characters) decodes on the C stack, longer text into a
+   * scratch userdata */
+  unsigned char small[B64URL_ROOM(512)];
+  unsigned char *out = B64URL_ROOM(len) <= sizeof small ? small : scratch(L, B64URL_ROOM(len));
+  if (b64url_decode(out, s, len, &n) != 0) return nil_err(L, "invalid");
+  lua_pushlstring(L, (const char *)out, n);
   return 1;
 }
 

@@ -6,6 +6,7 @@
  */
 #include "crypto.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,27 @@ static void test_blind_hmac(void) {
   fcfs_crypto_free(none);
 }
 
+/* The tag is HMAC-SHA256 under the token key at every message length, the same on every call (it
+ * starts from a state keyed once at load: each call must copy it, never use it up). */
+static void test_hmac_answers(void) {
+  fcfs_crypto_t *a = keys(NULL, NULL, K2);
+  EXPECT(a != NULL);
+  if (!a) return;
+  const unsigned char *key = (const unsigned char *)"ABCDEFGHIJKLMNOPQRSTUVWXYZ456789"; /* K2 */
+  unsigned char msg[200], want[FCFS_HMAC_BYTES], got[FCFS_HMAC_BYTES];
+  for (size_t i = 0; i < sizeof msg; i++)
+    msg[i] = (unsigned char)(i * 7 + 1);
+  static const size_t lens[] = {0, 15, 55, 56, 64, 65, 200};
+  int same = 1;
+  for (int round = 0; round < 2; round++)
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+      crypto_auth_hmacsha256(want, msg, lens[i], key);
+      same &= fcfs_crypto_hmac(a, msg, lens[i], got) == 0 && memcmp(want, got, sizeof got) == 0;
+    }
+  EXPECT(same);
+  fcfs_crypto_free(a);
+}
+
 typedef struct {
   int calls, ok;
   char encoded[FCFS_PWHASH_STRBYTES];
@@ -237,6 +259,8 @@ int main(void) {
   run("secrets file: format, environment wins, bad lines", test_secrets_file);
   run("seal/open: rotation, unknown key, every flipped byte forged", test_seal);
   run("blind index and HMAC depend on their keys", test_blind_hmac);
+  run("HMAC answers HMAC-SHA256 under the token key at every length, on every call",
+      test_hmac_answers);
   run("password hash/verify on the thread pool, forgotten op, rehash", test_passwords);
   return tap_done();
 }
