@@ -44,8 +44,7 @@ start_redis() {
   "$@" redis-server --port "$PORT" --bind 127.0.0.1 --appendonly yes --appendfsync everysec --save "" \
     --dir "$d" >"$d/log" 2>&1 &
   PIDS+=($!)
-  local i
-  for i in $(seq 300); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 300); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
   RPID=$(redis-cli -p "$PORT" info server | tr -d '\r' | awk -F: '/^process_id/ {print $2}')
 }
 
