@@ -65,16 +65,18 @@ perf_events() {
   for k in $SYSCALLS; do e+=" -e syscalls:sys_enter_$k"; done
   echo "$e"
 }
-# From perf's csv output FILE and REQUESTS: "syscalls_per_req=X kind=X ... faults_per_req=X
-# cswitch_per_req=X" (kinds never seen left out; context switches depend on the load)
+# From perf's --per-thread csv output FILE and REQUESTS: the server's threads (wrk's left out)
+# as "syscalls_per_req=X kind=X ... faults_per_req=X cswitch_per_req=X" (kinds never seen left
+# out; context switches depend on the load)
 syscall_counts() {
   awk -F, -v n="$2" '
     function per(x) { return sprintf("%.3f", n > 0 ? x / n : -1) }
-    $3 == "raw_syscalls:sys_enter" { all = per($1) }
-    $3 ~ /^syscalls:sys_enter_/ && $1 > 0 { k = $3; sub(/.*sys_enter_/, "", k); kinds = kinds " " k "=" per($1) }
-    $3 == "page-faults" { pf = per($1) }
-    $3 == "context-switches" { cs = per($1) }
-    END { print "syscalls_per_req=" all kinds " faults_per_req=" pf " cswitch_per_req=" cs }' "$1"
+    NF < 4 || $1 ~ /^wrk-/ || $2 !~ /^[0-9]+$/ { next }
+    { c[$4] += $2; if (!($4 in seen)) { seen[$4] = 1; order[++k] = $4 } }
+    END { s = "syscalls_per_req=" per(c["raw_syscalls:sys_enter"])
+          for (i = 1; i <= k; i++) if (order[i] ~ /^syscalls:sys_enter_/ && c[order[i]] > 0) {
+            e = order[i]; sub(/.*sys_enter_/, "", e); s = s " " e "=" per(c[order[i]]) }
+          print s " faults_per_req=" per(c["page-faults"]) " cswitch_per_req=" per(c["context-switches"]) }' "$1"
 }
 # User and system CPU of pid so far, in clock ticks, as "user sys".
 ticks() { cut -d')' -f2- "/proc/$1/stat" | awk '{ print $12, $13 }'; }
@@ -108,22 +110,21 @@ if [[ ${JITV:-0} = 1 ]]; then
   exit 0
 fi
 
-# count_window TARGET PID URL PATH: a warm-up, then perf attached to the worker pid over the
-# whole wrk run of the window; the requests are wrk's (its connects fall in the window: a few per
-# thousand requests at 256 connections). Where the allocation shim counts for pid (fcfs), its
-# allocations in the window too (read in idle moments around the run: the shim rewrites its
-# counts every 20 ms).
+# count_window TARGET PID URL PATH: perf attached to the worker pid and to wrk over a window of a
+# keep-alive wrk run, after its warm-up (no connects in the window). The requests are wrk's
+# write calls in that window (one per request), counted by the same perf (--per-thread: wrk's
+# threads apart). Where the allocation shim counts for pid (fcfs), its allocations in the window.
 count_window() {
   local target=$1 pid=$2 url=$3 p=$4 n a0 f0 a1 f1 al=""
-  wrk -t2 -c"$CONNS" -d"${WARMUP}s" "$url$p" >/dev/null
-  export BENCH_TMP CONNS WINDOW
+  load "$p" "$url"
+  export BENCH_TMP WINDOW
   # shellcheck disable=SC2046 # perf_events is a list of options
-  perf stat -x, $(perf_events) -p "$pid" -o "$BENCH_TMP/perf.out" -- bash -c "
+  perf stat -x, --per-thread $(perf_events) -p "$pid,$WRK_PID" -o "$BENCH_TMP/perf.out" -- bash -c "
     $(declare -f allocs ticks)
-    sleep 0.1; allocs $pid >\$BENCH_TMP/a0; ticks $pid >\$BENCH_TMP/t0
-    wrk -t2 -c\$CONNS -d\${WINDOW}s --timeout 5s '$url$p' >\$BENCH_TMP/wrk.out
-    ticks $pid >\$BENCH_TMP/t1; sleep 0.1; allocs $pid >\$BENCH_TMP/a1"
-  n=$(awk '/ requests in / { print $1 }' "$BENCH_TMP/wrk.out")
+    allocs $pid >\$BENCH_TMP/a0; ticks $pid >\$BENCH_TMP/t0; sleep \$WINDOW
+    ticks $pid >\$BENCH_TMP/t1; allocs $pid >\$BENCH_TMP/a1"
+  wait "$WRK_PID"
+  n=$(awk -F, '$1 ~ /^wrk-/ && $4 == "syscalls:sys_enter_write" { n += $2 } END { print n + 0 }' "$BENCH_TMP/perf.out")
   if [[ -f $BENCH_TMP/allocs/$pid ]]; then
     read -r a0 f0 <"$BENCH_TMP/a0"
     read -r a1 f1 <"$BENCH_TMP/a1"
