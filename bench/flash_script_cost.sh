@@ -40,7 +40,7 @@ start_redis() {
   local d=$1
   shift
   mkdir -p "$d"
-  PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  PORT=$(luajit -e 'local s = assert(require("socket").bind("127.0.0.1", 0)); local _, p = s:getsockname(); s:close(); print(p)')
   "$@" redis-server --port "$PORT" --bind 127.0.0.1 --appendonly yes --appendfsync everysec --save "" \
     --dir "$d" >"$d/log" 2>&1 &
   PIDS+=($!)
