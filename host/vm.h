@@ -76,7 +76,12 @@ void fcfs_task_start(fcfs_task_t *t, int nargs);
 void fcfs_task_cancel(fcfs_task_t *t);
 /* t's owner if t works with hooks, else NULL. */
 void *fcfs_task_owner(const fcfs_task_t *t, const fcfs_task_hooks_t *hooks);
-/* Push the app's handle method and the app (for a request task). */
+/* Push the app's request method and the app (for a request task): its serve
+ * method when it has serve and handle_error, else its handle method. With
+ * serve, a raise is answered by app:handle_error(arg, err, co) (arg: the
+ * task's last start argument, the request; co: the dead coroutine, for a
+ * traceback), whose results reach the done hook; the failed hook then only
+ * hears of a raise in handle_error itself. */
 void fcfs_vm_push_handler(fcfs_vm_t *vm, lua_State *co);
 
 /* Take a VM out of service: pending timers fire with premature = true (env.retiring), live
