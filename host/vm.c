@@ -56,7 +56,6 @@ struct fcfs_task_s {
   int co_ref;
   int kind;
   int reusable; /* the coroutine ran to its end: it may serve another task */
-  int arg_ref;  /* TASK_OWNED with vm->error_ref: its last argument, for handle_error */
   void *op;
   fcfs_cancel_cb cancel;
   const fcfs_task_hooks_t *hooks; /* TASK_OWNED: how to tell owner the task ended */
@@ -254,7 +253,6 @@ static fcfs_task_t *task_new(fcfs_vm_t *vm, int kind) {
   }
   t->vm = vm;
   t->kind = kind;
-  t->arg_ref = LUA_NOREF;
   if (vm->nspare > 0) {
     t->co_ref = vm->spare[--vm->nspare];
     lua_rawgeti(vm->L, LUA_REGISTRYINDEX, t->co_ref);
@@ -276,7 +274,6 @@ static void task_end(fcfs_task_t *t) {
   fcfs_vm_t *vm = t->vm;
   for (int i = t->nends - 1; i >= 0; i--)
     t->ends[i].release(t->ends[i].res);
-  if (t->arg_ref != LUA_NOREF) luaL_unref(vm->L, LUA_REGISTRYINDEX, t->arg_ref);
   if (t->reusable && vm->nspare < SPARE_THREADS && !vm->retired) {
     lua_resetthread(vm->L, t->co);
     vm->spare[vm->nspare++] = t->co_ref;
@@ -383,7 +380,7 @@ static int error_handled(fcfs_task_t *t) {
   int base = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, vm->error_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, vm->app_ref);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->arg_ref);
+  t->hooks->push_arg(t->owner, L);
   lua_pushvalue(t->co, -1); /* the error stays on co for a traceback */
   lua_xmove(t->co, L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
@@ -428,7 +425,8 @@ static void task_run(fcfs_task_t *t, int nargs) {
     return;
   }
   if (status != 0) {
-    if (t->arg_ref == LUA_NOREF || t->owner == NULL || error_handled(t) != 0)
+    if (t->vm->error_ref == LUA_NOREF || t->owner == NULL || t->hooks->push_arg == NULL ||
+        error_handled(t) != 0)
       task_failed(t, status);
   } else if (t->kind == TASK_OWNED) {
     void *owner = detach_owner(t);
@@ -457,10 +455,6 @@ fcfs_task_t *fcfs_vm_task(fcfs_vm_t *vm, const fcfs_task_hooks_t *hooks, void *o
 }
 
 void fcfs_task_start(fcfs_task_t *t, int nargs) {
-  if (t->vm->error_ref != LUA_NOREF && nargs > 0) {
-    lua_pushvalue(t->co, -1);
-    t->arg_ref = luaL_ref(t->co, LUA_REGISTRYINDEX);
-  }
   task_run(t, nargs);
 }
 

@@ -425,8 +425,12 @@ local function fail_reply(req, e, tb)
 end
 
 -- app:handle_error(req, e, co) -> status, body, headers, route: what the host answers when serve
--- raised e in coroutine co (dead, its stack kept for the traceback).
-function App.handle_error(_, req, e, co)
+-- raised e in coroutine co (dead, its stack kept for the traceback). req is a request table like the
+-- one serve got, made anew by the host (what the handler put in its own is gone): the route is
+-- matched again.
+function App:handle_error(req, e, co)
+    local handler, _, pattern = self.router:match(req.method, req.path)
+    if handler then req.route = pattern end
     return fail_reply(req, e, co)
 end
 
