@@ -256,7 +256,9 @@ static void push_req_mt(lua_State *L) {
 /* Push r's request table on co. */
 static void push_request(lua_State *co, const fcfs_request_t *r) {
   const http_req_t *h = r->http;
-  lua_createtable(co, 0, 8);
+  /* room for what lib/web.lua and the handlers add (params, route, json,
+   * arg, args, auth, _lang, headers ...): a request table never rehashes */
+  lua_createtable(co, 0, 16);
   lua_pushlstring(co, h->method, h->method_len);
   lua_setfield(co, -2, "method");
   lua_pushlstring(co, h->path, h->path_len);
