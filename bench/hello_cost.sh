@@ -17,6 +17,9 @@
 #      FCFS_LUA_DIR, EXTRA_CONF (config entries, Lua), PREPARE (paths GET once after the start)
 # The sold-out flash entry: FCFS_LUA_DIR=$PWD/bench/app EXTRA_CONF='redis = "127.0.0.1:1"'
 #   PREPARE='/bench/gate/42?remaining=0&version=1' bash bench/hello_cost.sh /bench/soldout/42
+# With REDIS=1 a throwaway redis-server (TCP loopback, free port) is started first, stock:1 set
+# in it and the node pointed at it; the one-Redis-GET route:
+#   REDIS=1 FCFS_LUA_DIR=$PWD/bench/app bash bench/hello_cost.sh /hello /bench/stock/1
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -31,6 +34,18 @@ paths=("$@")
 bench_init
 cc -O2 -shared -fPIC -o "$BENCH_TMP/alloc_count.so" "$BENCH_ROOT/bench/alloc_count.c" -lpthread
 mkdir "$BENCH_TMP/allocs"
+
+if [[ ${REDIS:-0} = 1 ]]; then
+  redis_port=$(free_port)
+  mkdir "$BENCH_TMP/redis"
+  setsid redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$BENCH_TMP/redis" --save '' \
+    --appendonly no </dev/null >"$BENCH_TMP/redis/out" 2>&1 &
+  echo $! >"$BENCH_TMP/redis/pid"
+  bench_on_exit "kill -TERM \$(cat '$BENCH_TMP/redis/pid')"
+  for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  redis-cli -p "$redis_port" set stock:1 1000000 >/dev/null
+  EXTRA_CONF="redis = \"127.0.0.1:$redis_port\"${EXTRA_CONF:+, $EXTRA_CONF}"
+fi
 
 # Requests answered so far (all routes, all workers).
 requests() {

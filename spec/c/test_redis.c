@@ -258,6 +258,108 @@ static void test_basics(fcfs_redis_t *r) {
   res_clear(&a), res_clear(&b);
 }
 
+/* Commands are formatted as RESP by hand (redis.c): every argument must
+ * reach the server byte for byte, whatever its length or content. A wrong
+ * length, count or terminator desynchronises the connection (the server
+ * waits for more bytes or answers a protocol error): these checks fail. */
+#define NECHO 21
+static void test_encoding(fcfs_redis_t *r) {
+  /* every digit-count boundary of a bulk length, 0 bytes to 1 MB, past the
+   * 32 KB early flush with more commands queued behind in the same turn */
+  static const size_t lens[NECHO] = {0,     1,     2,     9,     10,    11,     99,
+                                     100,   101,   999,   1000,  1001,  9999,   10000,
+                                     32767, 32768, 32769, 40000, 99999, 100000, 1000000};
+  size_t maxl = lens[NECHO - 1];
+  char *buf = malloc(maxl);
+  for (size_t i = 0; i < maxl; i++)
+    buf[i] = (char)((i * 7 + 13) % 256); /* every byte value, NUL, CR and LF included */
+  memcpy(buf, "\r\n\0$3\r\n*1", 9);      /* what a RESP reader would stumble on */
+  static res_t e[NECHO];
+  fcfs_redis_conn_t *sc = fcfs_redis_shared(r);
+  int sent = 0;
+  for (int k = 0; k < NECHO; k++) {
+    const char *argv[2] = {"ECHO", buf};
+    size_t al[2] = {4, lens[k]};
+    memset(&e[k], 0, sizeof e[k]);
+    sent += fcfs_redis_conn_command_argv(sc, 2, argv, al, 5, on_res, &e[k], NULL) == 0;
+  }
+  res_t a, b, d, f;
+  SEND_ON(sc, &a, "PING");
+  run_until(&a.done, 10000);
+  int exact = 0;
+  for (int k = 0; k < NECHO; k++) {
+    exact += e[k].reply && e[k].reply->type == REDIS_REPLY_STRING && e[k].reply->len == lens[k] &&
+             !memcmp(e[k].reply->str, buf, lens[k]);
+    res_clear(&e[k]);
+  }
+  CHECK(sent == NECHO && exact == NECHO && is_str(a.reply, REDIS_REPLY_STATUS, "PONG"),
+        "ECHO of binary arguments of 0 B to 1 MB (every length-digit boundary) byte-exact");
+  res_clear(&a);
+  free(buf);
+
+  /* a key and a value with NUL, CR and LF; an empty key and value: read back
+   * by another client (hiredis' own formatting) */
+  const char key[] = "t:\0\r\nk\r", val[] = "\r\n\0\r\n";
+  const char *av[3] = {"SET", key, val};
+  size_t al[3] = {3, sizeof key - 1, sizeof val - 1};
+  const char *ev[3] = {"SET", "", ""};
+  size_t el[3] = {3, 0, 0};
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  fcfs_redis_conn_command_argv(sc, 3, av, al, 0, on_res, &a, NULL);
+  fcfs_redis_conn_command_argv(sc, 3, ev, el, 0, on_res, &b, NULL);
+  run_until(&b.done, 3000);
+  redisReply *hv = helper_cmd("GET %b", key, sizeof key - 1);
+  redisReply *he = helper_cmd("EXISTS %b", "", (size_t)0);
+  redisReply *hl = helper_cmd("STRLEN %b", "", (size_t)0);
+  CHECK(is_str(a.reply, REDIS_REPLY_STATUS, "OK") && hv && hv->type == REDIS_REPLY_STRING &&
+            hv->len == sizeof val - 1 && !memcmp(hv->str, val, hv->len),
+        "a key and value with NUL, CR, LF arrive byte for byte");
+  CHECK(is_str(b.reply, REDIS_REPLY_STATUS, "OK") && he && he->integer == 1 && hl &&
+            hl->type == REDIS_REPLY_INTEGER && hl->integer == 0,
+        "an empty key with an empty value");
+  if (hv) freeReplyObject(hv);
+  if (he) freeReplyObject(he);
+  if (hl) freeReplyObject(hl);
+  res_clear(&a), res_clear(&b);
+  SEND_ON(sc, &a, "DEL", "");
+  run_until(&a.done, 3000);
+  res_clear(&a);
+
+  /* many arguments, across the digit boundaries of the count */
+  static const int counts[] = {7, 8, 9, 97, 98, 99, 997, 998, 999, 4000};
+  static char vals[4000][8];
+  static const char *mv[4002];
+  static size_t ml[4002];
+  int good = 0;
+  for (int i = 0; i < 4000; i++)
+    snprintf(vals[i], sizeof vals[i], "v%d", i);
+  for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+    int n = counts[k];
+    mv[0] = "RPUSH";
+    ml[0] = 5;
+    mv[1] = "t:many";
+    ml[1] = 6;
+    for (int i = 0; i < n; i++) {
+      mv[i + 2] = vals[i];
+      ml[i + 2] = strlen(vals[i]);
+    }
+    memset(&a, 0, sizeof a);
+    SEND_ON(sc, &d, "DEL", "t:many");
+    fcfs_redis_conn_command_argv(sc, n + 2, mv, ml, 0, on_res, &a, NULL);
+    SEND_ON(sc, &f, "LINDEX", "t:many", "-1");
+    run_until(&f.done, 3000);
+    good += a.reply && a.reply->type == REDIS_REPLY_INTEGER && a.reply->integer == n &&
+            is_str(f.reply, REDIS_REPLY_STRING, vals[n - 1]);
+    res_clear(&a), res_clear(&d), res_clear(&f);
+  }
+  CHECK(good == (int)(sizeof counts / sizeof counts[0]),
+        "RPUSH of 9 to 4002 arguments (every count-digit boundary): all pushed, in order");
+  SEND_ON(sc, &a, "DEL", "t:many");
+  run_until(&a.done, 3000);
+  res_clear(&a);
+}
+
 #define NCONC 1000
 static res_t conc[NCONC];
 
@@ -755,6 +857,7 @@ int main(void) {
   res_clear(&first);
 
   test_basics(r);
+  test_encoding(r);
   test_concurrency(r);
   test_pinned(r);
   test_scripts(r);
