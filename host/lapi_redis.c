@@ -209,7 +209,7 @@ static int push_result(lua_State *L, redisReply *rep, const char *err) {
   } else {
     push_reply(L, rep, 0);
   }
-  freeReplyObject(rep);
+  fcfs_redis_reply_free(rep);
   return n;
 }
 
@@ -242,7 +242,7 @@ struct pipe_s {
 
 static void pipe_free(pipe_t *p) {
   for (int i = 0; i < p->n; i++)
-    if (p->s[i].reply) freeReplyObject(p->s[i].reply);
+    if (p->s[i].reply) fcfs_redis_reply_free(p->s[i].reply);
   free(p);
 }
 

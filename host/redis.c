@@ -77,6 +77,8 @@ enum { K_CMD, K_READ, K_LOAD };
   32768 /* bytes queued in one iteration that leave without waiting for its end                    \
          */
 #define FREE_CMDS_MAX 4096
+#define FREE_REPLIES_MAX 4096
+#define REPLY_INLINE 48  /* string replies up to this size live inside their block */
 #define KEEP_CMD_MAX 512 /* a recycled slot keeps an EVALSHA copy buffer up to this size */
 #define ARGV_STACK 32
 #define SENTINEL_RECHECK_MS 1000
@@ -164,6 +166,26 @@ typedef struct {
   int cmdlen;
 } sentinel_t;
 
+/* Reply blocks: the readers of the pool's connections build replies in
+ * blocks recycled through the arena's free list, so a reply costs no
+ * allocation once warm (strings up to REPLY_INLINE - 1 bytes live inside
+ * the block). The arena outlives the pool while replies are out: the last
+ * one freed after the pool is gone frees it. */
+typedef struct rblock_s rblock_t;
+typedef struct {
+  rblock_t *free;
+  int nfree;
+  int orphan;  /* the pool is gone */
+  size_t nout; /* blocks handed out, not freed yet */
+} arena_t;
+
+struct rblock_s {
+  redisReply rep; /* first: a reply is its block */
+  arena_t *arena;
+  rblock_t *next;
+  char small[REPLY_INLINE];
+};
+
 struct fcfs_redis_s {
   uv_loop_t *loop;
   const fcfs_conf_t *conf;
@@ -191,6 +213,7 @@ struct fcfs_redis_s {
   int closing, handles;
   void (*done)(void *);
   void *done_arg;
+  arena_t *arena;
   char readbuf[READ_BUF_SIZE]; /* shared: each read is fed to a reader at once */
 };
 
@@ -220,6 +243,107 @@ const char *fcfs_redis_strerror(int rc) {
   default:
     return "error";
   }
+}
+
+/* ---- replies ---- */
+
+void fcfs_redis_reply_free(redisReply *rep) {
+  if (!rep) return;
+  rblock_t *b = (rblock_t *)rep;
+  if (rep->type == REDIS_REPLY_ARRAY && rep->element) {
+    for (size_t i = 0; i < rep->elements; i++)
+      fcfs_redis_reply_free(rep->element[i]);
+    free(rep->element);
+  } else if (rep->str && rep->str != b->small) {
+    free(rep->str);
+  }
+  arena_t *a = b->arena;
+  a->nout--;
+  if (a->orphan || a->nfree >= FREE_REPLIES_MAX) {
+    free(b);
+    if (a->orphan && !a->nout) free(a);
+    return;
+  }
+  b->next = a->free;
+  a->free = b;
+  a->nfree++;
+}
+
+static redisReply *reply_new(const redisReadTask *task, int type) {
+  arena_t *a = task->privdata;
+  rblock_t *b = a->free;
+  if (b) {
+    a->free = b->next;
+    a->nfree--;
+  } else if (!(b = malloc(sizeof *b))) {
+    return NULL;
+  }
+  memset(&b->rep, 0, sizeof b->rep);
+  b->rep.type = type;
+  b->arena = a;
+  a->nout++;
+  return &b->rep;
+}
+
+/* Link a finished reply into its parent array, as hiredis' own do. */
+static void *reply_link(const redisReadTask *task, redisReply *rep) {
+  if (rep && task->parent) ((redisReply *)task->parent->obj)->element[task->idx] = rep;
+  return rep;
+}
+
+static void *reply_string(const redisReadTask *task, char *str, size_t len) {
+  redisReply *rep = reply_new(task, task->type);
+  if (!rep) return NULL;
+  rblock_t *b = (rblock_t *)rep;
+  rep->str = len < REPLY_INLINE ? b->small : malloc(len + 1);
+  if (!rep->str) {
+    fcfs_redis_reply_free(rep);
+    return NULL;
+  }
+  memcpy(rep->str, str, len);
+  rep->str[len] = 0;
+  rep->len = len;
+  return reply_link(task, rep);
+}
+
+static void *reply_array(const redisReadTask *task, int n) {
+  redisReply *rep = reply_new(task, REDIS_REPLY_ARRAY);
+  if (!rep) return NULL;
+  if (n > 0 && !(rep->element = calloc((size_t)n, sizeof *rep->element))) {
+    fcfs_redis_reply_free(rep);
+    return NULL;
+  }
+  rep->elements = n > 0 ? (size_t)n : 0;
+  return reply_link(task, rep);
+}
+
+static void *reply_integer(const redisReadTask *task, long long v) {
+  redisReply *rep = reply_new(task, REDIS_REPLY_INTEGER);
+  if (rep) rep->integer = v;
+  return reply_link(task, rep);
+}
+
+static void *reply_nil(const redisReadTask *task) {
+  return reply_link(task, reply_new(task, REDIS_REPLY_NIL));
+}
+
+static void reply_free_fn(void *rep) {
+  fcfs_redis_reply_free(rep);
+}
+
+static redisReplyObjectFunctions reply_fns = {reply_string, reply_array, reply_integer, reply_nil,
+                                              reply_free_fn};
+
+/* The pool is gone: free the idle blocks; the arena goes with the last reply. */
+static void arena_close(arena_t *a) {
+  while (a->free) {
+    rblock_t *b = a->free;
+    a->free = b->next;
+    free(b);
+  }
+  a->nfree = 0;
+  a->orphan = 1;
+  if (!a->nout) free(a);
 }
 
 /* ---- small helpers ---- */
@@ -259,7 +383,7 @@ static cmd_t *cmd_alloc(fcfs_redis_t *r) {
 }
 
 static void cmd_free(fcfs_redis_t *r, cmd_t *q) {
-  if (q->load_err) freeReplyObject(q->load_err);
+  if (q->load_err) fcfs_redis_reply_free(q->load_err);
   q->load_err = NULL;
   if (q->evalshacap > KEEP_CMD_MAX || r->nfree_cmds >= FREE_CMDS_MAX) {
     free(q->evalsha);
@@ -317,6 +441,7 @@ static void maybe_finish(fcfs_redis_t *r) {
   free(r->path);
   free(r->sq.addrs);
   free(r->sq.cmd);
+  arena_close(r->arena);
   void (*done)(void *) = r->done;
   void *arg = r->done_arg;
   free(r);
@@ -618,7 +743,7 @@ static void conn_sweep(fcfs_redis_conn_t *c) {
 
 static void inbox_clear(fcfs_redis_conn_t *c) {
   for (size_t i = 0; i < c->inbox_len; i++)
-    freeReplyObject(c->inbox[c->inbox_first + i]);
+    fcfs_redis_reply_free(c->inbox[c->inbox_first + i]);
   free(c->inbox);
   c->inbox = NULL;
   c->inbox_first = c->inbox_len = c->inbox_cap = 0;
@@ -682,7 +807,7 @@ static void deliver(fcfs_redis_conn_t *c, redisReply *rep) {
   }
   if (!q) {
     if (c->pinned && inbox_push(c, rep) == 0) return;
-    freeReplyObject(rep);
+    fcfs_redis_reply_free(rep);
     r->stats->errors++;
     fcfs_log(FCFS_LOG_WARN, "redis: %s",
              c->pinned ? "too many unread replies on a pinned connection"
@@ -701,18 +826,18 @@ static void deliver(fcfs_redis_conn_t *c, redisReply *rep) {
       q->owner->load_err = rep;
       rep = NULL;
     }
-    if (rep) freeReplyObject(rep);
+    if (rep) fcfs_redis_reply_free(rep);
     cmd_free(r, q);
     return;
   }
   if (q->script && !q->retried && q->cb && is_noscript(rep)) {
     if (script_retry(c, q) == 0) {
-      freeReplyObject(rep);
+      fcfs_redis_reply_free(rep);
       return;
     }
   }
   if (q->load_err && is_noscript(rep)) {
-    freeReplyObject(rep);
+    fcfs_redis_reply_free(rep);
     rep = q->load_err;
     q->load_err = NULL;
   }
@@ -722,7 +847,7 @@ static void deliver(fcfs_redis_conn_t *c, redisReply *rep) {
   if (cb)
     cb(arg, rep, NULL);
   else
-    freeReplyObject(rep);
+    fcfs_redis_reply_free(rep);
 }
 
 /* ---- connection life ---- */
@@ -851,11 +976,13 @@ static void on_connect(uv_connect_t *req, int status) {
     conn_teardown(c, fcfs_redis_eunavailable);
     return;
   }
-  if (!(c->reader = redisReaderCreate()) || uv_read_start(&c->h.stream, on_alloc, on_read) < 0) {
+  if (!(c->reader = redisReaderCreateWithFunctions(&reply_fns)) ||
+      uv_read_start(&c->h.stream, on_alloc, on_read) < 0) {
     r->stats->errors++;
     conn_teardown(c, fcfs_redis_eunavailable);
     return;
   }
+  c->reader->privdata = r->arena;
   c->state = ST_UP;
   c->was_up = 1;
   r->stats->size++;
@@ -883,11 +1010,11 @@ static void on_setup_reply(void *arg, redisReply *rep, const char *err) {
   if (rep->type == REDIS_REPLY_ERROR) {
     c->r->stats->errors++;
     fcfs_log(FCFS_LOG_ERROR, "redis: connection setup refused: %.*s", (int)rep->len, rep->str);
-    freeReplyObject(rep);
+    fcfs_redis_reply_free(rep);
     conn_teardown(c, fcfs_redis_eunavailable);
     return;
   }
-  freeReplyObject(rep);
+  fcfs_redis_reply_free(rep);
 }
 
 /* The reply to ROLE (Sentinel only): a server that is not the master (a
@@ -906,7 +1033,7 @@ static void on_role_reply(void *arg, redisReply *rep, const char *err) {
     fcfs_log(FCFS_LOG_WARN, "redis: %s is not the master, asking the sentinels again", c->r->name);
     conn_teardown(c, fcfs_redis_eunavailable);
   }
-  freeReplyObject(rep);
+  fcfs_redis_reply_free(rep);
 }
 
 /* Queue AUTH, SELECT and (Sentinel) ROLE ahead of anything else on a
@@ -1250,6 +1377,7 @@ fcfs_redis_t *fcfs_redis_new(uv_loop_t *loop, const fcfs_conf_t *conf, fcfs_pool
   r->loop = loop;
   r->conf = conf;
   r->stats = stats ? stats : &r->own_stats;
+  if (!(r->arena = calloc(1, sizeof *r->arena))) goto fail;
   if (sentinel_init(r) < 0) goto fail;
   if (!r->sq.n && parse_addr(r, conf->redis) < 0) {
     fcfs_log(FCFS_LOG_ERROR, "redis: bad address \"%s\"", conf->redis ? conf->redis : "");
@@ -1283,6 +1411,7 @@ fail:
   free(r->path);
   free(r->sq.addrs);
   free(r->sq.cmd);
+  free(r->arena);
   free(r);
   return NULL;
 }

@@ -162,7 +162,7 @@ static void on_res(void *arg, redisReply *reply, const char *err) {
 }
 
 static void res_clear(res_t *r) {
-  if (r->reply) freeReplyObject(r->reply);
+  if (r->reply) fcfs_redis_reply_free(r->reply);
   memset(r, 0, sizeof *r);
 }
 
@@ -262,13 +262,14 @@ static void test_basics(fcfs_redis_t *r) {
  * reach the server byte for byte, whatever its length or content. A wrong
  * length, count or terminator desynchronises the connection (the server
  * waits for more bytes or answers a protocol error): these checks fail. */
-#define NECHO 21
+#define NECHO 24
 static void test_encoding(fcfs_redis_t *r) {
   /* every digit-count boundary of a bulk length, 0 bytes to 1 MB, past the
-   * 32 KB early flush with more commands queued behind in the same turn */
-  static const size_t lens[NECHO] = {0,     1,     2,     9,     10,    11,     99,
-                                     100,   101,   999,   1000,  1001,  9999,   10000,
-                                     32767, 32768, 32769, 40000, 99999, 100000, 1000000};
+   * 32 KB early flush with more commands queued behind in the same turn;
+   * 47..49: the edge of a reply string kept inside its block */
+  static const size_t lens[NECHO] = {0,     1,     2,     9,     10,    11,    47,     48,
+                                     49,    99,    100,   101,   999,   1000,  1001,   9999,
+                                     10000, 32767, 32768, 32769, 40000, 99999, 100000, 1000000};
   size_t maxl = lens[NECHO - 1];
   char *buf = malloc(maxl);
   for (size_t i = 0; i < maxl; i++)
@@ -480,8 +481,7 @@ static void test_pinned(fcfs_redis_t *r) {
             second->type == REDIS_REPLY_ARRAY && second->elements == 3 &&
             is_str(second->element[1], REDIS_REPLY_STRING, "t:ch2"),
         "SUBSCRIBE a b: second confirmation read with fcfs_redis_conn_read");
-  if (ready) freeReplyObject(ready);
-  b.reply = NULL;
+  fcfs_redis_reply_free(ready);
   res_clear(&a), res_clear(&b);
   memset(&f, 0, sizeof f);
   fcfs_redis_conn_read(c, 2, on_res, &f, NULL, &ready);
@@ -807,14 +807,20 @@ static void test_tcp(void) {
   fcfs_conf_t tc = conf;
   tc.redis = tcp_addr;
   fcfs_redis_t *t = fcfs_redis_new(&loop, &tc, NULL);
-  res_t a;
+  res_t a, b;
   CHECK(t && SEND(t, &a, "ECHO", "over tcp") == 0 && run_until(&a.done, 3000) &&
             is_str(a.reply, REDIS_REPLY_STRING, "over tcp"),
         "TCP connection");
   res_clear(&a);
+  if (t) SEND(t, &b, "EVAL", "return {'a', 'b', 'c'}", "0");
+  run_until(&b.done, 3000);
   int closed = 0;
   if (t) fcfs_redis_close(t, on_closed, &closed);
   run_until(&closed, 3000);
+  CHECK(closed && b.reply && b.reply->type == REDIS_REPLY_ARRAY && b.reply->elements == 3 &&
+            is_str(b.reply->element[0], REDIS_REPLY_STRING, "a"),
+        "a reply kept past the close of its pool stays readable (freed after it: ASan)");
+  res_clear(&b);
 }
 
 int main(void) {
