@@ -503,6 +503,29 @@ static void test_pinned(fcfs_redis_t *r) {
   CHECK(fcfs_redis_needs_pin(3, v1, l1) && fcfs_redis_needs_pin(8, v2, l2) &&
             !fcfs_redis_needs_pin(4, v3, l3) && !fcfs_redis_needs_pin(2, v4, l4),
         "fcfs_redis_needs_pin: blocking and XREAD BLOCK yes, XREAD STREAMS block / GET no");
+  /* every name of the list, in any case; neighbours that are not */
+  static const char *pin[] = {
+      "multi",      "Exec",       "discard",    "WATCH",       "unwatch",      "brpop",
+      "BRPOPLPUSH", "blmove",     "blmpop",     "bzpopmin",    "bzpopmax",     "bzmpop",
+      "subscribe",  "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe",
+      "monitor",    "select",     "auth",       "hello",       "reset",        "quit",
+      "wait",       "waitaof",    "readonly",   "readwrite",   "sync",         "psync"};
+  static const char *nopin[] = {"get",   "SET", "incr", "hget",  "lrange", "evalsha", "ping",
+                                "execx", "",    "mult", "authx", "client", "xadd",    "del"};
+  int yes = 0, no = 0;
+  for (size_t i = 0; i < sizeof pin / sizeof pin[0]; i++) {
+    size_t l = strlen(pin[i]);
+    yes += fcfs_redis_needs_pin(1, &pin[i], &l);
+  }
+  for (size_t i = 0; i < sizeof nopin / sizeof nopin[0]; i++) {
+    size_t l = strlen(nopin[i]);
+    no += !fcfs_redis_needs_pin(1, &nopin[i], &l);
+  }
+  const char *cs[] = {"client", "SetName", "x"};
+  size_t cl[] = {6, 7, 1};
+  CHECK(yes == (int)(sizeof pin / sizeof pin[0]) && no == (int)(sizeof nopin / sizeof nopin[0]) &&
+            fcfs_redis_needs_pin(3, cs, cl),
+        "fcfs_redis_needs_pin: every listed name in any case, CLIENT SETNAME; not GET, SET, ...");
 }
 
 static int kv_id = -1;
