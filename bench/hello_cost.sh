@@ -12,7 +12,7 @@
 # With JITV=1 it only checks that the path stays compiled: LuaJIT's jit.v log of a worker
 # (started through FCFS_LUA_INIT) under wrk, its trace aborts ("NYI" = not yet implemented in
 # the JIT: that code runs in the interpreter) counted and listed.
-# env: WARMUP=3 WINDOW=5 CONNS=64 CALLGRIND=1 (0 skips the instruction count) TOP=15 JITV=0 FCFS_BIN
+# env: WARMUP=3 WINDOW=5 CONNS=64 CALLGRIND=1 (0 skips the instruction count) TOP=15 JITV=0 REDIS=0 FCFS_BIN
 #      RESPOND_FN=conn_respond (the function whose calls count requests under callgrind)
 #      FCFS_LUA_DIR, EXTRA_CONF (config entries, Lua), PREPARE (paths GET once after the start)
 # The sold-out flash entry: FCFS_LUA_DIR=$PWD/bench/app EXTRA_CONF='redis = "127.0.0.1:1"'
