@@ -43,11 +43,15 @@
  * handed to one caller; given back, they go to an idle list if clean and are
  * closed otherwise; they are never reconnected.
  *
- * Memory: the pool owns conns, slots (cmd_t, recycled through a free list),
- * output buffers, the script table and the sentinel addresses and query
- * (one stream, one timer, one reader); replies pass to the callback. A conn
- * is freed when its handles are closed and nobody holds it (pinned: unpinned;
- * shared: pool closed); the pool is freed once its last handle is closed.
+ * Memory: the pool owns conns, slots (cmd_t, recycled through a free list,
+ * each keeping its EVALSHA copy buffer), output buffers, the script table and
+ * the sentinel addresses and query (one stream, one timer, one reader).
+ * Replies are built by the connections' readers in blocks of the pool's
+ * reply arena and pass to the callback, which gives them back with
+ * fcfs_redis_reply_free(); the arena outlives the pool until its last reply
+ * is back. A conn is freed when its handles are closed and nobody holds it
+ * (pinned: unpinned; shared: pool closed); the pool is freed once its last
+ * handle is closed.
  */
 #include "redis.h"
 
