@@ -166,13 +166,19 @@ describe("flash purchase", function()
             assert.equal("SOLD_OUT", view(p.id).state)
         end)
 
-        it("answers 503 SALE_PAUSED while the product's stock is being rebuilt", function()
+        it("answers 503 SALE_PAUSED while the product's stock is being rebuilt; then the sweeper reopens it",
+            function()
             local p = product()
             view(p.id)
-            env.redis:call("HSET", "{p:" .. p.id .. "}:s", "paused", "1")
+            local t = "{p:" .. p.id .. "}"
+            env.redis:call("SET", t .. ":rb", "spec", "PX", 10000) -- a rebuild in progress somewhere
+            env.redis:call("HSET", t .. ":s", "paused", "1")
             local e = expect_error(entry(a.token, p.id), 503, "SALE_PAUSED")
             assert.is_string(e.message)
             assert.equal(3, state(p.id).remaining)
+            env.redis:call("DEL", t .. ":rb") -- that builder died: the sweepers take over
+            wait_for("the rebuild", function() return state(p.id).paused == 0 end, 5)
+            assert.equal(201, entry(a.token, p.id).status)
         end)
 
         it("404 PRODUCT_NOT_FOUND for a product that is not FLASH", function()

@@ -1,0 +1,322 @@
+-- Black-box specs of the flash purchase's rare error paths: the real binary with 2 workers, a private
+-- redis-server and a mariadbd of its own (spec/support/db.lua db.private), which the specs stop,
+-- stall (SIGSTOP) and bring back.
+--
+-- Covered: the rebuild after Redis lost its last writes while MariaDB is down, with the worker that
+-- saw the restart killed (the sale pauses, then reopens by itself with the exact stock once MariaDB is
+-- back: no oversell, every paid order counted); units coming back (a paid order cancelled, an admin
+-- stock change) while Redis is unreachable (put back once, from MySQL, when Redis answers again);
+-- the settle of an unfinished pay while MariaDB is stalled or down (the hold stays PAYING and is
+-- settled by a later sweep: released once, never both refunded and recorded).
+--
+--   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/flash_faults_spec.lua
+local socket = require "socket"
+local shop = require "spec.support.shop"
+local shell = require "spec.support.shell"
+local http = require "spec.support.http"
+
+local format = string.format
+
+describe("flash purchase under faults", function()
+    local env, a, b, admin
+
+    local function call(...) return env:call(...) end
+
+    local function expect_error(res, status, code)
+        assert.equal(status, res.status, res.body)
+        assert.equal(code, res.json.error.code, res.body)
+    end
+
+    local pn = 0
+    local function product(over)
+        pn = pn + 1
+        local body = { name = format("한정 %d %s", pn, env.run), description = "선착순", price = 5000, type = "FLASH",
+            stock = 3, sale_starts_at = shop.at(-5), sale_ends_at = shop.at(3600), per_user_limit = 1 }
+        for k, v in pairs(over or {}) do body[k] = v end
+        local res = call("POST", "/api/products", { token = admin.token, json = body })
+        assert.equal(201, res.status, res.body)
+        return res.json
+    end
+
+    local function entry(token, pid)
+        return call("POST", "/api/flash/products/{id}/entry", { path = "/api/flash/products/" .. pid .. "/entry",
+            token = token })
+    end
+
+    local function pay(token, oid)
+        return call("POST", "/api/flash/orders/{id}/pay", { path = "/api/flash/orders/" .. oid .. "/pay",
+            token = token })
+    end
+
+    local function state(pid)
+        local t = assert(env.redis:call("HGETALL", "{p:" .. pid .. "}:s"))
+        local s = {}
+        for i = 1, #t, 2 do s[t[i]] = tonumber(t[i + 1]) end
+        return s
+    end
+
+    local function count(sql)
+        return tonumber(env:sql(sql)[1][1])
+    end
+
+    local function wait_for(what, fn, seconds, last)
+        local deadline = socket.gettime() + (seconds or 10)
+        while socket.gettime() < deadline do
+            if fn() then return end
+            socket.sleep(0.05)
+        end
+        error("timed out waiting for " .. what .. (last and (": " .. tostring(last())) or ""))
+    end
+
+    -- the error logs of every server, one text
+    local function logs()
+        local t = {}
+        for _, srv in ipairs(env.servers) do t[#t + 1] = srv:error_log() end
+        return table.concat(t, "\n")
+    end
+
+    local function serving()
+        local res = http.request { port = env.s.port, path = "/healthz", timeout = 1 }
+        return res and res.status == 200
+    end
+
+    -- MariaDB running again (started if stopped, continued if stalled) and every worker's pool using
+    -- it: a few reads in a row answer 200 (so a spec failing mid-fault leaves none to the next)
+    local function mysql_back()
+        if not env.mysql.running then env.mysql:start() end
+        shell.sh("kill -CONT " .. assert(env.mysql:pid()))
+        local ok = 0
+        wait_for("MySQL back for the host", function()
+            local res = http.request { port = env.s.port, path = "/api/products?limit=1", timeout = 2 }
+            ok = (res and res.status == 200) and ok + 1 or 0
+            return ok >= 6
+        end, 20)
+    end
+
+    local function reconcile(pid)
+        local code, out = env.s:cli { "run", env.s.lua_dir .. "/cli/reconcile.lua", tostring(pid) }
+        assert.equal(0, code, out)
+        return out
+    end
+
+    lazy_setup(function()
+        env = shop.setup("fcfs_flash_faults_spec", { workers = 2, mysql_query_timeout = 1, mysql_connect_timeout = 0.5,
+            mysql_breaker_cooldown = 0.5, redis_timeout = 0.5, redis_connect_timeout = 0.5 },
+            { hold_seconds = 30, flash_sweep_interval = 0.2, flash_settle_seconds = 1, flash_watch_interval = 0.2,
+                payment = { failure_rate = 0 } }, { private_mysql = true })
+        a, b = env:member("a"), env:member("b")
+        admin = env:member("admin", "ADMIN")
+    end)
+
+    lazy_teardown(function()
+        if env then env:teardown() end
+    end)
+
+    describe("Redis loses its last writes while MariaDB is down", function()
+        it("pauses the sale, then reopens it by itself with the exact stock once MariaDB is back, though the "
+            .. "worker that saw the restart died", function()
+            local r = env.redis
+            local p = product({ stock = 4, per_user_limit = 10 })
+            local function buy()
+                local e = entry(a.token, p.id)
+                if e.status ~= 201 then return e end
+                return pay(a.token, e.json.order_id)
+            end
+            assert(r:call("CONFIG", "SET", "appendfsync", "always"))
+            assert(r:call("CONFIG", "SET", "appendonly", "yes"))
+            wait_for("the AOF rewrite", function()
+                return r:info("aof_rewrite_in_progress") == 0 and r:info("aof_rewrite_scheduled") == 0
+                    and r:info("aof_enabled") == 1
+            end)
+            assert.equal(200, buy().status)
+            local dir = r.dir
+            assert(shell.sh(format("cp -r %s/appendonlydir %s/aof.copy", dir, dir)) == 0)
+            assert.equal(200, buy().status) -- two payments the copy lacks
+            assert.equal(200, buy().status)
+            local seen = select(2, logs():gsub("Redis run id changed", ""))
+            finally(mysql_back)
+            env.mysql:stop()
+            r:kill9()
+            assert(shell.sh(format("rm -rf %s/appendonlydir && mv %s/aof.copy %s/appendonlydir && "
+                .. "printf 'appendonly yes\\nappendfsync always\\n' >> %s/redis.conf", dir, dir, dir, dir)) == 0)
+            r:restart()
+            wait_for("the restart noticed", function()
+                return select(2, logs():gsub("Redis run id changed", "")) > seen
+            end)
+            -- what Redis remembers (3 left) is stale and MySQL cannot say better: no entry may hold a unit
+            wait_for("the pause", function() return state(p.id).paused == 1 end, 5,
+                function() return state(p.id).remaining end)
+            assert.equal(3, state(p.id).remaining)
+            expect_error(entry(a.token, p.id), 503, "SALE_PAUSED")
+            -- the worker that paused it dies; its successor never saw the old run id
+            for _, pid in ipairs(env.s:worker_pids()) do env.s:signal("KILL", pid) end
+            socket.sleep(0.5)
+            env.mysql:start()
+            wait_for("the stock rebuilt from MySQL", function()
+                local s = state(p.id)
+                return s.paused == 0 and s.remaining == 1
+            end, 10, function() return require("cjson").encode(state(p.id)) end)
+            wait_for("the workers back", serving)
+            local sold = 0
+            for _ = 1, 4 do
+                if buy().status == 200 then sold = sold + 1 end
+            end
+            assert.equal(1, sold)
+            assert.equal(4, count(format("SELECT COUNT(*) FROM flash_orders WHERE product_id = %d AND state = 'PAID'",
+                p.id)))
+            assert.equal(4, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
+            assert.matches("initial 4, remaining 0, held 0, paid 4", reconcile(p.id), 1, true)
+        end)
+    end)
+
+    describe("a sale left paused", function()
+        it("is rebuilt by the sweepers, retried while MariaDB stalls, with the exact stock", function()
+            local p = product({ stock = 3, per_user_limit = 10 })
+            assert.equal(200, pay(a.token, entry(a.token, p.id).json.order_id).status)
+            local mpid = assert(env.mysql:pid())
+            assert(shell.sh("kill -STOP " .. mpid) == 0)
+            finally(mysql_back)
+            -- as recover leaves it when its rebuild failed: paused, on a count Redis cannot vouch for
+            env.redis:call("HSET", "{p:" .. p.id .. "}:s", "paused", 1, "remaining", 3)
+            wait_for("a failed rebuild", function()
+                return logs():find("rebuild of product " .. p.id .. " failed", 1, true)
+            end, 10)
+            local s = state(p.id)
+            assert.same({ 1, 3 }, { s.paused, s.remaining })
+            expect_error(entry(b.token, p.id), 503, "SALE_PAUSED")
+            assert(shell.sh("kill -CONT " .. mpid) == 0)
+            wait_for("the rebuild", function()
+                s = state(p.id)
+                return s.paused == 0 and s.remaining == 2
+            end, 10, function() return s.paused .. " " .. s.remaining end)
+            assert.equal(201, entry(b.token, p.id).status)
+            assert.matches("initial 3, remaining 1, held 1, paid 1", reconcile(p.id), 1, true)
+        end)
+    end)
+
+    describe("units coming back while Redis is unreachable", function()
+        -- Redis keeps its data and its run id (no restart, so no recover): its socket is taken away and
+        -- the host's connections to it closed, so every command fails at once and none runs later
+        local function unreachable(fn)
+            local r = env.redis
+            assert(shell.sh(format("mv %s %s.away", r.sock, r.sock)) == 0)
+            r:close_conn()
+            assert(shell.sh(format("redis-cli -p %d CLIENT KILL TYPE normal >/dev/null", r.port)) == 0)
+            local ok, err = pcall(fn)
+            assert(shell.sh(format("mv %s.away %s", r.sock, r.sock)) == 0)
+            assert(ok, err)
+        end
+
+        it("puts the unit of a paid order cancelled meanwhile back on sale once, when Redis answers", function()
+            local p = product({ stock = 1 })
+            local paid = pay(a.token, entry(a.token, p.id).json.order_id)
+            assert.equal(200, paid.status, paid.body)
+            unreachable(function()
+                local res = call("POST", "/api/orders/{id}/cancel", { path = "/api/orders/" .. paid.json.order_id
+                    .. "/cancel", token = a.token })
+                assert.equal(200, res.status, res.body) -- MySQL is the record: the cancel holds
+                wait_for("the missed unit logged", function()
+                    return logs():find("unit(s) of product " .. p.id .. " not put back on sale yet", 1, true)
+                end, 5)
+            end)
+            wait_for("the unit back on sale", function() return state(p.id).remaining == 1 end, 10,
+                function() return state(p.id).remaining end)
+            socket.sleep(1) -- further sweeps put nothing more back
+            local s = state(p.id)
+            assert.same({ 2, 1, 0, 1 }, { s.initial, s.remaining, s.held, s.paid })
+            local again
+            wait_for("the gates to reopen", function()
+                again = entry(b.token, p.id)
+                return again.status == 201
+            end, 3, function() return again.body end)
+            expect_error(entry(admin.token, p.id), 409, "OUT_OF_STOCK")
+            assert.matches("initial 2, remaining 0, held 1, paid 1", reconcile(p.id), 1, true)
+        end)
+
+        it("takes an admin's stock change made meanwhile into the sale, once", function()
+            local p = product({ stock = 1, sale_starts_at = shop.at(3000), sale_ends_at = shop.at(3600) })
+            assert.equal("UPCOMING", call("GET", "/api/flash/products/{id}",
+                { path = "/api/flash/products/" .. p.id }).json.state) -- the Redis state exists from here on
+            unreachable(function()
+                local res = call("PUT", "/api/products/{id}/stock", { path = "/api/products/" .. p.id .. "/stock",
+                    token = admin.token, json = { quantity = 4 } })
+                assert.equal(200, res.status, res.body)
+            end)
+            wait_for("the new stock in Redis", function() return state(p.id).initial == 4 end, 10)
+            socket.sleep(1)
+            local s = state(p.id)
+            assert.same({ 4, 4, 0, 0 }, { s.initial, s.remaining, s.held, s.paid })
+        end)
+    end)
+
+    describe("the settle of an unfinished pay while MariaDB fails", function()
+        -- as if the pay's worker died after pay_begin: the hold PAYING, its settle time past
+        local function stuck(pid, oid)
+            local t = "{p:" .. pid .. "}"
+            local h = env.redis:call("HGET", t .. ":holds", tostring(oid))
+            local uid, dl = h:match("^%u+|(%d+)|(%d+)|")
+            assert.truthy(uid, h)
+            return function()
+                env.redis:call("HSET", t .. ":holds", tostring(oid), "PAYING|" .. uid .. "|" .. dl .. "|")
+                env.redis:call("ZADD", t .. ":dl", 0, tostring(oid))
+            end, uid, dl
+        end
+
+        local function settle_failed(oid)
+            return logs():find("flash order " .. oid .. ": pay unfinished past its settle time; settled: [^FP]")
+        end
+
+        local function hold(pid, oid)
+            return env.redis:call("HGET", "{p:" .. pid .. "}:holds", tostring(oid))
+        end
+
+        it("keeps a hold never recorded PAYING while MariaDB is stalled, then gives it up once", function()
+            local p = product({ stock = 1 })
+            local oid = entry(a.token, p.id).json.order_id
+            local make_stuck = stuck(p.id, oid)
+            local mpid = assert(env.mysql:pid())
+            assert(shell.sh("kill -STOP " .. mpid) == 0)
+            finally(mysql_back)
+            make_stuck()
+            wait_for("a settle to fail", function() return settle_failed(oid) end, 10)
+            assert.truthy(hold(p.id, oid):find("^PAYING|"))
+            local s = state(p.id)
+            assert.same({ 0, 1 }, { s.remaining, s.held })
+            assert(shell.sh("kill -CONT " .. mpid) == 0)
+            wait_for("the settle", function() return state(p.id).remaining == 1 end, 10)
+            socket.sleep(1) -- more sweeps: nothing released twice
+            s = state(p.id)
+            assert.same({ 1, 0, 0 }, { s.remaining, s.held, s.paid })
+            assert.truthy(hold(p.id, oid):find("^FAILED|"))
+            assert.equal("FAILED", env:sql(format("SELECT state FROM flash_orders WHERE id = %d", oid))[1][1])
+            assert.equal(0, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
+            assert.equal(201, entry(b.token, p.id).status)
+            expect_error(entry(admin.token, p.id), 409, "OUT_OF_STOCK")
+        end)
+
+        it("keeps a hold MySQL recorded PAYING while MariaDB is down, then marks it paid, not refunded", function()
+            local p = product({ stock = 2 })
+            local oid = entry(a.token, p.id).json.order_id
+            local make_stuck = stuck(p.id, oid)
+            assert.equal(200, pay(a.token, oid).status)
+            -- the pay committed, but Redis never heard of it
+            local t = "{p:" .. p.id .. "}"
+            env.redis:call("HINCRBY", t .. ":s", "held", 1)
+            env.redis:call("HINCRBY", t .. ":s", "paid", -1)
+            finally(mysql_back)
+            env.mysql:stop()
+            make_stuck()
+            wait_for("a settle to fail", function() return settle_failed(oid) end, 10)
+            assert.truthy(hold(p.id, oid):find("^PAYING|"))
+            env.mysql:start()
+            wait_for("the settle", function() return state(p.id).paid == 1 end, 10)
+            socket.sleep(1)
+            local s = state(p.id)
+            assert.same({ 1, 0, 1 }, { s.remaining, s.held, s.paid })
+            assert.truthy(hold(p.id, oid):find("^PAID|"))
+            assert.equal(1, count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d AND state = 'PAID'", oid)))
+            assert.equal(1, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
+            assert.matches("initial 2, remaining 1, held 0, paid 1", reconcile(p.id), 1, true)
+        end)
+    end)
+end)
