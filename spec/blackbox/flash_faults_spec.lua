@@ -6,7 +6,9 @@
 -- saw the restart killed (the sale pauses, then reopens by itself with the exact stock once MariaDB is
 -- back: no oversell, every paid order counted); units coming back (a paid order cancelled, an admin
 -- stock change) while Redis is unreachable (put back once, from MySQL, when Redis answers again);
--- the settle of an unfinished pay while MariaDB is stalled or down (the hold stays PAYING and is
+-- a pay whose commit fails after the charge (retried while MariaDB stalls; 503 when it stays down,
+-- the hold then settled); a pay MySQL refuses because Redis lost a sale (refunded, no oversell); the
+-- settle of an unfinished pay while MariaDB is stalled or down (the hold stays PAYING and is
 -- settled by a later sweep: released once, never both refunded and recorded).
 --
 --   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/flash_faults_spec.lua
@@ -18,7 +20,7 @@ local http = require "spec.support.http"
 local format = string.format
 
 describe("flash purchase under faults", function()
-    local env, a, b, admin
+    local env, a, b, admin, slowpay
 
     local function call(...) return env:call(...) end
 
@@ -104,6 +106,10 @@ describe("flash purchase under faults", function()
             mysql_breaker_cooldown = 0.5, redis_timeout = 0.5, redis_connect_timeout = 0.5 },
             { hold_seconds = 30, flash_sweep_interval = 0.2, flash_settle_seconds = 1, flash_watch_interval = 0.2,
                 payment = { failure_rate = 0 } }, { private_mysql = true })
+        -- a gateway taking 1 s: a spec stops MariaDB while a pay is charging
+        slowpay = env:start({ workers = 1, mysql_query_timeout = 1, mysql_connect_timeout = 0.5,
+            mysql_breaker_cooldown = 0.5 }, { hold_seconds = 30, flash_sweep_interval = 0.2, flash_settle_seconds = 6,
+            payment = { failure_rate = 0, latency = 1 } })
         a, b = env:member("a"), env:member("b")
         admin = env:member("admin", "ADMIN")
     end)
@@ -157,11 +163,14 @@ describe("flash purchase under faults", function()
                 return s.paused == 0 and s.remaining == 1
             end, 10, function() return require("cjson").encode(state(p.id)) end)
             wait_for("the workers back", serving)
-            local sold = 0
+            mysql_back()
+            local sold, seen_status = 0, {}
             for _ = 1, 4 do
-                if buy().status == 200 then sold = sold + 1 end
+                local res = buy()
+                seen_status[#seen_status + 1] = res.status
+                if res.status == 200 then sold = sold + 1 end
             end
-            assert.equal(1, sold)
+            assert.equal(1, sold, table.concat(seen_status, " "))
             assert.equal(4, count(format("SELECT COUNT(*) FROM flash_orders WHERE product_id = %d AND state = 'PAID'",
                 p.id)))
             assert.equal(4, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
@@ -246,6 +255,89 @@ describe("flash purchase under faults", function()
             socket.sleep(1)
             local s = state(p.id)
             assert.same({ 4, 4, 0, 0 }, { s.initial, s.remaining, s.held, s.paid })
+        end)
+    end)
+
+    describe("a pay whose record fails after the charge", function()
+        -- the pay of oid by member m sent to the slow gateway; -> the connection, once the hold is PAYING
+        local function paying(m, pid, oid)
+            local c = assert(socket.connect("127.0.0.1", slowpay.port))
+            assert(c:send(shop.raw_request("POST", "/api/flash/orders/" .. oid .. "/pay", m.token)))
+            wait_for("the pay to begin", function() return env.redis:call("HGET", "{p:" .. pid .. "}:holds",
+                tostring(oid)):find("^PAYING") end, 5)
+            c:settimeout(20)
+            return c
+        end
+
+        local function status_of(c)
+            local line = assert(c:receive("*l"))
+            c:close()
+            return tonumber(line:match("^HTTP/1%.1 (%d+)"))
+        end
+
+        it("retries the commit while MariaDB stalls: 200 once it answers, the order in MySQL once", function()
+            local p = product({ stock = 1 })
+            local oid = entry(a.token, p.id).json.order_id
+            local c = paying(a, p.id, oid)
+            local mpid = assert(env.mysql:pid())
+            assert(shell.sh("kill -STOP " .. mpid) == 0)
+            finally(mysql_back)
+            wait_for("a failed commit", function()
+                return logs():find("flash order " .. oid .. " charged but not recorded yet (try 2)", 1, true)
+            end, 10)
+            assert(shell.sh("kill -CONT " .. mpid) == 0)
+            assert.equal(200, status_of(c))
+            local s = state(p.id)
+            assert.same({ 0, 0, 1 }, { s.remaining, s.held, s.paid })
+            assert.equal(1, count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d AND state = 'PAID'", oid)))
+            assert.equal(1, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
+        end)
+
+        it("answers 503 when MariaDB stays down; the hold stays PAYING, then the settle gives it up once", function()
+            local p = product({ stock = 1 })
+            local oid = entry(a.token, p.id).json.order_id
+            local c = paying(a, p.id, oid)
+            finally(mysql_back)
+            env.mysql:stop()
+            assert.equal(503, status_of(c))
+            assert.truthy(env.redis:call("HGET", "{p:" .. p.id .. "}:holds", tostring(oid)):find("^PAYING|"))
+            local s = state(p.id)
+            assert.same({ 0, 1, 0 }, { s.remaining, s.held, s.paid })
+            env.mysql:start()
+            wait_for("the settle", function() return state(p.id).remaining == 1 end, 15)
+            socket.sleep(1)
+            s = state(p.id)
+            assert.same({ 1, 0, 0 }, { s.remaining, s.held, s.paid })
+            assert.equal("FAILED", env:sql(format("SELECT state FROM flash_orders WHERE id = %d", oid))[1][1])
+            assert.equal(0, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
+            expect_error(pay(a.token, oid), 409, "NOT_PAYMENT_PENDING")
+            assert.equal(201, entry(b.token, p.id).status)
+        end)
+
+        it("refunds a pay MySQL refuses because Redis lost a sale it had made: 409, no oversell", function()
+            local p = product({ stock = 1 })
+            local first = entry(a.token, p.id).json.order_id
+            assert.equal(200, pay(a.token, first).status)
+            -- Redis forgets that sale (as an AOF lacking its last second would): the unit on sale again
+            local t = "{p:" .. p.id .. "}"
+            env.redis:call("HDEL", t .. ":holds", tostring(first))
+            env.redis:call("HDEL", t .. ":buyers", tostring(a.id))
+            env.redis:call("HSET", t .. ":s", "remaining", 1, "paid", 0)
+            local oid
+            wait_for("the gate to reopen", function()
+                local e = entry(b.token, p.id)
+                oid = e.status == 201 and e.json.order_id
+                return oid
+            end, 3)
+            expect_error(pay(b.token, oid), 409, "OUT_OF_STOCK")
+            local s = state(p.id) -- rebuilt from MySQL
+            assert.same({ 0, 0, 1 }, { s.remaining, s.held, s.paid })
+            assert.truthy(env.redis:call("HGET", t .. ":holds", tostring(oid)):find("^FAILED|"))
+            assert.equal(1, count(format("SELECT COUNT(*) FROM flash_orders WHERE product_id = %d AND state = 'PAID'",
+                p.id)))
+            assert.equal(1, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
+            assert.equal(0, count(format("SELECT COUNT(*) FROM orders WHERE user_id = %d", b.id)))
+            assert.matches("initial 1, remaining 0, held 0, paid 1", reconcile(p.id), 1, true)
         end)
     end)
 
