@@ -163,18 +163,15 @@ end
 local function init(pid, force)
     local p = product(pid, force)
     if not p then not_found(pid) end
-    local rows = check(host.mysql.query("SELECT user_id, COUNT(*) AS n FROM flash_orders WHERE product_id = ? "
-        .. "AND state = 'PAID' GROUP BY user_id", pid))
+    local rows = check(host.mysql.query("SELECT id, user_id FROM flash_orders WHERE product_id = ? AND state = 'PAID'",
+        pid))
     local seq = check(host.mysql.query("SELECT MAX(id) AS m FROM flash_orders WHERE product_id = ?", pid))[1].m
     seq = seq ~= null and tonumber(seq) - pid * ID_SPAN or 0
-    local args, paid = { p.stock, floor(p.starts * 1000), floor(p.ends * 1000), p.per_user_limit, 0,
-        force and 1 or 0, seq }, 0
+    local args = { p.stock, floor(p.starts * 1000), floor(p.ends * 1000), p.per_user_limit, force and 1 or 0, seq }
     for i = 1, #rows do
+        args[#args + 1] = format("%d", rows[i].id)
         args[#args + 1] = rows[i].user_id
-        args[#args + 1] = rows[i].n
-        paid = paid + rows[i].n
     end
-    args[5] = paid
     local k = keys_of(pid)
     local r = run(S.init, { k.s, k.buyers, k.holds, k.oid }, args)
     check(host.redis.call("SADD", LIVE_KEY, pid))

@@ -4,12 +4,13 @@
 --
 -- Covered: the rebuild after Redis lost its last writes while MariaDB is down, with the worker that
 -- saw the restart killed (the sale pauses, then reopens by itself with the exact stock once MariaDB is
--- back: no oversell, every paid order counted); units coming back (a paid order cancelled, an admin
--- stock change) while Redis is unreachable (put back once, from MySQL, when Redis answers again);
--- a pay whose commit fails after the charge (retried while MariaDB stalls; 503 when it stays down,
--- the hold then settled); a pay MySQL refuses because Redis lost a sale (refunded, no oversell); the
--- settle of an unfinished pay while MariaDB is stalled or down (the hold stays PAYING and is
--- settled by a later sweep: released once, never both refunded and recorded).
+-- back: no oversell, every paid order counted); a sale left paused, rebuilt by the sweepers while
+-- MariaDB stalls; a rebuild racing a pay (counted once); units coming back (a paid order cancelled,
+-- an admin stock change) while Redis is unreachable (put back once, from MySQL, when Redis answers
+-- again); a pay whose commit fails after the charge (retried while MariaDB stalls; 503 when it stays
+-- down, the hold then settled); a pay MySQL refuses because Redis lost a sale (refunded, no
+-- oversell); the settle of an unfinished pay while MariaDB is stalled or down (the hold stays PAYING
+-- and is settled by a later sweep: released once, never both refunded and recorded).
 --
 --   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/flash_faults_spec.lua
 local socket = require "socket"
@@ -200,6 +201,30 @@ describe("flash purchase under faults", function()
             end, 10, function() return s.paused .. " " .. s.remaining end)
             assert.equal(201, entry(b.token, p.id).status)
             assert.matches("initial 3, remaining 1, held 1, paid 1", reconcile(p.id), 1, true)
+        end)
+    end)
+
+    describe("a rebuild racing a pay", function()
+        it("counts a pay MySQL recorded that Redis still has PAYING once: held, then paid", function()
+            local p = product({ stock = 2 })
+            local oid = entry(a.token, p.id).json.order_id
+            assert.equal(200, pay(a.token, oid).status)
+            -- as between the pay's commit and its pay_done: MySQL has it PAID, Redis PAYING
+            local t = "{p:" .. p.id .. "}"
+            local uid, dl = env.redis:call("HGET", t .. ":holds", tostring(oid)):match("^PAID|(%d+)|(%d+)|%d+$")
+            env.redis:call("HSET", t .. ":holds", tostring(oid), "PAYING|" .. uid .. "|" .. dl .. "|")
+            env.redis:call("HINCRBY", t .. ":s", "held", 1)
+            env.redis:call("HINCRBY", t .. ":s", "paid", -1)
+            env.redis:call("ZADD", t .. ":dl", 9999999999999, tostring(oid)) -- no settle yet
+            env.redis:call("HSET", t .. ":s", "paused", 1) -- a rebuild due
+            wait_for("the rebuild", function() return state(p.id).paused == 0 end, 5)
+            local s = state(p.id)
+            assert.same({ 1, 1, 0 }, { s.remaining, s.held, s.paid })
+            env.redis:call("ZADD", t .. ":dl", 0, tostring(oid)) -- now the settle tells Redis
+            wait_for("the settle", function() return state(p.id).paid == 1 end, 5)
+            s = state(p.id)
+            assert.same({ 1, 0, 1 }, { s.remaining, s.held, s.paid })
+            assert.matches("initial 2, remaining 1, held 0, paid 1", reconcile(p.id), 1, true)
         end)
     end)
 
