@@ -8,7 +8,8 @@
 -- MariaDB stalls; a rebuild racing a pay (counted once); units coming back (a paid order cancelled,
 -- an admin stock change) while Redis is unreachable (put back once, from MySQL, when Redis answers
 -- again); a pay whose commit fails after the charge (retried while MariaDB stalls; 503 when it stays
--- down, the hold then settled); a pay MySQL refuses because Redis lost a sale (refunded, no
+-- down, the hold then settled); a pay whose hold vanished from Redis meanwhile (recounted from
+-- MySQL); a pay MySQL refuses because Redis lost a sale (refunded, no
 -- oversell); the settle of an unfinished pay while MariaDB is stalled or down (the hold stays PAYING
 -- and is settled by a later sweep: released once, never both refunded and recorded).
 --
@@ -337,6 +338,25 @@ describe("flash purchase under faults", function()
             assert.equal(0, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
             expect_error(pay(a.token, oid), 409, "NOT_PAYMENT_PENDING")
             assert.equal(201, entry(b.token, p.id).status)
+        end)
+
+        it("recounts from MySQL when the hold being paid vanished from Redis meanwhile: 200, no oversell",
+            function()
+            local p = product({ stock = 2 })
+            local oid = entry(a.token, p.id).json.order_id
+            local c = paying(a, p.id, oid)
+            -- Redis loses that entry while the gateway charges (as an AOF lacking its last second would)
+            local t = "{p:" .. p.id .. "}"
+            env.redis:call("HDEL", t .. ":holds", tostring(oid))
+            env.redis:call("ZREM", t .. ":dl", tostring(oid))
+            env.redis:call("HDEL", t .. ":buyers", tostring(a.id))
+            env.redis:call("HSET", t .. ":s", "remaining", 2, "held", 0)
+            assert.equal(200, status_of(c))
+            local s = state(p.id)
+            assert.same({ 1, 0, 1 }, { s.remaining, s.held, s.paid })
+            assert.equal(1, count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d AND state = 'PAID'", oid)))
+            expect_error(entry(a.token, p.id), 409, "ALREADY_PURCHASED")
+            assert.matches("initial 2, remaining 1, held 0, paid 1", reconcile(p.id), 1, true)
         end)
 
         it("refunds a pay MySQL refuses because Redis lost a sale it had made: 409, no oversell", function()
