@@ -508,16 +508,19 @@ end
 -- expired under a slow builder costs a second rebuild, not a wrong count); a failure (MySQL down or
 -- slow, Redis gone again) is tried again by the next sweeps, every sweep interval at first, doubling
 -- up to REBUILD_MAX_WAIT, until it works -- no manual step.
-local REBUILD_LOCK_MS, REBUILD_MAX_WAIT = 10000, 5
+local REBUILD_LOCK_MS, REBUILD_MAX_WAIT, REBUILD_WAIT = 10000, 5, 5
 local retry = {} -- pid -> { at = when this worker tries again, wait = s }
 
--- rebuild(pid) -> true (rebuilt, or nothing to rebuild: not a FLASH product, no Redis state) | false
--- (another builder holds the lock); raises when MySQL or Redis fails.
-local function rebuild(pid)
+-- rebuild(pid [, wait]) -> true (rebuilt, or nothing to rebuild: not a FLASH product, no Redis state)
+-- | false (another builder holds the lock, for wait s at most); raises when MySQL or Redis fails.
+local function rebuild(pid, wait)
     local k = keys_of(pid)
     local lock = k.tag .. ":rb"
-    local got = check(host.redis.call("SET", lock, tostring(host.pid), "NX", "PX", REBUILD_LOCK_MS))
-    if got == null then return false end
+    local deadline = host.now() + (wait or 0)
+    while check(host.redis.call("SET", lock, tostring(host.pid), "NX", "PX", REBUILD_LOCK_MS)) == null do
+        if host.now() >= deadline then return false end
+        host.sleep(0.02)
+    end
     local ok, err = pcall(function()
         if check(host.redis.call("EXISTS", k.s)) == 0 or not product(pid, true) then return end
         init(pid, true)
@@ -597,7 +600,11 @@ function _M.sweep_once()
         if r[1] then
             n = n + r[1]
             set_gate(pid, r[2], r[3], r[4])
-            if r[4] == 1 then rebuild_due(pid, host.now()) end
+            if r[4] == 1 then
+                rebuild_due(pid, host.now())
+            elseif not owed[pid] then
+                retry[pid] = nil -- rebuilt (here or elsewhere): a later pause starts its backoff afresh
+            end
             local stuck = r[7]
             for j = 1, #stuck, 2 do
                 local oid = tonumber(stuck[j])
@@ -642,13 +649,17 @@ end
 -- MySQL is away), then those MySQL lists (raises when MySQL fails: the watcher calls again). A
 -- rebuild that fails is left to the sweepers (the paused flag says it is due). -> products rebuilt
 function _M.recover()
+    local paused = {}
     local function pause(ids)
         for i = 1, #ids do
             local pid = tonumber(ids[i])
-            local r = run(S.set_flag, { keys_of(pid).s }, { "paused", 1 })
-            if r[1] then
-                set_gate(pid, r[1], r[2], 1)
-                check(host.redis.call("SADD", LIVE_KEY, pid))
+            if not paused[pid] then
+                paused[pid] = true
+                local r = run(S.set_flag, { keys_of(pid).s }, { "paused", 1 })
+                if r[1] then
+                    set_gate(pid, r[1], r[2], 1)
+                    check(host.redis.call("SADD", LIVE_KEY, pid))
+                end
             end
         end
     end
@@ -658,7 +669,9 @@ function _M.recover()
     live_exp = 0
     local n = 0
     for i = 1, #ids do
-        local ok, done = pcall(rebuild, ids[i])
+        -- another builder (a sweeper, another node's recover) may be at it: its rebuild began after
+        -- the pause or ends it, so waiting for it keeps the pause short
+        local ok, done = pcall(rebuild, ids[i], REBUILD_WAIT)
         if ok and done then n = n + 1 end
         if not ok then
             host.log("warn", "flash: rebuild of product ", ids[i], " failed, left to the sweeper: ",

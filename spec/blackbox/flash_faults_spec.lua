@@ -16,6 +16,7 @@
 --   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/flash_faults_spec.lua
 local socket = require "socket"
 local shop = require "spec.support.shop"
+local flash = require "spec.support.flash"
 local shell = require "spec.support.shell"
 local http = require "spec.support.http"
 
@@ -25,52 +26,9 @@ describe("flash purchase under faults", function()
     local env, a, b, admin, slowpay
 
     local function call(...) return env:call(...) end
-
-    local function expect_error(res, status, code)
-        assert.equal(status, res.status, res.body)
-        assert.equal(code, res.json.error.code, res.body)
-    end
-
-    local pn = 0
-    local function product(over)
-        pn = pn + 1
-        local body = { name = format("한정 %d %s", pn, env.run), description = "선착순", price = 5000, type = "FLASH",
-            stock = 3, sale_starts_at = shop.at(-5), sale_ends_at = shop.at(3600), per_user_limit = 1 }
-        for k, v in pairs(over or {}) do body[k] = v end
-        local res = call("POST", "/api/products", { token = admin.token, json = body })
-        assert.equal(201, res.status, res.body)
-        return res.json
-    end
-
-    local function entry(token, pid)
-        return call("POST", "/api/flash/products/{id}/entry", { path = "/api/flash/products/" .. pid .. "/entry",
-            token = token })
-    end
-
-    local function pay(token, oid)
-        return call("POST", "/api/flash/orders/{id}/pay", { path = "/api/flash/orders/" .. oid .. "/pay",
-            token = token })
-    end
-
-    local function state(pid)
-        local t = assert(env.redis:call("HGETALL", "{p:" .. pid .. "}:s"))
-        local s = {}
-        for i = 1, #t, 2 do s[t[i]] = tonumber(t[i + 1]) end
-        return s
-    end
-
-    local function count(sql)
-        return tonumber(env:sql(sql)[1][1])
-    end
-
-    local function wait_for(what, fn, seconds, last)
-        local deadline = socket.gettime() + (seconds or 10)
-        while socket.gettime() < deadline do
-            if fn() then return end
-            socket.sleep(0.05)
-        end
-        error("timed out waiting for " .. what .. (last and (": " .. tostring(last())) or ""))
-    end
+    local f = flash.new(function() return env, admin end)
+    local expect_error, product, entry, pay = f.expect_error, f.product, f.entry, f.pay
+    local state, count, wait_for = f.state, f.count, f.wait_for
 
     -- the error logs of every server, one text
     local function logs()

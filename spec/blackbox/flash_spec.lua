@@ -16,6 +16,7 @@
 local socket = require "socket"
 local cjson = require "cjson.safe"
 local shop = require "spec.support.shop"
+local flash = require "spec.support.flash"
 local raw = require "spec.support.raw"
 
 local format = string.format
@@ -25,71 +26,12 @@ describe("flash purchase", function()
 
     local function call(...) return env:call(...) end
 
-    local function expect_error(res, status, code)
-        assert.equal(status, res.status, res.body)
-        assert.equal(code, res.json.error.code, res.body)
-        return res.json.error
-    end
+    local f = flash.new(function() return env, admin end)
+    local expect_error, product, entry, pay, cancel = f.expect_error, f.product, f.entry, f.pay, f.cancel
+    local view, state, count, wait_for = f.view, f.state, f.count, f.wait_for
 
     -- RFC 3339 in the business time zone, s seconds from now
-    local function at(s)
-        return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(socket.gettime() + s + 9 * 3600)) .. "+09:00"
-    end
-
-    local pn = 0
-    local function product(over)
-        pn = pn + 1
-        local body = { name = format("한정 %d %s", pn, env.run), description = "선착순", price = 5000, type = "FLASH",
-            stock = 3, sale_starts_at = at(-5), sale_ends_at = at(3600), per_user_limit = 1 }
-        for k, v in pairs(over or {}) do body[k] = v end
-        local res = call("POST", "/api/products", { token = admin.token, json = body })
-        assert.equal(201, res.status, res.body)
-        return res.json
-    end
-
-    local function entry(token, pid, opts)
-        opts = opts or {}
-        return call("POST", "/api/flash/products/{id}/entry", { path = "/api/flash/products/" .. pid .. "/entry",
-            token = token, headers = opts.headers, body = opts.body, server = opts.server })
-    end
-
-    local function pay(token, oid, opts)
-        opts = opts or {}
-        return call("POST", "/api/flash/orders/{id}/pay", { path = "/api/flash/orders/" .. oid .. "/pay",
-            token = token, headers = opts.headers, body = opts.body, server = opts.server })
-    end
-
-    local function cancel(token, oid)
-        return call("POST", "/api/flash/orders/{id}/cancel", { path = "/api/flash/orders/" .. oid .. "/cancel",
-            token = token })
-    end
-
-    local function view(pid)
-        local res = call("GET", "/api/flash/products/{id}", { path = "/api/flash/products/" .. pid })
-        assert.equal(200, res.status, res.body)
-        return res.json
-    end
-
-    -- the product's counters in Redis
-    local function state(pid)
-        local t = assert(env.redis:call("HGETALL", "{p:" .. pid .. "}:s"))
-        local s = {}
-        for i = 1, #t, 2 do s[t[i]] = tonumber(t[i + 1]) end
-        return s
-    end
-
-    local function count(sql)
-        return tonumber(env:sql(sql)[1][1])
-    end
-
-    local function wait_for(what, fn, seconds, last)
-        local deadline = socket.gettime() + (seconds or 10)
-        while socket.gettime() < deadline do
-            if fn() then return end
-            socket.sleep(0.05)
-        end
-        error("timed out waiting for " .. what .. (last and (": " .. tostring(last())) or ""))
-    end
+    local at = shop.at
 
     lazy_setup(function()
         env = shop.setup("fcfs_flash_spec", { workers = 2 }, { hold_seconds = 2, flash_sweep_interval = 0.2,
