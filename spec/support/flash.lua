@@ -11,9 +11,14 @@
 --   f.count(sql)                           -- the first column of the first row, a number
 --   f.expect_error(res, status, code)      -- asserts the error response, answers its error object
 --   f.wait_for(what, fn [, seconds [, last]])  -- until fn() is truthy, or raises (with last())
+--   f.buy(token, pid)                      -- entry, then its pay: the pay's response (or the entry's)
+--   f.losing_writes(keep, lose [, meanwhile])  -- Redis with an AOF written on every command; keep()
+--       runs, the AOF is copied, lose() runs; then Redis is killed -9, meanwhile() runs, and Redis
+--       restarts from the copy: it comes back without what lose() wrote (its "last second")
 local socket = require "socket"
 local assert = require "luassert"
 local shop = require "spec.support.shop"
+local shell = require "spec.support.shell"
 
 local format = string.format
 
@@ -86,6 +91,31 @@ function flash.new(get)
             socket.sleep(0.05)
         end
         error("timed out waiting for " .. what .. (last and (": " .. tostring(last())) or ""))
+    end
+
+    function f.buy(token, pid)
+        local e = f.entry(token, pid)
+        if e.status ~= 201 then return e end
+        return f.pay(token, e.json.order_id)
+    end
+
+    function f.losing_writes(keep, lose, meanwhile)
+        local r = get().redis
+        assert(r:call("CONFIG", "SET", "appendfsync", "always"))
+        assert(r:call("CONFIG", "SET", "appendonly", "yes"))
+        f.wait_for("the AOF rewrite", function()
+            return r:info("aof_rewrite_in_progress") == 0 and r:info("aof_rewrite_scheduled") == 0
+                and r:info("aof_enabled") == 1
+        end)
+        keep()
+        local dir = r.dir
+        assert(shell.sh(format("cp -r %s/appendonlydir %s/aof.copy", dir, dir)) == 0)
+        lose()
+        r:kill9()
+        if meanwhile then meanwhile() end
+        assert(shell.sh(format("rm -rf %s/appendonlydir && mv %s/aof.copy %s/appendonlydir && "
+            .. "printf 'appendonly yes\\nappendfsync always\\n' >> %s/redis.conf", dir, dir, dir, dir)) == 0)
+        r:restart()
     end
 
     return f
