@@ -2,11 +2,17 @@
 # bench/hello_cost.sh -- what one request costs a worker, in counts that do not depend on how
 # loaded the machine is (req/s on a shared machine do): allocations (malloc, calloc, realloc,
 # memalign: an LD_PRELOAD shim, bench/alloc_count.c), system calls (perf's raw_syscalls
-# tracepoint) and user-space instructions (callgrind: valgrind's instruction count, with the
-# window's top functions) per request, each over a window of a keep-alive wrk run after a
-# warm-up. Requests in a window: the difference of fcfs_requests_total (/metrics on the admin
-# socket) before and after it, less the first /metrics request; under callgrind, the calls of
-# conn_respond in the dump. One worker (callgrind: workers = 0, the process is the worker).
+# tracepoint, and the syscalls:sys_enter_* of the kinds in SYSCALLS one by one) and user-space
+# instructions (callgrind: valgrind's instruction count, with the window's top functions) per
+# request, each over a window of a keep-alive wrk run after a warm-up. Beside them the worker's
+# page faults, context switches and user and system CPU per request (these depend on the load:
+# compare them within one run). Requests in a window: wrk's count of a run in it (perf attached
+# over the whole run, its connects included); under callgrind, the calls of conn_respond in the
+# dump. One worker (callgrind: workers = 0, the process is the worker).
+# With PEER=1 the same counts for the peer (nginx + lua-nginx-module, PEER_DIR) on PEER_PATHS,
+# its nginx with one worker: its /hello (Lua) and its /static-hello (nginx `return 200`, the
+# ceiling); under callgrind nginx runs in the foreground without a master (the process is the
+# worker) and its requests are the calls of ngx_http_free_request.
 # Run it from the repository root.
 # usage: bench/hello_cost.sh [PATH...]   (default /hello)
 # With JITV=1 it only checks that the path stays compiled: LuaJIT's jit.v log of a worker
@@ -15,8 +21,10 @@
 # env: WARMUP=3 WINDOW=5 CONNS=64 CALLGRIND=1 (0 skips the instruction count) TOP=15 JITV=0 FCFS_BIN
 #      RESPOND_FN=conn_respond (the function whose calls count requests under callgrind)
 #      FCFS_LUA_DIR, EXTRA_CONF (config entries, Lua), PREPARE (paths GET once after the start)
+#      PEER=0 PEER_PATHS="/hello /static-hello" PEER_DIR
 # The sold-out flash entry: FCFS_LUA_DIR=$PWD/bench/app EXTRA_CONF='redis = "127.0.0.1:1"'
 #   PREPARE='/bench/gate/42?remaining=0&version=1' bash bench/hello_cost.sh /bench/soldout/42
+# fcfs, the peer's /hello and nginx's /static-hello side by side: PEER=1 bash bench/hello_cost.sh
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -25,6 +33,9 @@ WINDOW=${WINDOW:-5}
 CONNS=${CONNS:-64}
 CALLGRIND=${CALLGRIND:-1}
 TOP=${TOP:-15}
+PEER=${PEER:-0}
+PEER_PATHS=${PEER_PATHS:-/hello /static-hello}
+SYSCALLS="read recvfrom write writev epoll_wait epoll_ctl accept4"
 paths=("$@")
 ((${#paths[@]})) || paths=(/hello)
 
@@ -32,30 +43,55 @@ bench_init
 cc -O2 -shared -fPIC -o "$BENCH_TMP/alloc_count.so" "$BENCH_ROOT/bench/alloc_count.c" -lpthread
 mkdir "$BENCH_TMP/allocs"
 
-# Requests answered so far (all routes, all workers).
-requests() {
-  curl -fsS --unix-socket "$FCFS_ADMIN" http://fcfs/metrics |
-    awk '/^fcfs_requests_total\{/ { n += $NF } END { printf "%d\n", n }'
+# Allocation calls of pid so far, and frees, as "allocs frees" (0 0 for a process without the shim).
+allocs() {
+  if [[ -f $BENCH_TMP/allocs/$1 ]]; then awk '{ print $2 + $4 + $6 + $8, $10 }' "$BENCH_TMP/allocs/$1"; else echo 0 0; fi
 }
-# Allocation calls of pid so far, and frees, as "allocs frees".
-allocs() { awk '{ print $2 + $4 + $6 + $8, $10 }' "$BENCH_TMP/allocs/$1"; }
 per() { awk -v a="$1" -v n="$2" 'BEGIN { printf "%.3f", (n > 0 ? a / n : -1) }'; }
 
-# Requests answered in a callgrind dump: its calls of the server's conn_respond (valgrind
+# Requests answered in a callgrind dump: its calls of the function named $2 (valgrind
 # zeroes and dumps when it gets to it, later than callgrind_control returns: /metrics would
 # count a different window).
 responses() {
   awk '/^c?fn=/ { s = $0; sub(/^c?fn=\(/, "", s); id = s; sub(/\).*/, "", id); nm = s; sub(/^[0-9]+\) ?/, "", nm)
                   if (nm != "") name[id] = nm; if ($0 ~ /^cfn=/) cur = id; next }
        /^calls=/ { split($0, a, /[= ]/); if (name[cur] == RESPOND) n += a[2] }
-       END { printf "%d\n", n }' RESPOND="${RESPOND_FN:-conn_respond}" "$1"
+       END { printf "%d\n", n }' RESPOND="$2" "$1"
+}
+
+# perf's events: every system call, each kind of SYSCALLS, page faults and context switches
+perf_events() {
+  local k e="-e raw_syscalls:sys_enter -e page-faults -e context-switches"
+  for k in $SYSCALLS; do e+=" -e syscalls:sys_enter_$k"; done
+  echo "$e"
+}
+# From perf's --per-thread csv output FILE and REQUESTS: the server's threads (wrk's left out)
+# as "syscalls_per_req=X kind=X ... faults_per_req=X cswitch_per_req=X" (kinds never seen left
+# out; context switches depend on the load)
+syscall_counts() {
+  awk -F, -v n="$2" '
+    function per(x) { return sprintf("%.3f", n > 0 ? x / n : -1) }
+    NF < 4 || $1 ~ /^wrk-/ || $2 !~ /^[0-9]+$/ { next }
+    { c[$4] += $2; if (!($4 in seen)) { seen[$4] = 1; order[++k] = $4 } }
+    END { s = "syscalls_per_req=" per(c["raw_syscalls:sys_enter"])
+          for (i = 1; i <= k; i++) if (order[i] ~ /^syscalls:sys_enter_/ && c[order[i]] > 0) {
+            e = order[i]; sub(/.*sys_enter_/, "", e); s = s " " e "=" per(c[order[i]]) }
+          print s " faults_per_req=" per(c["page-faults"]) " cswitch_per_req=" per(c["context-switches"]) }' "$1"
+}
+# User and system CPU of pid so far, in clock ticks, as "user sys".
+ticks() { cut -d')' -f2- "/proc/$1/stat" | awk '{ print $12, $13 }'; }
+# "user_us=X sys_us=X": CPU per request from two ticks() readings and the requests between them
+cpu_split() {
+  awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN { split(a, x, " "); split(b, y, " ")
+    printf "user_us=%.2f sys_us=%.2f", (y[1] - x[1]) / hz * 1e6 / n, (y[2] - x[2]) / hz * 1e6 / n }'
 }
 
 prepare() { for p in ${PREPARE:-}; do curl -fsS -o /dev/null "$FCFS_URL$p"; done; }
 
-# Runs wrk on path for the warm-up, the window and a second of margin, in the background.
+# Runs wrk on path (of URL, default FCFS_URL) for the warm-up, the window and a second of
+# margin, in the background.
 load() {
-  wrk -t2 -c"$CONNS" -d"$((WARMUP + WINDOW + 2))s" --timeout 5s "$FCFS_URL$1" >"$BENCH_TMP/wrk.out" &
+  wrk -t2 -c"$CONNS" -d"$((WARMUP + WINDOW + 2))s" --timeout 5s "${2:-$FCFS_URL}$1" >"$BENCH_TMP/wrk.out" &
   WRK_PID=$!
   sleep "$WARMUP"
 }
@@ -74,54 +110,94 @@ if [[ ${JITV:-0} = 1 ]]; then
   exit 0
 fi
 
+# count_window TARGET PID URL PATH: perf attached to the worker pid and to wrk over a window of a
+# keep-alive wrk run, after its warm-up (no connects in the window). The requests are wrk's
+# write calls in that window (one per request), counted by the same perf (--per-thread: wrk's
+# threads apart). Where the allocation shim counts for pid (fcfs), its allocations in the window.
+count_window() {
+  local target=$1 pid=$2 url=$3 p=$4 n a0 f0 a1 f1 al=""
+  load "$p" "$url"
+  export BENCH_TMP WINDOW
+  # shellcheck disable=SC2046 # perf_events is a list of options
+  perf stat -x, --per-thread $(perf_events) -p "$pid,$WRK_PID" -o "$BENCH_TMP/perf.out" -- bash -c "
+    $(declare -f allocs ticks)
+    allocs $pid >\$BENCH_TMP/a0; ticks $pid >\$BENCH_TMP/t0; sleep \$WINDOW
+    ticks $pid >\$BENCH_TMP/t1; allocs $pid >\$BENCH_TMP/a1"
+  wait "$WRK_PID"
+  n=$(awk -F, '$1 ~ /^wrk-/ && $4 == "syscalls:sys_enter_write" { n += $2 } END { print n + 0 }' "$BENCH_TMP/perf.out")
+  if [[ -f $BENCH_TMP/allocs/$pid ]]; then
+    read -r a0 f0 <"$BENCH_TMP/a0"
+    read -r a1 f1 <"$BENCH_TMP/a1"
+    al="allocs_per_req=$(per $((a1 - a0)) "$n") frees_per_req=$(per $((f1 - f0)) "$n") "
+  fi
+  echo "RESULT target=$target path=$p requests=$n $al$(syscall_counts "$BENCH_TMP/perf.out" "$n")" \
+    "$(cpu_split "$(cat "$BENCH_TMP/t0")" "$(cat "$BENCH_TMP/t1")" "$n") $BENCH_ID"
+}
+
 echo "# allocations and system calls: 1 worker, wrk -t2 -c$CONNS, window ${WINDOW}s after ${WARMUP}s"
 FCFS_WORKERS=1 FCFS_WRAP="env LD_PRELOAD=$BENCH_TMP/alloc_count.so ALLOC_COUNT_DIR=$BENCH_TMP/allocs" \
   fcfs_start "lua_path = \"$BENCH_ROOT/lua/?.lua\"" ${EXTRA_CONF:+"$EXTRA_CONF"}
 prepare
 worker=$(fcfs_workers | awk '{ print $1 }')
 for p in "${paths[@]}"; do
-  load "$p"
-  # the counts are read inside perf's window, so it spans the requests counted
-  export BENCH_TMP FCFS_ADMIN WINDOW worker
-  perf stat -x, -e raw_syscalls:sys_enter -p "$worker" -o "$BENCH_TMP/perf.out" -- bash -c "
-    $(declare -f requests allocs)
-    requests >\$BENCH_TMP/r0; sleep 0.1 # the shim rewrites its counts every 20 ms
-    allocs \$worker >\$BENCH_TMP/a0; sleep \$WINDOW; allocs \$worker >\$BENCH_TMP/a1; requests >\$BENCH_TMP/r1"
-  read -r r0 <"$BENCH_TMP/r0"
-  read -r r1 <"$BENCH_TMP/r1"
-  read -r a0 f0 <"$BENCH_TMP/a0"
-  read -r a1 f1 <"$BENCH_TMP/a1"
-  wait "$WRK_PID"
-  n=$((r1 - r0 - 1))
-  sys=$(awk -F, '/raw_syscalls/ { print $1 }' "$BENCH_TMP/perf.out")
-  echo "RESULT path=$p requests=$n allocs_per_req=$(per $((a1 - a0)) "$n") frees_per_req=$(per $((f1 - f0)) "$n")" \
-    "syscalls_per_req=$(per "$sys" "$n") $BENCH_ID"
+  count_window fcfs "$worker" "$FCFS_URL" "$p"
 done
 fcfs_stop
 
+if ((PEER)); then
+  echo "# the peer: nginx worker_processes 1, wrk -t2 -c$CONNS, window ${WINDOW}s after ${WARMUP}s"
+  PEER_WORKERS=1 peer_start
+  worker=$(peer_workers | awk '{ print $1 }')
+  for p in $PEER_PATHS; do
+    count_window peer "$worker" "$PEER_URL" "$p"
+  done
+fi
+
 ((CALLGRIND)) || exit 0
 command -v valgrind >/dev/null || { echo "valgrind is not installed: no instruction count" >&2; exit 2; }
-echo "# user-space instructions (callgrind): workers = 0, wrk -t2 -c$CONNS, window ${WINDOW}s after ${WARMUP}s"
-FCFS_WORKERS=0 WAIT_HTTP_TRIES=1200 \
-  FCFS_WRAP="valgrind --tool=callgrind --callgrind-out-file=$BENCH_TMP/cg.out" \
-  fcfs_start "lua_path = \"$BENCH_ROOT/lua/?.lua\"" ${EXTRA_CONF:+"$EXTRA_CONF"}
-prepare
-for p in "${paths[@]}"; do
-  load "$p"
-  callgrind_control -z "$FCFS_PID" >/dev/null
+
+# callgrind_window TARGET PID URL PATH RESPOND: the instructions per request of the process pid
+# (run under callgrind) over a window of wrk on URL PATH; requests are the calls of RESPOND.
+callgrind_window() {
+  local target=$1 pid=$2 url=$3 p=$4 dump n ir
+  load "$p" "$url"
+  callgrind_control -z "$pid" >/dev/null
   sleep "$WINDOW"
   rm -f "$BENCH_TMP"/cg.out.*
-  callgrind_control -d "$FCFS_PID" >/dev/null
+  callgrind_control -d "$pid" >/dev/null
   wait "$WRK_PID"
   dump=$(ls "$BENCH_TMP"/cg.out.* | tail -1)
-  n=$(responses "$dump")
+  n=$(responses "$dump" "$5")
   ir=$(callgrind_annotate "$dump" | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
-  echo "RESULT path=$p requests=$n instructions_per_req=$(per "$ir" "$n") $BENCH_ID"
-  echo "top $TOP functions by own instructions per request ($p):"
+  echo "RESULT target=$target path=$p requests=$n instructions_per_req=$(per "$ir" "$n") $BENCH_ID"
+  echo "top $TOP functions by own instructions per request ($target $p):"
   callgrind_annotate --inclusive=no --threshold=100 "$dump" | awk -v n="$n" -v top="$TOP" '
     /^-+$/ { sep++; next }
     /PROGRAM TOTALS/ { total = $1; gsub(",", "", total) }
     # functions live when the counts were zeroed show the whole window: skip them
     sep >= 3 && NF >= 2 && shown < top { ir = $1; gsub(",", "", ir); if (ir + 0 >= 0.99 * total) next
       $1 = ""; printf "%10.1f %s\n", ir / n, $0; shown++ }'
+}
+
+echo "# user-space instructions (callgrind): workers = 0, wrk -t2 -c$CONNS, window ${WINDOW}s after ${WARMUP}s"
+FCFS_WORKERS=0 WAIT_HTTP_TRIES=1200 \
+  FCFS_WRAP="valgrind --tool=callgrind --callgrind-out-file=$BENCH_TMP/cg.out" \
+  fcfs_start "lua_path = \"$BENCH_ROOT/lua/?.lua\"" ${EXTRA_CONF:+"$EXTRA_CONF"}
+prepare
+for p in "${paths[@]}"; do
+  callgrind_window fcfs "$FCFS_PID" "$FCFS_URL" "$p" "${RESPOND_FN:-conn_respond}"
+done
+fcfs_stop
+
+((PEER)) || exit 0
+# The peer's own config (up.sh wrote it), nginx in the foreground without a master.
+PEER_RUN=$PEER_RUN "$PEER_DIR/down.sh" >/dev/null
+valgrind --tool=callgrind --callgrind-out-file="$BENCH_TMP/cg.out" \
+  nginx -c "$PEER_RUN/nginx.conf" -g 'daemon off; master_process off;' >"$BENCH_TMP/nginx.out" 2>&1 &
+NGINX_PID=$!
+bench_on_exit "kill $NGINX_PID"
+WAIT_HTTP_TRIES=1200 wait_http "$PEER_URL/static-hello"
+echo "# the peer under callgrind: nginx master_process off, wrk -t2 -c$CONNS, window ${WINDOW}s after ${WARMUP}s"
+for p in $PEER_PATHS; do
+  callgrind_window peer "$NGINX_PID" "$PEER_URL" "$p" ngx_http_free_request
 done
