@@ -17,13 +17,21 @@
 # usage: bench/hello_cost.sh [PATH...]   (default /hello)
 # With JITV=1 it only checks that the path stays compiled: LuaJIT's jit.v log of a worker
 # (started through FCFS_LUA_INIT) under wrk, its trace aborts ("NYI" = not yet implemented in
-# the JIT: that code runs in the interpreter) counted and listed.
+# the JIT: that code runs in the interpreter) counted and listed: the whole log so far and, as
+# window_traces / window_aborts, the WINDOW after the path's own WARMUP; JITV_LOG=FILE keeps the log.
 # env: WARMUP=3 WINDOW=5 CONNS=64 CALLGRIND=1 (0 skips the instruction count) TOP=15 JITV=0 REDIS=0 FCFS_BIN
 #      RESPOND_FN=conn_respond (the function whose calls count requests under callgrind)
 #      FCFS_LUA_DIR, EXTRA_CONF (config entries, Lua), PREPARE (paths GET once after the start)
 #      PEER=0 PEER_PATHS="/hello /static-hello" PEER_DIR
-# The sold-out flash entry: FCFS_LUA_DIR=$PWD/bench/app EXTRA_CONF='redis = "127.0.0.1:1"'
+# The sold-out gate check alone: FCFS_LUA_DIR=$PWD/bench/app EXTRA_CONF='redis = "127.0.0.1:1"'
 #   PREPARE='/bench/gate/42?remaining=0&version=1' bash bench/hello_cost.sh /bench/soldout/42
+# With SHOP=1 the shop's app (lua/) runs on a private Redis and MariaDB (lib.sh shop_services) with
+# a NORMAL product and a sold-out FLASH product on sale (inserted in MySQL); {stock} and {sold} in
+# a path stand for their ids (default paths: /hello /api/products/{stock}/stock
+# /api/flash/products/{sold}/entry). A path ending in /entry is driven as bench/flash_vs_peer.sh
+# drives the sold-out crowd: POSTs by CROWD members (default 200: few enough that even the slow
+# callgrind warm-up puts all their tokens in the token cache, the crowd's steady state; tokens
+# minted by bench/flash_tokens.lua) clicking again and again, through bench/flash_entry.lua.
 # fcfs, the peer's /hello and nginx's /static-hello side by side: PEER=1 bash bench/hello_cost.sh
 # With REDIS=1 a throwaway redis-server (TCP loopback, free port) is started first, stock:1 set
 # in it and the node pointed at it; the one-Redis-GET route:
@@ -39,8 +47,13 @@ TOP=${TOP:-15}
 PEER=${PEER:-0}
 PEER_PATHS=${PEER_PATHS:-/hello /static-hello}
 SYSCALLS="read recvfrom write writev epoll_wait epoll_ctl accept4"
+SHOP=${SHOP:-0}
+CROWD=${CROWD:-200}
 paths=("$@")
-((${#paths[@]})) || paths=(/hello)
+if ((!${#paths[@]})); then
+  paths=(/hello)
+  ((SHOP)) && paths+=('/api/products/{stock}/stock' '/api/flash/products/{sold}/entry')
+fi
 
 bench_init
 cc -O2 -shared -fPIC -o "$BENCH_TMP/alloc_count.so" "$BENCH_ROOT/bench/alloc_count.c" -lpthread
@@ -56,6 +69,39 @@ if [[ ${REDIS:-0} = 1 ]]; then
   for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
   redis-cli -p "$redis_port" set stock:1 1000000 >/dev/null
   EXTRA_CONF="redis = \"127.0.0.1:$redis_port\"${EXTRA_CONF:+, $EXTRA_CONF}"
+fi
+
+# start: fcfs on the shop's services (SHOP=1) or alone, with lua/ on the path
+start() {
+  local conf=("lua_path = \"$BENCH_ROOT/lua/?.lua\"")
+  ((SHOP)) && conf+=("${SHOP_CONF[@]}" "shared_dicts = { revoked = \"8m\", catalog = \"8m\" }"
+    "app = { flash_sweep_interval = 3600 }")
+  fcfs_start "${conf[@]}" ${EXTRA_CONF:+"$EXTRA_CONF"}
+}
+if ((SHOP)); then
+  # shellcheck disable=SC2034 # read by fcfs_start (lib.sh)
+  FCFS_LUA_DIR=$BENCH_ROOT/lua
+  export THREADS=2 # bench/flash_entry.lua: wrk -t2 splits the crowd
+  shop_services
+  FCFS_WORKERS=1 start
+  "$FCFS_BIN" -c "$FCFS_CONF" migrate >&2
+  product() { # product TYPE STOCK -> the id of a product on sale since a minute ago, for a day
+    shop_sql "INSERT INTO products (name, description, price, type, stock, sale_starts_at, sale_ends_at,
+      per_user_limit, created_at, updated_at) VALUES ('bench $1', 'bench', 10000, '$1', $2,
+      UTC_TIMESTAMP(3) - INTERVAL 1 MINUTE, UTC_TIMESTAMP(3) + INTERVAL 1 DAY, 1, UTC_TIMESTAMP(3),
+      UTC_TIMESTAMP(3)); SELECT LAST_INSERT_ID()"
+  }
+  stock_pid=$(product NORMAL 1000000)
+  sold_pid=$(product FLASH 0)
+  (cd "$BENCH_ROOT" && "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_tokens.lua "$CROWD" 1 "$BENCH_TMP/crowd.txt")
+  fcfs_stop
+  { echo "tokens_file = \"$BENCH_TMP/crowd.txt\""; cat "$BENCH_ROOT/bench/flash_entry.lua"; } >"$BENCH_TMP/crowd.lua"
+  # the sold-out product's Redis state and gate are built by its first view (after every start)
+  PREPARE="${PREPARE:-} /api/flash/products/$sold_pid"
+  for i in "${!paths[@]}"; do
+    paths[i]=${paths[i]//\{stock\}/$stock_pid}
+    paths[i]=${paths[i]//\{sold\}/$sold_pid}
+  done
 fi
 
 # Allocation calls of pid so far, and frees, as "allocs frees" (0 0 for a process without the shim).
@@ -103,25 +149,40 @@ cpu_split() {
 
 prepare() { for p in ${PREPARE:-}; do curl -fsS -o /dev/null "$FCFS_URL$p"; done; }
 
+# wrk's arguments for path of URL: a flash entry is POSTed by the crowd (SHOP=1)
+wrk_args() {
+  if [[ $2 == */entry ]]; then echo "-s $BENCH_TMP/crowd.lua $1$2"; else echo "$1$2"; fi
+}
+
 # Runs wrk on path (of URL, default FCFS_URL) for the warm-up, the window and a second of
 # margin, in the background.
 load() {
-  wrk -t2 -c"$CONNS" -d"$((WARMUP + WINDOW + 2))s" --timeout 5s "${2:-$FCFS_URL}$1" >"$BENCH_TMP/wrk.out" &
+  # shellcheck disable=SC2046 # wrk_args is a word list
+  wrk -t2 -c"$CONNS" -d"$((WARMUP + WINDOW + 2))s" --timeout 5s $(wrk_args "${2:-$FCFS_URL}" "$1") \
+    >"$BENCH_TMP/wrk.out" &
   WRK_PID=$!
   sleep "$WARMUP"
 }
 
 if [[ ${JITV:-0} = 1 ]]; then
   echo "local v = require 'jit.v'; v.start('$BENCH_TMP/jit.log')" >"$BENCH_TMP/jitv.lua"
-  FCFS_WORKERS=1 FCFS_WRAP="env FCFS_LUA_INIT=$BENCH_TMP/jitv.lua" \
-    fcfs_start "lua_path = \"$BENCH_ROOT/lua/?.lua\"" ${EXTRA_CONF:+"$EXTRA_CONF"}
+  FCFS_WORKERS=1 FCFS_WRAP="env FCFS_LUA_INIT=$BENCH_TMP/jitv.lua" start
   prepare
+  log=$BENCH_TMP/jit.log
   for p in "${paths[@]}"; do
-    wrk -t2 -c"$CONNS" -d"$((WARMUP + WINDOW))s" "$FCFS_URL$p" >/dev/null
-    echo "RESULT path=$p traces=$(grep -c '^\[TRACE *[0-9]* ' "$BENCH_TMP/jit.log")" \
-      "aborts=$(grep -c '^\[TRACE --- ' "$BENCH_TMP/jit.log") nyi=$(grep -c 'NYI' "$BENCH_TMP/jit.log") $BENCH_ID"
-    grep '^\[TRACE --- ' "$BENCH_TMP/jit.log" | sed 's/^\[TRACE --- //; s/\]$//' | sort | uniq -c | sort -rn | head -"$TOP"
+    # shellcheck disable=SC2046 # wrk_args is a word list
+    wrk -t2 -c"$CONNS" -d"${WARMUP}s" $(wrk_args "$FCFS_URL" "$p") >/dev/null
+    from=$(($(wc -l <"$log") + 1))
+    # shellcheck disable=SC2046
+    wrk -t2 -c"$CONNS" -d"${WINDOW}s" $(wrk_args "$FCFS_URL" "$p") >/dev/null
+    # the whole log so far, then the window after the warm-up alone
+    echo "RESULT path=$p traces=$(grep -c '^\[TRACE *[0-9]* ' "$log") aborts=$(grep -c '^\[TRACE --- ' "$log")" \
+      "nyi=$(grep -c 'NYI' "$log") window_traces=$(tail -n +"$from" "$log" | grep -c '^\[TRACE *[0-9]* ')" \
+      "window_aborts=$(tail -n +"$from" "$log" | grep -c '^\[TRACE --- ') $BENCH_ID"
+    { grep '^\[TRACE --- ' "$log" || true; } | sed 's/^\[TRACE --- //; s/\]$//' | sort | uniq -c | sort -rn |
+      head -"$TOP"
   done
+  [[ -z ${JITV_LOG:-} ]] || cp "$log" "$JITV_LOG"
   exit 0
 fi
 
@@ -150,8 +211,7 @@ count_window() {
 }
 
 echo "# allocations and system calls: 1 worker, wrk -t2 -c$CONNS, window ${WINDOW}s after ${WARMUP}s"
-FCFS_WORKERS=1 FCFS_WRAP="env LD_PRELOAD=$BENCH_TMP/alloc_count.so ALLOC_COUNT_DIR=$BENCH_TMP/allocs" \
-  fcfs_start "lua_path = \"$BENCH_ROOT/lua/?.lua\"" ${EXTRA_CONF:+"$EXTRA_CONF"}
+FCFS_WORKERS=1 FCFS_WRAP="env LD_PRELOAD=$BENCH_TMP/alloc_count.so ALLOC_COUNT_DIR=$BENCH_TMP/allocs" start
 prepare
 worker=$(fcfs_workers | awk '{ print $1 }')
 for p in "${paths[@]}"; do
@@ -196,8 +256,7 @@ callgrind_window() {
 
 echo "# user-space instructions (callgrind): workers = 0, wrk -t2 -c$CONNS, window ${WINDOW}s after ${WARMUP}s"
 FCFS_WORKERS=0 WAIT_HTTP_TRIES=1200 \
-  FCFS_WRAP="valgrind --tool=callgrind --callgrind-out-file=$BENCH_TMP/cg.out" \
-  fcfs_start "lua_path = \"$BENCH_ROOT/lua/?.lua\"" ${EXTRA_CONF:+"$EXTRA_CONF"}
+  FCFS_WRAP="valgrind --tool=callgrind --callgrind-out-file=$BENCH_TMP/cg.out" start
 prepare
 for p in "${paths[@]}"; do
   callgrind_window fcfs "$FCFS_PID" "$FCFS_URL" "$p" "${RESPOND_FN:-conn_respond}"

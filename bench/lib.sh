@@ -315,11 +315,11 @@ redis_script_us() {
 # per_request TICKS HZ REQUESTS -> microseconds of CPU per request
 per_request() { awk -v d="$1" -v hz="$2" -v n="$3" 'BEGIN { printf "%.1f", (n > 0 ? d / hz * 1e6 / n : 0) }'; }
 
-# shop_start [KEY=VALUE...]: a private Redis and MariaDB (etc/dev services) under BENCH_TMP/svc,
-# fresh secrets in the environment, then fcfs_start on them with the repository's migrations
-# applied and the extra config lines given. Sets SHOP_SVC; shop_sql "SQL" runs a statement on its
-# database (tab-separated rows, no header).
-shop_start() {
+# shop_services: a private Redis and MariaDB (etc/dev services) under BENCH_TMP/svc and fresh
+# secrets in the environment; sets SHOP_SVC, SHOP_DB and SHOP_CONF (the config lines that point
+# fcfs at them, for fcfs_start). shop_sql "SQL" runs a statement on its database (tab-separated
+# rows, no header).
+shop_services() {
   SHOP_SVC=$BENCH_TMP/svc
   FCFS_DEV_REDIS_PORT=0 FCFS_DEV_MYSQL_PORT=0 bash "$BENCH_ROOT/etc/dev" services start "$SHOP_SVC" >&2
   bench_on_exit "bash '$BENCH_ROOT/etc/dev' services stop '$SHOP_SVC'"
@@ -329,8 +329,15 @@ shop_start() {
   export FCFS_SECRET_SEAL_KEYS FCFS_SECRET_BLIND_KEY FCFS_SECRET_TOKEN_KEY
   pw=$(luajit -e "print(dofile('$BENCH_ROOT/etc/fcfs.lua').mysql_password)")
   SHOP_DB=$(luajit -e "print(dofile('$BENCH_ROOT/etc/fcfs.lua').mysql_database)")
-  fcfs_start "redis = \"unix:$SHOP_SVC/redis/redis.sock\"" "mysql_socket = \"$SHOP_SVC/mysql/mysql.sock\"" \
-    "mysql_password = \"$pw\"" "migrations_dir = \"$BENCH_ROOT/migrations\"" "mysql_wait_timeout = 5" "$@"
+  SHOP_CONF=("redis = \"unix:$SHOP_SVC/redis/redis.sock\"" "mysql_socket = \"$SHOP_SVC/mysql/mysql.sock\""
+    "mysql_password = \"$pw\"" "migrations_dir = \"$BENCH_ROOT/migrations\"" "mysql_wait_timeout = 5")
+}
+
+# shop_start [KEY=VALUE...]: shop_services, then fcfs_start on them with the repository's
+# migrations applied and the extra config lines given.
+shop_start() {
+  shop_services
+  fcfs_start "${SHOP_CONF[@]}" "$@"
   "$FCFS_BIN" -c "$FCFS_CONF" migrate >&2
 }
 

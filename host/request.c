@@ -2,11 +2,12 @@
  *
  * fcfs_request_start() builds the request table (method, path, query, body,
  * request_id, remote_addr, admin; `headers` built on first use by the
- * metatable's __index) and runs app:handle(req) as a task of the VM. The
- * task's end comes back through request_hooks: the handler's results
- * (status, body, headers, route) are read and checked here and handed to
- * the server through r->ops; a Lua error is a 500, a VM drained under a
- * running handler a 503.
+ * metatable's __index) and runs app:serve(req) (or app:handle(req), vm.h)
+ * as a task of the VM. The task's end comes back through request_hooks: the
+ * handler's results (status, body, headers, route) -- or app:handle_error's
+ * after a raise, given a request table built anew -- are read and checked
+ * here and handed to the server through r->ops; a Lua error otherwise is a
+ * 500, a VM drained under a running handler a 503.
  *
  * Ownership: a request belongs to its connection (server.c); its task
  * belongs to the VM. They point at each other from fcfs_request_start()
@@ -190,7 +191,10 @@ static void request_dropped(void *owner, const char *why) {
   fcfs_request_fail(r, 503, why);
 }
 
-static const fcfs_task_hooks_t request_hooks = {request_done, request_failed, request_dropped};
+static void request_push(void *owner, lua_State *L);
+
+static const fcfs_task_hooks_t request_hooks = {request_done, request_failed, request_dropped,
+                                                request_push};
 
 fcfs_request_t *fcfs_task_request(fcfs_task_t *t) {
   return fcfs_task_owner(t, &request_hooks);
@@ -249,17 +253,12 @@ static void push_req_mt(lua_State *L) {
   lua_rawset(L, LUA_REGISTRYINDEX);
 }
 
-void fcfs_request_start(fcfs_vm_t *vm, fcfs_request_t *r) {
-  fcfs_task_t *t = fcfs_vm_task(vm, &request_hooks, r, r->deadline_ms);
-  if (t == NULL) {
-    fcfs_request_fail(r, 503, "out of memory");
-    return;
-  }
-  r->task = t;
-  lua_State *co = fcfs_task_thread(t);
+/* Push r's request table on co. */
+static void push_request(lua_State *co, const fcfs_request_t *r) {
   const http_req_t *h = r->http;
-  fcfs_vm_push_handler(vm, co);
-  lua_createtable(co, 0, 8);
+  /* room for what lib/web.lua and the handlers add (params, route, json,
+   * arg, args, auth, _lang, headers ...): a request table never rehashes */
+  lua_createtable(co, 0, 16);
   lua_pushlstring(co, h->method, h->method_len);
   lua_setfield(co, -2, "method");
   lua_pushlstring(co, h->path, h->path_len);
@@ -280,6 +279,25 @@ void fcfs_request_start(fcfs_vm_t *vm, fcfs_request_t *r) {
   }
   push_req_mt(co);
   lua_setmetatable(co, -2);
+}
+
+/* The request for the app's handle_error: a table like the one the raising
+ * serve got (made anew: the error path only, so the request path keeps no
+ * reference to it). */
+static void request_push(void *owner, lua_State *L) {
+  push_request(L, owner);
+}
+
+void fcfs_request_start(fcfs_vm_t *vm, fcfs_request_t *r) {
+  fcfs_task_t *t = fcfs_vm_task(vm, &request_hooks, r, r->deadline_ms);
+  if (t == NULL) {
+    fcfs_request_fail(r, 503, "out of memory");
+    return;
+  }
+  r->task = t;
+  lua_State *co = fcfs_task_thread(t);
+  fcfs_vm_push_handler(vm, co);
+  push_request(co, r);
   fcfs_task_start(t, 2);
 }
 

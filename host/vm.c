@@ -12,6 +12,12 @@
  * that sentinel up through user coroutines, so host I/O works inside them
  * too, and results always come back through the task's own coroutine.
  *
+ * A request task runs the app's serve method unprotected when the app has
+ * one (lib/web.lua), and its handle_error method turns what serve raised
+ * into the answer: no xpcall frame under the handler, whose returns LuaJIT
+ * cannot compile through ("NYI: return to lower frame") -- the request path
+ * stays in traces. Without serve, handle runs and a raise answers 500.
+ *
  * Ownership: the VM owns its tasks (ended in task_end(), their structs kept
  * on a free list of up to SPARE_TASKS for the next ones and freed with the
  * VM, so a request allocates no task), each task owns the
@@ -66,6 +72,7 @@ struct fcfs_vm_s {
   uint64_t generation;
   int app_ref;
   int handle_ref;
+  int error_ref; /* the app's handle_error when handle_ref is its serve, else LUA_NOREF */
   int init_ref;
   int main_ref; /* the script of `fcfs run`, loaded instead of the app */
   fcfs_task_t *tasks;
@@ -362,6 +369,39 @@ static void init_end(fcfs_task_t *t, int status) {
   if (done) done(vm, status != 0 ? err : NULL, arg);
 }
 
+/* An owned task raised (the error on top of its coroutine): the app's
+ * handle_error(arg, err, co) answers instead, its results handed to the
+ * owner's done hook as the task's own would be, on the coroutine reset.
+ * 0 when told; -1 when handle_error raised too (logged; the task then fails
+ * as it would without it). */
+static int error_handled(fcfs_task_t *t) {
+  fcfs_vm_t *vm = t->vm;
+  lua_State *L = vm->L;
+  int base = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->error_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->app_ref);
+  t->hooks->push_arg(t->owner, L);
+  lua_pushvalue(t->co, -1); /* the error stays on co for a traceback */
+  lua_xmove(t->co, L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
+  fcfs_task_t *prev = vm->current;
+  vm->current = t; /* req.headers and host.log find the request */
+  int rc = lua_pcall(L, 4, 4, 0);
+  vm->current = prev;
+  if (rc != 0) {
+    const char *msg = lua_tostring(L, -1);
+    fcfs_log(FCFS_LOG_ERROR, "handle_error failed: %s",
+             msg ? msg : "(error object is not a string)");
+    lua_settop(L, base);
+    return -1;
+  }
+  lua_resetthread(L, t->co);
+  lua_xmove(L, t->co, 4);
+  void *owner = detach_owner(t);
+  if (owner) t->hooks->done(owner, t->co);
+  return 0;
+}
+
 /* Resume t with nargs values on its coroutine and deal with the outcome. */
 static void task_run(fcfs_task_t *t, int nargs) {
   fcfs_vm_t *vm = t->vm;
@@ -384,9 +424,11 @@ static void task_run(fcfs_task_t *t, int nargs) {
     init_end(t, status);
     return;
   }
-  if (status != 0)
-    task_failed(t, status);
-  else if (t->kind == TASK_OWNED) {
+  if (status != 0) {
+    if (t->vm->error_ref == LUA_NOREF || t->owner == NULL || t->hooks->push_arg == NULL ||
+        error_handled(t) != 0)
+      task_failed(t, status);
+  } else if (t->kind == TASK_OWNED) {
     void *owner = detach_owner(t);
     if (owner) t->hooks->done(owner, t->co);
   } else if (t->kind == TASK_MAIN)
@@ -500,7 +542,7 @@ static fcfs_vm_t *vm_open(const fcfs_vm_env_t *env, uint64_t generation, const c
   }
   vm->env = *env;
   vm->generation = generation;
-  vm->app_ref = vm->handle_ref = vm->init_ref = vm->main_ref = LUA_NOREF;
+  vm->app_ref = vm->handle_ref = vm->error_ref = vm->init_ref = vm->main_ref = LUA_NOREF;
   lua_State *L = vm->L = luaL_newstate();
   if (L == NULL) {
     free(vm);
@@ -559,10 +601,17 @@ fcfs_vm_t *fcfs_vm_new(const fcfs_vm_env_t *env, uint64_t generation, const char
                     luaL_typename(L, -1));
     return vm_fail(vm, err, errlen);
   }
-  lua_getfield(L, -1, "handle");
-  if (!lua_isfunction(L, -1)) {
-    lua_pushfstring(L, "%s/app.lua: the app has no handle method", dir);
-    return vm_fail(vm, err, errlen);
+  lua_getfield(L, -1, "serve");
+  lua_getfield(L, -2, "handle_error");
+  if (lua_isfunction(L, -2) && lua_isfunction(L, -1)) {
+    vm->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else {
+    lua_pop(L, 2);
+    lua_getfield(L, -1, "handle");
+    if (!lua_isfunction(L, -1)) {
+      lua_pushfstring(L, "%s/app.lua: the app has no handle method", dir);
+      return vm_fail(vm, err, errlen);
+    }
   }
   vm->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_getfield(L, -1, "run_init_worker");

@@ -58,11 +58,14 @@ void fcfs_vm_init(fcfs_vm_t *vm, fcfs_vm_init_cb done, void *arg);
  * at owner when a hook runs. done: it returned, its results are co's stack
  * (1..top, read them before returning). failed: it raised (the message
  * with its traceback). dropped: the VM cancelled it (drain timeout or
- * destroy), why says so. */
+ * destroy), why says so. push_arg: push on L the first argument of the
+ * app's handle_error (the request, built anew: see fcfs_vm_push_handler);
+ * NULL: a raise always fails. */
 typedef struct {
   void (*done)(void *owner, lua_State *co);
   void (*failed)(void *owner, const char *traceback);
   void (*dropped)(void *owner, const char *why);
+  void (*push_arg)(void *owner, lua_State *L);
 } fcfs_task_hooks_t;
 
 /* A new task of vm working for owner; deadline_ms (loop time, 0: none)
@@ -76,7 +79,12 @@ void fcfs_task_start(fcfs_task_t *t, int nargs);
 void fcfs_task_cancel(fcfs_task_t *t);
 /* t's owner if t works with hooks, else NULL. */
 void *fcfs_task_owner(const fcfs_task_t *t, const fcfs_task_hooks_t *hooks);
-/* Push the app's handle method and the app (for a request task). */
+/* Push the app's request method and the app (for a request task): its serve
+ * method when it has serve and handle_error, else its handle method. With
+ * serve, a raise is answered by app:handle_error(arg, err, co) (arg: what
+ * the push_arg hook pushes; co: the dead coroutine, for a traceback), whose
+ * results reach the done hook; the failed hook then only hears of a raise
+ * in handle_error itself. */
 void fcfs_vm_push_handler(fcfs_vm_t *vm, lua_State *co);
 
 /* Take a VM out of service: pending timers fire with premature = true (env.retiring), live

@@ -2,8 +2,8 @@
 --
 -- It builds the one web app (lib/web.lua), registers the operational routes below and, as the
 -- domain modules arrive, theirs; the host then calls app:run_init_worker() once and
--- app:handle(req) per request. Nothing here does I/O at load time: work that needs Redis or MySQL
--- goes into app:init_worker(fn) or a handler.
+-- app:serve(req) per request (app:handle_error when it raises: lib/web.lua). Nothing here does
+-- I/O at load time: work that needs Redis or MySQL goes into app:init_worker(fn) or a handler.
 --
 -- Operational routes:
 --   GET  /healthz       alive (no dependencies)

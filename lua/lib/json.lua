@@ -170,7 +170,8 @@ function _M.encode(v)
     end
     buf:reset()
     put_value(v, 0)
-    return buf:get()
+    local out = buf:get() -- not a tail call: see quote
+    return out
 end
 
 -- json.decode(s) -> value | nil, err. Never raises; JSON null decodes to json.null.
@@ -196,7 +197,10 @@ end
 function _M.quote(s)
     buf:reset()
     put_string(s)
-    return buf:get()
+    -- not `return buf:get()`: LuaJIT cannot compile a tail call of a buffer method that returns to
+    -- a frame below the trace's start (NYI: return to lower frame)
+    local q = buf:get()
+    return q
 end
 
 return _M

@@ -5,10 +5,12 @@
 --   app:before(function(req) ... end)      -- return a response table to short-circuit
 --   app:init_worker(function() ... end)    -- run once per VM generation, may do host I/O
 --
--- The C host calls app:handle(req) once per request, in the request's own coroutine, and gets back
+-- The C host calls app:serve(req) once per request, in the request's own coroutine, and gets back
 -- status, body, headers, route (route = the matched pattern, or "404"/"405", for metrics and the
--- access log). It calls app:run_init_worker() once per VM generation and treats a raise as a
--- failed reload.
+-- access log); when it raises, app:handle_error(req, err, co) gives the answer instead (serve runs
+-- under no xpcall: LuaJIT cannot compile a return through one, and the request path would fall back
+-- to the interpreter). app:handle(req) is the same, protected, for callers in Lua. The host calls
+-- app:run_init_worker() once per VM generation and treats a raise as a failed reload.
 --
 -- Handlers take req (as built by C, plus req.params, req.route, req:json(), req:arg(name),
 -- req:args()) and return {status=, json=, headers=} or {status=, body=, headers=} (status defaults
@@ -384,8 +386,9 @@ local function error_reply(req, status, code, message, details, headers)
     return status, error_body(req, code, message, details), h
 end
 
--- app:handle(req) -> status, body, headers, route
-function App:handle(req)
+-- app:serve(req) -> status, body, headers, route; raises what the handler raised (the host's
+-- entry: see the header).
+function App:serve(req)
     local handler, params, pattern = self.router:match(req.method, req.path)
     if not handler then
         if params == router.METHOD_NOT_ALLOWED then
@@ -401,21 +404,43 @@ function App:handle(req)
     req.json = req_json
     req.arg = req_arg
     req.args = req_args
-
-    local ok, status, body, headers = xpcall(run, on_error, self, handler, req)
-    if ok then return status, body, headers, pattern end
-
-    local e = status
-    if getmetatable(e) == Fail then
-        status, body, headers = error_reply(req, e.status or 500, e.code or "INTERNAL", e.message, e.details,
-            e.headers)
-        return status, body, headers, pattern
-    end
-    -- the host adds the request id, client and request line to every log line of a request
-    host.log("error", e.msg, "\n", e.tb)
-    status, body, headers = error_reply(req, 500, "INTERNAL", MSG_INTERNAL)
+    local status, body, headers = run(self, handler, req)
     return status, body, headers, pattern
 end
 
+-- The answer to e raised while serving req: a web.fail's error body, else 500 INTERNAL with the
+-- error logged with tb (a traceback, or a coroutine to take one from).
+local function fail_reply(req, e, tb)
+    local status, body, headers
+    if getmetatable(e) == Fail then
+        status, body, headers = error_reply(req, e.status or 500, e.code or "INTERNAL", e.message, e.details,
+            e.headers)
+        return status, body, headers, req.route
+    end
+    if type(tb) == "thread" then tb = sub(traceback(tb, "", 0), 2) end
+    -- the host adds the request id, client and request line to every log line of a request
+    host.log("error", type(e) == "string" and e or tostring(e), "\n", tb)
+    status, body, headers = error_reply(req, 500, "INTERNAL", MSG_INTERNAL)
+    return status, body, headers, req.route
+end
+
+-- app:handle_error(req, e, co) -> status, body, headers, route: what the host answers when serve
+-- raised e in coroutine co (dead, its stack kept for the traceback). req is a request table like the
+-- one serve got, made anew by the host (what the handler put in its own is gone): the route is
+-- matched again.
+function App:handle_error(req, e, co)
+    local handler, _, pattern = self.router:match(req.method, req.path)
+    if handler then req.route = pattern end
+    return fail_reply(req, e, co)
+end
+
+-- app:handle(req) -> status, body, headers, route: serve with the raises answered, for callers
+-- in Lua (tests, benches).
+function App:handle(req)
+    local ok, status, body, headers, route = xpcall(self.serve, on_error, self, req)
+    if ok then return status, body, headers, route end
+    if getmetatable(status) == Internal then return fail_reply(req, status.msg, status.tb) end
+    return fail_reply(req, status)
+end
 
 return _M

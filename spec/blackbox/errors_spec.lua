@@ -1,6 +1,6 @@
 -- Black-box specs of the host's own error bodies: every status the host or lib/web.lua answers by
 -- itself (400 404 405 408 413 414 415 431 500 503 504), produced by C (parser limits, timeouts,
--- the request deadline, a raising app:handle, /_host/* on the public listener) or by web.lua
+-- the request deadline, a raising app:handle_error, /_host/* on the public listener) or by web.lua
 -- (routing, req:json(), web.check, uncaught errors), must be {"error":{"code","message"},
 -- "request_id"} with the Korean message by default and the English one when Accept-Language
 -- prefers English.
@@ -20,11 +20,16 @@ app:get("/boom", function() error("boom-marker-91c2") end)
 app:get("/redis", function() return { json = { v = web.check(host.redis.call("GET", "k")) } } end)
 app:get("/slow", function() host.sleep(5) end)
 
--- An app whose handle raises gets the host's own 500.
-local handle = app.handle
-function app.handle(self, req)
+-- The host answers a raise of app:serve with app:handle_error; when that raises too, the host's
+-- own 500.
+local serve, handle_error = app.serve, app.handle_error
+function app.serve(self, req)
     if req.path == "/raw-500" then error("raw-500-marker-3b7e") end
-    return handle(self, req)
+    return serve(self, req)
+end
+function app.handle_error(self, req, e, co)
+    if req.path == "/raw-500" then error("raw-500-handler-marker-5d1a") end
+    return handle_error(self, req, e, co)
 end
 return app
 ]==]
@@ -85,7 +90,7 @@ local CASES = {
         "Content-Type: text/plain\r\nContent-Length: 2\r\n", "hi" },
     { "431 (C, more headers than max_headers)", 431, "HEADERS_TOO_LARGE", M.headers, "GET /hello", fillers(30), "" },
     { "500 (web.lua, a handler raised)", 500, "INTERNAL", M.internal, "GET /boom", "", "" },
-    { "500 (C, app:handle raised)", 500, "INTERNAL", M.internal, "GET /raw-500", "", "" },
+    { "500 (C, app:handle_error raised)", 500, "INTERNAL", M.internal, "GET /raw-500", "", "" },
     { "503 (web.lua, Redis down)", 503, "UNAVAILABLE", M.unavailable, "GET /redis", "", "" },
     { "504 (C, request_timeout)", 504, "TIMEOUT", M.deadline, "GET /slow", "", "" },
 }
@@ -158,6 +163,7 @@ describe("the host's error bodies", function()
 
     it("logs only the errors it provoked", function()
         s:stop()
-        s:assert_no_errors{ "boom%-marker%-91c2", "raw%-500%-marker%-3b7e", "request deadline" }
+        s:assert_no_errors{ "boom%-marker%-91c2", "raw%-500%-marker%-3b7e", "raw%-500%-handler%-marker%-5d1a",
+            "request deadline" }
     end)
 end)

@@ -24,6 +24,7 @@ local function app_source(version)
     return format([==[
 local app = require "hostspec_base"
 local host = require "host"
+local web = require "lib.web"
 local tonumber = tonumber
 local VERSION = %q
 
@@ -55,6 +56,30 @@ end)
 
 app:get("/spin", function()
     while true do end
+end)
+
+-- Raises after host I/O: the task's coroutine was resumed by the host before the raise.
+app:get("/fail-after-io", function()
+    host.sleep(0.001)
+    web.fail(409, "TAKEN_X", { ko = "이미 있음", en = "taken" }, { n = 1 })
+end)
+
+app:get("/boom-after-io", function()
+    host.sleep(0.001)
+    error("late-boom-marker-e41c")
+end)
+
+-- A user coroutine doing host I/O, its values and the handler's multiple returns carried through.
+app:get("/co", function(req)
+    local gen = coroutine.wrap(function(a)
+        host.sleep(0.001)
+        local b = coroutine.yield(a + 1, "two")
+        host.sleep(0.001)
+        return b * 2
+    end)
+    local x, y = gen(tonumber(req:arg("a")) or 1)
+    local z = gen(10)
+    return { json = { x = x, y = y, z = z } }
 end)
 
 return app
@@ -392,6 +417,74 @@ describe("host core, one worker", function()
     it("logs no unexpected error, through shutdown", function()
         s:stop()
         s:assert_no_errors(ALLOWED)
+    end)
+end)
+
+-- The request path runs in the app's serve method with no xpcall frame under it (raises are answered
+-- by its handle_error): what a reused coroutine answers after raises, I/O and user coroutines, and
+-- that LuaJIT compiles the path instead of aborting its traces (jit.v, through FCFS_LUA_INIT).
+describe("host core, the request coroutine", function()
+    local s, jit_log, init
+
+    setup(function()
+        jit_log, init = os.tmpname(), os.tmpname()
+        local f = assert(io.open(init, "w"))
+        f:write(format("require('jit.v').start(%q)\n", jit_log))
+        f:close()
+        s = server.start{
+            app = app_source("A"),
+            lua_files = { ["hostspec_base.lua"] = BASE_APP },
+            conf = { workers = 1, redis = "127.0.0.1:" .. raw.free_port() },
+            env = { FCFS_LUA_INIT = init },
+        }
+    end)
+
+    teardown(function()
+        if s then s:stop() end
+        os.remove(jit_log)
+        os.remove(init)
+    end)
+
+    it("answers raises, web.fail after I/O and user coroutines right on reused coroutines", function()
+        local c = assert(http.connect(s.port))
+        for i = 1, 300 do
+            local res = assert(c:request{ path = "/hello" })
+            assert.equal(200, res.status)
+            res = assert(c:request{ path = "/fail-after-io" })
+            local body = assert_error_body(res, 409, "TAKEN_X")
+            assert.equal("이미 있음", body.error.message)
+            assert.same({ n = 1 }, body.error.details)
+            res = assert(c:request{ path = "/co?a=" .. i })
+            assert.equal(200, res.status, res.body)
+            assert.same({ x = i + 1, y = "two", z = 20 }, http.json(res))
+            res = assert(c:request{ path = "/nope", headers = { ["Accept-Language"] = "en" } })
+            body = assert_error_body(res, 404, "NOT_FOUND")
+            assert.equal("The requested resource was not found.", body.error.message)
+            if i % 100 == 0 then
+                res = assert(c:request{ path = "/boom-after-io" })
+                assert_error_body(res, 500, "INTERNAL")
+            end
+        end
+        c:close()
+        -- the late raises were logged with their traceback
+        local log = s:error_log()
+        local n = 0
+        for _ in log:gmatch("late%-boom%-marker%-e41c[^\n]*\n[^%[]*stack traceback:") do n = n + 1 end
+        assert.equal(3, n, log)
+    end)
+
+    it("keeps the request path compiled: no trace returns into an xpcall frame", function()
+        if os.getenv("FCFS_LUA_COVERAGE") then return end -- the coverage hook runs without the JIT
+        local f = assert(io.open(jit_log))
+        local log = f:read("*a")
+        f:close()
+        assert.matches("TRACE", log)
+        assert.is_nil(log:find("return to lower frame", 1, true), log)
+    end)
+
+    it("logs no unexpected error, through shutdown", function()
+        s:stop()
+        s:assert_no_errors{ "late%-boom%-marker%-e41c" }
     end)
 end)
 
