@@ -19,7 +19,7 @@
 # (started through FCFS_LUA_INIT) under wrk, its trace aborts ("NYI" = not yet implemented in
 # the JIT: that code runs in the interpreter) counted and listed: the whole log so far and, as
 # window_traces / window_aborts, the WINDOW after the path's own WARMUP; JITV_LOG=FILE keeps the log.
-# env: WARMUP=3 WINDOW=5 CONNS=64 CALLGRIND=1 (0 skips the instruction count) TOP=15 JITV=0 FCFS_BIN
+# env: WARMUP=3 WINDOW=5 CONNS=64 CALLGRIND=1 (0 skips the instruction count) TOP=15 JITV=0 REDIS=0 FCFS_BIN
 #      RESPOND_FN=conn_respond (the function whose calls count requests under callgrind)
 #      FCFS_LUA_DIR, EXTRA_CONF (config entries, Lua), PREPARE (paths GET once after the start)
 #      PEER=0 PEER_PATHS="/hello /static-hello" PEER_DIR
@@ -33,6 +33,9 @@
 # callgrind warm-up puts all their tokens in the token cache, the crowd's steady state; tokens
 # minted by bench/flash_tokens.lua) clicking again and again, through bench/flash_entry.lua.
 # fcfs, the peer's /hello and nginx's /static-hello side by side: PEER=1 bash bench/hello_cost.sh
+# With REDIS=1 a throwaway redis-server (TCP loopback, free port) is started first, stock:1 set
+# in it and the node pointed at it; the one-Redis-GET route:
+#   REDIS=1 FCFS_LUA_DIR=$PWD/bench/app bash bench/hello_cost.sh /hello /bench/stock/1
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -55,6 +58,18 @@ fi
 bench_init
 cc -O2 -shared -fPIC -o "$BENCH_TMP/alloc_count.so" "$BENCH_ROOT/bench/alloc_count.c" -lpthread
 mkdir "$BENCH_TMP/allocs"
+
+if [[ ${REDIS:-0} = 1 ]]; then
+  redis_port=$(free_port)
+  mkdir "$BENCH_TMP/redis"
+  setsid redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$BENCH_TMP/redis" --save '' \
+    --appendonly no </dev/null >"$BENCH_TMP/redis/out" 2>&1 &
+  echo $! >"$BENCH_TMP/redis/pid"
+  bench_on_exit "kill -TERM \$(cat '$BENCH_TMP/redis/pid')"
+  for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  redis-cli -p "$redis_port" set stock:1 1000000 >/dev/null
+  EXTRA_CONF="redis = \"127.0.0.1:$redis_port\"${EXTRA_CONF:+, $EXTRA_CONF}"
+fi
 
 # start: fcfs on the shop's services (SHOP=1) or alone, with lua/ on the path
 start() {

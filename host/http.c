@@ -7,14 +7,20 @@
  * number of pieces across feeds; each piece is appended to the buffer and the
  * tokens are remembered as (offset, length) spans, so the buffer may move when
  * it grows. At on_message_complete the request is copied into a single heap
- * block (http_req_t + header array + strings), the parser is paused so
+ * block (http_req_t + header array + strings; the body is not copied: it
+ * stays in the buffer, see below), the parser is paused so
  * http_in_feed() returns right after that request, and the block is handed to
  * the caller, who frees it with http_req_free() or gives it back with
  * http_in_recycle(): the connection keeps one such block (up to
  * HTTP_BUF_KEEP bytes) for its next request, so a keep-alive connection
  * allocates nothing per request once warm. The buffer stays with the
  * connection (released when it grew past HTTP_BUF_KEEP, so one big upload
- * does not pin memory for the connection's lifetime).
+ * does not pin memory for the connection's lifetime). A request's body
+ * points into that buffer: the buffer is neither reused nor released before
+ * the request is recycled, or the next request begins (the server feeds
+ * nothing while a request is in flight). So a body is copied once in here
+ * (from the caller's read buffer, as its pieces arrive) and once more into a
+ * Lua string by request.c.
  *
  * Limits are checked as bytes arrive, never after buffering a whole request.
  * Errors are a status code plus a static reason string.
@@ -104,6 +110,15 @@ static int grow(http_in_t *in, size_t need) {
   return 0;
 }
 
+/* A parse buffer that grew past HTTP_BUF_KEEP goes (no request uses it). */
+static void buf_trim(http_in_t *in) {
+  if (in->cap > HTTP_BUF_KEEP) {
+    free(in->buf);
+    in->buf = NULL;
+    in->cap = 0;
+  }
+}
+
 static int append(http_in_t *in, const char *at, size_t n) {
   if (n > SIZE_MAX - in->len || grow(in, in->len + n)) return fail(in, 500, ERR_NOMEM);
   memcpy(in->buf + in->len, at, n);
@@ -151,6 +166,7 @@ static void end_header(http_in_t *in) {
 
 static int on_message_begin(http_parser *p) {
   http_in_t *in = p->data;
+  buf_trim(in); /* the previous request's body is gone with it */
   in->len = 0;
   in->nhdr = 0;
   in->url_off = in->url_len = 0;
@@ -249,7 +265,8 @@ static int on_headers_complete(http_parser *p) {
    * may ignore Upgrade (RFC 9110 7.8). The parser's "stop after an upgrade"
    * changes nothing here, as every message end pauses it anyway. */
   in->body_off = in->len;
-  if (has_cl && !chunked && p->content_length > 0 && grow(in, in->len + (size_t)p->content_length))
+  if (has_cl && !chunked && p->content_length > 0 &&
+      grow(in, in->len + (size_t)p->content_length + 1)) /* + the NUL after it */
     return fail(in, 500, ERR_NOMEM);
   in->state = body ? HTTP_IN_BODY : HTTP_IN_IDLE;
   return 0;
@@ -303,7 +320,7 @@ static http_req_t *build(http_in_t *in) {
   int empty_path = plen == 0;
 
   size_t total = sizeof(http_req_t) + in->nhdr * sizeof(http_header_t);
-  total += plen + 1 + empty_path + qlen + 1 + in->body_len + 1;
+  total += plen + 1 + empty_path + qlen + 1;
   for (i = 0; i < in->nhdr; i++)
     total += in->hdr[i].name_len + in->hdr[i].value_len + 2;
 
@@ -347,10 +364,9 @@ static http_req_t *build(http_in_t *in) {
   }
   r->headers = hs;
   r->nheaders = in->nhdr;
-  COPY_OUT(r->body, in->buf + in->body_off, in->body_len);
-  r->body_len = in->body_len;
-  if (!r->body_len) r->body = NULL;
 #undef COPY_OUT
+  r->body = in->body_len ? in->buf + in->body_off : NULL; /* in place, NUL-terminated */
+  r->body_len = in->body_len;
   r->keep_alive = in->keep_alive;
   r->http_minor = p->http_minor;
   r->is_head = p->method == HTTP_HEAD;
@@ -359,17 +375,15 @@ static http_req_t *build(http_in_t *in) {
 
 static int on_message_complete(http_parser *p) {
   http_in_t *in = p->data;
+  if (in->body_len && grow(in, in->len + 1)) return fail(in, 500, ERR_NOMEM);
+  if (in->body_len) in->buf[in->len] = '\0';
   http_req_t *r = build(in);
   if (!r) return fail(in, 500, ERR_NOMEM);
   in->done = r;
   in->after_close = !r->keep_alive;
   in->state = HTTP_IN_IDLE;
-  in->continue_pending = 0; /* the body is all here already */
-  if (in->cap > HTTP_BUF_KEEP) {
-    free(in->buf);
-    in->buf = NULL;
-    in->cap = 0;
-  }
+  in->continue_pending = 0;        /* the body is all here already */
+  if (!in->body_len) buf_trim(in); /* else at recycle time, or when the next request begins */
   in->len = 0;
   http_parser_pause(p, 1); /* make http_parser_execute return now */
   return 0;
@@ -505,6 +519,7 @@ void http_req_free(http_req_t *r) {
 
 void http_in_recycle(http_in_t *in, http_req_t *r) {
   if (r == NULL) return;
+  if (in->state == HTTP_IN_IDLE) buf_trim(in); /* r's body lived there */
   if (in->spare == NULL && r->block_size <= HTTP_BUF_KEEP) {
     in->spare = r;
     return;

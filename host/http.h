@@ -6,7 +6,9 @@
  * pipelined requests come out one at a time and in order; the caller keeps
  * the unconsumed rest of its read buffer and feeds it again once it is ready
  * for the next request. A completed request is one heap block the caller owns
- * and frees with http_req_free(). Limits are enforced while parsing and
+ * and frees with http_req_free(), except its body, which stays in in's parse
+ * buffer: valid until the request is recycled, or the next http_in_feed() on
+ * in, or http_in_free(). Limits are enforced while parsing and
  * reported as an HTTP status (400, 413, 414, 417, 431, 501, 505) plus a static
  * reason string; after an error the caller answers that status and closes.
  *
@@ -48,7 +50,7 @@ typedef struct http_req_s {
   size_t query_len;
   http_header_t *headers; /* in order received; trailers are not kept */
   size_t nheaders;
-  const char *body; /* de-chunked; NULL when body_len == 0 */
+  const char *body; /* de-chunked, in in's parse buffer; NULL when body_len == 0 */
   size_t body_len;
   int keep_alive; /* the connection stays open after the response */
   int http_minor; /* 0 or 1 (major is always 1) */

@@ -84,13 +84,24 @@ static int arg_ok(lua_State *L, int idx) {
 static const char *arg_string(lua_State *L, int idx, size_t *len) {
   if (lua_type(L, idx) == LUA_TNUMBER) {
     lua_Number d = lua_tonumber(L, idx);
-    char buf[32];
-    if (d == floor(d) && fabs(d) < 9.2e18)
-      snprintf(buf, sizeof buf, "%lld", (long long)d);
-    else if (snprintf(buf, sizeof buf, "%.15g", (double)d) > 0 && strtod(buf, NULL) != d)
-      snprintf(buf, sizeof buf, "%.17g", (double)d); /* the shortest of the two that is exact */
+    char buf[32], *p = buf + sizeof buf;
+    size_t n;
+    if (d == floor(d) && fabs(d) < 9.2e18) { /* integral: digits by hand, no printf */
+      long long v = (long long)d;
+      unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+      do
+        *--p = (char)('0' + u % 10);
+      while (u /= 10);
+      if (v < 0) *--p = '-';
+      n = (size_t)(buf + sizeof buf - p);
+    } else {
+      p = buf;
+      if (snprintf(buf, sizeof buf, "%.15g", (double)d) > 0 && strtod(buf, NULL) != d)
+        snprintf(buf, sizeof buf, "%.17g", (double)d); /* the shortest of the two that is exact */
+      n = strlen(buf);
+    }
     if (idx < 0) idx = lua_gettop(L) + idx + 1;
-    lua_pushstring(L, buf);
+    lua_pushlstring(L, p, n);
     lua_replace(L, idx);
   }
   return lua_tolstring(L, idx, len);
@@ -198,7 +209,7 @@ static int push_result(lua_State *L, redisReply *rep, const char *err) {
   } else {
     push_reply(L, rep, 0);
   }
-  freeReplyObject(rep);
+  fcfs_redis_reply_free(rep);
   return n;
 }
 
@@ -231,7 +242,7 @@ struct pipe_s {
 
 static void pipe_free(pipe_t *p) {
   for (int i = 0; i < p->n; i++)
-    if (p->s[i].reply) freeReplyObject(p->s[i].reply);
+    if (p->s[i].reply) fcfs_redis_reply_free(p->s[i].reply);
   free(p);
 }
 

@@ -1,8 +1,9 @@
 /* redis.c -- the per-worker Redis pool (see redis.h for the API).
  *
  * Shared connections: conf->redis_connections streams used by every request.
- * A command is formatted with redisFormatCommandArgv(), appended to the
- * connection's output buffer and to its FIFO of slots; a uv_check/uv_prepare
+ * A command is formatted as RESP by hand straight into the connection's
+ * output buffer (no intermediate copy, no allocation once the buffer has
+ * grown to its working size) and appended to its FIFO of slots; a uv_check/uv_prepare
  * pair flushes every buffer once per loop iteration, so the commands of all
  * requests that ran in one iteration leave in one write (uv_try_write, the
  * rest by uv_write). Replies come back through a redisReader and are matched
@@ -42,11 +43,15 @@
  * handed to one caller; given back, they go to an idle list if clean and are
  * closed otherwise; they are never reconnected.
  *
- * Memory: the pool owns conns, slots (cmd_t, recycled through a free list),
- * output buffers, the script table and the sentinel addresses and query
- * (one stream, one timer, one reader); replies pass to the callback. A conn
- * is freed when its handles are closed and nobody holds it (pinned: unpinned;
- * shared: pool closed); the pool is freed once its last handle is closed.
+ * Memory: the pool owns conns, slots (cmd_t, recycled through a free list,
+ * each keeping its EVALSHA copy buffer), output buffers, the script table and
+ * the sentinel addresses and query (one stream, one timer, one reader).
+ * Replies are built by the connections' readers in blocks of the pool's
+ * reply arena and pass to the callback, which gives them back with
+ * fcfs_redis_reply_free(); the arena outlives the pool until its last reply
+ * is back. A conn is freed when its handles are closed and nobody holds it
+ * (pinned: unpinned; shared: pool closed); the pool is freed once its last
+ * handle is closed.
  */
 #include "redis.h"
 
@@ -76,6 +81,9 @@ enum { K_CMD, K_READ, K_LOAD };
   32768 /* bytes queued in one iteration that leave without waiting for its end                    \
          */
 #define FREE_CMDS_MAX 4096
+#define FREE_REPLIES_MAX 4096
+#define REPLY_INLINE 48  /* string replies up to this size live inside their block */
+#define KEEP_CMD_MAX 512 /* a recycled slot keeps an EVALSHA copy buffer up to this size */
 #define ARGV_STACK 32
 #define SENTINEL_RECHECK_MS 1000
 
@@ -91,6 +99,7 @@ struct cmd_s {
   int retried;       /* run(): SCRIPT LOAD already tried once */
   char *evalsha;     /* run(): the formatted EVALSHA, resent after NOSCRIPT */
   size_t evalshalen;
+  size_t evalshacap;    /* evalsha's size: the buffer stays with the slot when it is recycled */
   cmd_t *owner;         /* K_LOAD: the run() slot it loads the script for */
   redisReply *load_err; /* the SCRIPT LOAD error, given instead of NOSCRIPT */
 };
@@ -161,6 +170,26 @@ typedef struct {
   int cmdlen;
 } sentinel_t;
 
+/* Reply blocks: the readers of the pool's connections build replies in
+ * blocks recycled through the arena's free list, so a reply costs no
+ * allocation once warm (strings up to REPLY_INLINE - 1 bytes live inside
+ * the block). The arena outlives the pool while replies are out: the last
+ * one freed after the pool is gone frees it. */
+typedef struct rblock_s rblock_t;
+typedef struct {
+  rblock_t *free;
+  int nfree;
+  int orphan;  /* the pool is gone */
+  size_t nout; /* blocks handed out, not freed yet */
+} arena_t;
+
+struct rblock_s {
+  redisReply rep; /* first: a reply is its block */
+  arena_t *arena;
+  rblock_t *next;
+  char small[REPLY_INLINE];
+};
+
 struct fcfs_redis_s {
   uv_loop_t *loop;
   const fcfs_conf_t *conf;
@@ -188,6 +217,7 @@ struct fcfs_redis_s {
   int closing, handles;
   void (*done)(void *);
   void *done_arg;
+  arena_t *arena;
   char readbuf[READ_BUF_SIZE]; /* shared: each read is fed to a reader at once */
 };
 
@@ -219,6 +249,107 @@ const char *fcfs_redis_strerror(int rc) {
   }
 }
 
+/* ---- replies ---- */
+
+void fcfs_redis_reply_free(redisReply *rep) {
+  if (!rep) return;
+  rblock_t *b = (rblock_t *)rep;
+  if (rep->type == REDIS_REPLY_ARRAY && rep->element) {
+    for (size_t i = 0; i < rep->elements; i++)
+      fcfs_redis_reply_free(rep->element[i]);
+    free(rep->element);
+  } else if (rep->str && rep->str != b->small) {
+    free(rep->str);
+  }
+  arena_t *a = b->arena;
+  a->nout--;
+  if (a->orphan || a->nfree >= FREE_REPLIES_MAX) {
+    free(b);
+    if (a->orphan && !a->nout) free(a);
+    return;
+  }
+  b->next = a->free;
+  a->free = b;
+  a->nfree++;
+}
+
+static redisReply *reply_new(const redisReadTask *task, int type) {
+  arena_t *a = task->privdata;
+  rblock_t *b = a->free;
+  if (b) {
+    a->free = b->next;
+    a->nfree--;
+  } else if (!(b = malloc(sizeof *b))) {
+    return NULL;
+  }
+  memset(&b->rep, 0, sizeof b->rep);
+  b->rep.type = type;
+  b->arena = a;
+  a->nout++;
+  return &b->rep;
+}
+
+/* Link a finished reply into its parent array, as hiredis' own do. */
+static void *reply_link(const redisReadTask *task, redisReply *rep) {
+  if (rep && task->parent) ((redisReply *)task->parent->obj)->element[task->idx] = rep;
+  return rep;
+}
+
+static void *reply_string(const redisReadTask *task, char *str, size_t len) {
+  redisReply *rep = reply_new(task, task->type);
+  if (!rep) return NULL;
+  rblock_t *b = (rblock_t *)rep;
+  rep->str = len < REPLY_INLINE ? b->small : malloc(len + 1);
+  if (!rep->str) {
+    fcfs_redis_reply_free(rep);
+    return NULL;
+  }
+  memcpy(rep->str, str, len);
+  rep->str[len] = 0;
+  rep->len = len;
+  return reply_link(task, rep);
+}
+
+static void *reply_array(const redisReadTask *task, int n) {
+  redisReply *rep = reply_new(task, REDIS_REPLY_ARRAY);
+  if (!rep) return NULL;
+  if (n > 0 && !(rep->element = calloc((size_t)n, sizeof *rep->element))) {
+    fcfs_redis_reply_free(rep);
+    return NULL;
+  }
+  rep->elements = n > 0 ? (size_t)n : 0;
+  return reply_link(task, rep);
+}
+
+static void *reply_integer(const redisReadTask *task, long long v) {
+  redisReply *rep = reply_new(task, REDIS_REPLY_INTEGER);
+  if (rep) rep->integer = v;
+  return reply_link(task, rep);
+}
+
+static void *reply_nil(const redisReadTask *task) {
+  return reply_link(task, reply_new(task, REDIS_REPLY_NIL));
+}
+
+static void reply_free_fn(void *rep) {
+  fcfs_redis_reply_free(rep);
+}
+
+static redisReplyObjectFunctions reply_fns = {reply_string, reply_array, reply_integer, reply_nil,
+                                              reply_free_fn};
+
+/* The pool is gone: free the idle blocks; the arena goes with the last reply. */
+static void arena_close(arena_t *a) {
+  while (a->free) {
+    rblock_t *b = a->free;
+    a->free = b->next;
+    free(b);
+  }
+  a->nfree = 0;
+  a->orphan = 1;
+  if (!a->nout) free(a);
+}
+
 /* ---- small helpers ---- */
 
 static uint64_t ms_of(double s) {
@@ -239,28 +370,51 @@ double fcfs_redis_default_timeout(const fcfs_redis_t *r) {
 
 static cmd_t *cmd_alloc(fcfs_redis_t *r) {
   cmd_t *q = r->free_cmds;
+  char *keep = NULL;
+  size_t keepcap = 0;
   if (q) {
     r->free_cmds = q->next;
     r->nfree_cmds--;
+    keep = q->evalsha;
+    keepcap = q->evalshacap;
   } else if (!(q = malloc(sizeof *q))) {
     return NULL;
   }
   memset(q, 0, sizeof *q);
+  q->evalsha = keep;
+  q->evalshacap = keepcap;
   return q;
 }
 
 static void cmd_free(fcfs_redis_t *r, cmd_t *q) {
-  if (q->evalsha) redisFreeCommand(q->evalsha);
-  if (q->load_err) freeReplyObject(q->load_err);
+  if (q->load_err) fcfs_redis_reply_free(q->load_err);
+  q->load_err = NULL;
+  if (q->evalshacap > KEEP_CMD_MAX || r->nfree_cmds >= FREE_CMDS_MAX) {
+    free(q->evalsha);
+    q->evalsha = NULL;
+    q->evalshacap = 0;
+  }
   if (r->nfree_cmds >= FREE_CMDS_MAX) {
     free(q);
     return;
   }
-  q->evalsha = NULL;
-  q->load_err = NULL;
   q->next = r->free_cmds;
   r->free_cmds = q;
   r->nfree_cmds++;
+}
+
+/* run(): keep the bytes of the EVALSHA just queued for a resend after
+ * NOSCRIPT, in the slot's own buffer (kept across recycling). */
+static int cmd_keep(cmd_t *q, const char *p, size_t len) {
+  if (len > q->evalshacap) {
+    char *n = realloc(q->evalsha, len);
+    if (!n) return FCFS_REDIS_ENOMEM;
+    q->evalsha = n;
+    q->evalshacap = len;
+  }
+  memcpy(q->evalsha, p, len);
+  q->evalshalen = len;
+  return 0;
 }
 
 static void busy_update(fcfs_redis_conn_t *c) {
@@ -281,6 +435,7 @@ static void maybe_finish(fcfs_redis_t *r) {
   while (r->free_cmds) {
     cmd_t *q = r->free_cmds;
     r->free_cmds = q->next;
+    free(q->evalsha);
     free(q);
   }
   for (int i = 0; i < r->nscripts; i++) {
@@ -289,7 +444,8 @@ static void maybe_finish(fcfs_redis_t *r) {
   free(r->scripts);
   free(r->path);
   free(r->sq.addrs);
-  if (r->sq.cmd) redisFreeCommand(r->sq.cmd);
+  free(r->sq.cmd);
+  arena_close(r->arena);
   void (*done)(void *) = r->done;
   void *arg = r->done_arg;
   free(r);
@@ -420,7 +576,9 @@ static void queue_flush(fcfs_redis_conn_t *c) {
 
 /* ---- slots ---- */
 
-static int out_append(fcfs_redis_conn_t *c, const char *p, size_t len) {
+/* Room for len more bytes in the output buffer. */
+static int out_reserve(fcfs_redis_conn_t *c, size_t len) {
+  if (len > SIZE_MAX / 2 - c->outlen) return FCFS_REDIS_ENOMEM;
   if (c->outlen + len > c->outcap) {
     size_t cap = c->outcap ? c->outcap : 4096;
     while (cap < c->outlen + len)
@@ -430,7 +588,69 @@ static int out_append(fcfs_redis_conn_t *c, const char *p, size_t len) {
     c->out = n;
     c->outcap = cap;
   }
+  return 0;
+}
+
+static int out_append(fcfs_redis_conn_t *c, const char *p, size_t len) {
+  int rc = out_reserve(c, len);
+  if (rc < 0) return rc;
   memcpy(c->out + c->outlen, p, len);
+  c->outlen += len;
+  return 0;
+}
+
+/* RESP by hand: *<argc>\r\n then $<len>\r\n<arg>\r\n per argument. */
+static size_t dec_len(size_t v) {
+  size_t n = 1;
+  while (v >= 10) {
+    v /= 10;
+    n++;
+  }
+  return n;
+}
+
+/* The decimal digits of v at p (n = dec_len(v) of them); returns p + n. */
+static char *dec_put(char *p, size_t v, size_t n) {
+  for (size_t i = n; i-- > 0; v /= 10)
+    p[i] = (char)('0' + v % 10);
+  return p + n;
+}
+
+/* The size of the command, 0 if it does not fit a size_t. */
+static size_t resp_len(int argc, const size_t *argvlen) {
+  size_t n = 3 + dec_len((size_t)argc);
+  for (int i = 0; i < argc; i++) {
+    size_t one = 5 + dec_len(argvlen[i]);
+    if (argvlen[i] > SIZE_MAX / 2 - one || n > SIZE_MAX / 2 - one - argvlen[i]) return 0;
+    n += one + argvlen[i];
+  }
+  return n;
+}
+
+static char *resp_put(char *p, int argc, const char **argv, const size_t *argvlen) {
+  *p++ = '*';
+  p = dec_put(p, (size_t)argc, dec_len((size_t)argc));
+  *p++ = '\r';
+  *p++ = '\n';
+  for (int i = 0; i < argc; i++) {
+    *p++ = '$';
+    p = dec_put(p, argvlen[i], dec_len(argvlen[i]));
+    *p++ = '\r';
+    *p++ = '\n';
+    if (argvlen[i]) memcpy(p, argv[i], argvlen[i]);
+    p += argvlen[i];
+    *p++ = '\r';
+    *p++ = '\n';
+  }
+  return p;
+}
+
+/* Format one command at the end of the output buffer. */
+static int out_command(fcfs_redis_conn_t *c, int argc, const char **argv, const size_t *argvlen) {
+  size_t len = resp_len(argc, argvlen);
+  int rc = len ? out_reserve(c, len) : FCFS_REDIS_ENOMEM;
+  if (rc < 0) return rc;
+  resp_put(c->out + c->outlen, argc, argv, argvlen);
   c->outlen += len;
   return 0;
 }
@@ -450,13 +670,20 @@ static void slot_push(fcfs_redis_conn_t *c, cmd_t *q) {
   timer_arm_at(c, q->deadline);
 }
 
-/* Queue the bytes of one command and its slot. A shared connection owing
+/* Queue one command, formatted into the output buffer, and its slot (a
+ * run() slot keeps a copy of its bytes). A shared connection owing
  * redis_queue_max replies already refuses with FCFS_REDIS_EBUSY. */
-static int conn_send(fcfs_redis_conn_t *c, cmd_t *q, const char *p, size_t len) {
+static int conn_send(fcfs_redis_conn_t *c, cmd_t *q, int argc, const char **argv,
+                     const size_t *argvlen) {
   int max = c->r->conf->redis_queue_max;
   if (!c->pinned && max > 0 && c->npending >= (size_t)max) return FCFS_REDIS_EBUSY;
-  int rc = out_append(c, p, len);
-  if (rc < 0) return rc;
+  size_t mark = c->outlen;
+  int rc = out_command(c, argc, argv, argvlen);
+  if (rc == 0 && q->script) rc = cmd_keep(q, c->out + mark, c->outlen - mark);
+  if (rc < 0) {
+    c->outlen = mark;
+    return rc;
+  }
   slot_push(c, q);
   c->r->stats->requests++;
   if (c->state == ST_UP) {
@@ -520,7 +747,7 @@ static void conn_sweep(fcfs_redis_conn_t *c) {
 
 static void inbox_clear(fcfs_redis_conn_t *c) {
   for (size_t i = 0; i < c->inbox_len; i++)
-    freeReplyObject(c->inbox[c->inbox_first + i]);
+    fcfs_redis_reply_free(c->inbox[c->inbox_first + i]);
   free(c->inbox);
   c->inbox = NULL;
   c->inbox_first = c->inbox_len = c->inbox_cap = 0;
@@ -555,18 +782,13 @@ static int script_retry(fcfs_redis_conn_t *c, cmd_t *q) {
   script_t *s = &r->scripts[q->script - 1];
   const char *argv[3] = {"SCRIPT", "LOAD", s->src};
   size_t argvlen[3] = {6, 4, s->srclen};
-  char *load = NULL;
   size_t mark = c->outlen;
-  int len = redisFormatCommandArgv(&load, 3, argv, argvlen);
-  if (len < 0) return -1;
   cmd_t *l = cmd_alloc(r);
-  if (!l || out_append(c, load, (size_t)len) < 0 || out_append(c, q->evalsha, q->evalshalen) < 0) {
+  if (!l || out_command(c, 3, argv, argvlen) < 0 || out_append(c, q->evalsha, q->evalshalen) < 0) {
     c->outlen = mark;
-    redisFreeCommand(load);
     if (l) cmd_free(r, l);
     return -1;
   }
-  redisFreeCommand(load);
   l->kind = K_LOAD;
   l->owner = q;
   l->deadline = q->deadline;
@@ -589,7 +811,7 @@ static void deliver(fcfs_redis_conn_t *c, redisReply *rep) {
   }
   if (!q) {
     if (c->pinned && inbox_push(c, rep) == 0) return;
-    freeReplyObject(rep);
+    fcfs_redis_reply_free(rep);
     r->stats->errors++;
     fcfs_log(FCFS_LOG_WARN, "redis: %s",
              c->pinned ? "too many unread replies on a pinned connection"
@@ -608,18 +830,18 @@ static void deliver(fcfs_redis_conn_t *c, redisReply *rep) {
       q->owner->load_err = rep;
       rep = NULL;
     }
-    if (rep) freeReplyObject(rep);
+    if (rep) fcfs_redis_reply_free(rep);
     cmd_free(r, q);
     return;
   }
   if (q->script && !q->retried && q->cb && is_noscript(rep)) {
     if (script_retry(c, q) == 0) {
-      freeReplyObject(rep);
+      fcfs_redis_reply_free(rep);
       return;
     }
   }
   if (q->load_err && is_noscript(rep)) {
-    freeReplyObject(rep);
+    fcfs_redis_reply_free(rep);
     rep = q->load_err;
     q->load_err = NULL;
   }
@@ -629,7 +851,7 @@ static void deliver(fcfs_redis_conn_t *c, redisReply *rep) {
   if (cb)
     cb(arg, rep, NULL);
   else
-    freeReplyObject(rep);
+    fcfs_redis_reply_free(rep);
 }
 
 /* ---- connection life ---- */
@@ -758,11 +980,13 @@ static void on_connect(uv_connect_t *req, int status) {
     conn_teardown(c, fcfs_redis_eunavailable);
     return;
   }
-  if (!(c->reader = redisReaderCreate()) || uv_read_start(&c->h.stream, on_alloc, on_read) < 0) {
+  if (!(c->reader = redisReaderCreateWithFunctions(&reply_fns)) ||
+      uv_read_start(&c->h.stream, on_alloc, on_read) < 0) {
     r->stats->errors++;
     conn_teardown(c, fcfs_redis_eunavailable);
     return;
   }
+  c->reader->privdata = r->arena;
   c->state = ST_UP;
   c->was_up = 1;
   r->stats->size++;
@@ -790,11 +1014,11 @@ static void on_setup_reply(void *arg, redisReply *rep, const char *err) {
   if (rep->type == REDIS_REPLY_ERROR) {
     c->r->stats->errors++;
     fcfs_log(FCFS_LOG_ERROR, "redis: connection setup refused: %.*s", (int)rep->len, rep->str);
-    freeReplyObject(rep);
+    fcfs_redis_reply_free(rep);
     conn_teardown(c, fcfs_redis_eunavailable);
     return;
   }
-  freeReplyObject(rep);
+  fcfs_redis_reply_free(rep);
 }
 
 /* The reply to ROLE (Sentinel only): a server that is not the master (a
@@ -813,7 +1037,7 @@ static void on_role_reply(void *arg, redisReply *rep, const char *err) {
     fcfs_log(FCFS_LOG_WARN, "redis: %s is not the master, asking the sentinels again", c->r->name);
     conn_teardown(c, fcfs_redis_eunavailable);
   }
-  freeReplyObject(rep);
+  fcfs_redis_reply_free(rep);
 }
 
 /* Queue AUTH, SELECT and (Sentinel) ROLE ahead of anything else on a
@@ -831,7 +1055,8 @@ static int conn_setup(fcfs_redis_conn_t *c) {
       argv[1] = r->conf->redis_password;
     } else if (k == 1) {
       if (r->conf->redis_db <= 0) continue;
-      snprintf(db, sizeof db, "%d", r->conf->redis_db);
+      size_t n = dec_len((size_t)r->conf->redis_db);
+      *dec_put(db, (size_t)r->conf->redis_db, n) = 0;
       argv[0] = "SELECT";
       argv[1] = db;
     } else {
@@ -841,15 +1066,11 @@ static int conn_setup(fcfs_redis_conn_t *c) {
     }
     for (int i = 0; i < argc; i++)
       argvlen[i] = strlen(argv[i]);
-    char *buf = NULL;
-    int len = redisFormatCommandArgv(&buf, argc, argv, argvlen);
-    cmd_t *q = len < 0 ? NULL : cmd_alloc(r);
-    if (!q || out_append(c, buf, (size_t)len) < 0) {
+    cmd_t *q = cmd_alloc(r);
+    if (!q || out_command(c, argc, argv, argvlen) < 0) {
       if (q) cmd_free(r, q);
-      if (len >= 0) redisFreeCommand(buf);
       return FCFS_REDIS_ENOMEM;
     }
-    redisFreeCommand(buf);
     q->kind = K_CMD;
     q->cb = k == 2 ? on_role_reply : on_setup_reply;
     q->arg = c;
@@ -1145,7 +1366,10 @@ static int sentinel_init(fcfs_redis_t *r) {
     }
   const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", conf->redis_master_name};
   size_t argvlen[3] = {8, 23, strlen(conf->redis_master_name)};
-  if ((r->sq.cmdlen = redisFormatCommandArgv(&r->sq.cmd, 3, argv, argvlen)) < 0) return -1;
+  size_t len = resp_len(3, argvlen);
+  if (!len || len > INT_MAX || !(r->sq.cmd = malloc(len))) return -1;
+  resp_put(r->sq.cmd, 3, argv, argvlen);
+  r->sq.cmdlen = (int)len;
   snprintf(r->name, sizeof r->name, "master \"%s\" (sentinels)", conf->redis_master_name);
   r->sq.n = n;
   return 0;
@@ -1157,6 +1381,7 @@ fcfs_redis_t *fcfs_redis_new(uv_loop_t *loop, const fcfs_conf_t *conf, fcfs_pool
   r->loop = loop;
   r->conf = conf;
   r->stats = stats ? stats : &r->own_stats;
+  if (!(r->arena = calloc(1, sizeof *r->arena))) goto fail;
   if (sentinel_init(r) < 0) goto fail;
   if (!r->sq.n && parse_addr(r, conf->redis) < 0) {
     fcfs_log(FCFS_LOG_ERROR, "redis: bad address \"%s\"", conf->redis ? conf->redis : "");
@@ -1189,7 +1414,8 @@ fcfs_redis_t *fcfs_redis_new(uv_loop_t *loop, const fcfs_conf_t *conf, fcfs_pool
 fail:
   free(r->path);
   free(r->sq.addrs);
-  if (r->sq.cmd) redisFreeCommand(r->sq.cmd);
+  free(r->sq.cmd);
+  free(r->arena);
   free(r);
   return NULL;
 }
@@ -1254,14 +1480,28 @@ static int name_is(const char *s, size_t len, const char *name) {
   return strlen(name) == len && !strncasecmp(s, name, len);
 }
 
+/* Command names with their lengths: a call compares lengths first (every
+ * command of every request goes through fcfs_redis_needs_pin()). */
+typedef struct {
+  const char *s;
+  size_t n;
+} name_t;
+#define NAME(x)                                                                                    \
+  { x, sizeof x - 1 }
+
+static int name_in(const char *s, size_t n, const name_t *t, size_t count) {
+  for (size_t i = 0; i < count; i++)
+    if (t[i].n == n && !strncasecmp(s, t[i].s, n)) return 1;
+  return 0;
+}
+
 /* Blocking commands leave the connection as it was once answered. */
 static int is_blocking(const char *s, size_t n) {
-  static const char *const blocking[] = {"BLPOP",  "BRPOP",      "BRPOPLPUSH", "BLMOVE",
-                                         "BLMPOP", "BZPOPMIN",   "BZPOPMAX",   "BZMPOP",
-                                         "XREAD",  "XREADGROUP", "WAIT",       "WAITAOF"};
-  for (size_t i = 0; i < sizeof blocking / sizeof blocking[0]; i++)
-    if (name_is(s, n, blocking[i])) return 1;
-  return 0;
+  static const name_t blocking[] = {NAME("BLPOP"),      NAME("BRPOP"),  NAME("BRPOPLPUSH"),
+                                    NAME("BLMOVE"),     NAME("BLMPOP"), NAME("BZPOPMIN"),
+                                    NAME("BZPOPMAX"),   NAME("BZMPOP"), NAME("XREAD"),
+                                    NAME("XREADGROUP"), NAME("WAIT"),   NAME("WAITAOF")};
+  return name_in(s, n, blocking, sizeof blocking / sizeof blocking[0]);
 }
 
 static void track_state(fcfs_redis_conn_t *c, int argc, const char **argv, const size_t *argvlen) {
@@ -1281,18 +1521,24 @@ static void track_state(fcfs_redis_conn_t *c, int argc, const char **argv, const
 }
 
 int fcfs_redis_needs_pin(int argc, const char **argv, const size_t *argvlen) {
-  static const char *const always[] = {
-      "MULTI",        "EXEC",       "DISCARD",    "WATCH",      "UNWATCH",     "BLPOP",
-      "BRPOP",        "BRPOPLPUSH", "BLMOVE",     "BLMPOP",     "BZPOPMIN",    "BZPOPMAX",
-      "BZMPOP",       "SUBSCRIBE",  "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE",
-      "SUNSUBSCRIBE", "MONITOR",    "SELECT",     "AUTH",       "HELLO",       "RESET",
-      "QUIT",         "WAIT",       "WAITAOF",    "READONLY",   "READWRITE",   "SYNC",
-      "PSYNC"};
-  if (argc < 1) return 0;
+  static const name_t always[] = {
+      NAME("MULTI"),       NAME("EXEC"),         NAME("DISCARD"),      NAME("WATCH"),
+      NAME("UNWATCH"),     NAME("BLPOP"),        NAME("BRPOP"),        NAME("BRPOPLPUSH"),
+      NAME("BLMOVE"),      NAME("BLMPOP"),       NAME("BZPOPMIN"),     NAME("BZPOPMAX"),
+      NAME("BZMPOP"),      NAME("SUBSCRIBE"),    NAME("PSUBSCRIBE"),   NAME("SSUBSCRIBE"),
+      NAME("UNSUBSCRIBE"), NAME("PUNSUBSCRIBE"), NAME("SUNSUBSCRIBE"), NAME("MONITOR"),
+      NAME("SELECT"),      NAME("AUTH"),         NAME("HELLO"),        NAME("RESET"),
+      NAME("QUIT"),        NAME("WAIT"),         NAME("WAITAOF"),      NAME("READONLY"),
+      NAME("READWRITE"),   NAME("SYNC"),         NAME("PSYNC")};
+  /* the first letters of the names above and of XREAD, CLIENT: most
+   * commands (GET, SET, INCR, HGET, LRANGE...) are told apart by it */
+  static const char firsts[] = "ABCDEHMPQRSUWX";
+  if (argc < 1 || argvlen[0] == 0) return 0;
   const char *s = argv[0];
   size_t n = argvlen[0];
-  for (size_t i = 0; i < sizeof always / sizeof always[0]; i++)
-    if (name_is(s, n, always[i])) return 1;
+  unsigned char ch = (unsigned char)s[0] & (unsigned char)~0x20; /* upper case */
+  if (!memchr(firsts, ch, sizeof firsts - 1)) return 0;
+  if (name_in(s, n, always, sizeof always / sizeof always[0])) return 1;
   if (name_is(s, n, "XREAD") || name_is(s, n, "XREADGROUP")) {
     for (int i = 1; i < argc; i++) {
       if (name_is(argv[i], argvlen[i], "STREAMS")) break;
@@ -1314,22 +1560,15 @@ int fcfs_redis_conn_command_argv(fcfs_redis_conn_t *c, int argc, const char **ar
                                  const size_t *argvlen, double timeout, fcfs_redis_cb cb, void *arg,
                                  void **handle) {
   fcfs_redis_t *r = c->r;
-  char *buf = NULL;
   if (argc < 1) return FCFS_REDIS_EINVAL;
   if (r->closing || (c->state != ST_UP && c->state != ST_CONNECTING)) return FCFS_REDIS_ECLOSED;
-  int len = redisFormatCommandArgv(&buf, argc, argv, argvlen);
-  if (len < 0) return FCFS_REDIS_ENOMEM;
   cmd_t *q = cmd_alloc(r);
-  if (!q) {
-    redisFreeCommand(buf);
-    return FCFS_REDIS_ENOMEM;
-  }
+  if (!q) return FCFS_REDIS_ENOMEM;
   q->kind = K_CMD;
   q->cb = cb;
   q->arg = arg;
   q->deadline = deadline_of(r, timeout);
-  int rc = conn_send(c, q, buf, (size_t)len);
-  redisFreeCommand(buf);
+  int rc = conn_send(c, q, argc, argv, argvlen);
   if (rc < 0) {
     cmd_free(r, q);
     return rc;
@@ -1529,8 +1768,7 @@ int fcfs_redis_run(fcfs_redis_t *r, fcfs_redis_conn_t *c, int id, int ordered, i
   const char **argv = sargv;
   size_t *argvlen = slen;
   char nk[16];
-  int rc, len = -1;
-  char *buf = NULL;
+  int rc;
   cmd_t *q = NULL;
   if (r->closing) return FCFS_REDIS_ECLOSED;
   if (id < 0 || id >= r->nscripts) return FCFS_REDIS_ENOSCRIPT;
@@ -1552,33 +1790,25 @@ int fcfs_redis_run(fcfs_redis_t *r, fcfs_redis_conn_t *c, int id, int ordered, i
   argvlen[0] = eval ? 4 : 7;
   argv[1] = eval ? r->scripts[i].src : r->scripts[i].sha;
   argvlen[1] = eval ? r->scripts[i].srclen : 40;
-  argvlen[2] = (size_t)snprintf(nk, sizeof nk, "%d", nkeys);
+  argvlen[2] = dec_len((size_t)nkeys);
+  dec_put(nk, (size_t)nkeys, argvlen[2]);
   argv[2] = nk;
   for (int k = 0; k < n; k++) {
     argv[k + 3] = v[k];
     argvlen[k + 3] = vlen[k];
   }
   rc = FCFS_REDIS_ENOMEM;
-  len = redisFormatCommandArgv(&buf, n + 3, argv, argvlen);
-  if (len < 0 || !(q = cmd_alloc(r))) goto out;
+  if (!(q = cmd_alloc(r))) goto out;
   q->kind = K_CMD;
   q->cb = cb;
   q->arg = arg;
   q->deadline = deadline_of(r, timeout);
-  if (eval) {
-    if ((rc = conn_send(c, q, buf, (size_t)len)) < 0) goto out;
-  } else {
-    q->evalsha = buf; /* kept for a resend after NOSCRIPT; cmd_free() frees it */
-    buf = NULL;
-    q->evalshalen = (size_t)len;
-    q->script = i + 1;
-    if ((rc = conn_send(c, q, q->evalsha, q->evalshalen)) < 0) goto out;
-  }
+  if (!eval) q->script = i + 1; /* conn_send() keeps its bytes for a resend after NOSCRIPT */
+  if ((rc = conn_send(c, q, n + 3, argv, argvlen)) < 0) goto out;
   if (handle) *handle = q;
   q = NULL;
 out:
   if (q) cmd_free(r, q);
-  if (buf) redisFreeCommand(buf);
   if (argv != sargv) free((void *)argv);
   if (argvlen != slen) free(argvlen);
   return rc;

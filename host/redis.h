@@ -40,9 +40,14 @@ extern const char fcfs_redis_ebusy[];        /* "busy" */
 const char *fcfs_redis_strerror(int rc);
 
 /* Exactly one of reply/err is non-NULL. The callback owns reply and frees it
- * with freeReplyObject(). A server error reply (REDIS_REPLY_ERROR, "ERR ...")
- * is a reply, not an err. */
+ * with fcfs_redis_reply_free() (never freeReplyObject(): replies are built in
+ * the pool's recycled blocks). A server error reply (REDIS_REPLY_ERROR,
+ * "ERR ...") is a reply, not an err. */
 typedef void (*fcfs_redis_cb)(void *arg, redisReply *reply, const char *err);
+
+/* Free a reply a callback (or fcfs_redis_conn_read()) handed out; NULL is
+ * fine. Valid after the pool is closed too. */
+void fcfs_redis_reply_free(redisReply *reply);
 
 /* Starts connecting at once. stats (may be NULL) is updated live. conf must
  * outlive the pool. NULL on a bad conf->redis address or out of memory. */

@@ -33,7 +33,8 @@ local orders = require "orders"
 local host = require "host"
 local gate = host.stock
 
-local tonumber, tostring, floor, pcall, pairs, setmetatable = tonumber, tostring, math.floor, pcall, pairs, setmetatable
+local tonumber, tostring, floor, min, pcall, pairs, setmetatable = tonumber, tostring, math.floor, math.min, pcall,
+    pairs, setmetatable
 local find, format, match = string.find, string.format, string.match
 local fail, check = web.fail, web.check
 local null = json.null
@@ -186,18 +187,15 @@ end
 local function init(pid, force)
     local p = product(pid, force)
     if not p then not_found(pid) end
-    local rows = check(host.mysql.query("SELECT user_id, COUNT(*) AS n FROM flash_orders WHERE product_id = ? "
-        .. "AND state = 'PAID' GROUP BY user_id", pid))
+    local rows = check(host.mysql.query("SELECT id, user_id FROM flash_orders WHERE product_id = ? AND state = 'PAID'",
+        pid))
     local seq = check(host.mysql.query("SELECT MAX(id) AS m FROM flash_orders WHERE product_id = ?", pid))[1].m
     seq = seq ~= null and tonumber(seq) - pid * ID_SPAN or 0
-    local args, paid = { p.stock, floor(p.starts * 1000), floor(p.ends * 1000), p.per_user_limit, 0,
-        force and 1 or 0, seq }, 0
+    local args = { p.stock, floor(p.starts * 1000), floor(p.ends * 1000), p.per_user_limit, force and 1 or 0, seq }
     for i = 1, #rows do
+        args[#args + 1] = format("%d", rows[i].id)
         args[#args + 1] = rows[i].user_id
-        args[#args + 1] = rows[i].n
-        paid = paid + rows[i].n
     end
-    args[5] = paid
     local k = keys_of(pid)
     local r = run(S.init, { k.s, k.buyers, k.holds }, args)
     check(host.redis.call("SADD", LIVE_KEY, pid))
@@ -497,14 +495,18 @@ end
 -- may be negative: a paid order cancelled or returned, an admin stock change), the same units in
 -- Redis, so they are on sale again at once and the gates reopen. For a product with no Redis state
 -- (NORMAL, or a sale not yet touched) nothing is done: its state, when made, reads MySQL. A failure
--- (Redis down) is logged: those units then stay off sale until the product's next rebuild -- never
--- the other way round.
+-- (Redis down or slow: the script may have run or not) is not retried as such -- a second restock
+-- could count the units twice -- but owed: this worker's sweeper rebuilds the product's state from
+-- MySQL, the record, once Redis answers (rebuild_due), which is exact whether the restock ran or not.
+local owed = {} -- pid -> true: units this worker could not tell Redis about
+
 function _M.units_back(units)
     for pid, n in pairs(units) do
         local k = keys_of(pid)
         local ok, r = pcall(run, S.restock, { k.s }, { n, pid })
         if not ok then
-            host.log("warn", "flash: ", n, " unit(s) of product ", pid, " not put back on sale yet: ",
+            owed[pid] = true
+            host.log("warn", "flash: ", n, " unit(s) of product ", pid, " not put back on sale yet (rebuild owed): ",
                 tostring(web.is_fail(r) and r.code or r))
         elseif r[1] then
             set_gate(pid, r[1], r[2], r[3])
@@ -524,6 +526,51 @@ end
 
 ---------------------------------------------------------------------------------------------------
 -- The expiry sweeper (every worker; the script makes each expiry happen once)
+
+-- Rebuilds from MySQL that are due: a product paused after Redis lost data (recover; the flag lives in
+-- Redis, so the sweeper of every worker of every host sees it, whoever paused it and whether or not
+-- that worker still lives) and a product whose units this worker owes Redis (units_back). One
+-- builder at a time per product (a lock in the product's slot; init is idempotent, so a lock that
+-- expired under a slow builder costs a second rebuild, not a wrong count); a failure (MySQL down or
+-- slow, Redis gone again) is tried again by the next sweeps, every sweep interval at first, doubling
+-- up to REBUILD_MAX_WAIT, until it works -- no manual step.
+local REBUILD_LOCK_MS, REBUILD_MAX_WAIT, REBUILD_WAIT = 10000, 5, 5
+local retry = {} -- pid -> { at = when this worker tries again, wait = s }
+
+-- rebuild(pid [, wait]) -> true (rebuilt, or nothing to rebuild: not a FLASH product, no Redis state)
+-- | false (another builder holds the lock, for wait s at most); raises when MySQL or Redis fails.
+local function rebuild(pid, wait)
+    local k = keys_of(pid)
+    local lock = k.tag .. ":rb"
+    local deadline = host.now() + (wait or 0)
+    while check(host.redis.call("SET", lock, tostring(host.pid), "NX", "PX", REBUILD_LOCK_MS)) == null do
+        if host.now() >= deadline then return false end
+        host.sleep(0.02)
+    end
+    local ok, err = pcall(function()
+        if check(host.redis.call("EXISTS", k.s)) == 0 or not product(pid, true) then return end
+        init(pid, true)
+    end)
+    pcall(host.redis.call, "DEL", lock)
+    if not ok then error(err, 0) end
+    return true
+end
+
+local function rebuild_due(pid, now)
+    local t = retry[pid]
+    if t and now < t.at then return end
+    local ok, done = pcall(rebuild, pid)
+    if ok and done then
+        retry[pid], owed[pid] = nil, nil
+        return
+    end
+    local wait = t and min(t.wait * 2, REBUILD_MAX_WAIT) or app_conf("flash_sweep_interval", 0.5)
+    retry[pid] = { at = now + wait, wait = wait }
+    if not ok then
+        host.log("warn", "flash: rebuild of product ", pid, " failed, next try in ", wait, " s: ",
+            tostring(web.is_fail(done) and done.code or done))
+    end
+end
 
 -- The live products (a Redis set, LIVE_KEY: every product whose state init created, until a day
 -- after its sale ended), read at most once a second per worker. No MySQL: the timers cost Redis only.
@@ -570,6 +617,7 @@ end
 -- flash.sweep_once() -> holds expired by this call, holds settled by this call.
 function _M.sweep_once()
     local n, settled = 0, 0
+    for pid in pairs(owed) do rebuild_due(pid, host.now()) end
     local ids = live_products()
     for i = 1, #ids do
         local pid = ids[i]
@@ -578,6 +626,11 @@ function _M.sweep_once()
         if r[1] then
             n = n + r[1]
             set_gate(pid, r[2], r[3], r[4])
+            if r[4] == 1 then
+                rebuild_due(pid, host.now())
+            elseif not owed[pid] then
+                retry[pid] = nil -- rebuilt (here or elsewhere): a later pause starts its backoff afresh
+            end
             local stuck = r[7]
             for j = 1, #stuck, 2 do
                 local oid = tonumber(stuck[j])
@@ -617,16 +670,41 @@ local function on_message(payload)
 end
 
 -- flash.recover(): after Redis lost data -- every live product paused (Redis flag and gate), then its
--- state rebuilt from MySQL (initial - paid - holds Redis still has) and resumed. -> products rebuilt
+-- state rebuilt from MySQL (initial - paid - holds Redis still has) and resumed. The products Redis
+-- lists as live are paused first, with no MySQL (an entry must not hold a unit of a stale count while
+-- MySQL is away), then those MySQL lists (raises when MySQL fails: the watcher calls again). A
+-- rebuild that fails is left to the sweepers (the paused flag says it is due). -> products rebuilt
 function _M.recover()
-    local ids = catalog.live_flash_ids()
-    for i = 1, #ids do
-        local k = keys_of(ids[i])
-        local r = run(S.set_flag, { k.s }, { "paused", 1 })
-        if r[1] then set_gate(ids[i], r[1], r[2], 1) end
+    local paused = {}
+    local function pause(ids)
+        for i = 1, #ids do
+            local pid = tonumber(ids[i])
+            if not paused[pid] then
+                paused[pid] = true
+                local r = run(S.set_flag, { keys_of(pid).s }, { "paused", 1 })
+                if r[1] then
+                    set_gate(pid, r[1], r[2], 1)
+                    check(host.redis.call("SADD", LIVE_KEY, pid))
+                end
+            end
+        end
     end
-    for i = 1, #ids do init(ids[i], true) end
-    return #ids
+    pause(check(host.redis.call("SMEMBERS", LIVE_KEY)))
+    local ids = catalog.live_flash_ids()
+    pause(ids)
+    live_exp = 0
+    local n = 0
+    for i = 1, #ids do
+        -- another builder (a sweeper, another node's recover) may be at it: its rebuild began after
+        -- the pause or ends it, so waiting for it keeps the pause short
+        local ok, done = pcall(rebuild, ids[i], REBUILD_WAIT)
+        if ok and done then n = n + 1 end
+        if not ok then
+            host.log("warn", "flash: rebuild of product ", ids[i], " failed, left to the sweeper: ",
+                tostring(web.is_fail(done) and done.code or done))
+        end
+    end
+    return n
 end
 
 local run_id -- the Redis run id this node last saw

@@ -209,21 +209,26 @@ return {n, tonumber(st[1] or '0'), tonumber(st[2] or '0'), tonumber(st[3] or '0'
   tonumber(st[5] or '0'), settle}
 ]==]
 
--- init: KEYS s, buyers, holds; ARGV initial, starts ms, ends ms, limit, paid (MySQL), force (0/1), the
--- highest entry sequence MySQL knows, then user id, paid units pairs (MySQL). The entry counter (seq)
--- never restarts below what Redis or MySQL has seen (an order id is never handed out twice). Creates
--- the product's state when absent (or, force, rebuilds it after Redis lost data): remaining = initial
--- - paid - holds still live in Redis (never below 0), buyers = paid per user + live holds; ver
--- restarts above any version handed out before (the clock in microseconds); paused cleared.
--- -> {remaining, ver, paused, created (0/1)}
+-- init: KEYS s, buyers, holds; ARGV initial, starts ms, ends ms, limit, force (0/1), the highest
+-- entry sequence MySQL knows, then (order id, user id) of every order MySQL has PAID. The entry
+-- counter (seq) never restarts below what Redis or MySQL has seen (an order id is never handed out
+-- twice). Creates the product's state when absent (or, force, rebuilds it after Redis lost data):
+-- remaining = initial - paid - holds still live in Redis (never below 0), buyers = paid per user +
+-- live holds; ver restarts above any version handed out before (the clock in microseconds); paused
+-- cleared. A pay may finish between the caller's read of MySQL and this script: a hold PAID here
+-- that MySQL did not list is paid all the same, and a PAYING hold MySQL lists counts once, as held
+-- (its pay_done, or the settle's, moves it to paid). A HELD hold MySQL lists (Redis lost its pay)
+-- counts as both: its expiry gives back the held one. -> {remaining, ver, paused, created (0/1)}
 _M.init = [==[
 local s = KEYS[1]
 local st = redis.call('HMGET', s, 'remaining', 'ver', 'paused', 'seq')
-local seq = math.max(tonumber(st[4] or '0'), tonumber(ARGV[7]))
-if ARGV[6] ~= '1' and st[1] then
+local seq = math.max(tonumber(st[4] or '0'), tonumber(ARGV[6]))
+if ARGV[5] ~= '1' and st[1] then
   if seq > tonumber(st[4] or '0') then redis.call('HSET', s, 'seq', seq) end
   return {tonumber(st[1]), tonumber(st[2]), tonumber(st[3]), 0}
 end
+local paid_by = {}
+for i = 7, #ARGV, 2 do paid_by[ARGV[i]] = ARGV[i + 1] end
 local held, buyers = 0, {}
 local all = redis.call('HGETALL', KEYS[3])
 for i = 1, #all, 2 do
@@ -231,12 +236,18 @@ for i = 1, #all, 2 do
   if state == 'HELD' or state == 'PAYING' then
     held = held + 1
     buyers[uid] = (buyers[uid] or 0) + 1
+    if state == 'PAYING' then paid_by[all[i]] = nil end
+  elseif state == 'PAID' and not paid_by[all[i]] then
+    paid_by[all[i]] = uid
   end
 end
-for i = 8, #ARGV, 2 do buyers[ARGV[i]] = (buyers[ARGV[i]] or 0) + tonumber(ARGV[i + 1]) end
+local paid = 0
+for _, uid in pairs(paid_by) do
+  paid = paid + 1
+  buyers[uid] = (buyers[uid] or 0) + 1
+end
 redis.call('DEL', KEYS[2])
 for uid, n in pairs(buyers) do redis.call('HSET', KEYS[2], uid, n) end
-local paid = tonumber(ARGV[5])
 local remaining = tonumber(ARGV[1]) - paid - held
 if remaining < 0 then remaining = 0 end
 local t = redis.call('TIME')

@@ -16,6 +16,7 @@
 local socket = require "socket"
 local cjson = require "cjson.safe"
 local shop = require "spec.support.shop"
+local flash = require "spec.support.flash"
 local raw = require "spec.support.raw"
 
 local format = string.format
@@ -25,71 +26,12 @@ describe("flash purchase", function()
 
     local function call(...) return env:call(...) end
 
-    local function expect_error(res, status, code)
-        assert.equal(status, res.status, res.body)
-        assert.equal(code, res.json.error.code, res.body)
-        return res.json.error
-    end
+    local f = flash.new(function() return env, admin end)
+    local expect_error, product, entry, pay, cancel = f.expect_error, f.product, f.entry, f.pay, f.cancel
+    local view, state, count, wait_for = f.view, f.state, f.count, f.wait_for
 
     -- RFC 3339 in the business time zone, s seconds from now
-    local function at(s)
-        return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(socket.gettime() + s + 9 * 3600)) .. "+09:00"
-    end
-
-    local pn = 0
-    local function product(over)
-        pn = pn + 1
-        local body = { name = format("한정 %d %s", pn, env.run), description = "선착순", price = 5000, type = "FLASH",
-            stock = 3, sale_starts_at = at(-5), sale_ends_at = at(3600), per_user_limit = 1 }
-        for k, v in pairs(over or {}) do body[k] = v end
-        local res = call("POST", "/api/products", { token = admin.token, json = body })
-        assert.equal(201, res.status, res.body)
-        return res.json
-    end
-
-    local function entry(token, pid, opts)
-        opts = opts or {}
-        return call("POST", "/api/flash/products/{id}/entry", { path = "/api/flash/products/" .. pid .. "/entry",
-            token = token, headers = opts.headers, body = opts.body, server = opts.server })
-    end
-
-    local function pay(token, oid, opts)
-        opts = opts or {}
-        return call("POST", "/api/flash/orders/{id}/pay", { path = "/api/flash/orders/" .. oid .. "/pay",
-            token = token, headers = opts.headers, body = opts.body, server = opts.server })
-    end
-
-    local function cancel(token, oid)
-        return call("POST", "/api/flash/orders/{id}/cancel", { path = "/api/flash/orders/" .. oid .. "/cancel",
-            token = token })
-    end
-
-    local function view(pid)
-        local res = call("GET", "/api/flash/products/{id}", { path = "/api/flash/products/" .. pid })
-        assert.equal(200, res.status, res.body)
-        return res.json
-    end
-
-    -- the product's counters in Redis
-    local function state(pid)
-        local t = assert(env.redis:call("HGETALL", "{p:" .. pid .. "}:s"))
-        local s = {}
-        for i = 1, #t, 2 do s[t[i]] = tonumber(t[i + 1]) end
-        return s
-    end
-
-    local function count(sql)
-        return tonumber(env:sql(sql)[1][1])
-    end
-
-    local function wait_for(what, fn, seconds, last)
-        local deadline = socket.gettime() + (seconds or 10)
-        while socket.gettime() < deadline do
-            if fn() then return end
-            socket.sleep(0.05)
-        end
-        error("timed out waiting for " .. what .. (last and (": " .. tostring(last())) or ""))
-    end
+    local at = shop.at
 
     lazy_setup(function()
         env = shop.setup("fcfs_flash_spec", { workers = 2 }, { hold_seconds = 2, flash_sweep_interval = 0.2,
@@ -166,13 +108,19 @@ describe("flash purchase", function()
             assert.equal("SOLD_OUT", view(p.id).state)
         end)
 
-        it("answers 503 SALE_PAUSED while the product's stock is being rebuilt", function()
+        it("answers 503 SALE_PAUSED while the product's stock is being rebuilt; then the sweeper reopens it",
+            function()
             local p = product()
             view(p.id)
-            env.redis:call("HSET", "{p:" .. p.id .. "}:s", "paused", "1")
+            local t = "{p:" .. p.id .. "}"
+            env.redis:call("SET", t .. ":rb", "spec", "PX", 10000) -- a rebuild in progress somewhere
+            env.redis:call("HSET", t .. ":s", "paused", "1")
             local e = expect_error(entry(a.token, p.id), 503, "SALE_PAUSED")
             assert.is_string(e.message)
             assert.equal(3, state(p.id).remaining)
+            env.redis:call("DEL", t .. ":rb") -- that builder died: the sweepers take over
+            wait_for("the rebuild", function() return state(p.id).paused == 0 end, 5)
+            assert.equal(201, entry(a.token, p.id).status)
         end)
 
         it("404 PRODUCT_NOT_FOUND for a product that is not FLASH", function()
@@ -594,31 +542,13 @@ describe("flash purchase", function()
 
     describe("when Redis loses its last writes", function()
         it("pauses, rebuilds the stock from MySQL and never oversells; every paid order stays in MySQL", function()
-            local r = env.redis
             local p = product({ stock = 4, per_user_limit = 10 })
-            local function buy()
-                local e = entry(a.token, p.id)
-                if e.status ~= 201 then return e end
-                return pay(a.token, e.json.order_id)
-            end
-            -- the disk: an AOF written on every command, copied after the first payment
-            assert(r:call("CONFIG", "SET", "appendfsync", "always"))
-            assert(r:call("CONFIG", "SET", "appendonly", "yes"))
-            wait_for("the AOF rewrite", function()
-                return r:info("aof_rewrite_in_progress") == 0 and r:info("aof_rewrite_scheduled") == 0
-                    and r:info("aof_enabled") == 1
+            local function buy() return f.buy(a.token, p.id) end
+            -- "the last second": two more payments the AOF copy lacks
+            f.losing_writes(function() assert.equal(200, buy().status) end, function()
+                assert.equal(200, buy().status)
+                assert.equal(200, buy().status)
             end)
-            assert.equal(200, buy().status)
-            local shell = require "spec.support.shell"
-            local dir = r.dir
-            assert(shell.sh(format("cp -r %s/appendonlydir %s/aof.copy", dir, dir)) == 0)
-            -- "the last second": two more payments the copy lacks
-            assert.equal(200, buy().status)
-            assert.equal(200, buy().status)
-            r:kill9()
-            assert(shell.sh(format("rm -rf %s/appendonlydir && mv %s/aof.copy %s/appendonlydir && "
-                .. "printf 'appendonly yes\\nappendfsync always\\n' >> %s/redis.conf", dir, dir, dir, dir)) == 0)
-            r:restart()
             local s = state(p.id) -- what the copy remembers (3 left), unless the rebuild was quicker
             assert.is_true(s.remaining == 3 or s.remaining == 1, tostring(s.remaining))
             wait_for("the stock rebuilt from MySQL", function() return state(p.id).remaining == 1 end, 10)

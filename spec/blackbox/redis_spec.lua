@@ -169,7 +169,8 @@ app:get("/numbers", function(req)
     local key = req:arg("key")
     local o = {}
     for name, n in pairs({ p53 = 2 ^ 53, n15 = 123456789012345, neg = -9007199254740991,
-        tenth = 0.1, half = 1.5, big = 1e15 + 1 }) do
+        tenth = 0.1, half = 1.5, big = 1e15 + 1, zero = 0, negzero = -0.0, nine = 9, ten = 10,
+        minus_one = -1 }) do
         check(redis.call("SET", key .. ":" .. name, n))
         o[name] = check(redis.call("GET", key .. ":" .. name))
     end
@@ -224,6 +225,16 @@ app:get("/types", function(req)
     check(redis.call("SET", k .. ":bin", bin))
     local got = check(redis.call("GET", k .. ":bin"))
     o.binary_roundtrip = got == bin and #got == #bin
+    -- commands are formatted by hand into the connection's buffer: a 90 KB binary value (past
+    -- the 32 KB early flush) and 102 arguments (numbers among them) arrive byte for byte
+    local big = string.rep("x\0\r\n$3\r\n", 10000)
+    check(redis.call("SET", k .. ":big", big))
+    o.big_roundtrip = check(redis.call("GET", k .. ":big")) == big
+    local args = { "RPUSH", k .. ":many" }
+    for i = 1, 100 do args[#args + 1] = i % 2 == 0 and i or ("s" .. i) end
+    o.many = check(redis.call(unpack(args)))
+    o.many_ends = check(redis.call("LRANGE", k .. ":many", 0, 0))[1] .. ","
+        .. check(redis.call("LINDEX", k .. ":many", -1))
     local v, err = redis.call("LPUSH", k, "x")
     o.wrongtype = { v == nil, err }
     v, err = redis.call("NOSUCHCMD", k)
@@ -531,6 +542,7 @@ describe("host.redis", function()
         assert.same({
             p53 = "9007199254740992", n15 = "123456789012345", neg = "-9007199254740991",
             tenth = "0.1", half = "1.5", big = "1000000000000001",
+            zero = "0", negzero = "0", nine = "9", ten = "10", minus_one = "-1",
             incr = 1099511627776, run = 1125899906842624,
         }, b)
     end)
@@ -567,6 +579,9 @@ describe("host.redis", function()
         assert.same({ { "1-1", { "f", "v", "g", "w" } }, { "2-1", { "h", "x" } } }, b.nested)
         assert.same({ type = "table", len = 0, is_null = false }, b.empty_array)
         assert.is_true(b.binary_roundtrip)
+        assert.is_true(b.big_roundtrip)
+        assert.equal(100, b.many)
+        assert.equal("s1,100", b.many_ends)
         assert.equal(true, b.wrongtype[1])
         assert.matches("^WRONGTYPE Operation against a key holding the wrong kind of value", b.wrongtype[2])
         assert.equal(true, b.unknown[1])

@@ -162,7 +162,7 @@ static void on_res(void *arg, redisReply *reply, const char *err) {
 }
 
 static void res_clear(res_t *r) {
-  if (r->reply) freeReplyObject(r->reply);
+  if (r->reply) fcfs_redis_reply_free(r->reply);
   memset(r, 0, sizeof *r);
 }
 
@@ -256,6 +256,109 @@ static void test_basics(fcfs_redis_t *r) {
         "2 MB binary value round trip");
   free(val);
   res_clear(&a), res_clear(&b);
+}
+
+/* Commands are formatted as RESP by hand (redis.c): every argument must
+ * reach the server byte for byte, whatever its length or content. A wrong
+ * length, count or terminator desynchronises the connection (the server
+ * waits for more bytes or answers a protocol error): these checks fail. */
+#define NECHO 24
+static void test_encoding(fcfs_redis_t *r) {
+  /* every digit-count boundary of a bulk length, 0 bytes to 1 MB, past the
+   * 32 KB early flush with more commands queued behind in the same turn;
+   * 47..49: the edge of a reply string kept inside its block */
+  static const size_t lens[NECHO] = {0,     1,     2,     9,     10,    11,    47,     48,
+                                     49,    99,    100,   101,   999,   1000,  1001,   9999,
+                                     10000, 32767, 32768, 32769, 40000, 99999, 100000, 1000000};
+  size_t maxl = lens[NECHO - 1];
+  char *buf = malloc(maxl);
+  for (size_t i = 0; i < maxl; i++)
+    buf[i] = (char)((i * 7 + 13) % 256); /* every byte value, NUL, CR and LF included */
+  memcpy(buf, "\r\n\0$3\r\n*1", 9);      /* what a RESP reader would stumble on */
+  static res_t e[NECHO];
+  fcfs_redis_conn_t *sc = fcfs_redis_shared(r);
+  int sent = 0;
+  for (int k = 0; k < NECHO; k++) {
+    const char *argv[2] = {"ECHO", buf};
+    size_t al[2] = {4, lens[k]};
+    memset(&e[k], 0, sizeof e[k]);
+    sent += fcfs_redis_conn_command_argv(sc, 2, argv, al, 5, on_res, &e[k], NULL) == 0;
+  }
+  res_t a, b, d, f;
+  SEND_ON(sc, &a, "PING");
+  run_until(&a.done, 10000);
+  int exact = 0;
+  for (int k = 0; k < NECHO; k++) {
+    exact += e[k].reply && e[k].reply->type == REDIS_REPLY_STRING && e[k].reply->len == lens[k] &&
+             !memcmp(e[k].reply->str, buf, lens[k]);
+    res_clear(&e[k]);
+  }
+  CHECK(sent == NECHO && exact == NECHO && is_str(a.reply, REDIS_REPLY_STATUS, "PONG"),
+        "ECHO of binary arguments of 0 B to 1 MB (every length-digit boundary) byte-exact");
+  res_clear(&a);
+  free(buf);
+
+  /* a key and a value with NUL, CR and LF; an empty key and value: read back
+   * by another client (hiredis' own formatting) */
+  const char key[] = "t:\0\r\nk\r", val[] = "\r\n\0\r\n";
+  const char *av[3] = {"SET", key, val};
+  size_t al[3] = {3, sizeof key - 1, sizeof val - 1};
+  const char *ev[3] = {"SET", "", ""};
+  size_t el[3] = {3, 0, 0};
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  fcfs_redis_conn_command_argv(sc, 3, av, al, 0, on_res, &a, NULL);
+  fcfs_redis_conn_command_argv(sc, 3, ev, el, 0, on_res, &b, NULL);
+  run_until(&b.done, 3000);
+  redisReply *hv = helper_cmd("GET %b", key, sizeof key - 1);
+  redisReply *he = helper_cmd("EXISTS %b", "", (size_t)0);
+  redisReply *hl = helper_cmd("STRLEN %b", "", (size_t)0);
+  CHECK(is_str(a.reply, REDIS_REPLY_STATUS, "OK") && hv && hv->type == REDIS_REPLY_STRING &&
+            hv->len == sizeof val - 1 && !memcmp(hv->str, val, hv->len),
+        "a key and value with NUL, CR, LF arrive byte for byte");
+  CHECK(is_str(b.reply, REDIS_REPLY_STATUS, "OK") && he && he->integer == 1 && hl &&
+            hl->type == REDIS_REPLY_INTEGER && hl->integer == 0,
+        "an empty key with an empty value");
+  if (hv) freeReplyObject(hv);
+  if (he) freeReplyObject(he);
+  if (hl) freeReplyObject(hl);
+  res_clear(&a), res_clear(&b);
+  SEND_ON(sc, &a, "DEL", "");
+  run_until(&a.done, 3000);
+  res_clear(&a);
+
+  /* many arguments, across the digit boundaries of the count */
+  static const int counts[] = {7, 8, 9, 97, 98, 99, 997, 998, 999, 4000};
+  static char vals[4000][8];
+  static const char *mv[4002];
+  static size_t ml[4002];
+  int good = 0;
+  for (int i = 0; i < 4000; i++)
+    snprintf(vals[i], sizeof vals[i], "v%d", i);
+  for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+    int n = counts[k];
+    mv[0] = "RPUSH";
+    ml[0] = 5;
+    mv[1] = "t:many";
+    ml[1] = 6;
+    for (int i = 0; i < n; i++) {
+      mv[i + 2] = vals[i];
+      ml[i + 2] = strlen(vals[i]);
+    }
+    memset(&a, 0, sizeof a);
+    SEND_ON(sc, &d, "DEL", "t:many");
+    fcfs_redis_conn_command_argv(sc, n + 2, mv, ml, 0, on_res, &a, NULL);
+    SEND_ON(sc, &f, "LINDEX", "t:many", "-1");
+    run_until(&f.done, 3000);
+    good += a.reply && a.reply->type == REDIS_REPLY_INTEGER && a.reply->integer == n &&
+            is_str(f.reply, REDIS_REPLY_STRING, vals[n - 1]);
+    res_clear(&a), res_clear(&d), res_clear(&f);
+  }
+  CHECK(good == (int)(sizeof counts / sizeof counts[0]),
+        "RPUSH of 9 to 4002 arguments (every count-digit boundary): all pushed, in order");
+  SEND_ON(sc, &a, "DEL", "t:many");
+  run_until(&a.done, 3000);
+  res_clear(&a);
 }
 
 #define NCONC 1000
@@ -378,8 +481,7 @@ static void test_pinned(fcfs_redis_t *r) {
             second->type == REDIS_REPLY_ARRAY && second->elements == 3 &&
             is_str(second->element[1], REDIS_REPLY_STRING, "t:ch2"),
         "SUBSCRIBE a b: second confirmation read with fcfs_redis_conn_read");
-  if (ready) freeReplyObject(ready);
-  b.reply = NULL;
+  fcfs_redis_reply_free(ready);
   res_clear(&a), res_clear(&b);
   memset(&f, 0, sizeof f);
   fcfs_redis_conn_read(c, 2, on_res, &f, NULL, &ready);
@@ -401,6 +503,29 @@ static void test_pinned(fcfs_redis_t *r) {
   CHECK(fcfs_redis_needs_pin(3, v1, l1) && fcfs_redis_needs_pin(8, v2, l2) &&
             !fcfs_redis_needs_pin(4, v3, l3) && !fcfs_redis_needs_pin(2, v4, l4),
         "fcfs_redis_needs_pin: blocking and XREAD BLOCK yes, XREAD STREAMS block / GET no");
+  /* every name of the list, in any case; neighbours that are not */
+  static const char *pin[] = {
+      "multi",      "Exec",       "discard",    "WATCH",       "unwatch",      "brpop",
+      "BRPOPLPUSH", "blmove",     "blmpop",     "bzpopmin",    "bzpopmax",     "bzmpop",
+      "subscribe",  "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe",
+      "monitor",    "select",     "auth",       "hello",       "reset",        "quit",
+      "wait",       "waitaof",    "readonly",   "readwrite",   "sync",         "psync"};
+  static const char *nopin[] = {"get",   "SET", "incr", "hget",  "lrange", "evalsha", "ping",
+                                "execx", "",    "mult", "authx", "client", "xadd",    "del"};
+  int yes = 0, no = 0;
+  for (size_t i = 0; i < sizeof pin / sizeof pin[0]; i++) {
+    size_t l = strlen(pin[i]);
+    yes += fcfs_redis_needs_pin(1, &pin[i], &l);
+  }
+  for (size_t i = 0; i < sizeof nopin / sizeof nopin[0]; i++) {
+    size_t l = strlen(nopin[i]);
+    no += !fcfs_redis_needs_pin(1, &nopin[i], &l);
+  }
+  const char *cs[] = {"client", "SetName", "x"};
+  size_t cl[] = {6, 7, 1};
+  CHECK(yes == (int)(sizeof pin / sizeof pin[0]) && no == (int)(sizeof nopin / sizeof nopin[0]) &&
+            fcfs_redis_needs_pin(3, cs, cl),
+        "fcfs_redis_needs_pin: every listed name in any case, CLIENT SETNAME; not GET, SET, ...");
 }
 
 static int kv_id = -1;
@@ -705,14 +830,20 @@ static void test_tcp(void) {
   fcfs_conf_t tc = conf;
   tc.redis = tcp_addr;
   fcfs_redis_t *t = fcfs_redis_new(&loop, &tc, NULL);
-  res_t a;
+  res_t a, b;
   CHECK(t && SEND(t, &a, "ECHO", "over tcp") == 0 && run_until(&a.done, 3000) &&
             is_str(a.reply, REDIS_REPLY_STRING, "over tcp"),
         "TCP connection");
   res_clear(&a);
+  if (t) SEND(t, &b, "EVAL", "return {'a', 'b', 'c'}", "0");
+  run_until(&b.done, 3000);
   int closed = 0;
   if (t) fcfs_redis_close(t, on_closed, &closed);
   run_until(&closed, 3000);
+  CHECK(closed && b.reply && b.reply->type == REDIS_REPLY_ARRAY && b.reply->elements == 3 &&
+            is_str(b.reply->element[0], REDIS_REPLY_STRING, "a"),
+        "a reply kept past the close of its pool stays readable (freed after it: ASan)");
+  res_clear(&b);
 }
 
 int main(void) {
@@ -755,6 +886,7 @@ int main(void) {
   res_clear(&first);
 
   test_basics(r);
+  test_encoding(r);
   test_concurrency(r);
   test_pinned(r);
   test_scripts(r);

@@ -28,6 +28,7 @@ static void check_req(const http_req_t *r) {
   CHECK(r->query && r->query[r->query_len] == '\0');
   CHECK(memchr(r->path, '?', r->path_len) == NULL);
   CHECK((r->body == NULL) == (r->body_len == 0));
+  CHECK(r->body == NULL || r->body[r->body_len] == '\0');
   CHECK(r->keep_alive == 0 || r->keep_alive == 1);
   CHECK(r->http_minor == 0 || r->http_minor == 1);
   for (size_t i = 0; i < r->nheaders; i++) {

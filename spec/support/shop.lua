@@ -14,6 +14,8 @@
 --   env:stop_all()                          -- e.g. downtime; env:start() brings servers back
 --   env:assert_no_errors()                  -- stops all: no server logged an unexpected error
 --   env:teardown()
+--   shop.setup(name, conf, app, { private_mysql = true })  -- on a mariadbd of its own, env.mysql
+--                                           -- (spec/support/db.lua db.private: env.mysql:stop(), :start())
 --
 -- Members are made through the real signup and login; only the mailed verification (and the admin
 -- role, which no public route grants) are set in MySQL directly.
@@ -66,10 +68,15 @@ end
 local Env = {}
 Env.__index = Env
 
-function shop.setup(dbname, conf, app)
-    db.fresh(dbname)
+function shop.setup(dbname, conf, app, opts)
     local env = setmetatable({ dbname = dbname, servers = {}, stopped = {}, n = 0,
         run = format("%x%x", os.time(), math.random(1, 0xffff)) }, Env)
+    if opts and opts.private_mysql then
+        env.mysql = db.private()
+        env.mysql:exec(format("CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", dbname))
+    else
+        db.fresh(dbname)
+    end
     env.redis = ctl.start()
     env.s = env:start(conf, app)
     local code, out = env.s:cli("migrate")
@@ -81,6 +88,9 @@ end
 function Env:start(conf, app)
     local c = { redis = self.redis.unix, mysql_database = self.dbname, mysql_wait_timeout = 5,
         shared_dicts = { revoked = "8m", catalog = "8m" } }
+    if self.mysql then
+        for k, v in pairs(self.mysql:conf()) do c[k] = v end
+    end
     for k, v in pairs(conf or {}) do c[k] = v end
     c.app = { lifecycle_interval = 0.1 }
     for k, v in pairs(app or {}) do c.app[k] = v end
@@ -107,10 +117,15 @@ end
 function Env:teardown()
     self:stop_all()
     if self.redis then self.redis:stop() end
-    db.query(format("DROP DATABASE IF EXISTS %s", self.dbname), false)
+    if self.mysql then
+        self.mysql:remove()
+    else
+        db.query(format("DROP DATABASE IF EXISTS %s", self.dbname), false)
+    end
 end
 
 function Env:sql(q)
+    if self.mysql then return self.mysql:exec(q, self.dbname) end
     return db.exec(q, self.dbname)
 end
 
