@@ -73,11 +73,24 @@ function _M.issue(uid, sid, role)
 end
 
 -- Tokens whose signature this VM has checked, with their claims: the HMAC and the parsing run
--- once per token, later requests only check the expiry and the revocation set. Bounded: the table
--- starts over when it holds VERIFIED_MAX tokens. Claims are shared by the requests of one token:
--- read-only for handlers.
-local VERIFIED_MAX = 10000
+-- once per token, later requests only check the expiry and the revocation set. Claims are shared
+-- by the requests of one token: read-only for handlers. Bounded in two generations of
+-- _M.VERIFIED_MAX tokens: when the current one is full it becomes the previous one (the one before
+-- is dropped), and a token found in the previous generation moves into the current one. So a crowd
+-- of up to VERIFIED_MAX members clicking again and again has each token checked once however many
+-- one-off tokens pass meanwhile (a single table starting over when full checked the whole crowd
+-- again after each start), and at most 2 x VERIFIED_MAX tokens are held.
+_M.VERIFIED_MAX = 10000
 local verified, revoked_keys, nverified = {}, {}, 0
+local previous, previous_keys = {}, {}
+
+local function remember_token(token, claims, rkey)
+    if nverified >= _M.VERIFIED_MAX then
+        previous, previous_keys = verified, revoked_keys
+        verified, revoked_keys, nverified = {}, {}, 0
+    end
+    verified[token], revoked_keys[token], nverified = claims, rkey, nverified + 1
+end
 
 local function parse(token)
     local dot = find(token, ".", 1, true)
@@ -89,8 +102,7 @@ local function parse(token)
     local uid, sid, role, exp = match(payload or "", "^at1:(%d+):(%d+):(%u+):(%d+)$")
     if not uid then return nil, "malformed" end
     local claims = { uid = tonumber(uid), sid = tonumber(sid), role = role, exp = tonumber(exp) }
-    if nverified >= VERIFIED_MAX then verified, revoked_keys, nverified = {}, {}, 0 end
-    verified[token], revoked_keys[token], nverified = claims, "s:" .. sid, nverified + 1
+    remember_token(token, claims, "s:" .. sid)
     return claims
 end
 
@@ -100,8 +112,13 @@ function _M.verify(token)
     if type(token) ~= "string" or #token > 512 then return nil, "malformed" end
     local claims, why = verified[token]
     if not claims then
-        claims, why = parse(token)
-        if not claims then return nil, why end
+        claims = previous[token]
+        if claims then
+            remember_token(token, claims, previous_keys[token])
+        else
+            claims, why = parse(token)
+            if not claims then return nil, why end
+        end
     end
     if claims.exp <= host.now() then return nil, "expired" end
     if revoked_dict():get(revoked_keys[token]) then return nil, "revoked" end

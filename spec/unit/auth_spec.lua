@@ -74,6 +74,57 @@ describe("lib.auth", function()
         end)
     end)
 
+    describe("the verified-token cache", function()
+        local saved_max, saved_verify
+
+        before_each(function()
+            saved_max, saved_verify = auth.VERIFIED_MAX, host.crypto.hmac_verify
+        end)
+
+        after_each(function()
+            auth.VERIFIED_MAX, host.crypto.hmac_verify = saved_max, saved_verify
+        end)
+
+        it("checks each signature of a repeating crowd once, while one-off tokens turn the generations over",
+            function()
+            auth.VERIFIED_MAX = 4
+            local crowd = {}
+            for i = 1, 3 do crowd[i] = auth.issue(1000 + i, 2000 + i, "USER") end
+            local checks = 0
+            host.crypto.hmac_verify = function(...)
+                checks = checks + 1
+                return saved_verify(...)
+            end
+            for round = 1, 6 do
+                for i = 1, #crowd do
+                    assert.equal(1000 + i, assert(auth.verify(crowd[i])).uid)
+                end
+                assert(auth.verify((auth.issue(5000 + round, 6000 + round, "USER"))))
+            end
+            -- 3 + 6: a single table starting over when full checked the crowd again after each start
+            assert.equal(#crowd + 6, checks)
+            -- a token moved across generations is still checked for revocation and expiry
+            host.shared.revoked:set("s:2003", true, 900)
+            assert.same({ nil, "revoked" }, { auth.verify(crowd[3]) })
+            helper.clock = helper.clock + 901
+            assert.same({ nil, "expired" }, { auth.verify(crowd[1]) })
+        end)
+
+        it("forgets the tokens of two generations ago (bounded memory)", function()
+            auth.VERIFIED_MAX = 2
+            local first = auth.issue(3001, 4001, "USER")
+            assert(auth.verify(first))
+            for i = 1, 4 do assert(auth.verify((auth.issue(3001 + i, 4001 + i, "USER")))) end
+            local checks = 0
+            host.crypto.hmac_verify = function(...)
+                checks = checks + 1
+                return saved_verify(...)
+            end
+            assert(auth.verify(first))
+            assert.equal(1, checks)
+        end)
+    end)
+
     describe("route access", function()
         local function handler(req) return { json = { uid = req.auth.uid } } end
 
