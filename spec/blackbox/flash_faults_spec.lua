@@ -200,11 +200,7 @@ describe("flash purchase under faults", function()
             socket.sleep(1) -- further sweeps put nothing more back
             local s = state(p.id)
             assert.same({ 2, 1, 0, 1 }, { s.initial, s.remaining, s.held, s.paid })
-            local again
-            wait_for("the gates to reopen", function()
-                again = entry(b.token, p.id)
-                return again.status == 201
-            end, 3, function() return again.body end)
+            f.entry_when_open(b.token, p.id)
             expect_error(entry(admin.token, p.id), 409, "OUT_OF_STOCK")
             assert.matches("initial 2, remaining 0, held 1, paid 1", reconcile(p.id), 1, true)
         end)

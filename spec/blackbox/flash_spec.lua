@@ -188,11 +188,7 @@ describe("flash purchase", function()
             assert.same({ 1, 0, 0 }, { s.remaining, s.held, s.paid })
             expect_error(pay(a.token, oid), 409, "NOT_PAYMENT_PENDING")
             -- the other server's gate reopens through the published release (or its next sweep)
-            local again
-            wait_for("the gate to reopen", function()
-                again = entry(a.token, p.id)
-                return again.status == 201
-            end, 3, function() return again.body end)
+            local again = f.entry_when_open(a.token, p.id)
             assert.equal(200, pay(a.token, again.json.order_id).status)
             assert.equal(0, count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d AND state = 'PAID'", oid)))
         end)
@@ -248,11 +244,7 @@ describe("flash purchase", function()
             assert.same({ 1, 0, 0 }, { s.remaining, s.held, s.paid })
             assert.equal("FAILED", env:sql(format("SELECT state FROM flash_orders WHERE id = %d", oid))[1][1])
             -- every gate reopens through the published release (or its next sweep)
-            local again
-            wait_for("the gate to reopen", function()
-                again = entry(b.token, p.id)
-                return again.status == 201
-            end, 3, function() return again.body end)
+            f.entry_when_open(b.token, p.id)
         end)
 
         it("marks paid in Redis a hold MySQL recorded whose pay died before telling Redis", function()
@@ -289,11 +281,7 @@ describe("flash purchase", function()
             assert.equal(200, res.status, res.body)
             local s = state(p.id)
             assert.same({ 2, 1, 0, 1 }, { s.initial, s.remaining, s.held, s.paid })
-            local again
-            wait_for("the gates to reopen", function()
-                again = entry(b.token, p.id)
-                return again.status == 201
-            end, 3, function() return again.body end)
+            f.entry_when_open(b.token, p.id)
             local code, out = env.s:cli { "run", env.s.lua_dir .. "/cli/reconcile.lua", tostring(p.id) }
             assert.equal(0, code, out)
             assert.matches("initial 2, remaining 0, held 1, paid 1", out, 1, true)

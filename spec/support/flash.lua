@@ -12,6 +12,8 @@
 --   f.expect_error(res, status, code)      -- asserts the error response, answers its error object
 --   f.wait_for(what, fn [, seconds [, last]])  -- until fn() is truthy, or raises (with last())
 --   f.buy(token, pid)                      -- entry, then its pay: the pay's response (or the entry's)
+--   f.entry_when_open(token, pid)          -- entries until one gets 201 (every gate reopened: a unit
+--       came back through the published release or a sweep), or raises after 3 s: that 201
 --   f.losing_writes(keep, lose [, meanwhile])  -- Redis with an AOF written on every command; keep()
 --       runs, the AOF is copied, lose() runs; then Redis is killed -9, meanwhile() runs, and Redis
 --       restarts from the copy: it comes back without what lose() wrote (its "last second")
@@ -97,6 +99,15 @@ function flash.new(get)
         local e = f.entry(token, pid)
         if e.status ~= 201 then return e end
         return f.pay(token, e.json.order_id)
+    end
+
+    function f.entry_when_open(token, pid)
+        local res
+        f.wait_for("the gates to reopen", function()
+            res = f.entry(token, pid)
+            return res.status == 201
+        end, 3, function() return res.body end)
+        return res
     end
 
     function f.losing_writes(keep, lose, meanwhile)
