@@ -91,6 +91,15 @@ host.crypto = {
     token = function() helper.tokens = helper.tokens + 1 return "tok" .. helper.tokens end,
 }
 function host.crypto.hmac_verify(msg, tag) return host.crypto.hmac(msg) == tag end
+function host.crypto.hmac_open(signed)
+    local dot = signed:find(".", 1, true)
+    if not dot then return nil, "malformed" end
+    local body = signed:sub(1, dot - 1)
+    if host.crypto.hmac(body) ~= signed:sub(dot + 1) then return nil, "forged" end
+    local msg = host.crypto.b64url_decode(body)
+    if not msg then return nil, "malformed" end
+    return msg
+end
 
 -- host.shared stand-in: dicts whose entries expire against helper.clock.
 local Dict = {}
