@@ -331,7 +331,7 @@ local function entry(req)
     if ikey == nil and gate.sold_out(pid) then return refusal(req, "OUT_OF_STOCK") end
     local keys = entry_keys_of(pid)
     local now = redis_now_ms()
-    local args = { uid, format("%d", now), format("%d", now + hold_ms()), pid }
+    local args = { uid, now, now + hold_ms(), pid } -- integers: the Redis client writes their digits
     if ikey ~= nil then
         keys = { keys[1], keys[2], keys[3], ikey }
         args[5], args[6] = hash, idem_ttl_ms()
