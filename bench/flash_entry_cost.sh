@@ -19,8 +19,9 @@ N1=${N1:-1000}
 N2=${N2:-3000}
 command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 2; }
 bench_init
+# (Redis timeouts long: a run under valgrind on a busy machine is slow, and a timeout fails the run)
 shop_start "shared_dicts = { revoked = \"8m\", limits = \"4m\", catalog = \"8m\" }" \
-  "app = { flash_sweep_interval = 3600, hold_seconds = 3600 }"
+  "app = { flash_sweep_interval = 3600, hold_seconds = 3600 }" "redis_timeout = 30" "redis_connect_timeout = 30"
 TOKENS=$BENCH_TMP/tokens.txt
 bench_run "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_tokens.lua $((2 * N2)) 1000000 "$TOKENS" >&2
 sold_pid=$(flash_product 0)
