@@ -343,15 +343,20 @@ shop_start() {
 
 shop_sql() { mariadb --no-defaults --socket="$SHOP_SVC/mysql/mysql.sock" -u"$(id -un)" "$SHOP_DB" -N -e "$1"; }
 
-# flash_product UNITS -> the id of a FLASH product (shop_start's shop) on sale since a minute ago, for
-# an hour, limit 1 per member, its Redis state created (the first GET inits it) so no entry waits
-# for MySQL
+# shop_product TYPE STOCK -> the id of a new product (NORMAL or FLASH) with STOCK units, on sale since a
+# minute ago for a day, limit 1 per member (inserted in MySQL: no admin token needed)
+shop_product() {
+  shop_sql "INSERT INTO products (name, description, price, type, stock, sale_starts_at, sale_ends_at,
+    per_user_limit, created_at, updated_at) VALUES ('bench $1 $(date +%s%N)', 'bench', 10000, '$1', $2,
+    UTC_TIMESTAMP(3) - INTERVAL 1 MINUTE, UTC_TIMESTAMP(3) + INTERVAL 1 DAY, 1, UTC_TIMESTAMP(3),
+    UTC_TIMESTAMP(3)); SELECT LAST_INSERT_ID()"
+}
+
+# flash_product UNITS -> the id of a FLASH product on sale (shop_product), its Redis state created
+# (the first GET inits it) so no entry waits for MySQL
 flash_product() {
   local id
-  id=$(shop_sql "INSERT INTO products (name, description, price, type, stock, sale_starts_at, sale_ends_at,
-    per_user_limit, created_at, updated_at) VALUES ('bench flash $(date +%s%N)', 'bench', 10000, 'FLASH', $1,
-    UTC_TIMESTAMP(3) - INTERVAL 1 MINUTE, UTC_TIMESTAMP(3) + INTERVAL 1 HOUR, 1, UTC_TIMESTAMP(3),
-    UTC_TIMESTAMP(3)); SELECT LAST_INSERT_ID()")
+  id=$(shop_product FLASH "$1")
   curl -fsS -o /dev/null "$FCFS_URL/api/flash/products/$id"
   echo "$id"
 }
