@@ -25,13 +25,6 @@
  * started yet), so a cancelled request never frees memory a pool thread is
  * using. The pool threads lower their own priority
  * (nice 10) so the loops win the CPU while hashes run.
- *
- * HMAC-SHA256 (hmac(), the access tokens' tags): from the key's two blocks
- * hashed once at load; on a CPU with the SHA extensions (x86-64 SHA-NI,
- * checked at load) the compression runs on them -- libsodium's portable
- * SHA-256 took about 5,000 instructions a block, and a member's first
- * request hashes two -- else libsodium's. The same HMAC either way
- * (spec/c/test_crypto.c compares it with libsodium's at every length).
  */
 #include "crypto.h"
 
@@ -45,12 +38,6 @@
 
 #include <sodium.h>
 #include <uv.h>
-
-#if defined(__x86_64__)
-#include <cpuid.h>
-#include <immintrin.h>
-#define HAVE_SHA_NI_CODE 1
-#endif
 
 #define KEY_BYTES 32
 #define SECRET_FILE_MAX (64 * 1024)
@@ -71,12 +58,9 @@ struct fcfs_crypto_s {
   unsigned char token[KEY_BYTES];
   crypto_auth_hmacsha256_state token_state; /* HMAC keyed once: a tag hashes only the message */
   int has_blind, has_token;
-  int sha_ni; /* the CPU has the SHA extensions: sha256_ni() computes the HMAC */
   unsigned long long ops;
   size_t mem; /* bytes */
 };
-
-static int cpu_has_sha_ni(void);
 
 struct fcfs_pw_op_s {
   uv_work_t req;
@@ -279,7 +263,6 @@ fcfs_crypto_t *fcfs_crypto_new(const fcfs_conf_t *conf, char *err, size_t errlen
       parse_key(conf, TOKEN_KEY, values[TOKEN_KEY], c->token, &c->has_token, err, errlen) != 0)
     goto done;
   if (c->has_token) crypto_auth_hmacsha256_init(&c->token_state, c->token, KEY_BYTES);
-  c->sha_ni = cpu_has_sha_ni();
   rc = 0;
 done:
   if (file) {
@@ -347,108 +330,9 @@ int fcfs_crypto_blind(const fcfs_crypto_t *c, const unsigned char *s, size_t len
   return 0;
 }
 
-/* ---- SHA-256 on the SHA extensions ------------------------------------------------ */
-
-#ifdef HAVE_SHA_NI_CODE
-static int cpu_has_sha_ni(void) {
-  unsigned a, b, cx, d;
-  if (!__get_cpuid(1, &a, &b, &cx, &d) || !(cx & bit_SSSE3) || !(cx & bit_SSE4_1)) return 0;
-  if (!__get_cpuid_count(7, 0, &a, &b, &cx, &d)) return 0;
-  return (b & bit_SHA) != 0;
-}
-
-static const uint32_t SHA256_K[64] __attribute__((aligned(16))) = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
-/* The SHA-256 compression of n 64-byte blocks into st (the chaining value as 8 words, a, b, ...,
- * h): four rounds per sha256rnds2 pair, the message schedule by sha256msg1/msg2 four words at a
- * time. */
-__attribute__((target("sha,sse4.1,ssse3"))) static void
-sha256_ni(uint32_t st[8], const unsigned char *p, size_t n) {
-  const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bll, 0x0405060700010203ll);
-  __m128i t = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&st[0]), 0xb1);  /* c d a b */
-  __m128i s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&st[4]), 0x1b); /* e f g h */
-  __m128i s0 = _mm_alignr_epi8(t, s1, 8);                                         /* a b e f */
-  s1 = _mm_blend_epi16(s1, t, 0xf0);                                              /* c d g h */
-  for (; n > 0; n--, p += 64) {
-    __m128i abef = s0, cdgh = s1, w[4], m;
-    for (int g = 0; g < 16; g++) { /* rounds 4g .. 4g + 3 */
-      if (g < 4) w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * g)), bswap);
-      m = _mm_add_epi32(w[g & 3], _mm_load_si128((const __m128i *)&SHA256_K[4 * g]));
-      s1 = _mm_sha256rnds2_epu32(s1, s0, m);
-      if (g >= 3 && g < 15) /* words 4g + 4 .. 4g + 7 */
-        w[(g + 1) & 3] = _mm_sha256msg2_epu32(
-            _mm_add_epi32(w[(g + 1) & 3], _mm_alignr_epi8(w[g & 3], w[(g - 1) & 3], 4)), w[g & 3]);
-      s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(m, 0x0e));
-      if (g >= 1 && g < 13) w[(g - 1) & 3] = _mm_sha256msg1_epu32(w[(g - 1) & 3], w[g & 3]);
-    }
-    s0 = _mm_add_epi32(s0, abef);
-    s1 = _mm_add_epi32(s1, cdgh);
-  }
-  t = _mm_shuffle_epi32(s0, 0x1b);                                   /* f e b a */
-  s1 = _mm_shuffle_epi32(s1, 0xb1);                                  /* d c h g */
-  _mm_storeu_si128((__m128i *)&st[0], _mm_blend_epi16(t, s1, 0xf0)); /* d c b a */
-  _mm_storeu_si128((__m128i *)&st[4], _mm_alignr_epi8(s1, t, 8));    /* h g f e */
-}
-
-static void put_be32(unsigned char *p, uint32_t v) {
-  p[0] = (unsigned char)(v >> 24);
-  p[1] = (unsigned char)(v >> 16);
-  p[2] = (unsigned char)(v >> 8);
-  p[3] = (unsigned char)v;
-}
-
-/* The tag from the keyed state's two chaining values (after the key's ipad and opad blocks): the
- * message's full blocks, its last block padded (one or two), then the outer block over the inner
- * hash. */
-static void hmac_sha_ni(const fcfs_crypto_t *c, const unsigned char *msg, size_t len,
-                        unsigned char tag[FCFS_HMAC_BYTES]) {
-  uint32_t st[8];
-  unsigned char last[128];
-  memcpy(st, c->token_state.ictx.state, sizeof st);
-  sha256_ni(st, msg, len / 64);
-  size_t rest = len % 64, blocks = rest + 9 <= 64 ? 1 : 2;
-  memset(last, 0, sizeof last);
-  memcpy(last, msg + len - rest, rest);
-  last[rest] = 0x80;
-  uint64_t bits = (64 + (uint64_t)len) * 8; /* the ipad block counts */
-  put_be32(last + 64 * blocks - 8, (uint32_t)(bits >> 32));
-  put_be32(last + 64 * blocks - 4, (uint32_t)bits);
-  sha256_ni(st, last, blocks);
-  memset(last, 0, 64);
-  for (int i = 0; i < 8; i++)
-    put_be32(last + 4 * i, st[i]);
-  last[32] = 0x80;
-  put_be32(last + 60, (64 + 32) * 8);
-  memcpy(st, c->token_state.octx.state, sizeof st);
-  sha256_ni(st, last, 1);
-  for (int i = 0; i < 8; i++)
-    put_be32(tag + 4 * i, st[i]);
-  sodium_memzero(st, sizeof st);
-  sodium_memzero(last, sizeof last);
-}
-#else
-static int cpu_has_sha_ni(void) {
-  return 0;
-}
-#endif
-
 int fcfs_crypto_hmac(const fcfs_crypto_t *c, const unsigned char *msg, size_t len,
                      unsigned char tag[FCFS_HMAC_BYTES]) {
   if (!c->has_token) return -1;
-#ifdef HAVE_SHA_NI_CODE
-  if (c->sha_ni) {
-    hmac_sha_ni(c, msg, len, tag);
-    return 0;
-  }
-#endif
   /* from the keyed state: the key's two blocks are not hashed again for every tag (an access token
    * is checked once per token and worker, a new member's first request included) */
   crypto_auth_hmacsha256_state st = c->token_state;

@@ -174,9 +174,8 @@ static void test_blind_hmac(void) {
 }
 
 /* The tag is HMAC-SHA256 under the token key at every message length, the same on every call (it
- * starts from a state keyed once at load: each call must copy it, never use it up) -- computed on
- * the SHA extensions where the CPU has them (crypto.c), so every length from 0 to 200 (one, two and
- * more blocks, the padding in the last block or in one of its own). */
+ * starts from a state keyed once at load: each call must copy it, never use it up), at every length
+ * from 0 to 200 (one, two and more blocks, the padding in the last block or in one of its own). */
 static void test_hmac_answers(void) {
   fcfs_crypto_t *a = keys(NULL, NULL, K2);
   EXPECT(a != NULL);
