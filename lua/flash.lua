@@ -227,7 +227,7 @@ end
 -- Idempotency-Key (records in Redis, in the product's slot, written by the script that acts)
 
 local function idem(req, uid, kind, pid)
-    local key = req.headers and req.headers["idempotency-key"]
+    local key = host.header(req, "idempotency-key")
     if key == nil then return "", nil end
     if #key < 1 or #key > 255 or find(key, "[^\33-\126]") then
         fail(400, "VALIDATION_FAILED", MSG.BAD_KEY, { ["Idempotency-Key"] = web.localize(req, MSG.BAD_KEY) })

@@ -35,7 +35,7 @@ local host = require "host"
 
 local type, error, pairs, tostring, setmetatable, getmetatable = type, error, pairs, tostring, setmetatable,
     getmetatable
-local xpcall, tonumber = xpcall, tonumber
+local xpcall, tonumber, rawget = xpcall, tonumber, rawget
 local char, find, gsub, lower, match, gmatch, sub = string.char, string.find, string.gsub, string.lower,
     string.match, string.gmatch, string.sub
 local traceback = debug.traceback
@@ -132,11 +132,10 @@ end
 
 -- web.lang(req) -> "ko" | "en": the supported language Accept-Language prefers (ko by default).
 local function lang(req)
-    local l = req._lang
+    local l = rawget(req, "_lang") -- not req._lang: a miss would call the request table's __index (C)
     if l then return l end
     l = "ko"
-    local headers = req.headers
-    local al = headers and headers["accept-language"]
+    local al = host.header(req, "accept-language")
     if al then
         local best = 0
         for tag, rest in gmatch(al, "%s*([^,;%s]+)([^,]*)") do
