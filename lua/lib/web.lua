@@ -39,7 +39,7 @@ local xpcall, tonumber, rawget = xpcall, tonumber, rawget
 local char, find, gsub, lower, match, gmatch, sub = string.char, string.find, string.gsub, string.lower,
     string.match, string.gmatch, string.sub
 local traceback = debug.traceback
-local encode, decode, quote = json.encode, json.decode, json.quote
+local encode, decode, quote, plain = json.encode, json.decode, json.quote, json.plain
 
 local JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
@@ -182,7 +182,11 @@ local function error_body(req, code, message, details)
     if details ~= nil then
         body = body .. ',"details":' .. encode(details)
     end
-    return body .. '},"request_id":' .. (id and quote(tostring(id)) or "null") .. "}"
+    if id == nil then return body .. '},"request_id":null}' end
+    id = tostring(id)
+    -- a plain id (the host's always are) is concatenated as it is: one string made, not two
+    if plain(id) then return body .. '},"request_id":"' .. id .. '"}' end
+    return body .. '},"request_id":' .. quote(id) .. "}"
 end
 _M.error_body = error_body
 
