@@ -337,7 +337,8 @@ int fcfs_request_header(void *vm, const char *name, size_t len, const char **val
     if (nl != len) continue;
     const char *n = h->headers[i].name;
     size_t j = 0;
-    while (j < len && (n[j] >= 'A' && n[j] <= 'Z' ? n[j] + 32 : n[j]) == name[j]) j++;
+    while (j < len && (n[j] >= 'A' && n[j] <= 'Z' ? n[j] + 32 : n[j]) == name[j])
+      j++;
     if (j < len) continue;
     if (found) return 2; /* repeated: req.headers joins the values */
     found = 1;
@@ -379,8 +380,7 @@ static const char header_chunk[] =
     "end\n";
 
 void fcfs_request_push_header_fn(lua_State *L) {
-  if (luaL_loadbuffer(L, header_chunk, sizeof(header_chunk) - 1, "=host.header") != 0)
-    lua_error(L);
+  if (luaL_loadbuffer(L, header_chunk, sizeof(header_chunk) - 1, "=host.header") != 0) lua_error(L);
   push_req_mt(L);
   lua_pushlightuserdata(L, fcfs_vm_of(L));
   lua_call(L, 2, 1);
