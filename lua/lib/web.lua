@@ -182,7 +182,7 @@ local function error_body(req, code, message, details)
     if details ~= nil then
         body = body .. ',"details":' .. encode(details)
     end
-    if id == nil then return body .. '},"request_id":null}' end
+    if not id then return body .. '},"request_id":null}' end
     id = tostring(id)
     -- a plain id (the host's always are) is concatenated as it is: one string made, not two
     if plain(id) then return body .. '},"request_id":"' .. id .. '"}' end
