@@ -226,7 +226,7 @@ end
 -- Idempotency-Key (records in Redis, in the product's slot, written by the script that acts)
 
 local function idem(req, uid, kind, pid)
-    local key = req.headers and req.headers["idempotency-key"]
+    local key = host.header(req, "idempotency-key")
     if key == nil then return "", nil end
     if #key < 1 or #key > 255 or find(key, "[^\33-\126]") then
         fail(400, "VALIDATION_FAILED", MSG.BAD_KEY, { ["Idempotency-Key"] = web.localize(req, MSG.BAD_KEY) })
@@ -316,10 +316,17 @@ local RETRY_HEADERS = { ["Content-Type"] = JSON_HEADERS["Content-Type"], ["Retry
 
 -- refusal(req, code [, details]) -> the error response of an entry refused with code: the bytes
 -- web.fail would answer, returned instead of raised (no error unwinding on the refusal paths,
--- which are the busy ones of a sale: the sold-out crowd, repeat clicks)
+-- which are the busy ones of a sale: the sold-out crowd, repeat clicks). The response is one table
+-- refilled at every refusal, not a new one (a table costs the sold-out click some 800
+-- instructions with its collection): the handler returns it at once and web.lua reads it before
+-- the request's coroutine can yield; nothing keeps it.
+local REFUSAL = {}
+
 local function refusal(req, code, details)
-    return { status = STATUS[code] or 500, headers = code == "SALE_PAUSED" and RETRY_HEADERS or JSON_HEADERS,
-        body = web.error_body(req, code, MSG[code] or MSG.REUSED, details) }
+    REFUSAL.status = STATUS[code] or 500
+    REFUSAL.headers = code == "SALE_PAUSED" and RETRY_HEADERS or JSON_HEADERS
+    REFUSAL.body = web.error_body(req, code, MSG[code] or MSG.REUSED, details)
+    return REFUSAL
 end
 
 local function entry(req)

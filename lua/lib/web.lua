@@ -35,11 +35,11 @@ local host = require "host"
 
 local type, error, pairs, tostring, setmetatable, getmetatable = type, error, pairs, tostring, setmetatable,
     getmetatable
-local xpcall, tonumber = xpcall, tonumber
+local xpcall, tonumber, rawget = xpcall, tonumber, rawget
 local char, find, gsub, lower, match, gmatch, sub = string.char, string.find, string.gsub, string.lower,
     string.match, string.gmatch, string.sub
 local traceback = debug.traceback
-local encode, decode, quote = json.encode, json.decode, json.quote
+local encode, decode, quote, plain = json.encode, json.decode, json.quote, json.plain
 
 local JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
@@ -132,11 +132,10 @@ end
 
 -- web.lang(req) -> "ko" | "en": the supported language Accept-Language prefers (ko by default).
 local function lang(req)
-    local l = req._lang
+    local l = rawget(req, "_lang") -- not req._lang: a miss would call the request table's __index (C)
     if l then return l end
     l = "ko"
-    local headers = req.headers
-    local al = headers and headers["accept-language"]
+    local al = host.header(req, "accept-language")
     if al then
         local best = 0
         for tag, rest in gmatch(al, "%s*([^,;%s]+)([^,]*)") do
@@ -183,7 +182,11 @@ local function error_body(req, code, message, details)
     if details ~= nil then
         body = body .. ',"details":' .. encode(details)
     end
-    return body .. '},"request_id":' .. (id and quote(tostring(id)) or "null") .. "}"
+    if not id then return body .. '},"request_id":null}' end
+    id = tostring(id)
+    -- a plain id (the host's always are) is concatenated as it is: one string made, not two
+    if plain(id) then return body .. '},"request_id":"' .. id .. '"}' end
+    return body .. '},"request_id":' .. quote(id) .. "}"
 end
 _M.error_body = error_body
 

@@ -4,7 +4,7 @@
 --
 -- Requiring it puts lua/ on package.path and installs package.loaded.host, a stand-in for the
 -- C module with the same fields (log, now, sleep, null, config, worker_id, worker_count,
--- generation, metrics_text, reload, timer, redis, mysql, crypto, shared.revoked). host.log records
+-- generation, metrics_text, reload, timer, redis, mysql, crypto, shared.revoked, header). host.log records
 -- its calls in helper.logs; helper.reset() clears the recording and restores the defaults. busted insulates every spec
 -- file, so each file gets a fresh copy.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
@@ -28,6 +28,10 @@ function host.log(level, ...)
 end
 
 function host.now() return helper.clock end
+function host.header(req, name)
+    local h = req.headers
+    return h and h[name]
+end
 function host.sleep() end
 function host.metrics_text() return helper.metrics end
 function host.reload() return helper.reload_result() end
