@@ -5,8 +5,8 @@
 -- Requiring it puts lua/ on package.path and installs package.loaded.host, a stand-in for the
 -- C module with the same fields (log, now, sleep, null, config, worker_id, worker_count,
 -- generation, metrics_text, reload, request_field, timer, redis, mysql, crypto, shared.revoked).
--- host.log records its calls in helper.logs; helper.reset() clears the recording and restores the defaults. busted insulates every spec
--- file, so each file gets a fresh copy.
+-- host.log records its calls in helper.logs; helper.reset() clears the recording and restores the
+-- defaults. busted insulates every spec file, so each file gets a fresh copy.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 
 local cjson = require "cjson"
