@@ -313,18 +313,35 @@ int fcfs_request_field(lua_State *L) {
   return 1;
 }
 
+/* The names of the fields set when a request table is made, kept in the
+ * array part of the metatable: a name is fetched, not interned anew. */
+enum { KEY_METHOD = 1, KEY_PATH, KEY_BODY };
+
 /* Push the request tables' metatable of L's VM, made on first use. */
 static void push_req_mt(lua_State *L) {
   lua_pushlightuserdata(L, &req_mt_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   if (!lua_isnil(L, -1)) return;
   lua_pop(L, 1);
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 3, 1);
   lua_pushcfunction(L, fcfs_request_field);
   lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, "method");
+  lua_rawseti(L, -2, KEY_METHOD);
+  lua_pushliteral(L, "path");
+  lua_rawseti(L, -2, KEY_PATH);
+  lua_pushliteral(L, "body");
+  lua_rawseti(L, -2, KEY_BODY);
   lua_pushlightuserdata(L, &req_mt_key);
   lua_pushvalue(L, -2);
   lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+/* Set field key (of the metatable on top) of the table below it to s. */
+static void set_field(lua_State *L, int key, const char *s, size_t len) {
+  lua_rawgeti(L, -1, key);
+  lua_pushlstring(L, s, len);
+  lua_rawset(L, -4);
 }
 
 /* Push r's request table on co: method, path and body; the rest on first
@@ -333,15 +350,10 @@ static void push_request(lua_State *co, const fcfs_request_t *r) {
   const http_req_t *h = r->http;
   /* room for what lib/web.lua and the handlers add (params, route, auth, ...) */
   lua_createtable(co, 0, 8);
-  lua_pushlstring(co, h->method, h->method_len);
-  lua_setfield(co, -2, "method");
-  lua_pushlstring(co, h->path, h->path_len);
-  lua_setfield(co, -2, "path");
-  if (h->body) {
-    lua_pushlstring(co, h->body, h->body_len);
-    lua_setfield(co, -2, "body");
-  }
   push_req_mt(co);
+  set_field(co, KEY_METHOD, h->method, h->method_len);
+  set_field(co, KEY_PATH, h->path, h->path_len);
+  if (h->body) set_field(co, KEY_BODY, h->body, h->body_len);
   lua_setmetatable(co, -2);
 }
 

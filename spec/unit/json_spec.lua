@@ -92,7 +92,7 @@ describe("lib.json", function()
             math.randomseed(12)
             for round = 1, 2000 do
                 local t = {}
-                for _ = 1, math.random(1, 6) do
+                for _ = 1, math.random(1, 10) do
                     local r = math.random()
                     local v = strings[math.random(#strings)]
                     if r < 0.4 then
