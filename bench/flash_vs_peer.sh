@@ -50,14 +50,11 @@ shop_start "redis = \"$redis\"" "shared_dicts = { revoked = \"8m\", limits = \"4
 export TOKENS=$BENCH_TMP/tokens.txt THREADS
 bench_run "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_tokens.lua "$TOKENS_N" 1000000 "$TOKENS" >&2
 
-# new_product UNITS -> the id of a FLASH product on sale since a minute ago, for an hour, limit 1 per
-# member, its Redis state created (the first GET inits it) so no entry waits for MySQL
+# new_product UNITS -> the id of a FLASH product on sale (shop_product), its Redis state created (the
+# first GET inits it) so no entry waits for MySQL
 new_product() {
   local id
-  id=$(shop_sql "INSERT INTO products (name, description, price, type, stock, sale_starts_at, sale_ends_at,
-    per_user_limit, created_at, updated_at) VALUES ('bench flash $(date +%s%N)', 'bench', 10000, 'FLASH', $1,
-    UTC_TIMESTAMP(3) - INTERVAL 1 MINUTE, UTC_TIMESTAMP(3) + INTERVAL 1 HOUR, 1, UTC_TIMESTAMP(3),
-    UTC_TIMESTAMP(3)); SELECT LAST_INSERT_ID()")
+  id=$(shop_product FLASH "$1")
   curl -fsS -o /dev/null "$FCFS_URL/api/flash/products/$id"
   echo "$id"
 }

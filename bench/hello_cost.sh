@@ -90,14 +90,8 @@ if ((SHOP)); then
   shop_services
   FCFS_WORKERS=1 start
   "$FCFS_BIN" -c "$FCFS_CONF" migrate >&2
-  product() { # product TYPE STOCK -> the id of a product on sale since a minute ago, for a day
-    shop_sql "INSERT INTO products (name, description, price, type, stock, sale_starts_at, sale_ends_at,
-      per_user_limit, created_at, updated_at) VALUES ('bench $1', 'bench', 10000, '$1', $2,
-      UTC_TIMESTAMP(3) - INTERVAL 1 MINUTE, UTC_TIMESTAMP(3) + INTERVAL 1 DAY, 1, UTC_TIMESTAMP(3),
-      UTC_TIMESTAMP(3)); SELECT LAST_INSERT_ID()"
-  }
-  stock_pid=$(product NORMAL 1000000)
-  sold_pid=$(product FLASH 0)
+  stock_pid=$(shop_product NORMAL 1000000)
+  sold_pid=$(shop_product FLASH 0)
   (cd "$BENCH_ROOT" && "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_tokens.lua "$CROWD" 1 "$BENCH_TMP/crowd.txt")
   fcfs_stop
   { echo "tokens_file = \"$BENCH_TMP/crowd.txt\""; cat "$BENCH_ROOT/bench/flash_entry.lua"; } >"$BENCH_TMP/crowd.lua"

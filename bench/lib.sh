@@ -343,6 +343,15 @@ shop_start() {
 
 shop_sql() { mariadb --no-defaults --socket="$SHOP_SVC/mysql/mysql.sock" -u"$(id -un)" "$SHOP_DB" -N -e "$1"; }
 
+# shop_product TYPE STOCK -> the id of a new product (NORMAL or FLASH) with STOCK units, on sale since a
+# minute ago for a day, limit 1 per member (inserted in MySQL: no admin token needed)
+shop_product() {
+  shop_sql "INSERT INTO products (name, description, price, type, stock, sale_starts_at, sale_ends_at,
+    per_user_limit, created_at, updated_at) VALUES ('bench $1 $(date +%s%N)', 'bench', 10000, '$1', $2,
+    UTC_TIMESTAMP(3) - INTERVAL 1 MINUTE, UTC_TIMESTAMP(3) + INTERVAL 1 DAY, 1, UTC_TIMESTAMP(3),
+    UTC_TIMESTAMP(3)); SELECT LAST_INSERT_ID()"
+}
+
 # flash_setup N UNITS OPENS_IN TOKENS_FILE: bench/flash_setup.lua on the shop of shop_start (N members
 # with their tokens in TOKENS_FILE, a FLASH product of UNITS units opening OPENS_IN s from now).
 # Sets FLASH_PID and FLASH_OPENS_AT (epoch seconds).
