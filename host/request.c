@@ -2,8 +2,8 @@
  *
  * fcfs_request_start() builds the request table (method, path, body; query,
  * headers, request_id, remote_addr and admin found on first use by the
- * metatable's __index, fcfs_request_field) and runs app:serve(req) (or app:handle(req), vm.h)
- * as a task of the VM. The task's end comes back through request_hooks: the
+ * metatable's __index, fcfs_request_field) and runs app:serve(req) (or
+ * app:handle(req), vm.h) as a task of the VM. The task's end comes back through request_hooks: the
  * handler's results (status, body, headers, route) -- or app:handle_error's
  * after a raise, given a request table built anew -- are read and checked
  * here and handed to the server through r->ops; a Lua error otherwise is a
@@ -115,7 +115,8 @@ static int frozen_headers(lua_State *L, int idx, headers_t *h) {
     lua_pop(L, 2);
   } else {
     lua_pop(L, 1);
-    lua_getfield(L, -1, "__fcfs_headers");
+    lua_pushliteral(L, "__fcfs_headers");
+    lua_rawget(L, -2); /* raw: any table may come here, and its metatable run nothing */
     if (!lua_istable(L, -1)) {
       lua_pop(L, 2);
       return 0;
