@@ -256,7 +256,7 @@ fi
 lost=$((paid_200 - found + dup_200))
 orphans=$(shop_sql "SELECT COUNT(*) FROM order_items i LEFT JOIN flash_orders f ON f.order_id = i.order_id \
   AND f.state = 'PAID' WHERE i.product_id = $pid AND f.id IS NULL")
-leaked=$(rcli HVALS "{p:$pid}:holds" | grep -cE '^(HELD|PAYING)\|' || true)
+leaked=$(rcli HVALS "{p:$pid}:s" | grep -cE '^(HELD|PAYING)\|' || true)
 rec=$(cd "$BENCH_ROOT" && "$FCFS_BIN" -c "$FCFS_CONF" run lua/cli/reconcile.lua "$pid" 2>&1) && rec_ok=OK || rec_ok=FAILED
 echo "# reconcile: $rec"
 ready=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$FCFS_URL/readyz" || true)

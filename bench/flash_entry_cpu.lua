@@ -1,7 +1,7 @@
 -- bench/flash_entry_cpu.lua: the CPU time of the flash entry's Lua, in process (run with `fcfs run`,
 -- not part of the app; bench/flash_vs_peer.sh runs it after the comparison).
 --
---   fcfs -c CONF run bench/flash_entry_cpu.lua SOLD_PID BUY_PID TOKENS_FILE [N]
+--   fcfs -c CONF run bench/flash_entry_cpu.lua SOLD_PID BUY_PID TOKENS_FILE [N [buy]]
 --
 -- Hands N requests (default 20000) at a time straight to the app's handler, the way the host does
 -- for POST /api/flash/products/:id/entry: to SOLD_PID (stock 0: the stock gate's answer) by N
@@ -10,13 +10,16 @@
 -- at a time) by the next N members. Prints the process CPU time per request (os.clock: no HTTP, no
 -- socket, not the Redis server's time), which a busy machine disturbs far less than req/s:
 --   CPU sold_new_us=.. sold_again_us=.. buy_us=.. (Lua + Redis client, per entry)
+-- With "buy" after N, only the buy path (the members of lines N + 1 .. 2N): bench/flash_entry_cost.sh
+-- counts its instructions under callgrind.
 local host = require "host"
 local app = require "app"
 
-local sold, buy, file, n = tonumber((...)), tonumber((select(2, ...))), select(3, ...), tonumber((select(4, ...)))
+local sold, buy, file, n, only = tonumber((...)), tonumber((select(2, ...))), select(3, ...),
+    tonumber((select(4, ...))), select(5, ...)
 n = n or 20000
 if not (sold and buy and file) then
-    io.stderr:write("usage: fcfs -c CONF run bench/flash_entry_cpu.lua SOLD_PID BUY_PID TOKENS_FILE [N]\n")
+    io.stderr:write("usage: fcfs -c CONF run bench/flash_entry_cpu.lua SOLD_PID BUY_PID TOKENS_FILE [N [buy]]\n")
     return 2
 end
 local tokens = {}
@@ -40,6 +43,10 @@ local function measure(pid, from, want, crowd)
     return (clock() - t0) * 1e6 / n
 end
 
+if only == "buy" then
+    print(("CPU buy_us=%.2f n=%d (in process: Lua + Redis client, per entry)"):format(measure(buy, n + 1, 201, n), n))
+    return 0
+end
 local s1 = measure(sold, 1, 409, n)
 measure(sold, 1, 409, 1000) -- the crowd's tokens into the cache
 local s2 = measure(sold, 1, 409, 1000)

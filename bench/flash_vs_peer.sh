@@ -50,15 +50,7 @@ shop_start "redis = \"$redis\"" "shared_dicts = { revoked = \"8m\", limits = \"4
 export TOKENS=$BENCH_TMP/tokens.txt THREADS
 bench_run "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_tokens.lua "$TOKENS_N" 1000000 "$TOKENS" >&2
 
-# new_product UNITS -> the id of a FLASH product on sale (shop_product), its Redis state created (the
-# first GET inits it) so no entry waits for MySQL
-new_product() {
-  local id
-  id=$(shop_product FLASH "$1")
-  curl -fsS -o /dev/null "$FCFS_URL/api/flash/products/$id"
-  echo "$id"
-}
-sold_pid=$(new_product 0)
+sold_pid=$(flash_product 0)
 buy_pid=
 
 declare -A url=(
@@ -80,13 +72,12 @@ declare -A wrk_script=(
 # the target's state is set up afresh
 before_run() {
   if [[ -n $buy_pid ]]; then
-    rcli unlink "{p:$buy_pid}:s" "{p:$buy_pid}:buyers" "{p:$buy_pid}:holds" "{p:$buy_pid}:dl" \
-      "{p:$buy_pid}:ev" >/dev/null
+    rcli unlink "{p:$buy_pid}:s" "{p:$buy_pid}:dl" "{p:$buy_pid}:ev" >/dev/null
     buy_pid=
   fi
   case $1 in
     fcfs_buy)
-      buy_pid=$(new_product "$UNITS")
+      buy_pid=$(flash_product "$UNITS")
       url[fcfs_buy]=$FCFS_URL/api/flash/products/$buy_pid/entry ;;
     peer_buy) rcli unlink buyers:1 orders:stream >/dev/null; rcli mset stock:1 "$UNITS" open:1 1 >/dev/null ;;
     peer_sold) rcli unlink buyers:1 orders:stream >/dev/null; rcli mset stock:1 0 open:1 1 >/dev/null ;;

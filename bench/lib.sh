@@ -352,6 +352,15 @@ shop_product() {
     UTC_TIMESTAMP(3)); SELECT LAST_INSERT_ID()"
 }
 
+# flash_product UNITS -> the id of a FLASH product on sale (shop_product), its Redis state created
+# (the first GET inits it) so no entry waits for MySQL
+flash_product() {
+  local id
+  id=$(shop_product FLASH "$1")
+  curl -fsS -o /dev/null "$FCFS_URL/api/flash/products/$id"
+  echo "$id"
+}
+
 # flash_setup N UNITS OPENS_IN TOKENS_FILE: bench/flash_setup.lua on the shop of shop_start (N members
 # with their tokens in TOKENS_FILE, a FLASH product of UNITS units opening OPENS_IN s from now).
 # Sets FLASH_PID and FLASH_OPENS_AT (epoch seconds).

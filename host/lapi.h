@@ -5,6 +5,8 @@
 #include <lua.h>
 
 int fcfs_lapi_host_open(lua_State *L);
+/* host.now(): the wall clock in seconds, to the millisecond (exported for the FFI). */
+double fcfs_host_now(void);
 
 /* Push host.shared (lapi_shared.c): name -> dictionary of the region
  * (fcfs_shm_dicts; NULL gives an empty table). */

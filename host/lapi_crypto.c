@@ -8,6 +8,8 @@
  *   blind(s)                      -> 64 hex digits, keyed BLAKE2b (equality lookups)
  *   hmac(msg)                     -> HMAC-SHA256 tag under the token key, base64url (43 chars)
  *   hmac_verify(msg, tag)         -> boolean (tag as hmac returns it; constant time)
+ *   hmac_open(body .. "." .. tag) -> the message body encodes (base64url) when tag = hmac(body)
+ *                                    | nil, "malformed"/"forged"
  *   random(n)                     -> n random bytes (1..65536)
  *   token([n])                    -> base64url of n random bytes (default 32)
  *   equal(a, b)                   -> boolean, constant time for equal lengths
@@ -22,6 +24,7 @@
  */
 #include <lauxlib.h>
 #include <sodium.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "crypto.h"
@@ -38,25 +41,74 @@ static unsigned char *scratch(lua_State *L, size_t n) {
   return lua_newuserdata(L, n ? n : 1);
 }
 
+/* base64url without padding (RFC 4648 §5), by arithmetic rather than libsodium's constant-time
+ * codec: what passes here is not secret (access tokens, their tags, list cursors) and a member's
+ * first request decodes its token (libsodium took about 50 instructions a character). The keys
+ * (crypto.c) keep libsodium's. */
+static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* Characters b64url_encode writes for len bytes. */
+#define B64URL_LEN(len) ((len) / 3 * 4 + ((len) % 3 ? (len) % 3 + 1 : 0))
+
+static void b64url_encode(char *out, const unsigned char *in, size_t len) {
+  size_t i = 0;
+  for (; i + 3 <= len; i += 3, out += 4) {
+    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+    out[0] = B64URL[v >> 18];
+    out[1] = B64URL[v >> 12 & 63];
+    out[2] = B64URL[v >> 6 & 63];
+    out[3] = B64URL[v & 63];
+  }
+  if (i < len) {
+    uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0);
+    out[0] = B64URL[v >> 18];
+    out[1] = B64URL[v >> 12 & 63];
+    if (i + 1 < len) out[2] = B64URL[v >> 6 & 63];
+  }
+}
+
 static void push_b64url(lua_State *L, const unsigned char *bin, size_t len) {
-  size_t n = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-  char *out = (char *)scratch(L, n);
-  sodium_bin2base64(out, n, bin, len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-  lua_pushlstring(L, out, n - 1);
-  lua_remove(L, -2);
+  char small[64];
+  size_t n = B64URL_LEN(len);
+  char *out = n <= sizeof small ? small : (char *)scratch(L, n);
+  b64url_encode(out, bin, len);
+  lua_pushlstring(L, out, n);
+  if (out != small) lua_remove(L, -2);
 }
 
 /* Room b64url_decode needs for len characters. */
 #define B64URL_ROOM(len) ((len) / 4 * 3 + 3)
 
+static int b64url_value(unsigned char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '-') return 62;
+  if (c == '_') return 63;
+  return -1;
+}
+
 /* Decode url-safe base64 without padding into out (B64URL_ROOM(len) bytes); -1 when s is not
- * canonical base64url. */
+ * canonical base64url (a character outside the alphabet, padding, a length of 4k + 1, or bits set
+ * past the last byte). */
 static int b64url_decode(unsigned char *out, const char *s, size_t len, size_t *outlen) {
-  const char *end;
-  if (sodium_base642bin(out, B64URL_ROOM(len), s, len, NULL, outlen, &end,
-                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-      end != s + len)
-    return -1;
+  if (len % 4 == 1) return -1;
+  const unsigned char *u = (const unsigned char *)s;
+  size_t o = 0;
+  for (size_t i = 0; i < len; i += 4) {
+    size_t k = len - i < 4 ? len - i : 4;
+    int32_t v = 0;
+    for (size_t j = 0; j < 4; j++) {
+      int c = j < k ? b64url_value(u[i + j]) : 0;
+      if (c < 0) return -1;
+      v = v << 6 | c;
+    }
+    out[o++] = (unsigned char)(v >> 16);
+    if (k > 2) out[o++] = (unsigned char)(v >> 8);
+    if (k > 3) out[o++] = (unsigned char)v;
+    if ((k == 2 && (v & 0xffff)) || (k == 3 && (v & 0xff))) return -1;
+  }
+  *outlen = o;
   return 0;
 }
 
@@ -172,17 +224,42 @@ static int c_hmac(lua_State *L) {
 }
 
 /* A tag's length in base64url (no padding): 43. */
-#define TAG_CHARS                                                                                  \
-  (sodium_base64_ENCODED_LEN(FCFS_HMAC_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING) - 1)
+#define TAG_CHARS B64URL_LEN(FCFS_HMAC_BYTES)
 
 static int c_hmac_verify(lua_State *L) {
-  size_t len, n;
-  unsigned char tag[FCFS_HMAC_BYTES], bin[B64URL_ROOM(TAG_CHARS)];
+  size_t len;
+  unsigned char tag[FCFS_HMAC_BYTES];
+  char text[TAG_CHARS];
   const char *given = luaL_checklstring(L, 2, &len);
   hmac_of(L, tag);
-  /* decoded on the C stack (no scratch userdata: this runs for every new access token) */
-  lua_pushboolean(L, len == TAG_CHARS && b64url_decode(bin, given, len, &n) == 0 &&
-                         n == FCFS_HMAC_BYTES && crypto_verify_32(bin, tag) == 0);
+  /* the tag computed here, encoded, against the one given (constant time): only the canonical
+   * encoding of the right tag matches; on the C stack (this runs for every new access token) */
+  b64url_encode(text, tag, sizeof tag);
+  lua_pushboolean(L, len == TAG_CHARS && sodium_memcmp(text, given, TAG_CHARS) == 0);
+  return 1;
+}
+
+/* hmac_open(signed): signed = body .. "." .. hmac(body), body = b64url(msg) -- the form of an
+ * access token (lib/auth.lua) -> msg | nil, "malformed" (no dot, or a body that is not base64url) |
+ * nil, "forged" (the tag is not the body's). The tag is checked (constant time) before the body is
+ * decoded; one call, on the C stack for bodies up to 512 characters: a member's first request
+ * runs it. */
+static int c_hmac_open(lua_State *L) {
+  size_t len, n;
+  const char *s = luaL_checklstring(L, 1, &len);
+  const char *dot = memchr(s, '.', len);
+  if (dot == NULL) return nil_err(L, "malformed");
+  size_t blen = (size_t)(dot - s);
+  unsigned char tag[FCFS_HMAC_BYTES], small[B64URL_ROOM(512)];
+  char text[TAG_CHARS];
+  if (fcfs_crypto_hmac(self(L), (const unsigned char *)s, blen, tag) != 0)
+    return luaL_error(L, "host.crypto.hmac_open: no token key configured (FCFS_SECRET_TOKEN_KEY)");
+  b64url_encode(text, tag, sizeof tag);
+  if (len - blen - 1 != TAG_CHARS || sodium_memcmp(text, dot + 1, TAG_CHARS) != 0)
+    return nil_err(L, "forged");
+  unsigned char *out = B64URL_ROOM(blen) <= sizeof small ? small : scratch(L, B64URL_ROOM(blen));
+  if (b64url_decode(out, s, blen, &n) != 0) return nil_err(L, "malformed");
+  lua_pushlstring(L, (const char *)out, n);
   return 1;
 }
 
@@ -257,6 +334,7 @@ void fcfs_lapi_crypto_open(lua_State *L, const fcfs_crypto_t *c) {
                                  {"blind", c_blind},
                                  {"hmac", c_hmac},
                                  {"hmac_verify", c_hmac_verify},
+                                 {"hmac_open", c_hmac_open},
                                  {"random", c_random},
                                  {"token", c_token},
                                  {"equal", c_equal},

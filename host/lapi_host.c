@@ -2,7 +2,9 @@
  * facade between Lua and the C host (Kong's PDK in spirit).
  *
  *   host.log(level, ...)          error log, with the request's id and line
- *   host.now()                    wall clock, seconds (float)
+ *   host.now()                    wall clock, seconds (float; an FFI call under LuaJIT)
+ *   host.header(req, name)        req.headers[name] (name lowercase), read without building
+ *                                 req.headers when it can (request.c, FFI)
  *   host.sleep(s)                 yields the task (timer.c)
  *   host.timer.at/every/pending   timers (timer.c)
  *   host.null                     JSON null / SQL NULL / Redis nil (lightuserdata NULL)
@@ -69,12 +71,26 @@ static int host_log(lua_State *L) {
   return 0;
 }
 
-static int host_now(lua_State *L) {
+/* host.now()'s clock, exported for LuaJIT's FFI (now_chunk): seconds, to the millisecond. */
+double fcfs_host_now(void) {
   struct timeval tv;
   gettimeofday(&tv, NULL);
-  lua_pushnumber(L, (double)tv.tv_sec + (double)(tv.tv_usec / 1000) / 1000.0);
+  return (double)tv.tv_sec + (double)(tv.tv_usec / 1000) / 1000.0;
+}
+
+static int host_now(lua_State *L) {
+  lua_pushnumber(L, fcfs_host_now());
   return 1;
 }
+
+/* Called with the host table: host.now becomes an FFI call (a compiled
+ * trace runs through it instead of stopping at a C API function). */
+static const char now_chunk[] = "local host = ...\n"
+                                "local ok, ffi = pcall(require, 'ffi')\n"
+                                "if not ok then return end\n"
+                                "pcall(ffi.cdef, 'double fcfs_host_now(void);')\n"
+                                "local C = ffi.C\n"
+                                "host.now = function() return C.fcfs_host_now() end\n";
 
 static int host_time_left(lua_State *L) {
   fcfs_task_t *t = fcfs_task_current(L);
@@ -152,6 +168,11 @@ int fcfs_lapi_host_open(lua_State *L) {
                                  {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, fns);
+  if (luaL_loadbuffer(L, now_chunk, sizeof(now_chunk) - 1, "=host.now") != 0) lua_error(L);
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 0);
+  fcfs_request_push_header_fn(L);
+  lua_setfield(L, -2, "header");
   fcfs_lapi_timer_open(L);
   lua_setfield(L, -2, "timer");
   fcfs_lapi_tcp_open(L);

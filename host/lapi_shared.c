@@ -16,6 +16,8 @@
  * so a string larger than the stack buffer is fetched again into a buffer
  * of the right size.
  *
+ * Under LuaJIT, get is an FFI call (ffi_chunk below).
+ *
  * Ownership: an object is a userdata holding a pointer into the shm
  * segment, which stays mapped for the life of the process (longer than any
  * VM).
@@ -159,6 +161,41 @@ static int dict_tostring(lua_State *L) {
   return 1;
 }
 
+/* Called with (the methods, name -> dictionary object, name -> its pointer):
+ * under LuaJIT, get becomes an FFI call of fcfs_shared_get, so that a
+ * compiled trace runs through it (no Lua C API call); a call it cannot
+ * answer the same way (not one of these objects, a key that is not a
+ * string, a string value longer than its buffer) goes to the C API one.
+ * Must match shared.h. */
+static const char ffi_chunk[] =
+    "local methods, dicts, ptrs = ...\n"
+    "local ok, ffi = pcall(require, 'ffi')\n"
+    "if not ok then return end\n"
+    "local type, pairs = type, pairs\n"
+    "pcall(ffi.cdef, [[\n"
+    "typedef struct { int type; double num; const char *str; size_t len; } fcfs_shared_value_t;\n"
+    "const char *fcfs_shared_get(void *d, const char *key, size_t klen, fcfs_shared_value_t *out,\n"
+    "                            char *buf, size_t cap);\n"
+    "]])\n"
+    "local C, str = ffi.C, ffi.string\n"
+    "local CAP = 1024\n"
+    "local v, buf = ffi.new('fcfs_shared_value_t[1]'), ffi.new('char[?]', CAP)\n"
+    "local at = {}\n"
+    "for name, d in pairs(dicts) do at[d] = ffi.cast('void *', ptrs[name]) end\n"
+    "local c_get = methods.get\n"
+    "function methods.get(d, key)\n"
+    "  local p = at[d]\n"
+    "  if p == nil or type(key) ~= 'string' then return c_get(d, key) end\n"
+    "  local err = C.fcfs_shared_get(p, key, #key, v, buf, CAP)\n"
+    "  if err ~= nil then return nil, str(err) end\n"
+    "  local t = v[0].type\n"
+    "  if t == 0 then return nil end\n"
+    "  if t == 2 then return v[0].num end\n"
+    "  if t == 3 then return v[0].num ~= 0 end\n"
+    "  if v[0].str == nil then return c_get(d, key) end\n"
+    "  return str(v[0].str, v[0].len)\n"
+    "end\n";
+
 void fcfs_lapi_shared_open(lua_State *L, void *region) {
   static const luaL_Reg methods[] = {{"get", dict_get},
                                      {"set", dict_set},
@@ -178,12 +215,22 @@ void fcfs_lapi_shared_open(lua_State *L, void *region) {
     lua_setfield(L, -2, "__metatable");
   }
   lua_newtable(L);
+  lua_newtable(L); /* name -> pointer, for ffi_chunk */
   fcfs_shared_dict_t *d;
   for (int i = 0; (d = fcfs_shared_at(region, i)) != NULL; i++) {
     *(fcfs_shared_dict_t **)lua_newuserdata(L, sizeof(d)) = d;
-    lua_pushvalue(L, -3);
+    lua_pushvalue(L, -4);
     lua_setmetatable(L, -2);
+    lua_setfield(L, -3, fcfs_shared_name(d));
+    lua_pushlightuserdata(L, d);
     lua_setfield(L, -2, fcfs_shared_name(d));
   }
+  /* metatable, dicts, pointers */
+  if (luaL_loadbuffer(L, ffi_chunk, sizeof(ffi_chunk) - 1, "=host.shared") != 0) lua_error(L);
+  lua_getfield(L, -4, "__index");
+  lua_pushvalue(L, -4);
+  lua_pushvalue(L, -4);
+  lua_call(L, 3, 0);
+  lua_pop(L, 1);     /* the pointers */
   lua_remove(L, -2); /* the metatable */
 }

@@ -396,3 +396,72 @@ const char *fcfs_request_line(const fcfs_request_t *r, char *buf, size_t cap) {
            h->http_minor);
   return buf;
 }
+
+/* ---- one request header, without req.headers ------------------------------- */
+
+int fcfs_request_header(void *vm, const char *name, size_t len, const char **value,
+                        size_t *value_len) {
+  /* req_index's keys: names cut to 127 bytes, lowercased */
+  if (vm == NULL || name == NULL || len == 0 || len > 127 || value == NULL || value_len == NULL)
+    return -1;
+  fcfs_task_t *t = fcfs_task_current(fcfs_vm_state(vm));
+  const fcfs_request_t *r = t ? fcfs_task_request(t) : NULL;
+  if (r == NULL || r->http == NULL) return -1;
+  const http_req_t *h = r->http;
+  int found = 0;
+  for (size_t i = 0; i < h->nheaders; i++) {
+    size_t nl = h->headers[i].name_len < 128 ? h->headers[i].name_len : 127;
+    if (nl != len) continue;
+    const char *n = h->headers[i].name;
+    size_t j = 0;
+    while (j < len && (n[j] >= 'A' && n[j] <= 'Z' ? n[j] + 32 : n[j]) == name[j])
+      j++;
+    if (j < len) continue;
+    if (found) return 2; /* repeated: req.headers joins the values */
+    found = 1;
+    *value = h->headers[i].value;
+    *value_len = h->headers[i].value_len;
+  }
+  return found;
+}
+
+/* host.header(req, name): the chunk gets the request tables' metatable and
+ * the VM. Under LuaJIT the lookup is an FFI call of fcfs_request_header;
+ * every case it does not answer (a table whose headers were built or set, a
+ * table not made by the host -- whose metatable is neither the host's nor
+ * one marked __fcfs_request, lib/web.lua's for the host's tables --, a
+ * repeated header, no running request) reads
+ * req.headers, so the answer is always req.headers[name]'s. */
+static const char header_chunk[] =
+    "local req_mt, vm = ...\n"
+    "local rawget, getmetatable, type = rawget, getmetatable, type\n"
+    "local function slow(req, name)\n"
+    "  local h = req.headers\n"
+    "  return h and h[name]\n"
+    "end\n"
+    "local ok, ffi = pcall(require, 'ffi')\n"
+    "if not ok then return slow end\n"
+    "pcall(ffi.cdef, [[\n"
+    "int fcfs_request_header(void *vm, const char *name, size_t len, const char **value,\n"
+    "                        size_t *value_len);\n"
+    "]])\n"
+    "local C, str = ffi.C, ffi.string\n"
+    "vm = ffi.cast('void *', vm)\n"
+    "local val, vlen = ffi.new('const char *[1]'), ffi.new('size_t[1]')\n"
+    "return function(req, name)\n"
+    "  local mt = getmetatable(req)\n"
+    "  if type(name) == 'string' and rawget(req, 'headers') == nil\n"
+    "     and (mt == req_mt or (mt and rawget(mt, '__fcfs_request'))) then\n"
+    "    local rc = C.fcfs_request_header(vm, name, #name, val, vlen)\n"
+    "    if rc == 1 then return str(val[0], vlen[0]) end\n"
+    "    if rc == 0 then return nil end\n"
+    "  end\n"
+    "  return slow(req, name)\n"
+    "end\n";
+
+void fcfs_request_push_header_fn(lua_State *L) {
+  if (luaL_loadbuffer(L, header_chunk, sizeof(header_chunk) - 1, "=host.header") != 0) lua_error(L);
+  push_req_mt(L);
+  lua_pushlightuserdata(L, fcfs_vm_of(L));
+  lua_call(L, 2, 1);
+}

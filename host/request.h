@@ -80,4 +80,16 @@ static inline void fcfs_request_fail(fcfs_request_t *r, int status, const char *
   r->ops->fail(r, status, reason);
 }
 
+/* The value of the header called name (lowercase: a key of req.headers) of
+ * the request whose task runs on vm, for LuaJIT's FFI (host.header): 1 and
+ * the value (into the request's buffer: valid while its task runs), 0 when
+ * it has no such header, 2 when it has several (req.headers joins them),
+ * -1 when no request runs on vm or name cannot be a key of req.headers. */
+int fcfs_request_header(void *vm, const char *name, size_t len, const char **value,
+                        size_t *value_len);
+/* Push host.header(req, name), which answers req.headers[name] without
+ * building req.headers when it can (fcfs_request_header). */
+struct lua_State;
+void fcfs_request_push_header_fn(struct lua_State *L);
+
 #endif

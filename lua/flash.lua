@@ -99,8 +99,7 @@ end })
 
 local function keys_of(pid)
     local t = "{p:" .. pid .. "}"
-    return { s = t .. ":s", buyers = t .. ":buyers", holds = t .. ":holds", dl = t .. ":dl", ev = t .. ":ev",
-        tag = t }
+    return { s = t .. ":s", dl = t .. ":dl", ev = t .. ":ev", tag = t }
 end
 _M.keys_of = keys_of
 
@@ -112,7 +111,7 @@ local function entry_keys_of(pid)
     local keys = entry_keys[pid]
     if keys then return keys end
     local k = keys_of(pid)
-    keys = { k.s, k.buyers, k.holds, k.dl, k.ev }
+    keys = { k.s, k.dl, k.ev }
     nentry_keys = nentry_keys + 1
     if nentry_keys > 10000 then entry_keys, nentry_keys = {}, 1 end
     entry_keys[pid] = keys
@@ -197,7 +196,7 @@ local function init(pid, force)
         args[#args + 1] = rows[i].user_id
     end
     local k = keys_of(pid)
-    local r = run(S.init, { k.s, k.buyers, k.holds }, args)
+    local r = run(S.init, { k.s }, args)
     check(host.redis.call("SADD", LIVE_KEY, pid))
     live_exp = 0
     set_gate(pid, r[1], r[2], r[3])
@@ -227,7 +226,7 @@ end
 -- Idempotency-Key (records in Redis, in the product's slot, written by the script that acts)
 
 local function idem(req, uid, kind, pid)
-    local key = req.headers and req.headers["idempotency-key"]
+    local key = host.header(req, "idempotency-key")
     if key == nil then return "", nil end
     if #key < 1 or #key > 255 or find(key, "[^\33-\126]") then
         fail(400, "VALIDATION_FAILED", MSG.BAD_KEY, { ["Idempotency-Key"] = web.localize(req, MSG.BAD_KEY) })
@@ -256,12 +255,13 @@ local function view(pid)
     if remaining == nil or (age > 0.1 and now - (last_read[pid] or 0) >= 0.1) then
         last_read[pid] = now
         local k = keys_of(pid)
-        local st = check(host.redis.call("HMGET", k.s, "remaining", "ver", "paused", "ended"))
+        local st = check(host.redis.call("HMGET", k.s, "cap", "seq", "ver", "paused", "ended"))
         if st[1] == null or st[1] == nil then
             init_once(pid)
         else
-            set_gate(pid, tonumber(st[1]), tonumber(st[2]), tonumber(st[3]))
-            if st[4] == "1" and now < p.ends then p.ends = now end
+            local seq = tonumber(st[2])
+            set_gate(pid, tonumber(st[1]) - seq, tonumber(st[3]) + seq, tonumber(st[4]))
+            if st[5] == "1" and now < p.ends then p.ends = now end
         end
         remaining, _, _, paused = gate.get(pid)
     end
@@ -316,10 +316,17 @@ local RETRY_HEADERS = { ["Content-Type"] = JSON_HEADERS["Content-Type"], ["Retry
 
 -- refusal(req, code [, details]) -> the error response of an entry refused with code: the bytes
 -- web.fail would answer, returned instead of raised (no error unwinding on the refusal paths,
--- which are the busy ones of a sale: the sold-out crowd, repeat clicks)
+-- which are the busy ones of a sale: the sold-out crowd, repeat clicks). The response is one table
+-- refilled at every refusal, not a new one (a table costs the sold-out click some 800
+-- instructions with its collection): the handler returns it at once and web.lua reads it before
+-- the request's coroutine can yield; nothing keeps it.
+local REFUSAL = {}
+
 local function refusal(req, code, details)
-    return { status = STATUS[code] or 500, headers = code == "SALE_PAUSED" and RETRY_HEADERS or JSON_HEADERS,
-        body = web.error_body(req, code, MSG[code] or MSG.REUSED, details) }
+    REFUSAL.status = STATUS[code] or 500
+    REFUSAL.headers = code == "SALE_PAUSED" and RETRY_HEADERS or JSON_HEADERS
+    REFUSAL.body = web.error_body(req, code, MSG[code] or MSG.REUSED, details)
+    return REFUSAL
 end
 
 local function entry(req)
@@ -331,9 +338,9 @@ local function entry(req)
     if ikey == nil and gate.sold_out(pid) then return refusal(req, "OUT_OF_STOCK") end
     local keys = entry_keys_of(pid)
     local now = redis_now_ms()
-    local args = { uid, format("%d", now), format("%d", now + hold_ms()), pid }
+    local args = { uid, now, now + hold_ms(), pid } -- integers: the Redis client writes their digits
     if ikey ~= nil then
-        keys = { keys[1], keys[2], keys[3], keys[4], keys[5], ikey }
+        keys = { keys[1], keys[2], keys[3], ikey }
         args[5], args[6] = hash, idem_ttl_ms()
     end
     local r = run(S.entry, keys, args)
@@ -425,7 +432,7 @@ local function pay(req)
     local uid = req.auth.uid
     local hash, ikey = idem(req, uid, "pk", pid)
     local k = keys_of(pid)
-    local r = run(S.pay_begin, { k.s, k.holds, k.dl, k.buyers, k.ev, ikey or k.s },
+    local r = run(S.pay_begin, { k.s, k.dl, k.ev, ikey or k.s },
         { oid, uid, hash, pid, settle_ms() })
     if r[1] == "DONE" then
         if r[2] == 402 then fail(402, "PAYMENT_FAILED", MSG.PAYMENT_FAILED) end
@@ -439,7 +446,7 @@ local function pay(req)
     if not p then not_found(pid) end
     local ok = payment.charge(oid, p.price)
     if not ok then
-        local f = run(S.pay_failed, { k.s, k.holds, k.dl, k.buyers, k.ev, ikey or k.s },
+        local f = run(S.pay_failed, { k.s, k.dl, k.ev, ikey or k.s },
             { oid, uid, hash, idem_ttl_ms(), pid })
         set_gate(pid, f[1], f[2], f[3])
         fail(402, "PAYMENT_FAILED", MSG.PAYMENT_FAILED)
@@ -454,11 +461,11 @@ local function pay(req)
         -- MySQL holds as many paid orders as the product has units: Redis lost a sale it had made
         -- (data loss); nothing is sold twice -- the charge is refunded and the stock rebuilt
         payment.refund(oid, p.price)
-        run(S.pay_failed, { k.s, k.holds, k.dl, k.buyers, k.ev, k.s }, { oid, uid, "", 0, pid })
+        run(S.pay_failed, { k.s, k.dl, k.ev, k.s }, { oid, uid, "", 0, pid })
         init(pid, true)
         out_of_stock()
     end
-    if run(S.pay_done, { k.s, k.holds, k.ev, ikey or k.s, k.dl }, { oid, uid, moid, hash, idem_ttl_ms() })
+    if run(S.pay_done, { k.s, k.dl, k.ev, ikey or k.s }, { oid, uid, moid, hash, idem_ttl_ms() })
         ~= 1 then
         init(pid, true) -- the hold vanished from Redis (data loss): recount from MySQL
     end
@@ -470,7 +477,7 @@ local NO_CONTENT = { status = 204 }
 local function cancel(req)
     local oid, pid = order_of(req)
     local k = keys_of(pid)
-    local r = run(S.cancel, { k.s, k.holds, k.dl, k.buyers, k.ev }, { oid, req.auth.uid, pid })
+    local r = run(S.cancel, { k.s, k.dl, k.ev }, { oid, req.auth.uid, pid })
     if r[1] == "ERR" then fail(STATUS[r[2]], r[2], MSG[r[2]]) end
     if r[1] == "OK" then set_gate(pid, r[2], r[3], r[4]) end
     return NO_CONTENT
@@ -604,12 +611,12 @@ local function settle(pid, oid, uid)
     end))
     local k = keys_of(pid)
     if moid then
-        run(S.pay_done, { k.s, k.holds, k.ev, k.s, k.dl }, { oid, uid, moid, "", 0 })
+        run(S.pay_done, { k.s, k.dl, k.ev, k.s }, { oid, uid, moid, "", 0 })
         return "PAID"
     end
     local p = product(pid)
     payment.refund(oid, p and p.price or 0)
-    local f = run(S.pay_failed, { k.s, k.holds, k.dl, k.buyers, k.ev, k.s }, { oid, uid, "", 0, pid })
+    local f = run(S.pay_failed, { k.s, k.dl, k.ev, k.s }, { oid, uid, "", 0, pid })
     set_gate(pid, f[1], f[2], f[3])
     return "FAILED"
 end
@@ -622,7 +629,7 @@ function _M.sweep_once()
     for i = 1, #ids do
         local pid = ids[i]
         local k = keys_of(pid)
-        local r = run(S.sweep, { k.s, k.holds, k.dl, k.buyers, k.ev }, { 200, pid, settle_ms() })
+        local r = run(S.sweep, { k.s, k.dl, k.ev }, { 200, pid, settle_ms() })
         if r[1] then
             n = n + r[1]
             set_gate(pid, r[2], r[3], r[4])

@@ -35,7 +35,7 @@ if not paid_rows then
 end
 local paid = paid_rows[1].n
 local st
-st, err = host.redis.call("HMGET", flash.keys_of(pid).s, "remaining", "held", "paid")
+st, err = host.redis.call("HMGET", flash.keys_of(pid).s, "cap", "seq", "out", "paid")
 if not st then
     io.stderr:write("reconcile: Redis: ", tostring(err), "\n")
     return 3
@@ -44,8 +44,9 @@ if st[1] == host.null or st[1] == nil then
     io.stderr:write("reconcile: product ", pid, " has no flash state in Redis (no entry yet)\n")
     return 2
 end
-local remaining, held = tonumber(st[1]), tonumber(st[2])
+local seq = tonumber(st[2]) -- redis/flash.lua: remaining = cap - seq, held = seq - out
+local remaining, held = tonumber(st[1]) - seq, seq - tonumber(st[3])
 local ok = initial == remaining + held + paid
 io.stdout:write(string.format("product %d: initial %d, remaining %d, held %d, paid %d (Redis paid %d): %s\n", pid,
-    initial, remaining, held, paid, tonumber(st[3]), ok and "OK" or "MISMATCH"))
+    initial, remaining, held, paid, tonumber(st[4]), ok and "OK" or "MISMATCH"))
 return ok and 0 or 1

@@ -21,10 +21,14 @@
 -- table otherwise. An all-literal path is one hash lookup (the exact table); other paths are split
 -- once into segment offsets and walked without recursion. Matching allocates only the segment
 -- strings looked up in literal children and, on success, the params table; the scratch arrays are
--- module-level and safe to share because a match never yields.
-local type, error, pairs, ipairs, pcall = type, error, pairs, ipairs, pcall
+-- module-level and safe to share because a match never yields. A path with parameters that matched
+-- is remembered (per method, up to CACHE_MAX paths of at most CACHE_PATH bytes, forgotten all at
+-- once when full or when a route is added): the next match of it is two hash lookups and the
+-- params table, not a walk (a sale's crowd requests one path again and again).
+local type, error, pairs, ipairs, pcall, load, assert = type, error, pairs, ipairs, pcall, load, assert
 local tonumber, tostring, setmetatable = tonumber, tostring, setmetatable
-local byte, char, find, sub, gsub = string.byte, string.char, string.find, string.sub, string.gsub
+local byte, char, find, sub, gsub, format = string.byte, string.char, string.find, string.sub, string.gsub,
+    string.format
 local concat, sort, insert = table.concat, table.sort, table.insert
 
 local _M = {
@@ -45,6 +49,8 @@ _M.NO_PARAMS = NO_PARAMS
 -- Nodes whose path matched but had no route for the method (filled only on a miss).
 local missed, nmissed = {}, 0
 
+local CACHE_MAX, CACHE_PATH = 1000, 256
+
 local function new_node()
     return { lit = nil, params = nil, splat = nil, methods = nil }
 end
@@ -53,7 +59,7 @@ local router = {}
 router.__index = router
 
 function _M.new()
-    return setmetatable({ root = new_node(), exact = {}, routes = {} }, router)
+    return setmetatable({ root = new_node(), exact = {}, routes = {}, cache = {}, ncache = 0 }, router)
 end
 
 local function bad(pattern, why)
@@ -107,10 +113,20 @@ local function parse(pattern)
     return segs
 end
 
+-- params_maker(names) -> function(match) returning a fresh {[names[i]] = match[i + 1]}: a table
+-- constructor with constant keys, which LuaJIT makes from a template (storing keys one by one into
+-- an empty table costs some 800 instructions a request).
+local function params_maker(names)
+    local fields = {}
+    for i = 1, #names do fields[i] = format("[%q] = m[%d]", names[i], i + 1) end
+    return assert(load("return function(m) return { " .. concat(fields, ", ") .. " } end", "=router.params"))()
+end
+
 -- router:add(method, pattern, handler): register; raises on a bad pattern or a duplicate.
 function router:add(method, pattern, handler)
     if type(method) ~= "string" or method == "" then error("route method must be a string", 2) end
     if handler == nil then error("route " .. method .. " " .. tostring(pattern) .. " has no handler", 2) end
+    self.cache, self.ncache = {}, 0
     local segs = parse(pattern)
     local node, names, caps, all_literal = self.root, {}, {}, true
     for i = 1, #segs do
@@ -160,7 +176,8 @@ function router:add(method, pattern, handler)
             node.methods[method].pattern .. ")", 2)
     end
     -- caps[i] is the segment index of the i-th parameter, negated for the splat (rest of the path)
-    local route = { handler = handler, method = method, pattern = pattern, names = names, caps = caps }
+    local route = { handler = handler, method = method, pattern = pattern, names = names, caps = caps,
+        params = #names > 0 and params_maker(names) or nil }
     node.methods[method] = route
     if all_literal then self.exact[pattern] = node end
     self.routes[#self.routes + 1] = route
@@ -263,22 +280,33 @@ local function allowed_methods()
     return list
 end
 
-local function found(route, path, len)
+-- The match of route for path: {route, the value of each parameter}, remembered for method and
+-- path; its params are made by route.params from it.
+local function found(self, method, route, path, len)
     for i = 1, nmissed do missed[i] = nil end
     nmissed = 0
     local caps = route.caps
     local ncap = #caps
     if ncap == 0 then return route.handler, NO_PARAMS, route.pattern end
-    local params, names = {}, route.names
+    local match = { route }
     for i = 1, ncap do
         local at = caps[i]
         if at > 0 then
-            params[names[i]] = unescape(sub(path, seg_s[at], seg_e[at]))
+            match[i + 1] = unescape(sub(path, seg_s[at], seg_e[at]))
         else
-            params[names[i]] = unescape(sub(path, seg_s[-at], len))
+            match[i + 1] = unescape(sub(path, seg_s[-at], len))
         end
     end
-    return route.handler, params, route.pattern
+    if len <= CACHE_PATH then
+        if self.ncache >= CACHE_MAX then self.cache, self.ncache = {}, 0 end
+        local by_method = self.cache[method]
+        if not by_method then
+            by_method = {}
+            self.cache[method] = by_method
+        end
+        by_method[path], self.ncache = match, self.ncache + 1
+    end
+    return route.handler, route.params(match), route.pattern
 end
 
 function router:match(method, path)
@@ -292,6 +320,12 @@ function router:match(method, path)
         local r = hit(node, method)
         if r then return r.handler, NO_PARAMS, r.pattern end
         nmissed = 0
+    end
+    local by_method = self.cache[method]
+    local remembered = by_method and by_method[path]
+    if remembered then
+        local route = remembered[1]
+        return route.handler, route.params(remembered), route.pattern
     end
     local len, nseg = #path, 0
     if len > 1 then
@@ -308,7 +342,7 @@ function router:match(method, path)
         seg_s[nseg], seg_e[nseg] = s, len
     end
     local route = walk(self.root, path, nseg, method)
-    if route then return found(route, path, len) end
+    if route then return found(self, method, route, path, len) end
     if nmissed > 0 then
         return nil, _M.METHOD_NOT_ALLOWED, allowed_methods()
     end

@@ -36,11 +36,11 @@ local host = require "host"
 
 local type, error, pairs, tostring, setmetatable, getmetatable = type, error, pairs, tostring, setmetatable,
     getmetatable
-local xpcall, tonumber = xpcall, tonumber
+local xpcall, tonumber, rawget = xpcall, tonumber, rawget
 local char, find, gsub, lower, match, gmatch, sub = string.char, string.find, string.gsub, string.lower,
     string.match, string.gmatch, string.sub
 local traceback = debug.traceback
-local encode, decode, quote = json.encode, json.decode, json.quote
+local encode, decode, quote, plain = json.encode, json.decode, json.quote, json.plain
 
 local JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
@@ -156,11 +156,10 @@ end
 
 -- web.lang(req) -> "ko" | "en": the supported language Accept-Language prefers (ko by default).
 local function lang(req)
-    local l = req._lang
+    local l = rawget(req, "_lang") -- not req._lang: a miss would call the request table's __index (C)
     if l then return l end
     l = "ko"
-    local headers = req.headers
-    local al = headers and headers["accept-language"]
+    local al = host.header(req, "accept-language")
     if al then
         local best = 0
         for tag, rest in gmatch(al, "%s*([^,;%s]+)([^,]*)") do
@@ -207,7 +206,11 @@ local function error_body(req, code, message, details)
     if details ~= nil then
         body = body .. ',"details":' .. encode(details)
     end
-    return body .. '},"request_id":' .. (id and quote(tostring(id)) or "null") .. "}"
+    if not id then return body .. '},"request_id":null}' end
+    id = tostring(id)
+    -- a plain id (the host's always are) is concatenated as it is: one string made, not two
+    if plain(id) then return body .. '},"request_id":"' .. id .. '"}' end
+    return body .. '},"request_id":' .. quote(id) .. "}"
 end
 _M.error_body = error_body
 
@@ -298,6 +301,8 @@ end
 -- The metatable serve gives request tables: the methods above, then the fields the host makes on
 -- first use (host.request_field: nothing for a table not made by the host), so that a request
 -- table holds only what a handler reads (a fresh table per request: its size is garbage).
+-- A table the host did not make (a Lua caller's) gets the methods alone. __fcfs_request tells
+-- host.header that the table is the running request's: it may read a header without req.headers.
 local REQ_METHODS = { json = req_json, arg = req_arg, args = req_args }
 local HOST_FIELDS = { headers = true, query = true, request_id = true, remote_addr = true, admin = true }
 local request_field = host.request_field
@@ -308,7 +313,17 @@ local REQ_MT = {
         if HOST_FIELDS[k] then return request_field(req, k) end
         return nil
     end,
+    __fcfs_request = true,
 }
+local PLAIN_MT = { __index = REQ_METHODS }
+
+-- The metatable serve gives req: REQ_MT for the host's request tables (their metatable's __index
+-- is host.request_field), PLAIN_MT for the others.
+local function req_mt(req)
+    local mt = getmetatable(req)
+    if mt and mt.__index == request_field then return REQ_MT end
+    return PLAIN_MT
+end
 
 ---------------------------------------------------------------------------------------------------
 -- The app
@@ -438,7 +453,7 @@ function App:serve(req)
         local status, body, headers = error_reply(req, 404, "NOT_FOUND", MSG_NOT_FOUND)
         return status, body, headers, "404"
     end
-    setmetatable(req, REQ_MT)
+    setmetatable(req, req_mt(req))
     req.params = params
     req.route = pattern
     local status, body, headers = run(self, handler, req)

@@ -57,6 +57,8 @@ app:post("/open", function(req)
     return { json = { pt = pt, err = err } }
 end)
 
+local function both(a, b) return tostring(a) .. " " .. tostring(b) end
+
 app:post("/keyed", function(req)
     local s = req:json().s
     local tag = crypto.hmac(s)
@@ -64,6 +66,12 @@ app:post("/keyed", function(req)
         blind = crypto.blind(s), blind_again = crypto.blind(s), blind_other = crypto.blind(s .. "x"),
         hmac = tag, hmac_ok = crypto.hmac_verify(s, tag), hmac_other = crypto.hmac_verify(s .. "x", tag),
         hmac_bad = crypto.hmac_verify(s, "not base64 !"), hmac_short = crypto.hmac_verify(s, tag:sub(1, 20)),
+        -- the signed form of an access token: b64url(msg) .. "." .. hmac of that
+        open = crypto.hmac_open(b64e(s) .. "." .. crypto.hmac(b64e(s))),
+        open_other = both(crypto.hmac_open(b64e(s .. "x") .. "." .. crypto.hmac(b64e(s)))),
+        open_long = both(crypto.hmac_open(b64e(s) .. "." .. crypto.hmac(b64e(s)) .. "A")),
+        open_nodot = both(crypto.hmac_open(b64e(s))),
+        open_notb64 = both(crypto.hmac_open("a+b/." .. crypto.hmac("a+b/"))),
     } }
 end)
 
@@ -289,6 +297,11 @@ describe("host.crypto sealing", function()
         assert.is_false(k.hmac_other)
         assert.is_false(k.hmac_bad)
         assert.is_false(k.hmac_short)
+        assert.equal("kim@example.com", k.open)
+        assert.equal("nil forged", k.open_other)
+        assert.equal("nil forged", k.open_long)
+        assert.equal("nil malformed", k.open_nodot)
+        assert.equal("nil malformed", k.open_notb64)
 
         local _, kl = get(s, "/keyless")
         assert.same({

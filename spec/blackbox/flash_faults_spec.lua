@@ -129,7 +129,7 @@ describe("flash purchase under faults", function()
             assert(shell.sh("kill -STOP " .. mpid) == 0)
             finally(mysql_back)
             -- as recover leaves it when its rebuild failed: paused, on a count Redis cannot vouch for
-            env.redis:call("HSET", "{p:" .. p.id .. "}:s", "paused", 1, "remaining", 3)
+            env.redis:call("HSET", "{p:" .. p.id .. "}:s", "paused", 1, "cap", state(p.id).seq + 3) -- remaining 3
             wait_for("a failed rebuild", function()
                 return logs():find("rebuild of product " .. p.id .. " failed", 1, true)
             end, 10)
@@ -153,9 +153,9 @@ describe("flash purchase under faults", function()
             assert.equal(200, pay(a.token, oid).status)
             -- as between the pay's commit and its pay_done: MySQL has it PAID, Redis PAYING
             local t = "{p:" .. p.id .. "}"
-            local uid, dl = env.redis:call("HGET", t .. ":holds", tostring(oid)):match("^PAID|(%d+)|(%d+)|%d+$")
-            env.redis:call("HSET", t .. ":holds", tostring(oid), "PAYING|" .. uid .. "|" .. dl .. "|")
-            env.redis:call("HINCRBY", t .. ":s", "held", 1)
+            local uid, dl = env.redis:call("HGET", t .. ":s", tostring(oid)):match("^PAID|(%d+)|(%d+)|%d+$")
+            env.redis:call("HSET", t .. ":s", tostring(oid), "PAYING|" .. uid .. "|" .. dl .. "|")
+            env.redis:call("HINCRBY", t .. ":s", "out", -1) -- held = seq - out
             env.redis:call("HINCRBY", t .. ":s", "paid", -1)
             env.redis:call("ZADD", t .. ":dl", 9999999999999, tostring(oid)) -- no settle yet
             env.redis:call("HSET", t .. ":s", "paused", 1) -- a rebuild due
@@ -226,7 +226,7 @@ describe("flash purchase under faults", function()
         local function paying(m, pid, oid)
             local c = assert(socket.connect("127.0.0.1", slowpay.port))
             assert(c:send(shop.raw_request("POST", "/api/flash/orders/" .. oid .. "/pay", m.token)))
-            wait_for("the pay to begin", function() return env.redis:call("HGET", "{p:" .. pid .. "}:holds",
+            wait_for("the pay to begin", function() return env.redis:call("HGET", "{p:" .. pid .. "}:s",
                 tostring(oid)):find("^PAYING") end, 5)
             c:settimeout(20)
             return c
@@ -263,7 +263,7 @@ describe("flash purchase under faults", function()
             finally(mysql_back)
             env.mysql:stop()
             assert.equal(503, status_of(c))
-            assert.truthy(env.redis:call("HGET", "{p:" .. p.id .. "}:holds", tostring(oid)):find("^PAYING|"))
+            assert.truthy(env.redis:call("HGET", "{p:" .. p.id .. "}:s", tostring(oid)):find("^PAYING|"))
             local s = state(p.id)
             assert.same({ 0, 1, 0 }, { s.remaining, s.held, s.paid })
             env.mysql:start()
@@ -284,10 +284,11 @@ describe("flash purchase under faults", function()
             local c = paying(a, p.id, oid)
             -- Redis loses that entry while the gateway charges (as an AOF lacking its last second would)
             local t = "{p:" .. p.id .. "}"
-            env.redis:call("HDEL", t .. ":holds", tostring(oid))
+            env.redis:call("HDEL", t .. ":s", tostring(oid))
             env.redis:call("ZREM", t .. ":dl", tostring(oid))
-            env.redis:call("HDEL", t .. ":buyers", tostring(a.id))
-            env.redis:call("HSET", t .. ":s", "remaining", 2, "held", 0)
+            env.redis:call("HDEL", t .. ":s", "u" .. a.id)
+            local seq = state(p.id).seq -- remaining = cap - seq = 2, held = seq - out = 0
+            env.redis:call("HSET", t .. ":s", "cap", seq + 2, "out", seq)
             assert.equal(200, status_of(c))
             local s = state(p.id)
             assert.same({ 1, 0, 1 }, { s.remaining, s.held, s.paid })
@@ -302,9 +303,9 @@ describe("flash purchase under faults", function()
             assert.equal(200, pay(a.token, first).status)
             -- Redis forgets that sale (as an AOF lacking its last second would): the unit on sale again
             local t = "{p:" .. p.id .. "}"
-            env.redis:call("HDEL", t .. ":holds", tostring(first))
-            env.redis:call("HDEL", t .. ":buyers", tostring(a.id))
-            env.redis:call("HSET", t .. ":s", "remaining", 1, "paid", 0)
+            env.redis:call("HDEL", t .. ":s", tostring(first))
+            env.redis:call("HDEL", t .. ":s", "u" .. a.id)
+            env.redis:call("HSET", t .. ":s", "cap", state(p.id).seq + 1, "paid", 0) -- remaining = cap - seq
             local oid
             wait_for("the gate to reopen", function()
                 local e = entry(b.token, p.id)
@@ -314,7 +315,7 @@ describe("flash purchase under faults", function()
             expect_error(pay(b.token, oid), 409, "OUT_OF_STOCK")
             local s = state(p.id) -- rebuilt from MySQL
             assert.same({ 0, 0, 1 }, { s.remaining, s.held, s.paid })
-            assert.truthy(env.redis:call("HGET", t .. ":holds", tostring(oid)):find("^FAILED|"))
+            assert.truthy(env.redis:call("HGET", t .. ":s", tostring(oid)):find("^FAILED|"))
             assert.equal(1, count(format("SELECT COUNT(*) FROM flash_orders WHERE product_id = %d AND state = 'PAID'",
                 p.id)))
             assert.equal(1, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
@@ -327,11 +328,11 @@ describe("flash purchase under faults", function()
         -- as if the pay's worker died after pay_begin: the hold PAYING, its settle time past
         local function stuck(pid, oid)
             local t = "{p:" .. pid .. "}"
-            local h = env.redis:call("HGET", t .. ":holds", tostring(oid))
+            local h = env.redis:call("HGET", t .. ":s", tostring(oid))
             local uid, dl = h:match("^%u+|(%d+)|(%d+)|")
             assert.truthy(uid, h)
             return function()
-                env.redis:call("HSET", t .. ":holds", tostring(oid), "PAYING|" .. uid .. "|" .. dl .. "|")
+                env.redis:call("HSET", t .. ":s", tostring(oid), "PAYING|" .. uid .. "|" .. dl .. "|")
                 env.redis:call("ZADD", t .. ":dl", 0, tostring(oid))
             end, uid, dl
         end
@@ -341,7 +342,7 @@ describe("flash purchase under faults", function()
         end
 
         local function hold(pid, oid)
-            return env.redis:call("HGET", "{p:" .. pid .. "}:holds", tostring(oid))
+            return env.redis:call("HGET", "{p:" .. pid .. "}:s", tostring(oid))
         end
 
         it("keeps a hold never recorded PAYING while MariaDB is stalled, then gives it up once", function()
@@ -375,7 +376,7 @@ describe("flash purchase under faults", function()
             assert.equal(200, pay(a.token, oid).status)
             -- the pay committed, but Redis never heard of it
             local t = "{p:" .. p.id .. "}"
-            env.redis:call("HINCRBY", t .. ":s", "held", 1)
+            env.redis:call("HINCRBY", t .. ":s", "out", -1) -- held = seq - out
             env.redis:call("HINCRBY", t .. ":s", "paid", -1)
             finally(mysql_back)
             env.mysql:stop()

@@ -233,7 +233,7 @@ describe("flash purchase", function()
             local oid = entry(a.token, p.id).json.order_id
             local c = assert(socket.connect("127.0.0.1", slow.port))
             assert(c:send(shop.raw_request("POST", "/api/flash/orders/" .. oid .. "/pay", a.token)))
-            wait_for("the pay to begin", function() return env.redis:call("HGET", "{p:" .. p.id .. "}:holds",
+            wait_for("the pay to begin", function() return env.redis:call("HGET", "{p:" .. p.id .. "}:s",
                 tostring(oid)):find("^PAYING") end, 3)
             for _, pid in ipairs(slow:worker_pids()) do slow:signal("KILL", pid) end
             c:settimeout(5)
@@ -253,17 +253,17 @@ describe("flash purchase", function()
             assert.equal(200, pay(a.token, oid).status)
             -- as if the worker died between the commit and pay_done: Redis still says PAYING
             local t = "{p:" .. p.id .. "}"
-            local h = env.redis:call("HGET", t .. ":holds", tostring(oid))
+            local h = env.redis:call("HGET", t .. ":s", tostring(oid))
             local uid, dl = h:match("^PAID|(%d+)|(%d+)|%d+$")
             assert.truthy(uid)
-            env.redis:call("HSET", t .. ":holds", tostring(oid), "PAYING|" .. uid .. "|" .. dl .. "|")
-            env.redis:call("HINCRBY", t .. ":s", "held", 1)
+            env.redis:call("HSET", t .. ":s", tostring(oid), "PAYING|" .. uid .. "|" .. dl .. "|")
+            env.redis:call("HINCRBY", t .. ":s", "out", -1) -- held = seq - out
             env.redis:call("HINCRBY", t .. ":s", "paid", -1)
             env.redis:call("ZADD", t .. ":dl", 0, tostring(oid))
             wait_for("the settle", function() return state(p.id).paid == 1 end, 5)
             local s = state(p.id)
             assert.same({ 1, 0, 1 }, { s.remaining, s.held, s.paid })
-            assert.truthy(env.redis:call("HGET", t .. ":holds", tostring(oid)):find("^PAID|"))
+            assert.truthy(env.redis:call("HGET", t .. ":s", tostring(oid)):find("^PAID|"))
             assert.equal(0, tonumber(env.redis:call("ZCARD", t .. ":dl")))
             assert.equal(1, count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d AND state = 'PAID'", oid)))
             assert.equal(1, count(format("SELECT COUNT(*) FROM order_items WHERE product_id = %d", p.id)))
@@ -331,7 +331,7 @@ describe("flash purchase", function()
             socket.sleep(0.5)
             local s = state(p.id)
             assert.same({ 2, 0, 0 }, { s.remaining, s.held, s.paid })
-            assert.equal(0, tonumber(env.redis:call("HLEN", "{p:" .. p.id .. "}:buyers")))
+            assert.equal(0, tonumber(env.redis:call("HEXISTS", "{p:" .. p.id .. "}:s", "u" .. a.id)))
             wait_for("the gate to reopen", function() return view(p.id).state == "OPEN" end, 3)
             assert.equal(201, entry(b.token, p.id).status)
         end)
@@ -463,7 +463,8 @@ describe("flash purchase", function()
             end
             assert(env.redis:call("SET", "flash-spec-mark", "1"))
             local mark, total, entries = '"flash-spec-mark"', 0, 0
-            local key = '"{p:' .. p.id .. '}:s" "{p:' .. p.id .. '}:buyers"' -- the entry script's first KEYS
+            local sha = env.redis:call("SCRIPT", "LOAD", dofile(env.s.lua_dir .. "/redis/flash.lua").entry)
+            local key = '"EVALSHA" "' .. sha .. '"' -- the entry script
             while true do
                 local line = assert(m:receive("*l"))
                 if line:find(mark, 1, true) then break end
@@ -486,11 +487,11 @@ describe("flash purchase", function()
             assert.equal(0, code, out)
             assert.matches("initial 3, remaining 1, held 1, paid 1", out, 1, true)
             -- Redis believing in a unit MySQL does not have
-            env.redis:call("HINCRBY", "{p:" .. p.id .. "}:s", "remaining", 1)
+            env.redis:call("HINCRBY", "{p:" .. p.id .. "}:s", "cap", 1) -- remaining = cap - seq
             code, out = env.s:cli { "run", env.s.lua_dir .. "/cli/reconcile.lua", tostring(p.id) }
             assert.equal(1, code, out)
             assert.matches("MISMATCH", out, 1, true)
-            env.redis:call("HINCRBY", "{p:" .. p.id .. "}:s", "remaining", -1)
+            env.redis:call("HINCRBY", "{p:" .. p.id .. "}:s", "cap", -1)
             code = env.s:cli { "run", env.s.lua_dir .. "/cli/reconcile.lua", "x" }
             assert.equal(2, code)
         end)

@@ -283,7 +283,7 @@ describe("services behind the gateway", function()
         -- a unit back in Redis whose message was lost (no PUBLISH): only the sweep's check can see it
         local k = "{p:" .. pid .. "}:s"
         env.redis:call("HINCRBY", k, "initial", 1)
-        env.redis:call("HINCRBY", k, "remaining", 1)
+        env.redis:call("HINCRBY", k, "cap", 1) -- remaining = cap - seq
         local ver = tonumber(env.redis:call("HINCRBY", k, "ver", 1))
         local t0 = socket.gettime()
         server.wait_until(function() return gate() == 1 end, 5, "the sweep to reopen the gate")

@@ -82,6 +82,26 @@ app:get("/co", function(req)
     return { json = { x = x, y = y, z = z } }
 end)
 
+-- host.header(req, name) against req.headers[name], asked before req.headers is built (the FFI
+-- lookup), then after it (the table), and for tables the host did not make.
+local HEADER_NAMES = { "x-one", "x-twice", "x-absent", "X-One", "", string.rep("n", 127), string.rep("n", 200) }
+app:get("/header", function(req)
+    local got, want = {}, {}
+    for i, name in ipairs(HEADER_NAMES) do got[i] = host.header(req, name) or "(nil)" end
+    for i, name in ipairs(HEADER_NAMES) do want[i] = req.headers[name] or "(nil)" end
+    return { json = { got = got, want = want, built = host.header(req, "x-one"),
+        plain = host.header({ headers = { ["x-one"] = "mine" } }, "x-one") or "(nil)",
+        bare = host.header({}, "x-one") or "(nil)" } }
+end)
+
+-- host.header of a request asked from a timer (no request running): what req.headers gives there.
+app:get("/header-later", function(req)
+    local later
+    host.timer.at(0, function() later = host.header(req, "x-one") or "(nil)" end)
+    while later == nil do host.sleep(0.005) end
+    return { json = { later = later } }
+end)
+
 return app
 ]==], version)
 end
@@ -262,6 +282,26 @@ describe("host core, one worker", function()
             get_json(s.port, "/hello")
             s:assert_no_errors(ALLOWED)
         end)
+    end)
+
+    it("answers host.header(req, name) as req.headers[name] is answered, without building it", function()
+        local c = assert(http.connect(s.port))
+        assert(c:send_raw("GET /header HTTP/1.1\r\nHost: x\r\nX-One: first\r\nX-Twice: a\r\nx-twice: b\r\n"
+            .. string.rep("N", 200) .. ": long\r\n\r\n"))
+        local res = assert(c:read_response())
+        assert.equal(200, res.status)
+        local b = http.json(res)
+        -- req_index cuts names to 127 bytes: the 200-byte name is found under its first 127
+        assert.same({ "first", "a, b", "(nil)", "(nil)", "(nil)", "long", "(nil)" }, b.got)
+        assert.same(b.want, b.got)
+        assert.equal("first", b.built)
+        assert.equal("mine", b.plain)
+        assert.equal("(nil)", b.bare)
+        res = assert(c:request{ path = "/header-later", headers = { ["X-One"] = "first" } })
+        assert.equal(200, res.status)
+        assert.same({ later = "(nil)" }, http.json(res))
+        c:close()
+        s:assert_no_errors()
     end)
 
     it("answers 408 to a client too slow with its headers, and to a body that never completes", function()

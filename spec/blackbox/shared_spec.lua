@@ -147,6 +147,13 @@ describe("host.shared, one process", function()
         get(s.port, "/sh/set?k=a")
         assert.equal("nil", get(s.port, "/sh/get?k=a").t)
         assert.equal("nil", get(s.port, "/sh/get?k=never").t)
+        -- get's FFI face reads into a 1 KiB buffer: a longer string comes back whole all the same
+        local big = ("v"):rep(1500)
+        get(s.port, "/sh/set?k=big&v=s:" .. big)
+        assert.same({ v = big, t = "string", worker = 0 }, get(s.port, "/sh/get?k=big"))
+        r = get(s.port, "/sh/get?k=" .. ("k"):rep(251))
+        assert.equal("nil", r.t)
+        assert.equal("key too long", r.err)
     end)
 
     it("add, incr, delete and their errors", function()

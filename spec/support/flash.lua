@@ -79,6 +79,7 @@ function flash.new(get)
         local t = assert(get().redis:call("HGETALL", "{p:" .. pid .. "}:s"))
         local s = {}
         for i = 1, #t, 2 do s[t[i]] = tonumber(t[i + 1]) end
+        if s.cap then s.remaining, s.held = s.cap - s.seq, s.seq - s.out end -- redis/flash.lua
         return s
     end
 

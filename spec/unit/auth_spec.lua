@@ -75,14 +75,14 @@ describe("lib.auth", function()
     end)
 
     describe("the verified-token cache", function()
-        local saved_max, saved_verify
+        local saved_max, saved_open
 
         before_each(function()
-            saved_max, saved_verify = auth.VERIFIED_MAX, host.crypto.hmac_verify
+            saved_max, saved_open = auth.VERIFIED_MAX, host.crypto.hmac_open
         end)
 
         after_each(function()
-            auth.VERIFIED_MAX, host.crypto.hmac_verify = saved_max, saved_verify
+            auth.VERIFIED_MAX, host.crypto.hmac_open = saved_max, saved_open
         end)
 
         it("checks each signature of a repeating crowd once, while one-off tokens turn the generations over",
@@ -91,9 +91,9 @@ describe("lib.auth", function()
             local crowd = {}
             for i = 1, 3 do crowd[i] = auth.issue(1000 + i, 2000 + i, "USER") end
             local checks = 0
-            host.crypto.hmac_verify = function(...)
+            host.crypto.hmac_open = function(...)
                 checks = checks + 1
-                return saved_verify(...)
+                return saved_open(...)
             end
             for round = 1, 6 do
                 for i = 1, #crowd do
@@ -116,9 +116,9 @@ describe("lib.auth", function()
             assert(auth.verify(first))
             for i = 1, 4 do assert(auth.verify((auth.issue(3001 + i, 4001 + i, "USER")))) end
             local checks = 0
-            host.crypto.hmac_verify = function(...)
+            host.crypto.hmac_open = function(...)
                 checks = checks + 1
-                return saved_verify(...)
+                return saved_open(...)
             end
             assert(auth.verify(first))
             assert.equal(1, checks)

@@ -4,9 +4,9 @@
 --
 -- Requiring it puts lua/ on package.path and installs package.loaded.host, a stand-in for the
 -- C module with the same fields (log, now, sleep, null, config, worker_id, worker_count,
--- generation, metrics_text, reload, request_field, timer, redis, mysql, crypto, shared.revoked).
--- host.log records its calls in helper.logs; helper.reset() clears the recording and restores the
--- defaults. busted insulates every spec file, so each file gets a fresh copy.
+-- generation, metrics_text, reload, request_field, timer, redis, mysql, crypto, shared.revoked,
+-- header). host.log records its calls in helper.logs; helper.reset() clears the recording and
+-- restores the defaults. busted insulates every spec file, so each file gets a fresh copy.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 
 local cjson = require "cjson"
@@ -28,6 +28,10 @@ function host.log(level, ...)
 end
 
 function host.now() return helper.clock end
+function host.header(req, name)
+    local h = req.headers
+    return h and h[name]
+end
 function host.sleep() end
 function host.metrics_text() return helper.metrics end
 function host.reload() return helper.reload_result() end
@@ -93,6 +97,15 @@ host.crypto = {
     token = function() helper.tokens = helper.tokens + 1 return "tok" .. helper.tokens end,
 }
 function host.crypto.hmac_verify(msg, tag) return host.crypto.hmac(msg) == tag end
+function host.crypto.hmac_open(signed)
+    local dot = signed:find(".", 1, true)
+    if not dot then return nil, "malformed" end
+    local body = signed:sub(1, dot - 1)
+    if host.crypto.hmac(body) ~= signed:sub(dot + 1) then return nil, "forged" end
+    local msg = host.crypto.b64url_decode(body)
+    if not msg then return nil, "malformed" end
+    return msg
+end
 
 -- host.shared stand-in: dicts whose entries expire against helper.clock.
 local Dict = {}

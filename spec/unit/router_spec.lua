@@ -173,4 +173,23 @@ describe("lib.router", function()
         local _, err2 = r:match("GET", "/z")
         assert.equal(router.NOT_FOUND, err2)
     end)
+    it("remembers a matched path with parameters: same answer, a fresh params table, forgotten on add", function()
+        local r = router.new()
+        r:add("GET", "/p/:id[%d]/x/:name", "first")
+        local h1, p1, pat = r:match("GET", "/p/7/x/a%20b")
+        assert.same({ "first", { id = "7", name = "a b" }, "/p/:id[%d]/x/:name" }, { h1, p1, pat })
+        p1.id = "changed"
+        local h2, p2 = r:match("GET", "/p/7/x/a%20b") -- remembered
+        assert.equal("first", h2)
+        assert.same({ id = "7", name = "a b" }, p2)
+        assert.are_not.equal(p1, p2)
+        -- a route added later that wins for the path is seen at once
+        r:add("GET", "/p/7/x/:name", "literal")
+        local h3, p3 = r:match("GET", "/p/7/x/a%20b")
+        assert.equal("literal", h3)
+        assert.same({ name = "a b" }, p3)
+        -- other methods are matched on their own
+        local _, err = r:match("POST", "/p/7/x/a%20b")
+        assert.equal(router.METHOD_NOT_ALLOWED, err)
+    end)
 end)
