@@ -324,9 +324,11 @@ static void push_req_mt(lua_State *L) {
   lua_rawget(L, LUA_REGISTRYINDEX);
   if (!lua_isnil(L, -1)) return;
   lua_pop(L, 1);
-  lua_createtable(L, 3, 1);
+  lua_createtable(L, 3, 2);
   lua_pushcfunction(L, fcfs_request_field);
   lua_setfield(L, -2, "__index");
+  lua_pushboolean(L, 1); /* a table made by the host for its request (lib/web.lua, host.header) */
+  lua_setfield(L, -2, "__fcfs_request");
   lua_pushliteral(L, "method");
   lua_rawseti(L, -2, KEY_METHOD);
   lua_pushliteral(L, "path");

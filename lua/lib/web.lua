@@ -317,11 +317,11 @@ local REQ_MT = {
 }
 local PLAIN_MT = { __index = REQ_METHODS }
 
--- The metatable serve gives req: REQ_MT for the host's request tables (their metatable's __index
--- is host.request_field), PLAIN_MT for the others.
+-- The metatable serve gives req: REQ_MT for the host's request tables (their metatable is marked
+-- __fcfs_request too), PLAIN_MT for the others.
 local function req_mt(req)
     local mt = getmetatable(req)
-    if mt and mt.__index == request_field then return REQ_MT end
+    if mt and rawget(mt, "__fcfs_request") then return REQ_MT end
     return PLAIN_MT
 end
 
