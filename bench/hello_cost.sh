@@ -19,12 +19,17 @@
 # (started through FCFS_LUA_INIT) under wrk, its trace aborts ("NYI" = not yet implemented in
 # the JIT: that code runs in the interpreter) counted and listed: the whole log so far and, as
 # window_traces / window_aborts, the WINDOW after the path's own WARMUP; JITV_LOG=FILE keeps the log.
-# env: WARMUP=3 WINDOW=5 CONNS=64 CALLGRIND=1 (0 skips the instruction count) TOP=15 JITV=0 REDIS=0 FCFS_BIN
+# env: WARMUP=3 WINDOW=5 CONNS=64 CALLGRIND=1 (0 skips the instruction count) TOP=15 JITV=0 GC=0 REDIS=0
+#      FCFS_BIN
 #      RESPOND_FN=conn_respond (the function whose calls count requests under callgrind)
 #      FCFS_LUA_DIR, EXTRA_CONF (config entries, Lua), PREPARE (paths GET once after the start)
 #      PEER=0 PEER_PATHS="/hello /static-hello" PEER_DIR
 # The sold-out gate check alone: FCFS_LUA_DIR=$PWD/bench/app EXTRA_CONF='redis = "127.0.0.1:1"'
 #   PREPARE='/bench/gate/42?remaining=0&version=1' bash bench/hello_cost.sh /bench/soldout/42
+# With GC=1 it only measures the Lua garbage of a request: bytes the worker's Lua VM allocates per
+# request (FCFS_LUA_INIT stops its collector, so the growth of fcfs_lua_memory_bytes over the WINDOW
+# after the path's WARMUP is everything the requests allocated: in a steady state, their garbage),
+# requests counted by /metrics' fcfs_requests_total (both read on the admin socket).
 # With SHOP=1 the shop's app (lua/) runs on a private Redis and MariaDB (lib.sh shop_services) with
 # a NORMAL product and a sold-out FLASH product on sale (inserted in MySQL); {stock} and {sold} in
 # a path stand for their ids (default paths: /hello /api/products/{stock}/stock
@@ -177,6 +182,28 @@ if [[ ${JITV:-0} = 1 ]]; then
       head -"$TOP"
   done
   [[ -z ${JITV_LOG:-} ]] || cp "$log" "$JITV_LOG"
+  exit 0
+fi
+
+if [[ ${GC:-0} = 1 ]]; then
+  echo 'collectgarbage("stop")' >"$BENCH_TMP/gcstop.lua"
+  FCFS_WORKERS=1 FCFS_WRAP="env FCFS_LUA_INIT=$BENCH_TMP/gcstop.lua" start
+  prepare
+  # "requests lua_bytes" now, from the host's metrics (the memory gauge is refreshed every 100 ms)
+  gc_sample() {
+    sleep 0.3
+    curl -fsS --unix-socket "$FCFS_ADMIN" http://localhost/metrics |
+      awk '/^fcfs_requests_total/ { n += $NF } /^fcfs_lua_memory_bytes/ { m += $NF } END { printf "%d %d\n", n, m }'
+  }
+  for p in "${paths[@]}"; do
+    # shellcheck disable=SC2046 # wrk_args is a word list
+    wrk -t2 -c"$CONNS" -d"${WARMUP}s" $(wrk_args "$FCFS_URL" "$p") >/dev/null
+    read -r n0 m0 < <(gc_sample)
+    # shellcheck disable=SC2046
+    wrk -t2 -c"$CONNS" -d"${WINDOW}s" $(wrk_args "$FCFS_URL" "$p") >/dev/null
+    read -r n1 m1 < <(gc_sample)
+    echo "RESULT path=$p requests=$((n1 - n0)) lua_bytes_per_req=$(per $((m1 - m0)) $((n1 - n0))) $BENCH_ID"
+  done
   exit 0
 fi
 

@@ -18,6 +18,7 @@
  *   host.stock                    per-product stock gates, FFI fast path (lapi_stock.c)
  *   host.reload()                 new VM generation on every worker; yields
  *   host.exiting()                true once this VM is retired or the worker stops
+ *   host.request_field(req, name) a request field made on first use (request.c)
  *   host.redis, host.mysql        the data plane (lapi_redis.c, lapi_mysql.c)
  *   host.crypto                   passwords, sealing, tokens (lapi_crypto.c)
  *   host.tcp()                    an outbound TCP socket (lapi_tcp.c)
@@ -163,6 +164,7 @@ int fcfs_lapi_host_open(lua_State *L) {
                                  {"metrics_text", host_metrics_text},
                                  {"reload", host_reload},
                                  {"exiting", host_exiting},
+                                 {"request_field", fcfs_request_field},
                                  {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, fns);

@@ -1,9 +1,9 @@
 /* request.c -- request marshalling between the server and the Lua app.
  *
- * fcfs_request_start() builds the request table (method, path, query, body,
- * request_id, remote_addr, admin; `headers` built on first use by the
- * metatable's __index) and runs app:serve(req) (or app:handle(req), vm.h)
- * as a task of the VM. The task's end comes back through request_hooks: the
+ * fcfs_request_start() builds the request table (method, path, body; query,
+ * headers, request_id, remote_addr and admin found on first use by the
+ * metatable's __index, fcfs_request_field) and runs app:serve(req) (or
+ * app:handle(req), vm.h) as a task of the VM. The task's end comes back through request_hooks: the
  * handler's results (status, body, headers, route) -- or app:handle_error's
  * after a raise, given a request table built anew -- are read and checked
  * here and handed to the server through r->ops; a Lua error otherwise is a
@@ -94,6 +94,51 @@ static int header_line(headers_t *h, lua_State *L, const char *k, size_t kl) {
   return 0;
 }
 
+static int build_headers(lua_State *L, int idx, headers_t *h);
+
+/* A frozen header table (lib/web.lua's web.headers) is an empty table whose
+ * metatable, out of Lua's reach (__metatable), holds its content as
+ * __fcfs_headers: its block is made and checked at its first answer and
+ * kept in that metatable under block_key, then copied. 1 when the table at
+ * idx is one (its block in h), 0 when it is not, -1 with err. */
+static char block_key;
+
+static int frozen_headers(lua_State *L, int idx, headers_t *h) {
+  if (!lua_getmetatable(L, idx)) return 0;
+  lua_pushlightuserdata(L, &block_key);
+  lua_rawget(L, -2);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    size_t bl;
+    const char *b = lua_tolstring(L, -1, &bl);
+    memcpy(h->buf, b, bl); /* made by build_headers below: bl <= cap */
+    h->len = bl;
+    lua_pop(L, 2);
+  } else {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "__fcfs_headers");
+    lua_rawget(L, -2); /* raw: any table may come here, and its metatable run nothing */
+    if (!lua_istable(L, -1)) {
+      lua_pop(L, 2);
+      return 0;
+    }
+    if (build_headers(L, lua_gettop(L), h) != 0) {
+      lua_pop(L, 2);
+      return -1;
+    }
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, &block_key);
+    lua_pushlstring(L, h->buf, h->len);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  if (lua_next(L, idx)) { /* rawset past its __newindex: what Lua sees is not the block */
+    lua_pop(L, 2);
+    return header_fail(h, "frozen header table written to", "?", 1);
+  }
+  return 1;
+}
+
 /* The header table at idx (nil: none) as "Name: value\r\n" lines; a list
  * value gives one line per element (several Set-Cookie). Names are tokens,
  * unique regardless of case and never one the host writes; values have no
@@ -101,6 +146,8 @@ static int header_line(headers_t *h, lua_State *L, const char *k, size_t kl) {
 static int build_headers(lua_State *L, int idx, headers_t *h) {
   if (lua_isnil(L, idx)) return 0;
   if (!lua_istable(L, idx)) return header_fail(h, "headers must be a table", "", 0);
+  int frozen = frozen_headers(L, idx, h);
+  if (frozen != 0) return frozen < 0 ? -1 : 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     if (lua_type(L, -2) != LUA_TSTRING) {
@@ -202,42 +249,74 @@ fcfs_request_t *fcfs_task_request(fcfs_task_t *t) {
 
 /* ---- the request table ------------------------------------------------------- */
 
-/* __index of request tables: `headers` is built on first use, from the
- * request of the running task (a request table kept past its request finds
- * no headers). */
-static int req_index(lua_State *L) {
-  const char *k = lua_tostring(L, 2);
-  if (k == NULL || strcmp(k, "headers") != 0) return 0;
+/* The request of the running task, when it is one (NULL otherwise). */
+static const fcfs_request_t *current_request(lua_State *L) {
   fcfs_task_t *t = fcfs_task_current(L);
-  fcfs_request_t *r = t ? fcfs_task_request(t) : NULL;
+  return t ? fcfs_task_request(t) : NULL;
+}
+
+/* Push r's headers as a table: lower-cased names, repeated headers joined with ", ". */
+static void push_headers(lua_State *L, const fcfs_request_t *r) {
   lua_newtable(L);
-  if (r && r->http) {
-    const http_req_t *h = r->http;
-    char name[128];
-    for (size_t i = 0; i < h->nheaders; i++) {
-      size_t nl = h->headers[i].name_len < sizeof(name) ? h->headers[i].name_len : sizeof(name) - 1;
-      for (size_t j = 0; j < nl; j++) {
-        char c = h->headers[i].name[j];
-        name[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-      }
-      lua_pushlstring(L, name, nl);
-      lua_pushvalue(L, -1);
-      lua_rawget(L, -3);
-      if (lua_isstring(L, -1)) { /* repeated header: join with ", " */
-        lua_pushliteral(L, ", ");
-        lua_pushlstring(L, h->headers[i].value, h->headers[i].value_len);
-        lua_concat(L, 3);
-      } else {
-        lua_pop(L, 1);
-        lua_pushlstring(L, h->headers[i].value, h->headers[i].value_len);
-      }
-      lua_rawset(L, -3);
+  if (r == NULL || r->http == NULL) return;
+  const http_req_t *h = r->http;
+  char name[128];
+  for (size_t i = 0; i < h->nheaders; i++) {
+    size_t nl = h->headers[i].name_len < sizeof(name) ? h->headers[i].name_len : sizeof(name) - 1;
+    for (size_t j = 0; j < nl; j++) {
+      char c = h->headers[i].name[j];
+      name[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
     }
+    lua_pushlstring(L, name, nl);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    if (lua_isstring(L, -1)) { /* repeated header: join with ", " */
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, h->headers[i].value, h->headers[i].value_len);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, h->headers[i].value, h->headers[i].value_len);
+    }
+    lua_rawset(L, -3);
   }
-  lua_pushvalue(L, -1);
-  lua_setfield(L, 1, "headers");
+}
+
+/* The request fields handlers seldom read (headers, query, request_id,
+ * remote_addr, admin) are not set when the table is made: this __index of
+ * request tables (also host.request_field, for lib/web.lua's own metatable)
+ * finds them in the request of the running task and keeps them in the table
+ * (a request table kept past its request finds none of them). A request
+ * table is made per request: the fewer fields, the less garbage. */
+int fcfs_request_field(lua_State *L) {
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  size_t kl;
+  const char *k = lua_tolstring(L, 2, &kl);
+  const fcfs_request_t *r;
+  if (kl == 7 && memcmp(k, "headers", 7) == 0) {
+    push_headers(L, current_request(L));
+  } else if ((r = current_request(L)) == NULL || r->http == NULL) {
+    return 0;
+  } else if (kl == 5 && memcmp(k, "query", 5) == 0) {
+    lua_pushlstring(L, r->http->query ? r->http->query : "", r->http->query_len);
+  } else if (kl == 10 && memcmp(k, "request_id", 10) == 0) {
+    lua_pushstring(L, r->id);
+  } else if (kl == 11 && memcmp(k, "remote_addr", 11) == 0) {
+    lua_pushstring(L, r->remote);
+  } else if (kl == 5 && memcmp(k, "admin", 5) == 0 && r->admin) {
+    lua_pushboolean(L, 1);
+  } else {
+    return 0;
+  }
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
   return 1;
 }
+
+/* The names of the fields set when a request table is made, kept in the
+ * array part of the metatable: a name is fetched, not interned anew. */
+enum { KEY_METHOD = 1, KEY_PATH, KEY_BODY };
 
 /* Push the request tables' metatable of L's VM, made on first use. */
 static void push_req_mt(lua_State *L) {
@@ -245,39 +324,39 @@ static void push_req_mt(lua_State *L) {
   lua_rawget(L, LUA_REGISTRYINDEX);
   if (!lua_isnil(L, -1)) return;
   lua_pop(L, 1);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, req_index);
+  lua_createtable(L, 3, 2);
+  lua_pushcfunction(L, fcfs_request_field);
   lua_setfield(L, -2, "__index");
+  lua_pushboolean(L, 1); /* a table made by the host for its request (lib/web.lua, host.header) */
+  lua_setfield(L, -2, "__fcfs_request");
+  lua_pushliteral(L, "method");
+  lua_rawseti(L, -2, KEY_METHOD);
+  lua_pushliteral(L, "path");
+  lua_rawseti(L, -2, KEY_PATH);
+  lua_pushliteral(L, "body");
+  lua_rawseti(L, -2, KEY_BODY);
   lua_pushlightuserdata(L, &req_mt_key);
   lua_pushvalue(L, -2);
   lua_rawset(L, LUA_REGISTRYINDEX);
 }
 
-/* Push r's request table on co. */
+/* Set field key (of the metatable on top) of the table below it to s. */
+static void set_field(lua_State *L, int key, const char *s, size_t len) {
+  lua_rawgeti(L, -1, key);
+  lua_pushlstring(L, s, len);
+  lua_rawset(L, -4);
+}
+
+/* Push r's request table on co: method, path and body; the rest on first
+ * use (fcfs_request_field). */
 static void push_request(lua_State *co, const fcfs_request_t *r) {
   const http_req_t *h = r->http;
-  /* room for what lib/web.lua and the handlers add (params, route, json,
-   * arg, args, auth, _lang, headers ...): a request table never rehashes */
-  lua_createtable(co, 0, 16);
-  lua_pushlstring(co, h->method, h->method_len);
-  lua_setfield(co, -2, "method");
-  lua_pushlstring(co, h->path, h->path_len);
-  lua_setfield(co, -2, "path");
-  lua_pushlstring(co, h->query ? h->query : "", h->query_len);
-  lua_setfield(co, -2, "query");
-  if (h->body) {
-    lua_pushlstring(co, h->body, h->body_len);
-    lua_setfield(co, -2, "body");
-  }
-  lua_pushstring(co, r->id);
-  lua_setfield(co, -2, "request_id");
-  lua_pushstring(co, r->remote);
-  lua_setfield(co, -2, "remote_addr");
-  if (r->admin) {
-    lua_pushboolean(co, 1);
-    lua_setfield(co, -2, "admin");
-  }
+  /* room for what lib/web.lua and the handlers add (params, route, auth, ...) */
+  lua_createtable(co, 0, 8);
   push_req_mt(co);
+  set_field(co, KEY_METHOD, h->method, h->method_len);
+  set_field(co, KEY_PATH, h->path, h->path_len);
+  if (h->body) set_field(co, KEY_BODY, h->body, h->body_len);
   lua_setmetatable(co, -2);
 }
 
@@ -351,7 +430,9 @@ int fcfs_request_header(void *vm, const char *name, size_t len, const char **val
 /* host.header(req, name): the chunk gets the request tables' metatable and
  * the VM. Under LuaJIT the lookup is an FFI call of fcfs_request_header;
  * every case it does not answer (a table whose headers were built or set, a
- * table not made by the host, a repeated header, no running request) reads
+ * table not made by the host -- whose metatable is neither the host's nor
+ * one marked __fcfs_request, lib/web.lua's for the host's tables --, a
+ * repeated header, no running request) reads
  * req.headers, so the answer is always req.headers[name]'s. */
 static const char header_chunk[] =
     "local req_mt, vm = ...\n"
@@ -370,8 +451,9 @@ static const char header_chunk[] =
     "vm = ffi.cast('void *', vm)\n"
     "local val, vlen = ffi.new('const char *[1]'), ffi.new('size_t[1]')\n"
     "return function(req, name)\n"
-    "  if type(name) == 'string' and rawget(req, 'headers') == nil and getmetatable(req) == req_mt "
-    "then\n"
+    "  local mt = getmetatable(req)\n"
+    "  if type(name) == 'string' and rawget(req, 'headers') == nil\n"
+    "     and (mt == req_mt or (mt and rawget(mt, '__fcfs_request'))) then\n"
     "    local rc = C.fcfs_request_header(vm, name, #name, val, vlen)\n"
     "    if rc == 1 then return str(val[0], vlen[0]) end\n"
     "    if rc == 0 then return nil end\n"

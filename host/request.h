@@ -63,6 +63,11 @@ void fcfs_request_cancel(fcfs_request_t *r);
 /* The request a task answers, NULL for timers, init and `fcfs run`. */
 fcfs_request_t *fcfs_task_request(fcfs_task_t *t);
 
+/* __index of request tables, host.request_field(req, name) in Lua: the
+ * fields made on first use (headers, query, request_id, remote_addr, admin)
+ * from the request of the running task, kept in req; nil for other names. */
+int fcfs_request_field(lua_State *L);
+
 /* "GET /path?query HTTP/1.1" for logs, into buf. */
 const char *fcfs_request_line(const fcfs_request_t *r, char *buf, size_t cap);
 

@@ -86,7 +86,10 @@ struct fcfs_vm_s {
   void *init_arg;
   fcfs_vm_run_cb run_done;
   void *run_arg;
-  int spare[SPARE_THREADS]; /* registry refs of finished coroutines, reset for reuse */
+  struct {
+    lua_State *co;
+    int ref;              /* the registry reference that anchors co */
+  } spare[SPARE_THREADS]; /* finished coroutines, reset for reuse */
   int nspare;
   fcfs_task_t *free_tasks; /* ended task structs (with their ends arrays), linked by next */
   int nfree_tasks;
@@ -254,10 +257,9 @@ static fcfs_task_t *task_new(fcfs_vm_t *vm, int kind) {
   t->vm = vm;
   t->kind = kind;
   if (vm->nspare > 0) {
-    t->co_ref = vm->spare[--vm->nspare];
-    lua_rawgeti(vm->L, LUA_REGISTRYINDEX, t->co_ref);
-    t->co = lua_tothread(vm->L, -1);
-    lua_pop(vm->L, 1);
+    vm->nspare--;
+    t->co = vm->spare[vm->nspare].co;
+    t->co_ref = vm->spare[vm->nspare].ref;
   } else {
     t->co = lua_newthread(vm->L);
     t->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
@@ -276,7 +278,8 @@ static void task_end(fcfs_task_t *t) {
     t->ends[i].release(t->ends[i].res);
   if (t->reusable && vm->nspare < SPARE_THREADS && !vm->retired) {
     lua_resetthread(vm->L, t->co);
-    vm->spare[vm->nspare++] = t->co_ref;
+    vm->spare[vm->nspare].co = t->co;
+    vm->spare[vm->nspare++].ref = t->co_ref;
   } else {
     luaL_unref(vm->L, LUA_REGISTRYINDEX, t->co_ref);
   }

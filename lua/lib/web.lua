@@ -28,7 +28,8 @@
 -- the stream cut. web.sse(event, data [, id]) formats one event. A streaming function should loop
 -- `while not host.exiting()` so a reload or stop ends it, and give up when send fails.
 --
--- Returned header tables may be shared constants: C must only read them.
+-- Returned header tables may be shared constants: C must only read them. web.headers(t) freezes
+-- one (web.JSON_HEADERS is): the host then checks and formats it once, not at every answer.
 local router = require "lib.router"
 local json = require "lib.json"
 local host = require "host"
@@ -73,7 +74,30 @@ local _M = {
     },
 }
 
-local JSON_HEADERS = { ["Content-Type"] = JSON_CONTENT_TYPE }
+-- The content of each frozen header table (web.headers), for the pairs that cannot see it.
+local frozen = setmetatable({}, { __mode = "k" })
+
+local function read_only() error("a frozen header table (web.headers) is read-only", 2) end
+
+-- web.headers(t) -> a frozen copy of the header table t, for answers that share one: indexing it
+-- works, assigning to it raises and pairs() sees nothing in it (web.header_pairs(h) does); the host
+-- checks and formats its header lines once, at its first answer, instead of at every answer.
+function _M.headers(t)
+    local content = {}
+    for k, v in pairs(t) do content[k] = v end
+    local h = setmetatable({}, { __index = content, __newindex = read_only, __metatable = false,
+        __fcfs_headers = content })
+    frozen[h] = content
+    return h
+end
+
+-- web.header_pairs(h): pairs(h) for any header table, frozen or not.
+local function header_pairs(h)
+    return pairs(frozen[h] or h)
+end
+_M.header_pairs = header_pairs
+
+local JSON_HEADERS = _M.headers { ["Content-Type"] = JSON_CONTENT_TYPE }
 _M.JSON_HEADERS = JSON_HEADERS
 
 ---------------------------------------------------------------------------------------------------
@@ -193,7 +217,7 @@ _M.error_body = error_body
 -- A copy of headers whose content type is ours (error bodies are always JSON).
 local function with_json_type(headers)
     local h = {}
-    for k, v in pairs(headers) do
+    for k, v in header_pairs(headers) do
         if lower(k) ~= "content-type" then h[k] = v end
     end
     h["Content-Type"] = JSON_CONTENT_TYPE
@@ -202,14 +226,14 @@ end
 
 -- headers itself when it names a content type (the handler's choice wins), else a copy plus ours.
 local function ensure_json_type(headers)
-    for k in pairs(headers) do
+    for k in header_pairs(headers) do
         if lower(k) == "content-type" then return headers end
     end
     return with_json_type(headers)
 end
 
 ---------------------------------------------------------------------------------------------------
--- Request helpers (installed on req by handle)
+-- Request helpers (req's methods once serve matched a route)
 
 local function is_json_type(ct)
     local mt, params = match(ct, "^%s*([^;%s]+)%s*(.*)$")
@@ -272,6 +296,33 @@ end
 -- req:arg(name) -> string or nil.
 local function req_arg(req, name)
     return req_args(req)[name]
+end
+
+-- The metatable serve gives request tables: the methods above, then the fields the host makes on
+-- first use (host.request_field: nothing for a table not made by the host), so that a request
+-- table holds only what a handler reads (a fresh table per request: its size is garbage).
+-- A table the host did not make (a Lua caller's) gets the methods alone. __fcfs_request tells
+-- host.header that the table is the running request's: it may read a header without req.headers.
+local REQ_METHODS = { json = req_json, arg = req_arg, args = req_args }
+local HOST_FIELDS = { headers = true, query = true, request_id = true, remote_addr = true, admin = true }
+local request_field = host.request_field
+local REQ_MT = {
+    __index = function(req, k)
+        local m = REQ_METHODS[k]
+        if m ~= nil then return m end
+        if HOST_FIELDS[k] then return request_field(req, k) end
+        return nil
+    end,
+    __fcfs_request = true,
+}
+local PLAIN_MT = { __index = REQ_METHODS }
+
+-- The metatable serve gives req: REQ_MT for the host's request tables (their metatable is marked
+-- __fcfs_request too), PLAIN_MT for the others.
+local function req_mt(req)
+    local mt = getmetatable(req)
+    if mt and rawget(mt, "__fcfs_request") then return REQ_MT end
+    return PLAIN_MT
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -402,11 +453,9 @@ function App:serve(req)
         local status, body, headers = error_reply(req, 404, "NOT_FOUND", MSG_NOT_FOUND)
         return status, body, headers, "404"
     end
+    setmetatable(req, req_mt(req))
     req.params = params
     req.route = pattern
-    req.json = req_json
-    req.arg = req_arg
-    req.args = req_args
     local status, body, headers = run(self, handler, req)
     return status, body, headers, pattern
 end

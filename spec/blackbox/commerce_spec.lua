@@ -219,6 +219,14 @@ describe("commerce", function()
                 token = admin.token, json = { quantity = 1 } }), 404, "PRODUCT_NOT_FOUND")
         end)
 
+        it("reads a flash product's stock with the state of its sale", function()
+            for _, case in ipairs{ { at(3600), at(7200), "UPCOMING" }, { at(-60), at(3600), "OPEN" } } do
+                local p = product({ type = "FLASH", stock = 4, sale_starts_at = case[1], sale_ends_at = case[2] })
+                local r = call("GET", "/api/products/{id}/stock", { path = "/api/products/" .. p.id .. "/stock" })
+                assert.same({ product_id = p.id, remaining = 4, state = case[3] }, r.json)
+            end
+        end)
+
         it("answers the stock read from the node's cache: one MySQL query per TTL window, not per read", function()
             local p = product({ stock = 7 })
             local quiet = env:start({ workers = 2 }, { lifecycle_interval = false }) -- no scheduler queries

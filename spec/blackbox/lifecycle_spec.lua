@@ -467,8 +467,15 @@ local CASES = {
     too_long = { ["X-Long"] = string.rep("v", 9000) },
     bad_type = { ["X-B"] = true },
 }
+local web = require "lib.web"
+local FROZEN = {
+    frozen = web.headers { ["Set-Cookie"] = { "a=1; Path=/", "b=2; Path=/" }, ["X-F"] = "1" },
+    frozen_bad = web.headers { Server = "mine" },
+    frozen_written = web.headers { ["X-F"] = "1" },
+}
+rawset(FROZEN.frozen_written, "X-G", "2")
 app:get("/h/:case", function(req)
-    return { body = "ok", headers = CASES[req.params.case] }
+    return { body = "ok", headers = CASES[req.params.case] or FROZEN[req.params.case] }
 end)
 ]==]), {})
     end)
@@ -530,6 +537,20 @@ end)
             '"X-B": values must be strings' } do
             assert.matches(what, log, 1, true)
         end
+    end)
+
+    it("sends a frozen header table (web.headers) at every answer, checked like any other", function()
+        for _ = 1, 3 do -- the first answer makes the header lines, the next ones reuse them
+            local res = get("frozen")
+            assert.equal(200, res.status)
+            assert.equal("1", res.headers["x-f"])
+            assert.equal(2, count(res, "set-cookie"))
+            assert.equal(500, get("frozen_bad").status)
+            assert.equal(500, get("frozen_written").status)
+        end
+        local log = s:error_log()
+        assert.matches('"Server": set by the host', log, 1, true)
+        assert.matches("frozen header table written to", log, 1, true)
     end)
 end)
 

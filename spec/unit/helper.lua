@@ -4,9 +4,9 @@
 --
 -- Requiring it puts lua/ on package.path and installs package.loaded.host, a stand-in for the
 -- C module with the same fields (log, now, sleep, null, config, worker_id, worker_count,
--- generation, metrics_text, reload, timer, redis, mysql, crypto, shared.revoked, header). host.log records
--- its calls in helper.logs; helper.reset() clears the recording and restores the defaults. busted insulates every spec
--- file, so each file gets a fresh copy.
+-- generation, metrics_text, reload, request_field, timer, redis, mysql, crypto, shared.revoked,
+-- header). host.log records its calls in helper.logs; helper.reset() clears the recording and
+-- restores the defaults. busted insulates every spec file, so each file gets a fresh copy.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 
 local cjson = require "cjson"
@@ -35,6 +35,8 @@ end
 function host.sleep() end
 function host.metrics_text() return helper.metrics end
 function host.reload() return helper.reload_result() end
+-- the specs' request tables hold every field they mean to have: none is made on first use
+function host.request_field() end
 function host.timer.at() return true end
 function host.timer.every() return true end
 

@@ -85,6 +85,32 @@ describe("lib.json", function()
             end
         end)
 
+        it("writes a flat object with the very bytes cjson writes", function()
+            local private = cjson.new()
+            local strings = { "", "a/b", "é\n\"", "x\1\0\t\r\b\f\\", "plain" }
+            local names = { "id", "a/b", "é", "q\"", "n\0", "" }
+            math.randomseed(12)
+            for round = 1, 2000 do
+                local t = {}
+                for _ = 1, math.random(1, 10) do
+                    local r = math.random()
+                    local v = strings[math.random(#strings)]
+                    if r < 0.4 then
+                        v = math.floor(math.random() * 10 ^ math.random(0, 13)) * (math.random() < 0.5 and -1 or 1)
+                    elseif r < 0.55 then
+                        v = math.random() < 0.5
+                    elseif r < 0.65 then
+                        v = json.null
+                    end
+                    t[names[math.random(#names)] .. (math.random() < 0.5 and "" or tostring(math.random(50)))] = v
+                end
+                assert.equal(private.encode(t), json.encode(t), "round " .. round)
+            end
+            assert.equal('{"zero":-0}', json.encode({ zero = -0.0 }))
+            assert.equal(private.encode({ n = 99999999999999, m = -99999999999999 }),
+                json.encode({ n = 99999999999999, m = -99999999999999 }))
+        end)
+
         it("raises on functions, bad keys and cycles", function()
             assert.has_error(function() json.encode({ f = print }) end)
             assert.has_error(function() json.encode({ [true] = 1 }) end)

@@ -56,6 +56,33 @@ describe("lib.web", function()
             assert.is_nil(h2["Content-Type"])
         end)
 
+        it("freezes shared header tables (web.headers): read-only, their pairs through header_pairs", function()
+            local h = web.headers { Location = "/a", ["X-N"] = "1" }
+            assert.equal("/a", h.Location)
+            assert.has_error(function() h.Location = "/b" end)
+            assert.has_error(function() h["X-New"] = "1" end)
+            assert.is_nil(next(h))
+            local seen = {}
+            for k, v in web.header_pairs(h) do seen[k] = v end
+            assert.same({ Location = "/a", ["X-N"] = "1" }, seen)
+            assert.equal(JSON_CT, web.JSON_HEADERS["Content-Type"])
+            -- a json answer with a frozen table keeps its headers and gets the content type
+            local app = web.new()
+            app:get("/f", function() return { json = { ok = true }, headers = h } end)
+            local _, _, headers = app:handle(helper.req { path = "/f" })
+            assert.equal("/a", headers.Location)
+            assert.equal(JSON_CT, headers["Content-Type"])
+        end)
+
+        it("gives matched requests their methods from a metatable, not as fields", function()
+            local app = web.new()
+            app:get("/m", function(req)
+                return { json = { arg = req:arg("a"), raw = rawget(req, "arg") == nil, params = req.params ~= nil } }
+            end)
+            local _, body = app:handle(helper.req { path = "/m", query = "a=1" })
+            assert.same({ arg = "1", raw = true, params = true }, cjson.decode(body))
+        end)
+
         it("passes raw bodies through and answers 204 for an empty return", function()
             local app = web.new()
             app:get("/text", function() return { body = "hi", headers = { ["Content-Type"] = "text/plain" } } end)
