@@ -52,9 +52,7 @@ describe("commerce", function()
     end
 
     -- RFC 3339 in the business time zone, s seconds from now
-    local function at(s)
-        return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(socket.gettime() + s + 9 * 3600)) .. "+09:00"
-    end
+    local at = shop.at
 
     lazy_setup(function()
         env = shop.setup("fcfs_commerce_spec", { workers = 2 })
