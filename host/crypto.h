@@ -79,6 +79,36 @@ void fcfs_crypto_pw_forget(fcfs_pw_op_t *op);
 /* Whether encoded is not an argon2id hash at the configured cost. */
 int fcfs_crypto_pw_needs_rehash(const fcfs_crypto_t *c, const char *encoded);
 
+/* Access tokens (lapi_crypto.c, called by lib/auth.lua through LuaJIT's FFI): a token, or the
+ * bearer token of an Authorization value (bearer != 0: "Bearer <token>", any case, as lib/auth.lua
+ * matches it), checked against the token key -- its tag, then its body decoded and parsed as
+ * "at1:<uid>:<sid>:<ROLE>:<exp>" -- or found in cache, the tokens already so checked (cache:
+ * fcfs_token_cache_size() zeroed bytes, 8-byte aligned, owned by the caller). FCFS_TOKEN_OK and
+ * the claims in out: role and sid_text (the session id's digits) point into the cache, valid
+ * until its next check; slot (1..) and gen name the cache slot holding the token and its
+ * generation, which changes when another token takes the slot (slot and gen 0: not cached).
+ * Expiry and revocation are the caller's. fcfs_token_check_request checks the Authorization
+ * header of the request running on vm (fcfs_request_header): FCFS_TOKEN_UNANSWERED when no
+ * request runs or it has several such headers. */
+typedef struct {
+  double uid, sid, exp;
+  const char *role, *sid_text;
+  uint32_t role_len, sid_len, slot, gen;
+} fcfs_token_claims_t;
+enum {
+  FCFS_TOKEN_OK,
+  FCFS_TOKEN_MALFORMED,
+  FCFS_TOKEN_FORGED,
+  FCFS_TOKEN_NO_KEY,
+  FCFS_TOKEN_UNANSWERED,
+};
+typedef struct fcfs_token_cache_s fcfs_token_cache_t;
+size_t fcfs_token_cache_size(void);
+int fcfs_token_check(const fcfs_crypto_t *c, fcfs_token_cache_t *cache, const char *s, size_t len,
+                     int bearer, fcfs_token_claims_t *out);
+int fcfs_token_check_request(const fcfs_crypto_t *c, fcfs_token_cache_t *cache, void *vm,
+                             fcfs_token_claims_t *out);
+
 /* Push the host.crypto table (lapi_crypto.c); c must outlive the VM. */
 struct lua_State;
 void fcfs_lapi_crypto_open(struct lua_State *L, const fcfs_crypto_t *c);

@@ -25,10 +25,13 @@
 #include <lauxlib.h>
 #include <sodium.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "crypto.h"
+#include "request.h"
 #include "task.h"
+#include "vm.h"
 
 #define RANDOM_MAX 65536
 
@@ -239,29 +242,294 @@ static int c_hmac_verify(lua_State *L) {
   return 1;
 }
 
+/* The tag of signed = body "." tag (an access token's form, lib/auth.lua): NULL and *blen when tag
+ * is hmac(body) in base64url (compared in constant time), else "malformed" (no dot) or "forged";
+ * NO_TOKEN_KEY without a token key. */
+static const char NO_TOKEN_KEY[] = "no token key configured (FCFS_SECRET_TOKEN_KEY)";
+
+static const char *check_tag(const fcfs_crypto_t *c, const char *s, size_t len, size_t *blen) {
+  const char *dot = memchr(s, '.', len);
+  if (dot == NULL) return "malformed";
+  *blen = (size_t)(dot - s);
+  unsigned char tag[FCFS_HMAC_BYTES];
+  char text[TAG_CHARS];
+  if (fcfs_crypto_hmac(c, (const unsigned char *)s, *blen, tag) != 0) return NO_TOKEN_KEY;
+  b64url_encode(text, tag, sizeof tag);
+  if (len - *blen - 1 != TAG_CHARS || sodium_memcmp(text, dot + 1, TAG_CHARS) != 0) return "forged";
+  return NULL;
+}
+
 /* hmac_open(signed): signed = body .. "." .. hmac(body), body = b64url(msg) -- the form of an
  * access token (lib/auth.lua) -> msg | nil, "malformed" (no dot, or a body that is not base64url) |
  * nil, "forged" (the tag is not the body's). The tag is checked (constant time) before the body is
- * decoded; one call, on the C stack for bodies up to 512 characters: a member's first request
- * runs it. */
+ * decoded; on the C stack for bodies up to 512 characters. */
 static int c_hmac_open(lua_State *L) {
-  size_t len, n;
+  size_t len, blen, n;
   const char *s = luaL_checklstring(L, 1, &len);
-  const char *dot = memchr(s, '.', len);
-  if (dot == NULL) return nil_err(L, "malformed");
-  size_t blen = (size_t)(dot - s);
-  unsigned char tag[FCFS_HMAC_BYTES], small[B64URL_ROOM(512)];
-  char text[TAG_CHARS];
-  if (fcfs_crypto_hmac(self(L), (const unsigned char *)s, blen, tag) != 0)
-    return luaL_error(L, "host.crypto.hmac_open: no token key configured (FCFS_SECRET_TOKEN_KEY)");
-  b64url_encode(text, tag, sizeof tag);
-  if (len - blen - 1 != TAG_CHARS || sodium_memcmp(text, dot + 1, TAG_CHARS) != 0)
-    return nil_err(L, "forged");
+  const char *err = check_tag(self(L), s, len, &blen);
+  if (err == NO_TOKEN_KEY) return luaL_error(L, "host.crypto.hmac_open: %s", err);
+  if (err) return nil_err(L, err);
+  unsigned char small[B64URL_ROOM(512)];
   unsigned char *out = B64URL_ROOM(blen) <= sizeof small ? small : scratch(L, B64URL_ROOM(blen));
   if (b64url_decode(out, s, blen, &n) != 0) return nil_err(L, "malformed");
   lua_pushlstring(L, (const char *)out, n);
   return 1;
 }
+
+/* ---- access tokens, for LuaJIT's FFI (token_chunk) ----------------------------------
+ *
+ * lib/auth.lua's check of an access token in one call that makes no Lua string: the bearer token
+ * taken from an Authorization value, its tag checked, its body decoded and parsed -- and a cache
+ * of the tokens so verified, so that a member's later requests skip all of that. The cache is a
+ * fixed table of TOKEN_BUCKETS x TOKEN_WAYS slots, each holding a whole token (compared whole, in
+ * constant time) and its claims; a token may live in either of two buckets chosen by its last 8
+ * bytes (a valid token's end is its tag: an HMAC output nobody can aim at a bucket), and a new
+ * token takes the least recently used slot of the two. A slot's generation number changes when
+ * another token takes it, so that Lua can keep one claims table per slot. The VM owns the cache
+ * (an FFI allocation its GC frees, token_chunk); tokens longer than TOKEN_CAP, or whose role and
+ * session id do not fit in TEXT_CAP, are checked at every use. */
+#define TOKEN_MAX 512 /* longer tokens are "malformed" */
+#define TOKEN_CAP 128 /* an issued token is about 100 bytes (ids of up to 19 digits fit) */
+#define TEXT_CAP 32
+#define TOKEN_WAYS 8
+#define TOKEN_BUCKETS 2048 /* 16384 slots, ~3.4 MB: a crowd of 10,000 members fits */
+
+typedef struct {
+  uint64_t used; /* the cache's clock at its last use; 0: empty */
+  double uid, sid, exp;
+  uint32_t gen;
+  uint16_t len;
+  uint8_t role_len, sid_len;
+  char token[TOKEN_CAP];
+  char text[TEXT_CAP]; /* the role, then the session id's digits */
+} token_slot_t;
+
+struct fcfs_token_cache_s {
+  uint64_t clock;
+  uint32_t gen;
+  uint64_t tails[TOKEN_BUCKETS *
+                 TOKEN_WAYS]; /* each slot's token's last 8 bytes: one cache line a bucket */
+  token_slot_t slots[TOKEN_BUCKETS * TOKEN_WAYS];
+  unsigned char body[B64URL_ROOM(TOKEN_MAX)]; /* the decoded body of the last token not cached */
+};
+
+size_t fcfs_token_cache_size(void) {
+  return sizeof(fcfs_token_cache_t);
+}
+
+static int is_space(unsigned char c) { /* Lua's %s */
+  return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/* The token of an Authorization value as lib/auth.lua's pattern
+ * ^[Bb][Ee][Aa][Rr][Ee][Rr]%s+(%S+)%s*$ takes it: 0, or -1 when it does not match. */
+static int bearer_token(const char *v, size_t len, const char **tok, size_t *tlen) {
+  static const char word[] = "bearer";
+  size_t i = 0;
+  for (; i < 6; i++)
+    if (i == len || (v[i] | 0x20) != word[i]) return -1;
+  if (i == len || !is_space((unsigned char)v[i])) return -1;
+  while (i < len && is_space((unsigned char)v[i]))
+    i++;
+  size_t start = i;
+  while (i < len && !is_space((unsigned char)v[i]))
+    i++;
+  if (i == start) return -1;
+  *tok = v + start;
+  *tlen = i - start;
+  while (i < len && is_space((unsigned char)v[i]))
+    i++;
+  return i == len ? 0 : -1;
+}
+
+/* The end of the run of bytes of s[i..len) that are digits (upper = 0) or upper-case letters. */
+static size_t run_end(const unsigned char *s, size_t i, size_t len, int upper) {
+  while (i < len && (upper ? s[i] >= 'A' && s[i] <= 'Z' : s[i] >= '0' && s[i] <= '9'))
+    i++;
+  return i;
+}
+
+/* Digits as Lua's tonumber reads them (exact up to 15 digits; beyond, correctly rounded). */
+static double digits_value(const unsigned char *d, size_t n) {
+  if (n <= 15) {
+    double v = 0;
+    for (size_t i = 0; i < n; i++)
+      v = v * 10 + (d[i] - '0');
+    return v;
+  }
+  char buf[B64URL_ROOM(TOKEN_MAX) + 1];
+  memcpy(buf, d, n);
+  buf[n] = '\0';
+  return strtod(buf, NULL);
+}
+
+/* msg as lib/auth.lua's pattern ^at1:(%d+):(%d+):(%u+):(%d+)$: 0 and the claims (role and sid
+ * pointing into msg), or -1. */
+static int parse_claims(const unsigned char *m, size_t n, fcfs_token_claims_t *out) {
+  size_t at[8], i = 4;
+  if (n < 4 || memcmp(m, "at1:", 4) != 0) return -1;
+  for (int k = 0; k < 4; k++) {
+    at[2 * k] = i;
+    i = run_end(m, i, n, k == 2);
+    at[2 * k + 1] = i;
+    if (i == at[2 * k]) return -1;
+    if (k < 3 && (i == n || m[i++] != ':')) return -1;
+  }
+  if (i != n) return -1;
+  out->uid = digits_value(m + at[0], at[1] - at[0]);
+  out->sid = digits_value(m + at[2], at[3] - at[2]);
+  out->role = (const char *)m + at[4];
+  out->role_len = (uint32_t)(at[5] - at[4]);
+  out->sid_text = (const char *)m + at[2];
+  out->sid_len = (uint32_t)(at[3] - at[2]);
+  out->exp = digits_value(m + at[6], at[7] - at[6]);
+  return 0;
+}
+
+static uint64_t tail_of(const char *s, size_t len) {
+  uint64_t t = 0;
+  memcpy(&t, len >= 8 ? s + len - 8 : s, len >= 8 ? 8 : len);
+  return t;
+}
+
+/* Equal bytes, in time that depends on n only. */
+static int same_bytes(const char *a, const char *b, size_t n) {
+  uint64_t d = 0, x, y;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    memcpy(&x, a + i, 8);
+    memcpy(&y, b + i, 8);
+    d |= x ^ y;
+  }
+  for (; i < n; i++)
+    d |= (uint64_t)(unsigned char)(a[i] ^ b[i]);
+  return d == 0;
+}
+
+static void slot_claims(fcfs_token_cache_t *cache, size_t i, fcfs_token_claims_t *out) {
+  token_slot_t *sl = &cache->slots[i];
+  sl->used = ++cache->clock;
+  out->uid = sl->uid;
+  out->sid = sl->sid;
+  out->exp = sl->exp;
+  out->role = sl->text;
+  out->role_len = sl->role_len;
+  out->sid_text = sl->text + sl->role_len;
+  out->sid_len = sl->sid_len;
+  out->slot = (uint32_t)i + 1;
+  out->gen = sl->gen;
+}
+
+static int check_token(const fcfs_crypto_t *c, fcfs_token_cache_t *cache, const char *s, size_t len,
+                       fcfs_token_claims_t *out) {
+  if (len > TOKEN_MAX) return FCFS_TOKEN_MALFORMED;
+  uint64_t t = tail_of(s, len), h = t * 0x9E3779B97F4A7C15u;
+  size_t b[2] = {h >> 53, (h >> 21) & (TOKEN_BUCKETS - 1)};
+  if (b[1] == b[0]) b[1] ^= 1;
+  size_t victim = b[0] * TOKEN_WAYS;
+  for (int k = 0; k < 2; k++)
+    for (size_t i = b[k] * TOKEN_WAYS; i < (b[k] + 1) * TOKEN_WAYS; i++) {
+      const token_slot_t *sl = &cache->slots[i];
+      if (cache->tails[i] == t && sl->used && sl->len == len && same_bytes(sl->token, s, len)) {
+        slot_claims(cache, i, out);
+        return FCFS_TOKEN_OK;
+      }
+      if (sl->used < cache->slots[victim].used) victim = i;
+    }
+  size_t blen, n;
+  const char *err = check_tag(c, s, len, &blen);
+  if (err)
+    return err == NO_TOKEN_KEY ? FCFS_TOKEN_NO_KEY
+           : *err == 'f'       ? FCFS_TOKEN_FORGED
+                               : FCFS_TOKEN_MALFORMED;
+  if (b64url_decode(cache->body, s, blen, &n) != 0 || parse_claims(cache->body, n, out) != 0)
+    return FCFS_TOKEN_MALFORMED;
+  out->slot = out->gen = 0;
+  if (len > TOKEN_CAP || out->role_len + out->sid_len > TEXT_CAP) return FCFS_TOKEN_OK;
+  token_slot_t *sl = &cache->slots[victim];
+  cache->tails[victim] = t;
+  sl->uid = out->uid;
+  sl->sid = out->sid;
+  sl->exp = out->exp;
+  if (++cache->gen == 0) cache->gen = 1;
+  sl->gen = cache->gen;
+  sl->len = (uint16_t)len;
+  memcpy(sl->token, s, len);
+  sl->role_len = (uint8_t)out->role_len;
+  sl->sid_len = (uint8_t)out->sid_len;
+  memcpy(sl->text, out->role, out->role_len);
+  memcpy(sl->text + out->role_len, out->sid_text, out->sid_len);
+  slot_claims(cache, victim, out);
+  return FCFS_TOKEN_OK;
+}
+
+int fcfs_token_check(const fcfs_crypto_t *c, fcfs_token_cache_t *cache, const char *s, size_t len,
+                     int bearer, fcfs_token_claims_t *out) {
+  const char *tok = s;
+  size_t tlen = len;
+  if (bearer && bearer_token(s, len, &tok, &tlen) != 0) return FCFS_TOKEN_MALFORMED;
+  return check_token(c, cache, tok, tlen, out);
+}
+
+int fcfs_token_check_request(const fcfs_crypto_t *c, fcfs_token_cache_t *cache, void *vm,
+                             fcfs_token_claims_t *out) {
+  const char *v;
+  size_t len;
+  int rc = fcfs_request_header(vm, "authorization", 13, &v, &len);
+  if (rc == 0) return FCFS_TOKEN_MALFORMED; /* no token */
+  if (rc != 1) return FCFS_TOKEN_UNANSWERED;
+  return fcfs_token_check(c, cache, v, len, 1, out);
+}
+
+/* Sets host.crypto.token_check, token_request and token_claims (the FFI face of the above; see
+ * lib/auth.lua for their use). Called with (host.crypto, the fcfs_crypto_t, the VM). Must match
+ * crypto.h. */
+static const char token_chunk[] =
+    "local crypto, keys, vm = ...\n"
+    "local ffi = require 'ffi'\n"
+    "local type, tonumber, ceil = type, tonumber, math.ceil\n"
+    "pcall(ffi.cdef, [[\n"
+    "typedef struct {\n"
+    "  double uid, sid, exp;\n"
+    "  const char *role, *sid_text;\n"
+    "  uint32_t role_len, sid_len, slot, gen;\n"
+    "} fcfs_token_claims_t;\n"
+    "size_t fcfs_token_cache_size(void);\n"
+    "int fcfs_token_check(const void *c, void *cache, const char *s, size_t len, int bearer,\n"
+    "                     fcfs_token_claims_t *out);\n"
+    "int fcfs_token_check_request(const void *c, void *cache, void *vm, fcfs_token_claims_t "
+    "*out);\n"
+    "]])\n"
+    "local C, str = ffi.C, ffi.string\n"
+    "keys, vm = ffi.cast('const void *', keys), ffi.cast('void *', vm)\n"
+    "local out = ffi.new('fcfs_token_claims_t[1]')\n"
+    "local cache\n"
+    "local WHY = { 'malformed', 'forged' }\n"
+    "local function answer(rc)\n"
+    "  if rc == 0 then return out[0].slot, out[0].gen end\n"
+    "  if rc == 3 then error('host.crypto: no token key configured (FCFS_SECRET_TOKEN_KEY)', 3) "
+    "end\n"
+    "  return nil, WHY[rc]\n"
+    "end\n"
+    "local function the_cache()\n"
+    "  if not cache then cache = ffi.new('uint64_t[?]', ceil(tonumber(C.fcfs_token_cache_size()) / "
+    "8)) end\n"
+    "  return cache\n"
+    "end\n"
+    "function crypto.token_check(s, bearer)\n"
+    "  if type(s) ~= 'string' then return nil, 'malformed' end\n"
+    "  return answer(C.fcfs_token_check(keys, cache or the_cache(), s, #s, bearer and 1 or 0, "
+    "out))\n"
+    "end\n"
+    "function crypto.token_request()\n"
+    "  local rc = C.fcfs_token_check_request(keys, cache or the_cache(), vm, out)\n"
+    "  if rc == 4 then return false end\n"
+    "  return answer(rc)\n"
+    "end\n"
+    "function crypto.token_claims()\n"
+    "  local o = out[0]\n"
+    "  return o.uid, o.sid, str(o.role, o.role_len), o.exp, str(o.sid_text, o.sid_len)\n"
+    "end\n";
 
 /* ---- keyless ---------------------------------------------------------------------- */
 
@@ -348,4 +616,9 @@ void fcfs_lapi_crypto_open(lua_State *L, const fcfs_crypto_t *c) {
     lua_pushcclosure(L, f->func, 1);
     lua_setfield(L, -2, f->name);
   }
+  if (luaL_loadbuffer(L, token_chunk, sizeof(token_chunk) - 1, "=host.crypto") != 0) lua_error(L);
+  lua_pushvalue(L, -2);
+  lua_pushlightuserdata(L, (void *)c);
+  lua_pushlightuserdata(L, fcfs_vm_of(L));
+  lua_call(L, 3, 0);
 }

@@ -5,6 +5,8 @@
  *   host.now()                    wall clock, seconds (float; an FFI call under LuaJIT)
  *   host.header(req, name)        req.headers[name] (name lowercase), read without building
  *                                 req.headers when it can (request.c, FFI)
+ *   host.header_direct(req)       whether host.header reads req's headers from the host's
+ *                                 buffer (a table the host made, req.headers neither built nor set)
  *   host.sleep(s)                 yields the task (timer.c)
  *   host.timer.at/every/pending   timers (timer.c)
  *   host.null                     JSON null / SQL NULL / Redis nil (lightuserdata NULL)
@@ -171,7 +173,8 @@ int fcfs_lapi_host_open(lua_State *L) {
   if (luaL_loadbuffer(L, now_chunk, sizeof(now_chunk) - 1, "=host.now") != 0) lua_error(L);
   lua_pushvalue(L, -2);
   lua_call(L, 1, 0);
-  fcfs_request_push_header_fn(L);
+  fcfs_request_push_header_fns(L);
+  lua_setfield(L, -3, "header_direct");
   lua_setfield(L, -2, "header");
   fcfs_lapi_timer_open(L);
   lua_setfield(L, -2, "timer");

@@ -427,13 +427,14 @@ int fcfs_request_header(void *vm, const char *name, size_t len, const char **val
   return found;
 }
 
-/* host.header(req, name): the chunk gets the request tables' metatable and
- * the VM. Under LuaJIT the lookup is an FFI call of fcfs_request_header;
- * every case it does not answer (a table whose headers were built or set, a
- * table not made by the host -- whose metatable is neither the host's nor
- * one marked __fcfs_request, lib/web.lua's for the host's tables --, a
- * repeated header, no running request) reads
- * req.headers, so the answer is always req.headers[name]'s. */
+/* host.header(req, name) and host.header_direct(req): the chunk gets the
+ * request tables' metatable and the VM. Under LuaJIT the lookup is an FFI
+ * call of fcfs_request_header, for the tables header_direct tells: a table
+ * made by the host (whose metatable is the host's, or one marked
+ * __fcfs_request: lib/web.lua's for the host's tables) whose headers were
+ * neither built nor set. Every case the call does not answer (another
+ * table, a repeated header, no running request) reads req.headers, so the
+ * answer is always req.headers[name]'s. */
 static const char header_chunk[] =
     "local req_mt, vm = ...\n"
     "local rawget, getmetatable, type = rawget, getmetatable, type\n"
@@ -441,8 +442,14 @@ static const char header_chunk[] =
     "  local h = req.headers\n"
     "  return h and h[name]\n"
     "end\n"
+    "local function direct(req)\n"
+    "  local mt = getmetatable(req)\n"
+    "  return rawget(req, 'headers') == nil and (mt == req_mt or (mt and rawget(mt, "
+    "'__fcfs_request'))) and true\n"
+    "         or false\n"
+    "end\n"
     "local ok, ffi = pcall(require, 'ffi')\n"
-    "if not ok then return slow end\n"
+    "if not ok then return slow, function() return false end end\n"
     "pcall(ffi.cdef, [[\n"
     "int fcfs_request_header(void *vm, const char *name, size_t len, const char **value,\n"
     "                        size_t *value_len);\n"
@@ -451,19 +458,17 @@ static const char header_chunk[] =
     "vm = ffi.cast('void *', vm)\n"
     "local val, vlen = ffi.new('const char *[1]'), ffi.new('size_t[1]')\n"
     "return function(req, name)\n"
-    "  local mt = getmetatable(req)\n"
-    "  if type(name) == 'string' and rawget(req, 'headers') == nil\n"
-    "     and (mt == req_mt or (mt and rawget(mt, '__fcfs_request'))) then\n"
+    "  if type(name) == 'string' and direct(req) then\n"
     "    local rc = C.fcfs_request_header(vm, name, #name, val, vlen)\n"
     "    if rc == 1 then return str(val[0], vlen[0]) end\n"
     "    if rc == 0 then return nil end\n"
     "  end\n"
     "  return slow(req, name)\n"
-    "end\n";
+    "end, direct\n";
 
-void fcfs_request_push_header_fn(lua_State *L) {
+void fcfs_request_push_header_fns(lua_State *L) {
   if (luaL_loadbuffer(L, header_chunk, sizeof(header_chunk) - 1, "=host.header") != 0) lua_error(L);
   push_req_mt(L);
   lua_pushlightuserdata(L, fcfs_vm_of(L));
-  lua_call(L, 2, 1);
+  lua_call(L, 2, 2);
 }

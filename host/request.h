@@ -88,8 +88,10 @@ static inline void fcfs_request_fail(fcfs_request_t *r, int status, const char *
 int fcfs_request_header(void *vm, const char *name, size_t len, const char **value,
                         size_t *value_len);
 /* Push host.header(req, name), which answers req.headers[name] without
- * building req.headers when it can (fcfs_request_header). */
+ * building req.headers when it can (fcfs_request_header), then
+ * host.header_direct(req): true when it can (a table the host made whose
+ * headers were neither built nor set: fcfs_request_header reads them). */
 struct lua_State;
-void fcfs_request_push_header_fn(struct lua_State *L);
+void fcfs_request_push_header_fns(struct lua_State *L);
 
 #endif

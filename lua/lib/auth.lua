@@ -31,7 +31,7 @@ local host = require "host"
 local channel = require "lib.channel"
 
 local tonumber, tostring, type, concat = tonumber, tostring, type, table.concat
-local match, gmatch, format = string.match, string.gmatch, string.format
+local gmatch, format = string.gmatch, string.format
 local floor = math.floor
 local fail = web.fail
 
@@ -72,78 +72,51 @@ function _M.issue(uid, sid, role)
     return body .. "." .. crypto.hmac(body), exp
 end
 
--- Tokens whose signature this VM has checked, with their claims: the HMAC and the parsing run
--- once per token, later requests only check the expiry and the revocation set. Claims are shared
--- by the requests of one token: read-only for handlers. Bounded in two generations of
--- _M.VERIFIED_MAX tokens: when the current one is full it becomes the previous one (the one before
--- is dropped), and a token found in the previous generation moves into the current one. So a crowd
--- of up to VERIFIED_MAX members clicking again and again has each token checked once however many
--- one-off tokens pass meanwhile (a single table starting over when full checked the whole crowd
--- again after each start), and at most 2 x VERIFIED_MAX tokens are held.
-_M.VERIFIED_MAX = 10000
-local verified, revoked_keys, nverified = {}, {}, 0
-local previous, previous_keys = {}, {}
+-- The check of a token (host.crypto.token_check / token_request, in C): its tag, then its body
+-- decoded and parsed; C keeps the tokens it so verified in a fixed cache of this VM, so that a
+-- member's later requests skip all that, and names the cache slot holding the token and the slot's
+-- generation (which changes when another token takes the slot). Here, one claims table and
+-- revocation key per slot: a member clicking again makes no garbage, a new one a claims table and
+-- its key. Claims are shared by the requests of one token: read-only for handlers. Expiry and
+-- revocation are checked at every use.
+local slot_claims, slot_rkey, slot_gen = {}, {}, {}
 
-local function remember_token(token, claims, rkey)
-    if nverified >= _M.VERIFIED_MAX then
-        previous, previous_keys = verified, revoked_keys
-        verified, revoked_keys, nverified = {}, {}, 0
+-- slot, gen as token_check answers -> claims | nil, why
+local function admit(slot, gen)
+    if not slot then return nil, gen end
+    local claims, rkey
+    if gen ~= 0 and slot_gen[slot] == gen then
+        claims, rkey = slot_claims[slot], slot_rkey[slot]
+    else
+        local uid, sid, role, exp, sid_text = host.crypto.token_claims()
+        claims, rkey = { uid = uid, sid = sid, role = role, exp = exp }, "s:" .. sid_text
+        if gen ~= 0 then slot_claims[slot], slot_rkey[slot], slot_gen[slot] = claims, rkey, gen end
     end
-    verified[token], revoked_keys[token], nverified = claims, rkey, nverified + 1
-end
-
-local function parse(token)
-    local payload, why = host.crypto.hmac_open(token) -- the tag checked, then the body decoded
-    if not payload then return nil, why end
-    local uid, sid, role, exp = match(payload, "^at1:(%d+):(%d+):(%u+):(%d+)$")
-    if not uid then return nil, "malformed" end
-    local claims = { uid = tonumber(uid), sid = tonumber(sid), role = role, exp = tonumber(exp) }
-    remember_token(token, claims, "s:" .. sid)
+    if claims.exp <= host.now() then return nil, "expired" end
+    if revoked_dict():get(rkey) then return nil, "revoked" end
     return claims
 end
 
 -- auth.verify(token) -> claims {uid=, sid=, role=, exp=} | nil, why ("malformed", "forged",
 -- "expired", "revoked")
 function _M.verify(token)
-    if type(token) ~= "string" or #token > 512 then return nil, "malformed" end
-    local claims, why = verified[token]
-    if not claims then
-        claims = previous[token]
-        if claims then
-            remember_token(token, claims, previous_keys[token])
-        else
-            claims, why = parse(token)
-            if not claims then return nil, why end
-        end
-    end
-    if claims.exp <= host.now() then return nil, "expired" end
-    if revoked_dict():get(revoked_keys[token]) then return nil, "revoked" end
-    return claims
+    return admit(host.crypto.token_check(token, false))
 end
 
--- The token of each Authorization value seen lately (false: none), so that a crowd's values are
--- parsed once, not at every click (string.match is not compiled: some 1,700 instructions a
--- request); values of up to 600 bytes, emptied when VERIFIED_MAX are held. The value is read
--- without building req.headers.
-local bearers, nbearers = {}, 0
-
-local function bearer(req)
-    local h = host.header(req, "authorization")
-    if not h then return nil end
-    local token = bearers[h]
-    if token == nil then
-        token = match(h, "^[Bb][Ee][Aa][Rr][Ee][Rr]%s+(%S+)%s*$") or false
-        if #h <= 600 then -- longer ones hold no acceptable token (verify refuses more than 512 bytes)
-            if nbearers >= _M.VERIFIED_MAX then bearers, nbearers = {}, 0 end
-            bearers[h], nbearers = token, nbearers + 1
-        end
+-- The request's bearer token (Authorization: Bearer <token>) checked as verify does. The header is
+-- read by C where host.header would read it without req.headers (no Lua string is made for it).
+local function verify_bearer(req)
+    local crypto = host.crypto
+    if host.header_direct(req) then
+        local slot, gen = crypto.token_request()
+        if slot ~= false then return admit(slot, gen) end
     end
-    return token or nil
+    return admit(crypto.token_check(host.header(req, "authorization"), true))
 end
 
 -- auth.identify(req) -> claims (also req.auth); raises 401 UNAUTHORIZED.
 function _M.identify(req)
-    local claims = _M.verify(bearer(req))
+    local claims = verify_bearer(req)
     if not claims then fail(401, "UNAUTHORIZED", MSG_UNAUTHORIZED, nil, UNAUTHORIZED_HEADERS) end
     req.auth = claims
     return claims

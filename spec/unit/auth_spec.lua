@@ -75,53 +75,40 @@ describe("lib.auth", function()
     end)
 
     describe("the verified-token cache", function()
-        local saved_max, saved_open
-
-        before_each(function()
-            saved_max, saved_open = auth.VERIFIED_MAX, host.crypto.hmac_open
-        end)
-
-        after_each(function()
-            auth.VERIFIED_MAX, host.crypto.hmac_open = saved_max, saved_open
-        end)
-
-        it("checks each signature of a repeating crowd once, while one-off tokens turn the generations over",
+        it("checks a token once: later uses share its claims table, still checked for expiry and revocation",
             function()
-            auth.VERIFIED_MAX = 4
-            local crowd = {}
-            for i = 1, 3 do crowd[i] = auth.issue(1000 + i, 2000 + i, "USER") end
-            local checks = 0
-            host.crypto.hmac_open = function(...)
-                checks = checks + 1
-                return saved_open(...)
-            end
-            for round = 1, 6 do
-                for i = 1, #crowd do
-                    assert.equal(1000 + i, assert(auth.verify(crowd[i])).uid)
-                end
-                assert(auth.verify((auth.issue(5000 + round, 6000 + round, "USER"))))
-            end
-            -- 3 + 6: a single table starting over when full checked the crowd again after each start
-            assert.equal(#crowd + 6, checks)
-            -- a token moved across generations is still checked for revocation and expiry
-            host.shared.revoked:set("s:2003", true, 900)
-            assert.same({ nil, "revoked" }, { auth.verify(crowd[3]) })
+            local token = auth.issue(1001, 2001, "USER")
+            local c1 = assert(auth.verify(token))
+            local c2 = assert(auth.verify(token))
+            assert.equal(c1, c2) -- the same table: a member clicking again makes no garbage
+            assert.equal(1, helper.token_checks)
+            host.shared.revoked:set("s:2001", true, 900)
+            assert.same({ nil, "revoked" }, { auth.verify(token) })
+            host.shared.revoked:delete("s:2001")
             helper.clock = helper.clock + 901
-            assert.same({ nil, "expired" }, { auth.verify(crowd[1]) })
+            assert.same({ nil, "expired" }, { auth.verify(token) })
         end)
 
-        it("forgets the tokens of two generations ago (bounded memory)", function()
-            auth.VERIFIED_MAX = 2
-            local first = auth.issue(3001, 4001, "USER")
-            assert(auth.verify(first))
-            for i = 1, 4 do assert(auth.verify((auth.issue(3001 + i, 4001 + i, "USER")))) end
-            local checks = 0
-            host.crypto.hmac_open = function(...)
-                checks = checks + 1
-                return saved_open(...)
-            end
-            assert(auth.verify(first))
-            assert.equal(1, checks)
+        it("gives a slot taken by another token (a new generation) that token's claims", function()
+            local a, b = auth.issue(1002, 2002, "USER"), auth.issue(1003, 2003, "ADMIN")
+            local ca = assert(auth.verify(a))
+            helper.evict(a)
+            local cb = assert(auth.verify(b))
+            assert.are_not.equal(ca, cb)
+            assert.same({ uid = 1003, sid = 2003, role = "ADMIN", exp = cb.exp }, cb)
+            host.shared.revoked:set("s:2003", true, 900)
+            assert.same({ nil, "revoked" }, { auth.verify(b) })
+            assert.same({ uid = 1002, sid = 2002, role = "USER", exp = ca.exp }, assert(auth.verify(a)))
+        end)
+
+        it("makes claims anew for a token the cache does not hold", function()
+            helper.uncached = true
+            local token = auth.issue(1004, 2004, "USER")
+            local c1, c2 = assert(auth.verify(token)), assert(auth.verify(token))
+            assert.are_not.equal(c1, c2)
+            assert.same(c1, c2)
+            host.shared.revoked:set("s:2004", true, 900)
+            assert.same({ nil, "revoked" }, { auth.verify(token) })
         end)
     end)
 

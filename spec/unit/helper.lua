@@ -32,6 +32,8 @@ function host.header(req, name)
     local h = req.headers
     return h and h[name]
 end
+-- the specs' tables are plain: host.header reads their req.headers
+function host.header_direct() return false end
 function host.sleep() end
 function host.metrics_text() return helper.metrics end
 function host.reload() return helper.reload_result() end
@@ -107,6 +109,39 @@ function host.crypto.hmac_open(signed)
     return msg
 end
 
+-- host.crypto.token_check / token_claims stand-ins: the same answers from hmac_open above, and a
+-- cache of every token so verified (slot = its order of arrival; helper.token_checks counts the
+-- tokens whose tag was checked). helper.uncached = true: nothing cached (slot and gen 0).
+-- helper.evict(token): the token's slot goes to the next token verified, in a new generation.
+local token_slots, claims_of, gens, last, free = {}, {}, {}, nil, nil
+function helper.evict(token)
+    free = token_slots[token]
+    token_slots[token] = nil
+end
+function host.crypto.token_check(s, bearer)
+    if type(s) ~= "string" then return nil, "malformed" end
+    if bearer then
+        s = s:match("^[Bb][Ee][Aa][Rr][Ee][Rr]%s+(%S+)%s*$")
+        if not s then return nil, "malformed" end
+    end
+    if #s > 512 then return nil, "malformed" end
+    local slot = token_slots[s]
+    if not slot then
+        helper.token_checks = helper.token_checks + 1
+        local payload, why = host.crypto.hmac_open(s)
+        if not payload then return nil, why end
+        local uid, sid, role, exp = payload:match("^at1:(%d+):(%d+):(%u+):(%d+)$")
+        if not uid then return nil, "malformed" end
+        last = { tonumber(uid), tonumber(sid), role, tonumber(exp), sid }
+        if helper.uncached then return 0, 0 end
+        slot, free = free or #claims_of + 1, nil
+        token_slots[s], claims_of[slot], gens[slot] = slot, last, (gens[slot] or 0) + 1
+    end
+    last = claims_of[slot]
+    return slot, gens[slot]
+end
+function host.crypto.token_claims() return unpack(last) end
+
 -- host.shared stand-in: dicts whose entries expire against helper.clock.
 local Dict = {}
 Dict.__index = Dict
@@ -131,6 +166,8 @@ function helper.reset()
     helper.mysql_reply = function() return { { one = 1 } } end
     helper.pipelines = {}
     helper.tokens = 0
+    helper.token_checks = 0
+    helper.uncached = nil
     host.shared = { revoked = helper.dict() }
     host.config = {}
     host.generation = 1
