@@ -292,7 +292,9 @@ static int c_hmac_open(lua_State *L) {
 #define TOKEN_CAP 128 /* an issued token is about 100 bytes (ids of up to 19 digits fit) */
 #define TEXT_CAP 32
 #define TOKEN_WAYS 8
-#define TOKEN_BUCKETS 2048 /* 16384 slots, ~3.4 MB: a crowd of 10,000 members fits */
+#define TOKEN_BUCKET_BITS 12
+#define TOKEN_BUCKETS                                                                              \
+  (1u << TOKEN_BUCKET_BITS) /* 32768 slots, ~6.9 MB a VM: a crowd of 10,000 stays */
 
 typedef struct {
   uint64_t used; /* the cache's clock at its last use; 0: empty */
@@ -307,8 +309,8 @@ typedef struct {
 struct fcfs_token_cache_s {
   uint64_t clock;
   uint32_t gen;
-  uint64_t tails[TOKEN_BUCKETS *
-                 TOKEN_WAYS]; /* each slot's token's last 8 bytes: one cache line a bucket */
+  /* each slot's token's last 8 bytes: a bucket's in one cache line */
+  uint64_t tails[TOKEN_BUCKETS * TOKEN_WAYS];
   token_slot_t slots[TOKEN_BUCKETS * TOKEN_WAYS];
   unsigned char body[B64URL_ROOM(TOKEN_MAX)]; /* the decoded body of the last token not cached */
 };
@@ -424,7 +426,7 @@ static int check_token(const fcfs_crypto_t *c, fcfs_token_cache_t *cache, const 
                        fcfs_token_claims_t *out) {
   if (len > TOKEN_MAX) return FCFS_TOKEN_MALFORMED;
   uint64_t t = tail_of(s, len), h = t * 0x9E3779B97F4A7C15u;
-  size_t b[2] = {h >> 53, (h >> 21) & (TOKEN_BUCKETS - 1)};
+  size_t b[2] = {h >> (64 - TOKEN_BUCKET_BITS), (h >> 20) & (TOKEN_BUCKETS - 1)};
   if (b[1] == b[0]) b[1] ^= 1;
   size_t victim = b[0] * TOKEN_WAYS;
   for (int k = 0; k < 2; k++)
