@@ -323,8 +323,15 @@ static int is_space(unsigned char c) { /* Lua's %s */
   return c == ' ' || (c >= '\t' && c <= '\r');
 }
 
+/* Whether one of the 8 bytes of x is below 0x21 (Lua's %s are 0x09-0x0d and 0x20). */
+static int any_below_0x21(uint64_t x) {
+  const uint64_t ones = 0x0101010101010101u;
+  return ((x - ones * 0x21) & ~x & ones * 0x80) != 0;
+}
+
 /* The token of an Authorization value as lib/auth.lua's pattern
- * ^[Bb][Ee][Aa][Rr][Ee][Rr]%s+(%S+)%s*$ takes it: 0, or -1 when it does not match. */
+ * ^[Bb][Ee][Aa][Rr][Ee][Rr]%s+(%S+)%s*$ takes it: 0, or -1 when it does not match. The token is
+ * scanned 8 bytes at a time. */
 static int bearer_token(const char *v, size_t len, const char **tok, size_t *tlen) {
   static const char word[] = "bearer";
   size_t i = 0;
@@ -334,6 +341,10 @@ static int bearer_token(const char *v, size_t len, const char **tok, size_t *tle
   while (i < len && is_space((unsigned char)v[i]))
     i++;
   size_t start = i;
+  for (uint64_t x; i + 8 <= len; i += 8) {
+    memcpy(&x, v + i, 8);
+    if (any_below_0x21(x)) break;
+  }
   while (i < len && !is_space((unsigned char)v[i]))
     i++;
   if (i == start) return -1;
@@ -390,7 +401,11 @@ static int parse_claims(const unsigned char *m, size_t n, fcfs_token_claims_t *o
 
 static uint64_t tail_of(const char *s, size_t len) {
   uint64_t t = 0;
-  memcpy(&t, len >= 8 ? s + len - 8 : s, len >= 8 ? 8 : len);
+  if (len >= 8)
+    memcpy(&t, s + len - 8, 8);
+  else
+    for (size_t i = 0; i < len; i++)
+      t = t << 8 | (unsigned char)s[i];
   return t;
 }
 
@@ -428,7 +443,6 @@ static int check_token(const fcfs_crypto_t *c, fcfs_token_cache_t *cache, const 
   uint64_t t = tail_of(s, len), h = t * 0x9E3779B97F4A7C15u;
   size_t b[2] = {h >> (64 - TOKEN_BUCKET_BITS), (h >> 20) & (TOKEN_BUCKETS - 1)};
   if (b[1] == b[0]) b[1] ^= 1;
-  size_t victim = b[0] * TOKEN_WAYS;
   for (int k = 0; k < 2; k++)
     for (size_t i = b[k] * TOKEN_WAYS; i < (b[k] + 1) * TOKEN_WAYS; i++) {
       const token_slot_t *sl = &cache->slots[i];
@@ -436,7 +450,6 @@ static int check_token(const fcfs_crypto_t *c, fcfs_token_cache_t *cache, const 
         slot_claims(cache, i, out);
         return FCFS_TOKEN_OK;
       }
-      if (sl->used < cache->slots[victim].used) victim = i;
     }
   size_t blen, n;
   const char *err = check_tag(c, s, len, &blen);
@@ -448,6 +461,10 @@ static int check_token(const fcfs_crypto_t *c, fcfs_token_cache_t *cache, const 
     return FCFS_TOKEN_MALFORMED;
   out->slot = out->gen = 0;
   if (len > TOKEN_CAP || out->role_len + out->sid_len > TEXT_CAP) return FCFS_TOKEN_OK;
+  size_t victim = b[0] * TOKEN_WAYS; /* the least recently used of both buckets */
+  for (int k = 0; k < 2; k++)
+    for (size_t i = b[k] * TOKEN_WAYS; i < (b[k] + 1) * TOKEN_WAYS; i++)
+      if (cache->slots[i].used < cache->slots[victim].used) victim = i;
   token_slot_t *sl = &cache->slots[victim];
   cache->tails[victim] = t;
   sl->uid = out->uid;
