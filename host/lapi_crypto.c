@@ -82,14 +82,27 @@ static void push_b64url(lua_State *L, const unsigned char *bin, size_t len) {
 /* Room b64url_decode needs for len characters. */
 #define B64URL_ROOM(len) ((len) / 4 * 3 + 3)
 
-static int b64url_value(unsigned char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '-') return 62;
-  if (c == '_') return 63;
-  return -1;
-}
+/* Each byte's value in base64url, -1 outside the alphabet. */
+/* clang-format off */
+static const signed char B64URL_VALUE[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1,
+    -1,  0,  1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12, 13, 14,
+    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, 63,
+    -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
+/* clang-format on */
 
 /* Decode url-safe base64 without padding into out (B64URL_ROOM(len) bytes); -1 when s is not
  * canonical base64url (a character outside the alphabet, padding, a length of 4k + 1, or bits set
@@ -97,19 +110,22 @@ static int b64url_value(unsigned char c) {
 static int b64url_decode(unsigned char *out, const char *s, size_t len, size_t *outlen) {
   if (len % 4 == 1) return -1;
   const unsigned char *u = (const unsigned char *)s;
-  size_t o = 0;
-  for (size_t i = 0; i < len; i += 4) {
-    size_t k = len - i < 4 ? len - i : 4;
-    int32_t v = 0;
-    for (size_t j = 0; j < 4; j++) {
-      int c = j < k ? b64url_value(u[i + j]) : 0;
-      if (c < 0) return -1;
-      v = v << 6 | c;
-    }
+  size_t o = 0, i = 0;
+  for (; i + 4 <= len; i += 4) {
+    int a = B64URL_VALUE[u[i]], b = B64URL_VALUE[u[i + 1]], c = B64URL_VALUE[u[i + 2]],
+        d = B64URL_VALUE[u[i + 3]];
+    if ((a | b | c | d) < 0) return -1;
+    uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
     out[o++] = (unsigned char)(v >> 16);
-    if (k > 2) out[o++] = (unsigned char)(v >> 8);
-    if (k > 3) out[o++] = (unsigned char)v;
-    if ((k == 2 && (v & 0xffff)) || (k == 3 && (v & 0xff))) return -1;
+    out[o++] = (unsigned char)(v >> 8);
+    out[o++] = (unsigned char)v;
+  }
+  if (i < len) { /* 2 or 3 characters: 1 or 2 bytes, and no bits set past them */
+    int a = B64URL_VALUE[u[i]], b = B64URL_VALUE[u[i + 1]],
+        c = len - i == 3 ? B64URL_VALUE[u[i + 2]] : 0;
+    if ((a | b | c) < 0 || (len - i == 2 ? b & 0xf : c & 3)) return -1;
+    out[o++] = (unsigned char)(a << 2 | b >> 4);
+    if (len - i == 3) out[o++] = (unsigned char)((b & 0xf) << 4 | c >> 2);
   }
   *outlen = o;
   return 0;

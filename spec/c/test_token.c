@@ -51,6 +51,19 @@ static const char *sign_into(char *out, size_t cap, const char *payload) {
   return out;
 }
 
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* body "." b64url(hmac of body), for a body of any text, into out (1024 bytes). */
+static const char *sign_body(char *out, const char *body) {
+  unsigned char tag[FCFS_HMAC_BYTES];
+  size_t blen = strlen(body);
+  memmove(out, body, blen);
+  fcfs_crypto_hmac(K, (const unsigned char *)out, blen, tag);
+  out[blen] = '.';
+  b64url(out + blen + 1, 1024 - blen - 1, tag, sizeof tag);
+  return out;
+}
+
 /* into out of 1024 bytes */
 static const char *sign(char *out, const char *payload) {
   return sign_into(out, 1024, payload);
@@ -99,6 +112,23 @@ static void test_claims(void) {
     int rc = check_rc(cache, sign(tok, bad[i]), 0);
     if (rc != FCFS_TOKEN_MALFORMED) printf("# %s: %d\n", bad[i], rc);
     EXPECT(rc == FCFS_TOKEN_MALFORMED);
+  }
+  /* bodies of every length modulo 4 decode; a last character with bits set past the last byte
+   * (not canonical base64url, signed all the same) is malformed */
+  char payload[64];
+  for (int digits = 1; digits <= 12; digits++) {
+    snprintf(payload, sizeof payload, "at1:%.*s:2:USER:1790000000", digits, "123456789012");
+    EXPECT(check(cache, sign(tok, payload), 0, &a) == FCFS_TOKEN_OK);
+    EXPECT(a.uid == atof(payload + 4) && a.sid == 2 && a.role_len == 4);
+  }
+  for (int extra = 1; extra <= 2; extra++) { /* 1 or 2 bytes past the last group of 3 */
+    snprintf(payload, sizeof payload, "at1:1:2:USER:%.*s", 8 + extra, "1790000000");
+    sign(tok, payload);
+    size_t blen = (size_t)(strchr(tok, '.') - tok);
+    char last = tok[blen - 1], *pos = strchr(B64, last);
+    char body[64];
+    snprintf(body, sizeof body, "%.*s%c", (int)blen - 1, tok, B64[(pos - B64) | 1]);
+    EXPECT(sign_body(tok, body) && check_rc(cache, tok, 0) == FCFS_TOKEN_MALFORMED);
   }
   /* a NUL inside the payload */
   unsigned char nul[] = "at1:1:2:USER:5\0";
@@ -191,7 +221,8 @@ static void test_lengths(void) {
   EXPECT(strlen(token_of_len(tok, 132, &role)) == 132);
   EXPECT(check(cache, tok, 0, &a) == FCFS_TOKEN_OK && a.slot == 0 && a.gen == 0);
   /* 128 bytes (a 39-digit user id): cached */
-  EXPECT(strlen(sign(tok, "at1:123456789012345678901234567890123456789:6:MEMBER:1790000000")) == 128);
+  EXPECT(strlen(sign(tok, "at1:123456789012345678901234567890123456789:6:MEMBER:1790000000")) ==
+         128);
   EXPECT(check(cache, tok, 0, &a) == FCFS_TOKEN_OK && a.slot > 0 && a.gen > 0);
   free(cache);
 }
