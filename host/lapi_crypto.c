@@ -10,8 +10,13 @@
  *   hmac_verify(msg, tag)         -> boolean (tag as hmac returns it; constant time)
  *   hmac_open(body .. "." .. tag) -> the message body encodes (base64url) when tag = hmac(body)
  *                                    | nil, "malformed"/"forged"
- *   random(n)                     -> n random bytes (1..65536)
- *   token([n])                    -> base64url of n random bytes (default 32)
+ *   token_check(s, bearer)        -> slot, gen | nil, "malformed"/"forged": an access token (or the
+ *                                    token of an Authorization value) checked, or found in the VM's
+ *                                    cache of checked tokens (FFI, token_chunk; lib/auth.lua)
+ *   token_request()               -> token_check of the running request's Authorization header,
+ * read in place | false (no request runs, a repeated header) token_claims()                -> uid,
+ * sid, role, exp, sid digits of the token last checked random(n)                     -> n random
+ * bytes (1..65536) token([n])                    -> base64url of n random bytes (default 32)
  *   equal(a, b)                   -> boolean, constant time for equal lengths
  *   sha256(s)                     -> 64 hex digits
  *   b64url_encode(s), b64url_decode(s) -> url-safe base64 without padding | nil, "invalid"
@@ -20,7 +25,9 @@
  * deployment mistake, not a request's). The password functions yield the
  * calling task while a pool thread hashes; a cancelled task forgets the op,
  * which frees itself when the hash ends (crypto.c). The fcfs_crypto_t is an
- * upvalue: the worker owns it and it outlives every VM.
+ * upvalue: the worker owns it and it outlives every VM. The token functions
+ * are FFI calls; their cache of checked tokens is an FFI allocation of the VM
+ * (its GC frees it with the VM), made at the first check.
  */
 #include <lauxlib.h>
 #include <sodium.h>
