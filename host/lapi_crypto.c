@@ -26,8 +26,8 @@
  * calling task while a pool thread hashes; a cancelled task forgets the op,
  * which frees itself when the hash ends (crypto.c). The fcfs_crypto_t is an
  * upvalue: the worker owns it and it outlives every VM. The token functions
- * are FFI calls; their cache of checked tokens is an FFI allocation of the VM
- * (its GC frees it with the VM), made at the first check.
+ * are FFI calls under LuaJIT; their cache of checked tokens belongs to the VM
+ * (a userdata whose __gc frees it).
  */
 #include <lauxlib.h>
 #include <sodium.h>
@@ -299,7 +299,7 @@ static int c_hmac_open(lua_State *L) {
   return 1;
 }
 
-/* ---- access tokens, for LuaJIT's FFI (token_chunk) ----------------------------------
+/* ---- access tokens: for LuaJIT's FFI (token_chunk) ----------------------------------
  *
  * lib/auth.lua's check of an access token in one call that makes no Lua string: the bearer token
  * taken from an Authorization value, its tag checked, its body decoded and parsed -- and a cache
@@ -523,20 +523,75 @@ int fcfs_token_check_request(const fcfs_crypto_t *c, fcfs_token_cache_t *cache, 
   return fcfs_token_check(c, cache, v, len, 1, out);
 }
 
-/* Sets host.crypto.token_check, token_request and token_claims (the FFI face of the above; see
- * lib/auth.lua for their use). Called with (host.crypto, the fcfs_crypto_t, the VM). Must match
- * crypto.h. */
+/* A VM's token state: the claims of the token last checked and the cache (calloc'ed: its pages
+ * cost memory once touched), a userdata whose __gc frees the cache. Must match token_chunk. */
+typedef struct {
+  fcfs_token_claims_t out;
+  fcfs_token_cache_t *cache;
+} token_state_t;
+
+#define TOKEN_STATE_MT "fcfs.token_state"
+
+static int token_state_gc(lua_State *L) {
+  token_state_t *st = luaL_checkudata(L, 1, TOKEN_STATE_MT);
+  free(st->cache);
+  st->cache = NULL;
+  return 0;
+}
+
+static token_state_t *push_token_state(lua_State *L) {
+  token_state_t *st = lua_newuserdata(L, sizeof *st);
+  memset(st, 0, sizeof *st);
+  if (luaL_newmetatable(L, TOKEN_STATE_MT)) {
+    lua_pushcfunction(L, token_state_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  st->cache = calloc(1, sizeof(fcfs_token_cache_t));
+  if (st->cache == NULL) luaL_error(L, "host.crypto: out of memory (token cache)");
+  return st;
+}
+
+/* token_check and token_claims through the Lua C API (upvalues: the keys, the token state), for a
+ * VM without the FFI; token_chunk replaces them, and adds token_request. */
+static int c_token_check(lua_State *L) {
+  token_state_t *st = lua_touserdata(L, lua_upvalueindex(2));
+  size_t len;
+  if (lua_type(L, 1) != LUA_TSTRING) return nil_err(L, "malformed");
+  const char *s = lua_tolstring(L, 1, &len);
+  int rc = fcfs_token_check(self(L), st->cache, s, len, lua_toboolean(L, 2), &st->out);
+  if (rc == FCFS_TOKEN_NO_KEY) return luaL_error(L, "host.crypto: %s", NO_TOKEN_KEY);
+  if (rc != FCFS_TOKEN_OK) return nil_err(L, rc == FCFS_TOKEN_FORGED ? "forged" : "malformed");
+  lua_pushnumber(L, st->out.slot);
+  lua_pushnumber(L, st->out.gen);
+  return 2;
+}
+
+static int c_token_claims(lua_State *L) {
+  const fcfs_token_claims_t *o = &((token_state_t *)lua_touserdata(L, lua_upvalueindex(2)))->out;
+  lua_pushnumber(L, o->uid);
+  lua_pushnumber(L, o->sid);
+  lua_pushlstring(L, o->role, o->role_len);
+  lua_pushnumber(L, o->exp);
+  lua_pushlstring(L, o->sid_text, o->sid_len);
+  return 5;
+}
+
+/* Called with (host.crypto, the fcfs_crypto_t, the VM, the token state): under LuaJIT,
+ * token_check and token_claims become FFI calls, and token_request is added (the running request's
+ * Authorization header read in place). Must match crypto.h and token_state_t. */
 static const char token_chunk[] =
-    "local crypto, keys, vm = ...\n"
-    "local ffi = require 'ffi'\n"
-    "local type, tonumber, ceil = type, tonumber, math.ceil\n"
+    "local crypto, keys, vm, state = ...\n"
+    "local ok, ffi = pcall(require, 'ffi')\n"
+    "if not ok then return end\n"
+    "local type = type\n"
     "pcall(ffi.cdef, [[\n"
     "typedef struct {\n"
     "  double uid, sid, exp;\n"
     "  const char *role, *sid_text;\n"
     "  uint32_t role_len, sid_len, slot, gen;\n"
     "} fcfs_token_claims_t;\n"
-    "size_t fcfs_token_cache_size(void);\n"
+    "typedef struct { fcfs_token_claims_t out; void *cache; } fcfs_token_state_t;\n"
     "int fcfs_token_check(const void *c, void *cache, const char *s, size_t len, int bearer,\n"
     "                     fcfs_token_claims_t *out);\n"
     "int fcfs_token_check_request(const void *c, void *cache, void *vm, fcfs_token_claims_t "
@@ -544,33 +599,28 @@ static const char token_chunk[] =
     "]])\n"
     "local C, str = ffi.C, ffi.string\n"
     "keys, vm = ffi.cast('const void *', keys), ffi.cast('void *', vm)\n"
-    "local out = ffi.new('fcfs_token_claims_t[1]')\n"
-    "local cache\n"
+    "local st = ffi.cast('fcfs_token_state_t *', state)\n"
+    "local cache, out = st.cache, st.out\n"
     "local WHY = { 'malformed', 'forged' }\n"
     "local function answer(rc)\n"
-    "  if rc == 0 then return out[0].slot, out[0].gen end\n"
+    "  if rc == 0 then return out.slot, out.gen end\n"
     "  if rc == 3 then error('host.crypto: no token key configured (FCFS_SECRET_TOKEN_KEY)', 3) "
     "end\n"
     "  return nil, WHY[rc]\n"
     "end\n"
-    "local function the_cache()\n"
-    "  if not cache then cache = ffi.new('uint64_t[?]', ceil(tonumber(C.fcfs_token_cache_size()) / "
-    "8)) end\n"
-    "  return cache\n"
-    "end\n"
     "function crypto.token_check(s, bearer)\n"
     "  if type(s) ~= 'string' then return nil, 'malformed' end\n"
-    "  return answer(C.fcfs_token_check(keys, cache or the_cache(), s, #s, bearer and 1 or 0, "
-    "out))\n"
+    "  return answer(C.fcfs_token_check(keys, cache, s, #s, bearer and 1 or 0, out))\n"
     "end\n"
     "function crypto.token_request()\n"
-    "  local rc = C.fcfs_token_check_request(keys, cache or the_cache(), vm, out)\n"
+    "  local _ = state -- the token state lives as long as these functions\n"
+    "  local rc = C.fcfs_token_check_request(keys, cache, vm, out)\n"
     "  if rc == 4 then return false end\n"
     "  return answer(rc)\n"
     "end\n"
     "function crypto.token_claims()\n"
-    "  local o = out[0]\n"
-    "  return o.uid, o.sid, str(o.role, o.role_len), o.exp, str(o.sid_text, o.sid_len)\n"
+    "  return out.uid, out.sid, str(out.role, out.role_len), out.exp, str(out.sid_text, "
+    "out.sid_len)\n"
     "end\n";
 
 /* ---- keyless ---------------------------------------------------------------------- */
@@ -658,9 +708,20 @@ void fcfs_lapi_crypto_open(lua_State *L, const fcfs_crypto_t *c) {
     lua_pushcclosure(L, f->func, 1);
     lua_setfield(L, -2, f->name);
   }
+  push_token_state(L);
+  static const luaL_Reg token_fns[] = {{"token_check", c_token_check},
+                                       {"token_claims", c_token_claims}};
+  for (size_t i = 0; i < sizeof token_fns / sizeof token_fns[0]; i++) {
+    lua_pushlightuserdata(L, (void *)c);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, token_fns[i].func, 2);
+    lua_setfield(L, -3, token_fns[i].name);
+  }
   if (luaL_loadbuffer(L, token_chunk, sizeof(token_chunk) - 1, "=host.crypto") != 0) lua_error(L);
-  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -3);
   lua_pushlightuserdata(L, (void *)c);
   lua_pushlightuserdata(L, fcfs_vm_of(L));
-  lua_call(L, 3, 0);
+  lua_pushvalue(L, -5);
+  lua_call(L, 4, 0);
+  lua_pop(L, 1); /* the token state */
 }

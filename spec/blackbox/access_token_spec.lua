@@ -6,7 +6,8 @@
 -- Bearer in any case, spaces and tabs around the token, other schemes, a repeated Authorization
 -- header (req.headers joins the values), 512-byte tokens (accepted) and 513/514-byte ones
 -- (refused), a cached token's body with another tag, a token with more after a cached one, bad
--- payloads, and expiry and revocation of a token the cache holds.
+-- payloads, and expiry and revocation of a token the cache holds; and auth.verify in `fcfs run`, with
+-- and without the FFI (the Lua C API binding).
 --
 --   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/access_token_spec.lua
 local socket = require "socket"
@@ -165,6 +166,38 @@ describe("access tokens through the host", function()
             assert.equal(case[3], direct, what .. ": req.headers built or not")
         end
         s:assert_no_errors()
+    end)
+
+    it("answers the same in `fcfs run`, through the FFI and through the Lua C API without it", function()
+        s:write_lua("cli/tokens.lua", [[
+local host = require "host"
+local auth = require "lib.auth"
+local crypto = host.crypto
+local t, other = auth.issue(7, 42, "MEMBER"), auth.issue(8, 43, "ADMIN")
+local out = {}
+local function add(...)
+    for i = 1, select("#", ...) do out[#out + 1] = tostring((select(i, ...))) end
+end
+local function v(tok)
+    local c, why = auth.verify(tok)
+    return c and (c.uid .. "/" .. c.sid .. "/" .. c.role) or why
+end
+add(v(t), v(t), v(other), v(t:match("^(.-)%.") .. "." .. other:match("%.(.*)$")), v(t .. "A"), v("nodot"), v(nil),
+    v(string.rep("a", 513)))
+host.shared.revoked:set("s:42", true, 900)
+add(v(t), crypto.token_check("bearer	" .. other .. " ", true) ~= nil, crypto.token_check("Basic x", true))
+add(type(crypto.token_request))
+print(table.concat(out, " "))
+]])
+        s:write_lua("noffi.lua", "package.loaded.ffi = nil\npackage.preload.ffi = function() error('no ffi') end\n")
+        local WANT = "7/42/MEMBER 7/42/MEMBER 8/43/ADMIN forged forged malformed malformed malformed revoked true nil "
+            .. "malformed"
+        local code, out = s:cli { "run", s.lua_dir .. "/cli/tokens.lua" }
+        assert.equal(0, code, out)
+        assert.matches(WANT .. " function\n", out, 1, true)
+        code, out = s:cli({ "run", s.lua_dir .. "/cli/tokens.lua" }, { FCFS_LUA_INIT = s.lua_dir .. "/noffi.lua" })
+        assert.equal(0, code, out)
+        assert.matches(WANT .. " nil\n", out, 1, true)
     end)
 
     it("refuses a cached token once it expires or its session is revoked", function()
