@@ -353,29 +353,41 @@ static int any_below_0x21(uint64_t x) {
 }
 
 /* The token of an Authorization value as lib/auth.lua's pattern
- * ^[Bb][Ee][Aa][Rr][Ee][Rr]%s+(%S+)%s*$ takes it: 0, or -1 when it does not match. The token is
- * scanned 8 bytes at a time. */
-static int bearer_token(const char *v, size_t len, const char **tok, size_t *tlen) {
-  static const char word[] = "bearer";
-  size_t i = 0;
-  for (; i < 6; i++)
-    if (i == len || (v[i] | 0x20) != word[i]) return -1;
-  if (i == len || !is_space((unsigned char)v[i])) return -1;
+ * ^[Bb][Ee][Aa][Rr][Ee][Rr]%s+(%S+)%s*$ takes it, but for spaces inside it (has_space: a cached
+ * token has none, so only a token the cache does not hold needs that scan): 0, or -1 when it does
+ * not match. */
+static int bearer_span(const char *v, size_t len, const char **tok, size_t *tlen) {
+  uint32_t w4, want4;
+  uint16_t w2, want2;
+  if (len < 7) return -1;
+  memcpy(&w4, v, 4);
+  memcpy(&w2, v + 4, 2);
+  memcpy(&want4, "bear", 4);
+  memcpy(&want2, "er", 2);
+  /* each letter in either case (x | 0x20 is a letter's lower case, and only a letter's) */
+  if ((w4 | 0x20202020u) != want4 || (uint16_t)(w2 | 0x2020u) != want2) return -1;
+  size_t i = 6;
+  if (!is_space((unsigned char)v[i])) return -1;
   while (i < len && is_space((unsigned char)v[i]))
     i++;
-  size_t start = i;
+  while (len > i && is_space((unsigned char)v[len - 1]))
+    len--;
+  if (i == len) return -1;
+  *tok = v + i;
+  *tlen = len - i;
+  return 0;
+}
+
+/* Whether s holds one of Lua's %s, 8 bytes at a time. */
+static int has_space(const char *s, size_t len) {
+  size_t i = 0;
   for (uint64_t x; i + 8 <= len; i += 8) {
-    memcpy(&x, v + i, 8);
+    memcpy(&x, s + i, 8);
     if (any_below_0x21(x)) break;
   }
-  while (i < len && !is_space((unsigned char)v[i]))
-    i++;
-  if (i == start) return -1;
-  *tok = v + start;
-  *tlen = i - start;
-  while (i < len && is_space((unsigned char)v[i]))
-    i++;
-  return i == len ? 0 : -1;
+  for (; i < len; i++)
+    if (is_space((unsigned char)s[i])) return 1;
+  return 0;
 }
 
 /* The end of the run of bytes of s[i..len) that are digits (upper = 0) or upper-case letters. */
@@ -432,18 +444,23 @@ static uint64_t tail_of(const char *s, size_t len) {
   return t;
 }
 
-/* Equal bytes, in time that depends on n only. */
+/* Equal bytes, in time that depends on n only: 8 at a time, the last 8 overlapping the others. */
 static int same_bytes(const char *a, const char *b, size_t n) {
   uint64_t d = 0, x, y;
   size_t i = 0;
+  if (n < 8) {
+    for (; i < n; i++)
+      d |= (uint64_t)(unsigned char)(a[i] ^ b[i]);
+    return d == 0;
+  }
   for (; i + 8 <= n; i += 8) {
     memcpy(&x, a + i, 8);
     memcpy(&y, b + i, 8);
     d |= x ^ y;
   }
-  for (; i < n; i++)
-    d |= (uint64_t)(unsigned char)(a[i] ^ b[i]);
-  return d == 0;
+  memcpy(&x, a + n - 8, 8);
+  memcpy(&y, b + n - 8, 8);
+  return (d | (x ^ y)) == 0;
 }
 
 static void slot_claims(fcfs_token_cache_t *cache, size_t i, fcfs_token_claims_t *out) {
@@ -460,8 +477,10 @@ static void slot_claims(fcfs_token_cache_t *cache, size_t i, fcfs_token_claims_t
   out->gen = sl->gen;
 }
 
+/* s checked as a token; spaced: s may hold spaces, which make it malformed (bearer_span). A cached
+ * token is base64url, a dot and its tag: no space. */
 static int check_token(const fcfs_crypto_t *c, fcfs_token_cache_t *cache, const char *s, size_t len,
-                       fcfs_token_claims_t *out) {
+                       int spaced, fcfs_token_claims_t *out) {
   if (len > TOKEN_MAX) return FCFS_TOKEN_MALFORMED;
   uint64_t t = tail_of(s, len), h = t * 0x9E3779B97F4A7C15u;
   size_t b[2] = {h >> (64 - TOKEN_BUCKET_BITS), (h >> 20) & (TOKEN_BUCKETS - 1)};
@@ -474,6 +493,7 @@ static int check_token(const fcfs_crypto_t *c, fcfs_token_cache_t *cache, const 
         return FCFS_TOKEN_OK;
       }
     }
+  if (spaced && has_space(s, len)) return FCFS_TOKEN_MALFORMED;
   size_t blen, n;
   const char *err = check_tag(c, s, len, &blen);
   if (err)
@@ -509,8 +529,8 @@ int fcfs_token_check(const fcfs_crypto_t *c, fcfs_token_cache_t *cache, const ch
                      int bearer, fcfs_token_claims_t *out) {
   const char *tok = s;
   size_t tlen = len;
-  if (bearer && bearer_token(s, len, &tok, &tlen) != 0) return FCFS_TOKEN_MALFORMED;
-  return check_token(c, cache, tok, tlen, out);
+  if (bearer && bearer_span(s, len, &tok, &tlen) != 0) return FCFS_TOKEN_MALFORMED;
+  return check_token(c, cache, tok, tlen, bearer, out);
 }
 
 int fcfs_token_check_request(const fcfs_crypto_t *c, fcfs_token_cache_t *cache, void *vm,
