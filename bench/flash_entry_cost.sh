@@ -9,7 +9,8 @@
 # handler, one entry script each, no HTTP) under callgrind twice, with N1 and with N2 entries, on
 # products of their own: instructions per entry = (Ir(N2) - Ir(N1)) / (N2 - N1), so the start-up
 # (LuaJIT, config, connections) cancels out. Then one native run of N2 entries prints its CPU time
-# per entry (os.clock: a busy machine inflates it; the instruction count is the evidence).
+# per entry (os.clock: a busy machine inflates it; the instruction count is the evidence) and the Lua
+# garbage per entry (bytes allocated with the collector stopped: a count, load-independent).
 # Prints one RESULT line with the commit.
 # env: N1=1000 N2=3000 FCFS_BIN=build/fcfs
 set -euo pipefail
@@ -39,4 +40,5 @@ b=$(ir "$N2")
 ir_entry=$(( (b - a) / (N2 - N1) ))
 cpu=$(cd "$BENCH_ROOT" && "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_entry_cpu.lua "$sold_pid" \
   "$(flash_product 10000000)" "$TOKENS" "$N2" buy)
-echo "RESULT flash_entry_worker N1=$N1 N2=$N2 Ir_per_buy=$ir_entry $(field buy_us "$cpu" | sed 's/^/cpu_buy_us=/') $BENCH_ID"
+echo "RESULT flash_entry_worker N1=$N1 N2=$N2 Ir_per_buy=$ir_entry $(field buy_us "$cpu" | sed 's/^/cpu_buy_us=/') \
+garbage_per_buy=$(field garbage_b "$cpu") $BENCH_ID"
