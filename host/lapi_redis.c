@@ -4,6 +4,7 @@
  *   host.redis.pipeline({{cmd, ...}, ...}) -> {value, ...} | nil, err
  *   host.redis.script(src)               -> script (no I/O: fine at require time)
  *   script.sha, script:run(keys, args)   -> value | nil, err
+ *   script:run_values(keys, args)        -> v1, v2, ... | nil, err
  *   host.redis.pin()                     -> pin | nil, err
  *   pin:call(...), pin:pipeline(...), pin:run(script, keys, args), pin:read_reply(),
  *   pin:set_timeout(s), pin:release()
@@ -19,6 +20,8 @@
  * Replies map as in lua-resty-redis: status and bulk -> string, integer ->
  * number, nil -> host.null (lightuserdata NULL), array -> table, a server
  * error -> nil, "ERR ..." (inside an array or a pipeline: {false, "ERR ..."}).
+ * run_values answers an array reply with its elements as the values (no
+ * table: for a hot caller that reads them at once), any other as run does.
  * Transport errors are "timeout", "closed", "unavailable", "busy".
  *
  * Each call yields its task (task.h). The op handed to fcfs_task_wait() is
@@ -234,6 +237,26 @@ static void on_done(void *arg, redisReply *rep, const char *err) {
   fcfs_task_resume(t, n);
 }
 
+/* As on_done, an array reply's elements as the values (script:run_values). */
+static void on_done_values(void *arg, redisReply *rep, const char *err) {
+  fcfs_task_t *t = arg;
+  lua_State *L = fcfs_task_thread(t);
+  if (err || rep->type != REDIS_REPLY_ARRAY) {
+    fcfs_task_resume(t, push_result(L, rep, err));
+    return;
+  }
+  int n = rep->elements < INT_MAX - 8 ? (int)rep->elements : -1;
+  if (n < 0 || !lua_checkstack(L, n + 8)) {
+    fcfs_redis_reply_free(rep);
+    fcfs_task_resume(t, push_err(L, FCFS_REDIS_ENOMEM));
+    return;
+  }
+  for (int i = 0; i < n; i++)
+    push_reply(L, rep->element[i], 1);
+  fcfs_redis_reply_free(rep);
+  fcfs_task_resume(t, n);
+}
+
 static void cancel_cmd(void *op) {
   fcfs_redis_cancel(op);
 }
@@ -342,15 +365,16 @@ static int send_script(lua_State *L, script_ud_t *s, fcfs_redis_conn_t *c, int k
   return rc;
 }
 
-/* script:run(keys, args) and pin:run(script, keys, args). */
+/* script:run(keys, args), script:run_values(keys, args) (done: on_done_values)
+ * and pin:run(script, keys, args). */
 static int run_script(lua_State *L, script_ud_t *s, fcfs_redis_conn_t *c, fcfs_task_t *t, int first,
-                      double want, const char *what) {
+                      double want, fcfs_redis_cb done, const char *what) {
   args_t a;
   int nk;
   check_script_lists(L, first, first + 1, what, &nk, &a);
   void *h = NULL;
-  int rc = fcfs_redis_run(s->r, c, s->id, 0, nk, a.n, a.v, a.l, timeout_for(s->r, t, want), on_done,
-                          t, &h);
+  int rc =
+      fcfs_redis_run(s->r, c, s->id, 0, nk, a.n, a.v, a.l, timeout_for(s->r, t, want), done, t, &h);
   args_free(&a);
   if (rc < 0) return push_err(L, rc);
   return fcfs_task_wait(L, t, h, cancel_cmd);
@@ -359,16 +383,24 @@ static int run_script(lua_State *L, script_ud_t *s, fcfs_redis_conn_t *c, fcfs_t
 static int script_run(lua_State *L) {
   script_ud_t *s = luaL_checkudata(L, 1, SCRIPT_MT);
   fcfs_task_t *t = fcfs_task_require(L, "script:run");
-  return run_script(L, s, NULL, t, 2, 0, "script:run");
+  return run_script(L, s, NULL, t, 2, 0, on_done, "script:run");
 }
 
-/* __index; upvalue 1: script_run, made once (a C function pushed per
- * script:run would be a new closure each time: garbage). */
+static int script_run_values(lua_State *L) {
+  script_ud_t *s = luaL_checkudata(L, 1, SCRIPT_MT);
+  fcfs_task_t *t = fcfs_task_require(L, "script:run_values");
+  return run_script(L, s, NULL, t, 2, 0, on_done_values, "script:run_values");
+}
+
+/* __index; upvalues: script_run, script_run_values, made once (a C function
+ * pushed per script:run would be a new closure each time: garbage). */
 static int script_index(lua_State *L) {
   script_ud_t *s = luaL_checkudata(L, 1, SCRIPT_MT);
   const char *k = lua_tostring(L, 2);
   if (k && !strcmp(k, "run"))
     lua_pushvalue(L, lua_upvalueindex(1));
+  else if (k && !strcmp(k, "run_values"))
+    lua_pushvalue(L, lua_upvalueindex(2));
   else if (k && !strcmp(k, "sha"))
     lua_pushstring(L, fcfs_redis_script_sha(s->r, s->id));
   else
@@ -585,7 +617,7 @@ static int pin_run(lua_State *L) {
   pin_t *p = check_pin(L, "pin:run");
   script_ud_t *s = to_script(L, 2);
   if (!s) return luaL_argerror(L, 2, "a script from host.redis.script() expected");
-  return run_script(L, s, p->c, t, 3, p->timeout, "pin:run");
+  return run_script(L, s, p->c, t, 3, p->timeout, on_done, "pin:run");
 }
 
 static int pin_read_reply(lua_State *L) {
@@ -656,7 +688,8 @@ int fcfs_lapi_redis_open(lua_State *L, fcfs_redis_t *r) {
   lua_pop(L, 1);
   if (luaL_newmetatable(L, SCRIPT_MT)) {
     lua_pushcfunction(L, script_run);
-    lua_pushcclosure(L, script_index, 1);
+    lua_pushcfunction(L, script_run_values);
+    lua_pushcclosure(L, script_index, 2);
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, "redis script");
     lua_setfield(L, -2, "__metatable");

@@ -332,15 +332,17 @@ local function refusal(req, code, details)
         web.error_body(req, code, MSG[code] or MSG.REUSED, details))
 end
 
--- The entry script's ARGV: one table refilled at every call, not a new one per entry. The Redis
--- client reads it before the call yields (host/lapi_redis.c formats the command at once), so an
--- entry waiting for its answer does not see another's arguments; a retry refills it.
+-- run_entry(keys, uid, now, deadline, pid [, hash, ttl]) -> the elements of the entry script's answer
+-- (redis/flash.lua), as values: no table per entry, neither for the answer nor for ARGV, which is
+-- one table refilled at every call. The Redis client reads it before the call yields
+-- (host/lapi_redis.c formats the command at once), so an entry waiting for its answer does not see
+-- another's arguments; a retry refills it.
 local ENTRY_ARGS = {}
 
 local function run_entry(keys, uid, now, dl, pid, hash, ttl)
     local a = ENTRY_ARGS
     a[1], a[2], a[3], a[4], a[5], a[6] = uid, now, dl, pid, hash, ttl
-    return run(S.entry, keys, a)
+    return check(S.entry:run_values(keys, a))
 end
 
 -- the 201 of an entry; the body built as text so an idempotent replay answers the same bytes
@@ -363,23 +365,23 @@ local function entry(req)
         keys = { keys[1], keys[2], keys[3], ikey }
         ttl = idem_ttl_ms()
     end
-    local r = run_entry(keys, uid, now, dl, pid, ikey and hash, ttl)
-    if r[1] == "NOINIT" then
+    -- a new hold: seq, remaining, version; else "DONE", order id, deadline | "ERR", code, starts ms,
+    -- then remaining, version, paused | "NOINIT"
+    local k, x, y, remaining, ver, paused = run_entry(keys, uid, now, dl, pid, ikey and hash, ttl)
+    if k == "NOINIT" then
         init_once(pid)
-        r = run_entry(keys, uid, now, dl, pid, ikey and hash, ttl)
-        if r[1] == "NOINIT" then return refusal(req, "SALE_PAUSED") end -- the build in progress timed out
+        k, x, y, remaining, ver, paused = run_entry(keys, uid, now, dl, pid, ikey and hash, ttl)
+        if k == "NOINIT" then return refusal(req, "SALE_PAUSED") end -- the build in progress timed out
     end
-    local seq = r[1]
-    if type(seq) == "number" then -- a new hold
-        set_gate(pid, r[2], r[3], 0)
-        return created(pid * ID_SPAN + seq, dl)
+    if type(k) == "number" then
+        set_gate(pid, x, y, 0)
+        return created(pid * ID_SPAN + k, dl)
     end
-    set_gate(pid, tonumber(r[4]), tonumber(r[5]), tonumber(r[6]))
-    if seq == "ERR" then
-        local code = r[2]
-        return refusal(req, code, code == "SALE_NOT_OPEN" and { starts_at = clock.rfc3339(r[3] / 1000) } or nil)
+    set_gate(pid, tonumber(remaining), tonumber(ver), tonumber(paused))
+    if k == "ERR" then
+        return refusal(req, x, x == "SALE_NOT_OPEN" and { starts_at = clock.rfc3339(y / 1000) } or nil)
     end
-    return created(r[2], r[3]) -- DONE: the replay of a keyed entry that won
+    return created(x, y) -- DONE: the replay of a keyed entry that won
 end
 
 local function order_of(req)
