@@ -103,12 +103,23 @@ static void arg_set(lua_State *L, int idx, args_t *a, int i) {
   }
   lua_Number d = lua_tonumber(L, idx);
   char *buf = a->num + (size_t)i * NUM_MAX, *p = buf + NUM_MAX;
-  if (d == floor(d) && fabs(d) < 9.2e18) { /* integral: digits by hand, no printf */
+  if (d == floor(d) && fabs(d) < 9.2e18) { /* integral: digits by hand, two a step, no printf */
+    static const char pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233"
+        "34353637383940414243444546474849505152535455565758596061626364656667"
+        "6869707172737475767778798081828384858687888990919293949596979899";
     long long v = (long long)d;
     unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-    do
-      *--p = (char)('0' + u % 10);
-    while (u /= 10);
+    for (; u >= 100; u /= 100) {
+      p -= 2;
+      memcpy(p, pairs + 2 * (u % 100), 2);
+    }
+    if (u >= 10) {
+      p -= 2;
+      memcpy(p, pairs + 2 * u, 2);
+    } else {
+      *--p = (char)('0' + u);
+    }
     if (v < 0) *--p = '-';
     a->v[i] = p;
     a->l[i] = (size_t)(buf + NUM_MAX - p);
