@@ -613,6 +613,37 @@ static void t_format_head(void) {
   EXPECT(http_format_head(buf, sizeof(buf), 1000, DATE, 0, 1, NULL, 0) == -1);
 }
 
+/* A status with a phrase and one without: the same head but for its start,
+ * and a length of 0 still written. */
+static void t_format_head_status(void) {
+  char buf[512];
+  ssize_t n = http_format_head(buf, sizeof(buf), 404, DATE, 0, 1, NULL, 0);
+  const char *want = "HTTP/1.1 404 Not Found\r\nServer: fcfs\r\n"
+                     "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n"
+                     "Connection: keep-alive\r\n\r\n";
+  EXPECT(n == (ssize_t)strlen(want) && memcmp(buf, want, strlen(want)) == 0);
+  n = http_format_head(buf, sizeof(buf), 123, DATE, 5, 0, NULL, 0);
+  want = "HTTP/1.1 123 Unknown\r\nServer: fcfs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+         "Connection: close\r\n\r\n";
+  EXPECT(n == (ssize_t)strlen(want) && memcmp(buf, want, strlen(want)) == 0);
+  n = http_format_head(buf, sizeof(buf), 200, DATE, 7, 1, "X: y\r\n", (size_t)-1 / 2);
+  EXPECT(n == -1);
+}
+
+static void t_head_has(void) {
+  const char *b = "Content-Type: text/plain\r\nx-request-id: 7\r\nCache-Control: no-store\r\n";
+  size_t bl = strlen(b);
+  EXPECT(http_head_has(b, bl, "X-Request-Id", 12) == 1);
+  EXPECT(http_head_has(b, bl, "CONTENT-TYPE", 12) == 1);
+  EXPECT(http_head_has(b, bl, "cache-control", 13) == 1);
+  EXPECT(http_head_has(b, bl, "Y-Request-Id", 12) == 0); /* differs in its first byte only */
+  EXPECT(http_head_has(b, bl, "X-Request-Ix", 12) == 0);
+  EXPECT(http_head_has(b, bl, "Content", 7) == 0);
+  EXPECT(http_head_has(b, bl, "x-request-id", 12) == 1);
+  EXPECT(http_head_has(b, 10, "Content-Type", 12) == 0); /* cut before the colon */
+  EXPECT(http_head_has("", 0, "X", 1) == 0);
+}
+
 static void t_reason(void) {
   EXPECT_STR(http_reason(200), "OK");
   EXPECT_STR(http_reason(404), "Not Found");
@@ -665,6 +696,8 @@ int main(void) {
   run("505 HTTP version, 417 unknown expectation", t_505_417);
   run("errors are sticky", t_error_sticks);
   run("http_format_head exact output and capacity", t_format_head);
+  run("http_format_head: the start of a status with and without a phrase", t_format_head_status);
+  run("http_head_has: names compared regardless of case", t_head_has);
   run("http_reason", t_reason);
   run("http_format_date", t_format_date);
   return tap_done();
