@@ -540,6 +540,15 @@ const http_header_t *http_req_header(const http_req_t *r, const char *name) {
   return NULL;
 }
 
+const char *http_method_name(int id) {
+  enum {
+#define XX(num, name, string) +1
+    NMETHODS = 0 HTTP_METHOD_MAP(XX)
+#undef XX
+  };
+  return id >= 0 && id < NMETHODS ? http_method_str((enum http_method)id) : NULL;
+}
+
 /* --- response side -------------------------------------------------------- */
 
 const char *http_reason(int status) {

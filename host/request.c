@@ -367,18 +367,22 @@ static void request_push(void *owner, lua_State *L) {
   push_request(L, owner);
 }
 
-/* The request task's function: entry(handler, app, method, path, body)
+/* The request task's function: entry(handler, app, method_id, path, body)
  * makes the request table in Lua and calls handler(app, req). A table
- * constructor with constant keys is one copy of a template under the JIT
- * (push_request's C calls, a set per field, cost some 800 instructions a
- * request more); params and route are in the template (then cleared) for
- * its size: 8 hash slots, room for what lib/web.lua and the handlers add
- * (params, route, auth, ...). The table is push_request's: same fields,
- * same metatable. */
+ * constructor with constant keys is one copy of a template under the JIT,
+ * which can even leave it unmade (sunk) while the request does not keep it
+ * (push_request's C calls, a set per field, cost some 800 instructions and
+ * 256 bytes of garbage a request more); params and route are in the
+ * template (then cleared) for its size: 8 hash slots, room for what
+ * lib/web.lua and the handlers add (params, route, auth, ...). The method
+ * comes as its id (http_req_t.method_id) and its name from a list made
+ * with the function: no string interned per request. The table is
+ * push_request's: same fields, same metatable. */
 static const char entry_chunk[] =
-    "local req_mt, setmetatable = ...\n"
-    "return function(handler, app, method, path, body)\n"
-    "  local req = { method = method, path = path, body = body, params = false, route = false }\n"
+    "local req_mt, methods, setmetatable = ...\n"
+    "return function(handler, app, method_id, path, body)\n"
+    "  local req = { method = methods[method_id], path = path, body = body, params = false,\n"
+    "    route = false }\n"
     "  req.params, req.route = nil, nil\n"
     "  return handler(app, setmetatable(req, req_mt))\n"
     "end\n";
@@ -393,8 +397,14 @@ static void push_entry(lua_State *L) {
   lua_pop(L, 1);
   if (luaL_loadbuffer(L, entry_chunk, sizeof(entry_chunk) - 1, "=host.request") != 0) lua_error(L);
   push_req_mt(L);
+  lua_newtable(L); /* method id + 1 -> name */
+  const char *m;
+  for (int i = 0; (m = http_method_name(i)) != NULL; i++) {
+    lua_pushstring(L, m);
+    lua_rawseti(L, -2, i + 1);
+  }
   lua_getglobal(L, "setmetatable");
-  lua_call(L, 2, 1);
+  lua_call(L, 3, 1);
   lua_pushlightuserdata(L, &entry_key);
   lua_pushvalue(L, -2);
   lua_rawset(L, LUA_REGISTRYINDEX);
@@ -411,7 +421,7 @@ void fcfs_request_start(fcfs_vm_t *vm, fcfs_request_t *r) {
   const http_req_t *h = r->http;
   push_entry(co);
   fcfs_vm_push_handler(vm, co);
-  lua_pushlstring(co, h->method, h->method_len);
+  lua_pushinteger(co, h->method_id + 1);
   lua_pushlstring(co, h->path, h->path_len);
   if (h->body)
     lua_pushlstring(co, h->body, h->body_len);

@@ -644,6 +644,20 @@ static void t_head_has(void) {
   EXPECT(http_head_has("", 0, "X", 1) == 0);
 }
 
+/* Every id the parser gives has its name; the list ends with NULL. */
+static void t_method_name(void) {
+  EXPECT_STR(http_method_name(HTTP_GET), "GET");
+  EXPECT_STR(http_method_name(HTTP_POST), "POST");
+  EXPECT_STR(http_method_name(HTTP_DELETE), "DELETE");
+  int n = 0;
+  while (http_method_name(n) != NULL)
+    n++;
+  EXPECT(n > HTTP_PATCH && n > HTTP_OPTIONS);
+  for (int i = 0; i < n; i++)
+    EXPECT(strcmp(http_method_name(i), http_method_str((enum http_method)i)) == 0);
+  EXPECT(http_method_name(-1) == NULL && http_method_name(n + 1) == NULL);
+}
+
 static void t_reason(void) {
   EXPECT_STR(http_reason(200), "OK");
   EXPECT_STR(http_reason(404), "Not Found");
@@ -698,6 +712,7 @@ int main(void) {
   run("http_format_head exact output and capacity", t_format_head);
   run("http_format_head: the start of a status with and without a phrase", t_format_head_status);
   run("http_head_has: names compared regardless of case", t_head_has);
+  run("http_method_name: every method id, then NULL", t_method_name);
   run("http_reason", t_reason);
   run("http_format_date", t_format_date);
   return tap_done();
