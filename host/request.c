@@ -1,9 +1,10 @@
 /* request.c -- request marshalling between the server and the Lua app.
  *
- * fcfs_request_start() builds the request table (method, path, body; query,
- * headers, request_id, remote_addr and admin found on first use by the
- * metatable's __index, fcfs_request_field) and runs app:serve(req) (or
- * app:handle(req), vm.h) as a task of the VM. The task's end comes back through request_hooks: the
+ * fcfs_request_start() runs, as a task of the VM, a small Lua entry function
+ * that builds the request table (method, path, body; query, headers,
+ * request_id, remote_addr and admin found on first use by the metatable's
+ * __index, fcfs_request_field) and calls app:serve(req) (or app:handle(req),
+ * vm.h). The task's end comes back through request_hooks: the
  * handler's results (status, body, headers, route) -- or app:handle_error's
  * after a raise, given a request table built anew -- are read and checked
  * here and handed to the server through r->ops; a Lua error otherwise is a
