@@ -100,9 +100,30 @@ static int build_headers(lua_State *L, int idx, headers_t *h);
 /* A frozen header table (lib/web.lua's web.headers) is an empty table whose
  * metatable, out of Lua's reach (__metatable), holds its content as
  * __fcfs_headers: its block is made and checked at its first answer and
- * kept in that metatable under block_key, then copied. 1 when the table at
- * idx is one (its block in h), 0 when it is not, -1 with err. */
+ * kept in that metatable under block_key, then copied; and in the VM's
+ * blocks table (push_blocks), where the request entry function finds it
+ * for the next answers. 1 when the table at idx is one (its block in h), 0
+ * when it is not, -1 with err. */
 static char block_key;
+
+/* Registry key of the blocks table of a VM: frozen header table -> its
+ * block, weak keys. */
+static char blocks_key;
+
+static void push_blocks(lua_State *L) {
+  lua_pushlightuserdata(L, &blocks_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (!lua_isnil(L, -1)) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushlightuserdata(L, &blocks_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
 
 static int frozen_headers(lua_State *L, int idx, headers_t *h) {
   if (!lua_getmetatable(L, idx)) return 0;
@@ -128,6 +149,11 @@ static int frozen_headers(lua_State *L, int idx, headers_t *h) {
     }
     lua_pop(L, 1);
     lua_pushlightuserdata(L, &block_key);
+    lua_pushlstring(L, h->buf, h->len);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    push_blocks(L);
+    lua_pushvalue(L, idx);
     lua_pushlstring(L, h->buf, h->len);
     lua_rawset(L, -3);
     lua_pop(L, 1);
@@ -189,7 +215,13 @@ static int build_headers(lua_State *L, int idx, headers_t *h) {
 
 /* ---- the task's end ---------------------------------------------------------- */
 
-/* The handler returned: status, body, headers, route on co. */
+/* Registry key of the request entry function (one per VM); its address is
+ * also the mark of the entry's answers with a header block. */
+static char entry_key;
+
+/* The handler returned: status, body, headers, route on co; or status, body,
+ * nil, route, the entry's mark and the header block of a frozen header table
+ * that answered before (made here then: no need to read the table again). */
 static void request_done(void *owner, lua_State *co) {
   fcfs_request_t *r = owner;
   r->task = NULL;
@@ -213,6 +245,12 @@ static void request_done(void *owner, lua_State *co) {
     memcpy(r->route_buf, route, rl);
     r->route_buf[rl] = '\0';
     r->route = r->route_buf;
+  }
+  if (top >= 6 && lua_touserdata(co, 5) == &entry_key && lua_type(co, 6) == LUA_TSTRING) {
+    size_t hl;
+    const char *block = lua_tolstring(co, 6, &hl);
+    fcfs_request_respond(r, status, block, hl, body, blen);
+    return;
   }
   if (top >= 3 && build_headers(co, 3, &hd) != 0) {
     char line[256];
@@ -378,18 +416,23 @@ static void request_push(void *owner, lua_State *L) {
  * lib/web.lua and the handlers add (params, route, auth, ...). The method
  * comes as its id (http_req_t.method_id) and its name from a list made
  * with the function: no string interned per request. The table is
- * push_request's: same fields, same metatable. */
+ * push_request's: same fields, same metatable. A frozen header table
+ * answered with is looked up in the VM's blocks (push_blocks): when it is
+ * there and still empty, its block goes back instead, after the entry's
+ * mark (request_done). */
 static const char entry_chunk[] =
-    "local req_mt, methods, setmetatable = ...\n"
+    "local req_mt, methods, blocks, mark, setmetatable, next = ...\n"
     "return function(handler, app, method_id, path, body)\n"
     "  local req = { method = methods[method_id], path = path, body = body, params = false,\n"
     "    route = false }\n"
     "  req.params, req.route = nil, nil\n"
-    "  return handler(app, setmetatable(req, req_mt))\n"
+    "  local status, res_body, headers, route = handler(app, setmetatable(req, req_mt))\n"
+    "  local block = blocks[headers]\n"
+    "  if block ~= nil and next(headers) == nil then\n"
+    "    return status, res_body, nil, route, mark, block\n"
+    "  end\n"
+    "  return status, res_body, headers, route\n"
     "end\n";
-
-/* Registry key of the entry function (one per VM). */
-static char entry_key;
 
 static void push_entry(lua_State *L) {
   lua_pushlightuserdata(L, &entry_key);
@@ -404,8 +447,11 @@ static void push_entry(lua_State *L) {
     lua_pushstring(L, m);
     lua_rawseti(L, -2, i + 1);
   }
+  push_blocks(L);
+  lua_pushlightuserdata(L, &entry_key);
   lua_getglobal(L, "setmetatable");
-  lua_call(L, 3, 1);
+  lua_getglobal(L, "next");
+  lua_call(L, 6, 1);
   lua_pushlightuserdata(L, &entry_key);
   lua_pushvalue(L, -2);
   lua_rawset(L, LUA_REGISTRYINDEX);
