@@ -406,8 +406,8 @@ static void request_push(void *owner, lua_State *L) {
   push_request(L, owner);
 }
 
-/* The request task's function: entry(handler, app, method_id, path, body)
- * makes the request table in Lua and calls handler(app, req). A table
+/* The request task's function: entry(method_id, path, body) makes the
+ * request table in Lua and calls handler(app, req) (its upvalues). A table
  * constructor with constant keys is one copy of a template under the JIT,
  * which can even leave it unmade (sunk) while the request does not keep it
  * (push_request's C calls, a set per field, cost some 800 instructions and
@@ -421,8 +421,8 @@ static void request_push(void *owner, lua_State *L) {
  * there and still empty, its block goes back instead, after the entry's
  * mark (request_done). */
 static const char entry_chunk[] =
-    "local req_mt, methods, blocks, mark, setmetatable, next = ...\n"
-    "return function(handler, app, method_id, path, body)\n"
+    "local req_mt, methods, blocks, mark, setmetatable, next, handler, app = ...\n"
+    "return function(method_id, path, body)\n"
     "  local req = { method = methods[method_id], path = path, body = body, params = false,\n"
     "    route = false }\n"
     "  req.params, req.route = nil, nil\n"
@@ -434,7 +434,9 @@ static const char entry_chunk[] =
     "  return status, res_body, headers, route\n"
     "end\n";
 
-static void push_entry(lua_State *L) {
+/* Push the entry function of vm (made on first use, with the app's request
+ * method and the app, fcfs_vm_push_handler: fixed for a VM's life). */
+static void push_entry(fcfs_vm_t *vm, lua_State *L) {
   lua_pushlightuserdata(L, &entry_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   if (!lua_isnil(L, -1)) return;
@@ -451,7 +453,8 @@ static void push_entry(lua_State *L) {
   lua_pushlightuserdata(L, &entry_key);
   lua_getglobal(L, "setmetatable");
   lua_getglobal(L, "next");
-  lua_call(L, 6, 1);
+  fcfs_vm_push_handler(vm, L);
+  lua_call(L, 8, 1);
   lua_pushlightuserdata(L, &entry_key);
   lua_pushvalue(L, -2);
   lua_rawset(L, LUA_REGISTRYINDEX);
@@ -466,15 +469,14 @@ void fcfs_request_start(fcfs_vm_t *vm, fcfs_request_t *r) {
   r->task = t;
   lua_State *co = fcfs_task_thread(t);
   const http_req_t *h = r->http;
-  push_entry(co);
-  fcfs_vm_push_handler(vm, co);
+  push_entry(vm, co);
   lua_pushinteger(co, h->method_id + 1);
   lua_pushlstring(co, h->path, h->path_len);
   if (h->body)
     lua_pushlstring(co, h->body, h->body_len);
   else
     lua_pushnil(co);
-  fcfs_task_start(t, 5);
+  fcfs_task_start(t, 3);
 }
 
 void fcfs_request_cancel(fcfs_request_t *r) {
