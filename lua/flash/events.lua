@@ -12,9 +12,9 @@
 -- consumer read but never acknowledged are taken over after app.flash_events_claim_idle seconds
 -- (XAUTOCLAIM); a worker that comes back under the same consumer name (the master restarts a killed
 -- worker with its id) first takes back what its predecessor read and never acknowledged (XREADGROUP
--- from id 0: its own pending entries), at once rather than after the idle time. The backlog (the group's lag, summed over live products) is the gauge
--- flash_events_lag, set by worker 0 of each node, which also trims each Stream below its oldest
--- unacknowledged event.
+-- from id 0: its own pending entries), at once rather than after the idle time. The backlog (the
+-- group's lag, summed over live products) is the gauge flash_events_lag, set by worker 0 of each
+-- node, which also trims each Stream below its oldest unacknowledged event.
 local web = require "lib.web"
 local fields = require "lib.fields"
 local host = require "host"

@@ -547,7 +547,8 @@ describe("flash purchase", function()
             assert.equal(1, #r[2][1][2])
             -- its successor, under the same consumer name: the event is in MySQL at once, not after
             -- flash_events_claim_idle (30 s) when another consumer would claim it
-            local reborn = env:start({ workers = 1, node_id = "reborn" }, { hold_seconds = 2, flash_sweep_interval = 0.2 })
+            local reborn = env:start({ workers = 1, node_id = "reborn" },
+                { hold_seconds = 2, flash_sweep_interval = 0.2 })
             wait_for("the event in MySQL", function()
                 return count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d", oid)) == 1
             end, 5)
