@@ -9,9 +9,8 @@
 # handler, one entry script each, no HTTP) under callgrind twice, with N1 and with N2 entries, on
 # products of their own: instructions per entry = (Ir(N2) - Ir(N1)) / (N2 - N1), so the start-up
 # (LuaJIT, config, connections) cancels out. Then one native run of N2 entries prints its CPU time
-# per entry (os.clock: a busy machine inflates it; the instruction count is the evidence), and a
-# last run the Lua garbage per entry (bytes the app allocates, the collector stopped) of a buy, of a
-# sold-out entry by a new member and by one clicking again.
+# per entry (os.clock: a busy machine inflates it; the instruction count is the evidence) and the Lua
+# garbage per entry (bytes allocated with the collector stopped: a count, load-independent).
 # Prints one RESULT line with the commit.
 # env: N1=1000 N2=3000 FCFS_BIN=build/fcfs
 set -euo pipefail
@@ -25,7 +24,7 @@ bench_init
 shop_start "shared_dicts = { revoked = \"8m\", limits = \"4m\", catalog = \"8m\" }" \
   "app = { flash_sweep_interval = 3600, hold_seconds = 3600 }" "redis_timeout = 30" "redis_connect_timeout = 30"
 TOKENS=$BENCH_TMP/tokens.txt
-bench_run "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_tokens.lua $((4 * N2)) 1000000 "$TOKENS" >&2
+bench_run "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_tokens.lua $((2 * N2)) 1000000 "$TOKENS" >&2
 sold_pid=$(flash_product 0)
 
 # ir N -> instructions of a `fcfs run` of N buy entries (a product of its own)
@@ -41,9 +40,5 @@ b=$(ir "$N2")
 ir_entry=$(( (b - a) / (N2 - N1) ))
 cpu=$(cd "$BENCH_ROOT" && "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_entry_cpu.lua "$sold_pid" \
   "$(flash_product 10000000)" "$TOKENS" "$N2" buy)
-# the Lua garbage per entry (N2 entries each: sold out by new members, by the crowd again, buy)
-garbage=$(cd "$BENCH_ROOT" && "$FCFS_BIN" -c "$FCFS_CONF" run bench/flash_entry_cpu.lua "$(flash_product 0)" \
-  "$(flash_product 10000000)" "$TOKENS" "$N2" garbage | grep '^GARBAGE')
-echo "RESULT flash_entry_worker N1=$N1 N2=$N2 Ir_per_buy=$ir_entry $(field buy_us "$cpu" | sed 's/^/cpu_buy_us=/')" \
-  "garbage_buy_bytes=$(field buy_bytes "$garbage") garbage_sold_new_bytes=$(field sold_new_bytes "$garbage")" \
-  "garbage_sold_again_bytes=$(field sold_again_bytes "$garbage") $BENCH_ID"
+echo "RESULT flash_entry_worker N1=$N1 N2=$N2 Ir_per_buy=$ir_entry $(field buy_us "$cpu" | sed 's/^/cpu_buy_us=/') \
+garbage_per_buy=$(field garbage_b "$cpu") $BENCH_ID"

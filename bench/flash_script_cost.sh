@@ -73,8 +73,9 @@ if ((VALGRIND)); then
   redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1 || true
   while kill -0 "$RPID" 2>/dev/null; do sleep 0.2; done
   ir_total=$(awk -v n="$N" '/^totals:/ {printf "%d", $2 / n}' "$TMP/cg/out")
+  # (awk reads to the end: an early exit would kill callgrind_annotate with SIGPIPE, and pipefail the script)
   ir_evalsha=$(callgrind_annotate --inclusive=yes "$TMP/cg/out" 2>/dev/null |
-    awk -v n="$N" 'tolower($0) ~ /evalshacommand/ {gsub(",", "", $1); printf "%d", $1 / n; exit}')
+    awk -v n="$N" '!done && tolower($0) ~ /evalshacommand/ {gsub(",", "", $1); printf "%d", $1 / n; done = 1}')
 fi
 
 start_redis "$TMP/native"

@@ -540,6 +540,15 @@ const http_header_t *http_req_header(const http_req_t *r, const char *name) {
   return NULL;
 }
 
+const char *http_method_name(int id) {
+  enum {
+#define XX(num, name, string) +1
+    NMETHODS = 0 HTTP_METHOD_MAP(XX)
+#undef XX
+  };
+  return id >= 0 && id < NMETHODS ? http_method_str((enum http_method)id) : NULL;
+}
+
 /* --- response side -------------------------------------------------------- */
 
 const char *http_reason(int status) {
@@ -554,54 +563,93 @@ const char *http_reason(int status) {
   }
 }
 
-typedef struct {
-  char *p, *end;
-} out_t;
-
-static int put(out_t *o, const char *s, size_t n) {
-  if ((size_t)(o->end - o->p) < n) return -1;
-  memcpy(o->p, s, n);
-  o->p += n;
-  return 0;
+/* The head's start for a status with a phrase, "HTTP/1.1 <status> <reason>
+ * \r\nServer: fcfs\r\nDate: ", made at compile time (its length in *len);
+ * NULL for a status without one. */
+static const char *status_head(int status, size_t *len) {
+#define HEAD_START(num, string) "HTTP/1.1 " #num " " #string "\r\nServer: fcfs\r\nDate: "
+  switch (status) {
+#define XX(num, name, string)                                                                      \
+  case num:                                                                                        \
+    *len = sizeof(HEAD_START(num, string)) - 1;                                                    \
+    return HEAD_START(num, string);
+    HTTP_STATUS_MAP(XX)
+#undef XX
+  default:
+    return NULL;
+  }
+#undef HEAD_START
 }
 
-#define PUT_LIT(o, lit) put((o), (lit), sizeof(lit) - 1)
-
-static int put_uint(out_t *o, size_t v) {
-  char tmp[24];
-  char *t = tmp + sizeof(tmp);
+/* v in decimal at the end of tmp[24]; its first digit. */
+static char *uint_digits(char tmp[24], size_t v) {
+  char *t = tmp + 24;
   do {
     *--t = (char)('0' + v % 10);
     v /= 10;
   } while (v);
-  return put(o, t, (size_t)(tmp + sizeof(tmp) - t));
+  return t;
 }
 
 ssize_t http_format_head(char *buf, size_t cap, int status, const char *date, size_t content_length,
                          int keep_alive, const char *extra, size_t extra_len) {
+  static const char unknown[] = "HTTP/1.1 000 Unknown\r\nServer: fcfs\r\nDate: ";
+  static const char cl[] = "Content-Length: ";
+  static const char te[] = "Transfer-Encoding: chunked\r\n";
+  static const char conn_ka[] = "Connection: keep-alive\r\n";
+  static const char conn_close[] = "Connection: close\r\n";
   if (status < 100 || status > 999) return -1;
-  out_t o = {buf, buf + cap};
-  const char *reason = http_reason(status);
-  int rc = PUT_LIT(&o, "HTTP/1.1 ");
-  rc |= put_uint(&o, (size_t)status);
-  rc |= PUT_LIT(&o, " ");
-  rc |= put(&o, reason, strlen(reason));
-  rc |= PUT_LIT(&o, "\r\nServer: fcfs\r\nDate: ");
-  rc |= put(&o, date, strlen(date));
-  rc |= PUT_LIT(&o, "\r\n");
-  if (status >= 200 && status != 204 && content_length == HTTP_CHUNKED) {
-    rc |= PUT_LIT(&o, "Transfer-Encoding: chunked\r\n");
-  } else if (status >= 200 && status != 204 && content_length != HTTP_UNTIL_CLOSE) {
-    rc |= PUT_LIT(&o, "Content-Length: ");
-    rc |= put_uint(&o, content_length);
-    rc |= PUT_LIT(&o, "\r\n");
+  char line[sizeof(unknown)];
+  size_t sl;
+  const char *start = status_head(status, &sl);
+  if (start == NULL) {
+    memcpy(line, unknown, sizeof(unknown));
+    line[9] = (char)('0' + status / 100);
+    line[10] = (char)('0' + status / 10 % 10);
+    line[11] = (char)('0' + status % 10);
+    start = line;
+    sl = sizeof(unknown) - 1;
   }
-  rc |=
-      keep_alive ? PUT_LIT(&o, "Connection: keep-alive\r\n") : PUT_LIT(&o, "Connection: close\r\n");
-  if (extra && extra_len) rc |= put(&o, extra, extra_len);
-  rc |= PUT_LIT(&o, "\r\n");
-  /* put() never writes past end, and once one put fails the total can't fit. */
-  return rc ? -1 : (ssize_t)(o.p - buf);
+  size_t dl = strlen(date);
+  const char *conn = keep_alive ? conn_ka : conn_close;
+  size_t connl = keep_alive ? sizeof(conn_ka) - 1 : sizeof(conn_close) - 1;
+  int has_body = status >= 200 && status != 204;
+  int chunked = has_body && content_length == HTTP_CHUNKED;
+  int length = has_body && !chunked && content_length != HTTP_UNTIL_CLOSE;
+  char tmp[24];
+  const char *digits = length ? uint_digits(tmp, content_length) : tmp + 24;
+  size_t nd = (size_t)(tmp + 24 - digits);
+  if (extra == NULL) extra_len = 0;
+  if (extra_len > cap || dl > cap) return -1; /* the other parts are small: no sum wraps */
+  size_t total = sl + dl + 2 + connl + extra_len + 2;
+  if (chunked) total += sizeof(te) - 1;
+  if (length) total += sizeof(cl) - 1 + nd + 2;
+  if (total > cap) return -1;
+  char *p = buf;
+  memcpy(p, start, sl);
+  p += sl;
+  memcpy(p, date, dl);
+  p += dl;
+  *p++ = '\r';
+  *p++ = '\n';
+  if (chunked) {
+    memcpy(p, te, sizeof(te) - 1);
+    p += sizeof(te) - 1;
+  } else if (length) {
+    memcpy(p, cl, sizeof(cl) - 1);
+    p += sizeof(cl) - 1;
+    memcpy(p, digits, nd);
+    p += nd;
+    *p++ = '\r';
+    *p++ = '\n';
+  }
+  memcpy(p, conn, connl);
+  p += connl;
+  if (extra_len) memcpy(p, extra, extra_len);
+  p += extra_len;
+  *p++ = '\r';
+  *p++ = '\n';
+  return (ssize_t)(p - buf);
 }
 
 int http_head_has(const char *block, size_t len, const char *name, size_t name_len) {
@@ -609,7 +657,10 @@ int http_head_has(const char *block, size_t len, const char *name, size_t name_l
     const char *line = block + i;
     const char *nl = memchr(line, '\n', len - i);
     size_t ll = nl ? (size_t)(nl - line) : len - i;
-    if (ll > name_len && line[name_len] == ':' && strncasecmp(line, name, name_len) == 0) return 1;
+    /* the first bytes equal but for case (0x20) before the whole name is compared */
+    if (ll > name_len && line[name_len] == ':' && ((line[0] ^ name[0]) & ~0x20) == 0 &&
+        strncasecmp(line, name, name_len) == 0)
+      return 1;
     i += ll + 1;
   }
   return 0;

@@ -110,6 +110,10 @@ void http_in_recycle(http_in_t *in, http_req_t *r);
 /* First header named `name` (case-insensitive), or NULL. */
 const http_header_t *http_req_header(const http_req_t *r, const char *name);
 
+/* The name of method_id id ("GET", ... static, as http_req_t's method), or
+ * NULL past the last method: ids run from 0 without a gap. */
+const char *http_method_name(int id);
+
 /* "OK", "Not Found", ... (static); "Unknown" for codes without a phrase. */
 const char *http_reason(int status);
 

@@ -4,6 +4,7 @@
  *   host.redis.pipeline({{cmd, ...}, ...}) -> {value, ...} | nil, err
  *   host.redis.script(src)               -> script (no I/O: fine at require time)
  *   script.sha, script:run(keys, args)   -> value | nil, err
+ *   script:run_values(keys, args)        -> v1, v2, ... | nil, err
  *   host.redis.pin()                     -> pin | nil, err
  *   pin:call(...), pin:pipeline(...), pin:run(script, keys, args), pin:read_reply(),
  *   pin:set_timeout(s), pin:release()
@@ -19,6 +20,8 @@
  * Replies map as in lua-resty-redis: status and bulk -> string, integer ->
  * number, nil -> host.null (lightuserdata NULL), array -> table, a server
  * error -> nil, "ERR ..." (inside an array or a pipeline: {false, "ERR ..."}).
+ * run_values answers an array reply with its elements as the values (no
+ * table: for a hot caller that reads them at once), any other as run does.
  * Transport errors are "timeout", "closed", "unavailable", "busy".
  *
  * Each call yields its task (task.h). The op handed to fcfs_task_wait() is
@@ -43,27 +46,37 @@
 #define SCRIPT_MT "fcfs.redis.script"
 #define ARGV_STACK 32
 #define MAX_DEPTH 32
+#define NUM_MAX 32 /* the text of one number argument: "%.17g" and its sign fit */
 
+/* The arguments of one command: pointers and lengths, and the text of the
+ * number arguments (written here, not made Lua strings: no interning, no
+ * garbage). Strings point into Lua; the caller keeps them anchored. */
 typedef struct {
   int n;
   const char **v;
   size_t *l;
+  char *num; /* NUM_MAX bytes per argument */
   const char *sv[ARGV_STACK];
   size_t sl[ARGV_STACK];
+  char snum[ARGV_STACK * NUM_MAX];
 } args_t;
 
 static int args_alloc(args_t *a, int n) {
   a->n = n;
   a->v = a->sv;
   a->l = a->sl;
+  a->num = a->snum;
   if (n <= ARGV_STACK) return 0;
   a->v = malloc((size_t)n * sizeof *a->v);
   a->l = malloc((size_t)n * sizeof *a->l);
-  if (a->v && a->l) return 0;
+  a->num = malloc((size_t)n * NUM_MAX);
+  if (a->v && a->l && a->num) return 0;
   free((void *)a->v);
   free(a->l);
+  free(a->num);
   a->v = a->sv;
   a->l = a->sl;
+  a->num = a->snum;
   return -1;
 }
 
@@ -71,6 +84,7 @@ static void args_free(args_t *a) {
   if (a->v != a->sv) {
     free((void *)a->v);
     free(a->l);
+    free(a->num);
   }
 }
 
@@ -79,32 +93,42 @@ static int arg_ok(lua_State *L, int idx) {
   return t == LUA_TSTRING || t == LUA_TNUMBER;
 }
 
-/* The argument at idx as a string, converted in place; a number is written
- * exactly (lua_tolstring would keep only 14 digits). */
-static const char *arg_string(lua_State *L, int idx, size_t *len) {
-  if (lua_type(L, idx) == LUA_TNUMBER) {
-    lua_Number d = lua_tonumber(L, idx);
-    char buf[32], *p = buf + sizeof buf;
-    size_t n;
-    if (d == floor(d) && fabs(d) < 9.2e18) { /* integral: digits by hand, no printf */
-      long long v = (long long)d;
-      unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-      do
-        *--p = (char)('0' + u % 10);
-      while (u /= 10);
-      if (v < 0) *--p = '-';
-      n = (size_t)(buf + sizeof buf - p);
-    } else {
-      p = buf;
-      if (snprintf(buf, sizeof buf, "%.15g", (double)d) > 0 && strtod(buf, NULL) != d)
-        snprintf(buf, sizeof buf, "%.17g", (double)d); /* the shortest of the two that is exact */
-      n = strlen(buf);
-    }
-    if (idx < 0) idx = lua_gettop(L) + idx + 1;
-    lua_pushlstring(L, p, n);
-    lua_replace(L, idx);
+/* Argument i of a is the string or number at idx (a string stays where it is:
+ * the caller keeps it anchored); a number is written exactly, in a's own
+ * buffer (lua_tolstring would keep only 14 digits). */
+static void arg_set(lua_State *L, int idx, args_t *a, int i) {
+  if (lua_type(L, idx) != LUA_TNUMBER) {
+    a->v[i] = lua_tolstring(L, idx, &a->l[i]);
+    return;
   }
-  return lua_tolstring(L, idx, len);
+  lua_Number d = lua_tonumber(L, idx);
+  char *buf = a->num + (size_t)i * NUM_MAX, *p = buf + NUM_MAX;
+  if (d == floor(d) && fabs(d) < 9.2e18) { /* integral: digits by hand, two a step, no printf */
+    static const char pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233"
+        "34353637383940414243444546474849505152535455565758596061626364656667"
+        "6869707172737475767778798081828384858687888990919293949596979899";
+    long long v = (long long)d;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    for (; u >= 100; u /= 100) {
+      p -= 2;
+      memcpy(p, pairs + 2 * (u % 100), 2);
+    }
+    if (u >= 10) {
+      p -= 2;
+      memcpy(p, pairs + 2 * u, 2);
+    } else {
+      *--p = (char)('0' + u);
+    }
+    if (v < 0) *--p = '-';
+    a->v[i] = p;
+    a->l[i] = (size_t)(buf + NUM_MAX - p);
+    return;
+  }
+  if (snprintf(buf, NUM_MAX, "%.15g", (double)d) > 0 && strtod(buf, NULL) != d)
+    snprintf(buf, NUM_MAX, "%.17g", (double)d); /* the shortest of the two that is exact */
+  a->v[i] = buf;
+  a->l[i] = strlen(buf);
 }
 
 static int push_err(lua_State *L, int rc) {
@@ -120,7 +144,7 @@ static double timeout_for(fcfs_redis_t *r, fcfs_task_t *t, double want) {
   return to > 0.001 ? to : 0.001;
 }
 
-/* Arguments first..top of the stack (strings or numbers, converted in place). */
+/* Arguments first..top of the stack (strings or numbers). */
 static void args_from_stack(lua_State *L, int first, const char *what, args_t *a) {
   int top = lua_gettop(L);
   if (top < first) luaL_error(L, "%s: no command given", what);
@@ -130,33 +154,38 @@ static void args_from_stack(lua_State *L, int first, const char *what, args_t *a
                  luaL_typename(L, i));
   if (args_alloc(a, top - first + 1) < 0) luaL_error(L, "%s: out of memory", what);
   for (int i = first; i <= top; i++)
-    a->v[i - first] = arg_string(L, i, &a->l[i - first]);
+    arg_set(L, i, a, i - first);
 }
 
-/* Check t[1..n] are strings or numbers; raises. Returns n. */
-static int check_list(lua_State *L, int tidx, const char *what, const char *label, int num) {
+/* Check t[1..n] are strings or numbers and, when a is given, point
+ * a->v[off..] at them (as list_to_args); raises (a freed first). Returns n. */
+static int check_list(lua_State *L, int tidx, const char *what, const char *label, int num,
+                      args_t *a, int off) {
   int n = (int)lua_objlen(L, tidx);
   for (int j = 1; j <= n; j++) {
     lua_rawgeti(L, tidx, j);
     if (!arg_ok(L, -1)) {
+      if (a) args_free(a);
       if (num)
         luaL_error(L, "%s: %s #%d, element #%d is a %s (strings and numbers only)", what, label,
                    num, j, luaL_typename(L, -1));
       luaL_error(L, "%s: %s element #%d is a %s (strings and numbers only)", what, label, j,
                  luaL_typename(L, -1));
     }
+    if (a) arg_set(L, -1, a, off + j - 1);
     lua_pop(L, 1);
   }
   return n;
 }
 
-/* Push t[1..n] on the stack (kept there: numbers become strings that only
- * the stack anchors) and point a->v[off..] at them. Cannot raise if the
- * caller made room on the stack. */
+/* Point a->v[off..] at t[1..n] (checked: strings or numbers). The strings
+ * stay anchored by t, which the caller holds and no Lua code runs to change
+ * before the command is formatted. Cannot raise. */
 static void list_to_args(lua_State *L, int tidx, int n, args_t *a, int off) {
   for (int j = 1; j <= n; j++) {
     lua_rawgeti(L, tidx, j);
-    a->v[off + j - 1] = arg_string(L, -1, &a->l[off + j - 1]);
+    arg_set(L, -1, a, off + j - 1);
+    lua_pop(L, 1);
   }
 }
 
@@ -216,6 +245,26 @@ static int push_result(lua_State *L, redisReply *rep, const char *err) {
 static void on_done(void *arg, redisReply *rep, const char *err) {
   fcfs_task_t *t = arg;
   int n = push_result(fcfs_task_thread(t), rep, err);
+  fcfs_task_resume(t, n);
+}
+
+/* As on_done, an array reply's elements as the values (script:run_values). */
+static void on_done_values(void *arg, redisReply *rep, const char *err) {
+  fcfs_task_t *t = arg;
+  lua_State *L = fcfs_task_thread(t);
+  if (err || rep->type != REDIS_REPLY_ARRAY) {
+    fcfs_task_resume(t, push_result(L, rep, err));
+    return;
+  }
+  int n = rep->elements < INT_MAX - 8 ? (int)rep->elements : -1;
+  if (n < 0 || !lua_checkstack(L, n + 8)) {
+    fcfs_redis_reply_free(rep);
+    fcfs_task_resume(t, push_err(L, FCFS_REDIS_ENOMEM));
+    return;
+  }
+  for (int i = 0; i < n; i++)
+    push_reply(L, rep->element[i], 1);
+  fcfs_redis_reply_free(rep);
   fcfs_task_resume(t, n);
 }
 
@@ -295,41 +344,49 @@ static script_ud_t *to_script(lua_State *L, int idx) {
   return same ? s : NULL;
 }
 
-/* keys and args of a script call at kidx, aidx (tables or nil); raises. */
-static int check_script_lists(lua_State *L, int kidx, int aidx, const char *what, int *nk) {
+/* keys and args of a script call at kidx, aidx (tables or nil): checked and,
+ * when a is given, made its arguments in one pass (keys first; the caller
+ * frees a); raises. Returns their count. */
+static int check_script_lists(lua_State *L, int kidx, int aidx, const char *what, int *nk,
+                              args_t *a) {
   int n[2] = {0, 0}, idx[2] = {kidx, aidx};
   const char *label[2] = {"keys", "args"};
   for (int k = 0; k < 2; k++) {
     if (lua_isnoneornil(L, idx[k])) continue;
     if (!lua_istable(L, idx[k])) luaL_error(L, "%s: %s must be a table", what, label[k]);
-    n[k] = check_list(L, idx[k], what, label[k], 0);
+    n[k] = (int)lua_objlen(L, idx[k]);
   }
+  if (a && args_alloc(a, n[0] + n[1]) < 0) luaL_error(L, "%s: out of memory", what);
+  for (int k = 0; k < 2; k++)
+    if (n[k]) check_list(L, idx[k], what, label[k], 0, a, k ? n[0] : 0);
   *nk = n[0];
   return n[0] + n[1];
 }
 
-/* Queue script s with the lists at kidx/aidx (checked) on c (NULL: shared). */
-static int send_script(lua_State *L, script_ud_t *s, fcfs_redis_conn_t *c, int ordered, int kidx,
-                       int aidx, int nk, int n, double timeout, fcfs_redis_cb cb, void *arg,
-                       void **handle) {
+/* Queue script s of a pipeline (sent as EVAL: ordered) with the lists at
+ * kidx/aidx (checked) on c. */
+static int send_script(lua_State *L, script_ud_t *s, fcfs_redis_conn_t *c, int kidx, int aidx,
+                       int nk, int n, double timeout, fcfs_redis_cb cb, void *arg, void **handle) {
   args_t a;
   if (args_alloc(&a, n) < 0) return FCFS_REDIS_ENOMEM;
   if (nk) list_to_args(L, kidx, nk, &a, 0);
   if (n > nk) list_to_args(L, aidx, n - nk, &a, nk);
-  int rc = fcfs_redis_run(s->r, c, s->id, ordered, nk, n, a.v, a.l, timeout, cb, arg, handle);
+  int rc = fcfs_redis_run(s->r, c, s->id, 1, nk, n, a.v, a.l, timeout, cb, arg, handle);
   args_free(&a);
   return rc;
 }
 
-/* script:run(keys, args) and pin:run(script, keys, args). */
+/* script:run(keys, args), script:run_values(keys, args) (done: on_done_values)
+ * and pin:run(script, keys, args). */
 static int run_script(lua_State *L, script_ud_t *s, fcfs_redis_conn_t *c, fcfs_task_t *t, int first,
-                      double want, const char *what) {
-  int nk, n = check_script_lists(L, first, first + 1, what, &nk);
-  lua_settop(L, first + 1);
-  luaL_checkstack(L, n + 4, what);
+                      double want, fcfs_redis_cb done, const char *what) {
+  args_t a;
+  int nk;
+  check_script_lists(L, first, first + 1, what, &nk, &a);
   void *h = NULL;
   int rc =
-      send_script(L, s, c, 0, first, first + 1, nk, n, timeout_for(s->r, t, want), on_done, t, &h);
+      fcfs_redis_run(s->r, c, s->id, 0, nk, a.n, a.v, a.l, timeout_for(s->r, t, want), done, t, &h);
+  args_free(&a);
   if (rc < 0) return push_err(L, rc);
   return fcfs_task_wait(L, t, h, cancel_cmd);
 }
@@ -337,16 +394,26 @@ static int run_script(lua_State *L, script_ud_t *s, fcfs_redis_conn_t *c, fcfs_t
 static int script_run(lua_State *L) {
   script_ud_t *s = luaL_checkudata(L, 1, SCRIPT_MT);
   fcfs_task_t *t = fcfs_task_require(L, "script:run");
-  return run_script(L, s, NULL, t, 2, 0, "script:run");
+  return run_script(L, s, NULL, t, 2, 0, on_done, "script:run");
 }
 
+static int script_run_values(lua_State *L) {
+  script_ud_t *s = luaL_checkudata(L, 1, SCRIPT_MT);
+  fcfs_task_t *t = fcfs_task_require(L, "script:run_values");
+  return run_script(L, s, NULL, t, 2, 0, on_done_values, "script:run_values");
+}
+
+/* __index; upvalues: script_run, script_run_values, made once (a C function
+ * pushed per script:run would be a new closure each time: garbage). */
 static int script_index(lua_State *L) {
   script_ud_t *s = luaL_checkudata(L, 1, SCRIPT_MT);
   const char *k = lua_tostring(L, 2);
-  if (k && !strcmp(k, "sha"))
+  if (k && !strcmp(k, "run"))
+    lua_pushvalue(L, lua_upvalueindex(1));
+  else if (k && !strcmp(k, "run_values"))
+    lua_pushvalue(L, lua_upvalueindex(2));
+  else if (k && !strcmp(k, "sha"))
     lua_pushstring(L, fcfs_redis_script_sha(s->r, s->id));
-  else if (k && !strcmp(k, "run"))
-    lua_pushcfunction(L, script_run);
   else
     lua_pushnil(L);
   return 1;
@@ -359,7 +426,7 @@ static int script_index(lua_State *L) {
 static int do_pipeline(lua_State *L, fcfs_redis_t *r, fcfs_task_t *t, fcfs_redis_conn_t *c, int idx,
                        double want, const char *what) {
   luaL_checktype(L, idx, LUA_TTABLE);
-  int n = (int)lua_objlen(L, idx), maxm = 0;
+  int n = (int)lua_objlen(L, idx);
   /* Check everything first: once a command is queued no Lua error may be raised. */
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, idx, i);
@@ -372,24 +439,23 @@ static int do_pipeline(lua_State *L, fcfs_redis_t *r, fcfs_task_t *t, fcfs_redis
       int nk;
       lua_rawgeti(L, e, 2);
       lua_rawgeti(L, e, 3);
-      int m = check_script_lists(L, e + 1, e + 2, what, &nk);
-      if (m > maxm) maxm = m;
+      check_script_lists(L, e + 1, e + 2, what, &nk, NULL);
       lua_settop(L, e - 1);
       continue;
     }
-    int m = check_list(L, e, what, "command", i);
+    int m = check_list(L, e, what, "command", i, NULL, 0);
     if (m < 1) luaL_error(L, "%s: command #%d is empty", what, i);
-    if (m > maxm) maxm = m;
     if (!c) {
       args_t a;
-      luaL_checkstack(L, m + 4, what);
       if (args_alloc(&a, m) < 0) luaL_error(L, "%s: out of memory", what);
       list_to_args(L, e, m, &a, 0);
       int pin = fcfs_redis_needs_pin(a.n, a.v, a.l);
       args_free(&a);
-      if (pin)
+      if (pin) {
+        lua_rawgeti(L, e, 1);
         luaL_error(L, "%s: command #%d (%s) needs a connection of its own: use host.redis.pin()",
-                   what, i, lua_tostring(L, e + 1));
+                   what, i, lua_tostring(L, -1));
+      }
     }
     lua_settop(L, e - 1);
   }
@@ -397,7 +463,6 @@ static int do_pipeline(lua_State *L, fcfs_redis_t *r, fcfs_task_t *t, fcfs_redis
     lua_newtable(L);
     return 1;
   }
-  luaL_checkstack(L, maxm + 6, what);
   if (!c && !(c = fcfs_redis_shared(r))) return push_err(L, FCFS_REDIS_EUNAVAILABLE);
   pipe_t *p = calloc(1, sizeof *p + (size_t)n * sizeof(slot_t));
   if (!p) return push_err(L, FCFS_REDIS_ENOMEM);
@@ -415,7 +480,7 @@ static int do_pipeline(lua_State *L, fcfs_redis_t *r, fcfs_task_t *t, fcfs_redis
       lua_rawgeti(L, base + 1, 3);
       int nk = lua_istable(L, base + 3) ? (int)lua_objlen(L, base + 3) : 0;
       int m = nk + (lua_istable(L, base + 4) ? (int)lua_objlen(L, base + 4) : 0);
-      rc = send_script(L, sc, c, 1, base + 3, base + 4, nk, m, to, on_pipe_slot, &p->s[i],
+      rc = send_script(L, sc, c, base + 3, base + 4, nk, m, to, on_pipe_slot, &p->s[i],
                        &p->s[i].handle);
     } else {
       args_t a;
@@ -563,7 +628,7 @@ static int pin_run(lua_State *L) {
   pin_t *p = check_pin(L, "pin:run");
   script_ud_t *s = to_script(L, 2);
   if (!s) return luaL_argerror(L, 2, "a script from host.redis.script() expected");
-  return run_script(L, s, p->c, t, 3, p->timeout, "pin:run");
+  return run_script(L, s, p->c, t, 3, p->timeout, on_done, "pin:run");
 }
 
 static int pin_read_reply(lua_State *L) {
@@ -633,7 +698,9 @@ int fcfs_lapi_redis_open(lua_State *L, fcfs_redis_t *r) {
   }
   lua_pop(L, 1);
   if (luaL_newmetatable(L, SCRIPT_MT)) {
-    lua_pushcfunction(L, script_index);
+    lua_pushcfunction(L, script_run);
+    lua_pushcfunction(L, script_run_values);
+    lua_pushcclosure(L, script_index, 2);
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, "redis script");
     lua_setfield(L, -2, "__metatable");

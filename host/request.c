@@ -1,9 +1,10 @@
 /* request.c -- request marshalling between the server and the Lua app.
  *
- * fcfs_request_start() builds the request table (method, path, body; query,
- * headers, request_id, remote_addr and admin found on first use by the
- * metatable's __index, fcfs_request_field) and runs app:serve(req) (or
- * app:handle(req), vm.h) as a task of the VM. The task's end comes back through request_hooks: the
+ * fcfs_request_start() runs, as a task of the VM, a small Lua entry function
+ * that builds the request table (method, path, body; query, headers,
+ * request_id, remote_addr and admin found on first use by the metatable's
+ * __index, fcfs_request_field) and calls app:serve(req) (or app:handle(req),
+ * vm.h). The task's end comes back through request_hooks: the
  * handler's results (status, body, headers, route) -- or app:handle_error's
  * after a raise, given a request table built anew -- are read and checked
  * here and handed to the server through r->ops; a Lua error otherwise is a
@@ -99,9 +100,30 @@ static int build_headers(lua_State *L, int idx, headers_t *h);
 /* A frozen header table (lib/web.lua's web.headers) is an empty table whose
  * metatable, out of Lua's reach (__metatable), holds its content as
  * __fcfs_headers: its block is made and checked at its first answer and
- * kept in that metatable under block_key, then copied. 1 when the table at
- * idx is one (its block in h), 0 when it is not, -1 with err. */
+ * kept in that metatable under block_key, then copied; and in the VM's
+ * blocks table (push_blocks), where the request entry function finds it
+ * for the next answers. 1 when the table at idx is one (its block in h), 0
+ * when it is not, -1 with err. */
 static char block_key;
+
+/* Registry key of the blocks table of a VM: frozen header table -> its
+ * block, weak keys. */
+static char blocks_key;
+
+static void push_blocks(lua_State *L) {
+  lua_pushlightuserdata(L, &blocks_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (!lua_isnil(L, -1)) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushlightuserdata(L, &blocks_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
 
 static int frozen_headers(lua_State *L, int idx, headers_t *h) {
   if (!lua_getmetatable(L, idx)) return 0;
@@ -127,6 +149,11 @@ static int frozen_headers(lua_State *L, int idx, headers_t *h) {
     }
     lua_pop(L, 1);
     lua_pushlightuserdata(L, &block_key);
+    lua_pushlstring(L, h->buf, h->len);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    push_blocks(L);
+    lua_pushvalue(L, idx);
     lua_pushlstring(L, h->buf, h->len);
     lua_rawset(L, -3);
     lua_pop(L, 1);
@@ -188,7 +215,13 @@ static int build_headers(lua_State *L, int idx, headers_t *h) {
 
 /* ---- the task's end ---------------------------------------------------------- */
 
-/* The handler returned: status, body, headers, route on co. */
+/* Registry key of the request entry function (one per VM); its address is
+ * also the mark of the entry's answers with a header block. */
+static char entry_key;
+
+/* The handler returned: status, body, headers, route on co; or status, body,
+ * nil, route, the entry's mark and the header block of a frozen header table
+ * that answered before (made here then: no need to read the table again). */
 static void request_done(void *owner, lua_State *co) {
   fcfs_request_t *r = owner;
   r->task = NULL;
@@ -212,6 +245,12 @@ static void request_done(void *owner, lua_State *co) {
     memcpy(r->route_buf, route, rl);
     r->route_buf[rl] = '\0';
     r->route = r->route_buf;
+  }
+  if (top >= 6 && lua_touserdata(co, 5) == &entry_key && lua_type(co, 6) == LUA_TSTRING) {
+    size_t hl;
+    const char *block = lua_tolstring(co, 6, &hl);
+    fcfs_request_respond(r, status, block, hl, body, blen);
+    return;
   }
   if (top >= 3 && build_headers(co, 3, &hd) != 0) {
     char line[256];
@@ -367,6 +406,60 @@ static void request_push(void *owner, lua_State *L) {
   push_request(L, owner);
 }
 
+/* The request task's function: entry(method_id, path, body) makes the
+ * request table in Lua and calls handler(app, req) (its upvalues). A table
+ * constructor with constant keys is one copy of a template under the JIT,
+ * which can even leave it unmade (sunk) while the request does not keep it
+ * (push_request's C calls, a set per field, cost some 800 instructions and
+ * 256 bytes of garbage a request more); params and route are in the
+ * template (then cleared) for its size: 8 hash slots, room for what
+ * lib/web.lua and the handlers add (params, route, auth, ...). The method
+ * comes as its id (http_req_t.method_id) and its name from a list made
+ * with the function: no string interned per request. The table is
+ * push_request's: same fields, same metatable. A frozen header table
+ * answered with is looked up in the VM's blocks (push_blocks): when it is
+ * there and still empty, its block goes back instead, after the entry's
+ * mark (request_done). */
+static const char entry_chunk[] =
+    "local req_mt, methods, blocks, mark, setmetatable, next, handler, app = ...\n"
+    "return function(method_id, path, body)\n"
+    "  local req = { method = methods[method_id], path = path, body = body, params = false,\n"
+    "    route = false }\n"
+    "  req.params, req.route = nil, nil\n"
+    "  local status, res_body, headers, route = handler(app, setmetatable(req, req_mt))\n"
+    "  local block = blocks[headers]\n"
+    "  if block ~= nil and next(headers) == nil then\n"
+    "    return status, res_body, nil, route, mark, block\n"
+    "  end\n"
+    "  return status, res_body, headers, route\n"
+    "end\n";
+
+/* Push the entry function of vm (made on first use, with the app's request
+ * method and the app, fcfs_vm_push_handler: fixed for a VM's life). */
+static void push_entry(fcfs_vm_t *vm, lua_State *L) {
+  lua_pushlightuserdata(L, &entry_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (!lua_isnil(L, -1)) return;
+  lua_pop(L, 1);
+  if (luaL_loadbuffer(L, entry_chunk, sizeof(entry_chunk) - 1, "=host.request") != 0) lua_error(L);
+  push_req_mt(L);
+  lua_newtable(L); /* method id + 1 -> name */
+  const char *m;
+  for (int i = 0; (m = http_method_name(i)) != NULL; i++) {
+    lua_pushstring(L, m);
+    lua_rawseti(L, -2, i + 1);
+  }
+  push_blocks(L);
+  lua_pushlightuserdata(L, &entry_key);
+  lua_getglobal(L, "setmetatable");
+  lua_getglobal(L, "next");
+  fcfs_vm_push_handler(vm, L);
+  lua_call(L, 8, 1);
+  lua_pushlightuserdata(L, &entry_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
 void fcfs_request_start(fcfs_vm_t *vm, fcfs_request_t *r) {
   fcfs_task_t *t = fcfs_vm_task(vm, &request_hooks, r, r->deadline_ms);
   if (t == NULL) {
@@ -375,9 +468,15 @@ void fcfs_request_start(fcfs_vm_t *vm, fcfs_request_t *r) {
   }
   r->task = t;
   lua_State *co = fcfs_task_thread(t);
-  fcfs_vm_push_handler(vm, co);
-  push_request(co, r);
-  fcfs_task_start(t, 2);
+  const http_req_t *h = r->http;
+  push_entry(vm, co);
+  lua_pushinteger(co, h->method_id + 1);
+  lua_pushlstring(co, h->path, h->path_len);
+  if (h->body)
+    lua_pushlstring(co, h->body, h->body_len);
+  else
+    lua_pushnil(co);
+  fcfs_task_start(t, 3);
 }
 
 void fcfs_request_cancel(fcfs_request_t *r) {

@@ -562,6 +562,7 @@ static void request_id(fcfs_conn_t *c, const http_req_t *h) {
   fcfs_server_t *s = c->srv;
   uint32_t seq = (uint32_t)++s->request_seq;
   memcpy(c->req.id, s->id_prefix, 8);
+#pragma GCC unroll 8
   for (int i = 0; i < 8; i++)
     c->req.id[8 + i] = hex[(seq >> (28 - 4 * i)) & 15];
   c->req.id[16] = '\0';

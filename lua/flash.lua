@@ -33,8 +33,8 @@ local orders = require "orders"
 local host = require "host"
 local gate = host.stock
 
-local tonumber, tostring, floor, min, pcall, pairs, setmetatable = tonumber, tostring, math.floor, math.min, pcall,
-    pairs, setmetatable
+local type, tonumber, tostring, floor, min, pcall, pairs, setmetatable = type, tonumber, tostring, math.floor,
+    math.min, pcall, pairs, setmetatable
 local find, format, match = string.find, string.format, string.match
 local fail, check = web.fail, web.check
 local null = json.null
@@ -314,19 +314,41 @@ end
 
 local RETRY_HEADERS = { ["Content-Type"] = JSON_HEADERS["Content-Type"], ["Retry-After"] = "1" }
 
+-- answer(status, headers, body) -> the entry's response: one table refilled at every entry, not a
+-- new one (a table costs the click some 800 instructions with its collection): the handler returns
+-- it at once and web.lua reads it before the request's coroutine can yield; nothing keeps it.
+local ANSWER = {}
+
+local function answer(status, headers, body)
+    ANSWER.status, ANSWER.headers, ANSWER.body = status, headers, body
+    return ANSWER
+end
+
 -- refusal(req, code [, details]) -> the error response of an entry refused with code: the bytes
 -- web.fail would answer, returned instead of raised (no error unwinding on the refusal paths,
--- which are the busy ones of a sale: the sold-out crowd, repeat clicks). The response is one table
--- refilled at every refusal, not a new one (a table costs the sold-out click some 800
--- instructions with its collection): the handler returns it at once and web.lua reads it before
--- the request's coroutine can yield; nothing keeps it.
-local REFUSAL = {}
-
+-- which are the busy ones of a sale: the sold-out crowd, repeat clicks).
 local function refusal(req, code, details)
-    REFUSAL.status = STATUS[code] or 500
-    REFUSAL.headers = code == "SALE_PAUSED" and RETRY_HEADERS or JSON_HEADERS
-    REFUSAL.body = web.error_body(req, code, MSG[code] or MSG.REUSED, details)
-    return REFUSAL
+    return answer(STATUS[code] or 500, code == "SALE_PAUSED" and RETRY_HEADERS or JSON_HEADERS,
+        web.error_body(req, code, MSG[code] or MSG.REUSED, details))
+end
+
+-- run_entry(keys, uid, now, deadline, pid [, hash, ttl]) -> the elements of the entry script's answer
+-- (redis/flash.lua), as values: no table per entry, neither for the answer nor for ARGV, which is
+-- one table refilled at every call. The Redis client reads it before the call yields
+-- (host/lapi_redis.c formats the command at once), so an entry waiting for its answer does not see
+-- another's arguments; a retry refills it.
+local ENTRY_ARGS = {}
+
+local function run_entry(keys, uid, now, dl, pid, hash, ttl)
+    local a = ENTRY_ARGS
+    a[1], a[2], a[3], a[4], a[5], a[6] = uid, now, dl, pid, hash, ttl
+    return check(S.entry:run_values(keys, a))
+end
+
+-- the 201 of an entry; the body built as text so an idempotent replay answers the same bytes
+local function created(oid, dl)
+    return answer(201, JSON_HEADERS, format('{"order_id":%d,"status":"PAYMENT_PENDING","pay_before":"%s"}', oid,
+        clock.rfc3339(dl / 1000)))
 end
 
 local function entry(req)
@@ -338,25 +360,28 @@ local function entry(req)
     if ikey == nil and gate.sold_out(pid) then return refusal(req, "OUT_OF_STOCK") end
     local keys = entry_keys_of(pid)
     local now = redis_now_ms()
-    local args = { uid, now, now + hold_ms(), pid } -- integers: the Redis client writes their digits
+    local dl, ttl = now + hold_ms(), nil -- integers: the Redis client writes their digits
     if ikey ~= nil then
         keys = { keys[1], keys[2], keys[3], ikey }
-        args[5], args[6] = hash, idem_ttl_ms()
+        ttl = idem_ttl_ms()
     end
-    local r = run(S.entry, keys, args)
-    if r[1] == "NOINIT" then
+    -- a new hold: seq, remaining, version; else "DONE", order id, deadline | "ERR", code, starts ms,
+    -- then remaining, version, paused | "NOINIT"
+    local k, x, y, remaining, ver, paused = run_entry(keys, uid, now, dl, pid, ikey and hash, ttl)
+    if k == "NOINIT" then
         init_once(pid)
-        r = run(S.entry, keys, args)
-        if r[1] == "NOINIT" then return refusal(req, "SALE_PAUSED") end -- the build in progress timed out
+        k, x, y, remaining, ver, paused = run_entry(keys, uid, now, dl, pid, ikey and hash, ttl)
+        if k == "NOINIT" then return refusal(req, "SALE_PAUSED") end -- the build in progress timed out
     end
-    set_gate(pid, tonumber(r[4]), tonumber(r[5]), tonumber(r[6]))
-    if r[1] == "ERR" then
-        local code = r[2]
-        return refusal(req, code, code == "SALE_NOT_OPEN" and { starts_at = clock.rfc3339(r[3] / 1000) } or nil)
+    if type(k) == "number" then
+        set_gate(pid, x, y, 0)
+        return created(pid * ID_SPAN + k, dl)
     end
-    -- the body is built as text so an idempotent replay answers the same bytes
-    return { status = 201, headers = JSON_HEADERS, body = format('{"order_id":%s,"status":"PAYMENT_PENDING",'
-        .. '"pay_before":"%s"}', r[2], clock.rfc3339(r[3] / 1000)) }
+    set_gate(pid, tonumber(remaining), tonumber(ver), tonumber(paused))
+    if k == "ERR" then
+        return refusal(req, x, x == "SALE_NOT_OPEN" and { starts_at = clock.rfc3339(y / 1000) } or nil)
+    end
+    return created(x, y) -- DONE: the replay of a keyed entry that won
 end
 
 local function order_of(req)

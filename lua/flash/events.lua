@@ -10,9 +10,11 @@
 -- the two replays them -- harmless, since the write is idempotent by order id and a state only moves
 -- forward (HELD -> PAID | EXPIRED | CANCELLED | FAILED; a final state never changes). Events a dead
 -- consumer read but never acknowledged are taken over after app.flash_events_claim_idle seconds
--- (XAUTOCLAIM). The backlog (the group's lag, summed over live products) is the gauge
--- flash_events_lag, set by worker 0 of each node, which also trims each Stream below its oldest
--- unacknowledged event.
+-- (XAUTOCLAIM); a worker that comes back under the same consumer name (the master restarts a killed
+-- worker with its id) first takes back what its predecessor read and never acknowledged (XREADGROUP
+-- from id 0: its own pending entries), at once rather than after the idle time. The backlog (the
+-- group's lag, summed over live products) is the gauge flash_events_lag, set by worker 0 of each
+-- node, which also trims each Stream below its oldest unacknowledged event.
 local web = require "lib.web"
 local fields = require "lib.fields"
 local host = require "host"
@@ -36,6 +38,7 @@ local function consumer()
 end
 
 local groups = {} -- stream key -> true once the group is known to exist
+local resumed = {} -- stream key -> true once this worker has taken back its own pending entries
 
 local function ensure_group(key)
     if groups[key] then return end
@@ -94,13 +97,19 @@ local function drain(pid, claim)
             n = n + #entries
         end
     end
+    -- this consumer's own pending entries first (from id 0), until there are none; then new ones (">")
+    local from = resumed[key] and ">" or "0"
     for _ = 1, app_conf("flash_events_max_batches", 10) do
-        local r = check(host.redis.call("XREADGROUP", "GROUP", GROUP, consumer(), "COUNT", batch, "STREAMS", key, ">"))
+        local r = check(host.redis.call("XREADGROUP", "GROUP", GROUP, consumer(), "COUNT", batch, "STREAMS", key, from))
         local entries = type(r) == "table" and r[1] and r[1][2]
-        if type(entries) ~= "table" or #entries == 0 then break end
-        ack(key, apply(pid, entries))
-        n = n + #entries
-        if #entries < batch then break end
+        if type(entries) ~= "table" or #entries == 0 then
+            if from == ">" then break end
+            resumed[key], from = true, ">"
+        else
+            ack(key, apply(pid, entries))
+            n = n + #entries
+            if #entries < batch and from == ">" then break end
+        end
     end
     return n
 end

@@ -70,24 +70,28 @@ end
 
 -- entry: KEYS s, dl, ev [, idem]; ARGV uid, now ms, deadline ms (now + hold), product id [, idem hash,
 -- idem ttl ms] (the idempotency pair only when the request carried a key)
--- -> {'OK'|'DONE', order id, deadline ms, remaining, version, paused}
+-- -> {seq, remaining, version} (integers: a new hold; its order id is product id * 10^9 + seq, its
+--       deadline the one handed in, and the sale is not paused)
+--    | {'DONE', order id, deadline ms, remaining, version, paused} (the replay of a keyed entry)
 --    | {'ERR', code, starts ms, remaining, version, paused}
 --    | {'NOINIT'}   (numbers as integers or their decimal strings: the caller converts)
 -- Every check comes before the first write: the window, the flags, the stock and the member's count
 -- from one HMGET. This script is what Redis runs per entry, so it is kept to the fewest commands (4:
 -- one read, three writes, each of which Redis also formats into the AOF) and the least work in
 -- Redis's one thread: the host hands it the time and the deadline as text (no TIME, no number
--- formatting here), values read only to be handed back stay strings, no number is parsed that the
--- decision does not need (a member with no unit yet is under any limit: limits are >= 1), and the
+-- formatting here but the order id's tail), a new hold's answer is three integers (nothing the
+-- caller knows comes back), values read only to be handed back stay strings, no number is parsed
+-- that the decision does not need (a member with no unit yet is under any limit: limits are >= 1)
+-- and none twice (`s + 0`, not tonumber(s), which parses its argument twice in Redis's Lua), and the
 -- writes are the order counter, the member's count and the hold (one HSET), the deadline and the
 -- event.
 _M.entry = [==[
 local uid = ARGV[1]
-local st = redis.call('HMGET', KEYS[1], 'cap', 'seq', 'ver', 'paused', 'starts', 'ends', 'limit', 'ended', 'u' .. uid)
-local cap = tonumber(st[1])
-if not cap then return {'NOINIT'} end
-local seq = tonumber(st[2])
-local remaining, ver, paused = cap - seq, st[3] + seq, st[4]
+local ukey = 'u' .. uid
+local st = redis.call('HMGET', KEYS[1], 'cap', 'seq', 'ver', 'paused', 'starts', 'ends', 'limit', 'ended', ukey)
+if not st[1] then return {'NOINIT'} end
+local seq = st[2] + 0
+local remaining, ver, paused = st[1] - seq, st[3] + seq, st[4]
 if KEYS[4] then
   local rec = redis.call('GET', KEYS[4])
   if rec then
@@ -96,24 +100,25 @@ if KEYS[4] then
     return {'DONE', oid, dl, remaining, ver, paused}
   end
 end
-local now = tonumber(ARGV[2])
-if now < tonumber(st[5]) then return {'ERR', 'SALE_NOT_OPEN', st[5], remaining, ver, paused} end
-if now >= tonumber(st[6]) or st[8] == '1' then return {'ERR', 'SALE_CLOSED', 0, remaining, ver, paused} end
+local now = ARGV[2] + 0
+if now < st[5] + 0 then return {'ERR', 'SALE_NOT_OPEN', st[5], remaining, ver, paused} end
+if now >= st[6] + 0 or st[8] == '1' then return {'ERR', 'SALE_CLOSED', 0, remaining, ver, paused} end
 if paused == '1' then return {'ERR', 'SALE_PAUSED', 0, remaining, ver, paused} end
 if remaining <= 0 then return {'ERR', 'OUT_OF_STOCK', 0, remaining, ver, paused} end
 local n = '1'
 if st[9] then
   n = st[9] + 1
-  if n > tonumber(st[7]) then return {'ERR', 'ALREADY_PURCHASED', 0, remaining, ver, paused} end
+  if n > st[7] + 0 then return {'ERR', 'ALREADY_PURCHASED', 0, remaining, ver, paused} end
 end
 local dl = ARGV[3]
-seq = string.format('%09d', seq + 1)
-local oid = ARGV[4] .. seq
-redis.call('HSET', KEYS[1], 'seq', seq, 'u' .. uid, n, oid, 'HELD|' .. uid .. '|' .. dl .. '|')
+seq = seq + 1
+local tail = string.format('%09d', seq)
+local oid = ARGV[4] .. tail
+redis.call('HSET', KEYS[1], 'seq', tail, ukey, n, oid, 'HELD|' .. uid .. '|' .. dl .. '|')
 redis.call('ZADD', KEYS[2], dl, oid)
 redis.call('XADD', KEYS[3], '*', 'HELD', oid .. '|' .. uid)
 if KEYS[4] then redis.call('SET', KEYS[4], ARGV[5] .. '|' .. oid .. '|' .. dl, 'PX', ARGV[6]) end
-return {'OK', oid, dl, remaining - 1, ver + 1, paused}
+return {seq, remaining - 1, ver + 1}
 ]==]
 
 -- pay_begin: KEYS s, dl, ev, idem; ARGV order id, uid, idem hash, product id, settle ms

@@ -527,6 +527,36 @@ describe("flash purchase", function()
                 return tonumber(env.redis:call("XLEN", "{p:" .. p.id .. "}:ev")) <= 1
             end, 5)
         end)
+
+        it("has a worker that starts under a consumer name with unacknowledged events take them back at once",
+            function()
+            local p = product({ stock = 5 })
+            entry(a.token, p.id) -- the product's Redis state, its Stream and the consumer group
+            local key = "{p:" .. p.id .. "}:ev"
+            wait_for("the consumer group", function()
+                local ok, groups = pcall(env.redis.call, env.redis, "XINFO", "GROUPS", key)
+                return ok and type(groups) == "table" and #groups > 0
+            end, 5)
+            -- a worker of node "reborn" read an event and died before its XACK (the read and the
+            -- append in one MULTI, so no other consumer gets it first)
+            local oid = p.id * 1000000000 + 999
+            env.redis:call("MULTI")
+            env.redis:call("XADD", key, "*", "HELD", format("%d|%d", oid, a.id))
+            env.redis:call("XREADGROUP", "GROUP", "mysql", "reborn/0", "COUNT", "10", "STREAMS", key, ">")
+            local r = env.redis:call("EXEC")
+            assert.equal(1, #r[2][1][2])
+            -- its successor, under the same consumer name: the event is in MySQL at once, not after
+            -- flash_events_claim_idle (30 s) when another consumer would claim it
+            local reborn = env:start({ workers = 1, node_id = "reborn" },
+                { hold_seconds = 2, flash_sweep_interval = 0.2 })
+            wait_for("the event in MySQL", function()
+                return count(format("SELECT COUNT(*) FROM flash_orders WHERE id = %d", oid)) == 1
+            end, 5)
+            wait_for("nothing pending", function()
+                return tonumber(env.redis:call("XPENDING", key, "mysql")[1]) == 0
+            end, 5)
+            reborn:stop()
+        end)
     end)
 
     describe("when Redis loses its last writes", function()

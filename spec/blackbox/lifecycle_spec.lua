@@ -472,8 +472,14 @@ local FROZEN = {
     frozen = web.headers { ["Set-Cookie"] = { "a=1; Path=/", "b=2; Path=/" }, ["X-F"] = "1" },
     frozen_bad = web.headers { Server = "mine" },
     frozen_written = web.headers { ["X-F"] = "1" },
+    frozen_late = web.headers { ["X-L"] = "1" },
 }
 rawset(FROZEN.frozen_written, "X-G", "2")
+-- written to after it answered (its lines made and kept)
+app:post("/late-write", function()
+    rawset(FROZEN.frozen_late, "X-M", "2")
+    return { body = "written" }
+end)
 app:get("/h/:case", function(req)
     return { body = "ok", headers = CASES[req.params.case] or FROZEN[req.params.case] }
 end)
@@ -551,6 +557,22 @@ end)
         local log = s:error_log()
         assert.matches('"Server": set by the host', log, 1, true)
         assert.matches("frozen header table written to", log, 1, true)
+    end)
+
+    it("refuses a frozen header table written to after it answered", function()
+        for _ = 1, 3 do
+            local res = get("frozen_late")
+            assert.equal(200, res.status)
+            assert.equal("1", res.headers["x-l"])
+            assert.is_nil(res.headers["x-m"])
+        end
+        local res = assert(http.request{ port = s.port, method = "POST", path = "/late-write" })
+        assert.equal(200, res.status)
+        for _ = 1, 2 do
+            res = get("frozen_late")
+            assert.equal(500, res.status)
+            assert.is_nil(res.headers["x-m"])
+        end
     end)
 end)
 

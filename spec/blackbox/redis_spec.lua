@@ -3,7 +3,7 @@
 -- starts itself (spec/support/redis_ctl.lua), so that it can count the connections fcfs opens and
 -- kill and restart the server. Covered: 1,000 concurrent requests over workers x
 -- redis_connections shared connections, transactions on pinned connections (MULTI/EXEC, WATCH
--- conflicts), content-addressed scripts surviving SCRIPT FLUSH (in pipelines, on pinned
+-- conflicts), content-addressed scripts surviving SCRIPT FLUSH (run and run_values, in pipelines, on pinned
 -- connections, across a failed reload), numbers sent exactly, pipelines, reply types and server errors,
 -- Redis killed and restarted under load (503 fast, recovery, /readyz, /metrics), host I/O refused
 -- at module load, host I/O inside user coroutines. Every block ends by checking the error log for
@@ -147,8 +147,16 @@ app:get("/watch", function(req)
 end)
 
 -- 3: scripts
+local function pack(...) return { n = select("#", ...), ... } end
+
+-- values=1: script:run_values, its values counted and the first three returned
 app:get("/run", function(req)
-    local v, err = scripts[req:arg("name")]:run({ req:arg("key") or "k" }, { req:arg("by") or "1" })
+    local script, keys, args = scripts[req:arg("name")], { req:arg("key") or "k" }, { req:arg("by") or "1" }
+    if req:arg("values") then
+        local vs = pack(script:run_values(keys, args))
+        return { json = { n = vs.n, vs = { opt(vs[1]), opt(vs[2]), opt(vs[3]) } } }
+    end
+    local v, err = script:run(keys, args)
     return { json = { v = opt(v), err = opt(err) } }
 end)
 
@@ -525,6 +533,16 @@ describe("host.redis", function()
         b = get_json(s, "/run?name=broken")
         assert.equal(null, b.v)
         assert.matches("^ERR", b.err)
+
+        -- run_values: an array's elements as the values, any other reply as run answers it
+        b = get_json(s, "/run?name=nested&values=1")
+        assert.same({ n = 3, vs = { 1, { "two", { 3 } }, "four" } }, b)
+        b = get_json(s, "/run?name=incr_by&key=sc&by=1&values=1")
+        assert.same({ n = 1, vs = { 46, null, null } }, b)
+        b = get_json(s, "/run?name=broken&values=1")
+        assert.equal(2, b.n)
+        assert.equal(null, b.vs[1])
+        assert.matches("^ERR", b.vs[2])
     end)
 
     it("runs a script handle inside pipelines and on a pinned connection, after SCRIPT FLUSH", function()

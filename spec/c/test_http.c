@@ -563,36 +563,50 @@ static const char DATE[] = "Sun, 06 Nov 1994 08:49:37 GMT";
 static void t_format_head(void) {
   char buf[512];
   const char *extra = "Content-Type: application/json\r\nX-Request-Id: 7\r\n";
-  ssize_t n = http_format_head(buf, sizeof(buf), 200, DATE, 13, 1, extra, strlen(extra));
-  const char *want = "HTTP/1.1 200 OK\r\nServer: fcfs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
-                     "Content-Length: 13\r\nConnection: keep-alive\r\n"
-                     "Content-Type: application/json\r\nX-Request-Id: 7\r\n\r\n";
-  EXPECT(n == (ssize_t)strlen(want) && memcmp(buf, want, strlen(want)) == 0);
-
-  n = http_format_head(buf, sizeof(buf), 431, DATE, 0, 0, NULL, 0);
-  want = "HTTP/1.1 431 Request Header Fields Too Large\r\nServer: fcfs\r\n"
-         "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-  EXPECT(n == (ssize_t)strlen(want) && memcmp(buf, want, strlen(want)) == 0);
-
-  n = http_format_head(buf, sizeof(buf), 204, DATE, 0, 1, NULL, 0);
-  want = "HTTP/1.1 204 No Content\r\nServer: fcfs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
-         "Connection: keep-alive\r\n\r\n";
-  EXPECT(n == (ssize_t)strlen(want) && memcmp(buf, want, strlen(want)) == 0);
-
-  n = http_format_head(buf, sizeof(buf), 599, DATE, 18446744073709551613ull, 1, NULL, 0);
-  want = "HTTP/1.1 599 Unknown\r\nServer: fcfs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
-         "Content-Length: 18446744073709551613\r\nConnection: keep-alive\r\n\r\n";
-  EXPECT(n == (ssize_t)strlen(want) && memcmp(buf, want, strlen(want)) == 0);
-
-  /* a streamed body: chunked instead of a length */
-  n = http_format_head(buf, sizeof(buf), 200, DATE, HTTP_CHUNKED, 1, NULL, 0);
-  want = "HTTP/1.1 200 OK\r\nServer: fcfs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
-         "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n";
-  EXPECT(n == (ssize_t)strlen(want) && memcmp(buf, want, strlen(want)) == 0);
-  n = http_format_head(buf, sizeof(buf), 200, DATE, HTTP_UNTIL_CLOSE, 0, NULL, 0);
-  want = "HTTP/1.1 200 OK\r\nServer: fcfs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
-         "Connection: close\r\n\r\n";
-  EXPECT(n == (ssize_t)strlen(want) && memcmp(buf, want, strlen(want)) == 0);
+  static const struct {
+    int status;
+    size_t clen;
+    int keep;
+    const char *extra, *want;
+  } cases[] = {
+      {200, 13, 1, "Content-Type: application/json\r\nX-Request-Id: 7\r\n",
+       "HTTP/1.1 200 OK\r\nServer: fcfs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+       "Content-Length: 13\r\nConnection: keep-alive\r\n"
+       "Content-Type: application/json\r\nX-Request-Id: 7\r\n\r\n"},
+      {431, 0, 0, NULL,
+       "HTTP/1.1 431 Request Header Fields Too Large\r\nServer: fcfs\r\n"
+       "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
+      {404, 0, 1, NULL,
+       "HTTP/1.1 404 Not Found\r\nServer: fcfs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+       "Content-Length: 0\r\nConnection: keep-alive\r\n\r\n"},
+      {204, 0, 1, NULL,
+       "HTTP/1.1 204 No Content\r\nServer: fcfs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+      /* no phrase: "Unknown"; 1xx: no length */
+      {599, 18446744073709551613ull, 1, NULL,
+       "HTTP/1.1 599 Unknown\r\nServer: fcfs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+       "Content-Length: 18446744073709551613\r\nConnection: keep-alive\r\n\r\n"},
+      {123, 5, 0, NULL,
+       "HTTP/1.1 123 Unknown\r\nServer: fcfs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+       "Connection: close\r\n\r\n"},
+      /* a streamed body: chunked instead of a length */
+      {200, HTTP_CHUNKED, 1, NULL,
+       "HTTP/1.1 200 OK\r\nServer: fcfs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+       "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"},
+      {200, HTTP_UNTIL_CLOSE, 0, NULL,
+       "HTTP/1.1 200 OK\r\nServer: fcfs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+       "Connection: close\r\n\r\n"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    const char *x = cases[i].extra;
+    ssize_t n = http_format_head(buf, sizeof(buf), cases[i].status, DATE, cases[i].clen,
+                                 cases[i].keep, x, x ? strlen(x) : 0);
+    size_t wl = strlen(cases[i].want);
+    if (n != (ssize_t)wl || memcmp(buf, cases[i].want, wl) != 0) {
+      case_failed = 1;
+      printf("# case %zu (status %d): got %.*s\n", i, cases[i].status, n > 0 ? (int)n : 0, buf);
+    }
+  }
 
   /* Every capacity short of the full length fails and writes nothing past it. */
   size_t full = (size_t)http_format_head(buf, sizeof(buf), 200, DATE, 13, 1, extra, strlen(extra));
@@ -611,6 +625,35 @@ static void t_format_head(void) {
   EXPECT(http_format_head(buf, full, 200, DATE, 13, 1, extra, strlen(extra)) == (ssize_t)full);
   EXPECT(http_format_head(buf, sizeof(buf), 99, DATE, 0, 1, NULL, 0) == -1);
   EXPECT(http_format_head(buf, sizeof(buf), 1000, DATE, 0, 1, NULL, 0) == -1);
+  EXPECT(http_format_head(buf, sizeof(buf), 200, DATE, 7, 1, "X: y\r\n", (size_t)-1 / 2) == -1);
+}
+
+static void t_head_has(void) {
+  const char *b = "Content-Type: text/plain\r\nx-request-id: 7\r\nCache-Control: no-store\r\n";
+  size_t bl = strlen(b);
+  EXPECT(http_head_has(b, bl, "X-Request-Id", 12) == 1);
+  EXPECT(http_head_has(b, bl, "CONTENT-TYPE", 12) == 1);
+  EXPECT(http_head_has(b, bl, "cache-control", 13) == 1);
+  EXPECT(http_head_has(b, bl, "Y-Request-Id", 12) == 0); /* differs in its first byte only */
+  EXPECT(http_head_has(b, bl, "X-Request-Ix", 12) == 0);
+  EXPECT(http_head_has(b, bl, "Content", 7) == 0);
+  EXPECT(http_head_has(b, bl, "x-request-id", 12) == 1);
+  EXPECT(http_head_has(b, 10, "Content-Type", 12) == 0); /* cut before the colon */
+  EXPECT(http_head_has("", 0, "X", 1) == 0);
+}
+
+/* Every id the parser gives has its name; the list ends with NULL. */
+static void t_method_name(void) {
+  EXPECT_STR(http_method_name(HTTP_GET), "GET");
+  EXPECT_STR(http_method_name(HTTP_POST), "POST");
+  EXPECT_STR(http_method_name(HTTP_DELETE), "DELETE");
+  int n = 0;
+  while (http_method_name(n) != NULL)
+    n++;
+  EXPECT(n > HTTP_PATCH && n > HTTP_OPTIONS);
+  for (int i = 0; i < n; i++)
+    EXPECT(strcmp(http_method_name(i), http_method_str((enum http_method)i)) == 0);
+  EXPECT(http_method_name(-1) == NULL && http_method_name(n + 1) == NULL);
 }
 
 static void t_reason(void) {
@@ -665,6 +708,8 @@ int main(void) {
   run("505 HTTP version, 417 unknown expectation", t_505_417);
   run("errors are sticky", t_error_sticks);
   run("http_format_head exact output and capacity", t_format_head);
+  run("http_head_has: names compared regardless of case", t_head_has);
+  run("http_method_name: every method id, then NULL", t_method_name);
   run("http_reason", t_reason);
   run("http_format_date", t_format_date);
   return tap_done();
