@@ -10,13 +10,16 @@
  *   hmac_verify(msg, tag)         -> boolean (tag as hmac returns it; constant time)
  *   hmac_open(body .. "." .. tag) -> the message body encodes (base64url) when tag = hmac(body)
  *                                    | nil, "malformed"/"forged"
- *   token_check(s, bearer)        -> slot, gen | nil, "malformed"/"forged": an access token (or the
- *                                    token of an Authorization value) checked, or found in the VM's
- *                                    cache of checked tokens (FFI, token_chunk; lib/auth.lua)
+ *   token_check(s, bearer)        -> slot, gen | nil, "malformed"/"forged": an access token (or
+ *                                    the token of an Authorization value) checked, or found in
+ *                                    the VM's cache of checked tokens (lib/auth.lua)
  *   token_request()               -> token_check of the running request's Authorization header,
- * read in place | false (no request runs, a repeated header) token_claims()                -> uid,
- * sid, role, exp, sid digits of the token last checked random(n)                     -> n random
- * bytes (1..65536) token([n])                    -> base64url of n random bytes (default 32)
+ *                                    read in place | false (no request runs, a repeated
+ *                                    header); FFI only, where host.header_direct(req)
+ *   token_claims()                -> uid, sid, role, exp, sid digits of the token last checked
+ *   token_slots                   the cache's number of slots (slot numbers 1..token_slots)
+ *   random(n)                     -> n random bytes (1..65536)
+ *   token([n])                    -> base64url of n random bytes (default 32)
  *   equal(a, b)                   -> boolean, constant time for equal lengths
  *   sha256(s)                     -> 64 hex digits
  *   b64url_encode(s), b64url_decode(s) -> url-safe base64 without padding | nil, "invalid"
@@ -309,15 +312,15 @@ static int c_hmac_open(lua_State *L) {
  * bytes (a valid token's end is its tag: an HMAC output nobody can aim at a bucket), and a new
  * token takes the least recently used slot of the two. A slot's generation number changes when
  * another token takes it, so that Lua can keep one claims table per slot. The VM owns the cache
- * (an FFI allocation its GC frees, token_chunk); tokens longer than TOKEN_CAP, or whose role and
+ * (token_state_t, freed by its GC); tokens longer than TOKEN_CAP, or whose role and
  * session id do not fit in TEXT_CAP, are checked at every use. */
 #define TOKEN_MAX 512 /* longer tokens are "malformed" */
 #define TOKEN_CAP 128 /* an issued token is about 100 bytes (ids of up to 19 digits fit) */
 #define TEXT_CAP 32
 #define TOKEN_WAYS 8
 #define TOKEN_BUCKET_BITS 12
-#define TOKEN_BUCKETS                                                                              \
-  (1u << TOKEN_BUCKET_BITS) /* 32768 slots, ~6.9 MB a VM: a crowd of 10,000 stays */
+/* 32768 slots, ~6.9 MB a VM (pages touched as they fill): a crowd of 10,000 stays */
+#define TOKEN_BUCKETS (1u << TOKEN_BUCKET_BITS)
 
 typedef struct {
   uint64_t used; /* the cache's clock at its last use; 0: empty */
@@ -728,6 +731,8 @@ void fcfs_lapi_crypto_open(lua_State *L, const fcfs_crypto_t *c) {
     lua_pushcclosure(L, f->func, 1);
     lua_setfield(L, -2, f->name);
   }
+  lua_pushinteger(L, TOKEN_BUCKETS * TOKEN_WAYS);
+  lua_setfield(L, -2, "token_slots");
   push_token_state(L);
   static const luaL_Reg token_fns[] = {{"token_check", c_token_check},
                                        {"token_claims", c_token_claims}};

@@ -141,6 +141,7 @@ function host.crypto.token_check(s, bearer)
     return slot, gens[slot]
 end
 function host.crypto.token_claims() return unpack(last) end
+host.crypto.token_slots = 64
 
 -- host.shared stand-in: dicts whose entries expire against helper.clock.
 local Dict = {}
