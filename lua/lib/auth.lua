@@ -80,17 +80,14 @@ end
 -- revocation key per slot: a member clicking again makes no garbage, a new one a claims table and
 -- its key. Claims are shared by the requests of one token: read-only for handlers. Expiry and
 -- revocation are checked at every use.
--- Made at the first check, one entry per slot (host.crypto.token_slots): filled in any order, they
--- would otherwise grow through their hash parts.
-local slot_claims, slot_rkey, slot_gen
+-- Made at their size, one entry per slot (host.crypto.token_slots, ~260 KB each): filled in any
+-- order, they would otherwise grow through their hash parts while a crowd arrives.
+local NSLOTS = host.crypto.token_slots
+local slot_claims, slot_rkey, slot_gen = new_tab(NSLOTS, 0), new_tab(NSLOTS, 0), new_tab(NSLOTS, 0)
 
 -- slot, gen as token_check answers -> claims | nil, why
 local function admit(slot, gen)
     if not slot then return nil, gen end
-    if not slot_gen then
-        local n = host.crypto.token_slots
-        slot_claims, slot_rkey, slot_gen = new_tab(n, 0), new_tab(n, 0), new_tab(n, 0)
-    end
     local claims, rkey
     if gen ~= 0 and slot_gen[slot] == gen then
         claims, rkey = slot_claims[slot], slot_rkey[slot]
