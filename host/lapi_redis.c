@@ -147,12 +147,12 @@ static double timeout_for(fcfs_redis_t *r, fcfs_task_t *t, double want) {
 /* Arguments first..top of the stack (strings or numbers). */
 static void args_from_stack(lua_State *L, int first, const char *what, args_t *a) {
   int top = lua_gettop(L);
-  if (top < first) luaL_error(L, "%s: no command given", what);
+  if (top < first) fcfs_task_error(L, "%s: no command given", what);
   for (int i = first; i <= top; i++)
     if (!arg_ok(L, i))
-      luaL_error(L, "%s: argument #%d is a %s (strings and numbers only)", what, i - first + 1,
-                 luaL_typename(L, i));
-  if (args_alloc(a, top - first + 1) < 0) luaL_error(L, "%s: out of memory", what);
+      fcfs_task_error(L, "%s: argument #%d is a %s (strings and numbers only)", what, i - first + 1,
+                      luaL_typename(L, i));
+  if (args_alloc(a, top - first + 1) < 0) fcfs_task_error(L, "%s: out of memory", what);
   for (int i = first; i <= top; i++)
     arg_set(L, i, a, i - first);
 }
@@ -523,8 +523,9 @@ static int l_call(lua_State *L) {
   args_from_stack(L, 1, "host.redis.call", &a);
   if (fcfs_redis_needs_pin(a.n, a.v, a.l)) {
     args_free(&a);
-    return luaL_error(L, "host.redis.call: %s needs a connection of its own: use host.redis.pin()",
-                      lua_tostring(L, 1));
+    return fcfs_task_error(
+        L, "host.redis.call: %s needs a connection of its own: use host.redis.pin()",
+        lua_tostring(L, 1));
   }
   int rc = fcfs_redis_command_argv(r, a.n, a.v, a.l, timeout_for(r, t, 0), on_done, t, &h);
   args_free(&a);
@@ -671,6 +672,34 @@ static int pin_gc(lua_State *L) {
   return 0;
 }
 
+/* host.redis.call: l_call behind this Lua function, for LuaJIT's sake. A
+ * trace that meets a C function stitches across it (the code after the call
+ * starts a trace of its own, entered when the call returns -- when the task
+ * is resumed with the reply) unless the call's results go straight into
+ * another call, as in check(redis.call(...)), and such a trace cannot return
+ * out of a vararg function: here l_call is called from a fixed-argument
+ * function with a fixed count of arguments (n, counted by select, so trailing
+ * nils are passed as given), and what a handler does with the reply runs
+ * compiled instead of in the interpreter. The same values as l_call: v, or
+ * nil, err; more than 6 arguments go to l_call directly. */
+static const char call_chunk[] = "local call, select = ...\n"
+                                 "local function fixed(n, a, b, c, d, e, f)\n"
+                                 "  local v, err\n"
+                                 "  if n == 2 then v, err = call(a, b)\n"
+                                 "  elseif n == 3 then v, err = call(a, b, c)\n"
+                                 "  elseif n == 1 then v, err = call(a)\n"
+                                 "  elseif n == 4 then v, err = call(a, b, c, d)\n"
+                                 "  elseif n == 5 then v, err = call(a, b, c, d, e)\n"
+                                 "  else v, err = call(a, b, c, d, e, f) end\n"
+                                 "  if err == nil then return v end\n"
+                                 "  return v, err\n"
+                                 "end\n"
+                                 "return function(...)\n"
+                                 "  local n = select('#', ...)\n"
+                                 "  if n == 0 or n > 6 then return call(...) end\n"
+                                 "  return fixed(n, ...)\n"
+                                 "end\n";
+
 int fcfs_lapi_redis_open(lua_State *L, fcfs_redis_t *r) {
   static const luaL_Reg fns[] = {{"call", l_call},
                                  {"pipeline", l_pipeline},
@@ -712,5 +741,10 @@ int fcfs_lapi_redis_open(lua_State *L, fcfs_redis_t *r) {
     lua_pushcclosure(L, f->func, 1);
     lua_setfield(L, -2, f->name);
   }
+  if (luaL_loadbuffer(L, call_chunk, sizeof(call_chunk) - 1, "=host.redis") != 0) lua_error(L);
+  lua_getfield(L, -2, "call");
+  lua_getglobal(L, "select");
+  lua_call(L, 2, 1);
+  lua_setfield(L, -2, "call");
   return 1;
 }

@@ -41,6 +41,13 @@ fcfs_task_t *fcfs_task_current(lua_State *L);
  * task. */
 fcfs_task_t *fcfs_task_require(lua_State *L, const char *what);
 
+/* luaL_error for host functions: the message starts with the position of
+ * the Lua code that called the host function, past the Lua functions the
+ * host puts in front of some of them (chunks named "=host...", e.g. the one
+ * of host.redis.call), so that it reads as if the C function had been called
+ * directly. */
+int fcfs_task_error(lua_State *L, const char *fmt, ...);
+
 /* Yield the current task until the op completes. Use as
  * `return fcfs_task_wait(L, t, op, cancel);` from a lua_CFunction. */
 int fcfs_task_wait(lua_State *L, fcfs_task_t *t, void *op, fcfs_cancel_cb cancel);

@@ -31,6 +31,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,13 +172,29 @@ fcfs_task_t *fcfs_task_current(lua_State *L) {
   return vm ? vm->current : NULL;
 }
 
+int fcfs_task_error(lua_State *L, const char *fmt, ...) {
+  lua_Debug ar;
+  int level = 1;
+  while (lua_getstack(L, level, &ar) && lua_getinfo(L, "S", &ar) &&
+         strncmp(ar.source, "=host", 5) == 0)
+    level++;
+  luaL_where(L, level);
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
 fcfs_task_t *fcfs_task_require(lua_State *L, const char *what) {
   fcfs_task_t *t = fcfs_task_current(L);
   if (t == NULL)
-    luaL_error(L,
-               "%s: host I/O is not allowed while modules load (at require time); move it into "
-               "app:init_worker(fn) or a handler",
-               what);
+    fcfs_task_error(
+        L,
+        "%s: host I/O is not allowed while modules load (at require time); move it into "
+        "app:init_worker(fn) or a handler",
+        what);
   return t;
 }
 

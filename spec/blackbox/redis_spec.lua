@@ -256,6 +256,35 @@ app:get("/types", function(req)
     return { json = o }
 end)
 
+-- 5b: host.redis.call with 0 to 8 arguments (a Lua function passes up to 6 on with a fixed count):
+-- the values (how many, too) and the argument errors are l_call's own
+app:get("/arity", function(req)
+    local k = req:arg("key")
+    local function n_of(...) return select("#", ...) end
+    local function err_of(...)
+        local ok, e = pcall(redis.call, ...)
+        return ok and "no error" or e
+    end
+    return { json = {
+        one = { n_of(redis.call("PING")), check(redis.call("PING")) },
+        two = { n_of(redis.call("GET", k)), check(redis.call("GET", k)) == host.null },
+        three = check(redis.call("SET", k, "a")),
+        four = check(redis.call("SET", k, "b", "GET")),
+        five = check(redis.call("SET", k, "c", "EX", 100)),
+        six = check(redis.call("RPUSH", k .. ":l", "1", "2", "3", 4)),
+        seven = check(redis.call("RPUSH", k .. ":l", "5", "6", "7", "8", 9)),
+        eight = check(redis.call("RPUSH", k .. ":l", "10", "11", "12", "13", "14", 15)),
+        list = check(redis.call("LRANGE", k .. ":l", 0, -1)),
+        failed = { n_of(redis.call("NOSUCHCMD", k)), select(2, redis.call("NOSUCHCMD", k)) },
+        none = err_of(),
+        trailing_nil = err_of("GET", k, nil),
+        nil_in_seven = err_of("RPUSH", k, "1", "2", "3", "4", nil),
+        table_arg = err_of("GET", {}),
+        -- called from Lua code: the position is that code's (this line's)
+        positioned = select(2, pcall(function() local v = redis.call("GET", k, nil) return v end)),
+    } }
+end)
+
 -- a server error passed to web.check: a plain error, 500
 app:get("/strict", function(req)
     local k = req:arg("key")
@@ -618,6 +647,28 @@ describe("host.redis", function()
         server.wait_until(function()
             return s:error_log():find("WRONGTYPE Operation against a key", 1, true)
         end, 2, "the error line of /strict")
+    end)
+
+    it("passes host.redis.call's arguments on as given (0 to 8, trailing nils) and returns v or nil, err", function()
+        r:call("DEL", "ar", "ar:l")
+        local b = get_json(s, "/arity?key=ar")
+        assert.same({ 1, "PONG" }, b.one)
+        assert.same({ 1, true }, b.two)
+        assert.equal("OK", b.three)
+        assert.equal("a", b.four)
+        assert.equal("OK", b.five)
+        assert.equal(4, b.six)
+        assert.equal(9, b.seven)
+        assert.equal(15, b.eight)
+        assert.equal(15, #b.list)
+        assert.equal("15", b.list[15])
+        assert.equal(2, b.failed[1])
+        assert.matches("^ERR unknown command", b.failed[2])
+        assert.equal("host.redis.call: no command given", b.none)
+        assert.equal("host.redis.call: argument #3 is a nil (strings and numbers only)", b.trailing_nil)
+        assert.equal("host.redis.call: argument #7 is a nil (strings and numbers only)", b.nil_in_seven)
+        assert.equal("host.redis.call: argument #2 is a table (strings and numbers only)", b.table_arg)
+        assert.matches("app%.lua:%d+: host%.redis%.call: argument #3 is a nil", b.positioned)
     end)
 
     it("does host I/O inside user coroutines", function()
