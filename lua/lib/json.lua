@@ -177,8 +177,10 @@ local cjson_encode = cjson.encode
 
 -- Flat objects (string keys; values integers below 1e14, booleans, strings or null: most answers,
 -- of a few pairs) are encoded here to cjson's very bytes -- names and strings by cjson itself (names
--- once, kept), integers by LuaJIT's number formatting, the same digits as cjson's "%.14g" in that
--- range without its snprintf, which costs more than the rest of a small request.
+-- once, kept), integers by LuaJIT's "%d" (an integer conversion, compiled: "%.14g" would print the
+-- same digits in that range, but the float formatting costs some 250 instructions a number), the
+-- same digits as cjson's "%.14g" without its snprintf, which costs more than the rest of a small
+-- request.
 local names, nnames = {}, 0
 
 -- Puts t's pair at name k after sep; the next name of t (nil after the last), or false when the
@@ -195,7 +197,11 @@ local function put_pair(t, k, sep)
     local vt = type(v)
     if vt == "number" then
         if not (v % 1 == 0 and v > -1e14 and v < 1e14) then return false end
-        buf:put(sep, name, v)
+        if v ~= 0 then
+            buf:putf("%s%s%d", sep, name, v)
+        else
+            buf:put(sep, name, v) -- -0 stays "-0"
+        end
     elseif vt == "boolean" then
         buf:put(sep, name, v and "true" or "false")
     elseif vt == "string" then
