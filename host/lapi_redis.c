@@ -93,11 +93,11 @@ static int arg_ok(lua_State *L, int idx) {
   return t == LUA_TSTRING || t == LUA_TNUMBER;
 }
 
-/* Argument i of a is the string or number at idx (a string stays where it is:
- * the caller keeps it anchored); a number is written exactly, in a's own
- * buffer (lua_tolstring would keep only 14 digits). */
-static void arg_set(lua_State *L, int idx, args_t *a, int i) {
-  if (lua_type(L, idx) != LUA_TNUMBER) {
+/* Argument i of a is the string or number at idx, of type type (a string
+ * stays where it is: the caller keeps it anchored); a number is written
+ * exactly, in a's own buffer (lua_tolstring would keep only 14 digits). */
+static void arg_put(lua_State *L, int idx, int type, args_t *a, int i) {
+  if (type != LUA_TNUMBER) {
     a->v[i] = lua_tolstring(L, idx, &a->l[i]);
     return;
   }
@@ -131,6 +131,10 @@ static void arg_set(lua_State *L, int idx, args_t *a, int i) {
   a->l[i] = strlen(buf);
 }
 
+static void arg_set(lua_State *L, int idx, args_t *a, int i) {
+  arg_put(L, idx, lua_type(L, idx), a, i);
+}
+
 static int push_err(lua_State *L, int rc) {
   lua_pushnil(L);
   lua_pushstring(L, fcfs_redis_strerror(rc));
@@ -148,13 +152,16 @@ static double timeout_for(fcfs_redis_t *r, fcfs_task_t *t, double want) {
 static void args_from_stack(lua_State *L, int first, const char *what, args_t *a) {
   int top = lua_gettop(L);
   if (top < first) fcfs_task_error(L, "%s: no command given", what);
-  for (int i = first; i <= top; i++)
-    if (!arg_ok(L, i))
+  if (args_alloc(a, top - first + 1) < 0) fcfs_task_error(L, "%s: out of memory", what);
+  for (int i = first; i <= top; i++) { /* one lua_type per argument: every command comes here */
+    int type = lua_type(L, i);
+    if (type != LUA_TSTRING && type != LUA_TNUMBER) {
+      args_free(a);
       fcfs_task_error(L, "%s: argument #%d is a %s (strings and numbers only)", what, i - first + 1,
                       luaL_typename(L, i));
-  if (args_alloc(a, top - first + 1) < 0) fcfs_task_error(L, "%s: out of memory", what);
-  for (int i = first; i <= top; i++)
-    arg_set(L, i, a, i - first);
+    }
+    arg_put(L, i, type, a, i - first);
+  }
 }
 
 /* Check t[1..n] are strings or numbers and, when a is given, point

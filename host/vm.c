@@ -75,7 +75,8 @@ struct fcfs_vm_s {
   int handle_ref;
   int error_ref; /* the app's handle_error when handle_ref is its serve, else LUA_NOREF */
   int init_ref;
-  int main_ref; /* the script of `fcfs run`, loaded instead of the app */
+  int main_ref;  /* the script of `fcfs run`, loaded instead of the app */
+  int yield_ref; /* the host-yield sentinel (a registry slot: no light userdata pushed per yield) */
   fcfs_task_t *tasks;
   int ntasks;
   fcfs_task_t *current;
@@ -96,9 +97,10 @@ struct fcfs_vm_s {
   int nfree_tasks;
 };
 
-/* Registry key of the host-yield sentinel: its address is unique. The VM
- * pointer itself is the state's exdata (OpenResty's LuaJIT), inherited by
- * every coroutine created in the VM. */
+/* The host-yield sentinel: a light userdata of this address (unique), kept
+ * at vm->yield_ref in the registry. The VM pointer itself is the state's
+ * exdata (OpenResty's LuaJIT), inherited by every coroutine created in the
+ * VM. */
 static char host_yield_key;
 
 static const char *const prelude =
@@ -201,7 +203,7 @@ fcfs_task_t *fcfs_task_require(lua_State *L, const char *what) {
 int fcfs_task_wait(lua_State *L, fcfs_task_t *t, void *op, fcfs_cancel_cb cancel) {
   t->op = op;
   t->cancel = cancel;
-  lua_pushlightuserdata(L, &host_yield_key);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->vm->yield_ref);
   return lua_yield(L, 1);
 }
 
@@ -594,6 +596,8 @@ static fcfs_vm_t *vm_open(const fcfs_vm_env_t *env, uint64_t generation, const c
   if (luaL_loadbuffer(L, prelude, strlen(prelude), "=prelude") != 0)
     return vm_fail(vm, err, errlen);
   lua_pushlightuserdata(L, &host_yield_key);
+  lua_pushvalue(L, -1);
+  vm->yield_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (lua_pcall(L, 1, 0, 1) != 0) return vm_fail(vm, err, errlen);
   return vm;
 }
