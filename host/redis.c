@@ -1606,14 +1606,19 @@ int fcfs_redis_needs_pin(int argc, const char **argv, const size_t *argvlen) {
       NAME("SELECT"),      NAME("AUTH"),         NAME("HELLO"),        NAME("RESET"),
       NAME("QUIT"),        NAME("WAIT"),         NAME("WAITAOF"),      NAME("READONLY"),
       NAME("READWRITE"),   NAME("SYNC"),         NAME("PSYNC")};
-  /* the first letters of the names above and of XREAD, CLIENT: most
-   * commands (GET, SET, INCR, HGET, LRANGE...) are told apart by it */
-  static const char firsts[] = "ABCDEHMPQRSUWX";
+  /* the first letters of the names above and of XREAD, CLIENT
+   * (ABCDEHMPQRSUWX), a bit each: most commands (GET, SET, INCR, HGET,
+   * LRANGE...) are told apart by it */
+#define L_(c) (1u << ((c) - 'A'))
+  static const uint32_t firsts = L_('A') | L_('B') | L_('C') | L_('D') | L_('E') | L_('H') |
+                                 L_('M') | L_('P') | L_('Q') | L_('R') | L_('S') | L_('U') |
+                                 L_('W') | L_('X');
+#undef L_
   if (argc < 1 || argvlen[0] == 0) return 0;
   const char *s = argv[0];
   size_t n = argvlen[0];
-  unsigned char ch = (unsigned char)s[0] & (unsigned char)~0x20; /* upper case */
-  if (!memchr(firsts, ch, sizeof firsts - 1)) return 0;
+  unsigned ch = ((unsigned char)s[0] & ~0x20u) - 'A'; /* upper case, from A */
+  if (ch >= 26 || !(firsts >> ch & 1)) return 0;
   if (name_in(s, n, always, sizeof always / sizeof always[0])) return 1;
   if (name_is(s, n, "XREAD") || name_is(s, n, "XREADGROUP")) {
     for (int i = 1; i < argc; i++) {
