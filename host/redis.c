@@ -616,11 +616,21 @@ static char *dec_put(char *p, size_t v, size_t n) {
   return p + n;
 }
 
+/* The digits of v at p; returns their end (most counts and lengths of a
+ * command have one digit). */
+static char *dec_out(char *p, size_t v) {
+  if (v < 10) {
+    *p = (char)('0' + v);
+    return p + 1;
+  }
+  return dec_put(p, v, dec_len(v));
+}
+
 /* The size of the command, 0 if it does not fit a size_t. */
 static size_t resp_len(int argc, const size_t *argvlen) {
   size_t n = 3 + dec_len((size_t)argc);
   for (int i = 0; i < argc; i++) {
-    size_t one = 5 + dec_len(argvlen[i]);
+    size_t one = 5 + (argvlen[i] < 10 ? 1 : dec_len(argvlen[i]));
     if (argvlen[i] > SIZE_MAX / 2 - one || n > SIZE_MAX / 2 - one - argvlen[i]) return 0;
     n += one + argvlen[i];
   }
@@ -629,12 +639,12 @@ static size_t resp_len(int argc, const size_t *argvlen) {
 
 static char *resp_put(char *p, int argc, const char **argv, const size_t *argvlen) {
   *p++ = '*';
-  p = dec_put(p, (size_t)argc, dec_len((size_t)argc));
+  p = dec_out(p, (size_t)argc);
   *p++ = '\r';
   *p++ = '\n';
   for (int i = 0; i < argc; i++) {
     *p++ = '$';
-    p = dec_put(p, argvlen[i], dec_len(argvlen[i]));
+    p = dec_out(p, argvlen[i]);
     *p++ = '\r';
     *p++ = '\n';
     if (argvlen[i]) memcpy(p, argv[i], argvlen[i]);
@@ -879,7 +889,7 @@ static ptrdiff_t quick_line(const char *p, size_t n) {
  * reader takes it from there, with what follows). */
 static size_t quick_reply(fcfs_redis_t *r, const char *p, size_t n, redisReply **out) {
   redisReadTask task = {.privdata = r->arena};
-  if (n < 4 || !memchr("+-:$", p[0], 4)) return 0;
+  if (n < 4 || (p[0] != '$' && p[0] != ':' && p[0] != '+' && p[0] != '-')) return 0;
   ptrdiff_t line = quick_line(p, n);
   if (line < 2) return 0;
   const char *d = p + 1, *e = p + line; /* the line after the type byte */
