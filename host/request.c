@@ -219,13 +219,22 @@ static int build_headers(lua_State *L, int idx, headers_t *h) {
  * also the mark of the entry's answers with a header block. */
 static char entry_key;
 
-/* The handler returned: status, body, headers, route on co; or status, body,
- * nil, route, the entry's mark and the header block of a frozen header table
- * that answered before (made here then: no need to read the table again). */
+/* A string result at idx of co, NULL when there is none. checked: the
+ * entry function (entry_chunk) made it a string or nil already. */
+static const char *result_string(lua_State *co, int idx, int top, int checked, size_t *len) {
+  if (idx > top || (!checked && lua_type(co, idx) != LUA_TSTRING)) return NULL;
+  return lua_tolstring(co, idx, len);
+}
+
+/* The handler returned: status, body, headers, route on co; from the entry
+ * function, also its mark, then the header block of a frozen header table
+ * that answered before (made here then: no need to read the table again)
+ * instead of the headers; body, route and block are strings or nil then. */
 static void request_done(void *owner, lua_State *co) {
   fcfs_request_t *r = owner;
   r->task = NULL;
   int top = lua_gettop(co);
+  int entry = top >= 5 && lua_touserdata(co, 5) == &entry_key;
   int status = top >= 1 ? (int)lua_tointeger(co, 1) : 0;
   if (status < 100 || status > 999) {
     char line[256];
@@ -233,25 +242,24 @@ static void request_done(void *owner, lua_State *co) {
                  "handler returned no valid status (got %s)", luaL_typename(co, 1));
     status = 500;
   }
-  size_t blen = 0;
-  const char *body =
-      top >= 2 && lua_type(co, 2) == LUA_TSTRING ? lua_tolstring(co, 2, &blen) : NULL;
-  char hbuf[8192], err[256];
-  headers_t hd = {hbuf, sizeof(hbuf), 0, err, sizeof(err)};
-  if (top >= 4 && lua_type(co, 4) == LUA_TSTRING) {
-    size_t rl;
-    const char *route = lua_tolstring(co, 4, &rl);
+  size_t blen = 0, rl;
+  const char *body = result_string(co, 2, top, entry, &blen);
+  if (body == NULL) blen = 0;
+  const char *route = result_string(co, 4, top, entry, &rl);
+  if (route != NULL) {
     if (rl >= sizeof(r->route_buf)) rl = sizeof(r->route_buf) - 1;
     memcpy(r->route_buf, route, rl);
     r->route_buf[rl] = '\0';
     r->route = r->route_buf;
   }
-  if (top >= 6 && lua_touserdata(co, 5) == &entry_key && lua_type(co, 6) == LUA_TSTRING) {
-    size_t hl;
-    const char *block = lua_tolstring(co, 6, &hl);
+  size_t hl;
+  const char *block = entry ? result_string(co, 6, top, 1, &hl) : NULL;
+  if (block != NULL) {
     fcfs_request_respond(r, status, block, hl, body, blen);
     return;
   }
+  char hbuf[8192], err[256];
+  headers_t hd = {hbuf, sizeof(hbuf), 0, err, sizeof(err)};
   if (top >= 3 && build_headers(co, 3, &hd) != 0) {
     char line[256];
     fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)), "%s",
@@ -416,22 +424,26 @@ static void request_push(void *owner, lua_State *L) {
  * lib/web.lua and the handlers add (params, route, auth, ...). The method
  * comes as its id (http_req_t.method_id) and its name from a list made
  * with the function: no string interned per request. The table is
- * push_request's: same fields, same metatable. A frozen header table
+ * push_request's: same fields, same metatable. It returns the handler's
+ * status, body, headers and route (body and route made strings or nil: a
+ * type check is next to free in a trace, a lua_type call per value is not),
+ * then its mark, which tells request_done so. A frozen header table
  * answered with is looked up in the VM's blocks (push_blocks): when it is
- * there and still empty, its block goes back instead, after the entry's
- * mark (request_done). */
+ * there and still empty, its block goes back instead, after the mark. */
 static const char entry_chunk[] =
-    "local req_mt, methods, blocks, mark, setmetatable, next, handler, app = ...\n"
+    "local req_mt, methods, blocks, mark, setmetatable, next, type, handler, app = ...\n"
     "return function(method_id, path, body)\n"
     "  local req = { method = methods[method_id], path = path, body = body, params = false,\n"
     "    route = false }\n"
     "  req.params, req.route = nil, nil\n"
     "  local status, res_body, headers, route = handler(app, setmetatable(req, req_mt))\n"
+    "  if type(res_body) ~= 'string' then res_body = nil end\n"
+    "  if type(route) ~= 'string' then route = nil end\n"
     "  local block = blocks[headers]\n"
     "  if block ~= nil and next(headers) == nil then\n"
     "    return status, res_body, nil, route, mark, block\n"
     "  end\n"
-    "  return status, res_body, headers, route\n"
+    "  return status, res_body, headers, route, mark\n"
     "end\n";
 
 /* Push the entry function of vm (made on first use, with the app's request
@@ -453,8 +465,9 @@ static void push_entry(fcfs_vm_t *vm, lua_State *L) {
   lua_pushlightuserdata(L, &entry_key);
   lua_getglobal(L, "setmetatable");
   lua_getglobal(L, "next");
+  lua_getglobal(L, "type");
   fcfs_vm_push_handler(vm, L);
-  lua_call(L, 8, 1);
+  lua_call(L, 9, 1);
   lua_pushlightuserdata(L, &entry_key);
   lua_pushvalue(L, -2);
   lua_rawset(L, LUA_REGISTRYINDEX);
