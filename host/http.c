@@ -343,8 +343,13 @@ static http_req_t *build(http_in_t *in) {
     w += (n) + 1;                                                                                  \
   } while (0)
 
+  static const unsigned char method_lens[] = {
+#define XX(num, name, string) sizeof(#string) - 1,
+      HTTP_METHOD_MAP(XX)
+#undef XX
+  };
   r->method = http_method_str((enum http_method)p->method);
-  r->method_len = strlen(r->method);
+  r->method_len = method_lens[p->method];
   r->method_id = (int)p->method;
   if (empty_path) {
     COPY_OUT(r->path, "/", 1);
