@@ -47,6 +47,7 @@ struct fcfs_request_s {
   const char *route;    /* label for metrics and the access log (static or VM-owned) */
   char route_buf[64];
   char id[40];
+  size_t id_len;
   char remote[48]; /* the client's address (from real_ip_header behind a trusted proxy) */
   int admin;       /* came in on the admin listener */
 };

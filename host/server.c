@@ -114,6 +114,22 @@ typedef struct {
   int admin, is_pipe, open;
 } listener_t;
 
+/* The head of the last answer, without its X-Request-Id line and closing
+ * empty line, and what made it: an answer with the same status, length,
+ * keep-alive and header block in the same second has the same head, but
+ * for its id (the answers of a hot route). */
+#define HEAD_CACHE 1024
+#define HEAD_CACHE_EXTRA 512
+typedef struct {
+  char head[HEAD_CACHE];
+  size_t len; /* 0: nothing kept */
+  char extra[HEAD_CACHE_EXTRA];
+  size_t extra_len;
+  size_t clen;
+  uint64_t date_sec;
+  int status, keep, add_id;
+} head_cache_t;
+
 struct fcfs_server_s {
   fcfs_server_env_t env;
   listener_t pub, admin;
@@ -129,6 +145,8 @@ struct fcfs_server_s {
   char id_prefix[9]; /* first half of generated request ids */
   uint64_t request_seq;
   fcfs_static_t *statics; /* static_dir, NULL without one */
+  head_cache_t head;
+  uint32_t route_slot; /* of the last request counted (fcfs_metrics_request) */
 };
 
 typedef struct {
@@ -339,29 +357,61 @@ static int write_answer(fcfs_conn_t *c, int status, const char *headers, size_t 
                         const char *body, size_t blen, size_t clen, int keep) {
   fcfs_request_t *r = &c->req;
   const http_req_t *h = r->http;
-  /* X-Request-Id unless the handler set one: it goes before the head's
-   * closing empty line, so the head is formatted once, in place. */
-  int add_id = !(headers && http_head_has(headers, hlen, "X-Request-Id", 12));
-  size_t idl = add_id ? strlen(r->id) : 0;
+  fcfs_server_t *s = c->srv;
+  head_cache_t *hc = &s->head;
+  if (headers == NULL) hlen = 0;
+  const char *date = date_now(s);
   char head[16384];
   char *hbuf = head;
-  size_t need = hlen + idl + 16 + 256;
-  if (need > sizeof(head) && (hbuf = malloc(need)) == NULL) return UV_ENOMEM;
-  ssize_t n = http_format_head(hbuf, need, status, date_now(c->srv), clen, keep, headers, hlen);
-  if (n > 0 && add_id) {
-    char *p = hbuf + n - 2; /* over the empty line */
-    memcpy(p, "X-Request-Id: ", 14);
-    memcpy(p + 14, r->id, idl);
-    memcpy(p + 14 + idl, "\r\n\r\n", 4);
-    n += 16 + (ssize_t)idl;
+  size_t n; /* head bytes before the X-Request-Id line and the empty line */
+  int add_id;
+  if (hc->len && hc->status == status && hc->clen == clen && hc->keep == keep &&
+      hc->date_sec == s->date_sec && hc->extra_len == hlen &&
+      (hlen == 0 || memcmp(hc->extra, headers, hlen) == 0)) {
+    memcpy(head, hc->head, hc->len);
+    n = hc->len;
+    add_id = hc->add_id;
+  } else {
+    /* X-Request-Id unless the handler set one: it goes before the head's
+     * closing empty line, so the head is formatted once, in place. */
+    add_id = !(hlen && http_head_has(headers, hlen, "X-Request-Id", 12));
+    size_t need = hlen + r->id_len + 16 + 256;
+    if (need > sizeof(head) && (hbuf = malloc(need)) == NULL) return UV_ENOMEM;
+    ssize_t m = http_format_head(hbuf, need, status, date, clen, keep, headers, hlen);
+    if (m <= 0) {
+      if (hbuf != head) free(hbuf);
+      return UV_EINVAL;
+    }
+    n = (size_t)m - 2;
+    if (n <= sizeof(hc->head) && hlen <= sizeof(hc->extra)) {
+      memcpy(hc->head, hbuf, n);
+      hc->len = n;
+      if (hlen) memcpy(hc->extra, headers, hlen);
+      hc->extra_len = hlen;
+      hc->clen = clen;
+      hc->date_sec = s->date_sec;
+      hc->status = status;
+      hc->keep = keep;
+      hc->add_id = add_id;
+    }
   }
+  char *p = hbuf + n;
+  if (add_id) {
+    memcpy(p, "X-Request-Id: ", 14);
+    memcpy(p + 14, r->id, r->id_len);
+    p += 14 + r->id_len;
+    *p++ = '\r';
+    *p++ = '\n';
+  }
+  *p++ = '\r';
+  *p++ = '\n';
   uv_buf_t bufs[2];
   int nb = 1;
-  bufs[0] = uv_buf_init(hbuf, n > 0 ? (unsigned)n : 0);
+  bufs[0] = uv_buf_init(hbuf, (unsigned)(p - hbuf));
   int is_head = h ? h->is_head : 0;
   if (blen > 0 && !is_head && status != 204 && status != 304)
     bufs[nb++] = uv_buf_init((char *)body, (unsigned)blen);
-  int rc = n > 0 ? conn_write(c, bufs, nb) : UV_EINVAL;
+  int rc = conn_write(c, bufs, nb);
   if (hbuf != head) free(hbuf);
   return rc;
 }
@@ -373,7 +423,7 @@ static double request_counted(fcfs_conn_t *c, int status) {
   fcfs_request_t *r = &c->req;
   fcfs_server_t *s = c->srv;
   double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
-  fcfs_metrics_request(s->env.slot, r->route ? r->route : "-", status, secs);
+  fcfs_metrics_request(s->env.slot, r->route ? r->route : "-", status, secs, &s->route_slot);
   if (c->in_flight) {
     c->in_flight = 0;
     s->busy--;
@@ -554,6 +604,7 @@ static void request_id(fcfs_conn_t *c, const http_req_t *h) {
     if (ok) {
       memcpy(c->req.id, x->value, x->value_len);
       c->req.id[x->value_len] = '\0';
+      c->req.id_len = x->value_len;
       return;
     }
   }
@@ -566,6 +617,7 @@ static void request_id(fcfs_conn_t *c, const http_req_t *h) {
   for (int i = 0; i < 8; i++)
     c->req.id[8 + i] = hex[(seq >> (28 - 4 * i)) & 15];
   c->req.id[16] = '\0';
+  c->req.id_len = 16;
 }
 
 /* A protocol error or timeout before a handler ran: answer and close. */
