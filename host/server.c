@@ -368,14 +368,14 @@ static int write_answer(fcfs_conn_t *c, int status, const char *headers, size_t 
   if (hc->len && hc->status == status && hc->clen == clen && hc->keep == keep &&
       hc->date_sec == s->date_sec && hc->extra_len == hlen &&
       (hlen == 0 || memcmp(hc->extra, headers, hlen) == 0)) {
-    memcpy(head, hc->head, hc->len);
+    hbuf = hc->head;
     n = hc->len;
     add_id = hc->add_id;
   } else {
-    /* X-Request-Id unless the handler set one: it goes before the head's
-     * closing empty line, so the head is formatted once, in place. */
+    /* X-Request-Id unless the handler set one: it goes in a piece of its
+     * own after the head's lines (tail below), with the empty line. */
     add_id = !(hlen && http_head_has(headers, hlen, "X-Request-Id", 12));
-    size_t need = hlen + r->id_len + 16 + 256;
+    size_t need = hlen + 256;
     if (need > sizeof(head) && (hbuf = malloc(need)) == NULL) return UV_ENOMEM;
     ssize_t m = http_format_head(hbuf, need, status, date, clen, keep, headers, hlen);
     if (m <= 0) {
@@ -395,7 +395,9 @@ static int write_answer(fcfs_conn_t *c, int status, const char *headers, size_t 
       hc->add_id = add_id;
     }
   }
-  char *p = hbuf + n;
+  /* the head in two pieces: up to the id line, then the id line and the empty line */
+  char tail[sizeof("X-Request-Id: \r\n\r\n") + sizeof(r->id)];
+  char *p = tail;
   if (add_id) {
     memcpy(p, "X-Request-Id: ", 14);
     memcpy(p + 14, r->id, r->id_len);
@@ -405,14 +407,13 @@ static int write_answer(fcfs_conn_t *c, int status, const char *headers, size_t 
   }
   *p++ = '\r';
   *p++ = '\n';
-  uv_buf_t bufs[2];
-  int nb = 1;
-  bufs[0] = uv_buf_init(hbuf, (unsigned)(p - hbuf));
+  uv_buf_t bufs[3] = {{.base = hbuf, .len = n}, {.base = tail, .len = (size_t)(p - tail)}};
+  int nb = 2;
   int is_head = h ? h->is_head : 0;
   if (blen > 0 && !is_head && status != 204 && status != 304)
-    bufs[nb++] = uv_buf_init((char *)body, (unsigned)blen);
+    bufs[nb++] = (uv_buf_t){.base = (char *)body, .len = blen};
   int rc = conn_write(c, bufs, nb);
-  if (hbuf != head) free(hbuf);
+  if (hbuf != head && hbuf != hc->head) free(hbuf);
   return rc;
 }
 
@@ -608,14 +609,20 @@ static void request_id(fcfs_conn_t *c, const http_req_t *h) {
       return;
     }
   }
-  /* worker id and pid (fixed per server) + a sequence number, in hex */
-  static const char hex[] = "0123456789abcdef";
+  /* worker id and pid (fixed per server) + a sequence number, in hex: its
+   * nibbles spread one to a byte (nibble k in byte k), then all made digits
+   * at once ('0' + n, plus 'a' - '0' - 10 where n + 6 carries into bit 4) */
   fcfs_server_t *s = c->srv;
-  uint32_t seq = (uint32_t)++s->request_seq;
+  uint64_t d = (uint32_t)++s->request_seq;
+  d = (d | d << 16) & 0x0000FFFF0000FFFFull;
+  d = (d | d << 8) & 0x00FF00FF00FF00FFull;
+  d = (d | d << 4) & 0x0F0F0F0F0F0F0F0Full;
+  d += 0x3030303030303030ull + (((d + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull) * 0x27;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  d = __builtin_bswap64(d); /* the most significant digit first in memory */
+#endif
   memcpy(c->req.id, s->id_prefix, 8);
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; i++)
-    c->req.id[8 + i] = hex[(seq >> (28 - 4 * i)) & 15];
+  memcpy(c->req.id + 8, &d, 8);
   c->req.id[16] = '\0';
   c->req.id_len = 16;
 }
