@@ -215,9 +215,13 @@ static int build_headers(lua_State *L, int idx, headers_t *h) {
 
 /* ---- the task's end ---------------------------------------------------------- */
 
-/* Registry key of the request entry function (one per VM); its address is
- * also the mark of the entry's answers with a header block. */
+/* The address of entry_key is the mark of the entry function's answers.
+ * The entry function itself (one per VM) is kept in the registry under
+ * ENTRY_REF, an integer key luaL_ref never gives (its refs are positive):
+ * fetched per request, an integer key is cheaper than a light userdata
+ * one. */
 static char entry_key;
+#define ENTRY_REF (-0x66636673)
 
 /* A string result at idx of co, NULL when there is none. checked: the
  * entry function (entry_chunk) made it a string or nil already. */
@@ -449,8 +453,7 @@ static const char entry_chunk[] =
 /* Push the entry function of vm (made on first use, with the app's request
  * method and the app, fcfs_vm_push_handler: fixed for a VM's life). */
 static void push_entry(fcfs_vm_t *vm, lua_State *L) {
-  lua_pushlightuserdata(L, &entry_key);
-  lua_rawget(L, LUA_REGISTRYINDEX);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ENTRY_REF);
   if (!lua_isnil(L, -1)) return;
   lua_pop(L, 1);
   if (luaL_loadbuffer(L, entry_chunk, sizeof(entry_chunk) - 1, "=host.request") != 0) lua_error(L);
@@ -468,9 +471,8 @@ static void push_entry(fcfs_vm_t *vm, lua_State *L) {
   lua_getglobal(L, "type");
   fcfs_vm_push_handler(vm, L);
   lua_call(L, 9, 1);
-  lua_pushlightuserdata(L, &entry_key);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, LUA_REGISTRYINDEX, ENTRY_REF);
 }
 
 void fcfs_request_start(fcfs_vm_t *vm, fcfs_request_t *r) {
