@@ -537,8 +537,7 @@ void http_in_recycle(http_in_t *in, http_req_t *r) {
   free(r);
 }
 
-const http_header_t *http_req_header(const http_req_t *r, const char *name) {
-  size_t n = strlen(name);
+const http_header_t *http_req_header_n(const http_req_t *r, const char *name, size_t n) {
   for (size_t i = 0; i < r->nheaders; i++)
     if (r->headers[i].name_len == n && strncasecmp(r->headers[i].name, name, n) == 0)
       return &r->headers[i];

@@ -19,6 +19,7 @@
 #define FCFS_HTTP_H
 
 #include <stddef.h>
+#include <string.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -107,8 +108,13 @@ void http_req_free(http_req_t *r);
  * request (or frees it). r may be NULL. */
 void http_in_recycle(http_in_t *in, http_req_t *r);
 
-/* First header named `name` (case-insensitive), or NULL. */
-const http_header_t *http_req_header(const http_req_t *r, const char *name);
+/* First header named `name` (len bytes, case-insensitive), or NULL. */
+const http_header_t *http_req_header_n(const http_req_t *r, const char *name, size_t len);
+/* The same for a NUL-terminated name (the length of a literal is known at
+ * compile time). */
+static inline const http_header_t *http_req_header(const http_req_t *r, const char *name) {
+  return http_req_header_n(r, name, strlen(name));
+}
 
 /* The name of method_id id ("GET", ... static, as http_req_t's method), or
  * NULL past the last method: ids run from 0 without a gap. */
