@@ -41,6 +41,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,6 +89,7 @@ struct fcfs_conn_s {
   int processing; /* inside conn_process */
   int writes;     /* uv_write requests pending */
   int handles;    /* open handles (tcp + timer) to wait for before freeing */
+  uv_os_fd_t fd;  /* the socket's, for try_write */
   int trusted;    /* the peer is in real_ip_from */
   char peer[48];  /* the peer's address (req.remote may come from a header) */
   int eof;        /* the client closed or half-closed while a handler ran */
@@ -158,6 +161,14 @@ typedef struct {
 
 static void conn_close(fcfs_conn_t *c);
 static void conn_process(fcfs_conn_t *c);
+
+/* Monotonic nanoseconds (uv_hrtime's clock, without its wrapper), for
+ * request durations. */
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static const char *date_now(fcfs_server_t *s) {
   uint64_t sec = uv_now(s->env.loop) / 1000;
@@ -268,12 +279,24 @@ static void write_done(uv_write_t *req, int status) {
     conn_process(c); /* pipelined requests waited for the client to read */
 }
 
+/* What uv_try_write does on a socket without queued writes (a writev),
+ * without its bookkeeping: the bytes the kernel took, UV_EAGAIN when none,
+ * or a libuv error. A uv_buf_t is a struct iovec on Unix (uv.h). */
+static int try_write(fcfs_conn_t *c, const uv_buf_t *bufs, int nbufs) {
+  ssize_t n;
+  do
+    n = writev(c->fd, (const struct iovec *)bufs, nbufs);
+  while (n < 0 && errno == EINTR);
+  if (n >= 0) return n > INT_MAX ? INT_MAX : (int)n;
+  return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : uv_translate_sys_error(errno);
+}
+
 /* Write bufs; what the kernel does not take now is copied and queued. */
 static int conn_write(fcfs_conn_t *c, uv_buf_t *bufs, int nbufs) {
   size_t total = 0;
   for (int i = 0; i < nbufs; i++)
     total += bufs[i].len;
-  int n = c->writes == 0 ? uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)nbufs) : UV_EAGAIN;
+  int n = c->writes == 0 && c->tcp.write_queue_size == 0 ? try_write(c, bufs, nbufs) : UV_EAGAIN;
   if (n < 0 && n != UV_EAGAIN) return n;
   size_t done = n < 0 ? 0 : (size_t)n;
   if (done == total) return 0;
@@ -423,7 +446,7 @@ static int write_answer(fcfs_conn_t *c, int status, const char *headers, size_t 
 static double request_counted(fcfs_conn_t *c, int status) {
   fcfs_request_t *r = &c->req;
   fcfs_server_t *s = c->srv;
-  double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
+  double secs = (double)(mono_ns() - r->start_ns) / 1e9;
   fcfs_metrics_request(s->env.slot, r->route ? r->route : "-", status, secs, &s->route_slot);
   if (c->in_flight) {
     c->in_flight = 0;
@@ -632,7 +655,7 @@ static void conn_error(fcfs_conn_t *c, int status) {
   c->must_close = 1;
   c->req.http = NULL;
   c->req.route = "-";
-  c->req.start_ns = uv_hrtime();
+  c->req.start_ns = mono_ns();
   request_id(c, NULL);
   stop_timer(c);
   conn_fail(&c->req, status, c->in ? http_in_error(c->in) : NULL);
@@ -737,7 +760,7 @@ static void start_request(fcfs_conn_t *c, http_req_t *h) {
   r->route = NULL;
   c->streaming = 0;
   c->drained = NULL;
-  r->start_ns = uv_hrtime();
+  r->start_ns = mono_ns();
   r->deadline_ms = uv_now(s->env.loop) + (uint64_t)(conf->request_timeout * 1000);
   request_id(c, h);
   c->in_flight = 1;
@@ -931,7 +954,8 @@ static void on_connection(uv_stream_t *listener, int status) {
   c->req.ops = &conn_ops;
   c->req.conn = c;
   c->req.admin = l->admin;
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) { /* another worker took it */
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 ||
+      uv_fileno((uv_handle_t *)&c->tcp, &c->fd) != 0) { /* another worker took it */
     c->closing = 1;
     uv_close((uv_handle_t *)&c->timer, conn_freed);
     uv_close((uv_handle_t *)&c->tcp, conn_freed);
