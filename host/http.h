@@ -6,9 +6,9 @@
  * pipelined requests come out one at a time and in order; the caller keeps
  * the unconsumed rest of its read buffer and feeds it again once it is ready
  * for the next request. A completed request is one heap block the caller owns
- * and frees with http_req_free(), except its body, which stays in in's parse
- * buffer: valid until the request is recycled, or the next http_in_feed() on
- * in, or http_in_free(). Limits are enforced while parsing and
+ * and frees with http_req_free(), except its strings and body, which stay in
+ * in's parse buffer: valid until the request is recycled, or the next
+ * http_in_feed() on in, or http_in_free(). Limits are enforced while parsing and
  * reported as an HTTP status (400, 413, 414, 417, 431, 501, 505) plus a static
  * reason string; after an error the caller answers that status and closes.
  *
@@ -37,9 +37,10 @@ typedef struct {
   size_t value_len;
 } http_header_t;
 
-/* One heap block (the struct, the header array and every string), freed with
- * http_req_free(). All strings are NUL-terminated as a convenience; the
- * lengths are authoritative. */
+/* One heap block (the struct and the header array), freed with
+ * http_req_free(); its strings, as its body, are in in's parse buffer (or
+ * static). All strings are NUL-terminated as a convenience; the lengths are
+ * authoritative. */
 typedef struct http_req_s {
   const char *method; /* "GET", ... (static, from http_method_str) */
   size_t method_len;
