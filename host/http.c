@@ -275,9 +275,10 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
 static int on_headers_complete(http_parser *p) {
   http_in_t *in = p->data;
   /* the head into buf, and a NUL after its last URL or header piece */
-  if (flush_raw(in, in->raw_end)) return -1;
+  if (flush_raw(in, in->raw_end) || (in->len == in->cap && grow(in, in->len + 1)))
+    return fail(in, 500, ERR_NOMEM);
   in->raw = NULL;
-  if (append(in, "", 1)) return -1;
+  in->buf[in->len++] = '\0';
   if (in->nhdr) end_header(in);
   in->in_trailers = 1;
   if (in->head_pos > in->lim.max_header_size) return fail(in, 431, ERR_HEAD);
