@@ -71,6 +71,7 @@ struct http_in_s {
   int in_trailers;
   int te_count, te_bad; /* Transfer-Encoding headers seen, any not "chunked" */
   int expect_continue, expect_bad;
+  size_t request_id; /* 1 + the index of the first X-Request-Id header, 0 if none */
   int continue_pending;
   int keep_alive;
   int after_close; /* a keep_alive == 0 request completed */
@@ -159,7 +160,7 @@ static int ieq(const char *s, size_t n, const char *lit) {
 }
 
 /* A header line is complete (and in buf): trim the value and look at the
- * few names the framing depends on. */
+ * few names the framing depends on, and X-Request-Id's. */
 static void end_header(http_in_t *in) {
   span_hdr_t *h = &in->hdr[in->nhdr - 1];
   const char *v = in->buf + h->value_off;
@@ -179,6 +180,8 @@ static void end_header(http_in_t *in) {
       in->expect_continue = 1;
     else
       in->expect_bad = 1;
+  } else if (in->request_id == 0 && ieq(name, h->name_len, "x-request-id")) {
+    in->request_id = in->nhdr;
   }
 }
 
@@ -197,6 +200,7 @@ static int on_message_begin(http_parser *p) {
   in->in_trailers = 0;
   in->te_count = in->te_bad = 0;
   in->expect_continue = in->expect_bad = 0;
+  in->request_id = 0;
   in->continue_pending = 0;
   in->keep_alive = 0;
   in->state = HTTP_IN_HEADERS;
@@ -365,13 +369,16 @@ static http_req_t *build(http_in_t *in) {
   }
   http_header_t *hs = (http_header_t *)(r + 1);
 
-  static const unsigned char method_lens[] = {
-#define XX(num, name, string) sizeof(#string) - 1,
+  static const struct {
+    const char *name;
+    size_t len;
+  } methods[] = {
+#define XX(num, name, string) {#string, sizeof(#string) - 1},
       HTTP_METHOD_MAP(XX)
 #undef XX
   };
-  r->method = http_method_str((enum http_method)p->method);
-  r->method_len = method_lens[p->method];
+  r->method = methods[p->method].name;
+  r->method_len = methods[p->method].len;
   r->method_id = (int)p->method;
   if (plen == 0) {
     r->path = "/";
@@ -395,6 +402,7 @@ static http_req_t *build(http_in_t *in) {
   }
   r->headers = hs;
   r->nheaders = in->nhdr;
+  r->request_id = in->request_id ? &hs[in->request_id - 1] : NULL;
   r->body = in->body_len ? in->buf + in->body_off : NULL; /* in place, NUL-terminated */
   r->body_len = in->body_len;
   r->keep_alive = in->keep_alive;

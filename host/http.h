@@ -42,7 +42,7 @@ typedef struct {
  * static). All strings are NUL-terminated as a convenience; the lengths are
  * authoritative. */
 typedef struct http_req_s {
-  const char *method; /* "GET", ... (static, from http_method_str) */
+  const char *method; /* "GET", ... (static, as http_method_str's) */
   size_t method_len;
   int method_id;    /* enum http_method */
   const char *path; /* raw path, no query, not decoded ("/" for an empty
@@ -52,7 +52,8 @@ typedef struct http_req_s {
   size_t query_len;
   http_header_t *headers; /* in order received; trailers are not kept */
   size_t nheaders;
-  const char *body; /* de-chunked, in in's parse buffer; NULL when body_len == 0 */
+  const http_header_t *request_id; /* the first X-Request-Id header, NULL if none */
+  const char *body;                /* de-chunked, in in's parse buffer; NULL when body_len == 0 */
   size_t body_len;
   int keep_alive; /* the connection stays open after the response */
   int http_minor; /* 0 or 1 (major is always 1) */

@@ -617,7 +617,7 @@ static const fcfs_request_ops_t conn_ops = {conn_respond, conn_fail};
 /* Request ids: client-supplied when sane (to follow a request across
  * services), else worker-unique. */
 static void request_id(fcfs_conn_t *c, const http_req_t *h) {
-  const http_header_t *x = h ? http_req_header(h, "x-request-id") : NULL;
+  const http_header_t *x = h ? h->request_id : NULL;
   if (x && x->value_len > 0 && x->value_len < sizeof(c->req.id)) {
     int ok = 1;
     for (size_t i = 0; i < x->value_len && ok; i++) {
@@ -849,7 +849,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     return;
   }
   s->rbuf_used = 1;
-  *buf = uv_buf_init(s->rbuf, READ_BUF_SIZE);
+  *buf = (uv_buf_t){.base = s->rbuf, .len = READ_BUF_SIZE};
 }
 
 static void keep_backlog(fcfs_conn_t *c, const char *data, size_t len) {
