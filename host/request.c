@@ -534,10 +534,11 @@ void fcfs_request_start(fcfs_vm_t *vm, fcfs_request_t *r) {
   push_entry(vm, co);
   lua_pushinteger(co, h->method_id + 1);
   lua_pushlstring(co, h->path, h->path_len);
-  if (h->body)
-    lua_pushlstring(co, h->body, h->body_len);
-  else
-    lua_pushnil(co);
+  if (h->body == NULL) { /* body: nil */
+    fcfs_task_start(t, 2);
+    return;
+  }
+  lua_pushlstring(co, h->body, h->body_len);
   fcfs_task_start(t, 3);
 }
 
