@@ -129,7 +129,7 @@ typedef struct {
   char extra[HEAD_CACHE_EXTRA];
   size_t extra_len;
   size_t clen;
-  uint64_t date_sec;
+  uint64_t date_stamp; /* of the date in head (fcfs_server_s) */
   int status, keep, add_id;
 } head_cache_t;
 
@@ -144,8 +144,9 @@ struct fcfs_server_s {
   char rbuf[READ_BUF_SIZE];
   int rbuf_used;
   char date[30];
-  uint64_t date_sec;
-  char id_prefix[9]; /* first half of generated request ids */
+  uint64_t date_next_ms; /* loop time at which date is a second old */
+  uint64_t date_stamp;   /* changes with date */
+  char id_prefix[9];     /* first half of generated request ids */
   uint64_t request_seq;
   fcfs_static_t *statics; /* static_dir, NULL without one */
   head_cache_t head;
@@ -171,10 +172,11 @@ static uint64_t mono_ns(void) {
 }
 
 static const char *date_now(fcfs_server_t *s) {
-  uint64_t sec = uv_now(s->env.loop) / 1000;
-  if (sec != s->date_sec || s->date[0] == '\0') {
+  uint64_t now = uv_now(s->env.loop);
+  if (now >= s->date_next_ms || s->date[0] == '\0') { /* a new second of the loop's clock */
     http_format_date(s->date, time(NULL));
-    s->date_sec = sec;
+    s->date_next_ms = now - now % 1000 + 1000;
+    s->date_stamp++;
   }
   return s->date;
 }
@@ -389,7 +391,7 @@ static int write_answer(fcfs_conn_t *c, int status, const char *headers, size_t 
   size_t n; /* head bytes before the X-Request-Id line and the empty line */
   int add_id;
   if (hc->len && hc->status == status && hc->clen == clen && hc->keep == keep &&
-      hc->date_sec == s->date_sec && hc->extra_len == hlen &&
+      hc->date_stamp == s->date_stamp && hc->extra_len == hlen &&
       (hlen == 0 || memcmp(hc->extra, headers, hlen) == 0)) {
     hbuf = hc->head;
     n = hc->len;
@@ -412,7 +414,7 @@ static int write_answer(fcfs_conn_t *c, int status, const char *headers, size_t 
       if (hlen) memcpy(hc->extra, headers, hlen);
       hc->extra_len = hlen;
       hc->clen = clen;
-      hc->date_sec = s->date_sec;
+      hc->date_stamp = s->date_stamp;
       hc->status = status;
       hc->keep = keep;
       hc->add_id = add_id;
