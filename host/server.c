@@ -25,12 +25,15 @@
  * that goes away while its handler runs cancels it only with client_abort =
  * "cancel"; by default the handler finishes and the connection closes after.
  *
- * Responses are written with uv_try_write of [head, body]; only what the
- * kernel does not take at once is copied into a heap write request freed in
- * its callback. A connection that must close (error, Connection: close,
- * limit reached, QUIT) shuts down its write side and lingers reading until
- * EOF or a short timeout, so a client still sending gets its error response
- * instead of a reset.
+ * Responses are written with one writev of [head, id line, body] (what
+ * uv_try_write does, try_write); only what the kernel does not take at once
+ * is copied into a heap write request freed in its callback. The last
+ * answer's head is kept: the next one with the same status, length,
+ * keep-alive, header block and second reuses it (head_cache_t). A
+ * connection that must close (error, Connection: close, limit reached,
+ * QUIT) shuts down its write side and lingers reading until EOF or a short
+ * timeout, so a client still sending gets its error response instead of a
+ * reset.
  *
  * Ownership: the server owns its connections (freed in conn_closed after
  * uv_close); a connection owns its parser state, its current request (embedded)
