@@ -286,8 +286,11 @@ static void write_done(uv_write_t *req, int status) {
 
 /* What uv_try_write does on a socket without queued writes (a writev),
  * without its bookkeeping: the bytes the kernel took, UV_EAGAIN when none,
- * or a libuv error. A uv_buf_t is a struct iovec on Unix (uv.h). */
+ * or a libuv error. A uv_buf_t is a struct iovec on Unix (uv.h). A closed
+ * handle's fd is gone (uv_try_write's writev would get EBADF), maybe
+ * another connection's by now. */
 static int try_write(fcfs_conn_t *c, const uv_buf_t *bufs, int nbufs) {
+  if (c->closing) return UV_EBADF;
   ssize_t n;
   do
     n = writev(c->fd, (const struct iovec *)bufs, nbufs);
