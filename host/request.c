@@ -271,7 +271,9 @@ void fcfs_request_answer(void *vm, double status, const char *body, size_t body_
   if (r == NULL) return;
   fcfs_answer_t *a = &r->answer;
   a->set = 1;
-  a->status = (int)(lua_Integer)status; /* as lua_tointeger */
+  /* as lua_tointeger would read it, without converting what no int holds
+   * (out of 100..999 is invalid either way) */
+  a->status = status >= 100 && status < 1000 ? (int)status : 0;
   a->body = body;
   a->body_len = body_len;
   a->route = route;
