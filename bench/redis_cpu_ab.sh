@@ -27,15 +27,8 @@ B=${B:-$FCFS_BIN}
 FCFS_LUA_DIR=$BENCH_ROOT/bench/app
 
 bench_init
-redis_port=$(free_port)
-mkdir "$BENCH_TMP/redis"
-setsid redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$BENCH_TMP/redis" --save '' \
-  --appendonly no </dev/null >"$BENCH_TMP/redis/out" 2>&1 &
-echo $! >"$BENCH_TMP/redis/pid"
-bench_on_exit "kill -TERM \$(cat '$BENCH_TMP/redis/pid')"
-REDIS_CLI="redis-cli -p $redis_port"
-for _ in $(seq 100); do $REDIS_CLI ping >/dev/null 2>&1 && break; sleep 0.05; done
-$REDIS_CLI set stock:1 1000000 >/dev/null
+redis_stock_server
+REDIS_CLI="redis-cli -p $REDIS_PORT"
 echo "# A: $A ${A_CONF:-}"
 echo "# B: $B ${B_CONF:-}"
 
@@ -44,7 +37,7 @@ redis_cpu() { $REDIS_CLI info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):
 # one LABEL BIN CONF: a fresh fcfs, a warm-up, then the measured wrk run
 one() {
   local label=$1 bin=$2 conf=$3 c0 c1 line n
-  FCFS_BIN=$bin fcfs_start "redis = \"127.0.0.1:$redis_port\"" "lua_path = \"$BENCH_ROOT/lua/?.lua\"" \
+  FCFS_BIN=$bin fcfs_start "redis = \"127.0.0.1:$REDIS_PORT\"" "lua_path = \"$BENCH_ROOT/lua/?.lua\"" \
     ${conf:+"$conf"}
   wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP"s "$FCFS_URL$URL_PATH" >/dev/null
   $REDIS_CLI config resetstat >/dev/null
