@@ -65,15 +65,8 @@ cc -O2 -shared -fPIC -o "$BENCH_TMP/alloc_count.so" "$BENCH_ROOT/bench/alloc_cou
 mkdir "$BENCH_TMP/allocs"
 
 if [[ ${REDIS:-0} = 1 ]]; then
-  redis_port=$(free_port)
-  mkdir "$BENCH_TMP/redis"
-  setsid redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$BENCH_TMP/redis" --save '' \
-    --appendonly no </dev/null >"$BENCH_TMP/redis/out" 2>&1 &
-  echo $! >"$BENCH_TMP/redis/pid"
-  bench_on_exit "kill -TERM \$(cat '$BENCH_TMP/redis/pid')"
-  for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
-  redis-cli -p "$redis_port" set stock:1 1000000 >/dev/null
-  EXTRA_CONF="redis = \"127.0.0.1:$redis_port\"${EXTRA_CONF:+, $EXTRA_CONF}"
+  redis_stock_server
+  EXTRA_CONF="redis = \"127.0.0.1:$REDIS_PORT\"${EXTRA_CONF:+, $EXTRA_CONF}"
 fi
 
 # start: fcfs on the shop's services (SHOP=1) or alone, with lua/ on the path

@@ -296,6 +296,19 @@ compare_targets() {
   fi
 }
 
+# redis_stock_server: a throwaway redis-server (TCP loopback, free port, no persistence) under
+# BENCH_TMP/redis with stock:1 set (the one-GET route's key), stopped on exit; sets REDIS_PORT.
+redis_stock_server() {
+  REDIS_PORT=$(free_port)
+  mkdir "$BENCH_TMP/redis"
+  setsid redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$BENCH_TMP/redis" --save '' \
+    --appendonly no </dev/null >"$BENCH_TMP/redis/out" 2>&1 &
+  echo $! >"$BENCH_TMP/redis/pid"
+  bench_on_exit "kill -TERM \$(cat '$BENCH_TMP/redis/pid')"
+  for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  redis-cli -p "$REDIS_PORT" set stock:1 1000000 >/dev/null
+}
+
 # redis_cmds REQUESTS -> the commands $REDIS_CLI's server ran since its last CONFIG RESETSTAT, per
 # request (the RESETSTAT and this INFO themselves not counted)
 redis_cmds() {

@@ -40,7 +40,9 @@ return {
 
   -- Redis (etc/dev services: unix socket var/redis/redis.sock, TCP 127.0.0.1:6390)
   redis = "unix:var/redis/redis.sock", -- "127.0.0.1:6390" or "unix:/path/redis.sock"
-  redis_connections = 2,           -- shared, pipelined connections per worker
+  redis_connections = 2,           -- shared, pipelined connections per worker: the first one up
+                                   -- takes every command until it owes 256 replies, then the one
+                                   -- owing the fewest (one write per loop iteration at normal load)
   redis_pinned_max = 16,           -- pinned (MULTI/blocking) connections per worker
   redis_connect_timeout = 1,       -- s
   redis_timeout = 1,               -- s per command

@@ -4,23 +4,26 @@
  * Parsing: one http_in_t per connection holds an http_parser plus one growable
  * byte buffer reused for every request on the connection. The parser's data
  * callbacks may deliver the URL, each header name/value and the body in any
- * number of pieces across feeds; each piece is appended to the buffer and the
- * tokens are remembered as (offset, length) spans, so the buffer may move when
- * it grows. At on_message_complete the request is copied into a single heap
- * block (http_req_t + header array + strings; the body is not copied: it
- * stays in the buffer, see below), the parser is paused so
+ * number of pieces across feeds. The head, from the URL's first byte to its
+ * last piece, is copied to the buffer as received, once per feed (at the end
+ * of the feed, or of the head: the pieces of one feed are not copied one by
+ * one), and the tokens are remembered as (offset, length) spans, so the
+ * buffer may move when it grows; body pieces are appended after it. At
+ * on_message_complete every string of the request is ended by a NUL in
+ * place and the request is one heap block (http_req_t + header array)
+ * pointing into the buffer (see below), the parser is paused so
  * http_in_feed() returns right after that request, and the block is handed to
  * the caller, who frees it with http_req_free() or gives it back with
  * http_in_recycle(): the connection keeps one such block (up to
  * HTTP_BUF_KEEP bytes) for its next request, so a keep-alive connection
  * allocates nothing per request once warm. The buffer stays with the
  * connection (released when it grew past HTTP_BUF_KEEP, so one big upload
- * does not pin memory for the connection's lifetime). A request's body
- * points into that buffer: the buffer is neither reused nor released before
- * the request is recycled, or the next request begins (the server feeds
- * nothing while a request is in flight). So a body is copied once in here
- * (from the caller's read buffer, as its pieces arrive) and once more into a
- * Lua string by request.c.
+ * does not pin memory for the connection's lifetime). A request's strings
+ * and body point into that buffer: the buffer is neither reused nor
+ * released before the request is recycled, or the next request begins (the
+ * server feeds nothing while a request is in flight). So they are copied
+ * once in here (from the caller's read buffer), and the path and body once
+ * more into Lua strings by request.c.
  *
  * Limits are checked as bytes arrive, never after buffering a whole request.
  * Errors are a status code plus a static reason string.
@@ -49,7 +52,7 @@ struct http_in_s {
   http_parser p;
   http_limits_t lim;
 
-  char *buf; /* url, header names and values, then the body */
+  char *buf; /* the head's bytes from the URL on, as received, then the body */
   size_t len, cap;
   span_hdr_t *hdr;
   size_t nhdr, hdr_cap;
@@ -57,6 +60,8 @@ struct http_in_s {
   size_t body_off, body_len;
 
   const char *feed_data; /* start of the buffer being fed, for byte counting */
+  const char *raw;       /* in it: the head bytes not yet copied to buf (at len), or NULL */
+  const char *raw_end;   /* the end of the last URL/header piece among them */
   size_t head_base;      /* head bytes of this request consumed by earlier feeds */
   size_t head_pos;       /* head bytes up to the end of the last URL/header piece */
   size_t trailer_bytes;
@@ -66,6 +71,7 @@ struct http_in_s {
   int in_trailers;
   int te_count, te_bad; /* Transfer-Encoding headers seen, any not "chunked" */
   int expect_continue, expect_bad;
+  size_t request_id; /* 1 + the index of the first X-Request-Id header, 0 if none */
   int continue_pending;
   int keep_alive;
   int after_close; /* a keep_alive == 0 request completed */
@@ -126,6 +132,21 @@ static int append(http_in_t *in, const char *at, size_t n) {
   return 0;
 }
 
+/* The offset in buf of the head byte at (in the data being fed): buf holds
+ * the head as received from the URL on, so that is its distance from the
+ * URL's first byte. */
+static size_t raw_offset(const http_in_t *in, const char *at) {
+  return in->len + (size_t)(at - in->raw);
+}
+
+/* Copy the head bytes of the data being fed, up to end, to buf. */
+static int flush_raw(http_in_t *in, const char *end) {
+  const char *from = in->raw;
+  if (from == NULL || end == from) return 0;
+  in->raw = end;
+  return append(in, from, (size_t)(end - from));
+}
+
 /* Bytes of the request head so far, up to the end of the piece at..at+n. */
 static int check_head(http_in_t *in, const char *at, size_t n) {
   in->head_pos = in->head_base + (size_t)(at + n - in->feed_data);
@@ -138,8 +159,8 @@ static int ieq(const char *s, size_t n, const char *lit) {
   return n == l && strncasecmp(s, lit, l) == 0;
 }
 
-/* A header line is complete: trim the value and look at the few names the
- * framing depends on. */
+/* A header line is complete (and in buf): trim the value and look at the
+ * few names the framing depends on, and X-Request-Id's. */
 static void end_header(http_in_t *in) {
   span_hdr_t *h = &in->hdr[in->nhdr - 1];
   const char *v = in->buf + h->value_off;
@@ -159,6 +180,8 @@ static void end_header(http_in_t *in) {
       in->expect_continue = 1;
     else
       in->expect_bad = 1;
+  } else if (in->request_id == 0 && ieq(name, h->name_len, "x-request-id")) {
+    in->request_id = in->nhdr;
   }
 }
 
@@ -177,6 +200,7 @@ static int on_message_begin(http_parser *p) {
   in->in_trailers = 0;
   in->te_count = in->te_bad = 0;
   in->expect_continue = in->expect_bad = 0;
+  in->request_id = 0;
   in->continue_pending = 0;
   in->keep_alive = 0;
   in->state = HTTP_IN_HEADERS;
@@ -190,7 +214,9 @@ static int on_url(http_parser *p, const char *at, size_t n) {
   /* No 431 yet: a URL that will turn out too long must answer 414 however
    * the bytes were split, so the head size is checked once the URL ends. */
   in->head_pos = in->head_base + (size_t)(at + n - in->feed_data);
-  return append(in, at, n);
+  if (in->raw == NULL) in->raw = at; /* the URL's first byte (see http_in_feed) */
+  in->raw_end = at + n;
+  return 0;
 }
 
 /* Account for n bytes of a header name or value: -1 on a limit (the error is
@@ -211,7 +237,10 @@ static int on_header_field(http_parser *p, const char *at, size_t n) {
   /* Debian builds http-parser non-strict, which lets a space into names. */
   if (memchr(at, ' ', n)) return fail(in, 400, ERR_NAME);
   if (in->last_cb != CB_FIELD) {
-    if (in->nhdr) end_header(in);
+    if (in->nhdr) {
+      if (flush_raw(in, in->raw_end)) return -1; /* the last header into buf */
+      end_header(in);
+    }
     if (in->nhdr >= in->lim.max_headers) return fail(in, 431, ERR_NHDR);
     if (in->nhdr == in->hdr_cap) {
       size_t cap = in->hdr_cap ? in->hdr_cap * 2 : 16;
@@ -221,14 +250,15 @@ static int on_header_field(http_parser *p, const char *at, size_t n) {
       in->hdr_cap = cap;
     }
     span_hdr_t *h = &in->hdr[in->nhdr++];
-    h->name_off = in->len;
+    h->name_off = raw_offset(in, at);
     h->name_len = 0;
-    h->value_off = in->len; /* empty until a value arrives */
+    h->value_off = h->name_off; /* empty until a value arrives */
     h->value_len = 0;
     in->last_cb = CB_FIELD;
   }
   in->hdr[in->nhdr - 1].name_len += n;
-  return append(in, at, n);
+  in->raw_end = at + n;
+  return 0;
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t n) {
@@ -237,16 +267,22 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
   if (rc != 0) return rc < 0 ? -1 : 0;
   span_hdr_t *h = &in->hdr[in->nhdr - 1];
   if (in->last_cb != CB_VALUE) {
-    h->value_off = in->len;
+    h->value_off = raw_offset(in, at);
     h->value_len = 0;
     in->last_cb = CB_VALUE;
   }
   h->value_len += n;
-  return append(in, at, n);
+  in->raw_end = at + n;
+  return 0;
 }
 
 static int on_headers_complete(http_parser *p) {
   http_in_t *in = p->data;
+  /* the head into buf, and a NUL after its last URL or header piece */
+  if (flush_raw(in, in->raw_end) || (in->len == in->cap && grow(in, in->len + 1)))
+    return fail(in, 500, ERR_NOMEM);
+  in->raw = NULL;
+  in->buf[in->len++] = '\0';
   if (in->nhdr) end_header(in);
   in->in_trailers = 1;
   if (in->head_pos > in->lim.max_header_size) return fail(in, 431, ERR_HEAD);
@@ -289,19 +325,19 @@ static int on_body(http_parser *p, const char *at, size_t n) {
 /* Copy the current request into one heap block. */
 static http_req_t *build(http_in_t *in) {
   const http_parser *p = &in->p;
-  const char *url = in->buf + in->url_off;
+  char *url = in->buf + in->url_off;
   size_t ulen = in->url_len;
   size_t i;
 
   /* Request target: origin-form "/p?q", absolute-form "http://h/p?q", or
    * "*". The fragment, if any, is dropped. */
-  const char *path = url;
+  char *path = url;
   size_t plen = ulen;
   if (ulen && url[0] != '/' && url[0] != '*') {
-    const char *s = memchr(url, '/', ulen);
+    char *s = memchr(url, '/', ulen);
     if (s && s + 1 < url + ulen && s[1] == '/') { /* scheme://authority */
-      const char *a = memchr(s + 2, '/', (size_t)(url + ulen - (s + 2)));
-      const char *q = memchr(s + 2, '?', (size_t)(url + ulen - (s + 2)));
+      char *a = memchr(s + 2, '/', (size_t)(url + ulen - (s + 2)));
+      char *q = memchr(s + 2, '?', (size_t)(url + ulen - (s + 2)));
       if (q && (!a || q < a)) a = q;
       path = a ? a : url + ulen;
       plen = (size_t)(url + ulen - path);
@@ -309,21 +345,20 @@ static http_req_t *build(http_in_t *in) {
   }
   const char *hash = memchr(path, '#', plen);
   if (hash) plen = (size_t)(hash - path);
-  const char *query = "";
+  char *query = NULL;
   size_t qlen = 0;
-  const char *qm = memchr(path, '?', plen);
+  char *qm = memchr(path, '?', plen);
   if (qm) {
     query = qm + 1;
     qlen = plen - (size_t)(qm + 1 - path);
     plen = (size_t)(qm - path);
   }
-  int empty_path = plen == 0;
-
+  /* The strings stay in the buffer, each ended by a NUL written over the
+   * byte after it there (a copy of the head as received: a delimiter, the
+   * whitespace trimmed after a value, or the NUL after the head's last
+   * piece, on_headers_complete). Empty ones are "". */
+  char *buf = in->buf;
   size_t total = sizeof(http_req_t) + in->nhdr * sizeof(http_header_t);
-  total += plen + 1 + empty_path + qlen + 1;
-  for (i = 0; i < in->nhdr; i++)
-    total += in->hdr[i].name_len + in->hdr[i].value_len + 2;
-
   http_req_t *r = in->spare;
   if (r && r->block_size >= total) {
     in->spare = NULL;
@@ -333,38 +368,41 @@ static http_req_t *build(http_in_t *in) {
     r->block_size = total;
   }
   http_header_t *hs = (http_header_t *)(r + 1);
-  char *w = (char *)(hs + in->nhdr);
 
-#define COPY_OUT(dst, src, n)                                                                      \
-  do {                                                                                             \
-    memcpy(w, (src), (n));                                                                         \
-    w[(n)] = '\0';                                                                                 \
-    (dst) = w;                                                                                     \
-    w += (n) + 1;                                                                                  \
-  } while (0)
-
-  r->method = http_method_str((enum http_method)p->method);
-  r->method_len = strlen(r->method);
+  static const struct {
+    const char *name;
+    size_t len;
+  } methods[] = {
+#define XX(num, name, string) {#string, sizeof(#string) - 1},
+      HTTP_METHOD_MAP(XX)
+#undef XX
+  };
+  r->method = methods[p->method].name;
+  r->method_len = methods[p->method].len;
   r->method_id = (int)p->method;
-  if (empty_path) {
-    COPY_OUT(r->path, "/", 1);
+  if (plen == 0) {
+    r->path = "/";
     r->path_len = 1;
   } else {
-    COPY_OUT(r->path, path, plen);
+    path[plen] = '\0';
+    r->path = path;
     r->path_len = plen;
   }
-  COPY_OUT(r->query, query, qlen);
+  if (qlen) query[qlen] = '\0';
+  r->query = qlen ? query : "";
   r->query_len = qlen;
   for (i = 0; i < in->nhdr; i++) {
     const span_hdr_t *h = &in->hdr[i];
-    COPY_OUT(hs[i].name, in->buf + h->name_off, h->name_len);
+    hs[i].name = h->name_len ? buf + h->name_off : "";
     hs[i].name_len = h->name_len;
-    COPY_OUT(hs[i].value, in->buf + h->value_off, h->value_len);
+    if (h->name_len) buf[h->name_off + h->name_len] = '\0';
+    hs[i].value = h->value_len ? buf + h->value_off : "";
     hs[i].value_len = h->value_len;
+    if (h->value_len) buf[h->value_off + h->value_len] = '\0';
   }
   r->headers = hs;
   r->nheaders = in->nhdr;
-#undef COPY_OUT
+  r->request_id = in->request_id ? &hs[in->request_id - 1] : NULL;
   r->body = in->body_len ? in->buf + in->body_off : NULL; /* in place, NUL-terminated */
   r->body_len = in->body_len;
   r->keep_alive = in->keep_alive;
@@ -382,9 +420,8 @@ static int on_message_complete(http_parser *p) {
   in->done = r;
   in->after_close = !r->keep_alive;
   in->state = HTTP_IN_IDLE;
-  in->continue_pending = 0;        /* the body is all here already */
-  if (!in->body_len) buf_trim(in); /* else at recycle time, or when the next request begins */
-  in->len = 0;
+  in->continue_pending = 0; /* the body is all here already */
+  in->len = 0; /* the buffer is trimmed at recycle time, or when the next request begins */
   http_parser_pause(p, 1); /* make http_parser_execute return now */
   return 0;
 }
@@ -460,7 +497,13 @@ ssize_t http_in_feed(http_in_t *in, const char *data, size_t len, http_req_t **r
     return (ssize_t)len;
   }
   in->feed_data = data;
+  /* A head that goes on from an earlier feed goes on at the start of this
+   * one; it is copied to buf at the end of the feed, or of the head. */
+  in->raw = in->state == HTTP_IN_HEADERS && in->url_len ? data : NULL;
+  in->raw_end = data;
   size_t n = http_parser_execute(&in->p, &settings, data, len);
+  if (flush_raw(in, data + n)) return -1;
+  in->raw = NULL;
   enum http_errno e = HTTP_PARSER_ERRNO(&in->p);
   if (e == HPE_PAUSED) {
     http_parser_pause(&in->p, 0);
@@ -532,8 +575,7 @@ void http_in_recycle(http_in_t *in, http_req_t *r) {
   free(r);
 }
 
-const http_header_t *http_req_header(const http_req_t *r, const char *name) {
-  size_t n = strlen(name);
+const http_header_t *http_req_header_n(const http_req_t *r, const char *name, size_t n) {
   for (size_t i = 0; i < r->nheaders; i++)
     if (r->headers[i].name_len == n && strncasecmp(r->headers[i].name, name, n) == 0)
       return &r->headers[i];

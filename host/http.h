@@ -6,9 +6,9 @@
  * pipelined requests come out one at a time and in order; the caller keeps
  * the unconsumed rest of its read buffer and feeds it again once it is ready
  * for the next request. A completed request is one heap block the caller owns
- * and frees with http_req_free(), except its body, which stays in in's parse
- * buffer: valid until the request is recycled, or the next http_in_feed() on
- * in, or http_in_free(). Limits are enforced while parsing and
+ * and frees with http_req_free(), except its strings and body, which stay in
+ * in's parse buffer: valid until the request is recycled, or the next
+ * http_in_feed() on in, or http_in_free(). Limits are enforced while parsing and
  * reported as an HTTP status (400, 413, 414, 417, 431, 501, 505) plus a static
  * reason string; after an error the caller answers that status and closes.
  *
@@ -19,6 +19,7 @@
 #define FCFS_HTTP_H
 
 #include <stddef.h>
+#include <string.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -36,11 +37,12 @@ typedef struct {
   size_t value_len;
 } http_header_t;
 
-/* One heap block (the struct, the header array and every string), freed with
- * http_req_free(). All strings are NUL-terminated as a convenience; the
- * lengths are authoritative. */
+/* One heap block (the struct and the header array), freed with
+ * http_req_free(); its strings, as its body, are in in's parse buffer (or
+ * static). All strings are NUL-terminated as a convenience; the lengths are
+ * authoritative. */
 typedef struct http_req_s {
-  const char *method; /* "GET", ... (static, from http_method_str) */
+  const char *method; /* "GET", ... (static, as http_method_str's) */
   size_t method_len;
   int method_id;    /* enum http_method */
   const char *path; /* raw path, no query, not decoded ("/" for an empty
@@ -50,7 +52,8 @@ typedef struct http_req_s {
   size_t query_len;
   http_header_t *headers; /* in order received; trailers are not kept */
   size_t nheaders;
-  const char *body; /* de-chunked, in in's parse buffer; NULL when body_len == 0 */
+  const http_header_t *request_id; /* the first X-Request-Id header, NULL if none */
+  const char *body;                /* de-chunked, in in's parse buffer; NULL when body_len == 0 */
   size_t body_len;
   int keep_alive; /* the connection stays open after the response */
   int http_minor; /* 0 or 1 (major is always 1) */
@@ -107,8 +110,13 @@ void http_req_free(http_req_t *r);
  * request (or frees it). r may be NULL. */
 void http_in_recycle(http_in_t *in, http_req_t *r);
 
-/* First header named `name` (case-insensitive), or NULL. */
-const http_header_t *http_req_header(const http_req_t *r, const char *name);
+/* First header named `name` (len bytes, case-insensitive), or NULL. */
+const http_header_t *http_req_header_n(const http_req_t *r, const char *name, size_t len);
+/* The same for a NUL-terminated name (the length of a literal is known at
+ * compile time). */
+static inline const http_header_t *http_req_header(const http_req_t *r, const char *name) {
+  return http_req_header_n(r, name, strlen(name));
+}
 
 /* The name of method_id id ("GET", ... static, as http_req_t's method), or
  * NULL past the last method: ids run from 0 without a gap. */

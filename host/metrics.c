@@ -39,7 +39,8 @@ static uint32_t hash_route(const char *s, int status) {
   return h;
 }
 
-void fcfs_metrics_request(fcfs_worker_slot_t *s, const char *route, int status, double seconds) {
+void fcfs_metrics_request(fcfs_worker_slot_t *s, const char *route, int status, double seconds,
+                          uint32_t *last) {
   s->requests++;
   int b = 0;
   while (b < FCFS_LAT_BUCKETS - 1 && seconds > lat_bounds[b])
@@ -47,18 +48,27 @@ void fcfs_metrics_request(fcfs_worker_slot_t *s, const char *route, int status, 
   s->lat_buckets[b]++;
   s->lat_count++;
   s->lat_sum += seconds;
+  fcfs_route_stat_t *r = &s->routes[*last % FCFS_ROUTE_SLOTS];
+  if (r->used && r->status == (uint32_t)status &&
+      strncmp(r->route, route, sizeof(r->route) - 1) == 0) { /* the last request's pair */
+    r->count++;
+    return;
+  }
   uint32_t h = hash_route(route, status);
   for (int i = 0; i < FCFS_ROUTE_SLOTS; i++) {
-    fcfs_route_stat_t *r = &s->routes[(h + (uint32_t)i) % FCFS_ROUTE_SLOTS];
+    uint32_t slot = (h + (uint32_t)i) % FCFS_ROUTE_SLOTS;
+    r = &s->routes[slot];
     if (!r->used) {
       snprintf(r->route, sizeof(r->route), "%s", route);
       r->status = (uint32_t)status;
       r->count = 1;
       r->used = 1;
+      *last = slot;
       return;
     }
     if (r->status == (uint32_t)status && strncmp(r->route, route, sizeof(r->route) - 1) == 0) {
       r->count++;
+      *last = slot;
       return;
     }
   }

@@ -4,10 +4,15 @@
 #define FCFS_METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "shm.h"
 
-void fcfs_metrics_request(fcfs_worker_slot_t *s, const char *route, int status, double seconds);
+/* Count a request of route (a label, cut to FCFS_ROUTE_LEN - 1 bytes) answered
+ * with status in seconds. *last is the caller's: the route slot of its last
+ * call (any value at first), looked at before the table is searched. */
+void fcfs_metrics_request(fcfs_worker_slot_t *s, const char *route, int status, double seconds,
+                          uint32_t *last);
 
 /* The slot of the app metric called name, claimed for type when new (the
  * same slot on every worker and across reloads); -1 with *err when the name

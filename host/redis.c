@@ -26,6 +26,16 @@
  * commands with "busy" (the caller fails fast instead of queueing behind a
  * stalled server).
  *
+ * A new command goes on the first shared connection that is up while it owes
+ * fewer than FCFS_REDIS_FILL (256) replies, and on the one owing the fewest
+ * past that (fcfs_redis_shared()): Redis runs every command in turn whatever
+ * its connection, so at ordinary load a worker's commands of one iteration
+ * leave in one write and wake the server once. 256 is above what one
+ * iteration owes at a few hundred HTTP connections per worker, and 256 short
+ * commands (26-70 bytes of RESP) are about what Redis reads from a client at
+ * once (16 KB): past that Redis is behind, and a second connection bounds the
+ * queue of calls stuck behind a slow reply.
+ *
  * Sentinel (conf->redis_sentinels): the address of the master is asked for
  * (SENTINEL get-master-addr-by-name, one sentinel after the other, each with
  * redis_connect_timeout for connect + answer) before the first connect and
@@ -1547,16 +1557,22 @@ void fcfs_redis_close(fcfs_redis_t *r, void (*done)(void *), void *arg) {
   uv_close((uv_handle_t *)&r->check, on_pool_handle_closed);
 }
 
+/* Fill, then spill (see the top comment for the level): the first usable
+ * shared connection in the pool's order while it owes fewer than
+ * FCFS_REDIS_FILL replies (or redis_queue_max if lower, so it spills before
+ * it would say "busy"), else the one owing the fewest. Usable: up, or
+ * connecting before the very first connect ended (r->starting ends when a
+ * shared connection comes up: the candidates are all up or all connecting). */
 fcfs_redis_conn_t *fcfs_redis_shared(fcfs_redis_t *r) {
   fcfs_redis_conn_t *best = NULL;
   if (r->closing) return NULL;
+  size_t fill = FCFS_REDIS_FILL, max = (size_t)r->conf->redis_queue_max;
+  if (max > 0 && max < fill) fill = max;
   for (int i = 0; i < r->nshared; i++) {
     fcfs_redis_conn_t *c = r->shared[i];
-    if (c->state == ST_UP) {
-      if (!best || best->state != ST_UP || c->npending < best->npending) best = c;
-    } else if (c->state == ST_CONNECTING && r->starting) {
-      if (!best || (best->state != ST_UP && c->npending < best->npending)) best = c;
-    }
+    if (c->state != ST_UP && !(c->state == ST_CONNECTING && r->starting)) continue;
+    if (c->npending < fill) return c;
+    if (!best || c->npending < best->npending) best = c;
   }
   return best;
 }

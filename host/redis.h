@@ -61,9 +61,13 @@ void fcfs_redis_close(fcfs_redis_t *r, void (*done)(void *), void *arg);
 /* conf->redis_timeout, the timeout used when a call passes timeout <= 0. */
 double fcfs_redis_default_timeout(const fcfs_redis_t *r);
 
-/* Send one command on a shared connection (the one with the fewest replies
- * pending). timeout in seconds, <= 0 for the default. *handle (may be NULL)
- * is for fcfs_redis_cancel() until cb has run. Commands issued in one loop
+/* Replies the first shared connection owes before new commands go to the
+ * least loaded one (fcfs_redis_shared(); the reason in redis.c). */
+#define FCFS_REDIS_FILL 256
+
+/* Send one command on the shared connection fcfs_redis_shared() picks.
+ * timeout in seconds, <= 0 for the default. *handle (may be NULL) is for
+ * fcfs_redis_cancel() until cb has run. Commands issued in one loop
  * iteration go out in one write per connection. */
 int fcfs_redis_command_argv(fcfs_redis_t *r, int argc, const char **argv, const size_t *argvlen,
                             double timeout, fcfs_redis_cb cb, void *arg, void **handle);
@@ -79,7 +83,8 @@ void fcfs_redis_cancel(void *handle);
  * RESET, QUIT). Returns 1 for those. */
 int fcfs_redis_needs_pin(int argc, const char **argv, const size_t *argvlen);
 
-/* A shared connection picked as fcfs_redis_command_argv() does, to send
+/* The shared connection for the next command: the first one up until it
+ * owes FCFS_REDIS_FILL replies, then the one owing the fewest. To send
  * several commands that must execute in order (a pipeline); NULL when none
  * is up. Valid until the next loop iteration only. */
 fcfs_redis_conn_t *fcfs_redis_shared(fcfs_redis_t *r);

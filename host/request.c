@@ -215,44 +215,46 @@ static int build_headers(lua_State *L, int idx, headers_t *h) {
 
 /* ---- the task's end ---------------------------------------------------------- */
 
-/* Registry key of the request entry function (one per VM); its address is
- * also the mark of the entry's answers with a header block. */
+/* The address of entry_key is the mark of the entry function's answers.
+ * The entry function itself (one per VM) is kept in the registry under
+ * ENTRY_REF, an integer key luaL_ref never gives (its refs are positive):
+ * fetched per request, an integer key is cheaper than a light userdata
+ * one. */
 static char entry_key;
+#define ENTRY_REF (-0x66636673)
 
-/* The handler returned: status, body, headers, route on co; or status, body,
- * nil, route, the entry's mark and the header block of a frozen header table
- * that answered before (made here then: no need to read the table again). */
-static void request_done(void *owner, lua_State *co) {
-  fcfs_request_t *r = owner;
-  r->task = NULL;
-  int top = lua_gettop(co);
-  int status = top >= 1 ? (int)lua_tointeger(co, 1) : 0;
+/* A string result at idx of co, NULL when there is none. checked: the
+ * entry function (entry_chunk) made it a string or nil already. */
+static const char *result_string(lua_State *co, int idx, int top, int checked, size_t *len) {
+  if (idx > top || (!checked && lua_type(co, idx) != LUA_TSTRING)) return NULL;
+  return lua_tolstring(co, idx, len);
+}
+
+/* Answer r with the handler's results: status, body (may be NULL), route
+ * (may be NULL), and a frozen header table's block or, when block is NULL,
+ * the headers at index 3 of co (absent or nil: none). */
+static void answer(fcfs_request_t *r, lua_State *co, int status, const char *body, size_t blen,
+                   const char *route, size_t rl, const char *block, size_t hl) {
   if (status < 100 || status > 999) {
     char line[256];
     fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)),
                  "handler returned no valid status (got %s)", luaL_typename(co, 1));
     status = 500;
   }
-  size_t blen = 0;
-  const char *body =
-      top >= 2 && lua_type(co, 2) == LUA_TSTRING ? lua_tolstring(co, 2, &blen) : NULL;
-  char hbuf[8192], err[256];
-  headers_t hd = {hbuf, sizeof(hbuf), 0, err, sizeof(err)};
-  if (top >= 4 && lua_type(co, 4) == LUA_TSTRING) {
-    size_t rl;
-    const char *route = lua_tolstring(co, 4, &rl);
+  if (body == NULL) blen = 0;
+  if (route != NULL) {
     if (rl >= sizeof(r->route_buf)) rl = sizeof(r->route_buf) - 1;
     memcpy(r->route_buf, route, rl);
     r->route_buf[rl] = '\0';
     r->route = r->route_buf;
   }
-  if (top >= 6 && lua_touserdata(co, 5) == &entry_key && lua_type(co, 6) == LUA_TSTRING) {
-    size_t hl;
-    const char *block = lua_tolstring(co, 6, &hl);
+  if (block != NULL) {
     fcfs_request_respond(r, status, block, hl, body, blen);
     return;
   }
-  if (top >= 3 && build_headers(co, 3, &hd) != 0) {
+  char hbuf[8192], err[256];
+  headers_t hd = {hbuf, sizeof(hbuf), 0, err, sizeof(err)};
+  if (lua_gettop(co) >= 3 && build_headers(co, 3, &hd) != 0) {
     char line[256];
     fcfs_log_req(FCFS_LOG_ERROR, r->id, r->remote, fcfs_request_line(r, line, sizeof(line)), "%s",
                  err);
@@ -260,6 +262,49 @@ static void request_done(void *owner, lua_State *co) {
     return;
   }
   fcfs_request_respond(r, status, hbuf, hd.len, body, blen);
+}
+
+void fcfs_request_answer(void *vm, double status, const char *body, size_t body_len,
+                         const char *route, size_t route_len, const char *block, size_t block_len) {
+  fcfs_task_t *t = vm ? fcfs_task_current(fcfs_vm_state(vm)) : NULL;
+  fcfs_request_t *r = t ? fcfs_task_request(t) : NULL;
+  if (r == NULL) return;
+  fcfs_answer_t *a = &r->answer;
+  a->set = 1;
+  /* as lua_tointeger would read it, without converting what no int holds
+   * (out of 100..999 is invalid either way) */
+  a->status = status >= 100 && status < 1000 ? (int)status : 0;
+  a->body = body;
+  a->body_len = body_len;
+  a->route = route;
+  a->route_len = route_len;
+  a->block = block;
+  a->block_len = block_len;
+}
+
+/* The handler returned: what the entry function handed over through
+ * fcfs_request_answer (its results stay on co: the strings are alive), or
+ * status, body, headers, route on co; from the entry function, also its
+ * mark, then the header block of a frozen header table that answered
+ * before (made here then: no need to read the table again) instead of the
+ * headers; body, route and block are strings or nil then. */
+static void request_done(void *owner, lua_State *co) {
+  fcfs_request_t *r = owner;
+  r->task = NULL;
+  if (r->answer.set) {
+    const fcfs_answer_t *a = &r->answer;
+    r->answer.set = 0;
+    answer(r, co, a->status, a->body, a->body_len, a->route, a->route_len, a->block, a->block_len);
+    return;
+  }
+  int top = lua_gettop(co);
+  int entry = top >= 5 && lua_touserdata(co, 5) == &entry_key;
+  int status = top >= 1 ? (int)lua_tointeger(co, 1) : 0;
+  size_t blen = 0, rl = 0, hl = 0;
+  const char *body = result_string(co, 2, top, entry, &blen);
+  const char *route = result_string(co, 4, top, entry, &rl);
+  const char *block = entry ? result_string(co, 6, top, 1, &hl) : NULL;
+  answer(r, co, status, body, blen, route, rl, block, hl);
 }
 
 static void request_failed(void *owner, const char *traceback) {
@@ -416,29 +461,46 @@ static void request_push(void *owner, lua_State *L) {
  * lib/web.lua and the handlers add (params, route, auth, ...). The method
  * comes as its id (http_req_t.method_id) and its name from a list made
  * with the function: no string interned per request. The table is
- * push_request's: same fields, same metatable. A frozen header table
+ * push_request's: same fields, same metatable. It returns the handler's
+ * status, body, headers and route (body and route made strings or nil: a
+ * type check is next to free in a trace, a lua_type call per value is not),
+ * then its mark, which tells request_done so. A frozen header table
  * answered with is looked up in the VM's blocks (push_blocks): when it is
- * there and still empty, its block goes back instead, after the entry's
- * mark (request_done). */
+ * there and still empty, its block goes back instead, after the mark. */
 static const char entry_chunk[] =
-    "local req_mt, methods, blocks, mark, setmetatable, next, handler, app = ...\n"
+    "local req_mt, methods, blocks, mark, setmetatable, next, type, handler, app, vm = ...\n"
+    "local answer\n"
+    "local ok, ffi = pcall(require, 'ffi')\n"
+    "if ok then\n"
+    "  pcall(ffi.cdef, [[\n"
+    "void fcfs_request_answer(void *vm, double status, const char *body, size_t body_len,\n"
+    "                         const char *route, size_t route_len, const char *block,\n"
+    "                         size_t block_len);\n"
+    "]])\n"
+    "  ok, answer = pcall(function() return ffi.C.fcfs_request_answer end)\n"
+    "  if ok then vm = ffi.cast('void *', vm) else answer = nil end\n"
+    "end\n"
     "return function(method_id, path, body)\n"
     "  local req = { method = methods[method_id], path = path, body = body, params = false,\n"
     "    route = false }\n"
     "  req.params, req.route = nil, nil\n"
     "  local status, res_body, headers, route = handler(app, setmetatable(req, req_mt))\n"
+    "  if type(res_body) ~= 'string' then res_body = nil end\n"
+    "  if type(route) ~= 'string' then route = nil end\n"
     "  local block = blocks[headers]\n"
-    "  if block ~= nil and next(headers) == nil then\n"
-    "    return status, res_body, nil, route, mark, block\n"
+    "  if block ~= nil and next(headers) ~= nil then block = nil end\n"
+    "  if answer ~= nil and type(status) == 'number' then\n"
+    "    answer(vm, status, res_body, res_body and #res_body or 0, route, route and #route or 0,\n"
+    "      block, block and #block or 0)\n"
     "  end\n"
-    "  return status, res_body, headers, route\n"
+    "  if block ~= nil then return status, res_body, nil, route, mark, block end\n"
+    "  return status, res_body, headers, route, mark\n"
     "end\n";
 
 /* Push the entry function of vm (made on first use, with the app's request
  * method and the app, fcfs_vm_push_handler: fixed for a VM's life). */
 static void push_entry(fcfs_vm_t *vm, lua_State *L) {
-  lua_pushlightuserdata(L, &entry_key);
-  lua_rawget(L, LUA_REGISTRYINDEX);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ENTRY_REF);
   if (!lua_isnil(L, -1)) return;
   lua_pop(L, 1);
   if (luaL_loadbuffer(L, entry_chunk, sizeof(entry_chunk) - 1, "=host.request") != 0) lua_error(L);
@@ -453,11 +515,12 @@ static void push_entry(fcfs_vm_t *vm, lua_State *L) {
   lua_pushlightuserdata(L, &entry_key);
   lua_getglobal(L, "setmetatable");
   lua_getglobal(L, "next");
+  lua_getglobal(L, "type");
   fcfs_vm_push_handler(vm, L);
-  lua_call(L, 8, 1);
-  lua_pushlightuserdata(L, &entry_key);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, vm);
+  lua_call(L, 10, 1);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, LUA_REGISTRYINDEX, ENTRY_REF);
 }
 
 void fcfs_request_start(fcfs_vm_t *vm, fcfs_request_t *r) {
@@ -467,15 +530,17 @@ void fcfs_request_start(fcfs_vm_t *vm, fcfs_request_t *r) {
     return;
   }
   r->task = t;
+  r->answer.set = 0;
   lua_State *co = fcfs_task_thread(t);
   const http_req_t *h = r->http;
   push_entry(vm, co);
   lua_pushinteger(co, h->method_id + 1);
   lua_pushlstring(co, h->path, h->path_len);
-  if (h->body)
-    lua_pushlstring(co, h->body, h->body_len);
-  else
-    lua_pushnil(co);
+  if (h->body == NULL) { /* body: nil */
+    fcfs_task_start(t, 2);
+    return;
+  }
+  lua_pushlstring(co, h->body, h->body_len);
   fcfs_task_start(t, 3);
 }
 

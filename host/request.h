@@ -33,6 +33,14 @@ typedef struct {
   void (*fail)(fcfs_request_t *r, int status, const char *reason);
 } fcfs_request_ops_t;
 
+/* A handler's answer as the request entry function hands it over
+ * (fcfs_request_answer): its strings live on the task's coroutine. */
+typedef struct {
+  int set, status;
+  const char *body, *route, *block; /* NULL: none */
+  size_t body_len, route_len, block_len;
+} fcfs_answer_t;
+
 /* The request a connection is serving now (one at a time per connection:
  * pipelined requests wait in the read buffer, so answers stay in order). It
  * lives inside its connection; the VM sees it between fcfs_request_start()
@@ -47,8 +55,10 @@ struct fcfs_request_s {
   const char *route;    /* label for metrics and the access log (static or VM-owned) */
   char route_buf[64];
   char id[40];
+  size_t id_len;
   char remote[48]; /* the client's address (from real_ip_header behind a trusted proxy) */
   int admin;       /* came in on the admin listener */
+  fcfs_answer_t answer;
 };
 
 /* Start handling r in a new task of vm: app:handle(req) with the request
@@ -87,6 +97,13 @@ static inline void fcfs_request_fail(fcfs_request_t *r, int status, const char *
  * -1 when no request runs on vm or name cannot be a key of req.headers. */
 int fcfs_request_header(void *vm, const char *name, size_t len, const char **value,
                         size_t *value_len);
+/* For LuaJIT's FFI, the request entry function's last call: the answer
+ * of the request whose task runs on vm (status as lua_tointeger reads a
+ * number; body, route and block may be NULL; block, a frozen header
+ * table's, stands for the headers), read by the task's end instead of its
+ * results. Nothing when no request runs on vm. */
+void fcfs_request_answer(void *vm, double status, const char *body, size_t body_len,
+                         const char *route, size_t route_len, const char *block, size_t block_len);
 /* Push host.header(req, name), which answers req.headers[name] without
  * building req.headers when it can (fcfs_request_header), then
  * host.header_direct(req): true when it can (a table the host made whose

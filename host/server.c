@@ -25,12 +25,15 @@
  * that goes away while its handler runs cancels it only with client_abort =
  * "cancel"; by default the handler finishes and the connection closes after.
  *
- * Responses are written with uv_try_write of [head, body]; only what the
- * kernel does not take at once is copied into a heap write request freed in
- * its callback. A connection that must close (error, Connection: close,
- * limit reached, QUIT) shuts down its write side and lingers reading until
- * EOF or a short timeout, so a client still sending gets its error response
- * instead of a reset.
+ * Responses are written with one writev of [head, id line, body] (what
+ * uv_try_write does, try_write); only what the kernel does not take at once
+ * is copied into a heap write request freed in its callback. The last
+ * answer's head is kept: the next one with the same status, length,
+ * keep-alive, header block and second reuses it (head_cache_t). A
+ * connection that must close (error, Connection: close, limit reached,
+ * QUIT) shuts down its write side and lingers reading until EOF or a short
+ * timeout, so a client still sending gets its error response instead of a
+ * reset.
  *
  * Ownership: the server owns its connections (freed in conn_closed after
  * uv_close); a connection owns its parser state, its current request (embedded)
@@ -41,6 +44,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +52,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,6 +92,7 @@ struct fcfs_conn_s {
   int processing; /* inside conn_process */
   int writes;     /* uv_write requests pending */
   int handles;    /* open handles (tcp + timer) to wait for before freeing */
+  uv_os_fd_t fd;  /* the socket's, for try_write */
   int trusted;    /* the peer is in real_ip_from */
   char peer[48];  /* the peer's address (req.remote may come from a header) */
   int eof;        /* the client closed or half-closed while a handler ran */
@@ -114,6 +120,22 @@ typedef struct {
   int admin, is_pipe, open;
 } listener_t;
 
+/* The head of the last answer, without its X-Request-Id line and closing
+ * empty line, and what made it: an answer with the same status, length,
+ * keep-alive and header block in the same second has the same head, but
+ * for its id (the answers of a hot route). */
+#define HEAD_CACHE 1024
+#define HEAD_CACHE_EXTRA 512
+typedef struct {
+  char head[HEAD_CACHE];
+  size_t len; /* 0: nothing kept */
+  char extra[HEAD_CACHE_EXTRA];
+  size_t extra_len;
+  size_t clen;
+  uint64_t date_stamp; /* of the date in head (fcfs_server_s) */
+  int status, keep, add_id;
+} head_cache_t;
+
 struct fcfs_server_s {
   fcfs_server_env_t env;
   listener_t pub, admin;
@@ -125,10 +147,13 @@ struct fcfs_server_s {
   char rbuf[READ_BUF_SIZE];
   int rbuf_used;
   char date[30];
-  uint64_t date_sec;
-  char id_prefix[9]; /* first half of generated request ids */
+  uint64_t date_next_ms; /* loop time at which date is a second old */
+  uint64_t date_stamp;   /* changes with date */
+  char id_prefix[9];     /* first half of generated request ids */
   uint64_t request_seq;
   fcfs_static_t *statics; /* static_dir, NULL without one */
+  head_cache_t head;
+  uint32_t route_slot; /* of the last request counted (fcfs_metrics_request) */
 };
 
 typedef struct {
@@ -141,11 +166,20 @@ typedef struct {
 static void conn_close(fcfs_conn_t *c);
 static void conn_process(fcfs_conn_t *c);
 
+/* Monotonic nanoseconds (uv_hrtime's clock, without its wrapper), for
+ * request durations. */
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static const char *date_now(fcfs_server_t *s) {
-  uint64_t sec = uv_now(s->env.loop) / 1000;
-  if (sec != s->date_sec || s->date[0] == '\0') {
+  uint64_t now = uv_now(s->env.loop);
+  if (now >= s->date_next_ms || s->date[0] == '\0') { /* a new second of the loop's clock */
     http_format_date(s->date, time(NULL));
-    s->date_sec = sec;
+    s->date_next_ms = now - now % 1000 + 1000;
+    s->date_stamp++;
   }
   return s->date;
 }
@@ -250,12 +284,27 @@ static void write_done(uv_write_t *req, int status) {
     conn_process(c); /* pipelined requests waited for the client to read */
 }
 
+/* What uv_try_write does on a socket without queued writes (a writev),
+ * without its bookkeeping: the bytes the kernel took, UV_EAGAIN when none,
+ * or a libuv error. A uv_buf_t is a struct iovec on Unix (uv.h). A closed
+ * handle's fd is gone (uv_try_write's writev would get EBADF), maybe
+ * another connection's by now. */
+static int try_write(fcfs_conn_t *c, const uv_buf_t *bufs, int nbufs) {
+  if (c->closing) return UV_EBADF;
+  ssize_t n;
+  do
+    n = writev(c->fd, (const struct iovec *)bufs, nbufs);
+  while (n < 0 && errno == EINTR);
+  if (n >= 0) return n > INT_MAX ? INT_MAX : (int)n;
+  return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : uv_translate_sys_error(errno);
+}
+
 /* Write bufs; what the kernel does not take now is copied and queued. */
 static int conn_write(fcfs_conn_t *c, uv_buf_t *bufs, int nbufs) {
   size_t total = 0;
   for (int i = 0; i < nbufs; i++)
     total += bufs[i].len;
-  int n = c->writes == 0 ? uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)nbufs) : UV_EAGAIN;
+  int n = c->writes == 0 && c->tcp.write_queue_size == 0 ? try_write(c, bufs, nbufs) : UV_EAGAIN;
   if (n < 0 && n != UV_EAGAIN) return n;
   size_t done = n < 0 ? 0 : (size_t)n;
   if (done == total) return 0;
@@ -339,30 +388,63 @@ static int write_answer(fcfs_conn_t *c, int status, const char *headers, size_t 
                         const char *body, size_t blen, size_t clen, int keep) {
   fcfs_request_t *r = &c->req;
   const http_req_t *h = r->http;
-  /* X-Request-Id unless the handler set one: it goes before the head's
-   * closing empty line, so the head is formatted once, in place. */
-  int add_id = !(headers && http_head_has(headers, hlen, "X-Request-Id", 12));
-  size_t idl = add_id ? strlen(r->id) : 0;
+  fcfs_server_t *s = c->srv;
+  head_cache_t *hc = &s->head;
+  if (headers == NULL) hlen = 0;
+  const char *date = date_now(s);
   char head[16384];
   char *hbuf = head;
-  size_t need = hlen + idl + 16 + 256;
-  if (need > sizeof(head) && (hbuf = malloc(need)) == NULL) return UV_ENOMEM;
-  ssize_t n = http_format_head(hbuf, need, status, date_now(c->srv), clen, keep, headers, hlen);
-  if (n > 0 && add_id) {
-    char *p = hbuf + n - 2; /* over the empty line */
-    memcpy(p, "X-Request-Id: ", 14);
-    memcpy(p + 14, r->id, idl);
-    memcpy(p + 14 + idl, "\r\n\r\n", 4);
-    n += 16 + (ssize_t)idl;
+  size_t n; /* head bytes before the X-Request-Id line and the empty line */
+  int add_id;
+  if (hc->len && hc->status == status && hc->clen == clen && hc->keep == keep &&
+      hc->date_stamp == s->date_stamp && hc->extra_len == hlen &&
+      (hlen == 0 || memcmp(hc->extra, headers, hlen) == 0)) {
+    hbuf = hc->head;
+    n = hc->len;
+    add_id = hc->add_id;
+  } else {
+    /* X-Request-Id unless the handler set one: it goes in a piece of its
+     * own after the head's lines (tail below), with the empty line. */
+    add_id = !(hlen && http_head_has(headers, hlen, "X-Request-Id", 12));
+    size_t need = hlen + 256;
+    if (need > sizeof(head) && (hbuf = malloc(need)) == NULL) return UV_ENOMEM;
+    ssize_t m = http_format_head(hbuf, need, status, date, clen, keep, headers, hlen);
+    if (m <= 0) {
+      if (hbuf != head) free(hbuf);
+      return UV_EINVAL;
+    }
+    n = (size_t)m - 2;
+    if (n <= sizeof(hc->head) && hlen <= sizeof(hc->extra)) {
+      memcpy(hc->head, hbuf, n);
+      hc->len = n;
+      if (hlen) memcpy(hc->extra, headers, hlen);
+      hc->extra_len = hlen;
+      hc->clen = clen;
+      hc->date_stamp = s->date_stamp;
+      hc->status = status;
+      hc->keep = keep;
+      hc->add_id = add_id;
+    }
   }
-  uv_buf_t bufs[2];
-  int nb = 1;
-  bufs[0] = uv_buf_init(hbuf, n > 0 ? (unsigned)n : 0);
+  /* the head in two pieces: up to the id line, then the id line and the empty line */
+  char tail[sizeof("X-Request-Id: \r\n\r\n") + sizeof(r->id)];
+  char *p = tail;
+  if (add_id) {
+    memcpy(p, "X-Request-Id: ", 14);
+    memcpy(p + 14, r->id, r->id_len);
+    p += 14 + r->id_len;
+    *p++ = '\r';
+    *p++ = '\n';
+  }
+  *p++ = '\r';
+  *p++ = '\n';
+  uv_buf_t bufs[3] = {{.base = hbuf, .len = n}, {.base = tail, .len = (size_t)(p - tail)}};
+  int nb = 2;
   int is_head = h ? h->is_head : 0;
   if (blen > 0 && !is_head && status != 204 && status != 304)
-    bufs[nb++] = uv_buf_init((char *)body, (unsigned)blen);
-  int rc = n > 0 ? conn_write(c, bufs, nb) : UV_EINVAL;
-  if (hbuf != head) free(hbuf);
+    bufs[nb++] = (uv_buf_t){.base = (char *)body, .len = blen};
+  int rc = conn_write(c, bufs, nb);
+  if (hbuf != head && hbuf != hc->head) free(hbuf);
   return rc;
 }
 
@@ -372,8 +454,8 @@ static int write_answer(fcfs_conn_t *c, int status, const char *headers, size_t 
 static double request_counted(fcfs_conn_t *c, int status) {
   fcfs_request_t *r = &c->req;
   fcfs_server_t *s = c->srv;
-  double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
-  fcfs_metrics_request(s->env.slot, r->route ? r->route : "-", status, secs);
+  double secs = (double)(mono_ns() - r->start_ns) / 1e9;
+  fcfs_metrics_request(s->env.slot, r->route ? r->route : "-", status, secs, &s->route_slot);
   if (c->in_flight) {
     c->in_flight = 0;
     s->busy--;
@@ -543,7 +625,7 @@ static const fcfs_request_ops_t conn_ops = {conn_respond, conn_fail};
 /* Request ids: client-supplied when sane (to follow a request across
  * services), else worker-unique. */
 static void request_id(fcfs_conn_t *c, const http_req_t *h) {
-  const http_header_t *x = h ? http_req_header(h, "x-request-id") : NULL;
+  const http_header_t *x = h ? h->request_id : NULL;
   if (x && x->value_len > 0 && x->value_len < sizeof(c->req.id)) {
     int ok = 1;
     for (size_t i = 0; i < x->value_len && ok; i++) {
@@ -554,18 +636,26 @@ static void request_id(fcfs_conn_t *c, const http_req_t *h) {
     if (ok) {
       memcpy(c->req.id, x->value, x->value_len);
       c->req.id[x->value_len] = '\0';
+      c->req.id_len = x->value_len;
       return;
     }
   }
-  /* worker id and pid (fixed per server) + a sequence number, in hex */
-  static const char hex[] = "0123456789abcdef";
+  /* worker id and pid (fixed per server) + a sequence number, in hex: its
+   * nibbles spread one to a byte (nibble k in byte k), then all made digits
+   * at once ('0' + n, plus 'a' - '0' - 10 where n + 6 carries into bit 4) */
   fcfs_server_t *s = c->srv;
-  uint32_t seq = (uint32_t)++s->request_seq;
+  uint64_t d = (uint32_t)++s->request_seq;
+  d = (d | d << 16) & 0x0000FFFF0000FFFFull;
+  d = (d | d << 8) & 0x00FF00FF00FF00FFull;
+  d = (d | d << 4) & 0x0F0F0F0F0F0F0F0Full;
+  d += 0x3030303030303030ull + (((d + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull) * 0x27;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  d = __builtin_bswap64(d); /* the most significant digit first in memory */
+#endif
   memcpy(c->req.id, s->id_prefix, 8);
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; i++)
-    c->req.id[8 + i] = hex[(seq >> (28 - 4 * i)) & 15];
+  memcpy(c->req.id + 8, &d, 8);
   c->req.id[16] = '\0';
+  c->req.id_len = 16;
 }
 
 /* A protocol error or timeout before a handler ran: answer and close. */
@@ -573,7 +663,7 @@ static void conn_error(fcfs_conn_t *c, int status) {
   c->must_close = 1;
   c->req.http = NULL;
   c->req.route = "-";
-  c->req.start_ns = uv_hrtime();
+  c->req.start_ns = mono_ns();
   request_id(c, NULL);
   stop_timer(c);
   conn_fail(&c->req, status, c->in ? http_in_error(c->in) : NULL);
@@ -678,7 +768,7 @@ static void start_request(fcfs_conn_t *c, http_req_t *h) {
   r->route = NULL;
   c->streaming = 0;
   c->drained = NULL;
-  r->start_ns = uv_hrtime();
+  r->start_ns = mono_ns();
   r->deadline_ms = uv_now(s->env.loop) + (uint64_t)(conf->request_timeout * 1000);
   request_id(c, h);
   c->in_flight = 1;
@@ -767,7 +857,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     return;
   }
   s->rbuf_used = 1;
-  *buf = uv_buf_init(s->rbuf, READ_BUF_SIZE);
+  *buf = (uv_buf_t){.base = s->rbuf, .len = READ_BUF_SIZE};
 }
 
 static void keep_backlog(fcfs_conn_t *c, const char *data, size_t len) {
@@ -872,7 +962,8 @@ static void on_connection(uv_stream_t *listener, int status) {
   c->req.ops = &conn_ops;
   c->req.conn = c;
   c->req.admin = l->admin;
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) { /* another worker took it */
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 ||
+      uv_fileno((uv_handle_t *)&c->tcp, &c->fd) != 0) { /* another worker took it */
     c->closing = 1;
     uv_close((uv_handle_t *)&c->timer, conn_freed);
     uv_close((uv_handle_t *)&c->tcp, conn_freed);

@@ -341,7 +341,13 @@ static void t_header_lookup(void) {
     EXPECT(http_req_header(r, "Missing") == NULL);
     EXPECT(r->method_id == HTTP_GET && r->method_len == 3);
     EXPECT(r->query_len == 0 && r->query[0] == '\0');
+    EXPECT(r->request_id == NULL);
   }
+  http_req_free(r);
+  /* X-Request-Id is found while parsing: the first one, whatever its case */
+  const char *ids = "GET / HTTP/1.1\r\nHost: x\r\nx-REQUEST-id:  a-1 \r\nX-Request-Id: b\r\n\r\n";
+  EXPECT(http_in_feed(in, ids, strlen(ids), &r) == (ssize_t)strlen(ids) && r);
+  EXPECT(r && r->request_id == &r->headers[1] && strcmp(r->request_id->value, "a-1") == 0);
   http_req_free(r);
   http_in_free(in);
 }

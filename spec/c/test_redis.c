@@ -734,6 +734,77 @@ static void pool_close(fcfs_redis_t *p) {
   run_until(&closed, 3000);
 }
 
+/* Which shared connection takes a command (fcfs_redis_shared()): the first
+ * one up while it owes fewer than FCFS_REDIS_FILL replies, so the commands of
+ * a loop turn at low load leave in one write on one connection; past that,
+ * the one owing the fewest; a connection that is down is skipped. CLIENT ID
+ * answers the id of the connection it came on. */
+#define NFILL (FCFS_REDIS_FILL + 8)
+
+static long long client_id_of(const res_t *r) {
+  return r->reply && r->reply->type == REDIS_REPLY_INTEGER ? r->reply->integer : -1;
+}
+
+/* n CLIENT ID in one loop turn; every one answered; how many came from id. */
+static int client_ids(fcfs_redis_t *p, int n, long long *first) {
+  int sent = 0, done = 0, same = 0;
+  for (int i = 0; i < n; i++)
+    sent += SEND(p, &conc[i], "CLIENT", "ID") == 0;
+  for (int spin = 0; spin < 300 && done < sent; spin++) {
+    run_until(NULL, 10);
+    done = 0;
+    for (int i = 0; i < n; i++)
+      done += conc[i].done;
+  }
+  *first = client_id_of(&conc[0]);
+  for (int i = 0; i < n; i++)
+    same += client_id_of(&conc[i]) == *first;
+  return sent == n && done == n ? same : -1;
+}
+
+static void test_fill(void) {
+  fcfs_pool_stats_t fs = {0};
+  fcfs_redis_t *p = fcfs_redis_new(&loop, &conf, &fs);
+  for (int spin = 0; spin < 300 && fs.size < 2; spin++)
+    run_until(NULL, 10);
+  long long a = -1, b = -1;
+  int same = client_ids(p, 16, &a);
+  CHECK(fs.size == 2 && same == 16,
+        "low load: the 16 commands of one loop turn all go on one shared connection");
+  for (int i = 0; i < 16; i++)
+    res_clear(&conc[i]);
+
+  long long a2 = -1;
+  same = client_ids(p, NFILL, &a2);
+  b = client_id_of(&conc[NFILL - 1]);
+  int rest = 0;
+  for (int i = FCFS_REDIS_FILL; i < NFILL; i++)
+    rest += client_id_of(&conc[i]) == b;
+  CHECK(a2 == a && same == FCFS_REDIS_FILL && b != a && b > 0 && rest == NFILL - FCFS_REDIS_FILL,
+        "the first connection takes FCFS_REDIS_FILL commands, the next ones spill to the second");
+  for (int i = 0; i < NFILL; i++)
+    res_clear(&conc[i]);
+
+  fcfs_redis_conn_t *first = fcfs_redis_shared(p);
+  redisReply *h = helper_cmd("CLIENT KILL ID %lld", a);
+  int killed = h && h->type == REDIS_REPLY_INTEGER && h->integer == 1;
+  if (h) freeReplyObject(h);
+  /* stop as soon as the pool sees the loss, before its reconnect (50 ms on) */
+  guard_fired = 0;
+  uv_timer_start(&guard, on_guard, 3000, 0);
+  while (fcfs_redis_shared(p) == first && !guard_fired)
+    uv_run(&loop, UV_RUN_ONCE);
+  uv_timer_stop(&guard);
+  int down = fs.size == 1;
+  long long c = -1;
+  same = client_ids(p, 16, &c);
+  CHECK(killed && down && same == 16 && c == b,
+        "the first connection down: every command goes on the second");
+  for (int i = 0; i < 16; i++)
+    res_clear(&conc[i]);
+  pool_close(p);
+}
+
 /* redis_queue_max: a shared connection owing that many replies says "busy". */
 static void test_queue_max(void) {
   fcfs_conf_t qc = conf;
@@ -893,6 +964,7 @@ int main(void) {
   test_timeout_cancel(r);
   test_kill_restart(r);
   test_tcp();
+  test_fill();
   test_queue_max();
   test_auth_select();
 
