@@ -881,68 +881,6 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   *buf = uv_buf_init(c->r->readbuf, sizeof c->r->readbuf);
 }
 
-/* The whole reply of one line at p (n bytes, the type byte first): the
- * line's length, its end ("\r\n") excluded, or -1 when it is cut short or
- * holds a '\r' that does not end it (the reader's way then). */
-static ptrdiff_t quick_line(const char *p, size_t n) {
-  const char *cr = memchr(p, '\r', n);
-  if (!cr || (size_t)(cr - p) + 1 >= n || cr[1] != '\n') return -1;
-  return cr - p;
-}
-
-/* hiredis' reader is generic (a stack of tasks, callbacks, a copy into its
- * own buffer: some 250 instructions a reply), and most replies a request
- * gets are a bulk string, nil, an integer or a status, whole in one read:
- * quick_reply builds one of those at p (n bytes) straight from the read
- * buffer, as the reader would (reply_fns), into *out, and returns its size;
- * 0 for anything else (an array, a reply cut short, anything unusual: the
- * reader takes it from there, with what follows). */
-static size_t quick_reply(fcfs_redis_t *r, const char *p, size_t n, redisReply **out) {
-  redisReadTask task = {.privdata = r->arena};
-  if (n < 4 || (p[0] != '$' && p[0] != ':' && p[0] != '+' && p[0] != '-')) return 0;
-  ptrdiff_t line = quick_line(p, n);
-  if (line < 2) return 0;
-  const char *d = p + 1, *e = p + line; /* the line after the type byte */
-  switch (p[0]) {
-  case '+':
-  case '-':
-    task.type = p[0] == '+' ? REDIS_REPLY_STATUS : REDIS_REPLY_ERROR;
-    *out = reply_string(&task, (char *)d, (size_t)(e - d));
-    return *out ? (size_t)line + 2 : 0;
-  case ':': {
-    int neg = *d == '-';
-    d += neg;
-    if (e - d < 1 || e - d > 18) return 0;
-    long long v = 0;
-    for (; d < e; d++) {
-      if (*d < '0' || *d > '9') return 0;
-      v = v * 10 + (*d - '0');
-    }
-    *out = reply_integer(&task, neg ? -v : v);
-    return *out ? (size_t)line + 2 : 0;
-  }
-  case '$': {
-    if (line == 3 && d[0] == '-' && d[1] == '1') {
-      *out = reply_nil(&task);
-      return *out ? 5 : 0;
-    }
-    if (e - d > 9) return 0;
-    size_t len = 0;
-    for (; d < e; d++) {
-      if (*d < '0' || *d > '9') return 0;
-      len = len * 10 + (size_t)(*d - '0');
-    }
-    size_t size = (size_t)line + 2 + len + 2;
-    if (n < size || p[size - 2] != '\r' || p[size - 1] != '\n') return 0;
-    task.type = REDIS_REPLY_STRING;
-    *out = reply_string(&task, (char *)p + line + 2, len);
-    return *out ? size : 0;
-  }
-  default:
-    return 0;
-  }
-}
-
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   fcfs_redis_conn_t *c = s->data;
   fcfs_redis_t *r = c->r;
@@ -954,22 +892,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     conn_teardown(c, fcfs_redis_eclosed);
     return;
   }
+  if (redisReaderFeed(c->reader, buf->base, (size_t)nread) != REDIS_OK) goto proto;
   unsigned gen = c->gen;
-  const char *p = buf->base;
-  size_t n = (size_t)nread;
-  redisReader *rd = c->reader;
-  /* while the reader holds nothing of a reply, simple ones are taken here */
-  while (n && !rd->err && rd->pos == rd->len && rd->ridx == -1) {
-    redisReply *rep = NULL;
-    size_t used = quick_reply(r, p, n, &rep);
-    if (!used) break;
-    p += used;
-    n -= used;
-    deliver(c, rep);
-    if (c->gen != gen) return; /* torn down by a callback */
-  }
-  if (!n) return;
-  if (redisReaderFeed(c->reader, p, n) != REDIS_OK) goto proto;
   for (;;) {
     void *rep = NULL;
     if (redisReaderGetReply(c->reader, &rep) != REDIS_OK) goto proto;
