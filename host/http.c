@@ -68,6 +68,7 @@ struct http_in_s {
 
   http_in_state_t state;
   int last_cb;
+  int folded; /* the current header's value came in pieces apart in the head (obs-fold) */
   int in_trailers;
   int te_count, te_bad; /* Transfer-Encoding headers seen, any not "chunked" */
   int expect_continue, expect_bad;
@@ -163,7 +164,14 @@ static int ieq(const char *s, size_t n, const char *lit) {
  * few names the framing depends on, and X-Request-Id's. */
 static void end_header(http_in_t *in) {
   span_hdr_t *h = &in->hdr[in->nhdr - 1];
-  const char *v = in->buf + h->value_off;
+  char *v = in->buf + h->value_off;
+  if (in->folded) { /* the pieces joined, as the parser gave them: without the line breaks */
+    size_t k = 0;
+    for (size_t i = 0; i < h->value_len; i++)
+      if (v[i] != '\r' && v[i] != '\n') v[k++] = v[i];
+    h->value_len = k;
+    in->folded = 0;
+  }
   while (h->value_len && (v[h->value_len - 1] == ' ' || v[h->value_len - 1] == '\t'))
     h->value_len--;
   while (h->value_len && (v[0] == ' ' || v[0] == '\t')) {
@@ -266,12 +274,15 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
   int rc = header_bytes(in, at, n);
   if (rc != 0) return rc < 0 ? -1 : 0;
   span_hdr_t *h = &in->hdr[in->nhdr - 1];
+  size_t off = raw_offset(in, at);
   if (in->last_cb != CB_VALUE) {
-    h->value_off = raw_offset(in, at);
-    h->value_len = 0;
+    h->value_off = off;
+    in->folded = 0;
     in->last_cb = CB_VALUE;
+  } else if (off != h->value_off + h->value_len) {
+    in->folded = 1; /* an obs-fold: the line break between the pieces is in buf too */
   }
-  h->value_len += n;
+  h->value_len = off + n - h->value_off;
   in->raw_end = at + n;
   return 0;
 }

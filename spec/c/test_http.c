@@ -199,6 +199,13 @@ static void t_targets(void) {
   check_splits(&big, R_ABS_NOPATH, T_ABS_NOPATH "END state=0\n");
   check_splits(&big, R_STAR, T_STAR "END state=0\n");
 }
+/* obs-fold: a value's pieces joined without the line breaks between them,
+ * as the parser hands them over (they are apart in the head as received). */
+#define R_FOLDED "GET /f HTTP/1.1\r\nX-A: a\r\n b\r\n\tc\r\nX-B: d\r\nX-E:\r\n e\r\n\r\n"
+#define T_FOLDED "GET /f ? {X-A=a b\tc|X-B=d|X-E=e|} [NULL] ka=1 1.1 head=0\n"
+static void t_folded(void) {
+  check_splits(&big, R_FOLDED R_SIMPLE, T_FOLDED T_SIMPLE "END state=0\n");
+}
 static void t_upgrade_ignored(void) {
   check_splits(&big, R_UPGRADE R_SIMPLE, T_UPGRADE T_SIMPLE "END state=0\n");
 }
@@ -694,6 +701,7 @@ int main(void) {
   run("chunked body with extensions and trailers, every split", t_chunked);
   run("HEAD flag", t_head);
   run("absolute-form and asterisk targets", t_targets);
+  run("a folded header value (obs-fold) is its pieces joined, without the line breaks", t_folded);
   run("Upgrade is ignored, the connection stays HTTP/1.1", t_upgrade_ignored);
   run("pipelined batch returned one at a time in order, every split", t_pipelined);
   run("keep-alive rules for 1.0, 1.1 and Connection", t_keep_alive);
