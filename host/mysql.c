@@ -22,7 +22,10 @@
  * results left unread, an abandoned statement that did not end -- is
  * closed, never pooled: mid-operation with mariadb_cancel() + mysql_close()
  * (the socket is shut down, so nothing blocks), otherwise gracefully with
- * mysql_close_start(). Reconnection happens on demand.
+ * mysql_close_start(). Reconnection happens on demand. Between operations a
+ * connection's socket stays watched for reading: the server sends nothing
+ * then, so readable means it closed the connection (a restart, wait_timeout,
+ * KILL), and the connection is dropped before a caller could be handed it.
  *
  * Callbacks never run inside an fcfs_mysql_* call: completions that happen
  * during one (a refusal to a waiter, a statement that failed at once) are put
@@ -74,10 +77,11 @@ static const char init_sql[] = "SET session_track_state_change = ON, time_zone =
 struct fcfs_mysql_conn_s {
   fcfs_mysql_t *m;
   MYSQL my;
-  uv_poll_t poll;
+  uv_poll_t poll;      /* armed for what the library waits on; between operations, for reading */
   uv_timer_t timer;    /* deadline of the operation in progress (ours) */
   uv_timer_t libtimer; /* MYSQL_WAIT_TIMEOUT asked by the library */
   int poll_init;
+  int poll_ev;   /* UV_* events the poll is armed for */
   int op;        /* OP_* in progress */
   int wait;      /* events the library waits for */
   int my_open;   /* mysql_init() done, mysql_close() still due */
@@ -795,23 +799,31 @@ static void close_done(fcfs_mysql_conn_t *c) {
   stats_sync(c->m);
 }
 
+/* Arm c's poll for ev, initialising it on first use. A poll already armed
+ * for ev is left alone: each re-arm costs epoll_ctl calls, and a statement
+ * mostly waits for reading, as the watch between operations does. */
+static void poll_arm(fcfs_mysql_conn_t *c, int ev) {
+  if (!c->poll_init) {
+    if (uv_poll_init(c->m->loop, &c->poll, mysql_get_socket(&c->my)) != 0) return;
+    c->poll.data = c;
+    c->poll_init = 1;
+  } else if (c->poll_ev == ev && uv_is_active((uv_handle_t *)&c->poll)) {
+    return;
+  }
+  c->poll_ev = ev;
+  uv_poll_start(&c->poll, ev, on_poll);
+}
+
 static void conn_wait(fcfs_mysql_conn_t *c, int status) {
   c->wait = status;
   int ev = 0;
   if (status & MYSQL_WAIT_READ) ev |= UV_READABLE;
   if (status & MYSQL_WAIT_WRITE) ev |= UV_WRITABLE;
   if (status & MYSQL_WAIT_EXCEPT) ev |= UV_PRIORITIZED;
-  if (ev) {
-    if (!c->poll_init) {
-      if (uv_poll_init(c->m->loop, &c->poll, mysql_get_socket(&c->my)) == 0) {
-        c->poll.data = c;
-        c->poll_init = 1;
-      }
-    }
-    if (c->poll_init) uv_poll_start(&c->poll, ev, on_poll);
-  } else if (c->poll_init) {
+  if (ev)
+    poll_arm(c, ev);
+  else if (c->poll_init)
     uv_poll_stop(&c->poll);
-  }
   if (status & MYSQL_WAIT_TIMEOUT)
     uv_timer_start(&c->libtimer, on_libtimer, mysql_get_timeout_value_ms(&c->my), 0);
   else
@@ -846,8 +858,24 @@ static void conn_continue(fcfs_mysql_conn_t *c, int ready) {
   conn_step(c, st);
 }
 
+/* Nothing was asked of the server, yet c's socket is readable: the server
+ * closed the connection (restart, shutdown, wait_timeout, KILL), maybe after
+ * an error packet. Dropped now, not handed to the next caller, whose
+ * statement would fail with "server has gone away"; a pinned one stays
+ * allocated, disconnected, and its owner's next statement gets "closed". */
+static void conn_gone(fcfs_mysql_conn_t *c) {
+  fcfs_mysql_t *m = c->m;
+  m->st->errors++;
+  conn_kill(c);
+  maybe_connect(m);
+}
+
 static void on_poll(uv_poll_t *p, int status, int events) {
   fcfs_mysql_conn_t *c = p->data;
+  if (c->op == OP_NONE) {
+    conn_gone(c);
+    return;
+  }
   int ready = 0;
   if (status < 0) {
     ready = c->wait & (MYSQL_WAIT_READ | MYSQL_WAIT_WRITE | MYSQL_WAIT_EXCEPT);
@@ -987,7 +1015,6 @@ static void conn_step(fcfs_mysql_conn_t *c, int status) {
     conn_wait(c, status);
     return;
   }
-  if (c->poll_init) uv_poll_stop(&c->poll);
   uv_timer_stop(&c->libtimer);
   if (c->op == OP_QUERY) {
     free(c->text);
@@ -1020,6 +1047,8 @@ static void conn_step(fcfs_mysql_conn_t *c, int status) {
   default:
     break;
   }
+  /* between operations the server has nothing to send: watch for it closing */
+  if (c->op == OP_NONE && c->connected) poll_arm(c, UV_READABLE);
 }
 
 static void on_op_timer(uv_timer_t *t) {

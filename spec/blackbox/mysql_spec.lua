@@ -9,7 +9,8 @@
 -- and its connection reset and reused: 200 abandoned requests cost no reconnects), session state
 -- (named locks, user variables, temporary tables, SET SESSION) never reaching the next request, the
 -- event loop not blocked by a slow statement, mariadbd stopped with a statement in flight and
--- restarted under load (503 fast, circuit breaker in /metrics, /readyz, back within 2 s), and
+-- restarted under load (503 fast, circuit breaker in /metrics, /readyz, back within 2 s), pooled
+-- connections a restart closed dropped before a request could get one, and
 -- `fcfs migrate`. Every block ends by checking the error log for [error] lines it did not provoke
 -- itself.
 --
@@ -746,6 +747,25 @@ describe("host.mysql when mariadbd stops and comes back", function()
         local expected = {}
         for i = 1, #down do expected[i] = "503 UNAVAILABLE 1" end
         assert.same(expected, down)
+    end)
+
+    it("drops the pooled connections a restart closed: the first requests after it answer 200", function()
+        local warm = {} -- both pooled connections busy at once, then idle
+        for i = 1, 2 do warm[i] = send_async(s, "/hold?s=0.2") end
+        local cids = {}
+        for i = 1, 2 do
+            local res = assert(warm[i].finish())
+            assert.equal(200, res.status, res.body)
+            cids[i] = http.json(res).cid
+        end
+        assert.are_not.equal(cids[1], cids[2])
+        m:stop()
+        m:start()
+        for i = 1, 10 do
+            local res = assert(get(s, "/db"))
+            assert.equal(200, res.status, format("request %d after the restart: %s", i, res.body))
+        end
+        assert.equal(0, circuit_state(s))
     end)
 
     it("logs no unexpected error, through shutdown", function()

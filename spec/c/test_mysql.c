@@ -23,6 +23,10 @@
 #include "tap.h"
 
 static uv_loop_t loop;
+/* Pooled connections stay watched between statements (active handles), so a
+ * UV_RUN_ONCE whose callbacks all ran in its timer phase would then wait in
+ * epoll for the next event; this unreferenced tick bounds that wait. */
+static uv_timer_t tick;
 static char tmpdir[256];
 static char sockpath[320];
 static char script[512];
@@ -72,6 +76,10 @@ static void on_q(void *arg, const fcfs_mysql_result_t *r) {
       }
     }
   }
+}
+
+static void on_tick(uv_timer_t *t) {
+  (void)t;
 }
 
 static void spin(int *done) {
@@ -518,6 +526,38 @@ static void test_pinned(void) {
   pool_free(m);
 }
 
+/* A connection the server closes while nobody uses it (restart, shutdown,
+ * wait_timeout, KILL) leaves the pool at once: the next caller is not handed
+ * a dead socket and its statement does not fail with "gone away". */
+static void test_server_closed(void) {
+  fcfs_pool_stats_t st;
+  fcfs_mysql_opts_t o = base_opts();
+  o.pool_size = 1;
+  fcfs_mysql_t *m = fcfs_mysql_new(&loop, &o, &st);
+  fcfs_mysql_t *admin = fcfs_mysql_new(&loop, &o, NULL);
+  qres_t q = {0};
+  char kill[64];
+  long idle = conn_id(m, NULL);
+  snprintf(kill, sizeof(kill), "KILL CONNECTION %ld", idle);
+  CHECK(idle > 0 && st.size == 1 && q_ok(admin, kill), "the pooled connection killed server-side");
+  sleep_loop(0.2);
+  CHECK(st.size == 0 && st.errors == 1, "it left the pool when its socket turned readable");
+  long fresh = conn_id(m, NULL);
+  CHECK(fresh > 0 && fresh != idle, "the next statement works, on a new connection");
+
+  fcfs_mysql_conn_t *c = acquire(m);
+  snprintf(kill, sizeof(kill), "KILL CONNECTION %ld", conn_id(m, c));
+  CHECK(q_ok(admin, kill), "a pinned connection killed server-side");
+  sleep_loop(0.2);
+  CHECK(!fcfs_mysql_conn_ok(c) && query(m, c, "SELECT 1", NULL, 0, 0, &q) == FCFS_MYSQL_ECLOSED,
+        "its owner's next statement: closed at once");
+  fcfs_mysql_release(c, 1);
+  CHECK(q_ok(m, "SELECT 1"), "pool fine afterwards");
+  qres_clear(&q);
+  fcfs_mysql_free(admin); /* pool_free runs the loop until both are gone */
+  pool_free(m);
+}
+
 static void test_breaker(void) {
   fcfs_pool_stats_t st;
   fcfs_mysql_opts_t o = base_opts();
@@ -655,6 +695,9 @@ int main(void) {
     printf("Bail out! could not start mariadbd (%s)\n", buf);
     return 1;
   }
+  uv_timer_init(&loop, &tick);
+  uv_timer_start(&tick, on_tick, 10, 10);
+  uv_unref((uv_handle_t *)&tick);
   uv_update_time(&loop);
   test_types();
   test_tcp(port);
@@ -662,9 +705,12 @@ int main(void) {
   test_abandoned();
   test_pinned();
   test_session_reset();
+  test_server_closed();
   test_breaker();
   test_migrations();
   server("stop");
+  uv_close((uv_handle_t *)&tick, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
   snprintf(buf, sizeof(buf), "rm -rf '%s'", tmpdir);
   if (system(buf) != 0) nfail++;
   uv_loop_close(&loop);
