@@ -495,6 +495,21 @@ describe("flash purchase", function()
             code = env.s:cli { "run", env.s.lua_dir .. "/cli/reconcile.lua", "x" }
             assert.equal(2, code)
         end)
+
+        it("exits 2 naming why for a product that is not a flash sale, or has no state in Redis yet", function()
+            local function reconcile(id)
+                return env.s:cli { "run", env.s.lua_dir .. "/cli/reconcile.lua", tostring(id) }
+            end
+            local normal = call("POST", "/api/products", { token = admin.token, json = { name = "일반 " .. env.run,
+                price = 1000, stock = 1 } }).json
+            local code, out = reconcile(normal.id)
+            assert.equal(2, code, out)
+            assert.matches("no FLASH product " .. normal.id, out, 1, true)
+            local fresh = product()
+            code, out = reconcile(fresh.id)
+            assert.equal(2, code, out)
+            assert.matches("product " .. fresh.id .. " has no flash state in Redis", out, 1, true)
+        end)
     end)
 
     describe("order event pipeline", function()
