@@ -77,9 +77,10 @@ return {
   secrets_file = "etc/secrets.dev", -- DEMO keys: refused with dev = false (`etc/dev run` uses
                                    -- var/secrets, random keys it makes once); "" = environment only
   argon2_ops = 2,                  -- argon2id passes of password_hash (OWASP minimum 2 at 19 MiB)
-  argon2_mem_kib = 19456,          -- argon2id memory per hash, KiB (19 MiB): ~41 ms per hash on
+  argon2_mem_kib = 19456,          -- argon2id memory per hash, KiB (19 MiB): 23-33 ms per hash on
                                    -- one core of the 2-core dev machine; each worker hashes on
-                                   -- its libuv thread pool (UV_THREADPOOL_SIZE, default 4)
+                                   -- its libuv thread pool (UV_THREADPOOL_SIZE, default 4), each
+                                   -- thread keeping this much memory once it has hashed
   -- outbound TCP (host.tcp); timeouts in s, always clamped to the request's time left
   tcp_connect_timeout = 5,         -- name resolution + connect -> nil, "timeout"
   tcp_send_timeout = 10,           -- one s:send()

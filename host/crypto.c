@@ -18,8 +18,17 @@
  * another key fails. New data uses the highest configured id; any
  * configured id opens.
  *
- * Passwords: argon2id (crypto_pwhash_str_alg) on the libuv thread pool. The
- * op owns a copy of the password, wiped right after hashing, and is freed
+ * Passwords: argon2id on the libuv thread pool, computed by libargon2 (the
+ * reference implementation) rather than libsodium: libsodium maps each
+ * hash's memory (argon2_mem_kib) with MAP_POPULATE and unmaps it after, and
+ * populating 19 MiB holds the process's memory-map lock for milliseconds,
+ * so the loop's own brk or mprotect (malloc growing, LuaJIT writing a trace)
+ * waited behind the hashes -- /healthz took 50-90 ms during 20 concurrent
+ * logins. libargon2 takes its memory from malloc: each pool thread's arena
+ * keeps it after the first hash (no map, populate or unmap per hash; up to
+ * UV_THREADPOOL_SIZE x argon2_mem_kib stays resident), and wipes it after
+ * each hash. The encoded strings are the same PHC format either library
+ * reads. The op owns a copy of the password, wiped right after hashing, and is freed
  * in the after-work callback on the loop, whether or not anyone still
  * waits for it (fcfs_crypto_pw_forget, which also drops a hash that has not
  * started yet), so a cancelled request never frees memory a pool thread is
@@ -36,12 +45,14 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <argon2.h>
 #include <sodium.h>
 #include <uv.h>
 
 #define KEY_BYTES 32
 #define SECRET_FILE_MAX (64 * 1024)
 #define POOL_NICE 10
+#define PWHASH_TAG_BYTES 32 /* the tag length of libsodium's crypto_pwhash_str, kept */
 
 static const char demo_marker[] = "fcfs DEMO ";
 
@@ -352,11 +363,17 @@ static void pw_work(uv_work_t *req) {
   errno = 0;
   int want = getpriority(PRIO_PROCESS, (id_t)getpid()) + POOL_NICE;
   if (errno == 0) setpriority(PRIO_PROCESS, (id_t)gettid(), want > 19 ? 19 : want);
-  if (op->verify)
-    op->ok = crypto_pwhash_str_verify(op->encoded, op->pw, op->pwlen) == 0;
-  else if (crypto_pwhash_str_alg(op->encoded, op->pw, op->pwlen, op->ops, op->mem,
-                                 crypto_pwhash_ALG_ARGON2ID13) != 0)
-    op->err = "out of memory";
+  if (op->verify) {
+    op->ok = argon2id_verify(op->encoded, op->pw, op->pwlen) == ARGON2_OK;
+  } else {
+    unsigned char salt[crypto_pwhash_SALTBYTES];
+    randombytes_buf(salt, sizeof salt);
+    int rc =
+        argon2id_hash_encoded((uint32_t)op->ops, (uint32_t)(op->mem / 1024), 1, op->pw, op->pwlen,
+                              salt, sizeof salt, PWHASH_TAG_BYTES, op->encoded, sizeof op->encoded);
+    if (rc != ARGON2_OK)
+      op->err = rc == ARGON2_MEMORY_ALLOCATION_ERROR ? "out of memory" : argon2_error_message(rc);
+  }
   sodium_memzero(op->pw, op->pwlen);
 }
 
