@@ -2,7 +2,8 @@
  * environment, demo keys, malformed values), sealing with rotation and
  * forgeries, blind index and HMAC, and password ops on a real libuv loop,
  * including an op forgotten while its hash runs (the ASan build reports a
- * leak or a use after free there), and hashes that reuse their memory.
+ * leak or a use after free there), hashes that reuse their memory, and a
+ * hash that cannot get its memory.
  * Prints TAP; exits non-zero on failure.
  */
 #include "crypto.h"
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -256,8 +258,19 @@ static void test_passwords(void) {
 }
 
 /* (not under ASan: its allocator maps each large block apart and quarantines
- * it when freed) */
+ * it when freed, and it reserves far more address space than RLIMIT_AS leaves) */
 #ifndef __SANITIZE_ADDRESS__
+/* The process's address space in bytes (VmSize of /proc/self/status). */
+static unsigned long vm_size(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  unsigned long kib = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "VmSize: %lu kB", &kib) == 1) break;
+  if (f) fclose(f);
+  return kib * 1024;
+}
+
 /* Minor page faults of the whole process so far (field 10 of /proc/self/stat;
  * the command name, field 2, contains no space here). */
 static long minor_faults(void) {
@@ -303,6 +316,39 @@ static void test_password_memory_reused(void) {
   fcfs_crypto_free(k);
 }
 
+/* A hash whose memory cannot be had answers "out of memory" (the address
+ * space capped under the argon2 memory asked for), and the pool hashes again
+ * once it can. */
+static void test_password_out_of_memory(void) {
+  fcfs_conf_t c = conf_with(NULL, NULL, NULL);
+  c.argon2_mem_kib = 1024 * 1024; /* 1 GiB */
+  char err[256];
+  fcfs_crypto_t *huge = load(&c, err, sizeof(err));
+  fcfs_crypto_t *small = keys(NULL, NULL, NULL);
+  EXPECT(huge != NULL && small != NULL);
+  if (!huge || !small) return;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  pw_result_t r = {0}, after = {0};
+  EXPECT(fcfs_crypto_pw_hash(&loop, small, "threads", 7, on_pw, &r) != NULL);
+  uv_run(&loop, UV_RUN_DEFAULT); /* the pool's threads exist before the cap */
+  struct rlimit old, capped;
+  EXPECT(getrlimit(RLIMIT_AS, &old) == 0);
+  capped = old;
+  capped.rlim_cur = vm_size() + 256ul * 1024 * 1024;
+  EXPECT(setrlimit(RLIMIT_AS, &capped) == 0);
+  EXPECT(fcfs_crypto_pw_hash(&loop, huge, "big", 3, on_pw, &r) != NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT(setrlimit(RLIMIT_AS, &old) == 0);
+  EXPECT(r.calls == 2 && r.err != NULL && strcmp(r.err, "out of memory") == 0);
+  EXPECT(fcfs_crypto_pw_hash(&loop, small, "again", 5, on_pw, &after) != NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT(after.calls == 1 && after.err == NULL);
+  uv_loop_close(&loop);
+  fcfs_crypto_free(huge);
+  fcfs_crypto_free(small);
+}
+
 #endif
 
 int main(void) {
@@ -315,9 +361,12 @@ int main(void) {
   run("password hash/verify on the thread pool, forgotten op, rehash", test_passwords);
 #ifdef __SANITIZE_ADDRESS__
   printf("ok %d - password hashes reuse their memory # SKIP under ASan\n", ++ntests);
+  printf("ok %d - a hash without memory answers out of memory # SKIP under ASan\n", ++ntests);
 #else
   run("password hashes reuse their memory: no page faulted in once each pool thread has hashed",
       test_password_memory_reused);
+  run("a hash without memory answers \"out of memory\"; the next one works",
+      test_password_out_of_memory);
 #endif
   return tap_done();
 }
