@@ -19,21 +19,17 @@
  * configured id opens.
  *
  * Passwords: argon2id on the libuv thread pool, computed by libargon2 (the
- * reference implementation) rather than libsodium: libsodium maps each
- * hash's memory (argon2_mem_kib) with MAP_POPULATE and unmaps it after, and
- * populating 19 MiB holds the process's memory-map lock for milliseconds,
- * so the loop's own brk or mprotect (malloc growing, LuaJIT writing a trace)
- * waited behind the hashes -- /healthz took 50-90 ms during 20 concurrent
- * logins. libargon2 takes its memory from malloc: each pool thread's arena
- * keeps it after the first hash (no map, populate or unmap per hash; up to
- * UV_THREADPOOL_SIZE x argon2_mem_kib stays resident), and wipes it after
- * each hash. The encoded strings are the same PHC format either library
- * reads. The op owns a copy of the password, wiped right after hashing, and is freed
+ * reference implementation) into the PHC strings libsodium also writes and
+ * reads. Each pool thread keeps its argon2 memory from one hash to the next
+ * (see pw_alloc: up to UV_THREADPOOL_SIZE x argon2_mem_kib stays mapped),
+ * because mapping and unmapping it per hash, as libsodium does, holds the
+ * process's memory-map lock that the loops' brk and mprotect wait for. The
+ * op owns a copy of the password, wiped right after hashing, and is freed
  * in the after-work callback on the loop, whether or not anyone still
  * waits for it (fcfs_crypto_pw_forget, which also drops a hash that has not
  * started yet), so a cancelled request never frees memory a pool thread is
- * using. The pool threads lower their own priority
- * (nice 10) so the loops win the CPU while hashes run.
+ * using. The pool threads lower their own priority (nice 10) so the loops
+ * win the CPU while hashes run.
  */
 #include "crypto.h"
 
@@ -42,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -355,6 +352,116 @@ int fcfs_crypto_hmac(const fcfs_crypto_t *c, const unsigned char *msg, size_t le
 
 /* ---- passwords ------------------------------------------------------------------- */
 
+/* argon2's memory: each pool thread maps one block at its first hash and
+ * reuses it for every later one (libargon2 wipes it after each hash), so no
+ * hash maps, faults in or unmaps memory once its thread has hashed, and the
+ * loops' brk and mprotect never wait behind one for the process's
+ * memory-map lock. The block grows to at most the configured
+ * argon2_mem_kib (pw_keep); a verify of an older, costlier hash maps its
+ * memory for that hash alone. The pool threads live as long as the process:
+ * their blocks are never unmapped. */
+static __thread uint8_t *pw_block;
+static __thread size_t pw_block_size, pw_keep;
+
+static int pw_alloc(uint8_t **memory, size_t bytes) {
+  if (bytes <= pw_block_size) {
+    *memory = pw_block;
+    return ARGON2_OK;
+  }
+  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  *memory = p == MAP_FAILED ? NULL : p; /* libargon2 reads NULL as out of memory */
+  if (*memory == NULL) return ARGON2_MEMORY_ALLOCATION_ERROR;
+  if (bytes <= pw_keep) {
+    if (pw_block) munmap(pw_block, pw_block_size);
+    pw_block = *memory;
+    pw_block_size = bytes;
+  }
+  return ARGON2_OK;
+}
+
+static void pw_free(uint8_t *memory, size_t bytes) {
+  if (memory != pw_block) munmap(memory, bytes);
+}
+
+/* The PHC string of an argon2id hash as libsodium and libargon2 write it
+ * (standard base64 without padding), so either library verifies the other's:
+ *   $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<tag>            */
+#define PHC_PREFIX "$argon2id$v=19$"
+#define PHC_B64 sodium_base64_VARIANT_ORIGINAL_NO_PADDING
+#define PHC_FIELD_MAX 64 /* bytes of a salt or a tag read back */
+_Static_assert(sizeof(PHC_PREFIX "m=4294967295,t=4294967295,p=1$") - 1 +
+                       sodium_base64_ENCODED_LEN(crypto_pwhash_SALTBYTES, PHC_B64) +
+                       sodium_base64_ENCODED_LEN(PWHASH_TAG_BYTES, PHC_B64) <=
+                   FCFS_PWHASH_STRBYTES,
+               "a PHC string fits the op's encoded buffer");
+
+typedef struct {
+  uint32_t m, t, p;
+  unsigned char salt[PHC_FIELD_MAX], tag[PHC_FIELD_MAX];
+  size_t saltlen, taglen;
+} phc_t;
+
+/* key, then decimal digits (no leading zero, at most UINT32_MAX), then
+ * stop; what follows stop, or NULL. */
+static const char *phc_number(const char *s, const char *key, char stop, uint32_t *out) {
+  size_t klen = strlen(key);
+  if (strncmp(s, key, klen) != 0) return NULL;
+  const char *d = s + klen, *e = d;
+  uint64_t v = 0;
+  while (*e >= '0' && *e <= '9' && e - d < 10) v = v * 10 + (uint64_t)(*e++ - '0');
+  if (e == d || *e != stop || v > UINT32_MAX || (*d == '0' && e - d > 1)) return NULL;
+  *out = (uint32_t)v;
+  return e + 1;
+}
+
+/* base64 up to stop (the end of the string when stop is NUL); what follows
+ * stop, or NULL. */
+static const char *phc_bytes(const char *s, char stop, unsigned char *out, size_t *len) {
+  const char *e = strchr(s, stop), *end;
+  if (e == NULL || sodium_base642bin(out, PHC_FIELD_MAX, s, (size_t)(e - s), NULL, len, &end,
+                                     PHC_B64) != 0 || end != e)
+    return NULL;
+  return stop ? e + 1 : e;
+}
+
+static int phc_decode(const char *s, phc_t *h) {
+  if (strncmp(s, PHC_PREFIX, sizeof(PHC_PREFIX) - 1) != 0) return -1;
+  s += sizeof(PHC_PREFIX) - 1;
+  return (s = phc_number(s, "m=", ',', &h->m)) && (s = phc_number(s, "t=", ',', &h->t)) &&
+                 (s = phc_number(s, "p=", '$', &h->p)) &&
+                 (s = phc_bytes(s, '$', h->salt, &h->saltlen)) &&
+                 phc_bytes(s, '\0', h->tag, &h->taglen)
+             ? 0
+             : -1;
+}
+
+static void phc_encode(char *out, const phc_t *h) {
+  int n = snprintf(out, FCFS_PWHASH_STRBYTES, PHC_PREFIX "m=%u,t=%u,p=%u$", h->m, h->t, h->p);
+  sodium_bin2base64(out + n, FCFS_PWHASH_STRBYTES - (size_t)n, h->salt, h->saltlen, PHC_B64);
+  n += (int)strlen(out + n);
+  out[n++] = '$';
+  sodium_bin2base64(out + n, FCFS_PWHASH_STRBYTES - (size_t)n, h->tag, h->taglen, PHC_B64);
+}
+
+/* argon2id of op's password under h's cost and salt, into tag (taglen bytes). */
+static int pw_argon2(fcfs_pw_op_t *op, const phc_t *h, unsigned char *tag, size_t taglen) {
+  argon2_context ctx = {.out = tag,
+                        .outlen = (uint32_t)taglen,
+                        .pwd = (uint8_t *)op->pw,
+                        .pwdlen = (uint32_t)op->pwlen,
+                        .salt = (uint8_t *)h->salt,
+                        .saltlen = (uint32_t)h->saltlen,
+                        .t_cost = h->t,
+                        .m_cost = h->m,
+                        .lanes = h->p,
+                        .threads = 1,
+                        .allocate_cbk = pw_alloc,
+                        .free_cbk = pw_free,
+                        .flags = ARGON2_DEFAULT_FLAGS,
+                        .version = ARGON2_VERSION_13};
+  return argon2id_ctx(&ctx);
+}
+
 /* On a pool thread: never touches the loop or Lua. */
 static void pw_work(uv_work_t *req) {
   fcfs_pw_op_t *op = req->data;
@@ -363,15 +470,21 @@ static void pw_work(uv_work_t *req) {
   errno = 0;
   int want = getpriority(PRIO_PROCESS, (id_t)getpid()) + POOL_NICE;
   if (errno == 0) setpriority(PRIO_PROCESS, (id_t)gettid(), want > 19 ? 19 : want);
+  pw_keep = op->mem;
+  phc_t h;
   if (op->verify) {
-    op->ok = argon2id_verify(op->encoded, op->pw, op->pwlen) == ARGON2_OK;
+    unsigned char tag[PHC_FIELD_MAX];
+    op->ok = phc_decode(op->encoded, &h) == 0 && pw_argon2(op, &h, tag, h.taglen) == ARGON2_OK &&
+             sodium_memcmp(tag, h.tag, h.taglen) == 0;
+    sodium_memzero(tag, sizeof tag);
   } else {
-    unsigned char salt[crypto_pwhash_SALTBYTES];
-    randombytes_buf(salt, sizeof salt);
-    int rc =
-        argon2id_hash_encoded((uint32_t)op->ops, (uint32_t)(op->mem / 1024), 1, op->pw, op->pwlen,
-                              salt, sizeof salt, PWHASH_TAG_BYTES, op->encoded, sizeof op->encoded);
-    if (rc != ARGON2_OK)
+    h = (phc_t){.m = (uint32_t)(op->mem / 1024), .t = (uint32_t)op->ops, .p = 1,
+                .saltlen = crypto_pwhash_SALTBYTES, .taglen = PWHASH_TAG_BYTES};
+    randombytes_buf(h.salt, h.saltlen);
+    int rc = pw_argon2(op, &h, h.tag, h.taglen);
+    if (rc == ARGON2_OK)
+      phc_encode(op->encoded, &h);
+    else
       op->err = rc == ARGON2_MEMORY_ALLOCATION_ERROR ? "out of memory" : argon2_error_message(rc);
   }
   sodium_memzero(op->pw, op->pwlen);
@@ -421,13 +534,15 @@ fcfs_pw_op_t *fcfs_crypto_pw_hash(uv_loop_t *loop, const fcfs_crypto_t *c, const
   return pw_queue(loop, op);
 }
 
-fcfs_pw_op_t *fcfs_crypto_pw_verify(uv_loop_t *loop, const char *encoded, size_t enclen,
-                                    const char *pw, size_t pwlen, fcfs_pw_cb cb, void *arg) {
+fcfs_pw_op_t *fcfs_crypto_pw_verify(uv_loop_t *loop, const fcfs_crypto_t *c, const char *encoded,
+                                    size_t enclen, const char *pw, size_t pwlen, fcfs_pw_cb cb,
+                                    void *arg) {
   if (enclen >= FCFS_PWHASH_STRBYTES || memchr(encoded, '\0', enclen) != NULL) return NULL;
   fcfs_pw_op_t *op = pw_new(1, pw, pwlen, cb, arg);
   if (op == NULL) return NULL;
   memcpy(op->encoded, encoded, enclen);
   op->encoded[enclen] = '\0';
+  op->mem = c->mem;
   return pw_queue(loop, op);
 }
 

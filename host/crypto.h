@@ -63,6 +63,8 @@ int fcfs_crypto_has_token_key(const fcfs_crypto_t *c);
  * use) and the encoded hash; the hash runs on the libuv thread pool and cb
  * runs on the loop when it is done: for a hash with err NULL and the
  * encoded string (valid during the call), for a verify with ok 0 or 1.
+ * A hash costs c's argon2 ops and memory; a verify costs what its encoded
+ * string says, and c's memory bounds what its pool thread keeps after.
  * err is "out of memory" when argon2 could not get its memory.
  * fcfs_crypto_pw_forget() (e.g. the request was cancelled) means cb is not
  * called; a hash still queued is dropped, one running finishes; either way
@@ -72,8 +74,9 @@ typedef struct fcfs_pw_op_s fcfs_pw_op_t;
 typedef void (*fcfs_pw_cb)(void *arg, const char *err, const char *encoded, int ok);
 fcfs_pw_op_t *fcfs_crypto_pw_hash(struct uv_loop_s *loop, const fcfs_crypto_t *c, const char *pw,
                                   size_t pwlen, fcfs_pw_cb cb, void *arg);
-fcfs_pw_op_t *fcfs_crypto_pw_verify(struct uv_loop_s *loop, const char *encoded, size_t enclen,
-                                    const char *pw, size_t pwlen, fcfs_pw_cb cb, void *arg);
+fcfs_pw_op_t *fcfs_crypto_pw_verify(struct uv_loop_s *loop, const fcfs_crypto_t *c,
+                                    const char *encoded, size_t enclen, const char *pw,
+                                    size_t pwlen, fcfs_pw_cb cb, void *arg);
 void fcfs_crypto_pw_forget(fcfs_pw_op_t *op);
 
 /* Whether encoded is not an argon2id hash at the configured cost. */

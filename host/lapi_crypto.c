@@ -191,7 +191,8 @@ static int c_password_verify(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  fcfs_pw_op_t *op = fcfs_crypto_pw_verify(fcfs_task_loop(t), enc, enclen, pw, len, verify_done, t);
+  fcfs_pw_op_t *op = fcfs_crypto_pw_verify(fcfs_task_loop(t), self(L), enc, enclen, pw, len,
+                                           verify_done, t);
   if (op == NULL) return luaL_error(L, "host.crypto.password_verify: out of memory");
   return fcfs_task_wait(L, t, op, pw_cancel);
 }
