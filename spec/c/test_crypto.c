@@ -258,6 +258,17 @@ static void test_passwords(void) {
   fcfs_crypto_free(stronger);
 }
 
+/* Hash one password on the loop: the error, or NULL and the encoded string
+ * in out (FCFS_PWHASH_STRBYTES bytes). */
+static const char *hash_once(uv_loop_t *loop, const fcfs_crypto_t *k, const char *pw, char *out) {
+  pw_result_t r = {0};
+  if (fcfs_crypto_pw_hash(loop, k, pw, strlen(pw), on_pw, &r) == NULL) return "not started";
+  uv_run(loop, UV_RUN_DEFAULT);
+  if (r.calls != 1) return "not called back once";
+  if (out) memcpy(out, r.encoded, sizeof r.encoded);
+  return r.err;
+}
+
 /* Verify one encoded string on the loop: ok 0 or 1, -1 when the op did not
  * start or reported an error. */
 static int verify_once(uv_loop_t *loop, const fcfs_crypto_t *k, const char *encoded,
@@ -279,9 +290,7 @@ static void test_password_strings(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   pw_result_t h = {0};
-  EXPECT(fcfs_crypto_pw_hash(&loop, k, "hunter2", 7, on_pw, &h) != NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  EXPECT(h.calls == 1 && h.err == NULL);
+  EXPECT(hash_once(&loop, k, "hunter2", h.encoded) == NULL);
   EXPECT(crypto_pwhash_str_verify(h.encoded, "hunter2", 7) == 0);
   EXPECT(crypto_pwhash_str_verify(h.encoded, "hunter3", 7) == -1);
   char theirs[crypto_pwhash_STRBYTES];
@@ -394,17 +403,10 @@ static void test_password_memory_reused(void) {
   if (!k) return;
   uv_loop_t loop;
   uv_loop_init(&loop);
-  pw_result_t r = {0};
-  EXPECT(fcfs_crypto_pw_hash(&loop, k, "warm", 4, on_pw, &r) != NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  EXPECT(r.calls == 1 && r.err == NULL);
+  EXPECT(hash_once(&loop, k, "warm", NULL) == NULL);
   long before = minor_faults();
-  for (int i = 0; i < MEASURED; i++) {
-    EXPECT(fcfs_crypto_pw_hash(&loop, k, "again", 5, on_pw, &r) != NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-  }
+  for (int i = 0; i < MEASURED; i++) EXPECT(hash_once(&loop, k, "again", NULL) == NULL);
   long faults = minor_faults() - before, pages = MEM_KIB / 4;
-  EXPECT(r.calls == 1 + MEASURED && r.err == NULL);
   EXPECT(before >= 0 && faults < pages / 2);
   if (faults >= pages / 2)
     printf("# %ld page faults in %d hashes of %ld pages\n", faults, MEASURED, pages);
@@ -435,21 +437,16 @@ static void test_password_out_of_memory(void) {
   if (!huge || !small) return;
   uv_loop_t loop;
   uv_loop_init(&loop);
-  pw_result_t r = {0}, after = {0};
-  EXPECT(fcfs_crypto_pw_hash(&loop, small, "threads", 7, on_pw, &r) != NULL);
-  uv_run(&loop, UV_RUN_DEFAULT); /* the pool's threads exist before the cap */
+  EXPECT(hash_once(&loop, small, "threads", NULL) == NULL); /* the pool exists before the cap */
   struct rlimit old, capped;
   EXPECT(getrlimit(RLIMIT_AS, &old) == 0);
   capped = old;
   capped.rlim_cur = vm_size() + 256ul * 1024 * 1024;
   EXPECT(setrlimit(RLIMIT_AS, &capped) == 0);
-  EXPECT(fcfs_crypto_pw_hash(&loop, huge, "big", 3, on_pw, &r) != NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  const char *err_big = hash_once(&loop, huge, "big", NULL);
   EXPECT(setrlimit(RLIMIT_AS, &old) == 0);
-  EXPECT(r.calls == 2 && r.err != NULL && strcmp(r.err, "out of memory") == 0);
-  EXPECT(fcfs_crypto_pw_hash(&loop, small, "again", 5, on_pw, &after) != NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  EXPECT(after.calls == 1 && after.err == NULL);
+  EXPECT(err_big != NULL && strcmp(err_big, "out of memory") == 0);
+  EXPECT(hash_once(&loop, small, "again", NULL) == NULL);
   uv_loop_close(&loop);
   fcfs_crypto_free(huge);
   fcfs_crypto_free(small);
