@@ -473,9 +473,12 @@ static void pw_work(uv_work_t *req) {
   pw_keep = op->mem;
   phc_t h;
   if (op->verify) {
+    /* a string that is not a hash, or whose cost argon2 refuses, matches
+     * nothing; memory that cannot be had is an error, not a wrong password */
     unsigned char tag[PHC_FIELD_MAX];
-    op->ok = phc_decode(op->encoded, &h) == 0 && pw_argon2(op, &h, tag, h.taglen) == ARGON2_OK &&
-             sodium_memcmp(tag, h.tag, h.taglen) == 0;
+    int rc = phc_decode(op->encoded, &h) == 0 ? pw_argon2(op, &h, tag, h.taglen) : ARGON2_DECODING_FAIL;
+    op->ok = rc == ARGON2_OK && sodium_memcmp(tag, h.tag, h.taglen) == 0;
+    if (rc == ARGON2_MEMORY_ALLOCATION_ERROR) op->err = "out of memory";
     sodium_memzero(tag, sizeof tag);
   } else {
     h = (phc_t){.m = (uint32_t)(op->mem / 1024), .t = (uint32_t)op->ops, .p = 1,

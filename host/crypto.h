@@ -65,7 +65,8 @@ int fcfs_crypto_has_token_key(const fcfs_crypto_t *c);
  * encoded string (valid during the call), for a verify with ok 0 or 1.
  * A hash costs c's argon2 ops and memory; a verify costs what its encoded
  * string says, and c's memory bounds what its pool thread keeps after.
- * err is "out of memory" when argon2 could not get its memory.
+ * err is "out of memory" when argon2 could not get its memory (a verify
+ * then reports no match either way).
  * fcfs_crypto_pw_forget() (e.g. the request was cancelled) means cb is not
  * called; a hash still queued is dropped, one running finishes; either way
  * the op frees itself in the after-work callback on the loop. NULL

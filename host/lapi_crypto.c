@@ -163,6 +163,10 @@ static void hash_done(void *arg, const char *err, const char *encoded, int ok) {
 }
 
 static void verify_done(void *arg, const char *err, const char *encoded, int ok) {
+  if (err) {
+    hash_done(arg, err, encoded, ok); /* nil, err */
+    return;
+  }
   fcfs_task_t *t = arg;
   lua_pushboolean(fcfs_task_thread(t), ok);
   fcfs_task_resume(t, 1);

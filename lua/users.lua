@@ -374,10 +374,10 @@ local function login(req)
     local u = rows[1]
     local good
     if u then
-        good = host.crypto.password_verify(u.password_hash, v.password)
+        good = check(host.crypto.password_verify(u.password_hash, v.password))
     else
         make_dummy_hash()
-        host.crypto.password_verify(check(dummy_hash, "no dummy hash"), v.password)
+        check(host.crypto.password_verify(check(dummy_hash, "no dummy hash"), v.password))
         good = false
     end
     if not good then
@@ -451,7 +451,7 @@ local function change_password(req)
     local uid = req.auth.uid
     local rows = check(host.mysql.query("SELECT password_hash FROM users WHERE id = ?", uid))
     if not rows[1] then fail(404, "NOT_FOUND", MSG.NOT_FOUND) end
-    if not host.crypto.password_verify(rows[1].password_hash, v.current_password) then
+    if not check(host.crypto.password_verify(rows[1].password_hash, v.current_password)) then
         fail(401, "WRONG_PASSWORD", MSG.WRONG_PASSWORD)
     end
     local hash = check(host.crypto.password_hash(v.new_password))

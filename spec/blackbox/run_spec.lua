@@ -98,6 +98,36 @@ return 0
         assert.matches("verify=true wrong=false", out, 1, true)
     end)
 
+    it("answers password_verify with nil, \"out of memory\" when argon2 cannot get its memory", function()
+        -- the script caps its own address space (RLIMIT_AS, through the FFI) under the 1 GiB the
+        -- hash asks for, then lifts the cap
+        local code, out = run("crypto_oom", [==[
+local ffi = require("ffi")
+local crypto = require("host").crypto
+ffi.cdef[[
+struct runspec_rlimit { unsigned long cur, max; };
+int getrlimit(int, struct runspec_rlimit *);
+int setrlimit(int, const struct runspec_rlimit *);
+]]
+local RLIMIT_AS = 9
+local costly = "$argon2id$v=19$m=1048576,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$"
+    .. "q7oyL5WvLM8uNfNkOGXkGpqOfMmk4Dg+eBtNiKOSHr0"
+local warm = crypto.password_hash("warm") -- the pool's threads exist before the cap
+local f = assert(io.open("/proc/self/status"))
+local vm = tonumber(f:read("*a"):match("VmSize:%s*(%d+) kB")) * 1024
+f:close()
+local old = ffi.new("struct runspec_rlimit")
+assert(ffi.C.getrlimit(RLIMIT_AS, old) == 0)
+assert(ffi.C.setrlimit(RLIMIT_AS, ffi.new("struct runspec_rlimit", vm + 256 * 1024 * 1024, old.max)) == 0)
+local ok, err = crypto.password_verify(costly, "x")
+assert(ffi.C.setrlimit(RLIMIT_AS, old) == 0)
+io.write("ok=", tostring(ok), " err=", tostring(err), " again=", tostring(crypto.password_verify(warm, "warm")), "\n")
+return 0
+]==])
+        assert.equal(0, code, out)
+        assert.matches("ok=nil err=out of memory again=true", out, 1, true)
+    end)
+
     it("answers host.reload() with false: there is no node to reload", function()
         local code, out = run("reload", [[
 local ok, _, err = require("host").reload()

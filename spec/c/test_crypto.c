@@ -424,9 +424,9 @@ static void test_password_memory_reused(void) {
   fcfs_crypto_free(k);
 }
 
-/* A hash whose memory cannot be had answers "out of memory" (the address
- * space capped under the argon2 memory asked for), and the pool hashes again
- * once it can. */
+/* A hash or a verify whose memory cannot be had answers "out of memory"
+ * (the address space capped under the argon2 memory asked for), not a
+ * mismatch, and the pool hashes again once it can. */
 static void test_password_out_of_memory(void) {
   fcfs_conf_t c = conf_with(NULL, NULL, NULL);
   c.argon2_mem_kib = 1024 * 1024; /* 1 GiB */
@@ -444,8 +444,14 @@ static void test_password_out_of_memory(void) {
   capped.rlim_cur = vm_size() + 256ul * 1024 * 1024;
   EXPECT(setrlimit(RLIMIT_AS, &capped) == 0);
   const char *err_big = hash_once(&loop, huge, "big", NULL);
+  pw_result_t v = {0}; /* a well-formed hash of the same cost */
+  const char *costly = "$argon2id$v=19$m=1048576,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$"
+                       "q7oyL5WvLM8uNfNkOGXkGpqOfMmk4Dg+eBtNiKOSHr0";
+  EXPECT(fcfs_crypto_pw_verify(&loop, huge, costly, strlen(costly), "big", 3, on_pw, &v) != NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
   EXPECT(setrlimit(RLIMIT_AS, &old) == 0);
   EXPECT(err_big != NULL && strcmp(err_big, "out of memory") == 0);
+  EXPECT(v.calls == 1 && v.ok == 0 && v.err != NULL && strcmp(v.err, "out of memory") == 0);
   EXPECT(hash_once(&loop, small, "again", NULL) == NULL);
   uv_loop_close(&loop);
   fcfs_crypto_free(huge);
@@ -466,7 +472,7 @@ int main(void) {
       test_password_strings);
   run("password hashes reuse their thread's memory; a costlier old hash's memory is not kept",
       test_password_memory_reused);
-  run("a hash without memory answers \"out of memory\"; the next one works",
+  run("a hash or verify without memory answers \"out of memory\"; the next one works",
       test_password_out_of_memory);
   return tap_done();
 }
