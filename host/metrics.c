@@ -400,6 +400,8 @@ char *fcfs_metrics_render(const fcfs_shm_t *shm, size_t *len) {
   }
   out(&b, "# TYPE fcfs_pool_connections gauge\n");
   pool_metrics(&b, shm, "redis", offsetof(fcfs_worker_slot_t, redis));
+  out(&b, "# TYPE fcfs_redis_writes_total counter\nfcfs_redis_writes_total %llu\n",
+      (unsigned long long)SUM(w->redis.writes));
   pool_metrics(&b, shm, "mysql", offsetof(fcfs_worker_slot_t, mysql));
   shared_metrics(&b, shm);
   stock_metrics(&b, shm);

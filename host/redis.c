@@ -6,8 +6,12 @@
  * grown to its working size) and appended to its FIFO of slots; a uv_check/uv_prepare
  * pair flushes every buffer once per loop iteration, so the commands of all
  * requests that ran in one iteration leave in one write (uv_try_write, the
- * rest by uv_write). Replies come back through a redisReader and are matched
- * to slots in FIFO order.
+ * rest by uv_write). Commands queued by I/O callbacks wait one more
+ * iteration whose poll does not block (a uv_idle handle): requests already
+ * waiting on other sockets run first and their commands join the same write.
+ * Each write wakes Redis, and on a busy machine a wake-up costs it more than
+ * a GET. Replies come back through a redisReader and are matched to slots in
+ * FIFO order.
  *
  * Timeouts on a pipelined connection: a command past its deadline gets
  * "timeout" at once but keeps its slot; its reply, when it comes, is read and
@@ -219,7 +223,8 @@ struct fcfs_redis_s {
   fcfs_redis_conn_t *flush_head;
   uv_prepare_t prepare;
   uv_check_t check;
-  int flush_active;
+  uv_idle_t one_more_poll; /* active: the loop's next poll does not block */
+  int flush_active, flush_deferred;
   cmd_t *free_cmds;
   int nfree_cmds;
   script_t *scripts;
@@ -507,6 +512,7 @@ static void on_write(uv_write_t *req, int status) {
 
 static void conn_write(fcfs_redis_conn_t *c) {
   uv_buf_t b = uv_buf_init(c->out, (unsigned)c->outlen);
+  c->r->stats->writes++;
   int n = uv_try_write(&c->h.stream, &b, 1);
   if (n >= 0 && (size_t)n == c->outlen) {
     c->outlen = 0;
@@ -543,6 +549,7 @@ fail:
  * the end-of-iteration flush, which reports it. */
 static void write_early(fcfs_redis_conn_t *c) {
   uv_buf_t b = uv_buf_init(c->out, (unsigned)c->outlen);
+  c->r->stats->writes++;
   int n = uv_try_write(&c->h.stream, &b, 1);
   if (n <= 0) return;
   c->outlen -= (size_t)n;
@@ -561,14 +568,33 @@ static void flush_all(fcfs_redis_t *r) {
     uv_check_stop(&r->check);
     r->flush_active = 0;
   }
+  if (r->flush_deferred) {
+    uv_idle_stop(&r->one_more_poll);
+    r->flush_deferred = 0;
+  }
 }
 
+static void on_one_more_poll(uv_idle_t *h) {
+  (void)h; /* being active is its whole job */
+}
+
+/* Before the poll: commands queued outside I/O callbacks (timers, closes)
+ * leave now; deferred ones wait for the non-blocking poll's check. */
 static void on_prepare(uv_prepare_t *h) {
-  flush_all(h->data);
+  fcfs_redis_t *r = h->data;
+  if (!r->flush_deferred) flush_all(r);
 }
 
+/* After the poll's I/O callbacks: the first time, defer by one iteration
+ * (see the top comment); the second, write. */
 static void on_check(uv_check_t *h) {
-  flush_all(h->data);
+  fcfs_redis_t *r = h->data;
+  if (!r->flush_deferred && r->flush_head) {
+    r->flush_deferred = 1;
+    uv_idle_start(&r->one_more_poll, on_one_more_poll);
+    return;
+  }
+  flush_all(r);
 }
 
 static void queue_flush(fcfs_redis_conn_t *c) {
@@ -1411,8 +1437,9 @@ fcfs_redis_t *fcfs_redis_new(uv_loop_t *loop, const fcfs_conf_t *conf, fcfs_pool
   if (!(r->shared = calloc((size_t)r->nshared, sizeof *r->shared))) goto fail;
   uv_prepare_init(loop, &r->prepare);
   uv_check_init(loop, &r->check);
-  r->prepare.data = r->check.data = r;
-  r->handles = 2;
+  uv_idle_init(loop, &r->one_more_poll);
+  r->prepare.data = r->check.data = r->one_more_poll.data = r;
+  r->handles = 3;
   if (r->sq.n) {
     uv_timer_init(loop, &r->sq.timer);
     uv_unref((uv_handle_t *)&r->sq.timer); /* the recheck keeps no loop alive */
@@ -1479,6 +1506,7 @@ void fcfs_redis_close(fcfs_redis_t *r, void (*done)(void *), void *arg) {
   }
   uv_close((uv_handle_t *)&r->prepare, on_pool_handle_closed);
   uv_close((uv_handle_t *)&r->check, on_pool_handle_closed);
+  uv_close((uv_handle_t *)&r->one_more_poll, on_pool_handle_closed);
 }
 
 /* Fill, then spill (see the top comment for the level): the first usable

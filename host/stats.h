@@ -22,6 +22,8 @@ typedef struct fcfs_pool_stats_s {
   uint64_t timeouts; /* total operations that timed out */
   uint64_t errors;   /* total connection/protocol errors (not server error replies) */
   uint64_t requests; /* total commands/queries sent */
+  uint64_t writes;   /* Redis: total writes of queued commands (requests / writes: commands per
+                        write); MySQL: not counted */
   uint64_t circuit;  /* FCFS_CIRCUIT_* now */
   uint64_t up;       /* 1 when at least one connection is established or the last connect worked */
   uint64_t connects; /* total connection attempts */

@@ -805,6 +805,90 @@ static void test_fill(void) {
   pool_close(p);
 }
 
+/* Commands queued by I/O callbacks leave one loop iteration later, after a
+ * poll that does not block, so those of requests read in the next iteration
+ * join their write: a pipe kept readable makes a uv_poll fire once per
+ * iteration, each firing queues a command. */
+typedef struct {
+  fcfs_redis_t *pool;
+  int fired, last;
+  res_t res[2];
+} batch_t;
+
+static void on_batch_readable(uv_poll_t *h, int status, int events) {
+  batch_t *b = h->data;
+  (void)status;
+  (void)events;
+  SEND(b->pool, &b->res[b->fired], "PING");
+  if (++b->fired == b->last) uv_poll_stop(h);
+}
+
+static void on_batch_poll_closed(uv_handle_t *h) {
+  *(int *)h->data = 1;
+}
+
+static int batch_run(fcfs_redis_t *p, const fcfs_pool_stats_t *fs, int fd, int n,
+                     uint64_t *writes_after) {
+  batch_t b = {.pool = p, .last = n};
+  uv_poll_t poll;
+  uv_poll_init(&loop, &poll, fd);
+  poll.data = &b;
+  uv_poll_start(&poll, UV_READABLE, on_batch_readable);
+  uint64_t w0 = fs->writes;
+  guard_fired = 0;
+  uv_timer_start(&guard, on_guard, 2000, 0);
+  while (b.fired < n && !guard_fired)
+    uv_run(&loop, UV_RUN_ONCE);
+  writes_after[0] = fs->writes - w0; /* after the iteration of the last firing */
+  double t0 = now_s();
+  uv_run(&loop, UV_RUN_ONCE);
+  writes_after[1] = fs->writes - w0; /* after one more iteration */
+  int quick = now_s() - t0 < 1.0;
+  uv_timer_stop(&guard);
+  int done = 0;
+  for (int i = 0; i < n; i++) {
+    run_until(&b.res[i].done, 2000);
+    done += is_str(b.res[i].reply, REDIS_REPLY_STATUS, "PONG");
+    res_clear(&b.res[i]);
+  }
+  int closed = 0;
+  poll.data = &closed;
+  uv_close((uv_handle_t *)&poll, on_batch_poll_closed);
+  run_until(&closed, 1000);
+  return done == n && quick;
+}
+
+static void test_batching(void) {
+  fcfs_pool_stats_t fs = {0};
+  fcfs_redis_t *p = fcfs_redis_new(&loop, &conf, &fs);
+  for (int spin = 0; spin < 300 && fs.size < 2; spin++)
+    run_until(NULL, 10);
+  int fds[2];
+  if (pipe(fds) < 0 || write(fds[1], "x", 1) != 1) {
+    CHECK(0, "a pipe for the batching test");
+    return;
+  }
+  uint64_t w[2];
+  int ok = batch_run(p, &fs, fds[0], 1, w);
+  CHECK(ok && w[0] == 0 && w[1] == 1,
+        "a command queued by an I/O callback is written after one more iteration, which does "
+        "not block");
+  ok = batch_run(p, &fs, fds[0], 2, w);
+  CHECK(ok && w[0] == 1 && w[1] == 1,
+        "commands queued by I/O callbacks of two iterations in a row leave in one write");
+  res_t t;
+  uint64_t w0 = fs.writes;
+  SEND(p, &t, "PING");
+  uv_run(&loop, UV_RUN_NOWAIT);
+  CHECK(fs.writes == w0 + 1,
+        "a command queued outside the loop's callbacks leaves before its poll");
+  run_until(&t.done, 2000);
+  res_clear(&t);
+  close(fds[0]);
+  close(fds[1]);
+  pool_close(p);
+}
+
 /* redis_queue_max: a shared connection owing that many replies says "busy". */
 static void test_queue_max(void) {
   fcfs_conf_t qc = conf;
@@ -965,6 +1049,7 @@ int main(void) {
   test_kill_restart(r);
   test_tcp();
   test_fill();
+  test_batching();
   test_queue_max();
   test_auth_select();
 
