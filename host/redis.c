@@ -223,8 +223,8 @@ struct fcfs_redis_s {
   fcfs_redis_conn_t *flush_head;
   uv_prepare_t prepare;
   uv_check_t check;
-  uv_idle_t one_more_poll; /* active: the loop's next poll does not block */
-  int flush_active, flush_deferred;
+  uv_idle_t one_more_poll; /* active: the write is deferred, the next poll does not block */
+  int flush_active;
   cmd_t *free_cmds;
   int nfree_cmds;
   script_t *scripts;
@@ -549,9 +549,9 @@ fail:
  * the end-of-iteration flush, which reports it. */
 static void write_early(fcfs_redis_conn_t *c) {
   uv_buf_t b = uv_buf_init(c->out, (unsigned)c->outlen);
-  c->r->stats->writes++;
   int n = uv_try_write(&c->h.stream, &b, 1);
   if (n <= 0) return;
+  c->r->stats->writes++;
   c->outlen -= (size_t)n;
   memmove(c->out, c->out + n, c->outlen);
 }
@@ -568,10 +568,7 @@ static void flush_all(fcfs_redis_t *r) {
     uv_check_stop(&r->check);
     r->flush_active = 0;
   }
-  if (r->flush_deferred) {
-    uv_idle_stop(&r->one_more_poll);
-    r->flush_deferred = 0;
-  }
+  uv_idle_stop(&r->one_more_poll);
 }
 
 static void on_one_more_poll(uv_idle_t *h) {
@@ -582,15 +579,14 @@ static void on_one_more_poll(uv_idle_t *h) {
  * leave now; deferred ones wait for the non-blocking poll's check. */
 static void on_prepare(uv_prepare_t *h) {
   fcfs_redis_t *r = h->data;
-  if (!r->flush_deferred) flush_all(r);
+  if (!uv_is_active((uv_handle_t *)&r->one_more_poll)) flush_all(r);
 }
 
 /* After the poll's I/O callbacks: the first time, defer by one iteration
  * (see the top comment); the second, write. */
 static void on_check(uv_check_t *h) {
   fcfs_redis_t *r = h->data;
-  if (!r->flush_deferred && r->flush_head) {
-    r->flush_deferred = 1;
+  if (r->flush_head && !uv_is_active((uv_handle_t *)&r->one_more_poll)) {
     uv_idle_start(&r->one_more_poll, on_one_more_poll);
     return;
   }

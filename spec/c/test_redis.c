@@ -858,6 +858,23 @@ static int batch_run(fcfs_redis_t *p, const fcfs_pool_stats_t *fs, int fd, int n
   return done == n && quick;
 }
 
+/* The pool closed by the I/O callback that queued a command, before the
+ * deferred write: the command gets "closed" and the pool finishes closing. */
+typedef struct {
+  fcfs_redis_t *pool;
+  res_t res;
+  int closed;
+} close_deferred_t;
+
+static void on_readable_close(uv_poll_t *h, int status, int events) {
+  close_deferred_t *d = h->data;
+  (void)status;
+  (void)events;
+  uv_poll_stop(h);
+  SEND(d->pool, &d->res, "PING");
+  fcfs_redis_close(d->pool, on_closed, &d->closed);
+}
+
 static void test_batching(void) {
   fcfs_pool_stats_t fs = {0};
   fcfs_redis_t *p = fcfs_redis_new(&loop, &conf, &fs);
@@ -884,9 +901,27 @@ static void test_batching(void) {
         "a command queued outside the loop's callbacks leaves before its poll");
   run_until(&t.done, 2000);
   res_clear(&t);
+  pool_close(p);
+
+  fcfs_pool_stats_t cs = {0};
+  close_deferred_t d = {.pool = fcfs_redis_new(&loop, &conf, &cs)};
+  for (int spin = 0; spin < 300 && cs.size < 2; spin++)
+    run_until(NULL, 10);
+  uv_poll_t poll;
+  uv_poll_init(&loop, &poll, fds[0]);
+  poll.data = &d;
+  uv_poll_start(&poll, UV_READABLE, on_readable_close);
+  run_until(&d.closed, 2000);
+  CHECK(d.closed && d.res.done == 1 && d.res.err == fcfs_redis_eclosed && cs.writes == 0,
+        "a pool closed before its deferred write: the command gets \"closed\", nothing is "
+        "written, the pool closes");
+  res_clear(&d.res);
+  int closed = 0;
+  poll.data = &closed;
+  uv_close((uv_handle_t *)&poll, on_batch_poll_closed);
+  run_until(&closed, 1000);
   close(fds[0]);
   close(fds[1]);
-  pool_close(p);
 }
 
 /* redis_queue_max: a shared connection owing that many replies says "busy". */
