@@ -734,6 +734,14 @@ static void pool_close(fcfs_redis_t *p) {
   run_until(&closed, 3000);
 }
 
+/* A pool of conf's two shared connections, both up (or 3 s gone by). */
+static fcfs_redis_t *pool_up(fcfs_pool_stats_t *fs) {
+  fcfs_redis_t *p = fcfs_redis_new(&loop, &conf, fs);
+  for (int spin = 0; spin < 300 && fs->size < 2; spin++)
+    run_until(NULL, 10);
+  return p;
+}
+
 /* Which shared connection takes a command (fcfs_redis_shared()): the first
  * one up while it owes fewer than FCFS_REDIS_FILL replies, so the commands of
  * a loop turn at low load leave in one write on one connection; past that,
@@ -764,9 +772,7 @@ static int client_ids(fcfs_redis_t *p, int n, long long *first) {
 
 static void test_fill(void) {
   fcfs_pool_stats_t fs = {0};
-  fcfs_redis_t *p = fcfs_redis_new(&loop, &conf, &fs);
-  for (int spin = 0; spin < 300 && fs.size < 2; spin++)
-    run_until(NULL, 10);
+  fcfs_redis_t *p = pool_up(&fs);
   long long a = -1, b = -1;
   int same = client_ids(p, 16, &a);
   CHECK(fs.size == 2 && same == 16,
@@ -827,6 +833,13 @@ static void on_batch_poll_closed(uv_handle_t *h) {
   *(int *)h->data = 1;
 }
 
+static void batch_poll_close(uv_poll_t *h) {
+  int closed = 0;
+  h->data = &closed;
+  uv_close((uv_handle_t *)h, on_batch_poll_closed);
+  run_until(&closed, 1000);
+}
+
 static int batch_run(fcfs_redis_t *p, const fcfs_pool_stats_t *fs, int fd, int n,
                      uint64_t *writes_after) {
   batch_t b = {.pool = p, .last = n};
@@ -851,10 +864,7 @@ static int batch_run(fcfs_redis_t *p, const fcfs_pool_stats_t *fs, int fd, int n
     done += is_str(b.res[i].reply, REDIS_REPLY_STATUS, "PONG");
     res_clear(&b.res[i]);
   }
-  int closed = 0;
-  poll.data = &closed;
-  uv_close((uv_handle_t *)&poll, on_batch_poll_closed);
-  run_until(&closed, 1000);
+  batch_poll_close(&poll);
   return done == n && quick;
 }
 
@@ -877,9 +887,7 @@ static void on_readable_close(uv_poll_t *h, int status, int events) {
 
 static void test_batching(void) {
   fcfs_pool_stats_t fs = {0};
-  fcfs_redis_t *p = fcfs_redis_new(&loop, &conf, &fs);
-  for (int spin = 0; spin < 300 && fs.size < 2; spin++)
-    run_until(NULL, 10);
+  fcfs_redis_t *p = pool_up(&fs);
   int fds[2];
   if (pipe(fds) < 0 || write(fds[1], "x", 1) != 1) {
     CHECK(0, "a pipe for the batching test");
@@ -904,9 +912,7 @@ static void test_batching(void) {
   pool_close(p);
 
   fcfs_pool_stats_t cs = {0};
-  close_deferred_t d = {.pool = fcfs_redis_new(&loop, &conf, &cs)};
-  for (int spin = 0; spin < 300 && cs.size < 2; spin++)
-    run_until(NULL, 10);
+  close_deferred_t d = {.pool = pool_up(&cs)};
   uv_poll_t poll;
   uv_poll_init(&loop, &poll, fds[0]);
   poll.data = &d;
@@ -916,10 +922,7 @@ static void test_batching(void) {
         "a pool closed before its deferred write: the command gets \"closed\", nothing is "
         "written, the pool closes");
   res_clear(&d.res);
-  int closed = 0;
-  poll.data = &closed;
-  uv_close((uv_handle_t *)&poll, on_batch_poll_closed);
-  run_until(&closed, 1000);
+  batch_poll_close(&poll);
   close(fds[0]);
   close(fds[1]);
 }
