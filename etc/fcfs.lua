@@ -16,6 +16,7 @@ return {
   pid_file = "var/run/fcfs.pid",   -- master pid; read by `fcfs -s ...`
   heartbeat_timeout = 2,           -- s: a worker silent that long is killed and respawned
   drain_timeout = 10,              -- s: QUIT and reload wait that long for in-flight requests
+  -- worker_cpu_affinity = "auto",  -- each worker's loop on its own CPU ({ 2, 3 }: these); omitted = off
 
   -- Lua ----------------------------------------------------------------------
   lua_dir = "lua",                 -- holds app.lua and the modules it requires

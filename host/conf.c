@@ -2,8 +2,8 @@
  *
  * A config file is a Lua chunk returning a flat table whose keys are the
  * rows of `keys[]` below, plus a free-form `app` table for handlers. Values
- * are strings, numbers, booleans, or lists of strings (a Lua array; in the
- * environment, comma-separated). The
+ * are strings, numbers, booleans, or lists of strings (a Lua array, where a
+ * number stands for its text; in the environment, comma-separated). The
  * file is run in a throwaway lua_State (no host module: config is data, not
  * code with effects), then every key may be overridden from the environment
  * as FCFS_<KEY in upper case>. Unknown keys and out-of-range values are
@@ -33,6 +33,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "cpu.h"
 
 /* CONF_LIST: a list of strings; CONF_DICTS: a table of name = size ("8m",
  * "512k", bytes). Their text form (defaults, FCFS_<KEY>) is "a,b" and
@@ -70,6 +72,7 @@ static const conf_key_t keys[] = {
     S(pid_file, ""),
     N(heartbeat_timeout, "2", 0.2, 3600),
     N(drain_timeout, "10", 0, 3600),
+    L(worker_cpu_affinity, ""),
     S(lua_dir, "lua"),
     S(lua_path, ""),
     B(dev, "false"),
@@ -339,12 +342,14 @@ static int list_join(lua_State *L, const char *file, const char *name, char *err
   int t = lua_gettop(L), n = (int)lua_objlen(L, t), count = 0, ok = 1;
   lua_pushnil(L);
   while (lua_next(L, t)) {
-    ok &= lua_type(L, -1) == LUA_TSTRING && strchr(lua_tostring(L, -1), ',') == NULL;
+    int vt = lua_type(L, -1);
+    ok &= vt == LUA_TNUMBER || (vt == LUA_TSTRING && strchr(lua_tostring(L, -1), ',') == NULL);
     count++;
     lua_pop(L, 1);
   }
   if (!ok || count != n)
-    return fail(err, errlen, "%s: %s must be a list of strings without commas", file, name);
+    return fail(err, errlen, "%s: %s must be a list of strings without commas (or numbers)", file,
+                name);
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   for (int i = 1; i <= n; i++) {
@@ -561,6 +566,7 @@ static int check(fcfs_conf_t *c, char *err, size_t errlen) {
   if (c->redis_sentinels[0] && !c->redis_master_name[0])
     return fail(err, errlen, "redis_master_name must not be empty with redis_sentinels");
   if (check_admin_listen(c->admin_listen, err, errlen) != 0) return -1;
+  if (fcfs_cpu_check(c->worker_cpu_affinity, err, errlen) != 0) return -1;
   int n = 0;
   while (c->real_ip_from[n])
     n++;

@@ -46,6 +46,7 @@ typedef struct fcfs_conf_s {
   char *pid_file;
   double heartbeat_timeout; /* s: a worker silent that long is killed */
   double drain_timeout;     /* s: QUIT and reload wait that long for in-flight requests */
+  char **worker_cpu_affinity; /* "auto", CPU numbers or none (NULL-terminated; cpu.c) */
 
   /* Lua */
   char *lua_dir;  /* holds app.lua */

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cpu.h"
 #include "crypto.h"
 #include "log.h"
 #include "mysql.h"
@@ -467,6 +468,14 @@ int fcfs_worker_main(const fcfs_conf_t *conf, int id, int count, int listen_fd, 
   w->slot->pid = getpid();
   w->slot->heartbeat_ms = fcfs_monotonic_ms();
   if (w->shm->generation == 0) w->shm->generation = 1;
+  int cpu = fcfs_cpu_of_worker(conf->worker_cpu_affinity, id);
+  if (cpu >= 0) {
+    int rc = fcfs_cpu_pin_loop(&w->loop, &w->pool_start, cpu);
+    if (rc != 0)
+      fcfs_log(FCFS_LOG_WARN, "worker %d: cannot run on CPU %d only: %s", id, cpu, uv_strerror(rc));
+    else
+      fcfs_log(FCFS_LOG_INFO, "worker %d runs on CPU %d", id, cpu);
+  }
   if (shm_own) fcfs_reload_status_write(conf, w->shm->generation, FCFS_RELOAD_OK, NULL);
 
   w->redis = fcfs_redis_new(&w->loop, conf, &w->slot->redis);

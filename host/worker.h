@@ -47,6 +47,7 @@ typedef struct fcfs_worker_s {
 
   uv_timer_t tick;         /* heartbeat, access log flush, gauges, stop deadline */
   uv_timer_t reload_timer; /* starts a reload from the loop */
+  uv_work_t pool_start;    /* starts libuv's pool before the loop is pinned (cpu.c) */
   uv_signal_t sigs[6];
   struct fcfs_watch_s *watch; /* dev mode, single-process (the master watches otherwise) */
   int stopping;               /* 1 = draining (QUIT), 2 = stopping now */

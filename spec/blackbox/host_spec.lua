@@ -674,6 +674,61 @@ describe("host core, two workers", function()
         s:assert_no_errors{ "%(pid " .. victim .. "%) killed by signal 9" }
     end)
 
+    it("pins each worker's loop to its own CPU with worker_cpu_affinity = \"auto\", a restarted one too",
+        function()
+        -- Cpus_allowed_list of a process or thread ("0-1", "0,2-3") as the list of its CPUs
+        local function cpus(status_path)
+            local text = assert(shell.read_file(status_path))
+            local list = {}
+            for item in assert(text:match("Cpus_allowed_list:%s*(%S+)")):gmatch("[^,]+") do
+                local lo, hi = item:match("^(%d+)%-(%d+)$")
+                for c = tonumber(lo or item), tonumber(hi or item) do
+                    list[#list + 1] = c
+                end
+            end
+            return list
+        end
+        local mine = cpus("/proc/self/status")
+        local s = start{ workers = 2, worker_cpu_affinity = "auto" }
+        finally(function()
+            s:stop()
+        end)
+        -- worker i runs on the i-th CPU the node may use (around again past the last)
+        local function expect_pinned(pid)
+            local id = assert(tonumber(s:error_log():match(pid .. "#(%d+) worker %d+ runs on CPU")),
+                "no pinning logged for " .. pid)
+            assert.same({ mine[id % #mine + 1] }, cpus("/proc/" .. pid .. "/status"))
+            local helpers = 0
+            for tid in assert(io.popen("ls /proc/" .. pid .. "/task")):lines() do
+                if tid ~= tostring(pid) then -- libuv's pool: every CPU of the node
+                    assert.same(mine, cpus("/proc/" .. pid .. "/task/" .. tid .. "/status"))
+                    helpers = helpers + 1
+                end
+            end
+            assert.is_true(helpers > 0, "no pool thread in worker " .. pid)
+            return id
+        end
+        local before = s:worker_pids()
+        assert.equal(2, #before)
+        local ids = { expect_pinned(before[1]), expect_pinned(before[2]) }
+        table.sort(ids)
+        assert.same({ 0, 1 }, ids)
+        local victim = before[1]
+        local victim_cpus = cpus("/proc/" .. victim .. "/status")
+        assert(os.execute("kill -9 " .. victim))
+        local fresh = eventually(function()
+            for _, p in ipairs(s:worker_pids()) do
+                if not contains(before, p) and s:error_log():match(p .. "#%d+ worker %d+ runs on CPU") then
+                    return p
+                end
+            end
+        end, 5, "a new, pinned worker")
+        expect_pinned(fresh)
+        assert.same(victim_cpus, cpus("/proc/" .. fresh .. "/status"))
+        s:stop()
+        s:assert_no_errors{ "%(pid " .. victim .. "%) killed by signal 9" }
+    end)
+
     it("replaces a worker stuck in a runaway loop and keeps serving on the other meanwhile", function()
         local s = start{ workers = 2, heartbeat_timeout = 1 }
         finally(function()

@@ -2,18 +2,22 @@
  * host/conf.c: real_ip_from from a Lua array and from the environment, its
  * CIDR matching (fcfs_conf_trusted, IPv4, IPv6, IPv4-mapped), refusals
  * naming the key, admin_listen (unix socket or loopback only), and
- * redis_sentinels (IP:port entries, fcfs_conf_ip_port). Prints
- * TAP; exits non-zero on failure.
+ * redis_sentinels (IP:port entries, fcfs_conf_ip_port), and
+ * worker_cpu_affinity with the pinning it asks for (cpu.c). Prints TAP;
+ * exits non-zero on failure.
  */
 #include "conf.h"
 
 #include <arpa/inet.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "cpu.h"
 #include "tap.h"
 
 static char conf_path[64];
@@ -184,18 +188,111 @@ static void test_redis_sentinels(void) {
          strstr(err, "redis_master_name") != NULL);
 }
 
+/* The CPUs this process may run on, in order; their count. */
+static int allowed_cpus(int *cpus, int max) {
+  cpu_set_t set;
+  int n = 0;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE && n < max; cpu++)
+    if (CPU_ISSET(cpu, &set)) cpus[n++] = cpu;
+  return n;
+}
+
+static void test_worker_cpu_affinity(void) {
+  int cpus[CPU_SETSIZE], n = allowed_cpus(cpus, CPU_SETSIZE);
+  EXPECT(n > 0);
+  if (n == 0) return;
+  char body[128], err[512];
+  fcfs_conf_t c;
+  EXPECT(load(&c, "", err, sizeof(err)) == 0); /* off by default */
+  EXPECT(c.worker_cpu_affinity[0] == NULL && fcfs_cpu_of_worker(c.worker_cpu_affinity, 0) == -1);
+  fcfs_conf_free(&c);
+  EXPECT(load(&c, "worker_cpu_affinity = 'off'", err, sizeof(err)) == 0);
+  EXPECT(fcfs_cpu_of_worker(c.worker_cpu_affinity, 1) == -1);
+  fcfs_conf_free(&c);
+  EXPECT(load(&c, "worker_cpu_affinity = 'auto'", err, sizeof(err)) == 0);
+  for (int id = 0; id < 2 * n + 1; id++) /* one per allowed CPU, then around again */
+    EXPECT(fcfs_cpu_of_worker(c.worker_cpu_affinity, id) == cpus[id % n]);
+  fcfs_conf_free(&c);
+  /* CPU numbers, as Lua numbers: worker i on list[i % n] */
+  snprintf(body, sizeof(body), "worker_cpu_affinity = { %d, %d }", cpus[n - 1], cpus[0]);
+  EXPECT(load(&c, body, err, sizeof(err)) == 0);
+  EXPECT(fcfs_cpu_of_worker(c.worker_cpu_affinity, 0) == cpus[n - 1]);
+  EXPECT(fcfs_cpu_of_worker(c.worker_cpu_affinity, 1) == cpus[0]);
+  EXPECT(fcfs_cpu_of_worker(c.worker_cpu_affinity, 2) == cpus[n - 1]);
+  fcfs_conf_free(&c);
+  snprintf(body, sizeof(body), "%d", cpus[0]); /* the environment: comma-separated */
+  setenv("FCFS_WORKER_CPU_AFFINITY", body, 1);
+  EXPECT(load(&c, "worker_cpu_affinity = 'auto'", err, sizeof(err)) == 0); /* env wins */
+  EXPECT(fcfs_cpu_of_worker(c.worker_cpu_affinity, n) == cpus[0]);
+  fcfs_conf_free(&c);
+  unsetenv("FCFS_WORKER_CPU_AFFINITY");
+
+  cpu_set_t set;
+  sched_getaffinity(0, sizeof set, &set);
+  int outside = 0;
+  while (outside < CPU_SETSIZE - 1 && CPU_ISSET(outside, &set))
+    outside++;
+  char outside_text[16];
+  snprintf(outside_text, sizeof(outside_text), "%d", outside);
+  const char *bad[] = {"x",           "-1",           "1.5",       "01",       "1024",
+                       "99999999999", "auto', 'auto", "auto', '0", "0', 'off", outside_text};
+  expect_refused("worker_cpu_affinity = { '%s' }", "worker_cpu_affinity", bad,
+                 sizeof(bad) / sizeof(bad[0]));
+  EXPECT(load(&c, "worker_cpu_affinity = { 0.5 }", err, sizeof(err)) != 0 &&
+         strstr(err, "worker_cpu_affinity") != NULL);
+  snprintf(body, sizeof(body), "worker_cpu_affinity = { %d }", outside);
+  EXPECT(load(&c, body, err, sizeof(err)) != 0 && strstr(err, "may run on") != NULL);
+}
+
+static int pool_ncpus;
+
+static void probe_pool(uv_work_t *w) {
+  int cpus[CPU_SETSIZE];
+  pool_ncpus = allowed_cpus(cpus, CPU_SETSIZE);
+}
+
+static void probe_done(uv_work_t *w, int status) {}
+
+/* In a child (pinning is for good): the loop thread runs on one CPU only,
+ * a thread of libuv's pool on all the process had. */
+static void test_pin_loop(void) {
+  int cpus[CPU_SETSIZE], n = allowed_cpus(cpus, CPU_SETSIZE);
+  int last = cpus[n - 1];
+  pid_t pid = fork();
+  if (pid == 0) {
+    uv_loop_t loop;
+    uv_work_t start, probe;
+    uv_loop_init(&loop);
+    if (fcfs_cpu_pin_loop(&loop, &start, last) != 0) _exit(10);
+    uv_queue_work(&loop, &probe, probe_pool, probe_done);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int mine[CPU_SETSIZE];
+    if (allowed_cpus(mine, CPU_SETSIZE) != 1 || mine[0] != last) _exit(11);
+    _exit(pool_ncpus == n ? 0 : 12);
+  }
+  int status = 0;
+  EXPECT(pid > 0 && waitpid(pid, &status, 0) == pid);
+  EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) printf("#   child status %d\n", status);
+}
+
 int main(void) {
   snprintf(conf_path, sizeof(conf_path), "/tmp/fcfs-test-conf-%d.lua", (int)getpid());
   unsetenv("FCFS_REAL_IP_FROM");
   unsetenv("FCFS_ADMIN_LISTEN");
   unsetenv("FCFS_REDIS_SENTINELS");
   unsetenv("FCFS_REDIS_MASTER_NAME");
+  unsetenv("FCFS_WORKER_CPU_AFFINITY");
   run("real_ip_from from a Lua array: CIDRs, single addresses, IPv6, mapped IPv4",
       test_real_ip_from_table);
   run("real_ip_from from the environment: comma-separated, blanks skipped", test_real_ip_from_env);
   run("bad real_ip_from entries are refused, naming the key", test_refusals);
   run("admin_listen: unix sockets and loopback ports only", test_admin_listen);
   run("redis_sentinels: IP:port entries ([IPv6]:port), a master name", test_redis_sentinels);
+  run("worker_cpu_affinity: off, auto over the allowed CPUs, CPU lists; bad ones refused",
+      test_worker_cpu_affinity);
+  run("a pinned loop runs on its CPU only", test_pin_loop);
   unlink(conf_path);
   return tap_done();
 }
