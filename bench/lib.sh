@@ -9,14 +9,20 @@
 # dir) and waits until /hello answers. Scripts add their own cleanup steps with
 # bench_on_exit "command".
 #
+# AFFINITY=auto runs both servers' workers one per CPU: fcfs through its
+# worker_cpu_affinity = "auto", the peer's nginx workers through taskset, the
+# placement nginx's worker_cpu_affinity auto makes (the peer's nginx.conf has
+# no such line). The default, off, leaves both to the scheduler.
+#
 # env: FCFS_BIN (default build/fcfs), FCFS_LUA_DIR (default lua/), PEER_DIR (default ../shared/peer from the
-# repository root), BENCH_KEEP=1 keeps the temp dir for inspection.
+# repository root), BENCH_KEEP=1 keeps the temp dir for inspection, AFFINITY=auto|off.
 
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FCFS_BIN=${FCFS_BIN:-build/fcfs}
 FCFS_LUA_DIR=${FCFS_LUA_DIR:-$BENCH_ROOT/lua}
 [[ $FCFS_BIN = /* ]] || FCFS_BIN=$BENCH_ROOT/$FCFS_BIN
 PEER_DIR=${PEER_DIR:-$BENCH_ROOT/../shared/peer}
+AFFINITY=${AFFINITY:-off}
 BENCH_CLEANUP=()
 
 bench_on_exit() { BENCH_CLEANUP+=("$1"); }
@@ -51,12 +57,12 @@ bench_build_type() {
   echo "${t:-unknown}"
 }
 
-# BENCH_ID: "commit=<hash>[-dirty] build=<type>", printed in the header and in every RESULT line.
+# BENCH_ID: "commit=<hash>[-dirty] build=<type> affinity=<AFFINITY>", printed in the header and in every RESULT line.
 bench_machine() {
   local commit
   commit=$(git -C "$BENCH_ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
   git -C "$BENCH_ROOT" diff --quiet HEAD -- 2>/dev/null || commit+=-dirty
-  BENCH_ID="commit=$commit build=$(bench_build_type)"
+  BENCH_ID="commit=$commit build=$(bench_build_type) affinity=$AFFINITY"
   echo "# date:    $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "# machine: $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
   echo "# load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, before the run)"
@@ -106,6 +112,7 @@ return {
   admin_listen = "unix:$FCFS_ADMIN",
   lua_dir = "$FCFS_LUA_DIR",
   log_level = "notice",
+  worker_cpu_affinity = "$AFFINITY",
 $extra}
 EOF
   echo "\$ $FCFS_BIN -c $FCFS_CONF   # $(tr -s ' \n' ' ' <"$FCFS_CONF")" >&2
@@ -156,6 +163,13 @@ peer_start() {
   bench_run "$PEER_DIR/up.sh" >&2
   PEER_URL=http://127.0.0.1:$PEER_PORT
   wait_http "$PEER_URL/hello"
+  [[ $AFFINITY = auto ]] || return 0
+  local cpus i=0 pid
+  read -ra cpus < <(taskset -pc $$ | sed 's/.*: //' | awk -F, '{ for (i = 1; i <= NF; i++) { n = split($i, r, "-"); for (c = r[1]; c <= r[n]; c++) printf "%d ", c } print "" }')
+  for pid in $(peer_workers); do
+    taskset -pc "${cpus[i % ${#cpus[@]}]}" "$pid" >/dev/null
+    i=$((i + 1))
+  done
 }
 
 # wrk_result LABEL wrk-args...: run wrk with bench/report.lua (or the script WRK_SCRIPT, which must
