@@ -24,7 +24,7 @@ redis_stock_server
 fcfs_start "redis = \"127.0.0.1:$REDIS_PORT\"" "lua_path = \"$BENCH_ROOT/lua/?.lua\""
 read -ra workers <<<"$(fcfs_workers)"
 allowed=$(taskset -pc $$ | sed 's/.*: //')
-read -ra cpus < <(awk -F, '{ for (i = 1; i <= NF; i++) { n = split($i, r, "-"); for (c = r[1]; c <= r[n]; c++) printf "%d ", c } print "" }' <<<"$allowed")
+read -ra cpus <<<"$(allowed_cpus)"
 
 # place 1: worker i on the i-th allowed CPU; place 0: every worker on every allowed CPU
 place() {

@@ -152,6 +152,12 @@ peer_workers() { pgrep -P "$(cat "$PEER_RUN/nginx.pid")" | tr '\n' ' '; }
 # VmRSS in kB of one pid.
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
+# The CPUs this shell may run on (its taskset list, e.g. "0-1,4"), one number each: "0 1 4".
+allowed_cpus() {
+  taskset -pc $$ | sed 's/.*: //' |
+    awk -F, '{ for (i = 1; i <= NF; i++) { n = split($i, r, "-"); for (c = r[1]; c <= r[n]; c++) printf "%d ", c } print "" }'
+}
+
 # peer_start: the nginx + Lua peer on free ports in the temp dir (its own up.sh).
 # Sets PEER_URL, PEER_REDIS_PORT.
 peer_start() {
@@ -165,7 +171,7 @@ peer_start() {
   wait_http "$PEER_URL/hello"
   [[ $AFFINITY = auto ]] || return 0
   local cpus i=0 pid
-  read -ra cpus < <(taskset -pc $$ | sed 's/.*: //' | awk -F, '{ for (i = 1; i <= NF; i++) { n = split($i, r, "-"); for (c = r[1]; c <= r[n]; c++) printf "%d ", c } print "" }')
+  read -ra cpus <<<"$(allowed_cpus)"
   for pid in $(peer_workers); do
     taskset -pc "${cpus[i % ${#cpus[@]}]}" "$pid" >/dev/null
     i=$((i + 1))
