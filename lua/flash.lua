@@ -701,13 +701,17 @@ local function on_message(payload)
     if pid then set_gate(tonumber(pid), tonumber(r), tonumber(ver), tonumber(paused)) end
 end
 
--- flash.recover(): after Redis lost data -- every live product paused (Redis flag and gate), then its
--- state rebuilt from MySQL (initial - paid - holds Redis still has) and resumed. The products Redis
--- lists as live are paused first, with no MySQL (an entry must not hold a unit of a stale count while
--- MySQL is away), then those MySQL lists (raises when MySQL fails: the watcher calls again). A
--- rebuild that fails is left to the sweepers (the paused flag says it is due). -> products rebuilt
-function _M.recover()
-    local paused = {}
+-- flash.recover([paused]): after Redis lost data -- every live product paused (Redis flag and gate),
+-- then its state rebuilt from MySQL (initial - paid - holds Redis still has) and resumed. The
+-- products Redis lists as live are paused first, with no MySQL (an entry must not hold a unit of a
+-- stale count while MySQL is away), then those MySQL lists (raises when MySQL fails: the watcher
+-- calls again). A rebuild that fails is left to the sweepers (the paused flag says it is due).
+-- paused (pid -> true) collects the products paused, across the calls for one loss: a call again
+-- pauses none of them twice, since any rebuild that resumed one since (a sweeper's, another node's)
+-- read MySQL after the loss and is exact; pausing it again would stop a sale for nothing, at every
+-- retry of a node whose MySQL stays away. -> products rebuilt
+function _M.recover(paused)
+    paused = paused or {}
     local function pause(ids)
         for i = 1, #ids do
             local pid = tonumber(ids[i])
@@ -740,15 +744,22 @@ function _M.recover()
 end
 
 local run_id -- the Redis run id this node last saw
+local recovering -- while the recover after a new run id has not completed: { id = it, paused = {} }
 
--- A new run id means a restarted (or failed-over) Redis, which may have lost its last writes.
+-- A new run id means a restarted (or failed-over) Redis, which may have lost its last writes. Its
+-- recover is called again at every watch until it completes (run_id moves on then), with the
+-- products it paused so far.
 function _M.watch_redis()
     local info = check(host.redis.call("INFO", "server"))
     local id = match(info, "run_id:(%x+)")
     if not id then return end
     if run_id and id ~= run_id then
-        host.log("warn", "flash: Redis run id changed (", run_id, " -> ", id, "): pausing and rebuilding stock")
-        _M.recover()
+        if not recovering or recovering.id ~= id then
+            host.log("warn", "flash: Redis run id changed (", run_id, " -> ", id, "): pausing and rebuilding stock")
+            recovering = { id = id, paused = {} }
+        end
+        _M.recover(recovering.paused)
+        recovering = nil
     end
     run_id = id
 end
