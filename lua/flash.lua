@@ -701,42 +701,43 @@ local function on_message(payload)
     if pid then set_gate(tonumber(pid), tonumber(r), tonumber(ver), tonumber(paused)) end
 end
 
--- flash.recover([paused]): after Redis lost data -- every live product paused (Redis flag and gate),
--- then its state rebuilt from MySQL (initial - paid - holds Redis still has) and resumed. The
--- products Redis lists as live are paused first, with no MySQL (an entry must not hold a unit of a
--- stale count while MySQL is away), then those MySQL lists (raises when MySQL fails: the watcher
--- calls again). A rebuild that fails is left to the sweepers (the paused flag says it is due).
--- paused (pid -> true) collects the products paused, across the calls for one loss: a call again
--- pauses none of them twice, since any rebuild that resumed one since (a sweeper's, another node's)
--- read MySQL after the loss and is exact; pausing it again would stop a sale for nothing, at every
--- retry of a node whose MySQL stays away. -> products rebuilt
-function _M.recover(paused)
-    paused = paused or {}
+-- flash.recover(run_id): after Redis lost data (run_id: the id it came back with) -- every live
+-- product paused (Redis flag and gate), then its state rebuilt from MySQL (initial - paid - holds
+-- Redis still has) and resumed. The products Redis lists as live are paused first, with no MySQL (an
+-- entry must not hold a unit of a stale count while MySQL is away), then those MySQL lists (raises
+-- when MySQL fails: the watcher calls again). A product is paused once per run id, whichever node
+-- notices first (pause_lost): a node noticing later, or calling again, leaves alone a sale another
+-- already rebuilt, which read MySQL after the loss and is exact -- pausing it again would stop the
+-- sale for nothing, and at every retry of a node whose MySQL stays away. It rebuilds the products
+-- still paused; a rebuild that fails is left to the sweepers (the paused flag says it is due).
+-- -> products rebuilt
+function _M.recover(lost)
+    local owed_rebuild, seen = {}, {}
     local function pause(ids)
         for i = 1, #ids do
             local pid = tonumber(ids[i])
-            if not paused[pid] then
-                paused[pid] = true
-                local r = run(S.set_flag, { keys_of(pid).s }, { "paused", 1 })
+            if not seen[pid] then
+                seen[pid] = true
+                local r = run(S.pause_lost, { keys_of(pid).s }, { lost })
                 if r[1] then
-                    set_gate(pid, r[1], r[2], 1)
+                    set_gate(pid, r[1], r[2], r[3])
                     check(host.redis.call("SADD", LIVE_KEY, pid))
+                    if r[3] == 1 then owed_rebuild[#owed_rebuild + 1] = pid end
                 end
             end
         end
     end
     pause(check(host.redis.call("SMEMBERS", LIVE_KEY)))
-    local ids = catalog.live_flash_ids()
-    pause(ids)
+    pause(catalog.live_flash_ids())
     live_exp = 0
     local n = 0
-    for i = 1, #ids do
+    for i = 1, #owed_rebuild do
         -- another builder (a sweeper, another node's recover) may be at it: its rebuild began after
         -- the pause or ends it, so waiting for it keeps the pause short
-        local ok, done = pcall(rebuild, ids[i], REBUILD_WAIT)
+        local ok, done = pcall(rebuild, owed_rebuild[i], REBUILD_WAIT)
         if ok and done then n = n + 1 end
         if not ok then
-            host.log("warn", "flash: rebuild of product ", ids[i], " failed, left to the sweeper: ",
+            host.log("warn", "flash: rebuild of product ", owed_rebuild[i], " failed, left to the sweeper: ",
                 tostring(web.is_fail(done) and done.code or done))
         end
     end
@@ -744,22 +745,20 @@ function _M.recover(paused)
 end
 
 local run_id -- the Redis run id this node last saw
-local recovering -- while the recover after a new run id has not completed: { id = it, paused = {} }
+local warned_for -- the new run id this node logged
 
 -- A new run id means a restarted (or failed-over) Redis, which may have lost its last writes. Its
--- recover is called again at every watch until it completes (run_id moves on then), with the
--- products it paused so far.
+-- recover is called again at every watch until it completes (run_id moves on then).
 function _M.watch_redis()
     local info = check(host.redis.call("INFO", "server"))
     local id = match(info, "run_id:(%x+)")
     if not id then return end
     if run_id and id ~= run_id then
-        if not recovering or recovering.id ~= id then
+        if warned_for ~= id then
+            warned_for = id
             host.log("warn", "flash: Redis run id changed (", run_id, " -> ", id, "): pausing and rebuilding stock")
-            recovering = { id = id, paused = {} }
         end
-        _M.recover(recovering.paused)
-        recovering = nil
+        _M.recover(id)
     end
     run_id = id
 end
