@@ -15,6 +15,8 @@
 #   master-kill          kill -9 of the fcfs master, restarted 100 ms later as etc/fcfs.service would
 #   reloads              10 reloads (fcfs -s reload), one every 0.5 s
 # Then, after the client ends and max(hold_seconds, flash_settle_seconds) + the sweep interval + 2 s:
+#   client               the load client ran to its end and printed its RESULT (else its log of pays
+#                        answered 200 may be cut short, and `lost` would count nothing)
 #   reconcile            fcfs run lua/cli/reconcile.lua PID exits 0 (initial = remaining + held + paid)
 #   oversold             PAID flash orders in MySQL beyond the units: must be 0 (and no buyer twice)
 #   lost                 pays answered 200 whose flash order is not PAID with its order in MySQL: 0
@@ -233,9 +235,11 @@ for _ in $(seq $((RECOVER_SECONDS * 5))); do
 done
 echo "# recovered (/readyz 200) after: $recovered_s s"
 
-wait "$client_pid" || true
+client_rc=0
+wait "$client_pid" || client_rc=$?
 result=$(grep '^RESULT ' "$BENCH_TMP/client.out" || echo "RESULT (the client printed none)")
 echo "$result"
+((client_rc == 0)) || echo "# the client exited with status $client_rc: $(tail -2 "$BENCH_TMP/client.err" | tr '\n' ' ')"
 wait_s=${WAIT_SECONDS:-$(awk -v h="$HOLD_SECONDS" -v s="$SETTLE_SECONDS" -v w="$SWEEP" 'BEGIN { print (h > s ? h : s) + w + 2 }')}
 echo "# waiting ${wait_s}s (default: max(hold_seconds, flash_settle_seconds) + sweep interval + 2 s)"
 sleep "$wait_s"
@@ -281,6 +285,9 @@ check() { # check DESCRIPTION ARITHMETIC-CONDITION DETAIL
     [[ ${TAP:-0} != 1 ]] || echo "not ok $n - $scenario: $1 ($3)"
   fi
 }
+# without the client's report, its log of pays answered 200 may be cut short: lost would count nothing
+client_good=$([[ $client_rc = 0 && $result = "RESULT conns="* ]] && echo 1 || echo 0)
+check "the load client ran to its end and reported" "$client_good" "exit status $client_rc, $result"
 check "reconcile OK" "$rec_good" "$rec"
 check "0 oversold, no buyer twice" "oversold + dups == 0" "oversold $oversold, duplicate buyers $dups"
 check "every pay answered 200 is PAID once in MySQL with its order" "lost == 0" "$lost of $paid_200 missing"
@@ -290,5 +297,5 @@ check "serves again (/readyz, an entry) with no manual step" "$serves_good" "/re
 [[ ${TAP:-0} != 1 ]] || echo "1..$n"
 echo "CHAOS scenario=$scenario result=$pass reconcile=$rec_ok oversold=$oversold duplicate_buyers=$dups" \
   "paid_200=$paid_200 paid_mysql=$paid_mysql lost=$lost orphans=$orphans leaked=$leaked serves=$serves" \
-  "recovered_s=$recovered_s client_errors=$(field errors "$result") $BENCH_ID"
+  "recovered_s=$recovered_s client_exit=$client_rc client_errors=$(field errors "$result") $BENCH_ID"
 [[ $pass = PASS ]]

@@ -13,7 +13,9 @@
  * attempts=N entries=N pays=N rps=R won=N abandoned=N paid=N pay_failed=N expired=N sold_out=N
  * not_open=N unavailable=N errors=N entry_p50_ms= entry_p99_ms= pay_p50_ms= pay_p99_ms= sellout_s=
  * sellout_s is the time from START_EPOCH to the last successful payment. With PAID_LOG, every pay
- * answered 200 appends "FLASH_ORDER_ID ORDER_ID" to that file (bench/chaos.sh checks them in MySQL).
+ * answered 200 appends "FLASH_ORDER_ID ORDER_ID" to that file, a line at a time (bench/chaos.sh
+ * checks them in MySQL). A write to a connection the server closed counts as an error (SIGPIPE is
+ * ignored): a server killed mid-sale does not kill the client.
  * Memory: the connection array and the latency arrays, freed at exit.
  */
 #define _GNU_SOURCE
@@ -21,6 +23,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,6 +262,8 @@ int main(int argc, char **argv) {
     perror("paid log");
     return 2;
   }
+  if (paid_log) setvbuf(paid_log, NULL, _IOLBF, 0); /* each pay on disk as it is answered */
+  signal(SIGPIPE, SIG_IGN); /* a write to a connection the server reset fails with EPIPE, counted */
   srand((unsigned)getpid());
 
   FILE *f = fopen(argv[4], "r");
