@@ -709,28 +709,34 @@ end
 -- notices first (pause_lost): a node noticing later, or calling again, leaves alone a sale another
 -- already rebuilt, which read MySQL after the loss and is exact -- pausing it again would stop the
 -- sale for nothing, and at every retry of a node whose MySQL stays away. It rebuilds the products
--- still paused; a rebuild that fails is left to the sweepers (the paused flag says it is due).
--- -> products rebuilt
+-- still paused; a rebuild that fails is left to the sweepers (the paused flag says it is due). A live
+-- product whose state Redis lost entirely is created again from MySQL at once: the node's gate may
+-- still say sold out, and would answer the crowd with no Redis command (so no entry would find the
+-- state missing) while the units of the holds Redis lost wait unsold; one that fails raises after
+-- the others (the watcher calls again). -> products rebuilt or created
 function _M.recover(lost)
-    local owed_rebuild, seen = {}, {}
-    local function pause(ids)
+    local owed_rebuild, absent, seen = {}, {}, {}
+    local function pause(ids, from_mysql)
         for i = 1, #ids do
             local pid = tonumber(ids[i])
             if not seen[pid] then
-                seen[pid] = true
                 local r = run(S.pause_lost, { keys_of(pid).s }, { lost })
                 if r[1] then
+                    seen[pid] = true
                     set_gate(pid, r[1], r[2], r[3])
                     check(host.redis.call("SADD", LIVE_KEY, pid))
                     if r[3] == 1 then owed_rebuild[#owed_rebuild + 1] = pid end
+                elseif from_mysql then
+                    seen[pid] = true
+                    absent[#absent + 1] = pid
                 end
             end
         end
     end
-    pause(check(host.redis.call("SMEMBERS", LIVE_KEY)))
-    pause(catalog.live_flash_ids())
+    pause(check(host.redis.call("SMEMBERS", LIVE_KEY)), false)
+    pause(catalog.live_flash_ids(), true)
     live_exp = 0
-    local n = 0
+    local n, failed = 0, nil
     for i = 1, #owed_rebuild do
         -- another builder (a sweeper, another node's recover) may be at it: its rebuild began after
         -- the pause or ends it, so waiting for it keeps the pause short
@@ -741,6 +747,17 @@ function _M.recover(lost)
                 tostring(web.is_fail(done) and done.code or done))
         end
     end
+    for i = 1, #absent do
+        local pid = absent[i]
+        -- init creates it when still absent (another node may have just done so: then it reads it),
+        -- and the mark says this loss is dealt with (a node noticing later does not pause it)
+        local ok, err = pcall(function()
+            init(pid)
+            check(host.redis.call("HSET", keys_of(pid).s, "lost", lost))
+        end)
+        if ok then n = n + 1 else failed = web.is_fail(err) and err.code or err end
+    end
+    if failed then error("state of a live product not created again: " .. tostring(failed), 0) end
     return n
 end
 

@@ -11,7 +11,7 @@
 --               out        holds ended (paid or released) plus the seq origin: held (HELD + PAYING)
 --                          = seq - out
 --               paid, initial, paused (0/1), ended (0/1), starts, ends (ms since the epoch), limit
---                          (per user), lost (the run id of the Redis restart that last paused it)
+--                          (per user), lost (the run id of the Redis restart last dealt with: recover)
 --               u<uid>     units the member holds, is paying or paid (the per-user limit)
 --               <order id> the hold: "STATE|uid|deadline_ms|mysql_order_id"
 --             One hash, so an entry reads everything it decides on with one HMGET and writes its
@@ -306,9 +306,10 @@ return {stock_of(KEYS[1])}
 ]==]
 
 -- pause_lost: KEYS s; ARGV the run id of a Redis that may have lost writes. Pauses the sale, once per
--- run id: `lost` keeps the id of the last pause, which the rebuild (init) leaves, so a node noticing
--- the same restart later, or retrying its recover, does not pause again a sale another already
--- rebuilt. -> {remaining, ver, paused} (paused 1: this loss's rebuild is still owed) | {} (no state)
+-- run id: `lost` keeps the id of the last pause (or of the recover that created the state again
+-- after Redis lost it whole), which the rebuild (init) leaves, so a node noticing the same restart
+-- later, or retrying its recover, does not pause again a sale another already rebuilt.
+-- -> {remaining, ver, paused} (paused 1: this loss's rebuild is still owed) | {} (no state)
 _M.pause_lost = STATE .. [==[
 if redis.call('HEXISTS', KEYS[1], 'cap') == 0 then return {} end
 if redis.call('HGET', KEYS[1], 'lost') ~= ARGV[1] then

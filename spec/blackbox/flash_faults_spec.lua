@@ -6,14 +6,15 @@
 -- the restart killed (the sale pauses, then reopens by itself with the exact stock once MariaDB is back:
 -- no oversell, every paid order counted), and with one node cut off from MariaDB (the sale is paused
 -- once for the restart, not again by the retries of that node's recover nor by the nodes that notice
--- later, once rebuilt); a sale left paused, rebuilt by the sweepers while MariaDB stalls; a rebuild
--- racing a pay (counted once); units coming back (a paid order cancelled, an admin stock change) while
--- Redis is unreachable (put back once, from MySQL, when Redis answers again); a pay whose commit fails
--- after the charge (retried while MariaDB stalls; 503 when it stays down, the hold then settled); a pay
--- whose hold vanished from Redis meanwhile (recounted from MySQL); a pay MySQL refuses because Redis
--- lost a sale (refunded, no oversell); the settle of an unfinished pay while MariaDB is stalled or down
--- (the hold stays PAYING and is settled by a later sweep: released once, never both refunded and
--- recorded).
+-- later, once rebuilt); a Redis that comes back empty (the state created again from MySQL at once,
+-- though the gate said sold out: the units of the lost holds sell again); a sale left paused, rebuilt by
+-- the sweepers while MariaDB stalls; a rebuild racing a pay (counted once); units coming back (a paid
+-- order cancelled, an admin stock change) while Redis is unreachable (put back once, from MySQL, when
+-- Redis answers again); a pay whose commit fails after the charge (retried while MariaDB stalls; 503
+-- when it stays down, the hold then settled); a pay whose hold vanished from Redis meanwhile (recounted
+-- from MySQL); a pay MySQL refuses because Redis lost a sale (refunded, no oversell); the settle of an
+-- unfinished pay while MariaDB is stalled or down (the hold stays PAYING and is settled by a later
+-- sweep: released once, never both refunded and recorded).
 --
 --   FCFS_BIN=build/fcfs busted --lua=luajit spec/blackbox/flash_faults_spec.lua
 local socket = require "socket"
@@ -159,6 +160,31 @@ describe("flash purchase under faults", function()
             assert.equal(1, select(2, cut:error_log():gsub("Redis run id changed", "")))
             assert.equal(200, buy().status)
             assert.equal(200, buy().status)
+            expect_error(entry(a.token, p.id), 409, "OUT_OF_STOCK")
+        end)
+    end)
+
+    describe("Redis comes back empty", function()
+        it("sells again the units of the holds it lost, though the node's gate said sold out", function()
+            local p = product({ stock = 2, per_user_limit = 10 })
+            assert.equal(201, entry(a.token, p.id).status)
+            assert.equal(201, entry(b.token, p.id).status)
+            -- the gate now answers the crowd with no Redis command
+            expect_error(entry(a.token, p.id), 409, "OUT_OF_STOCK")
+            local r = env.redis
+            r:kill9()
+            -- nothing to load: the state of every product is gone, holds and all
+            assert(shell.sh(format("rm -rf %s/appendonlydir %s/dump.rdb", r.dir, r.dir)) == 0)
+            r:restart()
+            wait_for("the state created again from MySQL", function()
+                return state(p.id).remaining == 2
+            end, 10, function() return require("cjson").encode(state(p.id)) end)
+            local res
+            wait_for("an entry that wins", function()
+                res = entry(admin.token, p.id)
+                return res.status == 201
+            end, 5, function() return res.body end)
+            assert.equal(201, entry(b.token, p.id).status)
             expect_error(entry(a.token, p.id), 409, "OUT_OF_STOCK")
         end)
     end)
