@@ -216,7 +216,8 @@ compare_defaults() {
 # no target always runs first. Per round and connection count, the req/s ratio of each pair
 # "a/b" in $RATIOS is printed (ROUND lines); ratio[pair-conns] gets the median of the per-round
 # ratios. res[target-conns] keeps the round with the median req/s, with the server CPU per request
-# of its workers (fcfs_* targets are fcfs, the others the peer) and, for each "name:pid" in
+# of its workers (fcfs_* targets are fcfs, the others the peer; a function target_pids TARGET from
+# the caller, when defined, names them instead) and, for each "name:pid" in
 # $EXTRA_CPU (e.g. redis:<pid>), that process's CPU per request as name_cpu_us. Prints the table
 # and the ratios; sets bad=1 if any run saw socket errors or 4xx/5xx.
 # Optional, from the caller: wrk_script[target] = a wrk script to run instead of bench/report.lua
@@ -224,8 +225,9 @@ compare_defaults() {
 # target (warm-up included: to reset state, it may change url[target]); ERRORS_EXPECTED = targets
 # whose every answer must be a 4xx/5xx (a sold-out path: bad=1 unless non2xx = requests);
 # REDIS_CLI = a redis-cli command line: its server's commands per request (INFO commandstats,
-# scripts' inner commands included) and its time in scripts per request go into each RESULT line
-# as redis_cmds and redis_script_us.
+# scripts' inner commands included), its reads from client sockets per request (INFO stats
+# total_reads_processed: each is a wake-up's read of one connection) and its time in scripts per
+# request go into each RESULT line as redis_cmds, redis_reads and redis_script_us.
 # shellcheck disable=SC2034,SC2154 # order/url/RATIOS come from the caller, res/ratio/bad go back to it
 compare_targets() {
   local r c t i n pids c0 c1 line key l hz pair a b x e round_order
@@ -248,7 +250,8 @@ compare_targets() {
     for c in $CONNS; do
       local -A rps=()
       for t in "${round_order[@]}"; do
-        if [[ $t = fcfs* ]]; then pids=$(fcfs_workers); else pids=$(peer_workers); fi
+        if declare -F target_pids >/dev/null; then pids=$(target_pids "$t")
+        elif [[ $t = fcfs* ]]; then pids=$(fcfs_workers); else pids=$(peer_workers); fi
         # shellcheck disable=SC2086
         c0=$(cpu_ticks $pids)
         if declare -F before_run >/dev/null; then before_run "$t"; fi
@@ -264,6 +267,7 @@ compare_targets() {
           line+=" ${e%%:*}_cpu_us=$(per_request $(($(cpu_ticks "${e#*:}") - cpu0[$e])) "$hz" "$(field requests "$line")")"
         done
         if [[ -n ${REDIS_CLI:-} ]]; then
+          line+=" redis_reads=$(redis_reads "$(field requests "$line")")"
           line+=" redis_cmds=$(redis_cmds "$(field requests "$line")")"
           line+=" redis_script_us=$(redis_script_us "$(field requests "$line")")"
         fi
@@ -291,7 +295,7 @@ compare_targets() {
   echo "median round by req/s of $ROUNDS rounds, wrk -t$THREADS -d${DURATION}s ($BENCH_ID)"
   local extra_head="" extra_sep=""
   for e in ${EXTRA_CPU:-}; do extra_head+=" ${e%%:*} CPU µs/req |"; extra_sep+="---:|"; done
-  if [[ -n ${REDIS_CLI:-} ]]; then extra_head+=" Redis cmds/req | Redis script µs/req |"; extra_sep+="---:|---:|"; fi
+  if [[ -n ${REDIS_CLI:-} ]]; then extra_head+=" Redis cmds/req | Redis reads/req | Redis script µs/req |"; extra_sep+="---:|---:|---:|"; fi
   echo "| target | conns | req/s | p50 ms | p99 ms | server CPU µs/req |$extra_head sock err | non-2xx |"
   echo "|---|---:|---:|---:|---:|---:|$extra_sep---:|---:|"
   for c in $CONNS; do
@@ -299,7 +303,7 @@ compare_targets() {
       l=${res[$t-$c]}
       x=""
       for e in ${EXTRA_CPU:-}; do x+=" $(field "${e%%:*}_cpu_us" "$l") |"; done
-      if [[ -n ${REDIS_CLI:-} ]]; then x+=" $(field redis_cmds "$l") | $(field redis_script_us "$l") |"; fi
+      if [[ -n ${REDIS_CLI:-} ]]; then x+=" $(field redis_cmds "$l") | $(field redis_reads "$l") | $(field redis_script_us "$l") |"; fi
       printf '| %s | %s | %s | %s | %s | %s |%s %s | %s |\n' "$t" "$c" "$(field rps "$l")" "$(field p50_ms "$l")" \
         "$(field p99_ms "$l")" "$(field cpu_us "$l")" "$x" "$(field sock_err "$l")" "$(field non2xx "$l")"
     done
@@ -335,6 +339,14 @@ redis_cmds() {
   $REDIS_CLI info commandstats | tr -d '\r' | awk -F'[=,:]' -v n="$1" '
     /^cmdstat_/ && $1 != "cmdstat_config" && $1 != "cmdstat_info" { s += $3 }
     END { printf "%.2f", (n > 0 ? s / n : 0) }'
+}
+
+# redis_reads REQUESTS -> reads $REDIS_CLI's server made from its clients' sockets since its last
+# CONFIG RESETSTAT, per request (this INFO's own read not counted): 1 / commands per wake-up and
+# connection
+redis_reads() {
+  $REDIS_CLI info stats | tr -d '\r' | awk -F: -v n="$1" '
+    $1 == "total_reads_processed" { printf "%.3f", (n > 0 ? ($2 - 1) / n : 0) }'
 }
 
 # redis_script_us REQUESTS -> microseconds $REDIS_CLI's server spent running scripts (EVAL, EVALSHA:
