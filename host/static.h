@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 #include "conf.h"
-#include "server.h"
+#include "request.h"
 
 typedef struct fcfs_static_s fcfs_static_t;
 
